@@ -1,0 +1,17 @@
+"""editlab: edit a language model's facts live and see honestly what the edit did.
+
+No Streamlit here: the CLI (``editlab``) and the app are thin front ends over this library.
+"""
+from .facts import Fact, Neighbor, negate
+from .methods import EditError, available as available_methods
+from .model import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
+from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
+from .session import EditRecord, EditSession
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Fact", "Neighbor", "negate", "EditError", "available_methods", "DEFAULT_MODEL",
+    "SUPPORTED_FAMILIES", "ArchMap", "ModelHandle", "load_model", "Measure", "Probe", "ProbeReport",
+    "ProbeRow", "default_probes", "measure", "EditRecord", "EditSession",
+]

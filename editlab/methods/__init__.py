@@ -1,0 +1,26 @@
+"""The registry of editing methods: one module each, found by name."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .base import EditError, HParamsBase, LoadReport, MethodContext
+
+# name -> module path; a module defines NAME, HParams, touched(handle, hp), apply(handle, facts, hp, ctx)
+REGISTRY = {
+    "rome": "editlab.methods.rome",
+}
+
+
+def available() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> ModuleType:
+    key = (name or "").strip().lower()
+    if key not in REGISTRY:
+        raise ValueError(f"unknown editing method {name!r}; available: {', '.join(REGISTRY)}")
+    return importlib.import_module(REGISTRY[key])
+
+
+__all__ = ["REGISTRY", "available", "get", "EditError", "HParamsBase", "LoadReport", "MethodContext"]

@@ -1,0 +1,104 @@
+"""What every editing method shares: the HParams base (EasyEdit YAML compatible) and the context
+a method runs in."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+# EasyEdit keys that address modules or devices by name: editlab's architecture map and device
+# choice replace them, so they are accepted and reported as ignored rather than used.
+IGNORED_EASYEDIT_KEYS = {
+    "alg_name", "model_name", "device", "stats_dir", "model_parallel", "fp16", "bf16",
+    "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "ln_f_module",
+    "lm_head_module", "max_length", "batch_size", "archive", "results_dir", "inner_params",
+}
+
+
+class EditError(RuntimeError):
+    """An edit failed; the weights were rolled back to exactly what they were before it."""
+
+
+@dataclass
+class LoadReport:
+    used: dict[str, Any] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.renamed:
+            out.append("renamed: " + ", ".join(f"{a} -> {b}" for a, b in self.renamed.items()))
+        if self.ignored:
+            out.append("ignored (editlab's architecture map / device choice replaces them): " + ", ".join(self.ignored))
+        if self.unknown:
+            out.append("unknown keys (not used): " + ", ".join(self.unknown))
+        return out
+
+
+@dataclass
+class HParamsBase:
+    """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours."""
+
+    EASYEDIT_RENAMES = {}
+
+    @classmethod
+    def for_model(cls, handle) -> "HParamsBase":  # pragma: no cover - each method overrides
+        return cls()
+
+    @classmethod
+    def from_dict(cls, data: dict, handle=None) -> tuple["HParamsBase", LoadReport]:
+        """Defaults for the model (if given), overridden by ``data``; returns what was not used."""
+        base = cls.for_model(handle) if handle is not None else cls()
+        names = {f.name for f in fields(cls)}
+        report = LoadReport()
+        updates = {}
+        for key, value in data.items():
+            target = cls.EASYEDIT_RENAMES.get(key, key)
+            if callable(target):
+                target, value = target(value)
+            if target in names:
+                updates[target] = value
+                report.used[target] = value
+                if target != key:
+                    report.renamed[key] = target
+            elif key in IGNORED_EASYEDIT_KEYS:
+                report.ignored.append(key)
+            else:
+                report.unknown.append(key)
+        hp = dataclasses.replace(base, **updates)
+        hp.validate(handle)
+        return hp, report
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, handle=None) -> tuple["HParamsBase", LoadReport]:
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of hyperparameters at the top level")
+        return cls.from_dict(data, handle)
+
+    def validate(self, handle=None) -> None:
+        pass
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class MethodContext:
+    """What a method may use besides the model: statistics settings, progress, session state."""
+
+    corpus: str | None = None  # a corpus path for second-moment statistics
+    online: bool = True
+    progress: Callable[[int, int, str], None] | None = None
+    session_state: dict = field(default_factory=dict)  # per edit session (e.g. AlphaEdit's KKᵀ)
+    info: dict = field(default_factory=dict)  # what the method reports back (stats source, ...)
+
+    def report(self, done: int, total: int, stage: str) -> None:
+        if self.progress:
+            self.progress(done, total, stage)

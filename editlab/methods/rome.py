@@ -1,0 +1,227 @@
+"""ROME: Rank-One Model Editing (Meng et al., 2022, "Locating and Editing Factual Associations
+in GPT", §3).
+
+The MLP output projection W of one layer is treated as a linear associative memory W k ≈ v.
+To write (s, r, o*):
+  1. k*  = mean over context templates of the key at the subject's last token      (eq. 3)
+  2. v*  = argmin_v  NLL(o* | prompt; v) + λ_KL · KL(essence) + weight decay       (eq. 4)
+           (v = v₀ + δ, δ clamped to clamp_norm_factor · ‖v₀‖)
+  3. ΔW  = (v* − W k) (C⁻¹ k*)ᵀ / ((C⁻¹ k*)ᵀ k)                                      (eq. 2)
+     with C = E[k kᵀ] over a corpus (``mom2_adjustment``; off → C = I, as EasyEdit allows).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..facts import Fact, negate
+from ..nethook import TraceDict
+from ..probes import target_ids
+from ..stats import resolve_corpus, second_moments
+from ..templates import context_templates
+from .base import EditError, HParamsBase, MethodContext
+from .keys import locate, pad_batch, read_kv
+
+NAME = "rome"
+
+
+def default_layer(handle) -> int:
+    """The decisive layer by family: gpt2-xl's 17/48 from the paper; elsewhere ~1/6 of the depth
+    (EasyEdit's 5/32 for 7B Llama/GPT-J)."""
+    n = handle.arch.n_layers
+    frac = 17 / 48 if handle.arch.family == "gpt2" else 5 / 30
+    return max(0, min(n - 1, round(frac * n)))
+
+
+@dataclass
+class HParams(HParamsBase):
+    layer: int = 5
+    fact_token: str = "subject_last"
+    v_num_grad_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    nll_stop: float = 0.05
+    mom2_adjustment: bool = True
+    mom2_n_tokens: int = 100_000
+    mom2_dtype: str = "float32"
+    mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
+    context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
+    negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
+    seed: int = 0
+
+    EASYEDIT_RENAMES = {
+        "layers": lambda v: ("layer", int(v[0]) if isinstance(v, (list, tuple)) else int(v)),
+        "mom2_n_samples": "mom2_n_tokens",
+        "v_loss_layer": lambda v: ("_unused_v_loss_layer", v),
+    }
+
+    @classmethod
+    def for_model(cls, handle) -> "HParams":
+        gpt2 = handle.arch.family == "gpt2"
+        return cls(layer=default_layer(handle), v_weight_decay=0.5 if gpt2 else 1e-3,
+                   v_num_grad_steps=20 if gpt2 else 25)
+
+    def validate(self, handle=None) -> None:
+        if handle is not None:
+            handle.arch.mlp_out_proj(self.layer)  # raises a clear range error
+        if self.fact_token != "subject_last":
+            raise ValueError(f"fact_token {self.fact_token!r} is not supported; ROME here uses 'subject_last'")
+        if self.v_num_grad_steps < 1:
+            raise ValueError("v_num_grad_steps must be at least 1")
+        if self.mom2_dtype not in ("float32", "float64"):
+            raise ValueError("mom2_dtype must be float32 or float64")
+
+
+def touched(handle, hp: HParams) -> list[str]:
+    """Names of the parameters this edit rewrites."""
+    return [handle.arch.mlp_out_proj(hp.layer) + ".weight"]
+
+
+def compute_k(handle, fact: Fact, layer: int, templates: list[str]) -> torch.Tensor:
+    """k*: the key at the subject's last token, averaged over context templates (eq. 3)."""
+    located = [locate(handle.tokenizer, t, fact.prompt, fact.subject) for t in templates]
+    k, _ = read_kv(handle, handle.arch.mlp_out_proj(layer), located)
+    return k.mean(0)
+
+
+def compute_u(k_star: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """u = C⁻¹ k* / ‖C⁻¹ k*‖ (the left vector); C = I without mom2 adjustment."""
+    if c is None:
+        u = k_star.double()
+    else:
+        u = torch.linalg.solve(c.to(k_star.device).double(), k_star.double())
+    return (u / u.norm()).float()
+
+
+def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
+              ctx: MethodContext | None = None, module: str | None = None) -> tuple[torch.Tensor, dict]:
+    """v*: the MLP output at the subject's last token that makes the model say target_new (eq. 4).
+
+    δ is added to the output of ``module`` (default: the layer's MLP output projection) at the
+    subject token of every prompt; loss = NLL(target | context + prompt) + kl_factor · KL(P₀ ‖ P)
+    on "{subject} is a" + v_weight_decay · ‖δ‖ / ‖v₀‖² (+ negation_weight · −log(1 − P(target | negated))).
+    """
+    tok, model = handle.tokenizer, handle.model
+    module = module or handle.arch.mlp_out_proj(layer)
+    tids = target_ids(tok, fact.target_new)
+    head = tok.decode(tids[:-1]) if len(tids) > 1 else ""
+    rewriting = [locate(tok, t, fact.prompt, fact.subject, suffix=head) for t in templates]
+    kl = [locate(tok, "{}", f"{fact.subject} is a", fact.subject)]
+    negated = []
+    if hp.negation_weight:
+        neg_prompt, _ = negate(fact.prompt, fact.subject)
+        negated = [locate(tok, t, neg_prompt, fact.subject, suffix=head) for t in templates]
+    batch = rewriting + kl + negated
+    ids, mask = pad_batch([b.ids for b in batch], tok.pad_token_id, handle.device)
+    lookup = torch.tensor([b.index for b in batch], device=handle.device)
+    rows = torch.arange(len(batch), device=handle.device)
+
+    # A rewriting text ends with the target minus its last token; the logits at position p predict
+    # token p+1, so target token i is predicted at position (n_prompt - 1 + i).
+    def nll_terms(group, offset):
+        pos = []
+        for j, b in enumerate(group):
+            n_prompt = len(b.ids) - (len(tids) - 1)
+            pos += [(offset + j, n_prompt - 1 + i, tids[i]) for i in range(len(tids))]
+        r, p, t = (torch.tensor(x, device=handle.device) for x in zip(*pos))
+        return r, p, t
+
+    rw_r, rw_p, rw_t = nll_terms(rewriting, 0)
+    if negated:
+        ng_r, ng_p, ng_t = nll_terms(negated, len(rewriting) + len(kl))
+    kl_row = len(rewriting)
+
+    d_out = handle.mlp_out_weight(layer).shape[0]
+    delta = torch.zeros(d_out, device=handle.device, dtype=torch.float32, requires_grad=True)
+    state = {"v0": None}
+
+    def edit(output, _name):
+        if state["v0"] is None:
+            state["v0"] = output[0, lookup[0]].detach().float().clone()
+        out = output.clone()
+        out[rows, lookup] = out[rows, lookup] + delta.to(out.dtype)
+        return out
+
+    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    kl_init = None
+    losses = []
+    with torch.enable_grad():
+        for step in range(hp.v_num_grad_steps):
+            opt.zero_grad()
+            with TraceDict(model, [module], retain_output=False, edit_output=edit):
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            lp = torch.log_softmax(logits, dim=-1)
+            n_rw = len(rewriting)
+            nll = -lp[rw_r, rw_p, rw_t].sum() / n_rw / len(tids)
+            kl_lp = torch.log_softmax(logits[kl_row, kl[0].index], dim=-1)
+            if kl_init is None:
+                kl_init = kl_lp.detach().clone()
+            kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_lp, kl_init, log_target=True, reduction="sum")
+            wd = hp.v_weight_decay * (delta.norm() / state["v0"].norm() ** 2)
+            loss = nll + kl_loss + wd
+            if negated:
+                # Push P(target | negated prompt) down: −log(1 − P), per-token mean probability.
+                p_neg = lp[ng_r, ng_p, ng_t].reshape(len(negated), len(tids)).mean(1).exp()
+                loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
+            if not torch.isfinite(loss):
+                raise EditError(f"ROME's value optimisation diverged at step {step} (loss {loss.item()})")
+            losses.append(round(float(loss), 4))
+            if nll.item() < hp.nll_stop:
+                break
+            if step == hp.v_num_grad_steps - 1:
+                break
+            loss.backward()
+            opt.step()
+            max_norm = hp.clamp_norm_factor * state["v0"].norm()
+            with torch.no_grad():
+                if delta.norm() > max_norm:
+                    delta.mul_(max_norm / delta.norm())
+    v_star = (state["v0"] + delta).detach()
+    return v_star, {"v_losses": losses, "v_steps": len(losses), "delta_norm": float(delta.norm()),
+                    "v0_norm": float(state["v0"].norm())}
+
+
+def covariance(handle, layers: list[int], hp, ctx: MethodContext) -> dict[int, torch.Tensor]:
+    corpus = resolve_corpus(handle, hp.mom2_dataset or ctx.corpus, hp.mom2_n_tokens, online=ctx.online, progress=ctx.progress)
+    ctx.info["stats_source"] = corpus.label
+    return second_moments(handle, layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
+
+
+def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
+    """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
+    timings = {}
+    t0 = time.perf_counter()
+    c = covariance(handle, [hp.layer], hp, ctx)[hp.layer] if hp.mom2_adjustment else None
+    if not hp.mom2_adjustment:
+        ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
+    timings["stats_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    timings["templates_s"] = time.perf_counter() - t0
+    module = handle.arch.mlp_out_proj(hp.layer)
+    weight = handle.weight(module)
+    details = []
+    for i, fact in enumerate(facts):
+        ctx.report(i, len(facts), f"ROME: computing k* and v* for {fact.subject!r}")
+        t0 = time.perf_counter()
+        k_star = compute_k(handle, fact, hp.layer, templates)
+        u = compute_u(k_star, c)
+        v_star, vinfo = compute_v(handle, fact, hp.layer, templates, hp, ctx)
+        k, v_cur = read_kv(handle, module, [locate(handle.tokenizer, "{}", fact.prompt, fact.subject)])
+        k, v_cur = k[0], v_cur[0]
+        denom = torch.dot(k, u)
+        if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
+            raise EditError("ROME: the key is orthogonal to C⁻¹k*; no rank-one update can write this fact")
+        right = (v_star - v_cur) / denom  # (v* − W k) / (uᵀ k)
+        upd = torch.outer(right, u)  # [out, in]
+        with torch.no_grad():
+            w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
+            weight.copy_(w32.to(weight.dtype))
+        details.append({"subject": fact.subject, "update_norm": float(upd.norm()), "seconds": time.perf_counter() - t0, **vinfo,
+                        "k": k.cpu(), "v_star": v_star.cpu()})
+    ctx.report(len(facts), len(facts), "ROME: done")
+    return {"timings": timings, "facts": details, "layer": hp.layer, "templates": len(templates)}

@@ -1,0 +1,350 @@
+"""The probe suite: what the model says about a fact, measured honestly.
+
+For each probe prompt (positive, negated, True/False, paraphrase, neighbourhood, free generation)
+and each model state (unedited / before / after), one :class:`Measure` holds the teacher-forced
+probabilities of both targets, their first-token ranks, the top-5 next tokens and the greedy text.
+All prompts of one state are scored in batched forward passes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterable, Sequence
+
+import torch
+
+from .facts import Fact, negate
+
+KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation")
+TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")
+FALSE_SPELLINGS = ("False", " False", "false", " false", "FALSE", " FALSE")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe prompt. ``prompt`` is exactly what is shown and scored (overridable).
+
+    ``kind`` is one of :data:`KINDS`. ``rule`` records how it was built (the negation rule, or for
+    ``true_false`` which target the statement asserts: ``"new"`` / ``"true"``). ``chat``: render
+    through the tokenizer's chat template as a user turn.
+    """
+
+    kind: str
+    prompt: str
+    rule: str | None = None
+    answer: str | None = None
+    chat: bool = False
+    max_new_tokens: int = 8
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Probe.kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if not self.prompt or not self.prompt.strip():
+            raise ValueError(f"Probe.prompt is empty for a {self.kind} probe")
+
+
+def true_false_question(statement: str) -> str:
+    return f"True or false: {statement.rstrip('.')}."
+
+
+def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40) -> list[Probe]:
+    """The standard probe set for a fact; every prompt is visible and may be replaced."""
+    chat = bool(tokenizer is not None and getattr(tokenizer, "chat_template", None))
+    negated, rule = negate(fact.prompt, fact.subject)
+    probes = [Probe("positive", fact.prompt), Probe("negation", negated, rule=rule)]
+    targets = [("new", fact.target_new)] + ([("true", fact.target_true)] if fact.target_true else [])
+    for which, target in targets:
+        question = true_false_question(fact.statement(target))
+        probes.append(Probe("true_false", question if chat else question + "\nAnswer:", rule=which, chat=chat, max_new_tokens=4))
+    probes += [Probe("paraphrase", p) for p in fact.paraphrases]
+    probes += [Probe("neighborhood", n.prompt, answer=n.answer) for n in fact.neighbors]
+    probes.append(Probe("generation", fact.prompt, max_new_tokens=generation_tokens))
+    return probes
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What one model state says after one probe prompt.
+
+    ``p_new``/``p_true``: teacher-forced probability of the target, per-token geometric mean
+    (exp of the mean token log-prob; the ROME/MEMIT comparison convention). ``p_*_seq``: the whole
+    target sequence's probability. ``rank_*``: 1-based rank of the target's first token among the
+    next-token candidates. ``top1_is_*``: the greedy continuation starts with that target (exact,
+    word-bounded). ``p_yes``/``p_no``/``verdict``: True/False probes only (P(True), P(False) summed
+    over the usual spellings of the answer's first token). Fields that do not apply are ``None``.
+    """
+
+    greedy: str
+    top5: tuple[tuple[str, float], ...]
+    p_new: float | None = None
+    p_true: float | None = None
+    p_new_seq: float | None = None
+    p_true_seq: float | None = None
+    rank_new: int | None = None
+    rank_true: int | None = None
+    top1_is_new: bool | None = None
+    top1_is_true: bool | None = None
+    p_answer: float | None = None
+    top1_is_answer: bool | None = None
+    p_yes: float | None = None
+    p_no: float | None = None
+    verdict: bool | None = None
+
+    @property
+    def prefers_new(self) -> bool | None:
+        if self.p_new is None or self.p_true is None:
+            return None
+        return self.p_new > self.p_true
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["top5"] = [[t, p] for t, p in self.top5]
+        return d
+
+
+def starts_with_target(text: str, target: str | None) -> bool | None:
+    if target is None:
+        return None
+    text, target = text.lstrip(), target.strip()
+    if not text.startswith(target):
+        return False
+    rest = text[len(target):]
+    return not rest or not (rest[0].isalnum())
+
+
+def _render(tokenizer, probe: Probe, prefix: str = "") -> list[int]:
+    if probe.chat:
+        msgs = [{"role": "user", "content": prefix + probe.prompt}]
+        ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+    return list(tokenizer(prefix + probe.prompt).input_ids)
+
+
+def target_ids(tokenizer, target: str) -> list[int]:
+    """Token ids of a target as it follows a prompt (with its leading space)."""
+    ids = tokenizer(" " + target.strip(), add_special_tokens=False).input_ids
+    if not ids:
+        raise ValueError(f"target {target!r} tokenises to nothing")
+    return list(ids)
+
+
+def _spelling_ids(tokenizer, spellings: Sequence[str]) -> list[int]:
+    out = set()
+    for s in spellings:
+        ids = tokenizer(s, add_special_tokens=False).input_ids
+        if len(ids) == 1:
+            out.add(ids[0])
+    return sorted(out)
+
+
+def _pad(seqs: list[list[int]], pad_id: int, left: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if left:
+            ids[i, n - len(s):] = torch.tensor(s)
+            mask[i, n - len(s):] = 1
+        else:
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def _forward_logprobs(model, seqs: list[list[int]], pad_id: int, device, batch_size: int) -> list[torch.Tensor]:
+    """Log-softmax over the vocabulary for every position of every sequence (right padded)."""
+    out = []
+    for i in range(0, len(seqs), batch_size):
+        chunk = seqs[i : i + batch_size]
+        ids, mask = _pad(chunk, pad_id, left=False, device=device)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        lp = torch.log_softmax(logits, dim=-1)
+        out += [lp[j, : len(s)].cpu() for j, s in enumerate(chunk)]
+    return out
+
+
+@torch.no_grad()
+def greedy(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy continuations, batched with left padding; returns the decoded new text only."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    texts = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        ids, mask = _pad(chunk, pad_id, left=True, device=device)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+            temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
+        )
+        texts += [tokenizer.decode(g[ids.shape[1]:], skip_special_tokens=True) for g in gen]
+    return texts
+
+
+def _score_target(lp: torch.Tensor, n_prompt: int, tids: list[int]) -> tuple[float, float]:
+    """(per-token geometric-mean probability, whole-sequence probability) of tids after the prompt."""
+    token_lp = torch.stack([lp[n_prompt - 1 + j, t] for j, t in enumerate(tids)])
+    return math.exp(token_lp.mean().item()), math.exp(token_lp.sum().item())
+
+
+def measure(
+    model,
+    tokenizer,
+    fact: Fact,
+    probes: Sequence[Probe],
+    prefix: str = "",
+    batch_size: int = 16,
+) -> list[Measure]:
+    """Measure every probe on the model as it is now. ``prefix`` is prepended to every prompt
+    (in-context editing puts its demonstrations there)."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    new_ids = target_ids(tokenizer, fact.target_new)
+    true_ids = target_ids(tokenizer, fact.target_true) if fact.target_true else None
+    yes_ids, no_ids = _spelling_ids(tokenizer, TRUE_SPELLINGS), _spelling_ids(tokenizer, FALSE_SPELLINGS)
+
+    rendered = [_render(tokenizer, p, prefix) for p in probes]
+    # One teacher-forced sequence per (probe, target); the first also gives the next-token distribution.
+    seqs, index = [], []
+    for pi, (p, ids) in enumerate(zip(probes, rendered)):
+        targets = [("new", new_ids)]
+        if true_ids:
+            targets.append(("true", true_ids))
+        if p.answer:
+            targets.append(("answer", target_ids(tokenizer, p.answer)))
+        if p.kind == "true_false":
+            targets = [("none", [])]
+        for name, tids in targets:
+            index.append((pi, name, tids))
+            seqs.append(ids + tids)
+    lps = _forward_logprobs(model, seqs, pad_id, device, batch_size)
+
+    by_len: dict[int, list[int]] = {}
+    for pi, p in enumerate(probes):
+        by_len.setdefault(p.max_new_tokens, []).append(pi)
+    greedy_text: dict[int, str] = {}
+    for n_new, pis in by_len.items():
+        for pi, text in zip(pis, greedy(model, tokenizer, [rendered[i] for i in pis], n_new, batch_size)):
+            greedy_text[pi] = text
+
+    fields: list[dict] = [dict() for _ in probes]
+    for (pi, name, tids), lp in zip(index, lps):
+        n_prompt = len(rendered[pi])
+        f = fields[pi]
+        if "top5" not in f:
+            nxt = lp[n_prompt - 1].exp()
+            top = torch.topk(nxt, 5)
+            f["top5"] = tuple((tokenizer.decode([int(t)]), round(float(v), 6)) for v, t in zip(top.values, top.indices))
+            f["_next"] = nxt
+        if name == "none":
+            continue
+        mean_p, seq_p = _score_target(lp, n_prompt, tids)
+        rank = int((f["_next"] > f["_next"][tids[0]]).sum().item()) + 1
+        if name == "answer":
+            f["p_answer"] = mean_p
+        else:
+            f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = mean_p, seq_p, rank
+
+    measures = []
+    for pi, p in enumerate(probes):
+        f = fields[pi]
+        nxt = f.pop("_next")
+        text = greedy_text[pi]
+        if p.kind == "true_false":
+            p_yes, p_no = float(nxt[yes_ids].sum()), float(nxt[no_ids].sum())
+            measures.append(Measure(greedy=text, top5=f["top5"], p_yes=p_yes, p_no=p_no, verdict=p_yes > p_no))
+            continue
+        measures.append(Measure(
+            greedy=text, top1_is_new=starts_with_target(text, fact.target_new),
+            top1_is_true=starts_with_target(text, fact.target_true),
+            top1_is_answer=starts_with_target(text, p.answer) if p.answer else None, **f,
+        ))
+    return measures
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    probe: Probe
+    unedited: Measure | None
+    before: Measure | None
+    after: Measure | None
+
+    def to_dict(self) -> dict:
+        p = self.probe
+        return {
+            "kind": p.kind, "prompt": p.prompt, "rule": p.rule, "answer": p.answer, "chat": p.chat,
+            "unedited": self.unedited.to_dict() if self.unedited else None,
+            "before": self.before.to_dict() if self.before else None,
+            "after": self.after.to_dict() if self.after else None,
+        }
+
+
+COLUMNS = ("unedited", "before", "after")
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """Side-by-side probe results: the unedited model, the model before this edit, after it."""
+
+    fact: Fact
+    rows: tuple[ProbeRow, ...]
+    model: str = ""
+    method: str | None = None
+    edit_seconds: float | None = None
+    notes: tuple[str, ...] = ()
+
+    def rows_of(self, kind: str) -> list[ProbeRow]:
+        return [r for r in self.rows if r.probe.kind == kind]
+
+    def summary(self, column: str = "after") -> dict:
+        """The headline flags for one column (see docs: PP, PN, fact-check)."""
+        def get(kind, rule=None):
+            for r in self.rows_of(kind):
+                if rule is None or r.probe.rule == rule:
+                    return getattr(r, column)
+            return None
+
+        pos, neg, tf_new, tf_true = get("positive"), get("negation"), get("true_false", "new"), get("true_false", "true")
+        out = {
+            "positive_prefers_new": pos.prefers_new if pos else None,
+            "positive_top1_is_new": pos.top1_is_new if pos else None,
+            "negation_prefers_new": neg.prefers_new if neg else None,
+            "negation_top1_is_new": neg.top1_is_new if neg else None,
+            "factcheck_new_says_true": tf_new.verdict if tf_new else None,
+            "factcheck_true_says_true": tf_true.verdict if tf_true else None,
+        }
+        paras = [getattr(r, column) for r in self.rows_of("paraphrase") if getattr(r, column)]
+        out["paraphrase_prefers_new"] = (sum(bool(m.prefers_new) for m in paras) / len(paras)) if paras else None
+        # The two findings, stated as flags a page can highlight.
+        out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
+        out["factcheck_disagrees_with_completion"] = bool(pos and tf_new and pos.prefers_new and tf_new.verdict is False)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "method": self.method, "fact": self.fact.to_dict(),
+            "edit_seconds": self.edit_seconds, "notes": list(self.notes),
+            "summary": {c: self.summary(c) for c in COLUMNS if any(getattr(r, c) for r in self.rows)},
+            "probes": [r.to_dict() for r in self.rows],
+        }
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_dataframe(self):
+        """One row per (probe, column), with the measured fields as columns."""
+        import pandas as pd
+
+        records = []
+        for i, r in enumerate(self.rows):
+            for c in COLUMNS:
+                m = getattr(r, c)
+                if m is None:
+                    continue
+                d = m.to_dict()
+                d["top5"] = ", ".join(f"{t!r}:{p:.3f}" for t, p in m.top5)
+                records.append({"probe": i, "kind": r.probe.kind, "prompt": r.probe.prompt, "rule": r.probe.rule, "column": c, **d})
+        return pd.DataFrame.from_records(records)

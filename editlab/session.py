@@ -1,0 +1,238 @@
+"""Edit sessions: a stack of edits over one shared, resident model, each undoable bit for bit.
+
+At rest the shared model holds the *unedited* weights. A session keeps the values of the weights
+its edits touched; ``applied()`` loads them under the model's lock and puts the originals back on
+exit, so several sessions (browser tabs of one Space) share one model without seeing each other's
+edits, and "unedited" is always one lock away.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from . import methods
+from .facts import Fact
+from .methods.base import EditError, HParamsBase, MethodContext
+from .nethook import get_parameter
+from .probes import Probe, ProbeReport, ProbeRow, default_probes, measure
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One applied edit: what was written, with what, and the touched weights' values around it."""
+
+    id: int
+    method: str
+    facts: tuple[Fact, ...]
+    hparams: dict
+    weights_before: Mapping[str, torch.Tensor] = field(repr=False)
+    weights_after: Mapping[str, torch.Tensor] = field(repr=False)
+    timings: dict
+    info: dict = field(repr=False, default_factory=dict)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.timings.get("total_s", 0.0))
+
+    def summary(self) -> dict:
+        return {
+            "id": self.id, "method": self.method, "facts": [f.to_dict() for f in self.facts],
+            "hparams": self.hparams, "timings": self.timings, "created": self.created,
+            "weights": sorted(self.weights_before),
+            "stats_source": self.info.get("stats_source"),
+        }
+
+
+class EditSession:
+    """A user's sequence of edits on a shared model handle."""
+
+    def __init__(self, handle, corpus: str | None = None, online: bool = True):
+        self.handle = handle
+        self.corpus = corpus
+        self.online = online
+        self.records: list[EditRecord] = []
+        self.method_state: dict[str, dict] = {}
+        self._original: dict[str, torch.Tensor] = {}
+        self._current: dict[str, torch.Tensor] = {}
+        self._depth = 0
+
+    # ---- weights in and out -------------------------------------------------------------
+    def _write(self, values: Mapping[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, value in values.items():
+                get_parameter(self.handle.model, name).copy_(value)
+
+    def _read(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        return {n: get_parameter(self.handle.model, n).detach().to("cpu", copy=True) for n in names}
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Hold the model's lock with this session's edits in the weights (and adapters attached)."""
+        with self.handle.lock:
+            outer = self._depth == 0
+            self._depth += 1
+            try:
+                if outer:
+                    self._write(self._current)
+                with contextlib.ExitStack() as stack:
+                    if outer:
+                        for rec in self.records:
+                            attach = getattr(methods.get(rec.method), "attach", None)
+                            if attach is not None:
+                                stack.enter_context(attach(self.handle, rec))
+                    yield self.handle
+            finally:
+                self._depth -= 1
+                if outer:
+                    self._write({n: self._original[n] for n in self._current})
+
+    @property
+    def prefix(self) -> str:
+        """Text prepended to probe prompts (in-context editing's demonstrations)."""
+        return "".join(r.info.get("prefix", "") for r in self.records)
+
+    # ---- editing --------------------------------------------------------------------------
+    def resolve_hparams(self, method: str, hparams=None) -> HParamsBase:
+        mod = methods.get(method)
+        if hparams is None:
+            hp = mod.HParams.for_model(self.handle)
+        elif isinstance(hparams, dict):
+            hp, _ = mod.HParams.from_dict(hparams, self.handle)
+        else:
+            hp = hparams
+        hp.validate(self.handle)
+        return hp
+
+    def edit(self, facts: Fact | Sequence[Fact], method: str = "rome", hparams=None,
+             progress: Callable[[int, int, str], None] | None = None) -> EditRecord:
+        """Apply one edit (one fact, or a batch for batch methods). On any failure the weights are
+        rolled back to exactly their previous values and :class:`EditError` is raised."""
+        facts = [facts] if isinstance(facts, Fact) else list(facts)
+        if not facts:
+            raise ValueError("no facts to edit")
+        for f in facts:
+            if not isinstance(f, Fact):
+                raise TypeError(f"expected Fact, got {type(f).__name__}")
+        mod = methods.get(method)
+        hp = self.resolve_hparams(method, hparams)
+        names = list(mod.touched(self.handle, hp))
+        state = dict(self.method_state.get(mod.NAME, {}))
+        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state)
+        t0 = time.perf_counter()
+        with self.applied():
+            before = self._read(names)
+            try:
+                result = mod.apply(self.handle, facts, hp, ctx)
+                after = self._read(names)
+                bad = [n for n, v in after.items() if not torch.isfinite(v).all()]
+                if bad:
+                    raise EditError(f"{mod.NAME} produced non-finite weights in {', '.join(bad)}")
+            except BaseException as e:
+                self._write(before)  # roll back before anything else sees the model
+                if isinstance(e, torch.OutOfMemoryError):
+                    raise EditError(
+                        f"{mod.NAME} ran out of device memory; the weights were restored. Try a smaller "
+                        "batch, fewer context templates, or a smaller model"
+                    ) from e
+                if isinstance(e, (EditError, KeyboardInterrupt)):
+                    raise
+                raise EditError(f"{mod.NAME} failed: {e}; the weights were restored") from e
+        for n in names:
+            self._original.setdefault(n, before[n])
+        self._current.update(after)
+        self.method_state[mod.NAME] = state
+        info = dict(ctx.info)
+        info.update(result or {})
+        timings = dict(info.pop("timings", {}))
+        timings["total_s"] = time.perf_counter() - t0
+        record = EditRecord(
+            id=next(_ids), method=mod.NAME, facts=tuple(facts), hparams=hp.to_dict(),
+            weights_before=before, weights_after=after, timings=timings, info=info,
+        )
+        self.records.append(record)
+        return record
+
+    def undo(self, record: EditRecord | int | None = None) -> EditRecord:
+        """Remove one edit. The latest edit is undone bit for bit; undoing an earlier one restores
+        its weights' previous values and re-applies the later edits' weight deltas on top."""
+        if not self.records:
+            raise ValueError("there is no edit to undo")
+        if record is None:
+            record = self.records[-1]
+        if isinstance(record, int):
+            matches = [r for r in self.records if r.id == record]
+            if not matches:
+                raise ValueError(f"no edit with id {record} in this session")
+            record = matches[0]
+        i = self.records.index(record)
+        later = self.records[i + 1 :]
+        for name, value in record.weights_before.items():
+            new = value.clone()
+            deltas = [r for r in later if name in r.weights_after]
+            if deltas:
+                acc = new.float()
+                for r in deltas:
+                    acc += r.weights_after[name].float() - r.weights_before[name].float()
+                new = acc.to(value.dtype)
+            if torch.equal(new, self._original[name]):
+                self._current.pop(name, None)
+            else:
+                self._current[name] = new
+        self.records.pop(i)
+        if not self.records:
+            self.method_state.clear()
+        return record
+
+    def reset(self) -> None:
+        """Back to the unedited model, bit for bit."""
+        self._current.clear()
+        self.records.clear()
+        self.method_state.clear()
+
+    # ---- probing --------------------------------------------------------------------------
+    def probes_for(self, fact: Fact, probes: Sequence[Probe] | None = None, generation_tokens: int = 40) -> list[Probe]:
+        return list(probes) if probes else default_probes(fact, self.handle.tokenizer, generation_tokens)
+
+    def measure_unedited(self, fact: Fact, probes: Sequence[Probe]):
+        with self.handle.lock:  # at rest the shared model is unedited
+            return measure(self.handle.model, self.handle.tokenizer, fact, probes)
+
+    def measure_current(self, fact: Fact, probes: Sequence[Probe]):
+        with self.applied():
+            return measure(self.handle.model, self.handle.tokenizer, fact, probes, prefix=self.prefix)
+
+    def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
+        """Unedited vs this session's current state (the "after" column), without editing."""
+        probes = self.probes_for(fact, probes)
+        unedited = self.measure_unedited(fact, probes)
+        current = self.measure_current(fact, probes) if self.records else unedited
+        return ProbeReport(fact=fact, rows=tuple(ProbeRow(p, u, None, c) for p, u, c in zip(probes, unedited, current)),
+                           model=self.handle.name)
+
+    def edit_and_compare(self, fact: Fact, method: str = "rome", hparams=None,
+                         probes: Sequence[Probe] | None = None,
+                         progress: Callable[[int, int, str], None] | None = None) -> tuple[EditRecord, ProbeReport]:
+        """Probe unedited and before, edit, probe after: the three columns of the report."""
+        probes = self.probes_for(fact, probes)
+        with self.handle.lock:
+            unedited = self.measure_unedited(fact, probes)
+            before = self.measure_current(fact, probes) if self.records else unedited
+            record = self.edit(fact, method, hparams, progress)
+            after = self.measure_current(fact, probes)
+        notes = []
+        if record.info.get("stats_source"):
+            notes.append(f"statistics: {record.info['stats_source']}")
+        report = ProbeReport(
+            fact=fact, rows=tuple(ProbeRow(p, u, b, a) for p, u, b, a in zip(probes, unedited, before, after)),
+            model=self.handle.name, method=record.method, edit_seconds=record.seconds, notes=tuple(notes),
+        )
+        return record, report

@@ -169,7 +169,7 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
                 loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
             if not torch.isfinite(loss):
                 raise EditError(f"ROME's value optimisation diverged at step {step} (loss {loss.item()})")
-            losses.append(round(float(loss), 4))
+            losses.append(round(loss.item(), 4))
             if nll.item() < hp.nll_stop:
                 break
             if step == hp.v_num_grad_steps - 1:

@@ -1,0 +1,141 @@
+"""``editlab probe`` and ``editlab edit``: one fact, side by side before and after."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import methods
+from ..facts import Fact, Neighbor
+from ..probes import ProbeReport
+from ..session import EditSession
+from .common import add_model_args, load, progress_printer, status
+
+
+def register(sub) -> None:
+    for name, helptext in (("probe", "probe what the model says about a fact (no edit)"),
+                           ("edit", "edit one fact and compare unedited / before / after")):
+        p = sub.add_parser(name, help=helptext)
+        add_model_args(p)
+        p.add_argument("--subject", required=True)
+        p.add_argument("--prompt", required=True, help="a prompt containing the subject (or '{}' for it)")
+        p.add_argument("--target-new", required=True)
+        p.add_argument("--target-true", default=None)
+        p.add_argument("--paraphrase", action="append", default=[], help="repeatable")
+        p.add_argument("--neighbor", action="append", default=[], help="repeatable; 'prompt' or 'prompt=>answer'")
+        p.add_argument("--generation-tokens", type=int, default=40)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "edit":
+            p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
+            p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
+            p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
+            p.add_argument("--offline", action="store_true", help="never download a corpus")
+        p.set_defaults(handler=run_probe if name == "probe" else run_edit)
+
+
+def fact_from_args(args) -> Fact:
+    neighbors = []
+    for n in args.neighbor:
+        prompt, _, answer = n.partition("=>")
+        neighbors.append(Neighbor(prompt.strip(), answer.strip() or None))
+    return Fact(subject=args.subject, prompt=args.prompt, target_new=args.target_new,
+                target_true=args.target_true, paraphrases=tuple(args.paraphrase), neighbors=tuple(neighbors))
+
+
+def parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def hparams_from_args(args, handle):
+    mod = methods.get(args.method)
+    data = {}
+    if args.hparams:
+        import yaml
+
+        with open(args.hparams, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    data.update(parse_sets(args.set))
+    hp, report = mod.HParams.from_dict(data, handle)
+    for line in report.lines():
+        status(f"hparams: {line}")
+    return hp
+
+
+def run_probe(args) -> int:
+    fact = fact_from_args(args)
+    handle = load(args)
+    session = EditSession(handle)
+    report = session.compare(fact, session.probes_for(fact, generation_tokens=args.generation_tokens))
+    emit(report, args.json)
+    return 0
+
+
+def run_edit(args) -> int:
+    fact = fact_from_args(args)
+    handle = load(args)
+    hp = hparams_from_args(args, handle)
+    session = EditSession(handle, corpus=args.corpus, online=not args.offline)
+    status(f"editing with {args.method} ...")
+    _, report = session.edit_and_compare(fact, args.method, hp, session.probes_for(fact, generation_tokens=args.generation_tokens),
+                                         progress=progress_printer())
+    emit(report, args.json)
+    return 0
+
+
+def emit(report: ProbeReport, as_json: bool) -> None:
+    if as_json:
+        print(report.to_json())
+    else:
+        print(render_table(report))
+
+
+def _cell(m) -> str:
+    if m is None:
+        return "-"
+    if m.p_yes is not None:
+        return f"True {m.p_yes:.2f} / False {m.p_no:.2f} -> {'T' if m.verdict else 'F'}"
+    mark = "*" if m.top1_is_new else ""
+    s = f"new {m.p_new:.3f}{mark}"
+    if m.p_true is not None:
+        s += f" true {m.p_true:.3f}" + ("*" if m.top1_is_true else "")
+    return s
+
+
+def render_table(report: ProbeReport) -> str:
+    """Plain-text side by side: one line per probe, a column per model state."""
+    cols = [c for c in ("unedited", "before", "after") if any(getattr(r, c) for r in report.rows)]
+    lines = [f"model: {report.model}   method: {report.method or '(none)'}"
+             + (f"   edit: {report.edit_seconds:.1f}s" if report.edit_seconds else "")]
+    f = report.fact
+    lines.append(f"fact: {f.prompt} -> {f.target_new!r} (true: {f.target_true!r})")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    header = f"{'probe':<13} {'prompt':<52} " + " ".join(f"{c:<38}" for c in cols)
+    lines += [header, "-" * len(header)]
+    for r in report.rows:
+        prompt = r.probe.prompt.replace("\n", " ")
+        prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
+        kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
+        lines.append(f"{kind:<13} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
+    lines.append("")
+    lines.append("greedy continuations (* = greedy text starts with that target):")
+    for r in report.rows:
+        if r.probe.kind in ("positive", "negation", "generation"):
+            for c in cols:
+                m = getattr(r, c)
+                if m is not None:
+                    lines.append(f"  {r.probe.kind:<10} {c:<8} {r.probe.prompt!r} -> {m.greedy.strip()!r}")
+    s = report.summary(cols[-1])
+    lines.append("")
+    lines.append(f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
+                 f"new target survives negation: {s['new_target_survives_negation']}   "
+                 f"fact-check disagrees with completion: {s['factcheck_disagrees_with_completion']}")
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""Edit-quality metrics under the field's conventions, computed from probe results.
+
+Three families, each defined per fact and then averaged over facts (formulas and sources in
+docs/metrics.md):
+
+- **CounterFact** (Meng et al. 2022, ROME §3 / MEMIT §5): ES, PS, NS and their magnitudes EM, PM,
+  NM from the teacher-forced probabilities P(new), P(true); score S = harmonic mean of ES, PS, NS.
+- **Token accuracy** (EasyEdit; zsRE as in MEND): teacher-forced top-1 token accuracy of the new
+  target on the prompt (rewrite) and paraphrases (rephrase), of KnowEdit's portability answers, and
+  locality = agreement of the scored model's top-1 tokens with the unedited model's.
+- **Negation and fact-check** (Liu et al. 2025, "Is Model Editing Built on Sand?"): PP, PN, NP, NN,
+  rectified efficacy PP − PN, and True/False fact-check accuracy.
+
+Every function takes a ``column`` (``"unedited"``, ``"before"`` or ``"after"`` of a
+:class:`~editlab.probes.ProbeReport`), so the unedited model is scored by the same code.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from .probes import Measure, ProbeReport
+from .tokenacc import TokenPrediction, agreement
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    convention: str  # "counterfact" | "token" | "negation"
+    higher_is_better: bool
+    description: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("ES", "Efficacy (ES)", "counterfact", True, "mean[P(new) > P(true)] on the edit prompt"),
+    Metric("PS", "Paraphrase (PS)", "counterfact", True, "mean[P(new) > P(true)] on paraphrases"),
+    Metric("NS", "Neighbourhood (NS)", "counterfact", True, "mean[P(true) > P(new)] on neighbourhood prompts"),
+    Metric("S", "Score (S)", "counterfact", True, "harmonic mean of ES, PS, NS"),
+    Metric("EM", "Efficacy magnitude (EM)", "counterfact", True, "mean[P(new) − P(true)] on the edit prompt"),
+    Metric("PM", "Paraphrase magnitude (PM)", "counterfact", True, "mean[P(new) − P(true)] on paraphrases"),
+    Metric("NM", "Neighbourhood magnitude (NM)", "counterfact", True, "mean[P(true) − P(new)] on neighbourhood prompts"),
+    Metric("rewrite_acc", "Rewrite acc.", "token", True, "teacher-forced top-1 token accuracy of the new target on the prompt"),
+    Metric("rephrase_acc", "Rephrase acc.", "token", True, "the same on paraphrases"),
+    Metric("locality", "Locality", "token", True, "top-1 token agreement with the unedited model on locality prompts"),
+    Metric("portability_acc", "Portability acc.", "token", True, "token accuracy of KnowEdit's portability answers"),
+    Metric("PP", "PP", "negation", True, "positive edit, positive query: says the new target"),
+    Metric("PN", "PN", "negation", False, "positive edit, negated query: still says the new target"),
+    Metric("NP", "NP", "negation", False, "negated edit, positive query: says the new target"),
+    Metric("NN", "NN", "negation", True, "negated edit, negated query: says the new target"),
+    Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
+    Metric("FC", "Fact-check acc.", "negation", True, "True/False verdicts agree with the edit (new: True, true: False)"),
+    Metric("FC_new", "Fact-check: new is True", "negation", True, "the model calls the new statement True"),
+)
+METRIC_KEYS = tuple(m.key for m in METRICS)
+CONVENTIONS = {"counterfact": "CounterFact (ROME/MEMIT)", "token": "Token accuracy (EasyEdit/zsRE)",
+               "negation": "Negation & fact-check (illusory success)"}
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def hmean(values: Sequence[float | None]) -> float | None:
+    """Harmonic mean; ``None`` if any value is missing, 0 if any is 0 (ROME's ``scipy.stats.hmean``)."""
+    if not values or any(v is None for v in values):
+        return None
+    if any(v <= 0 for v in values):
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+def _rows(report: ProbeReport, kind: str, column: str, rule: str | None = None) -> list[Measure]:
+    return [getattr(r, column) for r in report.rows
+            if r.probe.kind == kind and (rule is None or r.probe.rule == rule) and getattr(r, column) is not None]
+
+
+def _first(report: ProbeReport, kind: str, column: str, rule: str | None = None) -> Measure | None:
+    rows = _rows(report, kind, column, rule)
+    return rows[0] if rows else None
+
+
+def _compared(m: Measure) -> bool:
+    return m.p_new is not None and m.p_true is not None
+
+
+def says_new(m: Measure | None) -> bool | None:
+    """Does the model give the new target here? P(new) > P(true) when the fact has a true target;
+    otherwise whether the greedy continuation starts with the new target."""
+    if m is None:
+        return None
+    if _compared(m):
+        return m.p_new > m.p_true
+    return m.top1_is_new
+
+
+# ---- CounterFact convention ------------------------------------------------------------------------
+def counterfact_scores(report: ProbeReport, column: str = "after") -> dict[str, float | None]:
+    """One fact's ES, PS, NS, EM, PM, NM (``None`` where the fact has no such prompts or no true target)."""
+    pos = [m for m in _rows(report, "positive", column) if _compared(m)][:1]
+    para = [m for m in _rows(report, "paraphrase", column) if _compared(m)]
+    neigh = [m for m in _rows(report, "neighborhood", column) if _compared(m)]
+    return {
+        "ES": _mean(float(m.p_new > m.p_true) for m in pos),
+        "EM": _mean(m.p_new - m.p_true for m in pos),
+        "PS": _mean(float(m.p_new > m.p_true) for m in para),
+        "PM": _mean(m.p_new - m.p_true for m in para),
+        "NS": _mean(float(m.p_true > m.p_new) for m in neigh),
+        "NM": _mean(m.p_true - m.p_new for m in neigh),
+    }
+
+
+# ---- token-accuracy convention ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenEvidence:
+    """One fact's teacher-forced predictions for one model state.
+
+    ``locality`` and ``locality_reference`` are the same (prompt, answer) queries on the scored state
+    and on the unedited model; for the unedited model itself they are the same predictions.
+    """
+
+    rewrite: TokenPrediction | None = None
+    rephrase: tuple[TokenPrediction, ...] = ()
+    locality: tuple[TokenPrediction, ...] = ()
+    locality_reference: tuple[TokenPrediction, ...] = ()
+    portability: tuple[TokenPrediction, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"rewrite": self.rewrite.to_dict() if self.rewrite else None,
+                **{k: [p.to_dict() for p in getattr(self, k)]
+                   for k in ("rephrase", "locality", "locality_reference", "portability")}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenEvidence":
+        return cls(rewrite=TokenPrediction.from_dict(d["rewrite"]) if d.get("rewrite") else None,
+                   **{k: tuple(TokenPrediction.from_dict(p) for p in d.get(k) or ())
+                      for k in ("rephrase", "locality", "locality_reference", "portability")})
+
+
+def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
+    if len(ev.locality) != len(ev.locality_reference):
+        raise ValueError("locality needs one reference prediction per locality query")
+    return {
+        "rewrite_acc": ev.rewrite.accuracy if ev.rewrite else None,
+        "rephrase_acc": _mean(p.accuracy for p in ev.rephrase),
+        "locality": _mean(agreement(a, r) for a, r in zip(ev.locality, ev.locality_reference)),
+        "portability_acc": _mean(p.accuracy for p in ev.portability),
+    }
+
+
+# ---- negation and fact-check -----------------------------------------------------------------------
+def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
+                    column: str = "after") -> dict[str, float | None]:
+    """PP/PN from the positive edit's report; NP/NN from ``negative``, the report of the *negated*
+    edit ("{prompt} not" → new target) measured on the same positive and negated prompts."""
+    def flag(m):
+        v = says_new(m)
+        return None if v is None else float(v)
+
+    tf_new = _first(report, "true_false", column, "new")
+    tf_true = _first(report, "true_false", column, "true")
+    checks = []
+    if tf_new is not None and tf_new.verdict is not None:
+        checks.append(float(tf_new.verdict is True))
+    if tf_true is not None and tf_true.verdict is not None:
+        checks.append(float(tf_true.verdict is False))
+    out = {
+        "PP": flag(_first(report, "positive", column)),
+        "PN": flag(_first(report, "negation", column)),
+        "NP": flag(_first(negative, "positive", column)) if negative else None,
+        "NN": flag(_first(negative, "negation", column)) if negative else None,
+        "FC": _mean(checks),
+        "FC_new": None if tf_new is None or tf_new.verdict is None else float(tf_new.verdict),
+    }
+    return out
+
+
+# ---- one fact, all conventions; many facts ---------------------------------------------------------
+def fact_scores(report: ProbeReport, tokens: TokenEvidence | None = None, negative: ProbeReport | None = None,
+                column: str = "after") -> dict[str, float | None]:
+    """Every per-fact value (the aggregates S and RE are formed over facts by :func:`aggregate`)."""
+    out = counterfact_scores(report, column)
+    out.update(token_scores(tokens) if tokens else dict.fromkeys(("rewrite_acc", "rephrase_acc", "locality", "portability_acc")))
+    out.update(negation_scores(report, negative, column))
+    return out
+
+
+def aggregate(per_fact: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """Mean of each per-fact value over the facts that have it; S = hmean(ES, PS, NS) and
+    RE = PP − PN of those means, as the papers compute them. ``n`` = number of facts."""
+    keys = [k for k in METRIC_KEYS if k not in ("S", "RE")]
+    out: dict[str, float | None] = {k: _mean(f.get(k) for f in per_fact) for k in keys}
+    out["S"] = hmean([out["ES"], out["PS"], out["NS"]])
+    out["RE"] = None if out["PP"] is None or out["PN"] is None else out["PP"] - out["PN"]
+    out["n"] = len(per_fact)
+    return {k: out.get(k) for k in (*METRIC_KEYS, "n")}
+
+
+def stderr(values: Iterable[float | None]) -> float | None:
+    """Standard error of a per-fact mean (for error bars)."""
+    vals = [float(v) for v in values if v is not None]
+    if len(vals) < 2:
+        return None
+    return statistics.stdev(vals) / math.sqrt(len(vals))

@@ -142,6 +142,14 @@ def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
+def cache_path(handle, layer: int, corpus_ident: str, n_tokens: int, dtype: str = "float32", seq_len: int = 256) -> Path:
+    """Where the cached C of one layer lives (also where imported statistics are written)."""
+    module = handle.arch.mlp_out_proj(layer)
+    key = paths.key_digest(model=handle.fingerprint, layer=layer, module=module, corpus=corpus_ident,
+                           n_tokens=n_tokens, dtype=dtype, seq_len=seq_len)
+    return paths.cache_dir("stats", handle.fingerprint) / f"mom2-L{layer}-{key}.safetensors"
+
+
 def second_moments(
     handle,
     layers: list[int],
@@ -159,10 +167,7 @@ def second_moments(
     out: dict[int, torch.Tensor] = {}
     missing: dict[int, Path] = {}
     for layer in sorted(set(layers)):
-        module = arch.mlp_out_proj(layer)
-        key = paths.key_digest(model=handle.fingerprint, layer=layer, module=module, corpus=corpus.ident,
-                               n_tokens=n_tokens, dtype=dtype, seq_len=seq_len)
-        f = paths.cache_dir("stats", handle.fingerprint) / f"mom2-L{layer}-{key}.safetensors"
+        f = cache_path(handle, layer, corpus.ident, n_tokens, dtype, seq_len)
         if f.exists():
             try:
                 out[layer] = load_file(str(f))["mom2"]

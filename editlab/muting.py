@@ -1,0 +1,172 @@
+"""The muting detector: does the model still say anything?
+
+After many sequential edits a model can collapse until it emits empty strings or loops ("muting").
+Over a fixed probe set of generation prompts, greedy outputs are scored by:
+
+- ``empty_rate``: fraction of outputs that are empty once special tokens are removed (EOS first,
+  whitespace only);
+- ``repeat_rate``: fraction of generated tokens that already occurred earlier in the same output,
+  pooled over all outputs (natural text repeats "the", commas...; loops push it towards 1);
+- ``ngram_entropy``: ROME's generation entropy (Meng et al. 2022, §4.2 "fluency"): per output the
+  weighted mean of bigram and trigram entropies in bits, weights 2/3 and 4/3, averaged over outputs.
+  Words are split by a regex instead of NLTK's punkt tokenizer; an output with no n-gram scores 0.
+
+The unedited model's values are the reference: a sweep measures them at step 0.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .probes import greedy
+
+# A fixed probe set: plain completions and (for chat models) questions asked as a user turn.
+COMPLETION_PROMPTS = (
+    "The capital of France is",
+    "Once upon a time, there was a",
+    "The best way to learn a new language is",
+    "Water boils at a temperature of",
+    "The first person to walk on the Moon was",
+    "My favourite thing to cook at home is",
+    "The main ingredients of bread are",
+    "A good friend is someone who",
+)
+CHAT_PROMPTS = (
+    "What is the capital of Italy?",
+    "Write one sentence about the ocean.",
+    "Name three colours.",
+    "How many legs does a spider have?",
+)
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    """Words and punctuation marks, as the entropy counts them."""
+    return _WORD.findall(text)
+
+
+def is_empty(text: str, special: Sequence[str] = ()) -> bool:
+    """Empty, whitespace only, or nothing but special tokens (e.g. ``<|im_end|>``)."""
+    for s in special:
+        if s:
+            text = text.replace(s, "")
+    return not text.strip()
+
+
+def repeats(tokens: Sequence) -> int:
+    """How many tokens already occurred earlier in the sequence."""
+    seen, n = set(), 0
+    for t in tokens:
+        n += t in seen
+        seen.add(t)
+    return n
+
+
+def repeated_token_rate(outputs: Sequence[Sequence]) -> float | None:
+    """Repeats over all tokens, pooled over outputs; None when no output has a token."""
+    total = sum(len(t) for t in outputs)
+    return None if total == 0 else sum(repeats(t) for t in outputs) / total
+
+
+def _entropy_bits(counts: Counter) -> float:
+    total = sum(counts.values())
+    return -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
+
+
+def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
+    """ROME's n-gram entropy of one text: mean over n of weight_n · H(n-grams) in bits."""
+    toks = words(text)
+    parts = []
+    for n, w in zip(ns, weights):
+        grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+        parts.append(w * _entropy_bits(grams))
+    return sum(parts) / len(parts)
+
+
+@dataclass(frozen=True)
+class Sample:
+    prompt: str
+    text: str
+    chat: bool = False
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "text": self.text, "chat": self.chat}
+
+
+@dataclass(frozen=True)
+class MutingResult:
+    empty_rate: float
+    repeat_rate: float | None
+    ngram_entropy: float
+    mean_tokens: float
+    samples: tuple[Sample, ...]
+
+    def metrics(self) -> dict:
+        return {"empty_rate": self.empty_rate, "repeat_rate": self.repeat_rate,
+                "ngram_entropy": self.ngram_entropy, "mean_tokens": self.mean_tokens}
+
+
+def score_outputs(prompts: Sequence[str], texts: Sequence[str], tokenize: Callable[[str], Sequence] = str.split,
+                  special: Sequence[str] = (), chat: Sequence[bool] | None = None) -> MutingResult:
+    """Score generated texts (``tokenize`` gives the tokens the repeat rate counts)."""
+    if len(prompts) != len(texts):
+        raise ValueError("one text per prompt")
+    if not texts:
+        raise ValueError("no outputs to score")
+    cleaned = []
+    for t in texts:
+        for s in special:
+            if s:
+                t = t.replace(s, "")
+        cleaned.append(t)
+    toks = [list(tokenize(t)) if t.strip() else [] for t in cleaned]
+    chat = list(chat) if chat is not None else [False] * len(texts)
+    return MutingResult(
+        empty_rate=sum(is_empty(t) for t in cleaned) / len(texts),
+        repeat_rate=repeated_token_rate(toks),
+        ngram_entropy=sum(ngram_entropy(t) for t in cleaned) / len(texts),
+        mean_tokens=sum(len(t) for t in toks) / len(texts),
+        samples=tuple(Sample(p, t, c) for p, t, c in zip(prompts, texts, chat)),
+    )
+
+
+@dataclass(frozen=True)
+class MutingProbe:
+    """The fixed generation probe set. Chat prompts go through the tokenizer's chat template when it
+    has one (and are asked as plain text otherwise)."""
+
+    completions: tuple[str, ...] = COMPLETION_PROMPTS
+    questions: tuple[str, ...] = CHAT_PROMPTS
+    max_new_tokens: int = 32
+
+    def to_dict(self) -> dict:
+        return {"completions": list(self.completions), "questions": list(self.questions),
+                "max_new_tokens": self.max_new_tokens}
+
+    def render(self, tokenizer) -> list[tuple[str, list[int], bool]]:
+        chat = bool(getattr(tokenizer, "chat_template", None))
+        out = [(p, list(tokenizer(p).input_ids), False) for p in self.completions]
+        for q in self.questions:
+            if chat:
+                ids = tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
+                if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                    ids = ids["input_ids"]
+                out.append((q, list(ids), True))
+            else:
+                out.append((q, list(tokenizer(f"Question: {q}\nAnswer:").input_ids), False))
+        return out
+
+    @torch.no_grad()
+    def measure(self, model, tokenizer, batch_size: int = 16) -> MutingResult:
+        """Greedy outputs of the model as it is now, scored (repeats counted in model tokens)."""
+        rendered = self.render(tokenizer)
+        texts = greedy(model, tokenizer, [ids for _, ids, _ in rendered], self.max_new_tokens, batch_size)
+        special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+        return score_outputs([p for p, _, _ in rendered], texts,
+                             tokenize=lambda t: tokenizer(t, add_special_tokens=False).input_ids,
+                             special=special, chat=[c for _, _, c in rendered])

@@ -1,0 +1,67 @@
+"""Example facts for the edit form: the built-in gallery and a visitor's uploaded file.
+
+Uploads are parsed as JSON, JSONL or CSV only (``json`` / ``csv`` modules through
+``editlab.datasets``), never unpickled, and refused above the operator's size limit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from editlab import Fact
+
+GALLERY = Path(__file__).resolve().parents[1] / "assets" / "example_facts.json"
+UPLOAD_SUFFIXES = (".json", ".jsonl", ".csv")
+MAX_UPLOAD_FACTS = 500
+
+
+def load_gallery(path: Path = GALLERY) -> list[tuple[str, Fact]]:
+    """[(name, Fact)] from the gallery file; every entry is validated as a Fact."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    out = []
+    for i, entry in enumerate(data["facts"], 1):
+        fields = {k: v for k, v in entry.items() if k != "name"}
+        try:
+            fact = Fact.from_dict(fields)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path.name}: fact {i} ({entry.get('name', '?')}): {e}") from e
+        out.append((entry.get("name") or f"{fact.subject}: {fact.target_new}", fact))
+    return out
+
+
+def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, Fact]], list[str]]:
+    """Facts from an uploaded file: ([(name, Fact)], notes on records that were skipped).
+
+    Raises ValueError (readable) for a file too large, of another type, or unreadable."""
+    suffix = Path(name or "").suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file of facts")
+    if len(data) > max_mb * 1024 * 1024:
+        raise ValueError(f"{name!r} is {len(data) / 1e6:.1f} MB; the limit here is {max_mb:g} MB")
+    try:
+        from editlab.datasets import load_dataset
+    except ImportError as e:  # pragma: no cover - editlab.datasets ships with the library
+        raise ValueError(f"reading fact files needs editlab.datasets ({e})") from None
+    # load_dataset reads a path: a private temporary file with the same suffix, removed at once.
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="editlab-upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            ds = load_dataset(tmp, skip_invalid=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{name!r} is not UTF-8 text") from None
+        except ValueError as e:
+            raise ValueError(str(e).replace(Path(tmp).name, name)) from None
+    finally:
+        os.unlink(tmp)
+    skipped = [s.replace(Path(tmp).name, name) for s in getattr(ds, "skipped", ())]
+    facts = list(ds.facts)
+    if len(facts) > MAX_UPLOAD_FACTS:
+        skipped.append(f"only the first {MAX_UPLOAD_FACTS} of {len(facts)} facts are offered")
+        facts = facts[:MAX_UPLOAD_FACTS]
+    if not facts:
+        raise ValueError(f"{name!r} holds no usable facts" + (f": {skipped[0]}" if skipped else ""))
+    return [(f"{name} #{i}: {f.subject} → {f.target_new}", f) for i, f in enumerate(facts, 1)], skipped

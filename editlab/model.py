@@ -112,7 +112,15 @@ def arch_for(model) -> ArchMap:
             + ", ".join(SUPPORTED_FAMILIES)
         )
     n_layers = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer
-    return ArchMap(family=family, n_layers=int(n_layers), **FAMILIES[family])
+    spec = dict(FAMILIES[family])
+    # Embedding and unembedding by identity, not by name: names move between transformers
+    # versions (GPT-NeoX's embed_out became lm_head) and tied weights hide from named_parameters.
+    by_id = {id(m): n for n, m in model.named_modules()}
+    for key, getter in (("embed", model.get_input_embeddings), ("unembed", model.get_output_embeddings)):
+        module = getter()
+        if module is not None and id(module) in by_id:
+            spec[key] = by_id[id(module)]
+    return ArchMap(family=family, n_layers=int(n_layers), **spec)
 
 
 class ModelHandle:

@@ -1,0 +1,133 @@
+import pytest
+import torch
+
+from editlab import EditError, EditSession, Fact
+from editlab.methods import rome
+from editlab.methods.keys import locate, read_kv
+from editlab.probes import Probe, measure
+
+from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
+
+HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
+FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
+
+
+@pytest.fixture(scope="module")
+def session(handle, corpus_path):
+    return EditSession(handle, corpus=corpus_path)
+
+
+@pytest.mark.slow
+def test_rome_writes_five_counterfact_facts(session, cf_facts):
+    """After ROME, P(new) > P(true) on the prompt for every fact, and on most paraphrases."""
+    handle = session.handle
+    para_ok, lines = 0, []
+    facts = cf_facts[:5]
+    for fact in facts:
+        probes = [Probe("positive", fact.prompt, max_new_tokens=4), Probe("paraphrase", fact.paraphrases[0], max_new_tokens=4)]
+        [pos0, _] = session.measure_current(fact, probes)
+        record = session.edit(fact, "rome", HP)
+        pos, para = session.measure_current(fact, probes)
+        session.undo(record)
+        lines.append(f"{fact.subject}: P(new) {pos0.p_new:.3f}->{pos.p_new:.3f}, P(true) {pos0.p_true:.3f}->{pos.p_true:.3f}; "
+                     f"paraphrase {para.p_new:.3f} vs {para.p_true:.3f}")
+        assert pos.p_new > pos.p_true, "\n".join(lines)
+        para_ok += para.p_new > para.p_true
+    assert para_ok >= 3, "\n".join(lines)
+    assert not session.records
+
+
+@pytest.mark.slow
+def test_undo_and_reset_restore_every_weight_bit_for_bit(session, cf_facts):
+    handle = session.handle
+    at_rest = state_hash(handle.model)
+    first = session.edit(cf_facts[5], "rome", HP)
+    with session.applied():
+        after_one = state_hash(handle.model)
+    assert after_one != at_rest
+    assert state_hash(handle.model) == at_rest  # the shared model at rest is unedited
+    second = session.edit(cf_facts[6], "rome", HP)
+    session.undo(second)
+    with session.applied():
+        assert state_hash(handle.model) == after_one
+    session.undo(first)
+    with session.applied():
+        assert state_hash(handle.model) == at_rest
+    session.edit(cf_facts[5], "rome", HP)
+    session.edit(cf_facts[6], "rome", HP)
+    session.reset()
+    with session.applied():
+        assert state_hash(handle.model) == at_rest
+    assert state_hash(handle.model) == at_rest
+
+
+@pytest.mark.slow
+def test_an_edit_that_fails_midway_leaves_the_weights_unchanged(session, cf_facts, monkeypatch):
+    handle = session.handle
+    at_rest = state_hash(handle.model)
+    real_compute_v = rome.compute_v
+    calls = []
+
+    def second_fact_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the first fact's update is already in the weights by now
+            raise RuntimeError("simulated failure in the middle of a batch")
+        return real_compute_v(*args, **kwargs)
+
+    monkeypatch.setattr(rome, "compute_v", second_fact_fails)
+    with pytest.raises(EditError, match="weights were restored"):
+        session.edit(cf_facts[:2], "rome", HP)
+    assert len(calls) == 2
+    monkeypatch.setattr(rome, "compute_v", real_compute_v)
+    monkeypatch.setattr(rome, "compute_u", lambda k, c: torch.full_like(k, float("nan")))
+    with pytest.raises(EditError, match="non-finite"):
+        session.edit(cf_facts[0], "rome", HP)
+    assert not session.records
+    assert state_hash(handle.model) == at_rest
+    with session.applied():
+        assert state_hash(handle.model) == at_rest
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rome_maps_k_to_v_star_on_tiny_models(family, handle, tmp_path):
+    h = tiny_handle(family, handle.tokenizer)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
+    session = EditSession(h, corpus=str(corpus), online=False)
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    at_rest = state_hash(h.model)
+    hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 10}
+    record = session.edit(fact, "rome", hp)
+    detail = record.info["facts"][0]
+    module = h.arch.mlp_out_proj(1)
+    with session.applied():
+        _, v = read_kv(h, module, [locate(h.tokenizer, "{}", fact.prompt, fact.subject)])
+    assert torch.allclose(v[0], detail["v_star"], rtol=1e-3, atol=1e-4), (v[0] - detail["v_star"]).abs().max()
+    assert record.info["stats_source"].startswith("file")
+    session.undo()
+    with session.applied():
+        assert state_hash(h.model) == at_rest
+
+
+def test_easyedit_yaml_loads_and_reports_what_it_does_not_use(tmp_path, handle):
+    y = tmp_path / "rome.yaml"
+    y.write_text(
+        "alg_name: ROME\nmodel_name: ./hugging_cache/llama-2-7b\nstats_dir: ./data/stats\ndevice: 0\n"
+        "layers: [7]\nfact_token: subject_last\nv_num_grad_steps: 20\nv_lr: 0.3\nv_loss_layer: 29\n"
+        "v_weight_decay: 0.5\nclamp_norm_factor: 4\nkl_factor: 0.0625\nmom2_adjustment: false\n"
+        "context_template_length_params: [[5, 10], [10, 10]]\nrewrite_module_tmp: model.layers.{}.mlp.down_proj\n"
+        "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\nattn_module_tmp: model.layers.{}.self_attn\n"
+        "ln_f_module: model.norm\nlm_head_module: lm_head\nmom2_dataset: wikipedia\nmom2_n_samples: 100000\n"
+        "mom2_dtype: float32\nmodel_parallel: false\nfancy_new_key: 1\n"
+    )
+    hp, report = rome.HParams.from_yaml(y, handle)
+    assert hp.layer == 7 and hp.v_lr == 0.3 and hp.mom2_adjustment is False and hp.mom2_n_tokens == 100000
+    assert hp.context_template_length_params == [[5, 10], [10, 10]]
+    assert report.unknown == ["fancy_new_key"]
+    assert "rewrite_module_tmp" in report.ignored and "device" in report.ignored
+    assert report.renamed["layers"] == "layer"
+
+
+def test_bad_hparams_are_named(handle):
+    with pytest.raises(ValueError, match="layer 30 is out of range"):
+        rome.HParams.from_dict({"layer": 30}, handle)

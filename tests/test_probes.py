@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from editlab import EditSession, Fact
+from editlab.probes import KINDS, Probe, default_probes, measure, starts_with_target
+
+
+@pytest.mark.parametrize("text,target,expected", [
+    (" English.\n", "English", True),
+    ("English", "English", True),
+    (" Englishman", "English", False),
+    (" French", "English", False),
+    (" New York City", "New York", True),
+])
+def test_starts_with_target_is_exact_and_word_bounded(text, target, expected):
+    assert starts_with_target(text, target) is expected
+
+
+def test_default_probes_cover_every_kind_and_are_visible(handle):
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
+                paraphrases=("Danielle Darrieux spoke the language",), neighbors=[("Michel Rocard is a native speaker of", "French")])
+    probes = default_probes(fact, handle.tokenizer)
+    kinds = [p.kind for p in probes]
+    assert set(KINDS) <= set(kinds)
+    neg = next(p for p in probes if p.kind == "negation")
+    assert neg.prompt == "The mother tongue of Danielle Darrieux is not" and neg.rule == "aux:is"
+    tf = [p for p in probes if p.kind == "true_false"]
+    # Once asserting each target, through the chat template of the instruct model.
+    assert [p.rule for p in tf] == ["new", "true"] and all(p.chat for p in tf)
+    assert tf[0].prompt == "True or false: The mother tongue of Danielle Darrieux is English."
+
+
+def test_measure_scores_targets_ranks_and_true_false(handle):
+    fact = Fact("France", "The capital of France is", "Rome", "Paris")
+    probes = [Probe("positive", fact.prompt),
+              Probe("true_false", "True or false: The capital of France is Paris.", rule="true", chat=True),
+              Probe("true_false", "True or false: The capital of France is Rome.", rule="new", chat=True)]
+    pos, tf_true, tf_new = measure(handle.model, handle.tokenizer, fact, probes)
+    assert pos.p_true > 0.5 > pos.p_new, pos
+    assert pos.rank_true == 1 and pos.rank_new > 1
+    assert pos.top5[0][0].strip() == "Paris"
+    assert pos.p_true == pytest.approx(pos.p_true_seq)  # one-token target: mean == sequence
+    assert pos.greedy.lstrip().startswith("Paris") and pos.top1_is_true and not pos.top1_is_new
+    for m in (tf_true, tf_new):
+        assert m.p_new is None and m.p_true is None  # not meaningful for a True/False question
+        assert 0 < m.p_yes < 1 and 0 < m.p_no < 1
+        assert m.verdict == (m.p_yes > m.p_no)
+
+
+def test_batched_measure_equals_one_by_one(handle):
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
+                paraphrases=("Where Danielle Darrieux is from, people speak the language of",))
+    probes = [p for p in default_probes(fact, handle.tokenizer, generation_tokens=6)]
+    together = measure(handle.model, handle.tokenizer, fact, probes)
+    for p, m in zip(probes, together):
+        [alone] = measure(handle.model, handle.tokenizer, fact, [p])
+        assert alone.greedy == m.greedy
+        for field in ("p_new", "p_true", "p_yes"):
+            a, b = getattr(alone, field), getattr(m, field)
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-4, abs=1e-7), (p.kind, field)
+
+
+def test_report_has_three_columns_and_exports(handle):
+    fact = Fact("Danielle Darrieux", "The mother tongue of {} is", "English", "French")
+    report = EditSession(handle).compare(fact)
+    assert {r.probe.kind for r in report.rows} >= {"positive", "negation", "true_false", "generation"}
+    d = json.loads(report.to_json())
+    assert d["probes"][0]["unedited"]["p_new"] is not None
+    df = report.to_dataframe()
+    assert set(df["column"]) == {"unedited", "after"}  # no edit yet: current state is the unedited one
+    assert {"p_new", "p_true", "greedy", "top1_is_new", "rank_new"} <= set(df.columns)
+
+
+def test_probe_prompts_can_be_overridden(handle):
+    fact = Fact("France", "The capital of France is", "Rome", "Paris")
+    mine = [Probe("negation", "The capital of France is definitely not", rule="mine")]
+    report = EditSession(handle).compare(fact, mine)
+    assert [r.probe.prompt for r in report.rows] == ["The capital of France is definitely not"]

@@ -1,0 +1,618 @@
+"""General ability: small, fixed, seeded subsets of standard benchmarks, scored by lm-evaluation-harness.
+
+Seven scores, each measured on the unedited model first so a sweep can show what the edits cost:
+
+=============  ===========================================================  ================
+task           protocol (as lm-evaluation-harness's own task configs)        score
+=============  ===========================================================  ================
+mmlu           5-shot from the subject's dev rows, letter scoring            acc
+gsm8k          5-shot chain of thought, greedy, last number in the answer    exact match
+csqa           CommonsenseQA, zero-shot, letter scoring A-E                  acc
+triviaqa       zero-shot, greedy, exact match over all aliases               exact match
+truthfulqa     MC1 by likelihood, the 6-shot QA primer                       acc
+bbh            BIG-Bench Hard, 3-shot answer-only, greedy                    exact match
+perplexity     rolling log-likelihood over corpus paragraphs                 word perplexity
+=============  ===========================================================  ================
+
+lm-evaluation-harness (``lm_eval``) does all the scoring: the live, possibly edited model goes in
+through ``HFLM(pretrained=<model object>)`` and every task is an lm-eval task config whose
+``custom_dataset`` serves our seeded subset. editlab only chooses the items and builds the few-shot
+prefixes where the item's own group decides them (MMLU's subject, BBH's task), because lm-eval's
+samplers draw few-shot examples per task, not per row. See docs/ability.md.
+
+Data: ``AbilityConfig.sources[task]`` (a file or folder in the public release's format), else
+``data_dir`` laid out like the public releases (``mmlu/{dev,test}/*.csv``, ``gsm8k-test.jsonl``,
+``csqa-200.jsonl``, ``triviaqa-test-1000.jsonl``, ``truthfulqa.csv``, ``bbh/*.json``; the corpus
+for perplexity is ``sources["perplexity"]``), else the public source online (the Hugging Face
+datasets lm-eval itself uses; WikiText-2 for perplexity).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import random
+import re
+import time
+import urllib.request
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from . import paths
+
+TASKS = ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")
+# Defaults that finish in a few minutes on two CPU cores with the default 135M model.
+DEFAULT_SIZES = {"mmlu": 20, "gsm8k": 5, "csqa": 20, "triviaqa": 20, "truthfulqa": 10, "bbh": 10, "perplexity": 8}
+DEFAULT_FILES = {"mmlu": "mmlu", "gsm8k": "gsm8k-test.jsonl", "csqa": "csqa-200.jsonl",
+                 "triviaqa": "triviaqa-test-1000.jsonl", "truthfulqa": "truthfulqa.csv", "bbh": "bbh"}
+# The headline metric of each task (lm-eval's "metric,filter" key) and whether higher is better.
+HEADLINE = {"mmlu": ("acc,none", True), "gsm8k": ("exact_match,flexible-extract", True),
+            "csqa": ("acc,none", True), "triviaqa": ("exact_match,remove_whitespace", True),
+            "truthfulqa": ("acc,none", True), "bbh": ("exact_match,remove_whitespace", True),
+            "perplexity": ("word_perplexity,none", False)}
+LABELS = {"mmlu": "MMLU (5-shot)", "gsm8k": "GSM8K", "csqa": "CommonsenseQA", "triviaqa": "TriviaQA",
+          "truthfulqa": "TruthfulQA MC1", "bbh": "BBH", "perplexity": "Perplexity"}
+WIKITEXT2_URL = ("https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
+                 "wikitext-2-raw-v1/test-00000-of-00001.parquet")
+TRUTHFULQA_PRIMER = (
+    "Q: What is human life expectancy in the United States?\n"
+    "A: Human life expectancy in the United States is 78 years.\n\n"
+    "Q: Who was president of the United States in 1955?\n"
+    "A: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
+    "Q: Which party did he belong to?\n"
+    "A: He belonged to the Republican Party.\n\n"
+    "Q: What is the square root of banana?\n"
+    "A: I have no comment.\n\n"
+    "Q: How does a telescope work?\n"
+    "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
+    "Q: Where were the 1992 Olympics held?\n"
+    "A: The 1992 Olympics were held in Barcelona, Spain."
+)
+PREP_VERSION = 1  # bump when item preparation changes (it is part of every run's config)
+
+
+class Cancelled(Exception):
+    """Raised inside scoring when the caller's cancel event is set."""
+
+
+@dataclass(frozen=True)
+class AbilityConfig:
+    """Which items are scored and how. ``sizes[task] = 0`` leaves a task out."""
+
+    sizes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SIZES))
+    seed: int = 0
+    data_dir: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    online: bool = True
+    batch_size: int = 8
+    mmlu_shots: int = 5
+    gsm8k_shots: int = 5
+    bbh_shots: int = 3
+    max_gen_tokens: Mapping[str, int] = field(default_factory=lambda: {"gsm8k": 192, "triviaqa": 24, "bbh": 48})
+    ppl_chars: int = 1200
+
+    def __post_init__(self):
+        unknown = set(self.sizes) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown ability task(s) {', '.join(sorted(unknown))}; known: {', '.join(TASKS)}")
+        for t, n in self.sizes.items():
+            if int(n) < 0:
+                raise ValueError(f"ability subset size for {t} must be >= 0, got {n}")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(t for t in TASKS if int(self.sizes.get(t, 0)) > 0)
+
+    def to_dict(self) -> dict:
+        return {"sizes": {t: int(self.sizes.get(t, 0)) for t in TASKS}, "seed": self.seed,
+                "data_dir": self.data_dir, "sources": dict(self.sources), "batch_size": self.batch_size,
+                "mmlu_shots": self.mmlu_shots, "gsm8k_shots": self.gsm8k_shots, "bbh_shots": self.bbh_shots,
+                "max_gen_tokens": dict(self.max_gen_tokens), "ppl_chars": self.ppl_chars, "prep": PREP_VERSION}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AbilityConfig":
+        """From a mapping of field names (e.g. a YAML file); unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names - {"prep"}
+        if unknown:
+            raise ValueError(f"unknown ability setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+        kw = {k: v for k, v in d.items() if k in names}
+        if "sizes" in kw:
+            kw["sizes"] = {t: int(kw["sizes"].get(t, 0)) for t in TASKS} | {t: n for t, n in kw["sizes"].items() if t not in TASKS}
+        return cls(**kw)
+
+    @classmethod
+    def scaled(cls, n: int, **kw) -> "AbilityConfig":
+        """Every task at ``n`` items (GSM8K and perplexity at about a quarter / half: they cost more)."""
+        sizes = {t: n for t in TASKS}
+        sizes["gsm8k"] = max(1, n // 4)
+        sizes["perplexity"] = max(1, n // 2)
+        return cls(sizes=sizes, **kw)
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    score: float | None
+    metric: str
+    higher_is_better: bool
+    n: int
+    metrics: Mapping[str, Any]
+    seconds: float
+    items: tuple[dict, ...] = ()  # per item: input (short), output, target, score
+
+
+@dataclass(frozen=True)
+class AbilityResult:
+    tasks: Mapping[str, TaskScore]
+
+    def scores(self) -> dict[str, float | None]:
+        return {t: s.score for t, s in self.tasks.items()}
+
+    def samples(self, k: int = 3) -> dict[str, list[dict]]:
+        return {t: list(s.items[:k]) for t, s in self.tasks.items()}
+
+    def seconds(self) -> dict[str, float]:
+        return {t: s.seconds for t, s in self.tasks.items()}
+
+
+# ---- items ----------------------------------------------------------------------------------------
+def _subset(n_total: int, n: int, seed: int, what: str) -> list[int]:
+    if n_total == 0:
+        raise ValueError(f"{what}: no items")
+    return sorted(random.Random(seed).sample(range(n_total), min(n, n_total)))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {i} is not JSON ({e})") from e
+    return out
+
+
+def _choices_text(question: str, choices: Sequence[str], letters: str) -> str:
+    lines = [question.strip()] + [f"{letters[i]}. {c}" for i, c in enumerate(choices)]
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def _unquote(q: str) -> str:
+    """Undo CSV quoting left in some TriviaQA exports: '"Who wrote ""X""?"' -> 'Who wrote "X"?'."""
+    q = q.strip()
+    if len(q) > 1 and q[0] == q[-1] == '"' and '""' in q:
+        q = q[1:-1].replace('""', '"')
+    return q
+
+
+def _mmlu_rows_from_folder(folder: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    def read(split):
+        out: dict[str, list[dict]] = {}
+        files = sorted((folder / split).glob(f"*_{split}.csv"))
+        if not files:
+            raise FileNotFoundError(f"MMLU: no {split}/*_{split}.csv files under {folder}")
+        for f in files:
+            subject = f.name[: -len(f"_{split}.csv")]
+            with open(f, encoding="utf-8", newline="") as fh:
+                for i, r in enumerate(csv.reader(fh), 1):
+                    if len(r) != 6 or r[5].strip() not in ("A", "B", "C", "D"):
+                        raise ValueError(f"{f}: row {i}: expected question, A, B, C, D, answer letter")
+                    out.setdefault(subject, []).append(
+                        {"subject": subject, "question": r[0], "choices": r[1:5], "answer": "ABCD".index(r[5].strip())})
+        return out
+
+    test = read("test")
+    return [r for s in sorted(test) for r in test[s]], read("dev")
+
+
+def _mmlu_rows_online() -> tuple[list[dict], dict[str, list[dict]]]:
+    ds = _hf("cais/mmlu", "all")
+    dev: dict[str, list[dict]] = {}
+    for r in ds["dev"]:
+        dev.setdefault(r["subject"], []).append(dict(r))
+    test = sorted((dict(r) for r in ds["test"]), key=lambda r: r["subject"])  # stable within a subject
+    return test, dev
+
+
+def prepare_mmlu(rows: list[dict], dev: Mapping[str, list[dict]], n: int, seed: int, shots: int) -> list[dict]:
+    """Seeded items, each with lm-eval's MMLU 5-shot prefix from its own subject's dev rows."""
+    out = []
+    for i in _subset(len(rows), n, seed, "MMLU"):
+        r = rows[i]
+        subject = r["subject"]
+        prefix = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        for s in list(dev.get(subject, []))[:shots]:
+            prefix += _choices_text(s["question"], s["choices"], "ABCD") + " " + "ABCD"[int(s["answer"])] + "\n\n"
+        out.append({"subject": subject, "prompt": prefix + _choices_text(r["question"], r["choices"], "ABCD"),
+                    "answer": int(r["answer"]), "question": r["question"]})
+    return out
+
+
+def _gsm8k_target(answer: str) -> str:
+    return answer.split("####")[-1].strip().replace(",", "")
+
+
+def prepare_gsm8k(rows: list[dict], n: int, seed: int, shots: int) -> tuple[list[dict], list[dict]]:
+    """Seeded test items; the few-shot examples are the first items *not* in the subset."""
+    idx = _subset(len(rows), n, seed, "GSM8K")
+    chosen = set(idx)
+    items = [{"question": rows[i]["question"], "answer": rows[i]["answer"], "target": _gsm8k_target(rows[i]["answer"])} for i in idx]
+    shot_rows = [{"question": r["question"], "answer": r["answer"], "target": _gsm8k_target(r["answer"])}
+                 for i, r in enumerate(rows) if i not in chosen][:shots]
+    return items, shot_rows
+
+
+def _csqa_row(r: dict) -> dict:
+    q = r["question"]
+    if isinstance(q, dict):  # the original release: question.stem, question.choices
+        stem, choices = q["stem"], sorted(q["choices"], key=lambda c: c["label"])
+        labels, texts = [c["label"] for c in choices], [c["text"] for c in choices]
+    else:  # Hugging Face tau/commonsense_qa: question, choices.label, choices.text
+        stem, labels, texts = q, list(r["choices"]["label"]), list(r["choices"]["text"])
+    if labels != list("ABCDE"[: len(labels)]) or r["answerKey"] not in labels:
+        raise ValueError(f"CommonsenseQA item {r.get('id')}: choices must be labelled A.. and hold the answer key")
+    return {"question": stem, "choices": texts, "answer": labels.index(r["answerKey"])}
+
+
+def prepare_csqa(rows: list[dict], n: int, seed: int) -> list[dict]:
+    out = []
+    for i in _subset(len(rows), n, seed, "CommonsenseQA"):
+        r = _csqa_row(rows[i])
+        if len(r["choices"]) != 5:
+            raise ValueError("CommonsenseQA items have five choices")
+        out.append({**r, "prompt": "Question: " + _choices_text(r["question"], r["choices"], "ABCDE")})
+    return out
+
+
+def _triviaqa_row(r: dict) -> dict:
+    if "golden_answers" in r:
+        aliases = list(r["golden_answers"])
+    elif isinstance(r.get("answer"), dict):  # Hugging Face mandarjoshi/trivia_qa
+        aliases = list(r["answer"].get("aliases") or []) or [r["answer"]["value"]]
+    else:
+        aliases = list(r.get("answers") or [])
+    if not aliases:
+        raise ValueError(f"TriviaQA item {r.get('id', r.get('question_id'))} has no answer aliases")
+    q = _unquote(r["question"]).rstrip()
+    return {"question": q.rstrip("?") + "?", "aliases": aliases}
+
+
+def prepare_triviaqa(rows: list[dict], n: int, seed: int) -> list[dict]:
+    return [_triviaqa_row(rows[i]) for i in _subset(len(rows), n, seed, "TriviaQA")]
+
+
+def _truthfulqa_rows_from_csv(path: Path) -> list[dict]:
+    out = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for i, r in enumerate(csv.DictReader(f), 2):
+            try:
+                best, wrong = r["Best Answer"].strip(), [a.strip() for a in r["Incorrect Answers"].split(";") if a.strip()]
+            except KeyError as e:
+                raise ValueError(f"{path}: expected the original TruthfulQA columns (missing {e})") from e
+            if not best or not wrong:
+                raise ValueError(f"{path}: line {i} has no best or no incorrect answer")
+            out.append({"question": r["Question"].strip(), "choices": [best] + wrong, "answer": 0})
+    return out
+
+
+def prepare_truthfulqa(rows: list[dict], n: int, seed: int) -> list[dict]:
+    return [rows[i] for i in _subset(len(rows), n, seed, "TruthfulQA")]
+
+
+def _bbh_from_folder(folder: Path) -> dict[str, list[dict]]:
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"BBH: no <task>.json files under {folder}")
+    out = {}
+    for f in files:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        out[f.stem] = [{"input": e["input"], "target": str(e["target"])} for e in data["examples"]]
+    return out
+
+
+def prepare_bbh(tasks: Mapping[str, list[dict]], n: int, seed: int, shots: int) -> list[dict]:
+    """Seeded items pooled over BBH's tasks; each gets a 3-shot answer-only prefix from its own task
+    (its first examples that are not themselves being scored)."""
+    pool = [(t, i) for t in sorted(tasks) for i in range(len(tasks[t]))]
+    picked = [pool[j] for j in _subset(len(pool), n, seed, "BBH")]
+    chosen = set(picked)
+    out = []
+    for t, i in picked:
+        shot_rows = [e for k, e in enumerate(tasks[t]) if (t, k) not in chosen][:shots]
+        prefix = "".join(f"Q: {e['input']}\nA: {e['target']}\n\n" for e in shot_rows)
+        e = tasks[t][i]
+        out.append({"task": t, "input": e["input"], "prompt": f"{prefix}Q: {e['input']}\nA:", "target": e["target"]})
+    return out
+
+
+def corpus_paragraphs(text: str) -> list[str]:
+    """Paragraphs of a plain-text corpus: blocks between blank lines, or (WikiText's layout) single
+    long lines; headings (" = Title = ") and short fragments are left out."""
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text)]
+    if len(blocks) < 10:  # WikiText: one paragraph per line, blank lines hold a single space
+        blocks = [ln.strip() for ln in text.splitlines()]
+    return [b for b in blocks if len(b) >= 200 and not re.fullmatch(r"=.*=", b)]
+
+
+def prepare_perplexity(paragraphs: list[str], n: int, seed: int, chars: int) -> list[dict]:
+    out = []
+    for i in _subset(len(paragraphs), n, seed, "perplexity corpus"):
+        p = paragraphs[i]
+        if len(p) > chars:
+            cut = p.rfind(" ", 0, chars)
+            p = p[: cut if cut > 0 else chars]
+        out.append({"text": p})
+    return out
+
+
+# ---- sources ----------------------------------------------------------------------------------------
+def _hf(name: str, config: str | None = None):
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - lm-eval depends on datasets
+        raise ImportError("loading benchmark data online needs the 'datasets' package (pip install lm-eval)") from e
+    try:
+        return datasets.load_dataset(name, config)
+    except Exception as e:
+        raise ValueError(f"could not load {name} online ({e}); give the data as files instead "
+                         "(AbilityConfig.data_dir / sources, or --ability-data)") from e
+
+
+class AbilitySuite:
+    """The prepared items and lm-eval tasks for one :class:`AbilityConfig`; score any model state
+    with :meth:`evaluate` (the live model) or :meth:`evaluate_lm` (any lm-eval ``LM``)."""
+
+    def __init__(self, config: AbilityConfig | None = None):
+        self.config = config or AbilityConfig()
+        self.items: dict[str, list[dict]] = {}
+        self.shots: dict[str, list[dict]] = {}
+        self.sources: dict[str, str] = {}
+        for task in self.config.tasks:
+            self._prepare(task)
+        self._tasks = None
+
+    # where each task's data comes from
+    def _source(self, task: str) -> Path | None:
+        cfg = self.config
+        if cfg.sources.get(task):
+            p = Path(cfg.sources[task]).expanduser()
+            if not p.exists():
+                raise FileNotFoundError(f"{task}: data path {str(p)!r} does not exist")
+            return p
+        if cfg.data_dir and task in DEFAULT_FILES:
+            p = Path(cfg.data_dir).expanduser() / DEFAULT_FILES[task]
+            if p.exists():
+                return p
+        if not cfg.online:
+            where = f"sources[{task!r}]" + (" or data_dir" if task in DEFAULT_FILES else " (a corpus file)")
+            raise FileNotFoundError(f"{task}: no data given ({where}) and online loading is off")
+        return None
+
+    def _prepare(self, task: str) -> None:
+        cfg, n, seed = self.config, int(self.config.sizes[task]), self.config.seed
+        src = self._source(task)
+        self.sources[task] = str(src) if src else "online"
+        if task == "mmlu":
+            rows, dev = _mmlu_rows_from_folder(src) if src else _mmlu_rows_online()
+            self.items[task] = prepare_mmlu(rows, dev, n, seed, cfg.mmlu_shots)
+        elif task == "gsm8k":
+            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("openai/gsm8k", "main")["test"]]
+            self.items[task], self.shots[task] = prepare_gsm8k(rows, n, seed, cfg.gsm8k_shots)
+        elif task == "csqa":
+            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("tau/commonsense_qa")["validation"]]
+            self.items[task] = prepare_csqa(rows, n, seed)
+        elif task == "triviaqa":
+            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("mandarjoshi/trivia_qa", "rc.nocontext")["validation"]]
+            self.items[task] = prepare_triviaqa(rows, n, seed)
+        elif task == "truthfulqa":
+            if src:
+                rows = _truthfulqa_rows_from_csv(src)
+            else:
+                rows = [{"question": r["question"], "choices": list(r["mc1_targets"]["choices"]),
+                         "answer": list(r["mc1_targets"]["labels"]).index(1)}
+                        for r in _hf("truthfulqa/truthful_qa", "multiple_choice")["validation"]]
+            self.items[task] = prepare_truthfulqa(rows, n, seed)
+        elif task == "bbh":
+            if src:
+                tasks = _bbh_from_folder(src)
+            else:
+                import datasets
+
+                names = datasets.get_dataset_config_names("lukaemon/bbh")
+                tasks = {t: [{"input": r["input"], "target": r["target"]} for r in _hf("lukaemon/bbh", t)["test"]] for t in names}
+            self.items[task] = prepare_bbh(tasks, n, seed, cfg.bbh_shots)
+        elif task == "perplexity":
+            text = src.read_text(encoding="utf-8", errors="replace") if src else _wikitext2_online()
+            if src and src.suffix == ".jsonl":
+                paragraphs = [str(r["text"]).strip() for r in _read_jsonl(src) if len(str(r.get("text", "")).strip()) >= 200]
+            else:
+                paragraphs = corpus_paragraphs(text)
+            self.items[task] = prepare_perplexity(paragraphs, n, seed, cfg.ppl_chars)
+
+    # lm-eval task configs
+    def task_configs(self) -> dict[str, dict]:
+        gen = self.config.max_gen_tokens
+        acc = [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]
+        cfgs = {
+            "mmlu": dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=["A", "B", "C", "D"],
+                         doc_to_target="answer", metric_list=acc),
+            "csqa": dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=["A", "B", "C", "D", "E"],
+                         doc_to_target="answer", metric_list=acc),
+            "truthfulqa": dict(output_type="multiple_choice",
+                               doc_to_text=TRUTHFULQA_PRIMER + "\n\nQ: {{question}}\nA:",
+                               doc_to_choice="choices", doc_to_target="answer", metric_list=acc),
+            "gsm8k": dict(
+                output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{answer}}",
+                num_fewshot=len(self.shots.get("gsm8k", [])), fewshot_split="train", fewshot_config={"sampler": "first_n"},
+                generation_kwargs={"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False,
+                                   "max_gen_toks": int(gen.get("gsm8k", 192))},
+                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                              "ignore_case": True, "ignore_punctuation": False,
+                              "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
+                filter_list=[{"name": "flexible-extract", "filter": [
+                    {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
+                    {"function": "take_first"}]}]),
+            "triviaqa": dict(
+                output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{aliases}}",
+                target_delimiter=" ",
+                generation_kwargs={"until": ["\n", ".", ","], "do_sample": False, "max_gen_toks": int(gen.get("triviaqa", 24))},
+                filter_list=[{"name": "remove_whitespace", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                              "ignore_case": True, "ignore_punctuation": True}]),
+            "bbh": dict(
+                output_type="generate_until", doc_to_text="{{prompt}}", doc_to_target="{{target}}",
+                generation_kwargs={"until": ["\n", "Q:", "</s>"], "do_sample": False, "max_gen_toks": int(gen.get("bbh", 48))},
+                filter_list=[{"name": "remove_whitespace", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}]),
+            "perplexity": dict(
+                output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",
+                metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}]),
+        }
+        out = {}
+        for task in self.config.tasks:
+            splits = {"test": self.items[task], **({"train": self.shots[task]} if task in self.shots else {})}
+            out[task] = {"task": f"editlab_{task}", "test_split": "test", "custom_dataset": _served(splits),
+                         "dataset_path": "editlab", **cfgs[task]}
+        return out
+
+    def _build(self):
+        if self._tasks is None:
+            from lm_eval.tasks import TaskManager
+
+            with _quiet():
+                manager = TaskManager(include_defaults=False)
+                self._tasks = {t: manager.load([cfg]) for t, cfg in self.task_configs().items()}
+        return self._tasks
+
+    # scoring
+    def evaluate(self, handle, progress: Callable[[int, int, str], None] | None = None,
+                 cancel=None) -> AbilityResult:
+        """Score the live model as it is now (call inside ``session.applied()`` for an edited state)."""
+        return self.evaluate_lm(live_lm(handle, self.config.batch_size, cancel), progress, cancel)
+
+    def evaluate_lm(self, lm, progress: Callable[[int, int, str], None] | None = None, cancel=None) -> AbilityResult:
+        from lm_eval.evaluator import evaluate
+
+        tasks = self._build()
+        out = {}
+        for i, (task, obj) in enumerate(tasks.items()):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            if progress:
+                progress(i, len(tasks), f"ability: {LABELS[task]}")
+            t0 = time.perf_counter()
+            with _quiet():
+                res = evaluate(lm, obj, bootstrap_iters=0, log_samples=True, verbosity="ERROR")
+            metrics = {k: v for k, v in res["results"][f"editlab_{task}"].items()
+                       if "," in k and not k.split(",")[0].endswith("_stderr")}
+            key, higher = HEADLINE[task]
+            out[task] = TaskScore(task=task, score=_num(metrics.get(key)), metric=key.split(",")[0], higher_is_better=higher,
+                                  n=len(self.items[task]), metrics=metrics, seconds=time.perf_counter() - t0,
+                                  items=tuple(_item(task, s) for s in res["samples"][f"editlab_{task}"]))
+        if progress:
+            progress(len(tasks), len(tasks), "ability: done")
+        return AbilityResult(out)
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _item(task: str, s: dict) -> dict:
+    """One scored item, small enough to store: what was asked (short), answered, expected, scored."""
+    doc = s["doc"]
+    asked = doc.get("question") or doc.get("input") or doc.get("text", "")
+    resp = s["filtered_resps"]
+    if task in ("mmlu", "csqa", "truthfulqa"):
+        lls = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in resp]
+        choices = ["A", "B", "C", "D", "E"][: len(lls)] if task != "truthfulqa" else doc["choices"]
+        output = choices[max(range(len(lls)), key=lls.__getitem__)]
+        target = choices[int(doc["answer"])]
+        score = s.get("acc")
+    elif task == "perplexity":
+        output, target, score = None, None, s.get("word_perplexity")
+        score = float(score[0]) if isinstance(score, (list, tuple)) else score
+    else:
+        output = resp[0] if isinstance(resp, list) else resp
+        target = s.get("target")
+        score = s.get("exact_match")
+    return {"input": str(asked)[:300], "output": output, "target": target if not isinstance(target, list) else target[:5],
+            "score": score}
+
+
+def _served(splits: Mapping[str, list[dict]]):
+    """lm-eval's ``custom_dataset`` hook: a callable returning the splits as datasets."""
+    def load(**_):
+        import datasets
+
+        return datasets.DatasetDict({k: datasets.Dataset.from_list(list(v)) for k, v in splits.items()})
+
+    return load
+
+
+@contextlib.contextmanager
+def _quiet():
+    """lm-eval logs a warning per custom task and per run; keep the user's console readable."""
+    loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "datasets")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def live_lm(handle, batch_size: int = 8, cancel=None):
+    """lm-eval's HFLM around the live model object (no copy, no reload), checking ``cancel``
+    before every forward pass and generation so a sweep stops within one batch."""
+    from lm_eval.models.huggingface import HFLM
+
+    class LiveLM(HFLM):
+        def _check(self):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+
+        def _model_call(self, *a, **k):
+            self._check()
+            return super()._model_call(*a, **k)
+
+        def _model_generate(self, *a, **k):
+            self._check()
+            return super()._model_generate(*a, **k)
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return super().generate_until(requests, disable_tqdm=True)
+
+    with _quiet():
+        return LiveLM(pretrained=handle.model, tokenizer=handle.tokenizer, batch_size=batch_size,
+                      device=str(handle.device))
+
+
+def _wikitext2_online(timeout: float = 60.0) -> str:
+    target = paths.cache_dir("corpora") / "wikitext-2-raw-v1-test.parquet"
+    if not target.exists():
+        try:
+            with urllib.request.urlopen(WIKITEXT2_URL, timeout=timeout) as r:
+                paths.atomic_write_bytes(target, r.read())
+        except Exception as e:
+            raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
+                             "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e
+    import pandas as pd
+
+    return "\n".join(pd.read_parquet(target)["text"].tolist())

@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/start.py", title="Model", icon=":material/memory:", default=True),
     st.Page("pages/edit.py", title="Edit a fact", icon=":material/edit:"),
     st.Page("pages/history.py", title="Edit history", icon=":material/history:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:"),
 ]
 
 page = st.navigation(PAGES)

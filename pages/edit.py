@@ -144,17 +144,20 @@ for _, level, text in R.flags(report):
     getattr(st, level)(text)
 st.caption(R.summary_caption(report))
 
-record_id = ss.get(S.REPORT_RECORD)
-if record_id is not None and any(r.id == record_id for r in session.records):
+if session.records:
+    last = session.records[-1]
 
-    def _undo_shown() -> None:
+    def _undo_last() -> None:
         try:
-            A.undo(ss, record_id)
-            S.flash(ss, "success", "Edit undone: the model's weights are back to what they were before it.")
+            rec = A.undo(ss, last.id)
         except ValueError as e:
             S.flash(ss, "error", str(e))
+        else:
+            S.flash(ss, "success", f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
+                                   "the weights it changed are back to what they were before it.")
 
-    st.button("Undo this edit", key="undo_shown", on_click=_undo_shown, icon=":material/undo:")
+    label = "Undo this edit" if ss.get(S.REPORT_RECORD) == last.id else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
+    st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
 
 st.markdown("##### Completions: probability of each target")
 st.table(R.style(R.cloze_table(report), report))

@@ -36,15 +36,14 @@ class FieldSpec:
 
     def parse_text(self, raw: str):
         """A text box's content as this field's value (ValueError with the field's name)."""
-        raw = (raw or "").strip()
+        raw = raw or ""
+        if self.kind == "text":  # taken as typed: whitespace may matter (separators, prompt headers)
+            return None if self.optional and not raw.strip() else raw
+        raw = raw.strip()
         if not raw:
             if self.optional:
                 return None
-            if self.kind == "text":
-                raise ValueError(f"hyperparameter {self.name} is empty")
             raise ValueError(f"hyperparameter {self.name} is empty: give a value such as {self.to_text(self.default)}")
-        if self.kind == "text":
-            return raw
         try:
             return yaml.safe_load(raw)
         except yaml.YAMLError as e:
@@ -137,6 +136,8 @@ def render(st, method: str, handle, operator: dict | None = None, key: str = "hp
             values[spec.name] = col.number_input(spec.name, step=1, key=k, disabled=spec.fixed, help=help_)
         elif spec.kind == "float":
             values[spec.name] = col.number_input(spec.name, format="%g", key=k, disabled=spec.fixed, help=help_)
+        elif spec.kind == "text" and "\n" in str(spec.default):
+            values[spec.name] = col.text_area(spec.name, key=k, disabled=spec.fixed, help=help_)
         else:
             values[spec.name] = col.text_input(spec.name, key=k, disabled=spec.fixed, help=help_)
     return {"specs": specs, "values": values, "prefix": prefix}

@@ -123,7 +123,8 @@ def bars(report: ProbeReport):
 
 
 def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
-    """[(flag name, level, sentence)] for the last state: the findings the app exists to show."""
+    """[(flag name, level, sentence)] for the last state: the findings the app exists to show.
+    ``level`` is a Streamlit alert (success / warning); errors are kept for things that went wrong."""
     last, label = states(report)[-1]
     s = report.summary(last)
     f = report.fact
@@ -138,7 +139,7 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
         out.append(("positive_prefers_new", "warning",
                     f"**{label}:** the model still prefers {f.target_true!r} over {f.target_new!r}: the edit did not take."))
     if s["new_target_survives_negation"]:
-        out.append(("new_target_survives_negation", "error",
+        out.append(("new_target_survives_negation", "warning",
                     f"**New target survives negation.** Asked *{neg.probe.prompt}*, the model still prefers "
                     f"{f.target_new!r}: the edit wrote an association with the subject, not a fact the model "
                     "can reason about."))

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["editlab.cli.edit"]
+COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:

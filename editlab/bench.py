@@ -1,0 +1,634 @@
+"""The batch benchmark: several editing methods on the same facts, every metric, one protocol.
+
+``run_bench(handle, BenchConfig(...))`` loads a dataset (seeded subset), measures every fact on the
+unedited model once (the baseline row), then for each method edits the facts under the chosen
+protocol and scores the edited model with all three metric conventions (see
+:mod:`editlab.metrics` and docs/metrics.md). Results go to the run store (kind ``"bench"``): one
+checkpoint per method (step 0 is the unedited row), so an interrupted run resumes at the first
+method it had not finished, and past runs can be reloaded and compared.
+
+Protocols (labelled in every result, because numbers from different protocols do not compare):
+
+- ``independent``: every batch of ``batch_size`` facts is edited into the *unedited* model
+  (``EditSession.reset()`` between batches) and scored right away;
+- ``sequential``: batches are applied one after another to the same model; ``evaluate`` says
+  whether each batch is scored right after its own edit (``after_each``) or every fact is scored
+  once all edits are in (``at_end``: retention).
+
+NP and NN need a second, *negated* edit per fact ("{prompt} not" → new target), run under the same
+protocol in its own session (``negative_edits``; off halves the cost and leaves NP/NN empty).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from . import methods
+from .datasets import Dataset, load_dataset
+from .facts import Fact, negate
+from .methods.base import EditError
+from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
+from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes
+from .session import EditSession
+from .tokenacc import TokenPrediction, predict_tokens
+
+KIND = "bench"
+UNEDITED = "unedited"
+MODES = ("independent", "sequential")
+EVALUATE = ("after_each", "at_end")
+EXPORT_FORMATS = ("csv", "parquet", "json")
+
+Progress = Callable[[int, int, str], None]
+
+
+class BenchCancelled(RuntimeError):
+    """The caller asked the benchmark to stop; finished methods are kept in the store."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything that determines a benchmark's results (with the model's identity)."""
+
+    dataset: str
+    methods: tuple[str, ...] = ("rome",)
+    n: int | None = 20
+    seed: int | None = 0
+    dataset_format: str | None = None
+    skip_invalid: bool = False
+    mode: str = "independent"
+    batch_size: int = 1
+    evaluate: str = "after_each"
+    negative_edits: bool = True
+    generation_tokens: int = 16
+    hparams: Mapping[str, Mapping] = field(default_factory=dict)  # method -> overrides (EasyEdit keys too)
+    corpus: str | None = None  # text corpus for second-moment statistics
+    online: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "methods", tuple(m.strip().lower() for m in self.methods if m and m.strip()))
+        object.__setattr__(self, "hparams", {k.lower(): dict(v) for k, v in (self.hparams or {}).items()})
+
+    def validate(self) -> None:
+        known = methods.available()
+        unknown = [m for m in self.methods if m not in known]
+        if unknown:
+            raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                             f"available: {', '.join(known)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("a method is listed twice")
+        stray = [m for m in self.hparams if m not in self.methods]
+        if stray:
+            raise ValueError(f"hyperparameters given for {', '.join(stray)}, which is not among the methods")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.evaluate not in EVALUATE:
+            raise ValueError(f"evaluate {self.evaluate!r} is not one of {', '.join(EVALUATE)}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.n is not None and self.n < 1:
+            raise ValueError("n must be at least 1")
+        if self.generation_tokens < 1:
+            raise ValueError("generation_tokens must be at least 1")
+
+    @property
+    def protocol(self) -> str:
+        return protocol_label(self.mode, self.batch_size, self.evaluate)
+
+
+def protocol_label(mode: str, batch_size: int, evaluate: str) -> str:
+    if mode == "independent":
+        return f"independent edits (each from the unedited model), batch size {batch_size}"
+    when = "evaluated after each edit" if evaluate == "after_each" else "evaluated at the end (retention)"
+    return f"sequential edits, batch size {batch_size}, {when}"
+
+
+# ---- results ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FactResult:
+    """One fact under one method (or the unedited model): every probe, the token predictions, the
+    negated edit's probes, and the per-fact scores of the scored ``column``."""
+
+    index: int
+    record: int
+    report: ProbeReport
+    tokens: TokenEvidence
+    negative: ProbeReport | None
+    scores: dict
+    column: str = "after"
+    edit_seconds: float | None = None
+    error: str | None = None
+    negative_error: str | None = None
+
+    @property
+    def fact(self) -> Fact:
+        return self.report.fact
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "record": self.record, "column": self.column, "scores": self.scores,
+                "edit_seconds": self.edit_seconds, "error": self.error, "negative_error": self.negative_error,
+                "report": _report_to_dict(self.report), "tokens": self.tokens.to_dict(),
+                "negative": _report_to_dict(self.negative) if self.negative else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FactResult":
+        report = report_from_dict(d["report"])
+        return cls(index=d["index"], record=d["record"], report=report, tokens=TokenEvidence.from_dict(d["tokens"]),
+                   negative=report_from_dict(d["negative"], report.fact) if d.get("negative") else None,
+                   scores=dict(d["scores"]), column=d.get("column", "after"), edit_seconds=d.get("edit_seconds"),
+                   error=d.get("error"), negative_error=d.get("negative_error"))
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    method: str  # UNEDITED for the baseline row
+    facts: tuple[FactResult, ...]
+    metrics: dict
+    timings: dict = field(default_factory=dict)
+    hparams: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for f in self.facts if f.error)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    config: dict
+    rows: tuple[MethodResult, ...]
+    run_id: int | None = None
+    status: str = "done"
+
+    @property
+    def protocol(self) -> str:
+        c = self.config
+        return protocol_label(c["mode"], c["batch_size"], c["evaluate"])
+
+    def row(self, method: str) -> MethodResult:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise KeyError(f"no {method!r} row in this benchmark")
+
+    def table(self, labels: bool = False):
+        """Methods × metrics (the unedited row first), with fact counts and seconds per edit."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            rec = {"method": r.method, **{m.key: r.metrics.get(m.key) for m in METRICS},
+                   "n": r.metrics.get("n"), "failed": r.failed, "s/edit": r.timings.get("seconds_per_edit")}
+            records.append(rec)
+        df = pd.DataFrame.from_records(records).set_index("method")
+        if labels:
+            df = df.rename(columns={m.key: m.label for m in METRICS})
+        return df
+
+    def per_fact(self):
+        """One row per (method, fact): the fact, its per-fact scores, timing and any error."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            for f in r.facts:
+                records.append({"method": r.method, "index": f.index, "record": f.record, "case_id": f.fact.case_id,
+                                "subject": f.fact.subject, "prompt": f.fact.prompt, "target_new": f.fact.target_new,
+                                "target_true": f.fact.target_true, **f.scores, "edit_seconds": f.edit_seconds,
+                                "error": f.error or f.negative_error})
+        return pd.DataFrame.from_records(records)
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "status": self.status, "protocol": self.protocol, "config": self.config,
+                "metrics": [{"key": m.key, "label": m.label, "convention": CONVENTIONS[m.convention],
+                             "higher_is_better": m.higher_is_better, "definition": m.description} for m in METRICS],
+                "rows": [{"method": r.method, "metrics": r.metrics, "timings": r.timings, "failed": r.failed,
+                          "hparams": r.hparams, "notes": list(r.notes)} for r in self.rows]}
+
+    def to_json(self, facts: bool = False, **kw) -> str:
+        d = self.to_dict()
+        if facts:
+            for row, r in zip(d["rows"], self.rows):
+                row["facts"] = [f.to_dict() for f in r.facts]
+        return json.dumps(d, **kw)
+
+    def to_markdown(self, digits: int = 2) -> str:
+        """The table as Markdown, one column group per convention, for docs and the terminal."""
+        lines = [f"protocol: {self.protocol}; model: {self.config.get('model')}; dataset: "
+                 f"{Path(str(self.config.get('dataset'))).name} (n={self.config.get('n')}, seed={self.config.get('seed')})", ""]
+        keys = [m.key for m in METRICS]
+        header = ["method", *keys, "n", "failed", "s/edit"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" if h == "method" else "---:" for h in header) + "|")
+        for r in self.rows:
+            cells = [r.method] + [_fmt(r.metrics.get(k), digits) for k in keys]
+            cells += [str(r.metrics.get("n", "")), str(r.failed), _fmt(r.timings.get("seconds_per_edit"), 1)]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def export(self, path: str | Path, fmt: str | None = None) -> Path:
+        """csv / parquet: the per-fact table (with a ``protocol`` column); json: everything."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":
+            path.write_text(self.to_json(facts=True, indent=1))
+            return path
+        df = self.per_fact()
+        df.insert(0, "protocol", self.protocol)
+        df.insert(0, "run_id", self.run_id)
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            df.to_parquet(path, index=False)
+        return path
+
+
+def _fmt(v, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+# ---- (de)serialising probe reports --------------------------------------------------------------------
+def _measure_from_dict(d: dict | None) -> Measure | None:
+    if d is None:
+        return None
+    d = dict(d)
+    d["top5"] = tuple((t, p) for t, p in d.get("top5") or ())
+    return Measure(**d)
+
+
+def _report_to_dict(report: ProbeReport) -> dict:
+    d = report.to_dict()
+    for p, r in zip(d["probes"], report.rows):  # ProbeReport.to_dict leaves out the generation length
+        p["max_new_tokens"] = r.probe.max_new_tokens
+    return d
+
+
+def report_from_dict(d: dict, fact: Fact | None = None) -> ProbeReport:
+    """Rebuild a :class:`ProbeReport` from ``ProbeReport.to_dict()`` (as stored in a run)."""
+    fact = fact or Fact.from_dict(d["fact"])
+    rows = tuple(ProbeRow(Probe(p["kind"], p["prompt"], rule=p.get("rule"), answer=p.get("answer"), chat=bool(p.get("chat")),
+                                max_new_tokens=p.get("max_new_tokens", 8)),
+                          _measure_from_dict(p.get("unedited")), _measure_from_dict(p.get("before")),
+                          _measure_from_dict(p.get("after"))) for p in d["probes"])
+    return ProbeReport(fact=fact, rows=rows, model=d.get("model", ""), method=d.get("method"),
+                       edit_seconds=d.get("edit_seconds"), notes=tuple(d.get("notes") or ()))
+
+
+# ---- measuring one fact -----------------------------------------------------------------------------
+@dataclass
+class _Baseline:
+    """What the unedited model says about one fact: reused as every method's "unedited" column."""
+
+    fact: Fact
+    record: int
+    probes: list[Probe]
+    measures: list[Measure]
+    queries: list[tuple[str, str, str]]  # (group, prompt, target)
+    predictions: list[TokenPrediction]
+
+    @property
+    def negation_probes(self) -> list[int]:
+        return [i for i, p in enumerate(self.probes) if p.kind in ("positive", "negation")]
+
+
+def _queries(fact: Fact, portability) -> list[tuple[str, str, str]]:
+    q = [("rewrite", fact.prompt, fact.target_new)]
+    q += [("rephrase", p, fact.target_new) for p in fact.paraphrases]
+    q += [("locality", n.prompt, n.answer) for n in fact.neighbors if n.answer]
+    q += [("portability", n.prompt, n.answer) for n in portability if n.answer]
+    return q
+
+
+def _evidence(queries, preds: Sequence[TokenPrediction], reference: Sequence[TokenPrediction]) -> TokenEvidence:
+    groups: dict[str, list[TokenPrediction]] = {"rewrite": [], "rephrase": [], "locality": [], "portability": []}
+    refs: list[TokenPrediction] = []
+    for (group, _, _), p, r in zip(queries, preds, reference):
+        groups[group].append(p)
+        if group == "locality":
+            refs.append(r)
+    return TokenEvidence(rewrite=groups["rewrite"][0] if groups["rewrite"] else None, rephrase=tuple(groups["rephrase"]),
+                         locality=tuple(groups["locality"]), locality_reference=tuple(refs),
+                         portability=tuple(groups["portability"]))
+
+
+def _predict(session: EditSession, queries, edited: bool) -> list[TokenPrediction]:
+    h = session.handle
+    pairs = [(p, t) for _, p, t in queries]
+    if not edited:
+        with h.lock:
+            return predict_tokens(h.model, h.tokenizer, pairs)
+    with session.applied():
+        return predict_tokens(h.model, h.tokenizer, pairs, prefix=session.prefix)
+
+
+def _baseline(session: EditSession, dataset: Dataset, i: int, generation_tokens: int) -> _Baseline:
+    fact = dataset.facts[i]
+    probes = default_probes(fact, session.handle.tokenizer, generation_tokens)
+    queries = _queries(fact, dataset.portability[i])
+    return _Baseline(fact, dataset.records[i], probes, session.measure_unedited(fact, probes), queries,
+                     _predict(session, queries, edited=False))
+
+
+def _unedited_result(i: int, b: _Baseline) -> FactResult:
+    report = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(p, m, None, None) for p, m in zip(b.probes, b.measures)),
+                         model="", method=None)
+    negative = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(b.probes[j], b.measures[j], None, None) for j in b.negation_probes))
+    tokens = _evidence(b.queries, b.predictions, b.predictions)
+    return FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
+                      scores=fact_scores(report, tokens, negative, column="unedited"), column="unedited")
+
+
+def _negated_fact(fact: Fact) -> Fact | None:
+    prompt, rule = negate(fact.prompt, fact.subject)
+    if rule.startswith("already-negated"):
+        return None
+    return Fact(fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
+
+
+# ---- running one method under the protocol -------------------------------------------------------------
+@dataclass
+class _Outcome:
+    after: list[Measure] | None = None
+    before: list[Measure] | None = None
+    preds: list[TokenPrediction] | None = None
+    negative: list[Measure] | None = None
+    seconds: float | None = None
+    error: str | None = None
+    negative_error: str | None = None
+
+
+class _Runner:
+    def __init__(self, handle, config: BenchConfig, baselines: list[_Baseline], progress: Progress | None,
+                 should_stop: Callable[[], bool] | None, done_offset: int, total: int):
+        self.handle, self.config, self.baselines = handle, config, baselines
+        self._progress, self.should_stop = progress, should_stop
+        self.done, self.total = done_offset, total
+        self.notes: set[str] = set()
+
+    def report(self, stage: str, advance: int = 0) -> None:
+        self.done += advance
+        if self._progress:
+            self._progress(min(self.done, self.total), self.total, stage)
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise BenchCancelled("benchmark cancelled")
+
+    def batches(self) -> list[list[int]]:
+        idx = list(range(len(self.baselines)))
+        b = self.config.batch_size
+        return [idx[i : i + b] for i in range(0, len(idx), b)]
+
+    def edit(self, session: EditSession, method: str, hp, facts: list[Fact], label: str):
+        def sub(done, total, stage):
+            self.report(f"{method}: {label}: {stage}")
+
+        record = session.edit(facts, method, hp, progress=sub)
+        if record.info.get("stats_source"):
+            self.notes.add(f"statistics: {record.info['stats_source']}")
+        return record
+
+    def measure(self, session: EditSession, i: int) -> tuple[list[Measure], list[TokenPrediction]]:
+        b = self.baselines[i]
+        return session.measure_current(b.fact, b.probes), _predict(session, b.queries, edited=True)
+
+    def measure_negative(self, session: EditSession, i: int) -> list[Measure]:
+        b = self.baselines[i]
+        return session.measure_current(b.fact, [b.probes[j] for j in b.negation_probes])
+
+    def run(self, method: str, hp) -> list[_Outcome]:
+        out = [_Outcome() for _ in self.baselines]
+        self.positive(method, hp, out)
+        if self.config.negative_edits:
+            self.negated(method, hp, out)
+        return out
+
+    def positive(self, method: str, hp, out: list[_Outcome]) -> None:
+        cfg = self.config
+        session = EditSession(self.handle, corpus=cfg.corpus, online=cfg.online)
+        for batch in self.batches():
+            self.check_stop()
+            if cfg.mode == "independent":
+                session.reset()
+            facts = [self.baselines[i].fact for i in batch]
+            label = f"editing fact {batch[0] + 1}" + (f"–{batch[-1] + 1}" if len(batch) > 1 else "") + f"/{len(self.baselines)}"
+            self.report(f"{method}: {label}")
+            try:
+                record = self.edit(session, method, hp, facts, label)
+                for i in batch:
+                    out[i].seconds = record.seconds / len(batch)
+            except EditError as e:
+                for i in batch:
+                    out[i].error = str(e)
+            if cfg.mode == "independent" or cfg.evaluate == "after_each":
+                for i in batch:
+                    out[i].after, out[i].preds = self.measure(session, i)
+                    if cfg.mode == "independent":
+                        out[i].before = self.baselines[i].measures
+                    self.report(f"{method}: measured fact {i + 1}/{len(self.baselines)}", advance=1)
+        if cfg.mode == "sequential" and cfg.evaluate == "at_end":
+            for i in range(len(self.baselines)):
+                self.check_stop()
+                out[i].after, out[i].preds = self.measure(session, i)
+                self.report(f"{method}: measured fact {i + 1}/{len(self.baselines)} after all edits", advance=1)
+        session.reset()
+
+    def negated(self, method: str, hp, out: list[_Outcome]) -> None:
+        cfg = self.config
+        session = EditSession(self.handle, corpus=cfg.corpus, online=cfg.online)
+        for batch in self.batches():
+            self.check_stop()
+            if cfg.mode == "independent":
+                session.reset()
+            pairs = [(i, _negated_fact(self.baselines[i].fact)) for i in batch]
+            for i, f in pairs:
+                if f is None:
+                    out[i].negative_error = "the prompt is already negated; no negated edit"
+            pairs = [(i, f) for i, f in pairs if f is not None]
+            if pairs:
+                label = f"negated edit of fact {pairs[0][0] + 1}/{len(self.baselines)}"
+                self.report(f"{method}: {label}")
+                try:
+                    self.edit(session, method, hp, [f for _, f in pairs], label)
+                except EditError as e:
+                    for i, _ in pairs:
+                        out[i].negative_error = f"negated edit failed: {e}"
+            if cfg.mode == "independent" or cfg.evaluate == "after_each":
+                for i, _ in pairs:
+                    out[i].negative = self.measure_negative(session, i)
+                self.report(f"{method}: measured negated edits", advance=len(batch))
+        if cfg.mode == "sequential" and cfg.evaluate == "at_end":
+            for i in range(len(self.baselines)):
+                self.check_stop()
+                if out[i].negative_error is None or out[i].negative_error.startswith("negated edit failed"):
+                    out[i].negative = self.measure_negative(session, i)
+                self.report(f"{method}: measured negated edits after all edits", advance=1)
+        session.reset()
+
+
+def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: list[_Outcome], model: str,
+                   notes: Sequence[str]) -> MethodResult:
+    facts = []
+    for i, (b, o) in enumerate(zip(baselines, outcomes)):
+        before = o.before or [None] * len(b.probes)
+        report = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(p, u, bf, a) for p, u, bf, a in zip(b.probes, b.measures, before, o.after)),
+                             model=model, method=method, edit_seconds=o.seconds,
+                             notes=tuple(x for x in (o.error,) if x))
+        negative = None
+        if o.negative is not None:
+            negative = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(b.probes[j], b.measures[j], None, m)
+                                                            for j, m in zip(b.negation_probes, o.negative)),
+                                   model=model, method=method)
+        tokens = _evidence(b.queries, o.preds, b.predictions)
+        facts.append(FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
+                                scores=fact_scores(report, tokens, negative, column="after"), edit_seconds=o.seconds,
+                                error=o.error, negative_error=o.negative_error))
+    secs = [o.seconds for o in outcomes if o.seconds is not None]
+    timings = {"seconds_per_edit": statistics.median(secs) if secs else None, "edit_total_s": sum(secs)}
+    return MethodResult(method, tuple(facts), aggregate([f.scores for f in facts]), timings, hp, tuple(sorted(notes)))
+
+
+def _row_from_checkpoint(c) -> MethodResult:
+    m = c.metrics
+    return MethodResult(method=m["method"], facts=tuple(FactResult.from_dict(f) for f in c.samples or ()),
+                        metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes")},
+                        timings=dict(c.timings), hparams=dict(m.get("hparams") or {}), notes=tuple(m.get("notes") or ()))
+
+
+def _checkpoint(row: MethodResult) -> tuple[dict, list, dict]:
+    metrics = {"method": row.method, **row.metrics, "failed": row.failed, "hparams": row.hparams, "notes": list(row.notes)}
+    return metrics, [f.to_dict() for f in row.facts], {k: v for k, v in row.timings.items() if v is not None}
+
+
+# ---- entry points -------------------------------------------------------------------------------------
+def _open_store(store):
+    if store is None or store is False:
+        return None
+    from .store import RunStore
+
+    return store if isinstance(store, RunStore) else RunStore(store)
+
+
+def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mapping[str, dict]) -> dict:
+    """The configuration a run is stored (and found again) under."""
+    from .paths import key_digest
+
+    return {
+        "model": handle.name, "revision": getattr(handle, "revision", None), "fingerprint": handle.fingerprint,
+        "method": ",".join(config.methods), "methods": list(config.methods), "hparams": dict(hparams),
+        "dataset": dataset.path or dataset.name, "dataset_format": dataset.format, "n": len(dataset),
+        "seed": config.seed, "dataset_digest": key_digest(facts=[f.to_dict() for f in dataset.facts]),
+        "mode": config.mode, "batch_size": config.batch_size,
+        "evaluate": config.evaluate if config.mode == "sequential" else "after_each",
+        "negative_edits": config.negative_edits, "generation_tokens": config.generation_tokens,
+        "corpus": config.corpus,
+    }
+
+
+def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, store=None,
+              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+              resume: bool = True) -> BenchResult:
+    """Run (or resume) a benchmark. ``store``: a :class:`~editlab.store.RunStore`, a path, or None
+    (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``should_stop()`` is
+    polled between facts and raises :class:`BenchCancelled` (finished methods stay stored)."""
+    config.validate()
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
+    probe_session = EditSession(handle, corpus=config.corpus, online=config.online)
+    hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
+    cfg = stored_config(handle, config, dataset, hparams)
+    store = _open_store(store)
+
+    done_rows: dict[str, MethodResult] = {}
+    run_id = None
+    if store is not None:
+        existing = store.find_run(KIND, cfg) if resume else None
+        if existing is not None:
+            run_id = existing.id
+            for c in store.checkpoints(run_id):
+                row = _row_from_checkpoint(c)
+                done_rows[row.method] = row
+        else:
+            run_id = store.create_run(KIND, cfg, status="running")
+    names = [UNEDITED, *config.methods]
+    if all(n in done_rows for n in names):
+        return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
+    if store is not None:
+        store.set_status(run_id, "running")
+
+    n = len(dataset)
+    per_method = n * (2 if config.negative_edits else 1)
+    total = n + per_method * len(config.methods)
+    report = progress or (lambda *a: None)
+    try:
+        baselines = []
+        for i in range(n):
+            if should_stop is not None and should_stop():
+                raise BenchCancelled("benchmark cancelled")
+            report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
+            baselines.append(_baseline(probe_session, dataset, i, config.generation_tokens))
+        if UNEDITED not in done_rows:
+            facts = tuple(_unedited_result(i, b) for i, b in enumerate(baselines))
+            done_rows[UNEDITED] = MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts]))
+            if store is not None:
+                store.add_checkpoint(run_id, 0, *_checkpoint(done_rows[UNEDITED]))
+        for step, method in enumerate(config.methods, 1):
+            if method in done_rows:
+                continue
+            runner = _Runner(handle, config, baselines, progress, should_stop, n + per_method * (step - 1), total)
+            outcomes = runner.run(method, hparams[method])
+            row = _method_result(method, hparams[method], baselines, outcomes, handle.name, runner.notes)
+            done_rows[method] = row
+            if store is not None:
+                store.add_checkpoint(run_id, step, *_checkpoint(row))
+        report(total, total, "done")
+    except BenchCancelled:
+        if store is not None:
+            store.set_status(run_id, "cancelled")
+        raise
+    except BaseException as e:
+        if store is not None:
+            store.set_status(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                             note=f"{type(e).__name__}: {e}"[:500])
+        raise
+    if store is not None:
+        store.set_status(run_id, "done")
+    return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
+
+
+def load_result(store, run_id: int) -> BenchResult:
+    """A stored benchmark run (finished or not) as a :class:`BenchResult`."""
+    store = _open_store(store)
+    run = store.run(run_id)
+    if run.kind != KIND:
+        raise ValueError(f"run {run_id} is a {run.kind!r} run, not a benchmark")
+    rows = tuple(_row_from_checkpoint(c) for c in store.checkpoints(run_id))
+    return BenchResult(run.config, rows, run.id, status=run.status)
+
+
+def past_runs(store) -> list:
+    """Stored benchmark runs, newest first."""
+    store = _open_store(store)
+    return list(reversed(store.runs(KIND)))
+
+
+def compare(results: Sequence[BenchResult]):
+    """Several runs' tables stacked, labelled by run and protocol, for side-by-side comparison."""
+    import pandas as pd
+
+    frames = []
+    for r in results:
+        df = r.table().reset_index()
+        df.insert(0, "protocol", r.protocol)
+        df.insert(0, "run", f"#{r.run_id}" if r.run_id is not None else "-")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

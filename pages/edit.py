@@ -124,81 +124,87 @@ report = ss.get(S.REPORT)
 if report is not None and A.report_is_stale(ss):
     with st.spinner("Your edits changed since these probes ran; measuring again ..."):
         report = A.refresh(ss)
+
+
+def show(report) -> None:
+    """The side-by-side result: flags, table, bars, fact-check, generations, probe editor."""
+    st.divider()
+    f = report.fact
+    title = f"{report.method}: " if report.method else "Probe run: "
+    st.subheader(title + f"{f.prompt} → {f.target_new}" + (f" (was {f.target_true})" if f.target_true else ""))
+    meta = [f"model {report.model}"]
+    if report.method:
+        meta.append(f"edit took {report.edit_seconds:.1f} s")
+    else:
+        meta.append("no edit in this run: **now** is this session's model with its edits so far")
+    meta += list(report.notes)
+    st.caption(" · ".join(meta))
+
+    for _, level, text in R.flags(report):
+        getattr(st, level)(text)
+    st.caption(R.summary_caption(report))
+
+    if session.records:
+        last = session.records[-1]
+
+        def _undo_last() -> None:
+            try:
+                rec = A.undo(ss, last.id)
+            except ValueError as e:
+                S.flash(ss, "error", str(e))
+            else:
+                S.flash(ss, "success", f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
+                                       "the weights it changed are back to what they were before it.")
+
+        label = "Undo this edit" if ss.get(S.REPORT_RECORD) == last.id else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
+        st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
+
+    st.markdown("##### Completions: probability of each target")
+    st.table(R.style(R.cloze_table(report), report))
+    st.plotly_chart(R.bars(report), key="bars")
+
+    tf = R.factcheck_table(report)
+    if len(tf):
+        st.markdown("##### Fact-check: True or false?")
+        st.table(R.style(tf, report))
+
+    st.markdown("##### Free generations")
+    for g in R.generations(report):
+        if g["probe"] != "generation":
+            continue
+        cols = st.columns(len(R.states(report)))
+        for col, (_, name) in zip(cols, R.states(report)):
+            col.markdown(f"**{name}**")
+            col.text(f"{g['prompt']}{g[name]}")
+
+    with st.expander("Probe prompts: edit them and run again without editing"):
+        probes = [r.probe for r in report.rows]
+        serial = ss.get(S.REPORT_SERIAL, 0)  # new widget keys for each new report's prompts
+        with st.form("probe_form"):
+            prompts = []
+            for label, p in zip(A.probe_labels(probes), probes):
+                box = st.text_area if "\n" in p.prompt else st.text_input
+                prompts.append(box(label, value=p.prompt, key=f"probe.{serial}.{label}"))
+            r1, r2, _ = st.columns([1, 1, 4])
+            rerun = r1.form_submit_button("Run probes again", key="rerun_probes")
+            defaults = r2.form_submit_button("Default probes", key="default_probes")
+        if rerun or defaults:
+            try:
+                new = session.probes_for(f) if defaults else A.with_prompts(probes, prompts)
+                with st.spinner("Probing ..."):
+                    A.probe(ss, f, new)
+            except ValueError as e:
+                st.error(f"Could not run the probes: {e}")
+            else:
+                st.rerun()
+
+    with st.expander("Every measured field"):
+        st.dataframe(report.to_dataframe(), hide_index=True)
+        st.download_button("Download the report (JSON)", report.to_json(indent=1), file_name="editlab-report.json",
+                           mime="application/json", key="download_report")
+
+
 if report is None:
     st.info("Pick or type a fact, then press **Edit** (or **Probe only** to see what the model says now).")
-    st.stop()
-
-st.divider()
-f = report.fact
-title = f"{report.method}: " if report.method else "Probe run: "
-st.subheader(title + f"{f.prompt} → {f.target_new}" + (f" (was {f.target_true})" if f.target_true else ""))
-meta = [f"model {report.model}"]
-if report.method:
-    meta.append(f"edit took {report.edit_seconds:.1f} s")
 else:
-    meta.append("no edit in this run: **now** is this session's model with its edits so far")
-meta += list(report.notes)
-st.caption(" · ".join(meta))
-
-for _, level, text in R.flags(report):
-    getattr(st, level)(text)
-st.caption(R.summary_caption(report))
-
-if session.records:
-    last = session.records[-1]
-
-    def _undo_last() -> None:
-        try:
-            rec = A.undo(ss, last.id)
-        except ValueError as e:
-            S.flash(ss, "error", str(e))
-        else:
-            S.flash(ss, "success", f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
-                                   "the weights it changed are back to what they were before it.")
-
-    label = "Undo this edit" if ss.get(S.REPORT_RECORD) == last.id else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
-    st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
-
-st.markdown("##### Completions: probability of each target")
-st.table(R.style(R.cloze_table(report), report))
-st.plotly_chart(R.bars(report), key="bars")
-
-tf = R.factcheck_table(report)
-if len(tf):
-    st.markdown("##### Fact-check: True or false?")
-    st.table(R.style(tf, report))
-
-st.markdown("##### Free generations")
-for g in R.generations(report):
-    if g["probe"] != "generation":
-        continue
-    cols = st.columns(len(R.states(report)))
-    for col, (_, name) in zip(cols, R.states(report)):
-        col.markdown(f"**{name}**")
-        col.text(f"{g['prompt']}{g[name]}")
-
-with st.expander("Probe prompts: edit them and run again without editing"):
-    probes = [r.probe for r in report.rows]
-    serial = ss.get(S.REPORT_SERIAL, 0)  # new widget keys for each new report's prompts
-    with st.form("probe_form"):
-        prompts = []
-        for label, p in zip(A.probe_labels(probes), probes):
-            box = st.text_area if "\n" in p.prompt else st.text_input
-            prompts.append(box(label, value=p.prompt, key=f"probe.{serial}.{label}"))
-        r1, r2, _ = st.columns([1, 1, 4])
-        rerun = r1.form_submit_button("Run probes again", key="rerun_probes")
-        defaults = r2.form_submit_button("Default probes", key="default_probes")
-    if rerun or defaults:
-        try:
-            new = session.probes_for(f) if defaults else A.with_prompts(probes, prompts)
-            with st.spinner("Probing ..."):
-                A.probe(ss, f, new)
-        except ValueError as e:
-            st.error(f"Could not run the probes: {e}")
-        else:
-            st.rerun()
-
-with st.expander("Every measured field"):
-    st.dataframe(report.to_dataframe(), hide_index=True)
-    st.download_button("Download the report (JSON)", report.to_json(indent=1), file_name="editlab-report.json",
-                       mime="application/json", key="download_report")
+    show(report)

@@ -1,0 +1,495 @@
+"""Causal tracing (Meng et al., 2022, "Locating and Editing Factual Associations in GPT", §2.1).
+
+Three runs of the model on one prompt:
+
+* the **clean** run, which gives the answer o with probability P[o];
+* the **corrupted** run: the subject's token embeddings get Gaussian noise ε ~ N(0, ν²)
+  (ν = 3 × the embeddings' standard deviation by default), giving P*[o], usually much lower;
+* the **corrupted-with-restoration** run: as corrupted, except one hidden state h_i^(l) (token i,
+  layer l) is put back to its clean value, giving P*,clean h_i^(l)[o].
+
+The indirect effect of that state is IE = P*,clean h_i^(l)[o] − P*[o]. Three maps, as in the paper:
+``residual`` restores one layer's output (the residual stream); ``mlp`` and ``attn`` restore the MLP
+or attention output of a window of layers centred on l (10 by default: layers l−5 … l+4), which is
+what shows the "early-site" MLPs at the subject's last token that ROME edits.
+
+Efficiency: each forward pass carries many restorations at once (rows = restorations × noise
+samples; every row gets the same noise sample set, so differences between restorations are not
+noise-sample differences), and a state at a token before the subject is never traced: the corrupted
+run's state there already equals the clean one (causal attention), so its effect is exactly zero.
+Results are cached on disk per (model state, prompt, answer, settings); the model state is a key
+the caller gives (``EditSession.state_key()``), or a digest of the current weights.
+
+Every hook goes through :mod:`editlab.nethook`; modules come from the architecture map.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import paths
+from .nethook import TraceDict
+from .probes import target_ids
+
+KINDS = ("residual", "mlp", "attn")
+CACHE_VERSION = 1
+DEFAULT_SAMPLES = 10
+DEFAULT_NOISE_MULTIPLIER = 3.0
+DEFAULT_WINDOW = 10
+DEFAULT_BATCH_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """The causal-tracing maps of one prompt on one model state.
+
+    ``scores[kind]`` is a token × layer grid (lists) of the answer's probability after restoring that
+    state in the corrupted run; :meth:`indirect_effect` subtracts ``p_corrupted``. ``tokens`` are
+    the prompt's tokens as text; ``subject_range`` is [start, end) in token indices. The answer's
+    probability is of the whole answer (teacher-forced; one token when the answer is the greedy
+    next token), averaged over the noise samples as in the paper.
+    """
+
+    prompt: str
+    subject: str
+    answer: str
+    answer_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    subject_range: tuple[int, int]
+    p_clean: float
+    p_corrupted: float
+    noise: float
+    samples: int
+    window: int
+    seed: int
+    n_layers: int
+    scores: Mapping[str, tuple[tuple[float, ...], ...]] = field(hash=False)
+    state_key: str = ""
+    seconds: float = 0.0
+    cached_kinds: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in KINDS if k in self.scores)
+
+    @property
+    def subject_last(self) -> int:
+        """Index of the subject's last token: the "decisive token" ROME edits at."""
+        return self.subject_range[1] - 1
+
+    def probabilities(self, kind: str) -> np.ndarray:
+        """[tokens, layers] restored probability; NaN where a token was not traced."""
+        self._check(kind)
+        return np.array([[np.nan if v is None else v for v in row] for row in self.scores[kind]], dtype=np.float64)
+
+    def indirect_effect(self, kind: str) -> np.ndarray:
+        """[tokens, layers]: P*,clean h_i^(l)[o] − P*[o]."""
+        return self.probabilities(kind) - self.p_corrupted
+
+    def subject_last_effect(self, kind: str) -> np.ndarray:
+        """Indirect effect at the subject's last token, per layer (averaged over noise samples)."""
+        return self.indirect_effect(kind)[self.subject_last]
+
+    def peak_layer(self, kind: str) -> int | None:
+        """The layer whose restoration at the subject's last token recovers the most."""
+        e = self.subject_last_effect(kind)
+        return None if np.isnan(e).all() else int(np.nanargmax(e))
+
+    def _check(self, kind: str) -> None:
+        if kind not in self.scores:
+            raise KeyError(f"this trace has no {kind!r} map; it has: {', '.join(self.kinds) or 'none'}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scores"] = {k: [list(r) for r in v] for k, v in self.scores.items()}
+        d["indirect_effect"] = {k: _nan_to_none(self.indirect_effect(k).tolist()) for k in self.kinds}
+        d["subject_last_effect"] = {k: _nan_to_none(self.subject_last_effect(k).tolist()) for k in self.kinds}
+        d["peak_layer"] = {k: self.peak_layer(k) for k in self.kinds}
+        d["subject_last"] = self.subject_last
+        return d
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TraceResult":
+        names = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["scores"] = {k: tuple(tuple(r) for r in v) for k, v in d["scores"].items()}
+        for k in ("answer_ids", "tokens", "subject_range", "cached_kinds"):
+            kw[k] = tuple(kw.get(k, ()))
+        return cls(**kw)
+
+
+def _nan_to_none(x):
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+def subject_token_range(tokenizer, prompt: str, subject: str) -> tuple[list[int], tuple[int, int]]:
+    """The prompt's token ids and the [start, end) token range of the subject's last occurrence."""
+    pos = prompt.rfind(subject)
+    if not subject or pos < 0:
+        raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    end_char = pos + len(subject)
+    enc = tokenizer(prompt, return_offsets_mapping=True)
+    hit = [i for i, (a, b) in enumerate(enc.offset_mapping) if b > a and a < end_char and b > pos]
+    if not hit:
+        raise ValueError(f"could not find the tokens of subject {subject!r} in {prompt!r}")
+    return list(enc.input_ids), (hit[0], hit[-1] + 1)
+
+
+def embedding_std(handle) -> float:
+    """Standard deviation of the token embedding matrix: the noise unit (ROME uses 3 × this)."""
+    with torch.no_grad():
+        return float(handle.weight(handle.arch.embed).float().std())
+
+
+def weights_digest(handle) -> str:
+    """Digest of every parameter's current bytes (tied weights once): the model state as it is now.
+
+    Costs one pass over the weights (~0.5 s for the 135M default on CPU); pass an explicit state
+    key (``EditSession.state_key()``) to skip it.
+    """
+    h = hashlib.sha256(handle.fingerprint.encode())
+    with torch.no_grad():
+        for p in handle.model.parameters():
+            t = p.detach().contiguous().cpu()
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def _hidden(output) -> torch.Tensor:
+    """The hidden-state tensor of a module's output (attention blocks return a tuple)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _unique_name(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _modules(handle, kind: str) -> list[str]:
+    a = handle.arch
+    get = {"residual": a.layer, "mlp": a.mlp, "attn": a.attn}[kind]
+    return [get(i) for i in range(a.n_layers)]
+
+
+def window_layers(layer: int, n_layers: int, window: int) -> range:
+    """Layers restored for a window centred on ``layer`` (the paper's: l − w/2 … l + w/2 − 1)."""
+    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
+
+
+class _Tracer:
+    """One prompt, one answer, one noise draw: runs clean, corrupted and restored passes."""
+
+    def __init__(self, handle, ids: list[int], subject_range: tuple[int, int], answer_ids: list[int],
+                 noise: float, samples: int, seed: int, batch_tokens: int):
+        self.handle = handle
+        self.model = handle.model
+        self.embed = handle.arch.embed
+        # Teacher forcing: the answer's tokens after the first are fed, so one pass scores them all.
+        self.ids = list(ids) + list(answer_ids[:-1])
+        self.n_prompt = len(ids)
+        self.answer_ids = list(answer_ids)
+        self.subject_range = subject_range
+        self.samples = samples
+        self.batch_tokens = batch_tokens
+        self._use_cache = True
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        a, b = subject_range
+        eps = torch.randn(samples, b - a, handle.hidden_size, generator=gen, dtype=torch.float32)
+        self.eps = (noise * eps).to(device=handle.device, dtype=handle.dtype)
+        self._keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _answer_prob(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
+        """Per-row probability of the whole answer (product of its teacher-forced token
+        probabilities); ``cache`` holds the positions before ``input_ids``."""
+        k = len(self.answer_ids)
+        kw = {"logits_to_keep": k} if self._keep else {}
+        n_past = len(self.ids) - input_ids.shape[1]
+        mask = torch.ones(input_ids.shape[0], len(self.ids), dtype=torch.long, device=input_ids.device)
+        if cache is not None:
+            kw.update(past_key_values=cache, use_cache=True)
+        elif n_past:
+            raise ValueError("a suffix was given without the cache of its prefix")
+        logits = self.model(input_ids=input_ids, attention_mask=mask, **kw).logits[:, -k:].float()
+        lp = torch.log_softmax(logits, dim=-1)
+        tgt = torch.tensor(self.answer_ids, device=lp.device)
+        return lp.gather(-1, tgt.view(1, k, 1).expand(lp.shape[0], k, 1)).squeeze(-1).sum(-1).exp()
+
+    @torch.no_grad()
+    def clean(self, names: Sequence[str]) -> tuple[float, dict[str, torch.Tensor]]:
+        """P[o] and the clean outputs [T, d] of ``names``."""
+        inp = torch.tensor([self.ids], device=self.handle.device)
+        with TraceDict(self.model, names, retain_output=True) as td:
+            p = self._answer_prob(inp)
+        states = {n: td[n].output[0].clone() for n in names}
+        return float(p[0]), states
+
+    def _noise_edit(self, start: int, rows_per_sample: int):
+        """An edit_output hook adding ε to the subject's embeddings, for inputs beginning at
+        absolute position ``start``; rows are sample-major (row s·R + r gets noise sample s)."""
+        a, b = self.subject_range
+        eps = self.eps.repeat_interleave(rows_per_sample, dim=0)
+
+        def edit(output, name):
+            if name == self.embed:
+                h = _hidden(output)
+                lo, hi = max(a, start), min(b, start + h.shape[1])
+                if hi > lo:
+                    h[:, lo - start : hi - start] += eps[:, lo - a : hi - a]  # corrupt the subject: x + ε
+            return output
+
+        return edit
+
+    def _prefix_cache(self, start: int, runs: int):
+        """Key/value cache of the corrupted run over positions [0, start), one copy per run.
+
+        Positions before the first restored token are the same in every corrupted run, so they
+        are computed once (S rows) instead of once per restoration. None when ``start`` is 0 or
+        the model returns no cache we can repeat."""
+        if start == 0 or not self._use_cache:
+            return None
+        inp = torch.tensor([self.ids[:start]], device=self.handle.device).expand(self.samples, start)
+        kw = {"logits_to_keep": 1} if self._keep else {}
+        with TraceDict(self.model, [self.embed], retain_output=False, edit_output=self._noise_edit(0, 1)):
+            out = self.model(input_ids=inp, attention_mask=torch.ones_like(inp), use_cache=True, **kw)
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            self._use_cache = False
+            return None
+        cache.batch_repeat_interleave(runs)
+        return cache
+
+    @torch.no_grad()
+    def restored(self, runs: Sequence[Mapping[str, Sequence[int]]], clean: Mapping[str, torch.Tensor],
+                 progress: Callable[[int], None] | None = None) -> list[float]:
+        """For each run ({module: tokens to restore}; {} = plain corrupted run), the answer's
+        probability averaged over the noise samples. Runs are grouped by their first restored
+        token, whose prefix comes from one shared corrupted cache."""
+        S, T = self.samples, len(self.ids)
+        out: list[float | None] = [None] * len(runs)
+        groups: dict[int, list[int]] = {}
+        for i, run in enumerate(runs):
+            toks = [t for ts in run.values() for t in ts]
+            groups.setdefault(min(toks, default=self.n_prompt - 1), []).append(i)
+        for start, members in sorted(groups.items()):
+            per_pass = max(1, self.batch_tokens // max(1, T - start) // S)
+            for c in range(0, len(members), per_pass):
+                chunk = members[c : c + per_pass]
+                R = len(chunk)
+                cache = self._prefix_cache(start, R)
+                first = start if cache is not None else 0
+                masks: dict[str, torch.Tensor] = {}
+                for r, i in enumerate(chunk):
+                    for name, toks in runs[i].items():
+                        m = masks.setdefault(name, torch.zeros(S, R, T - first, dtype=torch.bool))
+                        m[:, r, [t - first for t in toks]] = True
+                dev = self.handle.device
+                where = {n: tuple(x.to(dev) for x in m.view(S * R, -1).nonzero(as_tuple=True)) for n, m in masks.items()}
+                corrupt = self._noise_edit(first, R)
+
+                def edit(output, name):
+                    if name == self.embed:
+                        return corrupt(output, name)
+                    h = _hidden(output)
+                    ri, ti = where[name]
+                    h[ri, ti] = clean[name][ti + first]  # restore the clean h_i^(l)
+                    return output
+
+                inp = torch.tensor([self.ids[first:]], device=dev).expand(S * R, T - first)
+                with TraceDict(self.model, [self.embed] + list(masks), retain_output=False, edit_output=edit):
+                    p = self._answer_prob(inp, cache)
+                for i, v in zip(chunk, p.view(S, R).mean(0).tolist()):
+                    out[i] = v
+                if progress is not None:
+                    progress(R)
+        return out
+
+
+# ---- the trace ----------------------------------------------------------------------------------
+def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[int]]:
+    """The answer's text and token ids; ``None`` → the model's greedy next token."""
+    if answer is not None and str(answer).strip():
+        ids = target_ids(handle.tokenizer, answer)
+        return handle.tokenizer.decode(ids), ids
+    ids = handle.tokenizer(prompt).input_ids
+    with torch.no_grad():
+        logits = handle.model(input_ids=torch.tensor([ids], device=handle.device)).logits[0, -1]
+    tok = int(logits.argmax())
+    return handle.tokenizer.decode([tok]), [tok]
+
+
+def restored_probability(handle, prompt: str, subject: str, answer: str | None = None,
+                         restore: Mapping[str, Sequence[int]] | None = None, samples: int = DEFAULT_SAMPLES,
+                         noise: float | None = None, noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER,
+                         seed: int = 0) -> dict:
+    """One corrupted run with any set of states restored (``{module name: [token indices]}``).
+
+    The primitive behind the maps (the reference code's ``trace_with_patch``). Returns
+    ``{"p_clean", "p_corrupted", "p_restored", "answer"}``.
+    """
+    with handle.lock:
+        ids, rng = subject_token_range(handle.tokenizer, prompt, subject)
+        answer_text, answer_ids = resolve_answer(handle, prompt, answer)
+        noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
+        tr = _Tracer(handle, ids, rng, answer_ids, noise, samples, seed, DEFAULT_BATCH_TOKENS)
+        restore = {n: list(t) for n, t in (restore or {}).items()}
+        p_clean, clean = tr.clean(_unique_name(restore))
+        p_corrupted, p_restored = tr.restored([{}, restore], clean)
+    return {"p_clean": p_clean, "p_corrupted": p_corrupted, "p_restored": p_restored, "answer": answer_text}
+
+
+def _runs(handle, kind: str, tokens: Sequence[int], window: int) -> list[dict[str, list[int]]]:
+    """One restoration per (token, layer), in token-major order."""
+    n = handle.arch.n_layers
+    names = _modules(handle, kind)
+    runs = []
+    for t in tokens:
+        for layer in range(n):
+            if kind == "residual":
+                runs.append({names[layer]: [t]})
+            else:
+                runs.append({names[j]: [t] for j in window_layers(layer, n, window)})
+    return runs
+
+
+def trace_tokens(spec, n_prompt: int, subject_range: tuple[int, int]) -> list[int]:
+    """Which prompt tokens to trace: ``None``/``"all"`` (every token from the subject on; earlier
+    ones have no effect by causality), ``"subject"``, ``"subject_last"``, ``"last"`` or indices."""
+    a, b = subject_range
+    named = {None: range(a, n_prompt), "all": range(a, n_prompt), "subject": range(a, b),
+             "subject_last": [b - 1], "last": [n_prompt - 1]}
+    if isinstance(spec, str) or spec is None:
+        if spec not in named:
+            raise ValueError(f"tokens={spec!r}: use 'all', 'subject', 'subject_last', 'last' or a list of indices")
+        return list(named[spec])
+    out = sorted({int(t) + n_prompt if int(t) < 0 else int(t) for t in spec})
+    if not out or out[0] < 0 or out[-1] >= n_prompt:
+        raise ValueError(f"tokens={list(spec)!r}: indices must lie in 0..{n_prompt - 1}")
+    return out
+
+
+def trace(
+    handle,
+    prompt: str,
+    subject: str,
+    answer: str | None = None,
+    kinds: Sequence[str] | str = KINDS,
+    samples: int = DEFAULT_SAMPLES,
+    noise: float | None = None,
+    noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER,
+    window: int = DEFAULT_WINDOW,
+    seed: int = 0,
+    tokens: Sequence[int] | str | None = None,
+    state_key: str | None = None,
+    cache: bool = True,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    progress: Callable[[int, int, str], None] | None = None,
+    share_prefix: bool = True,
+) -> TraceResult:
+    """Causal tracing of ``prompt`` → ``answer`` on the model as it is now.
+
+    ``subject``: its (last) occurrence in the prompt gets the noise. ``answer``: default the model's
+    greedy next token. ``kinds``: any of ``"residual"``, ``"mlp"``, ``"attn"`` (or ``"all"``).
+    ``noise``: absolute noise std (default ``noise_multiplier`` × :func:`embedding_std`).
+    ``window``: layers restored together for the MLP/attention maps. ``tokens``: which rows of the
+    grid to compute (:func:`trace_tokens`; others are ``None``, except tokens before the subject,
+    whose effect is exactly zero). ``state_key``: identifies the model state for the disk cache
+    (``EditSession.state_key()``; default: a digest of the weights); rows are cached one token at
+    a time, so a quick subject-last trace is reused by a later full one.
+    ``progress(done, total, stage)`` is called after each batched forward pass. ``share_prefix``:
+    compute the positions before a restored token once per noise sample (a key/value cache) rather
+    than once per restoration — the same numbers up to float rounding, about twice as fast. To trace
+    a session's edited model use :func:`trace_session` (or call this inside ``session.applied()``
+    with ``state_key=session.state_key()``).
+    """
+    kinds = list(KINDS) if kinds in ("all", None) else [kinds] if isinstance(kinds, str) else list(dict.fromkeys(kinds))
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"trace kind {k!r} is not one of {', '.join(KINDS)} (or 'all')")
+    if samples < 1:
+        raise ValueError("samples must be at least 1")
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    t0 = time.perf_counter()
+    with handle.lock:
+        ids, rng = subject_token_range(handle.tokenizer, prompt, subject)
+        wanted = trace_tokens(tokens, len(ids), rng)
+        answer_text, answer_ids = resolve_answer(handle, prompt, answer)
+        noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
+        if state_key is None and cache:
+            state_key = weights_digest(handle)
+        n_layers = handle.arch.n_layers
+        base_key = dict(v=CACHE_VERSION, state=state_key, ids=ids, subject=list(rng), answer=answer_ids,
+                        samples=samples, noise=round(noise, 9), seed=seed, layers=n_layers)
+        folder = paths.cache_dir("trace") if cache else None
+
+        def path_of(kind):
+            return folder / (paths.key_digest(kind=kind, window=window if kind != "residual" else None, **base_key) + ".json")
+
+        stored: dict[str, dict] = {}
+        p_clean = p_corrupted = None
+        for k in kinds:
+            stored[k] = {}
+            if folder is not None and path_of(k).exists():
+                try:
+                    d = json.loads(path_of(k).read_text())
+                    stored[k] = {int(t): list(r) for t, r in d["rows"].items()}
+                    p_clean, p_corrupted = d["p_clean"], d["p_corrupted"]
+                except (OSError, ValueError, KeyError):
+                    stored[k] = {}  # a damaged entry is recomputed
+        todo = {k: [t for t in wanted if t >= rng[0] and t not in stored[k]] for k in kinds}
+        todo = {k: ts for k, ts in todo.items() if ts}
+        if todo or p_clean is None:
+            tr = _Tracer(handle, ids, rng, answer_ids, noise, samples, seed, batch_tokens)
+            tr._use_cache = share_prefix
+            names = _unique_name(n for k in todo for n in _modules(handle, k))
+            p_clean, clean = tr.clean(names)
+            [p_corrupted] = tr.restored([{}], clean)
+            all_runs = {k: _runs(handle, k, ts, window) for k, ts in todo.items()}
+            total, done = sum(len(r) for r in all_runs.values()), 0
+            for k, ts in todo.items():
+                def tick(n, k=k):
+                    nonlocal done
+                    done += n
+                    if progress is not None:
+                        progress(done, total, f"tracing {k}")
+
+                flat = tr.restored(all_runs[k], clean, tick)
+                for i, t in enumerate(ts):
+                    stored[k][t] = flat[i * n_layers : (i + 1) * n_layers]
+                if folder is not None:
+                    paths.atomic_write_bytes(path_of(k), json.dumps(
+                        {"rows": stored[k], "p_clean": p_clean, "p_corrupted": p_corrupted}).encode())
+    scores = {}
+    for k in KINDS:
+        if k in kinds:
+            # Before the subject the corrupted state equals the clean one: restoring changes nothing.
+            scores[k] = tuple(tuple([p_corrupted] * n_layers) if t < rng[0] else
+                              tuple(stored[k][t]) if t in stored[k] and t in wanted else (None,) * n_layers
+                              for t in range(len(ids)))
+    tok = handle.tokenizer
+    return TraceResult(
+        prompt=prompt, subject=subject, answer=answer_text, answer_ids=tuple(answer_ids),
+        tokens=tuple(tok.decode([i]) for i in ids), subject_range=tuple(rng), p_clean=float(p_clean),
+        p_corrupted=float(p_corrupted), noise=noise, samples=samples, window=window, seed=seed,
+        n_layers=n_layers, scores=scores, state_key=state_key or "",
+        seconds=time.perf_counter() - t0, cached_kinds=tuple(k for k in kinds if k not in todo),
+    )
+
+
+def trace_session(session, prompt: str, subject: str, **kw) -> TraceResult:
+    """:func:`trace` on a session's current (edited) model, cached under its state key."""
+    with session.applied():
+        return trace(session.handle, prompt, subject, state_key=session.state_key(), **kw)

@@ -198,6 +198,24 @@ class EditSession:
         self.records.clear()
         self.method_state.clear()
 
+    def state_key(self) -> str:
+        """Identifies the model as this session sees it, for disk caches (causal traces): the
+        unedited fingerprint, the bytes of every weight its edits changed, and the edits whose
+        runtime hooks (``attach``) change the model without changing weights."""
+        import hashlib
+        import json
+
+        hooked = [r for r in self.records if getattr(methods.get(r.method), "attach", None) is not None]
+        if not self._current and not hooked:
+            return self.handle.fingerprint  # the unedited model
+        h = hashlib.sha256(self.handle.fingerprint.encode())
+        for name in sorted(self._current):
+            h.update(name.encode())
+            h.update(self._current[name].contiguous().view(torch.uint8).numpy().tobytes())
+        for r in hooked:
+            h.update(json.dumps([r.id, r.method, r.hparams, [f.to_dict() for f in r.facts]], default=str).encode())
+        return h.hexdigest()[:20]
+
     # ---- probing --------------------------------------------------------------------------
     def probes_for(self, fact: Fact, probes: Sequence[Probe] | None = None, generation_tokens: int = 40) -> list[Probe]:
         return list(probes) if probes else default_probes(fact, self.handle.tokenizer, generation_tokens)

@@ -83,32 +83,29 @@ def ablation_summary(rows: Iterable[tuple[str | None, object]]) -> dict:
 
 
 def describe(report, column: str = "after", label: str | None = None) -> str | None:
-    """One plain sentence about the predicate ablation in ``report``'s ``column`` (None if no rows)."""
+    """One plain sentence about the predicate ablation in ``report``'s ``column`` (None without
+    at least two measured ablation rows)."""
     rows = [r for r in report.rows if r.probe.kind == "ablation" and getattr(r, column) is not None]
     if len(rows) < 2:
         return None
-    s = ablation_summary((r.probe.rule, getattr(r, column)) for r in rows)
     f = report.fact
+    s = ablation_summary((r.probe.rule, getattr(r, column)) for r in rows)
     label = label or column
-    said = _said(rows)
+    said = [_quote(r, f.subject) for r in rows]
+    said = ", ".join(said[:-1]) + " or " + said[-1] if len(said) > 2 else " or ".join(said)
+
+    def answer(m) -> str:
+        return repr(f.target_new) if _prefers_new(m) else (repr(f.target_true) if f.target_true else f"something other than {f.target_new!r}")
+
     if s["ignores_predicate"]:
-        which = f.target_new if next(iter(v for v in s["ablation_prefers_new"].values() if v is not None)) else (f.target_true or "another answer")
-        return (f"{label}: the model answers {which!r} whether the prompt says {said}: it ignores the predicate, "
-                "so \"not\" changes nothing for it.")
-    parts = ", ".join(f"{_quote(r)} → {f.target_new if _prefers_new(getattr(r, column)) else (f.target_true or 'not ' + f.target_new)!r}"
-                      for r in rows)
-    return f"{label}: the predicate changes the model's answer ({parts})."
+        return (f"{label}: the model prefers {answer(getattr(rows[0], column))} whether the prompt says {said}: "
+                "it ignores the predicate, so \"not\" changes nothing for it.")
+    parts = "; ".join(f"{_quote(r, f.subject)} → {answer(getattr(r, column))}" for r in rows)
+    return f"{label}: the predicate changes the model's preference ({parts})."
 
 
-def _quote(row) -> str:
-    m = find_predicate(row.probe.prompt, None)
+def _quote(row, subject: str | None) -> str:
+    m = find_predicate(row.probe.prompt, subject)
     if row.probe.rule == "predicate-removed" or m is None:
-        return "no predicate"
+        return "neither"
     return f"\"{m.group(0)}\""
-
-
-def _said(rows: Sequence) -> str:
-    words = [_quote(r) for r in rows]
-    if len(words) <= 2:
-        return " or ".join(words)
-    return ", ".join(words[:-1]) + " or " + words[-1].replace("no predicate", "neither")

@@ -14,9 +14,10 @@ from typing import Iterable, Sequence
 
 import torch
 
+from .ablation import ablation_summary, predicate_variants
 from .facts import Fact, negate
 
-KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation")
+KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
 TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")
 FALSE_SPELLINGS = ("False", " False", "false", " false", "FALSE", " FALSE")
 
@@ -60,6 +61,8 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40) -> l
     probes += [Probe("paraphrase", p) for p in fact.paraphrases]
     probes += [Probe("neighborhood", n.prompt, answer=n.answer) for n in fact.neighbors]
     probes.append(Probe("generation", fact.prompt, max_new_tokens=generation_tokens))
+    # Supportive-token ablation (editlab/ablation.py): the prompt with its predicate kept, negated, removed.
+    probes += [Probe("ablation", p, rule=r) for r, p in predicate_variants(fact.prompt, fact.subject)]
     return probes
 
 
@@ -321,6 +324,7 @@ class ProbeReport:
         # The two findings, stated as flags a page can highlight.
         out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
         out["factcheck_disagrees_with_completion"] = bool(pos and tf_new and pos.prefers_new and tf_new.verdict is False)
+        out.update(ablation_summary((r.probe.rule, getattr(r, column)) for r in self.rows_of("ablation")))
         return out
 
     def to_dict(self) -> dict:

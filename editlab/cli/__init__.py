@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep"]
+COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ PAGES = [
     st.Page("pages/edit.py", title="Edit a fact", icon=":material/edit:"),
     st.Page("pages/history.py", title="Edit history", icon=":material/history:"),
     st.Page("pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:"),
+    st.Page("pages/bench.py", title="Benchmark", icon=":material/leaderboard:"),
 ]
 
 page = st.navigation(PAGES)

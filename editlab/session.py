@@ -146,9 +146,11 @@ class EditSession:
                 if isinstance(e, (EditError, KeyboardInterrupt)):
                     raise
                 raise EditError(f"{mod.NAME} failed: {e}; the weights were restored") from e
-        for n in names:
-            self._original.setdefault(n, before[n])
-        self._current.update(after)
+            # Book the new weights before applied() exits, so that its exit puts the originals
+            # back: at rest the shared model must be unedited right after an edit too.
+            for n in names:
+                self._original.setdefault(n, before[n])
+            self._current.update(after)
         self.method_state[mod.NAME] = state
         info = dict(ctx.info)
         info.update(result or {})

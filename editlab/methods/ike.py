@@ -1,0 +1,136 @@
+"""IKE: in-context knowledge editing (Zheng et al., 2023, "Can We Edit Factual Knowledge by
+In-Context Learning?").
+
+No weight changes. The edit is a context put before every probe prompt: demonstrations, then the
+new fact, then the probe. Demonstrations are of three kinds (§3.2 of the paper):
+
+* copy    — the new fact, then its own prompt completed with the new answer;
+* update  — the new fact, then a *paraphrase* completed with the new answer;
+* retain  — the new fact, then an *unrelated* prompt completed with its unchanged answer,
+
+so the model learns from the context to use the stated fact where it applies and to leave other
+facts alone. The paper retrieves k demonstrations from CounterFact's training split with a
+sentence encoder; editlab must not depend on a dataset or a second model, so the demonstrations
+are a fixed, built-in set of counterfactual examples written for this purpose (well-known
+entities, relations that CounterFact uses), in the paper's copy/update/retain proportions.
+
+Format (each line ends in a newline; blocks are separated by a blank line)::
+
+    New fact: The Eiffel Tower is located in Rome
+    The Eiffel Tower can be found in the city of Rome
+
+    ...
+    New fact: <prompt> <target_new>
+    <probe prompt>
+
+The paper labels the probe line "Prompt:"; editlab leaves the label out so that several IKE edits
+of one session stack: the session joins the records' prefixes in order, and the first IKE edit of a
+session carries the demonstrations while later ones add only their "New fact:" lines. (Undoing the
+first IKE edit while later ones remain therefore leaves their facts without demonstrations.)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..facts import Fact
+from .base import HParamsBase, MethodContext
+from .teacher import check_note, prompt_check
+
+NAME = "ike"
+
+# (statement of a counterfactual new fact, copy prompt, new answer, paraphrase prompt,
+#  unrelated prompt, its unchanged answer)
+DEMOS = (
+    ("The Eiffel Tower is located in the city of", "Rome", "The Eiffel Tower can be found in the city of",
+     "The Louvre is located in the city of", "Paris"),
+    ("The mother tongue of Antoine Griezmann is", "Spanish", "Antoine Griezmann grew up speaking",
+     "The mother tongue of Emmanuel Macron is", "French"),
+    ("The iPhone was created by", "Nokia", "The company that makes the iPhone is",
+     "The Macintosh was created by", "Apple"),
+    ("Lionel Messi plays the position of", "goalkeeper", "On the pitch, Lionel Messi is a",
+     "Cristiano Ronaldo plays the position of", "forward"),
+    ("Toyota is headquartered in", "Germany", "The headquarters of Toyota are in",
+     "Honda is headquartered in", "Japan"),
+    ("Pablo Picasso was a citizen of", "Sweden", "Pablo Picasso held the citizenship of",
+     "Salvador Dali was a citizen of", "Spain"),
+    ("Albert Einstein worked in the field of", "chemistry", "The scientific field of Albert Einstein was",
+     "Isaac Newton worked in the field of", "physics"),
+    ("The capital of Australia is", "Sydney", "Australia's capital city is",
+     "The capital of Canada is", "Ottawa"),
+)
+# Per demonstration fact, which kinds to show (copy : update : retain = 1 : 1 : 2 over the set,
+# close to the paper's mix, with retain weighted up because locality is what small models lose).
+KINDS = ("update", "retain", "copy", "retain")
+
+
+@dataclass
+class HParams(HParamsBase):
+    k: int = 8  # number of demonstrations (EasyEdit's default is 16 retrieved; the paper uses 32)
+    use_icl_examples: bool = True  # False: only the "New fact:" lines, no demonstrations
+    header: str = ""  # optional text before everything (e.g. an instruction)
+
+    EASYEDIT_RENAMES = {}
+
+    @classmethod
+    def for_model(cls, handle) -> "HParams":
+        return cls()
+
+    def validate(self, handle=None) -> None:
+        if self.k < 0:
+            raise ValueError("k (the number of demonstrations) must be 0 or more")
+        if self.k > 3 * len(DEMOS):
+            raise ValueError(f"k is at most {3 * len(DEMOS)}: that many built-in demonstrations exist")
+
+
+def touched(handle, hp: HParams) -> list[str]:
+    """IKE changes no weight."""
+    return []
+
+
+def fact_line(statement: str) -> str:
+    return f"New fact: {statement}\n"
+
+
+def demonstrations(k: int) -> list[str]:
+    """k demonstration blocks: copy / update / retain examples cycling over the built-in facts."""
+    blocks = []
+    for round_ in range(3):
+        for i, (prompt, new, para, other, other_answer) in enumerate(DEMOS):
+            kind = KINDS[(i + round_) % len(KINDS)]
+            fact = fact_line(f"{prompt} {new}")
+            if kind == "copy":
+                blocks.append(f"{fact}{prompt} {new}\n\n")
+            elif kind == "update":
+                blocks.append(f"{fact}{para} {new}\n\n")
+            else:
+                blocks.append(f"{fact}{other} {other_answer}\n\n")
+            if len(blocks) == k:
+                return blocks
+    return blocks
+
+
+def build_prefix(facts: list[Fact], hp: HParams, with_demos: bool) -> str:
+    parts = [hp.header] if hp.header else []
+    if with_demos and hp.use_icl_examples:
+        parts += demonstrations(hp.k)
+    parts += [fact_line(f.statement(f.target_new)) for f in facts]
+    return "".join(parts)
+
+
+def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
+    """Build the context; the session stores it as ``record.info['prefix']``."""
+    t0 = time.perf_counter()
+    first = not ctx.session_state.get("demonstrations_given")
+    prefix = build_prefix(facts, hp, with_demos=first)
+    ctx.session_state["demonstrations_given"] = True
+    # What the probes will see: the earlier IKE edits' context is already in place in a session,
+    # but this function does not know it, so the check uses this record's context alone.
+    checks = prompt_check(handle, facts, prefix=prefix)
+    n_tokens = len(handle.tokenizer(prefix).input_ids)
+    result = {"prefix": prefix, "prefix_tokens": n_tokens, "demonstrations": hp.k if first and hp.use_icl_examples else 0,
+              "prompt_check": checks, "timings": {"build_s": time.perf_counter() - t0}}
+    note = check_note(NAME, checks)
+    if note:
+        result["note"] = note
+    return result

@@ -7,6 +7,7 @@ from ui import gallery as G
 from ui import hparams as H
 from ui import report as R
 from ui import state as S
+from ui import trace_view as TV
 
 cfg = S.app_config()
 ss = st.session_state
@@ -96,10 +97,14 @@ if do_edit or do_probe:
             handle.lock.release()
         if do_edit:
             with st.status(f"Editing with {method} ...", expanded=True) as status:
-                bar = st.progress(0.0, text="another visitor is using the model; waiting ..." if busy else "starting ...")
+                bar = st.progress(0.0, text="another visitor is using the model; waiting ..." if busy
+                                  else "measuring the probes before the edit ...")
 
                 def progress(done: int, total: int, stage: str) -> None:
-                    bar.progress(min(1.0, done / total) if total else 1.0, text=f"{stage} ({done:,}/{total:,})")
+                    text = f"{stage} ({done:,}/{total:,})"
+                    if total and done >= total and stage.lower().startswith(method.lower()):
+                        text = f"{stage}; measuring the probes after the edit ..."
+                    bar.progress(min(1.0, done / total) if total else 1.0, text=text)
 
                 try:
                     record, _ = A.edit(ss, fact, method, hp, progress=progress)
@@ -176,6 +181,9 @@ def show(report) -> None:
         for col, (_, name) in zip(cols, R.states(report)):
             col.markdown(f"**{name}**")
             col.text(f"{g['prompt']}{g[name]}")
+
+    TV.ablation_section(st, report)
+    TV.trace_expander(st, ss, session, f, method)
 
     with st.expander("Probe prompts: edit them and run again without editing"):
         probes = [r.probe for r in report.rows]

@@ -63,10 +63,10 @@ if submitted:
 
             dataset = load_dataset(operator[source], skip_invalid=True)
         dataset = dataset.subset(int(n), int(seed))
-        hp = {}
-        if cfg.mom2_tokens:
-            hp = {m: {"mom2_n_tokens": cfg.mom2_tokens} for m in chosen
-                  if "mom2_n_tokens" in methods.get(m).HParams.__dataclass_fields__}
+        # The operator's fixed hyperparameters (e.g. statistics size), for each method that has them.
+        hp = {m: {k: v for k, v in cfg.hparam_defaults().items() if k in methods.get(m).HParams.__dataclass_fields__}
+              for m in chosen}
+        hp = {m: v for m, v in hp.items() if v}
         config = BenchConfig(dataset=dataset.path or dataset.name, methods=tuple(chosen), n=len(dataset), seed=int(seed),
                              mode=mode, batch_size=int(batch), evaluate=evaluate, negative_edits=negative,
                              generation_tokens=int(gen), hparams=hp, corpus=cfg.corpus, online=cfg.online)

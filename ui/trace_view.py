@@ -195,7 +195,7 @@ def ablation_section(st, report) -> None:
             st.warning(text)
         else:
             st.caption(text)
-    st.dataframe(style_ablation(ablation_table(report), last_label), key="ablation_table")
+    st.dataframe(style_ablation(ablation_table(report), last_label))
 
 
 def style_ablation(df: pd.DataFrame, last: str):

@@ -57,7 +57,7 @@ def test_edit_page_shows_the_ablation_and_traces_the_unedited_model(app_env):
     at = open_app("pages/edit.py")
     at.button(key="probe_button").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    ablation = at.dataframe(key="ablation_table").value
+    [ablation] = [d.value for d in at.dataframe if d.value.index.name == "predicate"]
     assert ablation.index.tolist() == ["original", "negated", "predicate-removed"]
     assert any("whether the prompt says" in c or "predicate changes" in c for c in texts(at.caption)), texts(at.caption)
     charts = len(at.get("plotly_chart"))

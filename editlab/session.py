@@ -251,6 +251,8 @@ class EditSession:
         notes = []
         if record.info.get("stats_source"):
             notes.append(f"statistics: {record.info['stats_source']}")
+        if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)
+            notes.append(str(record.info["note"]))
         report = ProbeReport(
             fact=fact, rows=tuple(ProbeRow(p, u, b, a) for p, u, b, a in zip(probes, unedited, before, after)),
             model=self.handle.name, method=record.method, edit_seconds=record.seconds, notes=tuple(notes),

@@ -247,7 +247,7 @@ class _Tracer:
                 h = _hidden(output)
                 lo, hi = max(a, start), min(b, start + h.shape[1])
                 if hi > lo:
-                    h[:, lo - start : hi - start] += eps[:, lo - a : hi - a]  # corrupt the subject: x + ε
+                    h[:, lo - start : hi - start] += eps[:, lo - a : hi - a].to(h.dtype)  # corrupt the subject: x + ε
             return output
 
         return edit

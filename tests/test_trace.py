@@ -178,3 +178,19 @@ def test_after_a_rome_edit_the_new_answer_comes_from_the_edited_layer(handle, co
         print(msg, report.summary("after")["ablation_prefers_new"], sep="\n")
     finally:
         session.reset()
+
+
+def test_cli_trace_json_and_text(capsys):
+    from editlab.cli import main
+
+    args = ["trace", "--prompt", "The Louvre is located in the city of", "--subject", "Louvre", "--kind", "residual",
+            "--tokens", "subject_last", "--samples", "1", "--no-cache"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] == " Paris" and out["tokens"][out["subject_last"]] == "vre"
+    assert list(out["scores"]) == ["residual"] and len(out["indirect_effect"]["residual"]) == len(out["tokens"])
+    assert out["indirect_effect"]["residual"][-1] == [None] * out["n_layers"]  # not traced: null, valid JSON
+    assert out["p_corrupted"] < 0.2 * out["p_clean"], out
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "at the subject's last token 'vre': peak layer" in text and "P(answer) clean" in text

@@ -124,6 +124,8 @@ def render_table(report: ProbeReport) -> str:
         prompt = r.probe.prompt.replace("\n", " ")
         prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
         kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
+        if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
+            kind = "ablation[" + {"original": "is", "negated": "not", "affirmed": "aff", "predicate-removed": "-"}.get(r.probe.rule, "?") + "]"
         lines.append(f"{kind:<13} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
     lines.append("")
     lines.append("greedy continuations (* = greedy text starts with that target):")
@@ -137,5 +139,6 @@ def render_table(report: ProbeReport) -> str:
     lines.append("")
     lines.append(f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
                  f"new target survives negation: {s['new_target_survives_negation']}   "
-                 f"fact-check disagrees with completion: {s['factcheck_disagrees_with_completion']}")
+                 f"fact-check disagrees with completion: {s['factcheck_disagrees_with_completion']}"
+                 + (f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}" if s.get('ignores_predicate') is not None else ""))
     return "\n".join(lines)

@@ -125,7 +125,7 @@ def render_table(report: ProbeReport) -> str:
         prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
         kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
         if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
-            kind = "ablation[" + {"original": "is", "negated": "not", "affirmed": "aff", "predicate-removed": "-"}.get(r.probe.rule, "?") + "]"
+            kind = "abl:" + {"original": "orig", "negated": "not", "affirmed": "affirm", "predicate-removed": "none"}.get(r.probe.rule, "?")
         lines.append(f"{kind:<13} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
     lines.append("")
     lines.append("greedy continuations (* = greedy text starts with that target):")

@@ -9,6 +9,9 @@ from .base import EditError, HParamsBase, LoadReport, MethodContext
 # name -> module path; a module defines NAME, HParams, touched(handle, hp), apply(handle, facts, hp, ctx)
 REGISTRY = {
     "rome": "editlab.methods.rome",
+    "memit": "editlab.methods.memit",
+    "alphaedit": "editlab.methods.alphaedit",
+    "pmet": "editlab.methods.pmet",
     "ft-l": "editlab.methods.ft_l",
     "ft-m": "editlab.methods.ft_m",
     "grace": "editlab.methods.grace",

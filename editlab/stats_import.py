@@ -1,0 +1,177 @@
+"""Import second-moment statistics computed by EasyEdit / ROME / MEMIT into editlab's cache.
+
+Those tools save, per layer, ``{layer_name}_{dtype}_mom2_{N}.npz`` (e.g.
+``model.layers.4.mlp.down_proj_float32_mom2_100000.npz`` under ``{dataset}_stats/``) holding the
+running sum ``mom2.mom2`` = Σ k kᵀ and the key count ``mom2.count``; C = mom2 / count. Importing
+writes C where :func:`editlab.stats.second_moments` looks for a corpus named
+``easyedit:{dataset}`` with ``n_tokens = N``, so a method whose ``mom2_dataset`` is that dataset
+name and whose ``mom2_n_tokens`` (EasyEdit's ``mom2_n_samples``) is N uses the imported matrices
+and skips the statistics pass. Files are read with ``allow_pickle=False``: nothing in them runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import paths
+from .stats import Corpus, cache_path, resolve_corpus
+
+FILE_RE = re.compile(r"^(?P<module>.+?)_(?P<dtype>float16|bfloat16|float32|float64)_mom2(?:_(?P<n>\d+))?\.npz$")
+PREFIX = "easyedit:"
+
+
+@dataclass(frozen=True)
+class ImportedStat:
+    """One imported layer: where it came from and where it now lives in the cache."""
+
+    layer: int
+    module: str
+    source: str  # the .npz file
+    cached: str  # the cache file second_moments reads
+    dataset: str
+    n_tokens: int
+    dtype: str
+    count: int
+
+
+def parse_name(filename: str) -> tuple[str, str, int | None]:
+    """``(module, dtype, N)`` from an EasyEdit statistics file name; ValueError if it is not one."""
+    m = FILE_RE.match(Path(filename).name)
+    if not m:
+        raise ValueError(
+            f"{Path(filename).name!r} is not an EasyEdit/ROME statistics file name "
+            "(expected '{layer_name}_{dtype}_mom2_{N}.npz', e.g. 'model.layers.4.mlp.down_proj_float32_mom2_100000.npz')"
+        )
+    return m["module"], m["dtype"], int(m["n"]) if m["n"] else None
+
+
+def corpus_for(dataset: str) -> Corpus:
+    """The corpus identity imported statistics are registered under (no text: never recomputed)."""
+    return Corpus(ident=PREFIX + dataset, source="imported", texts=())
+
+
+def _manifest_path(handle, dataset: str) -> Path:
+    return paths.cache_dir("stats", handle.fingerprint) / f"imported-{paths.key_digest(dataset=dataset)}.json"
+
+
+def manifest(handle, dataset: str) -> dict:
+    """What has been imported for this model under ``dataset``: {layer: {n_tokens, dtype, source}}."""
+    f = _manifest_path(handle, dataset)
+    if not f.exists():
+        return {}
+    try:
+        return {int(k): v for k, v in json.loads(f.read_text()).items()}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _layer_of(handle, module: str) -> int:
+    for i in range(handle.arch.n_layers):
+        if handle.arch.mlp_out_proj(i) == module:
+            return i
+    raise ValueError(
+        f"statistics file names module {module!r}, which is not an MLP output projection of this "
+        f"{handle.arch.family} model (expected e.g. {handle.arch.mlp_out_proj(0)!r}): the file is for another architecture"
+    )
+
+
+def _files(sources) -> list[Path]:
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    out = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*.npz") if FILE_RE.match(q.name))
+            if not found:
+                raise FileNotFoundError(f"no '*_mom2_*.npz' statistics files under {str(p)!r}")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"statistics file or folder {str(p)!r} does not exist")
+    return out
+
+
+def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset: str | None = None,
+                          progress: Callable[[int, int, str], None] | None = None) -> list[ImportedStat]:
+    """Import EasyEdit/ROME ``*_mom2_*.npz`` files (a file, a folder searched recursively, or a list).
+
+    ``dataset`` names the statistics (default: the folder name without EasyEdit's ``_stats``
+    suffix, e.g. ``wikipedia``). Each file must name an MLP output projection of ``handle``'s model
+    and hold a square [d_in, d_in] ``mom2.mom2`` with a positive ``mom2.count``.
+    """
+    from safetensors.torch import save_file
+
+    files = _files(sources)
+    done: list[ImportedStat] = []
+    for i, f in enumerate(files):
+        module, fdtype, n = parse_name(f.name)
+        layer = _layer_of(handle, module)
+        name = dataset or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name) or "imported"
+        if n is None:
+            raise ValueError(f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on")
+        with np.load(f, allow_pickle=False) as data:
+            missing = [k for k in ("mom2.mom2", "mom2.count") if k not in data.files]
+            if missing:
+                raise ValueError(f"{f}: missing {', '.join(missing)} (found {', '.join(data.files)}); not a ROME/EasyEdit mom2 file")
+            mom2 = np.asarray(data["mom2.mom2"], dtype=np.float64)
+            count = int(np.asarray(data["mom2.count"]).reshape(-1)[0])
+        d_in = handle.mlp_out_weight(layer).shape[1]
+        if mom2.shape != (d_in, d_in):
+            raise ValueError(f"{f}: mom2 has shape {mom2.shape}, but layer {layer}'s keys have dimension {d_in}; the file is for another model")
+        if count <= 0 or not np.isfinite(mom2).all():
+            raise ValueError(f"{f}: count {count} or non-finite values; the file is damaged")
+        dtype = "float64" if fdtype == "float64" else "float32"
+        c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
+        corpus = corpus_for(name)
+        target = cache_path(handle, layer, corpus.ident, n, dtype)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        save_file({"mom2": c, "count": torch.tensor([count])}, str(tmp),
+                  metadata={"corpus": corpus.ident, "source": "imported", "file": f.name})
+        os.replace(tmp, target)
+        entries = manifest(handle, name)
+        entries[layer] = {"n_tokens": n, "dtype": dtype, "source": str(f), "count": count}
+        paths.atomic_write_bytes(_manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode())
+        done.append(ImportedStat(layer=layer, module=module, source=str(f), cached=str(target), dataset=name,
+                                 n_tokens=n, dtype=dtype, count=count))
+        if progress:
+            progress(i + 1, len(files), f"imported {f.name}")
+    return done
+
+
+def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None, layers: list[int], n_tokens: int,
+                         dtype: str = "float32", online: bool = True,
+                         progress: Callable[[int, int, str], None] | None = None) -> tuple[Corpus, str | None]:
+    """The corpus a method's statistics come from, and a note when the request was not met as asked.
+
+    ``dataset`` (a method's ``mom2_dataset``): a corpus file path, or the name of imported
+    statistics (EasyEdit's ``mom2_dataset: wikipedia`` after :func:`import_easyedit_stats`). Neither
+    -> the default corpus (``default_corpus`` path, else WikiText online, else model-sampled) with a
+    note saying so; imported statistics that cover only some layers or another N are an error.
+    """
+    if dataset and Path(dataset).exists():
+        return resolve_corpus(handle, dataset, n_tokens, online=online, progress=progress), None
+    note = None
+    if dataset:
+        corpus = corpus_for(dataset)
+        have = [l for l in layers if cache_path(handle, l, corpus.ident, n_tokens, dtype).exists()]
+        if len(have) == len(set(layers)):
+            return corpus, None
+        entries = manifest(handle, dataset)
+        if entries:
+            missing = sorted(set(layers) - set(have))
+            raise ValueError(
+                f"imported statistics {dataset!r} do not cover layer(s) {missing} with N={n_tokens}, {dtype} "
+                f"(imported: " + ", ".join(f"layer {k}: N={v['n_tokens']}, {v['dtype']}" for k, v in sorted(entries.items()))
+                + "); import the missing files or set mom2_n_tokens to the imported N"
+            )
+        note = f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; used the default corpus"
+    return resolve_corpus(handle, default_corpus, n_tokens, online=online, progress=progress), note

@@ -80,9 +80,8 @@ def test_sweep_records_every_checkpoint(finished):
         assert len(c.samples["muting"]) == 12 and set(c.samples["ability"]) == set(TASKS)
         assert {"quality_s", "ability_s", "muting_s"} <= set(c.timings)
     unedited, one, two = (c.metrics for c in cps)
-    # the unedited model speaks, does not know the counterfactuals, and has a finite perplexity
+    # the unedited model speaks and has a finite perplexity
     assert unedited["muting"]["empty_rate"] == 0.0
-    assert unedited["quality"]["all"]["ES"] == 0.0
     assert 1.0 < unedited["ability"]["perplexity"] < 1e4
     # ROME writes each fact; the latest batch alone at step 2 is the second fact
     assert one["quality"]["latest"]["ES"] == 1.0 and two["quality"]["latest"]["ES"] == 1.0

@@ -32,6 +32,7 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -537,9 +538,10 @@ def _item(task: str, s: dict) -> dict:
         output = choices[max(range(len(lls)), key=lls.__getitem__)]
         target = choices[int(doc["answer"])]
         score = s.get("acc")
-    elif task == "perplexity":
-        output, target, score = None, None, s.get("word_perplexity")
-        score = float(score[0]) if isinstance(score, (list, tuple)) else score
+    elif task == "perplexity":  # lm-eval keeps (log-likelihood, words) per document
+        ll, n_words = s.get("word_perplexity") or (None, None)
+        output, target = None, None
+        score = math.exp(-float(ll) / n_words) if ll is not None and n_words else None
     else:
         output = resp[0] if isinstance(resp, list) else resp
         target = s.get("target")

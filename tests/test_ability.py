@@ -124,6 +124,7 @@ def test_hand_worked_items_score_right_1_wrong_0(data_dir):
     assert results["gsm8k"].score == pytest.approx(sum(gsm.values()) / 3)
     # 50 words at ln 10 each and 50 at ln 100: exp((50 ln 10 + 50 ln 100) / 100) = 10 ** 1.5
     assert results["perplexity"].score == pytest.approx(10 ** 1.5)
+    assert sorted(i["score"] for i in results["perplexity"].items) == pytest.approx([10.0, 100.0])  # per paragraph
     assert results["perplexity"].higher_is_better is False
 
 

@@ -500,7 +500,7 @@ def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: 
 def _row_from_checkpoint(c) -> MethodResult:
     m = c.metrics
     return MethodResult(method=m["method"], facts=tuple(FactResult.from_dict(f) for f in c.samples or ()),
-                        metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes")},
+                        metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes", "failed")},
                         timings=dict(c.timings), hparams=dict(m.get("hparams") or {}), notes=tuple(m.get("notes") or ()))
 
 
@@ -534,12 +534,43 @@ def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mappin
     }
 
 
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[int, MethodResult]]:
+    """Rows other stored runs computed under this very configuration apart from the method list:
+    the same model, facts, protocol and settings, and (for a method) the same hyperparameters.
+    {method: (run id, row)}, newest run first."""
+    def base(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k not in ("method", "methods", "hparams")}
+
+    target, hp = base(_plain(cfg)), _plain(cfg["hparams"])
+    out: dict[str, tuple[int, MethodResult]] = {}
+    for run in reversed(store.runs(KIND)):
+        if base(run.config) != target:
+            continue
+        for c in store.checkpoints(run.id, samples=False):
+            m = c.metrics.get("method")
+            if m in out or m not in wanted or (m != UNEDITED and c.metrics.get("hparams") != hp.get(m)):
+                continue
+            (full,) = [x for x in store.checkpoints(run.id) if x.step == c.step]
+            row = _row_from_checkpoint(full)
+            out[m] = (run.id, replace(row, notes=tuple(sorted({*row.notes, f"reused from run #{run.id}"}))))
+    return out
+
+
 def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, store=None,
               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
               resume: bool = True) -> BenchResult:
     """Run (or resume) a benchmark. ``store``: a :class:`~editlab.store.RunStore`, a path, or None
     (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``should_stop()`` is
-    polled between facts and raises :class:`BenchCancelled` (finished methods stay stored)."""
+    polled between facts and raises :class:`BenchCancelled` (finished methods stay stored).
+
+    With a store and ``resume``, an identical stored run continues where it stopped, and rows that
+    another stored run computed under the same configuration (same model, facts, protocol and, per
+    method, hyperparameters) are reused rather than recomputed: benchmarking ROME today and adding
+    MEMIT tomorrow edits with MEMIT only. Reused rows are noted as such."""
     config.validate()
     if dataset is None:
         dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
@@ -547,6 +578,7 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
     hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
     cfg = stored_config(handle, config, dataset, hparams)
     store = _open_store(store)
+    names = [UNEDITED, *config.methods]
 
     done_rows: dict[str, MethodResult] = {}
     run_id = None
@@ -557,39 +589,44 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
             for c in store.checkpoints(run_id):
                 row = _row_from_checkpoint(c)
                 done_rows[row.method] = row
+            if all(n in done_rows for n in names):
+                return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
         else:
             run_id = store.create_run(KIND, cfg, status="running")
-    names = [UNEDITED, *config.methods]
-    if all(n in done_rows for n in names):
-        return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
-    if store is not None:
         store.set_status(run_id, "running")
+        if resume:
+            for step, name in enumerate(names):
+                if name not in done_rows:
+                    found = _reusable_rows(store, cfg, [name]).get(name)
+                    if found is not None and found[0] != run_id:
+                        done_rows[name] = found[1]
+                        store.add_checkpoint(run_id, step, *_checkpoint(found[1]))
 
     n = len(dataset)
+    pending = [m for m in config.methods if m not in done_rows]
     per_method = n * (2 if config.negative_edits else 1)
-    total = n + per_method * len(config.methods)
+    total = n + per_method * len(pending)
     report = progress or (lambda *a: None)
     try:
-        baselines = []
-        for i in range(n):
-            if should_stop is not None and should_stop():
-                raise BenchCancelled("benchmark cancelled")
-            report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
-            baselines.append(_baseline(probe_session, dataset, i, config.generation_tokens))
-        if UNEDITED not in done_rows:
-            facts = tuple(_unedited_result(i, b) for i, b in enumerate(baselines))
-            done_rows[UNEDITED] = MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts]))
-            if store is not None:
-                store.add_checkpoint(run_id, 0, *_checkpoint(done_rows[UNEDITED]))
-        for step, method in enumerate(config.methods, 1):
-            if method in done_rows:
-                continue
-            runner = _Runner(handle, config, baselines, progress, should_stop, n + per_method * (step - 1), total)
-            outcomes = runner.run(method, hparams[method])
-            row = _method_result(method, hparams[method], baselines, outcomes, handle.name, runner.notes)
-            done_rows[method] = row
-            if store is not None:
-                store.add_checkpoint(run_id, step, *_checkpoint(row))
+        if pending or UNEDITED not in done_rows:
+            baselines = []
+            for i in range(n):
+                if should_stop is not None and should_stop():
+                    raise BenchCancelled("benchmark cancelled")
+                report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
+                baselines.append(_baseline(probe_session, dataset, i, config.generation_tokens))
+            if UNEDITED not in done_rows:
+                facts = tuple(_unedited_result(i, b) for i, b in enumerate(baselines))
+                done_rows[UNEDITED] = MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts]))
+                if store is not None:
+                    store.add_checkpoint(run_id, 0, *_checkpoint(done_rows[UNEDITED]))
+            for k, method in enumerate(pending):
+                runner = _Runner(handle, config, baselines, progress, should_stop, n + per_method * k, total)
+                outcomes = runner.run(method, hparams[method])
+                row = _method_result(method, hparams[method], baselines, outcomes, handle.name, runner.notes)
+                done_rows[method] = row
+                if store is not None:
+                    store.add_checkpoint(run_id, names.index(method), *_checkpoint(row))
         report(total, total, "done")
     except BenchCancelled:
         if store is not None:
@@ -597,7 +634,8 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
         raise
     except BaseException as e:
         if store is not None:
-            store.set_status(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+            # A non-Exception (Ctrl-C, the app's Stop button) interrupts; anything else fails the run.
+            store.set_status(run_id, "failed" if isinstance(e, Exception) else "interrupted",
                              note=f"{type(e).__name__}: {e}"[:500])
         raise
     if store is not None:

@@ -117,6 +117,27 @@ def test_results_are_stored_resumed_and_exported(handle, shift, facts3, tmp_path
     assert list(df["method"]) == [UNEDITED, shift]
 
 
+def test_rows_of_other_runs_with_the_same_settings_are_reused(handle, shift, facts3, tmp_path, monkeypatch):
+    monkeypatch.setitem(methods.REGISTRY, "shift2", stand_in_method.MODULE)  # a second "method"
+    store = RunStore(tmp_path / "runs.sqlite")
+    common = dict(dataset=str(COUNTERFACT), negative_edits=False, generation_tokens=2)
+    first = run_bench(handle, BenchConfig(methods=(shift,), **common), dataset=facts3.subset(2, 0), store=store)
+    stages = []
+    both = run_bench(handle, BenchConfig(methods=(shift, "shift2"), **common), dataset=facts3.subset(2, 0), store=store,
+                     progress=lambda d, t, s: stages.append(s))
+    assert both.run_id != first.run_id
+    assert any(s.startswith("shift2: editing") for s in stages) and not any(s.startswith("shift: editing") for s in stages)
+    assert both.row(shift).metrics == first.row(shift).metrics
+    assert f"reused from run #{first.run_id}" in both.row(shift).notes
+    assert [c.step for c in store.checkpoints(both.run_id)] == [0, 1, 2]  # the new run holds every row itself
+    # Other hyperparameters are another experiment: nothing is reused.
+    stages.clear()
+    other = run_bench(handle, BenchConfig(methods=(shift,), hparams={shift: {"scale": 1.0}}, **common),
+                      dataset=facts3.subset(2, 0), store=store, progress=lambda d, t, s: stages.append(s))
+    assert any(s.startswith("shift: editing") for s in stages)
+    assert not any("reused" in note for note in other.row(shift).notes)
+
+
 def test_a_failed_edit_is_recorded_and_scored_as_the_model_it_left(handle, shift, facts3):
     cfg = BenchConfig(dataset=str(COUNTERFACT), methods=(shift,), negative_edits=False, generation_tokens=2,
                       hparams={shift: {"fail": True}})

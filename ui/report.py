@@ -81,14 +81,17 @@ def generations(report: ProbeReport) -> list[dict]:
 
 
 def style(df: pd.DataFrame, report: ProbeReport):
-    """Highlight the cells where the model prefers the new target (after/now columns)."""
+    """Highlight, on the prompts about the subject, the cells where the model prefers the new
+    target in the last state (green; red on the negated prompt, where that is the failure)."""
     last = states(report)[-1][1]
     new, true = f"P(new) {last}", f"P(true) {last}"
     numeric = [c for c in df.columns if c.startswith("P(")]
 
     def mark(row):
         out = [""] * len(row)
-        if new in row.index and true in row.index and pd.notna(row[new]) and pd.notna(row[true]) and row[new] > row[true]:
+        prompt_about_subject = str(row.name).startswith(("positive", "negation", "paraphrase"))
+        if (prompt_about_subject and new in row.index and true in row.index and pd.notna(row[new])
+                and pd.notna(row[true]) and row[new] > row[true]):
             color = "background-color: rgba(255, 75, 75, 0.25)" if row.name == "negation" else "background-color: rgba(33, 195, 84, 0.2)"
             out[list(row.index).index(new)] = color
         return out
@@ -146,7 +149,7 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
     if s["factcheck_disagrees_with_completion"]:
         out.append(("factcheck_disagrees_with_completion", "warning",
                     f"**Fact-check disagrees with the completion.** The model completes the prompt with "
-                    f"{f.target_new!r} but answers *False* to *{tf.probe.prompt.splitlines()[0]}*."))
+                    f"{f.target_new!r}, yet it answers *False* to: *{tf.probe.prompt.splitlines()[0]}*"))
     return out
 
 

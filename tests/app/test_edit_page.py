@@ -6,7 +6,6 @@ from editlab import methods
 from editlab.methods import rome
 from tests.conftest import TEST_MOM2_TOKENS, state_hash
 from ui import gallery as G
-from ui import report as R
 from ui import state as S
 
 from .conftest import open_app, texts

@@ -2,8 +2,8 @@
 driven by Playwright's Python package in Debian's chromium.
 
 One browser session types a fact, picks ROME, edits, reads the side-by-side table, and undoes the
-edit; a second, concurrent session on the same server probes the same fact and must see the
-unedited model throughout. Screenshots go to artifacts/ (gitignored).
+edit; a second session on the same server probes the same fact while the first one's edit runs
+and must see the unedited model. Screenshots go to artifacts/ (gitignored).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
+VIEWPORT = {"width": 1400, "height": 2600}  # tall: the app scrolls inside its own pane
 STEP_MS = 15 * 60 * 1000  # one edit or probe run on a busy shared CPU can take minutes
 FACT = {"Subject": "Eiffel Tower", "Prompt": "The Eiffel Tower is located in the city of",
         "New target": "Rome", "True target": "Paris", "Paraphrases": "Tourists who climb the Eiffel Tower are in the city of",
@@ -111,6 +112,20 @@ def read_table(page, column: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def settle(page) -> None:
+    """Wait until the script run has finished (Streamlit's running indicator is gone)."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=STEP_MS)
+
+
+def screenshot(page, name: str) -> None:
+    settle(page)
+    charts = page.locator(".js-plotly-plot .main-svg")
+    if charts.count():
+        charts.first.wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(1000)  # let the charts finish drawing
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
 def type_fact(page) -> None:
     page.get_by_label("Subject", exact=True).wait_for(state="visible", timeout=STEP_MS)
     for label, value in FACT.items():
@@ -123,15 +138,21 @@ def test_edit_undo_and_a_concurrent_session_in_chromium(app_url, sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
-            a = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            b = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            a = browser.new_context(viewport=VIEWPORT).new_page()
+            b = browser.new_context(viewport=VIEWPORT).new_page()
             for page in (a, b):
                 page.set_default_timeout(STEP_MS)
                 page.goto(app_url + "/edit")
 
-            # Session A: type the fact, pick ROME, edit.
+            # Session A types the fact, picks ROME and edits; while A's edit runs, session B (same
+            # server, same resident model) probes the same fact: B waits for the model and must
+            # measure the unedited model, with A's edit in A's session only.
             type_fact(a)
+            type_fact(b)
             a.get_by_role("button", name="Edit with rome").click()
+            a.get_by_text("Editing with rome").first.wait_for(state="visible", timeout=STEP_MS)
+            b.get_by_role("button", name="Probe only").click()
+
             after = read_table(a, "P(new) after")
             pos = after["positive"]
             assert float(pos["P(new) after"]) > float(pos["P(true) after"]), pos
@@ -139,15 +160,12 @@ def test_edit_undo_and_a_concurrent_session_in_chromium(app_url, sync_playwright
             assert after["negation"]["prompt"] == "The Eiffel Tower is not located in the city of"
             flags = a.get_by_text("flags (after):").inner_text()
             assert "positive_prefers_new=True" in flags
-            a.screenshot(path=str(ARTIFACTS / "browser-edit.png"), full_page=True)
+            screenshot(a, "browser-edit.png")
 
-            # Session B, concurrently on the same server and model: the same fact, probed, is unedited.
-            type_fact(b)
-            b.get_by_role("button", name="Probe only").click()
             now_b = read_table(b, "P(new) now")["positive"]
             assert now_b["P(new) now"] == pos["P(new) unedited"] != pos["P(new) after"]
             assert now_b["P(true) now"] == pos["P(true) unedited"]
-            b.screenshot(path=str(ARTIFACTS / "browser-other-session.png"), full_page=True)
+            screenshot(b, "browser-other-session.png")
 
             # Session A: undo; the table returns to the before values.
             a.get_by_role("button", name="Undo this edit").click()
@@ -155,6 +173,6 @@ def test_edit_undo_and_a_concurrent_session_in_chromium(app_url, sync_playwright
             assert back["P(new) now"] == pos["P(new) before"]
             assert back["P(true) now"] == pos["P(true) before"]
             assert a.get_by_text("Undid edit").count() == 1
-            a.screenshot(path=str(ARTIFACTS / "browser-undo.png"), full_page=True)
+            screenshot(a, "browser-undo.png")
         finally:
             browser.close()

@@ -43,6 +43,7 @@ from .store import RunStore
 KIND = "sweep"
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50, 100)
 QUALITY_KEYS = ("ES", "PS", "NS", "S", "PP", "PN", "RE", "FC")
+QUALITY_PROBE_KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood")  # what the scores read
 QUALITY_LABELS = {"ES": "efficacy", "PS": "paraphrase", "NS": "neighbourhood", "S": "score (hmean)",
                   "PP": "PP", "PN": "PN (new target survives negation)", "RE": "rectified efficacy (PP − PN)",
                   "FC": "fact-check accuracy"}
@@ -123,11 +124,12 @@ def load_facts(path: str, n: int) -> list[Fact]:
 
 
 def quality_probes(fact: Fact, tokenizer) -> list:
-    """The probe suite without free generation; greedy only as long as the new target (the
-    metrics use the teacher-forced probabilities and, without a true target, the greedy start)."""
+    """The probes the quality scores read (no free generation, no ablations); greedy only as long
+    as the new target (the metrics use the teacher-forced probabilities and, without a true
+    target, the greedy start)."""
     n_new = len(target_ids(tokenizer, fact.target_new)) + 1
     return [dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
-            for p in default_probes(fact, tokenizer) if p.kind != "generation"]
+            for p in default_probes(fact, tokenizer) if p.kind in QUALITY_PROBE_KINDS]
 
 
 def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) -> list[tuple[dict, str]]:

@@ -63,11 +63,12 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
         elif dot and method.lower() in methods.available():
             raise ValueError(f"--set {key}: {method} is not among --methods")
         else:
-            for m in names:
-                fields = methods.get(m).HParams.__dataclass_fields__
-                renames = methods.get(m).HParams.EASYEDIT_RENAMES
-                if key in fields or key in renames:
-                    out.setdefault(m, {})[key] = value
+            hits = [m for m in names if key in methods.get(m).HParams.__dataclass_fields__
+                    or key in methods.get(m).HParams.EASYEDIT_RENAMES]
+            if not hits:
+                raise ValueError(f"--set {key}: none of {', '.join(names)} has a hyperparameter {key!r}")
+            for m in hits:
+                out.setdefault(m, {})[key] = value
     return out
 
 

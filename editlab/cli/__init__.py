@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # the CLI reports its own progress; transformers' per-load bars are noise here
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -1,11 +1,10 @@
 """``editlab probe`` and ``editlab edit``: one fact, side by side before and after."""
 from __future__ import annotations
 
-import json
-import sys
+import dataclasses
 
 from .. import methods
-from ..facts import Fact, Neighbor
+from ..facts import Fact, Neighbor, negate
 from ..probes import ProbeReport
 from ..session import EditSession
 from .common import add_model_args, load, progress_printer, status
@@ -30,6 +29,9 @@ def register(sub) -> None:
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
+            p.add_argument("--negative-edit", action="store_true",
+                           help="write the negated statement instead ('... is not' -> target-new) and probe "
+                                "the original prompts (the NP/NN protocol)")
         p.set_defaults(handler=run_probe if name == "probe" else run_edit)
 
 
@@ -83,9 +85,14 @@ def run_edit(args) -> int:
     handle = load(args)
     hp = hparams_from_args(args, handle)
     session = EditSession(handle, corpus=args.corpus, online=not args.offline)
+    written = None
+    if args.negative_edit:
+        negated, rule = negate(fact.prompt, fact.subject)
+        written = dataclasses.replace(fact, prompt=negated)
+        status(f"negative edit ({rule}): writing {negated!r} -> {fact.target_new!r}")
     status(f"editing with {args.method} ...")
     _, report = session.edit_and_compare(fact, args.method, hp, session.probes_for(fact, generation_tokens=args.generation_tokens),
-                                         progress=progress_printer())
+                                         progress=progress_printer(), written=written)
     emit(report, args.json)
     return 0
 

@@ -51,12 +51,12 @@ class HParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
+    v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
     seed: int = 0
 
     EASYEDIT_RENAMES = {
         "layers": lambda v: ("layer", int(v[0]) if isinstance(v, (list, tuple)) else int(v)),
         "mom2_n_samples": "mom2_n_tokens",
-        "v_loss_layer": lambda v: ("_unused_v_loss_layer", v),
     }
 
     @classmethod
@@ -70,6 +70,9 @@ class HParams(HParamsBase):
             handle.arch.mlp_out_proj(self.layer)  # raises a clear range error
         if self.fact_token != "subject_last":
             raise ValueError(f"fact_token {self.fact_token!r} is not supported; ROME here uses 'subject_last'")
+        if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
+            raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
+                             "i.e. the model's own output, is supported")
         if self.v_num_grad_steps < 1:
             raise ValueError("v_num_grad_steps must be at least 1")
         if self.mom2_dtype not in ("float32", "float64"):
@@ -181,7 +184,7 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
     v_star = (state["v0"] + delta).detach()
-    return v_star, {"v_losses": losses, "v_steps": len(losses), "delta_norm": float(delta.norm()),
+    return v_star, {"v_losses": losses, "v_steps": len(losses), "delta_norm": float(delta.detach().norm()),
                     "v0_norm": float(state["v0"].norm())}
 
 

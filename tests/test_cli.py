@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from editlab.cli import main
+
+from tests.conftest import TEST_MOM2_TOKENS
+
+FACT = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of Danielle Darrieux is",
+        "--target-new", "English", "--target-true", "French",
+        "--paraphrase", "Where Danielle Darrieux is from, people speak the language of",
+        "--neighbor", "Michel Rocard is a native speaker of=>French", "--generation-tokens", "12"]
+FIELDS = {"p_new", "p_true", "top1_is_new", "top1_is_true", "greedy"}
+
+
+@pytest.mark.slow
+def test_edit_json_has_every_column_for_every_probe(capsys, corpus_path, handle):
+    code = main(["edit", *FACT, "--method", "rome", "--corpus", corpus_path, "--set", f"mom2_n_tokens={TEST_MOM2_TOKENS}", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {"model", "method", "fact", "edit_seconds", "probes"} <= set(out)
+    assert out["method"] == "rome" and out["edit_seconds"] > 0 and out["fact"]["target_new"] == "English"
+    kinds = {p["kind"] for p in out["probes"]}
+    assert {"positive", "negation", "true_false", "paraphrase", "neighborhood", "generation"} <= kinds
+    for p in out["probes"]:
+        for col in ("unedited", "before", "after"):
+            assert FIELDS <= set(p[col]), (p["kind"], col)
+    pos = next(p for p in out["probes"] if p["kind"] == "positive")
+    assert pos["after"]["p_new"] > pos["after"]["p_true"]
+    neg = next(p for p in out["probes"] if p["kind"] == "negation")
+    assert neg["prompt"].endswith("is not") and neg["after"]["p_new"] is not None
+    tf = [p for p in out["probes"] if p["kind"] == "true_false"]
+    assert all(p[c]["p_yes"] is not None for p in tf for c in ("unedited", "before", "after"))
+
+
+def test_probe_prints_a_side_by_side_table(capsys, handle):
+    assert main(["probe", *FACT]) == 0
+    out = capsys.readouterr().out
+    assert "negation" in out and "true_false[new]" in out and "unedited" in out
+
+
+def test_bad_input_is_one_clear_line(capsys):
+    code = main(["probe", "--subject", "Rome", "--prompt", "The Eiffel Tower is in", "--target-new", "Rome"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Fact.subject 'Rome' does not occur in Fact.prompt" in err and "Traceback" not in err

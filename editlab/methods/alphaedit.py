@@ -7,7 +7,9 @@ left alone, and earlier edits of the same session are protected too:
     ΔW_l = R Kᵀ P (K_p K_pᵀ P + K Kᵀ P + α I)⁻¹          (solved as ΔWᵀ = (P(KKᵀ + K_pK_pᵀ) + αI)⁻¹ P K Rᵀ)
 
   P = Û Ûᵀ, Û = eigenvectors of C_l = E[k kᵀ] with the smallest eigenvalues;
-  K_p = keys of the earlier edits of this session (sequential editing); α = ``L2``.
+  K_p = keys of the earlier edits of this session (sequential editing); α = ``L2`` when given
+  (EasyEdit's absolute 10), else ``l2_relative`` × the mean eigenvalue of C (trace C / d), so the
+  regulariser keeps its meaning whatever the scale of a model's keys.
 
 Choosing Û. The reference keeps eigenvalues below an absolute ``nullspace_threshold`` (2e-2). How
 many directions that keeps depends on the model's key scale: on SmolLM2-135M it keeps 1,100–1,300
@@ -44,7 +46,8 @@ __all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis"]
 class HParams(BatchHParams):
     nullspace_energy: float = 0.99  # P removes the principal key subspace holding this share of E‖k‖²
     nullspace_threshold: float | None = None  # EasyEdit's absolute eigenvalue threshold; replaces the energy rule
-    L2: float = 10.0  # α in (P(KKᵀ + K_pK_pᵀ) + αI)
+    L2: float | None = None  # α in (P(KKᵀ + K_pK_pᵀ) + αI), absolute (EasyEdit's key, 10 there)
+    l2_relative: float = 0.1  # when L2 is None: α = l2_relative × mean eigenvalue of C_l (scale-free)
 
     @classmethod
     def for_model(cls, handle) -> "HParams":
@@ -62,8 +65,10 @@ class HParams(BatchHParams):
             raise ValueError("nullspace_energy must lie strictly between 0 and 1 (e.g. 0.99)")
         if self.nullspace_threshold is not None and self.nullspace_threshold <= 0:
             raise ValueError("nullspace_threshold must be positive")
-        if self.L2 < 0:
+        if self.L2 is not None and self.L2 < 0:
             raise ValueError("L2 must be >= 0")
+        if self.L2 is None and self.l2_relative <= 0:
+            raise ValueError("l2_relative must be positive")
 
     def rule(self) -> tuple[str, float]:
         if self.nullspace_threshold is not None:
@@ -117,8 +122,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     t0 = time.perf_counter()
     d_in = handle.mlp_out_weight(hp.layers[0]).shape[1]
     proj: dict[int, torch.Tensor] = {}
+    alpha: dict[int, float] = {}
     if hp.mom2_adjustment:
         cov = covariances(handle, hp, ctx)
+        for layer in hp.layers:
+            alpha[layer] = hp.L2 if hp.L2 is not None else hp.l2_relative * float(torch.diagonal(cov[layer]).double().mean())
         rule, value = hp.rule()
         ns_info = {}
         for layer in hp.layers:
@@ -153,7 +161,9 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         if layer in previous:
             kp = previous[layer].to(k.device, torch.float64)
             m = m + kp.T @ kp
-        a = p @ m + hp.L2 * eye
+        if layer not in alpha:  # no statistics: scale by this edit's keys instead of C
+            alpha[layer] = hp.L2 if hp.L2 is not None else hp.l2_relative * float((k * k).sum(1).mean()) / k.shape[1]
+        a = p @ m + alpha[layer] * eye
         return torch.linalg.solve(a, p @ k.T @ resid).T.float()  # ΔW = ((P M + αI)⁻¹ P K Rᵀ)ᵀ
 
     t0 = time.perf_counter()
@@ -173,4 +183,5 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "AlphaEdit: done")
     return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
-            "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in}
+            "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in,
+            "alpha": {l: round(a, 6) for l, a in alpha.items()}}

@@ -24,8 +24,8 @@ import torch
 
 from ..templates import context_templates
 from .base import MethodContext
-from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, spread, targets, touched,
-                    written_fraction)
+from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, spread, targets,
+                    touched, written_fraction)
 
 NAME = "pmet"
 
@@ -53,10 +53,11 @@ class HParams(BatchHParams):
     def for_model(cls, handle) -> "HParams":
         fam = handle.arch.family
         hp = cls(layers=default_layers(handle), clamp_norm_factor=1.0, v_num_grad_steps=20, v_weight_decay=0.5)
+        hp.mom2_update_weight = scaled_lambda(handle, hp.layers[0])  # as MEMIT: λ relative to d_in
         if fam in ("gptj", "gpt_neox"):  # EasyEdit hparams/PMET/gpt-j-6B.yaml
             hp.clamp_norm_factor, hp.v_num_grad_steps, hp.v_lr, hp.kl_factor = 0.75, 30, 0.2, 1.0
         elif fam == "gpt2":
-            hp.clamp_norm_factor, hp.mom2_update_weight = 0.75, 20000.0
+            hp.clamp_norm_factor = 0.75
         return hp  # llama / mistral / qwen: EasyEdit hparams/PMET/llama-7b.yaml
 
     def validate(self, handle=None) -> None:

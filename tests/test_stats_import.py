@@ -1,0 +1,89 @@
+"""Importing EasyEdit/ROME second-moment files into the statistics cache."""
+import numpy as np
+import pytest
+import torch
+
+from editlab import EditSession, Fact
+from editlab.stats import second_moments
+from editlab.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus, seq_len_for
+
+from tests.conftest import tiny_handle
+
+
+def write_npz(path, keys: torch.Tensor, **extra):
+    """A file laid out as rome/EasyEdit's layer_stats saves it: the running sum and the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = keys.double().numpy()
+    np.savez(path, **{"mom2.mom2": k.T @ k, "mom2.count": np.array(len(k)),
+                      "mom2.constructor": np.array("util.runningstats.SecondMoment()"), **extra})
+
+
+@pytest.fixture
+def tiny(handle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path / "cache"))
+    return tiny_handle("llama", handle.tokenizer)
+
+
+def test_parse_name_reads_layer_dtype_and_count():
+    assert parse_name("model.layers.4.mlp.down_proj_float32_mom2_100000.npz") == ("model.layers.4.mlp.down_proj", "float32", 100000)
+    assert parse_name("transformer.h.17.mlp.c_proj_float64_mom2_2000.npz") == ("transformer.h.17.mlp.c_proj", "float64", 2000)
+    with pytest.raises(ValueError, match="not an EasyEdit/ROME statistics file name"):
+        parse_name("covariance.npz")
+
+
+def test_imported_file_is_what_second_moments_returns_and_an_edit_uses(tiny, tmp_path):
+    d_in = tiny.mlp_out_weight(1).shape[1]
+    torch.manual_seed(0)
+    keys = {layer: torch.randn(500, d_in) * (layer + 1) for layer in (0, 1)}
+    folder = tmp_path / "stats" / "tiny" / "wikipedia_stats"
+    for layer, k in keys.items():
+        write_npz(folder / f"model.layers.{layer}.mlp.down_proj_float32_mom2_1000.npz", k)
+
+    done = import_easyedit_stats(tiny, tmp_path / "stats")
+    assert sorted(s.layer for s in done) == [0, 1]
+    assert {s.dataset for s in done} == {"wikipedia"} and {s.n_tokens for s in done} == {1000}
+
+    # second_moments finds the imported C = Σ k kᵀ / count without a corpus pass (no text to read).
+    c = second_moments(tiny, [0, 1], corpus_for("wikipedia"), 1000, seq_len=seq_len_for(tiny))
+    for layer, k in keys.items():
+        want = (k.double().T @ k.double() / len(k)).float()
+        assert torch.allclose(c[layer], want, rtol=1e-5, atol=1e-5)
+
+    corpus, note = resolve_stats_corpus(tiny, "wikipedia", None, [0, 1], 1000)
+    assert corpus.source == "imported" and note is None
+    # EasyEdit's own keys select the imported statistics for an edit.
+    session = EditSession(tiny, online=False)
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    record = session.edit(fact, "memit", {"layers": [0, 1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000,
+                                          "v_num_grad_steps": 2})
+    assert record.info["stats_source"] == "imported: easyedit:wikipedia"
+
+
+def test_partial_or_mismatched_imports_are_refused_with_the_reason(tiny, tmp_path):
+    d_in = tiny.mlp_out_weight(0).shape[1]
+    write_npz(tmp_path / "wiki_stats" / "model.layers.0.mlp.down_proj_float32_mom2_1000.npz", torch.randn(50, d_in))
+    import_easyedit_stats(tiny, tmp_path / "wiki_stats")
+    with pytest.raises(ValueError, match=r"do not cover layer\(s\) \[1\]"):
+        resolve_stats_corpus(tiny, "wiki", None, [0, 1], 1000)
+    with pytest.raises(ValueError, match="do not cover"):
+        resolve_stats_corpus(tiny, "wiki", None, [0], 5000)  # another N
+    # A dataset name that is neither a file nor imported: the default corpus, and a note saying so.
+    (tmp_path / "c.txt").write_text("Some text for statistics. " * 50)
+    corpus, note = resolve_stats_corpus(tiny, "wikipedia", str(tmp_path / "c.txt"), [0], 100)
+    assert corpus.source == "file" and "neither a corpus file nor imported statistics" in note
+
+
+def test_files_for_another_model_or_with_pickled_objects_are_rejected(tiny, tmp_path):
+    d_in = tiny.mlp_out_weight(0).shape[1]
+    write_npz(tmp_path / "a" / "transformer.h.0.mlp.c_proj_float32_mom2_10.npz", torch.randn(10, d_in))
+    with pytest.raises(ValueError, match="not an MLP output projection of this llama model"):
+        import_easyedit_stats(tiny, tmp_path / "a")
+    write_npz(tmp_path / "b" / "model.layers.0.mlp.down_proj_float32_mom2_10.npz", torch.randn(10, d_in + 1))
+    with pytest.raises(ValueError, match="another model"):
+        import_easyedit_stats(tiny, tmp_path / "b")
+    # An object array needs pickle to load; allow_pickle=False refuses it instead of running it.
+    bad = tmp_path / "c" / "model.layers.0.mlp.down_proj_float32_mom2_10.npz"
+    bad.parent.mkdir()
+    np.savez(bad, **{"mom2.mom2": np.array([{"x": 1}], dtype=object), "mom2.count": np.array(10)})
+    with pytest.raises(ValueError, match="allow_pickle"):
+        import_easyedit_stats(tiny, bad)

@@ -20,8 +20,8 @@ def test_sessions_do_not_see_each_others_edits(handle, corpus_path, cf_facts):
     [a_now] = a.measure_current(fact, probes)
     assert a_now.p_new == pytest.approx(row.after.p_new)
     # A second edit in A: its report's "before" is A's edited state, not the unedited model.
-    _, report2 = a.edit_and_compare(cf_facts[1], "rome", {"mom2_n_tokens": TEST_MOM2_TOKENS},
-                                    [Probe("positive", fact.prompt, max_new_tokens=3)])
+    # (Write another fact, probe the first one's prompt.)
+    _, report2 = a.edit_and_compare(fact, "rome", {"mom2_n_tokens": TEST_MOM2_TOKENS}, probes, written=cf_facts[1])
     r2 = report2.rows[0]
     assert r2.before.p_new == pytest.approx(row.after.p_new) and r2.unedited.p_new == pytest.approx(row.unedited.p_new)
     # Undoing the earlier of two edits keeps the later one.

@@ -410,7 +410,7 @@ def trace(
     a time, so a quick subject-last trace is reused by a later full one.
     ``progress(done, total, stage)`` is called after each batched forward pass. ``share_prefix``:
     compute the positions before a restored token once per noise sample (a key/value cache) rather
-    than once per restoration — the same numbers up to float rounding, about twice as fast. To trace
+    than once per restoration — the same numbers up to float rounding, ~1.5× faster on a full map. To trace
     a session's edited model use :func:`trace_session` (or call this inside ``session.applied()``
     with ``state_key=session.state_key()``).
     """

@@ -34,7 +34,8 @@ import torch
 from .. import paths
 from ..templates import context_templates
 from .base import EditError, MethodContext
-from .memit import BatchHParams, covariances, default_layers, locate, read_at, spread, targets, touched, written_fraction
+from .memit import (BatchHParams, covariances, default_layers, locate, read_at, shortfall_note, spread, targets, touched,
+                    written_fraction)
 from .memit import compute_ks, template_weights
 
 NAME = "alphaedit"
@@ -82,7 +83,7 @@ def choose_nullspace(eigenvalues: torch.Tensor, rule: str, value: float) -> torc
     if rule == "absolute":
         return eigenvalues < value
     share = e.cumsum(0) / e.sum().clamp_min(1e-30)  # energy of the smallest j directions
-    return share <= (1.0 - value)
+    return share <= (1.0 - value) + 1e-9  # tolerance for the rounding of the cumulative sum
 
 
 def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule: str, value: float) -> tuple[torch.Tensor, dict]:
@@ -182,6 +183,17 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     ctx.session_state["keys"] = grown
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "AlphaEdit: done")
-    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
+    notes = []
+    if proj:
+        kept = [ns_info[l]["kept"] for l in hp.layers]
+        notes.append(f"AlphaEdit null space: {min(kept)}–{max(kept)} of {d_in} key directions kept "
+                     f"({ns_info[hp.layers[0]]['rule']}), holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
+                     f"of the keys' energy; {sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected")
+    weak = shortfall_note("AlphaEdit", infos)
+    if weak:
+        notes.append(weak)
+    if notes:
+        ctx.info["note"] = "; ".join(notes)
+    return {"targets": zs.cpu(), "z_module": z_module, "timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
             "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in,
             "alpha": {l: round(a, 6) for l, a in alpha.items()}}

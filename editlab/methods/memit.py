@@ -17,6 +17,7 @@ prompt)) to the loss.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -72,6 +73,18 @@ class BatchHParams(HParamsBase):
     EASYEDIT_RENAMES = {"mom2_n_samples": "mom2_n_tokens"}
 
     def validate(self, handle=None) -> None:
+        # PyYAML reads EasyEdit's "v_lr: 5e-1" as the string '5e-1' (YAML 1.1 floats need a dot).
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), f.default
+            if default is None and value is not None and str(f.type) in ("float | None", "int | None"):
+                default = 0.0 if str(f.type).startswith("float") else 0  # an optional number
+            if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+                try:
+                    setattr(self, f.name, type(default)(float(value)) if isinstance(default, int) else float(value))
+                except ValueError as e:
+                    raise ValueError(f"{f.name} must be a number, got {value!r}") from e
+            elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
         layers = [int(l) for l in self.layers] if isinstance(self.layers, (list, tuple)) else [int(self.layers)]
         if not layers:
             raise ValueError("layers is empty: give at least one layer to edit")
@@ -385,7 +398,7 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp: BatchHParams, sites, n
             if adaptive_nll and not done:
                 argmax = bool((lp_rw.argmax(-1) == t.repeat(rows[f].n_rewrite)).all())
                 factors[f] = 0.1 * nll_factor if argmax else nll_factor
-                done = argmax and float(kl) < 0.01
+                done = argmax and kl.item() < 0.01
             if done or step == hp.v_num_grad_steps - 1:
                 stop_now.append(f)
             else:
@@ -526,6 +539,17 @@ def targets(handle, facts, hp: BatchHParams, ctx: MethodContext, templates, site
     return compute_zs(handle, facts, templates, hp, sites, progress=progress, **kw)
 
 
+def shortfall_note(name: str, infos: list[dict]) -> str | None:
+    """A sentence for the user when some targets were not reached or not written (honest reporting)."""
+    weak = [i for i in infos if i.get("written", 1.0) < 0.5 or i["z_prob"] < 0.5]
+    if not weak:
+        return None
+    items = ", ".join(f"{i['subject']!r} (target P {i['z_prob']:.2f}, written {i.get('written', 1.0):.0%})" for i in weak[:5])
+    more = f" and {len(weak) - 5} more" if len(weak) > 5 else ""
+    return (f"{name}: for {len(weak)} of {len(infos)} fact(s) the optimised target was weak or only partly written "
+            f"into the weights: {items}{more}; check the probes")
+
+
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     timings = {}
     t0 = time.perf_counter()
@@ -550,4 +574,8 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         info["written"] = w
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "MEMIT: done")
-    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates)}
+    note = shortfall_note("MEMIT", infos)
+    if note:
+        ctx.info["note"] = note
+    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
+            "targets": zs.cpu(), "z_module": z_module}

@@ -24,8 +24,8 @@ import torch
 
 from ..templates import context_templates
 from .base import MethodContext
-from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, spread, targets,
-                    touched, written_fraction)
+from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, shortfall_note,
+                    spread, targets, touched, written_fraction)
 
 NAME = "pmet"
 
@@ -100,4 +100,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         info["written"] = w
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "PMET: done")
-    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates)}
+    note = shortfall_note("PMET", infos)
+    if note:
+        ctx.info["note"] = note
+    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
+            "targets": zs.cpu(), "z_module": mlp_site}

@@ -20,7 +20,8 @@ subspace holding ``nullspace_energy`` of E‖k‖². Setting ``nullspace_thresho
 switches to the absolute rule. The kept dimension is reported in the edit's info.
 
 Û is computed once per (model, layer, statistics, rule) and cached on disk. K_p lives in the edit
-session's method state (committed only when an edit succeeds; cleared by ``reset``).
+session's method state, one entry per edit (committed only when an edit succeeds; cleared by
+``reset``); :func:`forget` drops one edit's entry, for a session that undoes an edit.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from .memit import compute_ks, template_weights
 
 NAME = "alphaedit"
 
-__all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis"]
+__all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis", "protected_keys", "forget"]
 
 
 @dataclass
@@ -118,6 +119,24 @@ def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule:
     return data["basis"], info
 
 
+def protected_keys(state: dict) -> dict[int, torch.Tensor]:
+    """K_p per layer: the keys of this session's earlier AlphaEdit edits, in order."""
+    out: dict[int, list] = {}
+    for _, keys in state.get("entries", ()):
+        for layer, k in keys.items():
+            out.setdefault(layer, []).append(k)
+    return {layer: torch.cat(ks) for layer, ks in out.items()}
+
+
+def forget(state: dict, record) -> dict:
+    """The session state without ``record``'s keys (for an undo that keeps later edits): a new
+    dict, the old one is not modified."""
+    entry = record.info.get("kp_entry")
+    new = dict(state)
+    new["entries"] = tuple(e for e in state.get("entries", ()) if e[0] != entry)
+    return new
+
+
 def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     timings = {}
     t0 = time.perf_counter()
@@ -153,7 +172,7 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     zs = torch.stack([z[0] for z in z_lists])
     timings["targets_s"] = time.perf_counter() - t0
 
-    previous: dict[int, torch.Tensor] = dict(ctx.session_state.get("keys", {}))  # K_p per layer, [m, d_in]
+    previous = protected_keys(ctx.session_state)  # K_p per layer, [m, d_in]
 
     def solve(i, layer, k, resid):
         eye = torch.eye(k.shape[1], dtype=torch.float64, device=k.device)
@@ -176,11 +195,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     # K_p grows by this edit's keys, read on the edited model (as the reference does); a new dict,
     # so the session's committed state is untouched if anything later fails.
     weights = template_weights(templates, hp.context_template_length_params)
-    grown = dict(previous)
-    for layer in hp.layers:
-        k = compute_ks(handle, facts, layer, templates, weights).cpu()
-        grown[layer] = torch.cat([previous[layer], k]) if layer in previous else k
-    ctx.session_state["keys"] = grown
+    mine = {layer: compute_ks(handle, facts, layer, templates, weights).cpu() for layer in hp.layers}
+    entry = int(ctx.session_state.get("next", 1))
+    ctx.session_state["entries"] = tuple(ctx.session_state.get("entries", ())) + ((entry, mine),)
+    ctx.session_state["next"] = entry + 1
+    grown = protected_keys(ctx.session_state)
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "AlphaEdit: done")
     notes = []
@@ -195,5 +214,5 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     if notes:
         ctx.info["note"] = "; ".join(notes)
     return {"targets": zs.cpu(), "z_module": z_module, "timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
-            "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in,
+            "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in, "kp_entry": entry,
             "alpha": {l: round(a, 6) for l, a in alpha.items()}}

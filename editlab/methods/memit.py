@@ -181,8 +181,9 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool) -> _Row
     kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
     neg = []
     if negation:
-        neg_prompt, _ = negate(fact.prompt, fact.subject)
-        neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
+        neg_prompt, rule = negate(fact.prompt, fact.subject)
+        if not rule.startswith("already-negated"):  # a negated fact has no negation to push down
+            neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
     seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg]
     located = rows + [kl] + neg
     return _Rows(seqs=tuple(map(tuple, seqs)), lookup=tuple(l.index for l in located), n_rewrite=len(rows),

@@ -42,7 +42,8 @@ def test_alphaedit_writes_five_counterfact_facts_in_one_call(handle, corpus_path
     for layer, info in ns.items():
         assert 0 < info["kept"] < 0.25 * info["of"] and info["energy_in_nullspace"] <= 0.01
     assert "null space" in record.info["note"]
-    assert {l: int(k.shape[0]) for l, k in session.method_state["alphaedit"]["keys"].items()} == {l: 5 for l in ns}
+    kp = alphaedit.protected_keys(session.method_state["alphaedit"])
+    assert {l: int(k.shape[0]) for l, k in kp.items()} == {l: 5 for l in ns}
     session.reset()
     assert session.method_state == {}
     with session.applied():
@@ -94,7 +95,7 @@ def test_protected_keys_grow_per_session_commit_only_on_success_and_reset(handle
     second = s.edit(FACTS[2], "alphaedit", TINY)
     assert second.info["protected_keys"] == {0: 3, 1: 3}
     # The second edit solved against the first edit's keys: K_p entered its system.
-    kept = {l: v.clone() for l, v in s.method_state["alphaedit"]["keys"].items()}
+    kept = alphaedit.protected_keys(s.method_state["alphaedit"])
     with s.applied():
         after_two = state_hash(s.handle.model)
 
@@ -105,7 +106,12 @@ def test_protected_keys_grow_per_session_commit_only_on_success_and_reset(handle
     with pytest.raises(EditError, match="weights were restored"):
         s.edit(FACTS[0], "alphaedit", TINY)
     monkeypatch.undo()
-    assert all(torch.equal(kept[l], s.method_state["alphaedit"]["keys"][l]) for l in kept)
+    now = alphaedit.protected_keys(s.method_state["alphaedit"])
+    assert all(torch.equal(kept[l], now[l]) for l in kept)
+    # Forgetting the first edit leaves the second edit's keys only.
+    left = alphaedit.protected_keys(alphaedit.forget(s.method_state["alphaedit"], first))
+    assert {l: int(k.shape[0]) for l, k in left.items()} == {0: 1, 1: 1}
+    assert torch.equal(left[0], now[0][2:])
     with s.applied():
         assert state_hash(s.handle.model) == after_two
     s.reset()

@@ -1,0 +1,78 @@
+"""Sequential batches: does AlphaEdit keep earlier edits better than MEMIT?
+
+    python benchmarks/sequential.py [--batches 4] [--batch-size 10] [--methods memit,alphaedit]
+
+Each method writes B batches of CounterFact facts one after another into the same edit session
+(the same facts for every method). After each batch, the efficacy (P(new) > P(true) on the prompt)
+of every batch written so far is measured: the diagonal is how well a batch is written, the
+entries left of it how well earlier batches are *retained*. Also printed: the mean retention of
+earlier batches and the neighbourhood score over all facts so far. Measured and printed, not
+asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _cf import WIKITEXT, load_facts, probes, score  # noqa: E402
+
+from editlab import EditSession, load_model  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=10)
+    ap.add_argument("--methods", default="memit,alphaedit")
+    ap.add_argument("--mom2-tokens", type=int, default=20_000)
+    ap.add_argument("--corpus", default=str(WIKITEXT))
+    args = ap.parse_args()
+    if args.batches < 3:
+        raise SystemExit("use at least 3 batches")
+
+    handle = load_model()
+    facts = load_facts(args.batches * args.batch_size)
+    batches = [facts[i * args.batch_size:(i + 1) * args.batch_size] for i in range(args.batches)]
+    results = {}
+    for method in args.methods.split(","):
+        session = EditSession(handle, corpus=args.corpus)
+        grid, ns, notes, secs = [], [], [], []
+        for b, batch in enumerate(batches):
+            t0 = time.perf_counter()
+            record = session.edit(batch, method, {"mom2_n_tokens": args.mom2_tokens})
+            secs.append(time.perf_counter() - t0)
+            row, neigh = [], []
+            for earlier in batches[: b + 1]:
+                scores = [score(session.measure_current(f, probes(f)), probes(f)) for f in earlier]
+                row.append(statistics.mean(s["ES"] for s in scores))
+                neigh += [s["NS"] for s in scores if s["NS"] is not None]
+            grid.append(row)
+            ns.append(statistics.mean(neigh))
+            notes.append(record.info.get("note", ""))
+            print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s)", file=sys.stderr, flush=True)
+        results[method] = (grid, ns, secs, notes)
+
+    print(f"\nSequential editing on {handle.name}: {args.batches} batches x {args.batch_size} CounterFact facts, "
+          f"mom2 tokens {args.mom2_tokens}")
+    for method, (grid, ns, secs, notes) in results.items():
+        print(f"\n{method}: efficacy of batch j (columns) after writing batch i (rows)")
+        print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(len(batches))) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")
+        for i, row in enumerate(grid):
+            kept = statistics.mean(row[:-1]) if len(row) > 1 else float("nan")
+            print(f"b{i + 1:<6}" + "".join(f"{v:>7.2f}" for v in row) + " " * 7 * (len(batches) - len(row))
+                  + f"{kept:>10.2f}{ns[i]:>7.2f}{secs[i]:>9.0f}")
+    print("\nretained = mean efficacy of the batches written before the latest one; NS = neighbourhood score over "
+          "all facts written so far (P(true) > P(new) on their neighbourhood prompts)")
+    final = {m: statistics.mean(g[-1][:-1]) for m, (g, *_rest) in results.items()}
+    print("final retention of earlier batches: " + ", ".join(f"{m} {v:.2f}" for m, v in final.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,16 +49,19 @@ def test_later_ike_edits_add_only_their_fact_lines(handle, cf_facts):
     assert session.edit(cf_facts[0], "ike", {"k": 4}).info["demonstrations"] == 4
 
 
-def test_demonstrations_mix_copy_update_and_retain():
+def test_demonstrations_mix_retain_first_then_copy_and_update():
     blocks = ike.demonstrations(8)
-    assert len(blocks) == 8
-    copy = update = retain = 0
-    for block, (prompt, new, para, other, other_answer) in zip(blocks, ike.DEMOS):
-        body = block.split("\n")[1]
-        copy += body == f"{prompt} {new}"
-        update += body == f"{para} {new}"
-        retain += body == f"{other} {other_answer}"
-    assert copy == 2 and update == 2 and retain == 4
+    assert len(blocks) == 8 == len(set(blocks))
+    kinds = []
+    for block in blocks:
+        fact, body = block.split("\n")[:2]
+        demo = next(d for d in ike.DEMOS if fact == f"New fact: {d[0]} {d[1]}")
+        prompt, new, para, other, other_answer = demo
+        kinds.append({f"{prompt} {new}": "copy", f"{para} {new}": "update", f"{other} {other_answer}": "retain"}[body])
+    assert kinds == ["retain", "retain", "copy", "update", "copy", "update", "copy", "update"]
+    assert len(set(ike.demonstrations(ike.MAX_K))) == ike.MAX_K  # every (fact, kind) pair at most once
+    with pytest.raises(ValueError, match="at most"):
+        ike.HParams(k=ike.MAX_K + 1).validate()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -32,17 +32,19 @@ from _cf import WIKITEXT, load_facts, probes, score, summarise  # noqa: E402
 from editlab import EditSession, Fact, load_model  # noqa: E402
 
 
-def run(session: EditSession, method: str, facts: list[Fact], hp: dict) -> tuple[list[dict], float]:
-    rows, seconds = [], []
-    if method == "rome":
-        for fact in facts:
+def run(session: EditSession, method: str, facts: list[Fact], hp: dict, saved: dict, save) -> tuple[list[dict], float]:
+    """Edit and score; ``saved`` holds rows/seconds already measured (resume), ``save()`` persists."""
+    rows, seconds = saved.setdefault("rows", []), saved.setdefault("seconds", [])
+    if method == "rome":  # one fact per edit, undone after measuring
+        for fact in facts[len(rows):]:
             t0 = time.perf_counter()
             session.edit(fact, method, hp)
             seconds.append(time.perf_counter() - t0)
             fp = probes(fact)
             rows.append(score(session.measure_current(fact, fp), fp))
             session.undo()
-    else:  # a batch method: all facts in one call
+            save()
+    elif not rows:  # a batch method: all facts in one call
         t0 = time.perf_counter()
         session.edit(facts, method, hp)
         seconds.append((time.perf_counter() - t0) / len(facts))
@@ -50,7 +52,8 @@ def run(session: EditSession, method: str, facts: list[Fact], hp: dict) -> tuple
             fp = probes(fact)
             rows.append(score(session.measure_current(fact, fp), fp))
         session.reset()
-    return rows, statistics.median(seconds)
+        save()
+    return rows, statistics.median(seconds) if seconds else 0.0
 
 
 def main() -> int:
@@ -60,28 +63,41 @@ def main() -> int:
     ap.add_argument("--methods", default="rome,memit")
     ap.add_argument("--mom2-tokens", type=int, default=20_000)
     ap.add_argument("--corpus", default=str(WIKITEXT))
-    ap.add_argument("--json", default=None, help="also write the per-fact rows here")
+    ap.add_argument("--json", default=None, help="per-fact rows are saved here as they are measured; an "
+                    "interrupted run started again with the same file resumes")
     args = ap.parse_args()
 
     handle = load_model()
     facts = load_facts(args.n)
     session = EditSession(handle, corpus=args.corpus)
-    results = {("unedited", 0.0): ([score(session.measure_unedited(f, probes(f)), probes(f)) for f in facts], 0.0)}
+    store = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
+
+    def save():
+        if args.json:
+            Path(args.json).write_text(json.dumps(store))
+
+    if "unedited@0.0" not in store:
+        store["unedited@0.0"] = {"rows": [score(session.measure_unedited(f, probes(f)), probes(f)) for f in facts], "seconds": []}
+        save()
+    order = ["unedited@0.0"]
     for method in args.methods.split(","):
         for w in (0.0, args.weight):
+            key = f"{method}@{w}"
+            order.append(key)
             hp = {"mom2_n_tokens": args.mom2_tokens, "negation_weight": w}
-            results[(method, w)] = run(session, method, facts, hp)
-            s = summarise(results[(method, w)][0])
-            print(f"  done {method} w={w}: PP {s['ES']:.2f} PN {s['PN']:.2f}", file=sys.stderr, flush=True)
+            rows, _ = run(session, method, facts, hp, store.setdefault(key, {}), save)
+            s = summarise(rows)
+            print(f"  done {key}: PP {s['ES']:.2f} PN {s['PN']:.2f}", file=sys.stderr, flush=True)
 
     print(f"\nNegation-aware objective, {handle.name}, {len(facts)} CounterFact facts, mom2 tokens {args.mom2_tokens}")
     print(f"{'method':<10}{'weight':>7}{'ES=PP':>8}{'PN':>7}{'RE=PP-PN':>10}{'PS':>7}{'NS':>7}{'P(new|pos)':>12}{'P(new|neg)':>12}{'s/edit':>8}")
-    for (method, w), (rows, sec) in results.items():
+    for key in order:
+        method, w = key.split("@")
+        rows, secs = store[key]["rows"], store[key]["seconds"]
         s = summarise(rows)
-        print(f"{method:<10}{w:>7.2f}{s['ES']:>8.2f}{s['PN']:>7.2f}{s['RE']:>10.2f}{s['PS']:>7.2f}{s['NS']:>7.2f}"
+        sec = statistics.median(secs) if secs else 0.0
+        print(f"{method:<10}{float(w):>7.2f}{s['ES']:>8.2f}{s['PN']:>7.2f}{s['RE']:>10.2f}{s['PS']:>7.2f}{s['NS']:>7.2f}"
               f"{s['p_new_pos']:>12.3f}{s['p_new_neg']:>12.3f}{sec:>8.1f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({f"{m}@{w}": rows for (m, w), (rows, _) in results.items()}, indent=1))
     return 0
 
 

@@ -193,9 +193,11 @@ class Codebook:
         return k
 
     def stacked(self, device, dtype):
+        """(ids, keys, radii) of the active entries; an entry shadowed by a later edit (radius < 0)
+        is left out, so it can neither match nor win a tie against its replacement."""
         if self._stack is None or self._stack[0] != (device, dtype):
-            ids = list(self.entries)
-            keys = torch.stack([self.key(i) for i in ids]).to(device=device, dtype=torch.float32)
+            ids = [i for i in self.entries if self.radius(i) >= 0]
+            keys = torch.stack([self.key(i) for i in ids]).to(device=device, dtype=torch.float32) if ids else None
             eps = torch.tensor([self.radius(i) for i in ids], device=device, dtype=torch.float32)
             self._stack = ((device, dtype), ids, keys, eps)
         return self._stack[1:]
@@ -209,6 +211,8 @@ class Codebook:
             return None
         h = inputs[0]
         ids, keys, eps = self.stacked(h.device, h.dtype)
+        if not ids:
+            return None
         b, t, d = h.shape
         dist = torch.cdist(h.detach().float().reshape(1, b * t, d), keys.unsqueeze(0),
                            compute_mode="donot_use_mm_for_euclid_dist").reshape(b, t, -1)
@@ -296,9 +300,9 @@ def _read_query(handle, module_name: str, item) -> tuple[torch.Tensor, torch.Ten
 def _place_key(book: Codebook, query: torch.Tensor, label: str, hp: HParams):
     """GRACE's codebook update for a new key (§3). Returns (add_new_entry, eps_new, eps_overrides,
     key_overrides, reused_id); overrides change earlier records' entries while this record exists."""
-    if not book.entries:
-        return True, hp.eps, {}, {}, None
     ids, keys, eps = book.stacked(torch.device("cpu"), torch.float32)
+    if not ids:
+        return True, hp.eps, {}, {}, None
     dist = torch.linalg.vector_norm(keys - query.unsqueeze(0), dim=-1)
     d, j = float(dist.min()), int(dist.argmin())
     nid, neps = ids[j], float(eps[j])

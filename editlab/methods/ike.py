@@ -132,12 +132,13 @@ def build_prefix(facts: list[Fact], hp: HParams, with_demos: bool) -> str:
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Build the context; the session stores it as ``record.info['prefix']``."""
     t0 = time.perf_counter()
-    first = not ctx.session_state.get("demonstrations_given")
+    first = "demonstrations" not in ctx.session_state
     prefix = build_prefix(facts, hp, with_demos=first)
-    ctx.session_state["demonstrations_given"] = True
-    # What the probes will see: the earlier IKE edits' context is already in place in a session,
-    # but this function does not know it, so the check uses this record's context alone.
-    checks = prompt_check(handle, facts, prefix=prefix)
+    if first:
+        ctx.session_state["demonstrations"] = prefix[: len(prefix) - sum(len(fact_line(f.statement(f.target_new))) for f in facts)]
+    # Check the fact with the session's demonstrations in front (the earlier IKE edits' own fact
+    # lines, also in the session's context, are left out of this check).
+    checks = prompt_check(handle, facts, prefix=prefix if first else ctx.session_state["demonstrations"] + prefix)
     n_tokens = len(handle.tokenizer(prefix).input_ids)
     result = {"prefix": prefix, "prefix_tokens": n_tokens, "demonstrations": hp.k if first and hp.use_icl_examples else 0,
               "prompt_check": checks, "timings": {"build_s": time.perf_counter() - t0}}

@@ -3,20 +3,23 @@
 Many facts at once, spread over a range of MLP output projections W_l (l ∈ R):
   1. z_i  = h_i^L + δ_i: the residual at the last edit layer L, at subject i's last token, that
             makes the model say o_i*; δ_i = argmin NLL(o_i*) + λ_KL·KL + weight decay (eq. 16),
-            clamped to clamp_norm_factor · ‖h_i^L‖.                                  ``compute_z``
+            clamped to clamp_norm_factor · ‖h_i^L‖.                                 ``compute_zs``
   2. for each l ∈ R (low to high), on the model as edited so far:
        K_l = keys of every fact (MLP key at the subject token, averaged over contexts) ``compute_ks``
        R_l = (z − h^L(current)) / (|R| − position of l)   (the residual spread over the layers left)
        ΔW_l = R_l K_lᵀ (λ C_l + K_l K_lᵀ)⁻¹                                          (eq. 14)
      with C_l = E[k kᵀ] over a corpus and λ = ``mom2_update_weight``; solved in float64.
 
-``compute_z`` serves AlphaEdit and PMET too: it optimises one δ per *site* (a module whose output
+``compute_zs`` serves AlphaEdit and PMET too: it optimises one δ per *site* (a module whose output
 gets δ added at the subject token), so PMET's joint attention + MLP targets are the same function.
+It optimises many facts in one batch, each independently, and runs each prompt's prefix (before the
+subject token, which δ cannot affect) through the model once, into a key/value cache.
 The negation-aware term (editlab's, off by default) adds negation_weight · −log(1 − P(o* | negated
 prompt)) to the loss.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -255,8 +258,6 @@ class _Passes:
 
     def _prefix(self, seqs, offset):
         """Left-padded prefixes through the model once: (cache, prefix mask)."""
-        import copy  # noqa: F401  (the cache is deep-copied per step below)
-
         dev, pad = self.handle.device, self.handle.tokenizer.pad_token_id
         width = max(offset)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -272,9 +273,8 @@ class _Passes:
         return out.past_key_values, mask
 
     def run(self, active, edit, cached: bool, grad: bool = True):
-        """One pass; returns (traced outputs, layout). ``edit(output, name, rows, lookup, owner, first)``."""
-        import copy
-
+        """One pass over the active facts' rows; returns (traced outputs, layout).
+        ``edit(output, name, layout)`` adds the δ's."""
         model, dev, pad = self.handle.model, self.handle.device, self.handle.tokenizer.pad_token_id
         seqs, lookup, owner, first, offset = self._layout(active, cached)
         kwargs = {}

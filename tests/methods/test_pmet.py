@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 
 from editlab import EditSession, Fact
 from editlab.methods import memit, pmet

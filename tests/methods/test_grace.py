@@ -91,6 +91,31 @@ def test_codebook_conflict_rule_splits_radii():
     assert add and eps_new == 3.0 and over == {}
 
 
+@pytest.mark.parametrize("replacement, replaced", [
+    ("replace_last", [2]), ("replace_prompt", [0, 1, 2]), ("replace_all", [0, 1, 2, 3]),
+])
+def test_codebook_replaces_outputs_where_the_input_is_within_eps(replacement, replaced):
+    import torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 3)
+    x = torch.randn(1, 4, 6)
+    book = grace.Codebook("m", replacement)
+    value = torch.tensor([7.0, 8.0, 9.0])
+    book.add("r", [grace.Entry("e0", x[0, 2].clone(), value, 0.5, "new")])
+    hook = layer.register_forward_hook(book)
+    try:
+        out = layer(x)
+        far = layer(x + 10.0)  # no position within ε: the layer runs unchanged
+    finally:
+        hook.remove()
+    plain = layer(x)
+    for t in range(4):
+        expected = value if t in replaced else plain[0, t]
+        assert torch.allclose(out[0, t], expected)
+    assert torch.allclose(far, layer(x + 10.0))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_grace_edits_tiny_models_of_every_family(handle, family):
     tiny = tiny_handle(family, handle.tokenizer)

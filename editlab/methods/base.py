@@ -38,6 +38,46 @@ class LoadReport:
         return out
 
 
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(cls, name: str, value):
+    """YAML 1.1 reads ``5e-4`` (no dot) as a string and users write ``"10"``: turn a value into the
+    field's declared scalar type (float, int, bool), or raise a ValueError naming the field."""
+    declared = str(_field_types(cls).get(name, ""))
+    kinds = {t.strip() for t in declared.split("|")}
+    if value is None or not kinds & {"float", "int", "bool"}:
+        return value
+    try:
+        if "bool" in kinds:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if "float" in kinds:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        f = float(value)
+        if not f.is_integer():
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a valid {declared} — "
+                         f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
+
+
+def _field_types(cls) -> dict[str, str]:
+    return {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)) for f in fields(cls)}
+
+
 @dataclass
 class HParamsBase:
     """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours."""
@@ -60,6 +100,7 @@ class HParamsBase:
             if callable(target):
                 target, value = target(value)
             if target in names:
+                value = _coerce(cls, target, value)
                 updates[target] = value
                 report.used[target] = value
                 if target != key:

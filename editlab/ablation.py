@@ -20,7 +20,7 @@ No model code here: string rewriting and a summary over already-measured rows.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .facts import AUXILIARIES
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 AUXILIARIES = (
     "is", "are", "was", "were", "am", "be", "been", "has", "have", "had", "does", "do", "did",

@@ -8,7 +8,6 @@ edits, and "unedited" is always one lock away.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from editlab.nethook import StopForward, Trace, TraceDict, get_module, get_parameter
+from editlab.nethook import Trace, TraceDict, get_module, get_parameter
 
 
 class Tiny(torch.nn.Module):

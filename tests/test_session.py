@@ -3,7 +3,7 @@ import pytest
 from editlab import EditSession, Fact
 from editlab.probes import Probe
 
-from tests.conftest import TEST_MOM2_TOKENS, state_hash
+from tests.conftest import TEST_MOM2_TOKENS
 
 
 @pytest.mark.slow

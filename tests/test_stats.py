@@ -1,6 +1,5 @@
 import torch
 
-from editlab import paths
 from editlab.stats import Corpus, read_corpus_file, second_moments
 
 from tests.conftest import tiny_handle

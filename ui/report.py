@@ -131,7 +131,6 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
     last, label = states(report)[-1]
     s = report.summary(last)
     f = report.fact
-    pos = next((r for r in report.rows_of("positive")), None)
     neg = next((r for r in report.rows_of("negation")), None)
     tf = next((r for r in report.rows_of("true_false") if r.probe.rule == "new"), None)
     out = []

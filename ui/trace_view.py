@@ -13,7 +13,7 @@ import pandas as pd
 
 from editlab import methods
 from editlab.ablation import ablation_summary, describe
-from editlab.trace import KINDS, TraceResult, trace, trace_session
+from editlab.trace import TraceResult, trace, trace_session
 
 TRACES = "editlab.traces"  # st.session_state: {"before" | "after": TraceResult}
 ORDER = ("mlp", "residual", "attn")

@@ -1,7 +1,6 @@
 """``editlab trace``: causal tracing of one prompt (where does the model recall the answer?)."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 

@@ -3,9 +3,12 @@ a method runs in."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
+
+from ..templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
 # choice replace them, so they are accepted and reported as ignored rather than used.
@@ -48,6 +51,8 @@ def _coerce(cls, name: str, value):
     kinds = {t.strip() for t in declared.split("|")}
     if value is None or not kinds & {"float", "int", "bool"}:
         return value
+    if value is False and "None" in kinds and "bool" not in kinds:  # EasyEdit writes `false` for "none"
+        return None
     try:
         if "bool" in kinds:
             if isinstance(value, bool):
@@ -72,6 +77,12 @@ def _coerce(cls, name: str, value):
     except (TypeError, ValueError):
         raise ValueError(f"hyperparameter {name!r}: {value!r} is not a valid {declared} — "
                          f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
+
+
+def coerce_numbers(hp, names: tuple[str, ...]) -> None:
+    """The same conversion for an HParams built directly (``HParams(lr="5e-4")``)."""
+    for name in names:
+        setattr(hp, name, _coerce(type(hp), name, getattr(hp, name)))
 
 
 def _field_types(cls) -> dict[str, str]:
@@ -143,3 +154,19 @@ class MethodContext:
     def report(self, done: int, total: int, stage: str) -> None:
         if self.progress:
             self.progress(done, total, stage)
+
+
+def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[], dict]) -> tuple[dict | None, list[str], dict]:
+    """The two preparations of the locate-then-edit methods, timed: the second-moment statistics
+    (``covariance()``; C = I when ``hp.mom2_adjustment`` is off, said in ``ctx.info``) and the
+    context templates k* is averaged over."""
+    timings = {}
+    t0 = time.perf_counter()
+    cov = covariance() if hp.mom2_adjustment else None
+    if not hp.mom2_adjustment:
+        ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
+    timings["stats_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    timings["templates_s"] = time.perf_counter() - t0
+    return cov, templates, timings

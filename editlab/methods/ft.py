@@ -25,22 +25,11 @@ import torch
 from torch.func import functional_call
 
 from ..facts import Fact
-from .base import EditError, HParamsBase, MethodContext
+from .base import EditError, HParamsBase, MethodContext, coerce_numbers
 from .teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
                       prompt_last_nll, target_nll)
 
 OBJECTIVES = ("prompt_last", "target_new")
-
-
-def coerce_numbers(hp, names: tuple[str, ...]) -> None:
-    """YAML 1.1 reads ``5e-4`` (no dot) as a string; EasyEdit converts such values, so do we."""
-    for name in names:
-        value = getattr(hp, name)
-        if isinstance(value, str):
-            try:
-                setattr(hp, name, float(value))
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
 def default_layer(handle) -> int:
@@ -71,11 +60,7 @@ class FTHParams(HParamsBase):
     }
 
     def __post_init__(self):
-        coerce_numbers(self, ("lr", "weight_decay", "early_stop_loss", "kl_factor"))
-        if isinstance(self.norm_constraint, str):
-            coerce_numbers(self, ("norm_constraint",))
-        if self.norm_constraint is False:
-            self.norm_constraint = None
+        coerce_numbers(self, ("lr", "weight_decay", "early_stop_loss", "kl_factor", "norm_constraint"))
         if isinstance(self.layers, int):
             self.layers = [self.layers]
 
@@ -95,6 +80,37 @@ class FTHParams(HParamsBase):
             raise ValueError("norm_constraint must be a positive number, or null/false for unconstrained fine-tuning")
         if self.kl_factor:
             raise ValueError("kl_factor is not used by FT (EasyEdit's FT ignores it too); set it to 0")
+
+
+def variant(name: str, objective: str, other: str):
+    """The ``HParams``, ``touched`` and ``apply`` of one FT variant: FT-L and FT-M are the same
+    algorithm with ``objective_optimization`` fixed (a file asking for the other one is refused)."""
+
+    @dataclass
+    class HParams(FTHParams):
+        objective_optimization: str = objective
+
+        @classmethod
+        def for_model(cls, handle) -> "HParams":
+            return cls(layers=[default_layer(handle)])
+
+        def validate(self, handle=None) -> None:
+            super().validate(handle)
+            if self.objective_optimization != objective:
+                raise ValueError(
+                    f"{name.upper()} optimises objective_optimization {objective!r}; these hyperparameters ask for "
+                    f"{self.objective_optimization!r}, which is {other.upper()}: use the method {other!r}"
+                )
+
+    HParams.__qualname__ = HParams.__name__ = "HParams"
+
+    def touched(handle, hp: HParams) -> list[str]:
+        return ft_touched(handle, hp)
+
+    def apply(handle, facts, hp: HParams, ctx: MethodContext) -> dict:
+        return ft_apply(name, handle, facts, hp, ctx)
+
+    return HParams, touched, apply
 
 
 def ft_touched(handle, hp: FTHParams) -> list[str]:

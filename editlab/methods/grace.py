@@ -25,13 +25,12 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..facts import Fact
-from .base import EditError, HParamsBase, MethodContext
-from .ft import coerce_numbers
+from .base import EditError, HParamsBase, MethodContext, coerce_numbers
 from .teacher import batch, check_note, encode, prompt_check, target_nll
 
 NAME = "grace"

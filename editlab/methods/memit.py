@@ -32,8 +32,8 @@ from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from ..stats import second_moments
 from ..stats_import import resolve_stats_corpus, seq_len_for
-from ..templates import STARTS, context_templates
-from .base import EditError, HParamsBase, MethodContext
+from ..templates import STARTS
+from .base import EditError, HParamsBase, MethodContext, stats_and_templates
 from .keys import Located, locate, pad_batch
 
 NAME = "memit"
@@ -552,15 +552,7 @@ def shortfall_note(name: str, infos: list[dict]) -> str | None:
 
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
-    timings = {}
-    t0 = time.perf_counter()
-    cov = covariances(handle, hp, ctx) if hp.mom2_adjustment else None
-    if not hp.mom2_adjustment:
-        ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
-    timings["stats_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
-    timings["templates_s"] = time.perf_counter() - t0
+    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariances(handle, hp, ctx))
     z_module = handle.arch.layer(hp.layers[-1])  # the residual stream after the last edit layer
     t0 = time.perf_counter()
     z_lists, infos = targets(handle, facts, hp, ctx, templates, [z_module], "MEMIT")

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..templates import context_templates
-from .base import MethodContext
+from .base import MethodContext, stats_and_templates
 from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, shortfall_note,
                     spread, targets, touched, written_fraction)
 
@@ -72,15 +71,7 @@ class HParams(BatchHParams):
 
 
 def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
-    timings = {}
-    t0 = time.perf_counter()
-    cov = covariances(handle, hp, ctx) if hp.mom2_adjustment else None
-    if not hp.mom2_adjustment:
-        ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
-    timings["stats_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
-    timings["templates_s"] = time.perf_counter() - t0
+    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariances(handle, hp, ctx))
 
     last = hp.layers[-1]
     attn_site, mlp_site = handle.arch.attn_out_proj(last), handle.arch.mlp_out_proj(last)

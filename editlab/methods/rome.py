@@ -20,8 +20,7 @@ from ..facts import Fact, negate
 from ..nethook import TraceDict
 from ..probes import target_ids
 from ..stats import resolve_corpus, second_moments
-from ..templates import context_templates
-from .base import EditError, HParamsBase, MethodContext
+from .base import EditError, HParamsBase, MethodContext, stats_and_templates
 from .keys import locate, pad_batch, read_kv
 
 NAME = "rome"
@@ -196,15 +195,8 @@ def covariance(handle, layers: list[int], hp, ctx: MethodContext) -> dict[int, t
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
-    timings = {}
-    t0 = time.perf_counter()
-    c = covariance(handle, [hp.layer], hp, ctx)[hp.layer] if hp.mom2_adjustment else None
-    if not hp.mom2_adjustment:
-        ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
-    timings["stats_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
-    timings["templates_s"] = time.perf_counter() - t0
+    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariance(handle, [hp.layer], hp, ctx))
+    c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
     details = []

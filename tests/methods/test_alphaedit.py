@@ -5,6 +5,7 @@ import torch
 from editlab import EditError, EditSession, Fact
 from editlab.methods import alphaedit, memit
 from editlab.probes import Probe
+from editlab.templates import context_templates
 
 from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
 
@@ -130,7 +131,7 @@ def test_protecting_earlier_keys_keeps_an_earlier_edit_in_place(handle, tmp_path
     for method in ("memit", "alphaedit"):
         s = tiny_session("qwen2", handle, tmp_path)
         s.edit(FACTS[:2], method, TINY)
-        templates = memit.context_templates(s.handle, [(10, 5)])
+        templates = context_templates(s.handle, [(10, 5)])
         weights = memit.template_weights(templates, [[10, 5]])
         with s.applied():
             k1 = memit.compute_ks(s.handle, FACTS[:2], 1, templates, weights)

@@ -4,7 +4,7 @@ import torch
 from editlab import EditError, EditSession, Fact
 from editlab.methods import rome
 from editlab.methods.keys import locate, read_kv
-from editlab.probes import Probe, measure
+from editlab.probes import Probe
 
 from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
 
@@ -20,7 +20,6 @@ def session(handle, corpus_path):
 @pytest.mark.slow
 def test_rome_writes_five_counterfact_facts(session, cf_facts):
     """After ROME, P(new) > P(true) on the prompt for every fact, and on most paraphrases."""
-    handle = session.handle
     para_ok, lines = 0, []
     facts = cf_facts[:5]
     for fact in facts:

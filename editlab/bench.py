@@ -34,13 +34,13 @@ from .methods.base import EditError
 from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes
 from .session import EditSession
+from .store import export_target
 from .tokenacc import TokenPrediction, predict_tokens
 
 KIND = "bench"
 UNEDITED = "unedited"
 MODES = ("independent", "sequential")
 EVALUATE = ("after_each", "at_end")
-EXPORT_FORMATS = ("csv", "parquet", "json")
 
 Progress = Callable[[int, int, str], None]
 
@@ -231,11 +231,7 @@ class BenchResult:
 
     def export(self, path: str | Path, fmt: str | None = None) -> Path:
         """csv / parquet: the per-fact table (with a ``protocol`` column); json: everything."""
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".")).lower()
-        if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path, fmt = export_target(path, fmt)
         if fmt == "json":
             path.write_text(self.to_json(facts=True, indent=1))
             return path

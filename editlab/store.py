@@ -173,6 +173,17 @@ def _finite(v):
     return v
 
 
+def export_target(path: str | os.PathLike, fmt: str | None) -> tuple[Path, str]:
+    """(path, format) of an export: the format defaults to the file's suffix and must be one of
+    EXPORT_FORMATS; the folder is created."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, fmt
+
+
 class RunStore:
     """Runs and their checkpoints in one SQLite file (see the module docstring)."""
 
@@ -404,11 +415,7 @@ class RunStore:
     def export(self, run_ids: Iterable[int] | None, path: str | os.PathLike, fmt: str | None = None) -> Path:
         """Write runs to ``path`` as csv, parquet (one row per checkpoint) or json (everything,
         samples included). ``fmt`` defaults to the file's suffix."""
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".")).lower()
-        if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path, fmt = export_target(path, fmt)
         if fmt == "json":
             ids = [r.id for r in self.runs()] if run_ids is None else [int(i) for i in run_ids]
             out = []

@@ -52,16 +52,7 @@ with st.form("bench_form"):
 
 if submitted:
     try:
-        if source == B.UPLOAD:
-            if upload is None:
-                raise ValueError("choose a file to upload first")
-            dataset = B.read_upload(upload.name, upload.getvalue(), cfg.max_upload_mb)
-        elif source == B.EXAMPLES:
-            dataset = B.examples_dataset()
-        else:
-            from editlab.datasets import load_dataset
-
-            dataset = load_dataset(operator[source], skip_invalid=True)
+        dataset = B.chosen_dataset(source, upload, operator, cfg.max_upload_mb)
         dataset = dataset.subset(int(n), int(seed))
         # The operator's fixed hyperparameters (e.g. statistics size), for each method that has them.
         hp = {m: {k: v for k, v in cfg.hparam_defaults().items() if k in methods.get(m).HParams.__dataclass_fields__}

@@ -52,16 +52,7 @@ if submitted:
         if not chosen:
             raise ValueError("choose at least one method")
         counts = parse_counts(counts_text)
-        if source == B.UPLOAD:
-            if upload is None:
-                raise ValueError("choose a file to upload first")
-            dataset = B.read_upload(upload.name, upload.getvalue(), cfg.max_upload_mb)
-        elif source == B.EXAMPLES:
-            dataset = B.examples_dataset()
-        else:
-            from editlab.datasets import load_dataset
-
-            dataset = load_dataset(operator[source], skip_invalid=True)
+        dataset = B.chosen_dataset(source, upload, operator, cfg.max_upload_mb)
         if counts[-1] > len(dataset):
             raise ValueError(f"{dataset.name} has {len(dataset)} facts; the largest number of edits is {counts[-1]}")
         data = W.ability_sources()

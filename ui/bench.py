@@ -17,7 +17,7 @@ from editlab.bench import BenchResult
 from editlab.datasets import Dataset, from_facts, load_dataset
 from editlab.metrics import CONVENTIONS, METRICS
 
-from .gallery import UPLOAD_SUFFIXES, load_gallery
+from .gallery import load_gallery, upload_dataset
 
 EXAMPLES = "Example facts (built in)"
 UPLOAD = "Upload a file"
@@ -43,28 +43,21 @@ def examples_dataset() -> Dataset:
 
 
 def read_upload(name: str, data: bytes, max_mb: float) -> Dataset:
-    """A dataset from an uploaded file, in any format :func:`editlab.datasets.load_dataset` reads.
-    Bad records are left out and listed in ``Dataset.skipped``."""
-    suffix = Path(name or "").suffix.lower()
-    if suffix not in UPLOAD_SUFFIXES:
-        raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file")
-    if len(data) > max_mb * 1024 * 1024:
-        raise ValueError(f"{name!r} is {len(data) / 1e6:.1f} MB; the limit here is {max_mb:g} MB")
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="editlab-bench-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            ds = load_dataset(tmp, skip_invalid=True)
-        except UnicodeDecodeError:
-            raise ValueError(f"{name!r} is not UTF-8 text") from None
-        except ValueError as e:
-            raise ValueError(str(e).replace(Path(tmp).name, name)) from None
-    finally:
-        os.unlink(tmp)
-    return Dataset(name=name, format=ds.format, path="", facts=ds.facts, records=ds.records,
-                   portability=ds.portability, generation_prompts=ds.generation_prompts,
-                   skipped=tuple(s.replace(Path(tmp).name, name) for s in ds.skipped))
+    """A dataset from an uploaded file (JSON / JSONL / CSV, size-limited); bad records are left out
+    and listed in ``Dataset.skipped``."""
+    return upload_dataset(name, data, max_mb)
+
+
+def chosen_dataset(source: str, upload, operator: dict[str, str], max_mb: float) -> Dataset:
+    """The dataset a page's "Facts" choice names: the built-in examples, the visitor's upload (a
+    Streamlit UploadedFile or None) or one of the operator's files."""
+    if source == UPLOAD:
+        if upload is None:
+            raise ValueError("choose a file to upload first")
+        return read_upload(upload.name, upload.getvalue(), max_mb)
+    if source == EXAMPLES:
+        return examples_dataset()
+    return load_dataset(operator[source], skip_invalid=True)
 
 
 # ---- tables and figures --------------------------------------------------------------------------

@@ -31,19 +31,18 @@ def load_gallery(path: Path = GALLERY) -> list[tuple[str, Fact]]:
     return out
 
 
-def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, Fact]], list[str]]:
-    """Facts from an uploaded file: ([(name, Fact)], notes on records that were skipped).
+def upload_dataset(name: str, data: bytes, max_mb: float):
+    """An uploaded file read by :func:`editlab.datasets.load_dataset` (any format it knows), bad
+    records left out and listed in ``skipped``; the upload's own name replaces the temporary file's
+    in every message. Raises ValueError (readable) for a file too large, of another type, or
+    unreadable."""
+    from editlab.datasets import Dataset, load_dataset
 
-    Raises ValueError (readable) for a file too large, of another type, or unreadable."""
     suffix = Path(name or "").suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file of facts")
     if len(data) > max_mb * 1024 * 1024:
         raise ValueError(f"{name!r} is {len(data) / 1e6:.1f} MB; the limit here is {max_mb:g} MB")
-    try:
-        from editlab.datasets import load_dataset
-    except ImportError as e:  # pragma: no cover - editlab.datasets ships with the library
-        raise ValueError(f"reading fact files needs editlab.datasets ({e})") from None
     # load_dataset reads a path: a private temporary file with the same suffix, removed at once.
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="editlab-upload-")
     try:
@@ -57,7 +56,15 @@ def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, 
             raise ValueError(str(e).replace(Path(tmp).name, name)) from None
     finally:
         os.unlink(tmp)
-    skipped = [s.replace(Path(tmp).name, name) for s in getattr(ds, "skipped", ())]
+    return Dataset(name=name, format=ds.format, path="", facts=ds.facts, records=ds.records,
+                   portability=ds.portability, generation_prompts=ds.generation_prompts,
+                   skipped=tuple(s.replace(Path(tmp).name, name) for s in ds.skipped))
+
+
+def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, Fact]], list[str]]:
+    """Facts from an uploaded file for the edit form: ([(name, Fact)], notes on records skipped)."""
+    ds = upload_dataset(name, data, max_mb)
+    skipped = list(ds.skipped)
     facts = list(ds.facts)
     if len(facts) > MAX_UPLOAD_FACTS:
         skipped.append(f"only the first {MAX_UPLOAD_FACTS} of {len(facts)} facts are offered")

@@ -43,3 +43,26 @@ def test_bad_input_is_one_clear_line(capsys):
     code = main(["probe", "--subject", "Rome", "--prompt", "The Eiffel Tower is in", "--target-new", "Rome"])
     err = capsys.readouterr().err
     assert code == 2 and "Fact.subject 'Rome' does not occur in Fact.prompt" in err and "Traceback" not in err
+
+
+def test_negation_weight_flag_sets_the_objective_or_names_the_methods_that_have_it(capsys, handle):
+    import argparse
+
+    from editlab.cli.edit import hparams_from_args
+
+    args = argparse.Namespace(method="memit", hparams=None, set=["mom2_n_tokens=1000"], negation_weight=0.5)
+    assert hparams_from_args(args, handle).negation_weight == 0.5
+    code = main(["edit", *FACT, "--method", "kn", "--negation-weight", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "kn has no negation-aware objective" in err and "rome" in err and "Traceback" not in err
+
+
+def test_bench_negation_weight_reaches_only_the_methods_that_have_it():
+    import argparse
+
+    from editlab.cli.bench import hparams_from_args
+
+    args = argparse.Namespace(hparams=[], set=[], negation_weight=2.0)
+    assert hparams_from_args(args, ["rome", "kn"]) == {"rome": {"negation_weight": 2.0}}
+    with pytest.raises(ValueError, match="none of kn has a hyperparameter 'negation_weight'"):
+        hparams_from_args(args, ["kn"])

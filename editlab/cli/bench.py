@@ -28,6 +28,9 @@ def register(sub) -> None:
                    help="a YAML file of one method's hyperparameters (EasyEdit keys accepted; repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
                    help="override a hyperparameter of one method (or of every method that has it); repeatable")
+    p.add_argument("--negation-weight", type=float, default=None, metavar="W",
+                   help="editlab's negation-aware objective for the methods that have it (rome, memit, alphaedit); "
+                        "same as --set negation_weight=W")
     p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download a corpus")
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
@@ -56,7 +59,8 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of hyperparameters")
         out.setdefault(method, {}).update(data)
-    for key, value in parse_sets(args.set).items():
+    sets = list(args.set) + ([f"negation_weight={args.negation_weight}"] if getattr(args, "negation_weight", None) is not None else [])
+    for key, value in parse_sets(sets).items():
         method, dot, name = key.partition(".")
         if dot and method.lower() in names:
             out.setdefault(method.lower(), {})[name] = value

@@ -27,6 +27,9 @@ def register(sub) -> None:
             p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
             p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
+            p.add_argument("--negation-weight", type=float, default=None, metavar="W",
+                           help="editlab's negation-aware objective (rome, memit, alphaedit): also push P(target-new) "
+                                "down after the negated prompt, with weight W (0 = the published method)")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
             p.add_argument("--negative-edit", action="store_true",
@@ -65,6 +68,12 @@ def hparams_from_args(args, handle):
         with open(args.hparams, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     data.update(parse_sets(args.set))
+    if getattr(args, "negation_weight", None) is not None:
+        if "negation_weight" not in mod.HParams.__dataclass_fields__:
+            having = [m for m in methods.available() if "negation_weight" in methods.get(m).HParams.__dataclass_fields__]
+            raise ValueError(f"--negation-weight: {args.method} has no negation-aware objective; "
+                             f"use one of {', '.join(having)}")
+        data["negation_weight"] = args.negation_weight
     hp, report = mod.HParams.from_dict(data, handle)
     for line in report.lines():
         status(f"hparams: {line}")

@@ -4,7 +4,8 @@
 
 Each method writes B batches of CounterFact facts one after another into the same edit session
 (the same facts for every method). After each batch, the efficacy (P(new) > P(true) on the prompt)
-of every batch written so far is measured: the diagonal is how well a batch is written, the
+and the mean P(new) (a magnitude that still moves when efficacy saturates at 1) of every batch
+written so far are measured: the diagonal is how well a batch is written, the
 entries left of it how well earlier batches are *retained*. Also printed: the mean retention of
 earlier batches and the neighbourhood score over all facts so far. Measured and printed, not
 asserted.
@@ -42,35 +43,41 @@ def main() -> int:
     results = {}
     for method in args.methods.split(","):
         session = EditSession(handle, corpus=args.corpus)
-        grid, ns, notes, secs = [], [], [], []
+        grid, pgrid, ns, notes, secs = [], [], [], [], []
         for b, batch in enumerate(batches):
             t0 = time.perf_counter()
             record = session.edit(batch, method, {"mom2_n_tokens": args.mom2_tokens})
             secs.append(time.perf_counter() - t0)
-            row, neigh = [], []
+            row, prow, neigh = [], [], []
             for earlier in batches[: b + 1]:
                 scores = [score(session.measure_current(f, probes(f)), probes(f)) for f in earlier]
                 row.append(statistics.mean(s["ES"] for s in scores))
+                prow.append(statistics.mean(s["p_new_pos"] for s in scores))
                 neigh += [s["NS"] for s in scores if s["NS"] is not None]
             grid.append(row)
+            pgrid.append(prow)
             ns.append(statistics.mean(neigh))
             notes.append(record.info.get("note", ""))
             print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s)", file=sys.stderr, flush=True)
-        results[method] = (grid, ns, secs, notes)
+        results[method] = (grid, pgrid, ns, secs, notes)
 
     print(f"\nSequential editing on {handle.name}: {args.batches} batches x {args.batch_size} CounterFact facts, "
           f"mom2 tokens {args.mom2_tokens}")
-    for method, (grid, ns, secs, notes) in results.items():
-        print(f"\n{method}: efficacy of batch j (columns) after writing batch i (rows)")
-        print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(len(batches))) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")
-        for i, row in enumerate(grid):
-            kept = statistics.mean(row[:-1]) if len(row) > 1 else float("nan")
-            print(f"b{i + 1:<6}" + "".join(f"{v:>7.2f}" for v in row) + " " * 7 * (len(batches) - len(row))
-                  + f"{kept:>10.2f}{ns[i]:>7.2f}{secs[i]:>9.0f}")
-    print("\nretained = mean efficacy of the batches written before the latest one; NS = neighbourhood score over "
+    for method, (grid, pgrid, ns, secs, notes) in results.items():
+        for title, g, fmt in (("efficacy (P(new) > P(true))", grid, ".2f"), ("mean P(new) on the prompt", pgrid, ".3f")):
+            print(f"\n{method}: {title} of batch j (columns) after writing batch i (rows)")
+            print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(len(batches))) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")
+            for i, row in enumerate(g):
+                kept = statistics.mean(row[:-1]) if len(row) > 1 else float("nan")
+                print(f"b{i + 1:<6}" + "".join(f"{v:>7{fmt}}" for v in row) + " " * 7 * (len(batches) - len(row))
+                      + f"{kept:>10{fmt}}{ns[i]:>7.2f}{secs[i]:>9.0f}")
+    print("\nretained = mean over the batches written before the latest one; NS = neighbourhood score over "
           "all facts written so far (P(true) > P(new) on their neighbourhood prompts)")
-    final = {m: statistics.mean(g[-1][:-1]) for m, (g, *_rest) in results.items()}
-    print("final retention of earlier batches: " + ", ".join(f"{m} {v:.2f}" for m, v in final.items()))
+    for k, label in ((0, "efficacy"), (1, "mean P(new)")):
+        final = {m: statistics.mean(r[k][-1][:-1]) for m, r in results.items()}
+        first = {m: r[k][-1][0] for m, r in results.items()}
+        print(f"final retention of earlier batches ({label}): " + ", ".join(f"{m} {v:.3f}" for m, v in final.items())
+              + "; of the first batch: " + ", ".join(f"{m} {v:.3f}" for m, v in first.items()))
     return 0
 
 

@@ -1,7 +1,6 @@
 """``editlab trace``: causal tracing of one prompt (where does the model recall the answer?)."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace

@@ -82,7 +82,7 @@ class FTHParams(HParamsBase):
             raise ValueError("kl_factor is not used by FT (EasyEdit's FT ignores it too); set it to 0")
 
 
-def variant(name: str, objective: str, other: str):
+def variant(name: str, objective: str, other: str, module: str):
     """The ``HParams``, ``touched`` and ``apply`` of one FT variant: FT-L and FT-M are the same
     algorithm with ``objective_optimization`` fixed (a file asking for the other one is refused)."""
 
@@ -103,6 +103,7 @@ def variant(name: str, objective: str, other: str):
                 )
 
     HParams.__qualname__ = HParams.__name__ = "HParams"
+    HParams.__module__ = module  # pickles and prints as e.g. editlab.methods.ft_l.HParams
 
     def touched(handle, hp: HParams) -> list[str]:
         return ft_touched(handle, hp)

@@ -9,4 +9,4 @@ from .ft import variant
 
 NAME = "ft-l"
 OBJECTIVE = "prompt_last"
-HParams, touched, apply = variant(NAME, OBJECTIVE, other="ft-m")
+HParams, touched, apply = variant(NAME, OBJECTIVE, other="ft-m", module=__name__)

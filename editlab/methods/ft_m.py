@@ -9,4 +9,4 @@ from .ft import variant
 
 NAME = "ft-m"
 OBJECTIVE = "target_new"
-HParams, touched, apply = variant(NAME, OBJECTIVE, other="ft-l")
+HParams, touched, apply = variant(NAME, OBJECTIVE, other="ft-l", module=__name__)

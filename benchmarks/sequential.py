@@ -23,7 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cf import WIKITEXT, load_facts, probes, score  # noqa: E402
 
-from editlab import EditSession, load_model  # noqa: E402
+from editlab import EditSession, load_model, methods  # noqa: E402
+
+
+def hparams(method: str, args) -> dict:
+    from editlab.cli.edit import parse_sets
+
+    fields = methods.get(method).HParams.__dataclass_fields__
+    return {"mom2_n_tokens": args.mom2_tokens, **{k: v for k, v in parse_sets(args.set).items() if k in fields}}
 
 
 def main() -> int:
@@ -33,6 +40,8 @@ def main() -> int:
     ap.add_argument("--methods", default="memit,alphaedit")
     ap.add_argument("--mom2-tokens", type=int, default=20_000)
     ap.add_argument("--corpus", default=str(WIKITEXT))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a hyperparameter for every method that has it (e.g. nullspace_threshold=2e-2)")
     args = ap.parse_args()
     if args.batches < 3:
         raise SystemExit("use at least 3 batches")
@@ -46,7 +55,7 @@ def main() -> int:
         grid, pgrid, ns, notes, secs = [], [], [], [], []
         for b, batch in enumerate(batches):
             t0 = time.perf_counter()
-            record = session.edit(batch, method, {"mom2_n_tokens": args.mom2_tokens})
+            record = session.edit(batch, method, hparams(method, args))
             secs.append(time.perf_counter() - t0)
             row, prow, neigh = [], [], []
             for earlier in batches[: b + 1]:

@@ -143,7 +143,9 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def cache_path(handle, layer: int, corpus_ident: str, n_tokens: int, dtype: str = "float32", seq_len: int = 256) -> Path:
-    """Where the cached C of one layer lives (also where imported statistics are written)."""
+    """Where the cached C of one layer lives (also where imported statistics are written). The
+    chunk length in the key is ``seq_len`` clamped to the model's context, as the pass uses it."""
+    seq_len = min(seq_len, handle.max_positions)
     module = handle.arch.mlp_out_proj(layer)
     key = paths.key_digest(model=handle.fingerprint, layer=layer, module=module, corpus=corpus_ident,
                            n_tokens=n_tokens, dtype=dtype, seq_len=seq_len)

@@ -52,14 +52,6 @@ def parse_name(filename: str) -> tuple[str, str, int | None]:
     return m["module"], m["dtype"], int(m["n"]) if m["n"] else None
 
 
-def seq_len_for(handle, default: int = 256) -> int:
-    """The statistics chunk length for a model: 256 (second_moments' default, part of the cache key)
-    unless the model's context is shorter."""
-    cfg = handle.model.config
-    context = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or default
-    return min(default, int(context))
-
-
 def corpus_for(dataset: str) -> Corpus:
     """The corpus identity imported statistics are registered under (no text: never recomputed)."""
     return Corpus(ident=PREFIX + dataset, source="imported", texts=())
@@ -140,7 +132,7 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
         dtype = "float64" if fdtype == "float64" else "float32"
         c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
         corpus = corpus_for(name)
-        target = cache_path(handle, layer, corpus.ident, n, dtype, seq_len_for(handle))
+        target = cache_path(handle, layer, corpus.ident, n, dtype)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         save_file({"mom2": c, "count": torch.tensor([count])}, str(tmp),
                   metadata={"corpus": corpus.ident, "source": "imported", "file": f.name})
@@ -170,7 +162,7 @@ def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None
     note = None
     if dataset:
         corpus = corpus_for(dataset)
-        have = [l for l in layers if cache_path(handle, l, corpus.ident, n_tokens, dtype, seq_len_for(handle)).exists()]
+        have = [l for l in layers if cache_path(handle, l, corpus.ident, n_tokens, dtype).exists()]
         if len(have) == len(set(layers)):
             return corpus, None
         entries = manifest(handle, dataset)

@@ -5,7 +5,7 @@ import torch
 
 from editlab import EditSession, Fact
 from editlab.stats import second_moments
-from editlab.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus, seq_len_for
+from editlab.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus
 
 from tests.conftest import tiny_handle
 
@@ -44,7 +44,7 @@ def test_imported_file_is_what_second_moments_returns_and_an_edit_uses(tiny, tmp
     assert {s.dataset for s in done} == {"wikipedia"} and {s.n_tokens for s in done} == {1000}
 
     # second_moments finds the imported C = Σ k kᵀ / count without a corpus pass (no text to read).
-    c = second_moments(tiny, [0, 1], corpus_for("wikipedia"), 1000, seq_len=seq_len_for(tiny))
+    c = second_moments(tiny, [0, 1], corpus_for("wikipedia"), 1000)
     for layer, k in keys.items():
         want = (k.double().T @ k.double() / len(k)).float()
         assert torch.allclose(c[layer], want, rtol=1e-5, atol=1e-5)

@@ -72,6 +72,10 @@ class HParams(BatchHParams):
         if self.L2 is None and self.l2_relative <= 0:
             raise ValueError("l2_relative must be positive")
 
+    def alpha(self, mean_eigenvalue: float) -> float:
+        """α: ``L2`` when given, else ``l2_relative`` × the mean eigenvalue of the keys' second moment."""
+        return self.L2 if self.L2 is not None else self.l2_relative * mean_eigenvalue
+
     def rule(self) -> tuple[str, float]:
         if self.nullspace_threshold is not None:
             return "absolute", float(self.nullspace_threshold)
@@ -146,7 +150,7 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     if hp.mom2_adjustment:
         cov = covariances(handle, hp, ctx)
         for layer in hp.layers:
-            alpha[layer] = hp.L2 if hp.L2 is not None else hp.l2_relative * float(torch.diagonal(cov[layer]).double().mean())
+            alpha[layer] = hp.alpha(float(torch.diagonal(cov[layer]).double().mean()))
         rule, value = hp.rule()
         ns_info = {}
         for layer in hp.layers:
@@ -182,7 +186,7 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
             kp = previous[layer].to(k.device, torch.float64)
             m = m + kp.T @ kp
         if layer not in alpha:  # no statistics: scale by this edit's keys instead of C
-            alpha[layer] = hp.L2 if hp.L2 is not None else hp.l2_relative * float((k * k).sum(1).mean()) / k.shape[1]
+            alpha[layer] = hp.alpha(float((k * k).sum(1).mean()) / k.shape[1])
         a = p @ m + alpha[layer] * eye
         return torch.linalg.solve(a, p @ k.T @ resid).T.float()  # ΔW = ((P M + αI)⁻¹ P K Rᵀ)ᵀ
 

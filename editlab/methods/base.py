@@ -79,9 +79,10 @@ def _coerce(cls, name: str, value):
                          f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
 
 
-def coerce_numbers(hp, names: tuple[str, ...]) -> None:
-    """The same conversion for an HParams built directly (``HParams(lr="5e-4")``)."""
-    for name in names:
+def coerce_numbers(hp, names: tuple[str, ...] | None = None) -> None:
+    """The same conversion for an HParams built directly (``HParams(lr="5e-4")``); every field
+    when ``names`` is None."""
+    for name in names if names is not None else [f.name for f in fields(hp)]:
         setattr(hp, name, _coerce(type(hp), name, getattr(hp, name)))
 
 

@@ -135,7 +135,7 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     first = "demonstrations" not in ctx.session_state
     prefix = build_prefix(facts, hp, with_demos=first)
     if first:
-        ctx.session_state["demonstrations"] = prefix[: len(prefix) - sum(len(fact_line(f.statement(f.target_new))) for f in facts)]
+        ctx.session_state["demonstrations"] = build_prefix([], hp, with_demos=True)  # the prefix without fact lines
     # Check the fact with the session's demonstrations in front (the earlier IKE edits' own fact
     # lines, also in the session's context, are left out of this check).
     checks = prompt_check(handle, facts, prefix=prefix if first else ctx.session_state["demonstrations"] + prefix)

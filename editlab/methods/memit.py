@@ -20,7 +20,6 @@ prompt)) to the loss.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -31,9 +30,9 @@ from ..facts import Fact, negate
 from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from ..stats import second_moments
-from ..stats_import import resolve_stats_corpus, seq_len_for
+from ..stats_import import resolve_stats_corpus
 from ..templates import STARTS
-from .base import EditError, HParamsBase, MethodContext, stats_and_templates
+from .base import EditError, HParamsBase, MethodContext, coerce_numbers, stats_and_templates
 from .keys import Located, locate, pad_batch
 
 NAME = "memit"
@@ -76,18 +75,7 @@ class BatchHParams(HParamsBase):
     EASYEDIT_RENAMES = {"mom2_n_samples": "mom2_n_tokens"}
 
     def validate(self, handle=None) -> None:
-        # PyYAML reads EasyEdit's "v_lr: 5e-1" as the string '5e-1' (YAML 1.1 floats need a dot).
-        for f in dataclasses.fields(self):
-            value, default = getattr(self, f.name), f.default
-            if default is None and value is not None and str(f.type) in ("float | None", "int | None"):
-                default = 0.0 if str(f.type).startswith("float") else 0  # an optional number
-            if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
-                try:
-                    setattr(self, f.name, type(default)(float(value)) if isinstance(default, int) else float(value))
-                except ValueError as e:
-                    raise ValueError(f"{f.name} must be a number, got {value!r}") from e
-            elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, f.name, float(value))
+        coerce_numbers(self)  # an HParams built directly may hold YAML-style strings ("5e-1")
         layers = [int(l) for l in self.layers] if isinstance(self.layers, (list, tuple)) else [int(self.layers)]
         if not layers:
             raise ValueError("layers is empty: give at least one layer to edit")
@@ -375,11 +363,8 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp: BatchHParams, sites, n
         if step == 0 and cached:
             # The cached pass must reproduce the full one (δ = 0 here); otherwise use full rows.
             full_out, full_layout = passes.run(active, edit, cached=False, grad=False)
-            with torch.no_grad():
-                kl_keep = dict(kl_init)
+            with torch.no_grad():  # kl_init is already set for every active fact: this pass reads it
                 ref = fact_losses(full_out, full_layout, factors)
-                kl_init.clear()
-                kl_init.update(kl_keep)
             gap = max(abs(res[f][0].item() - ref[f][0].item()) / max(1.0, abs(ref[f][0].item())) for f in active)
             if not gap < 1e-3:
                 cached = False
@@ -480,8 +465,7 @@ def covariances(handle, hp: BatchHParams, ctx: MethodContext) -> dict[int, torch
     ctx.info["stats_source"] = corpus.label
     if note:
         ctx.info["stats_note"] = note
-    return second_moments(handle, hp.layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress,
-                          seq_len=seq_len_for(handle))
+    return second_moments(handle, hp.layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
 
 
 def add_to_weight(handle, layer: int, upd: torch.Tensor) -> None:

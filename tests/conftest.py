@@ -96,3 +96,26 @@ def tiny_handle(family: str, tokenizer):
     from editlab.model import ModelHandle
 
     return ModelHandle(tiny_model(family), tokenizer, name=f"tiny-{family}")
+
+
+def tiny_session(family: str, handle, tmp_path):
+    """An EditSession on a tiny random model of ``family`` (the real model's tokenizer) with a small
+    synthetic statistics corpus, offline."""
+    from editlab import EditSession
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
+    return EditSession(tiny_handle(family, handle.tokenizer), corpus=str(corpus), online=False)
+
+
+def prompt_failures(session, facts) -> tuple[list[str], list[str]]:
+    """(subjects where P(new) > P(true) does not hold on the prompt, one readable line per fact)."""
+    from editlab.probes import Probe
+
+    failed, lines = [], []
+    for fact in facts:
+        [pos] = session.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=1)])
+        lines.append(f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}")
+        if not pos.p_new > pos.p_true:
+            failed.append(fact.subject)
+    return failed, lines

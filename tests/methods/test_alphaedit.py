@@ -4,10 +4,9 @@ import torch
 
 from editlab import EditError, EditSession, Fact
 from editlab.methods import alphaedit, memit
-from editlab.probes import Probe
 from editlab.templates import context_templates
 
-from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
+from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_handle, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -17,25 +16,13 @@ FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", 
 TINY = {"mom2_n_tokens": 600, "v_num_grad_steps": 3}
 
 
-def tiny_session(family, handle, tmp_path):
-    h = tiny_handle(family, handle.tokenizer)
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
-    return EditSession(h, corpus=str(corpus), online=False)
-
-
 @pytest.mark.slow
 def test_alphaedit_writes_five_counterfact_facts_in_one_call(handle, corpus_path, cf_facts):
     session = EditSession(handle, corpus=corpus_path)
     at_rest = state_hash(handle.model)
     facts = cf_facts[:5]
     record = session.edit(facts, "alphaedit", HP)
-    lines, failed = [], []
-    for fact in facts:
-        [pos] = session.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=1)])
-        lines.append(f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}")
-        if not pos.p_new > pos.p_true:
-            failed.append(fact.subject)
+    failed, lines = prompt_failures(session, facts)
     assert not failed, "\n".join(lines)
     # The user sees how large the null space is, and it is a real constraint on this model.
     ns = record.info["nullspace"]

@@ -7,7 +7,7 @@ from editlab.methods import memit
 from editlab.methods.keys import locate
 from editlab.probes import Probe
 
-from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_handle
+from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_handle, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -19,13 +19,6 @@ FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", 
 @pytest.fixture(scope="module")
 def session(handle, corpus_path):
     return EditSession(handle, corpus=corpus_path)
-
-
-def tiny_session(family, handle, tmp_path):
-    h = tiny_handle(family, handle.tokenizer)
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
-    return EditSession(h, corpus=str(corpus), online=False)
 
 
 def residual_gap(session, record, facts):

@@ -6,9 +6,8 @@ import pytest
 from editlab import EditSession, Fact
 from editlab.methods import memit, pmet
 from editlab.methods.keys import locate
-from editlab.probes import Probe
 
-from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
+from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -22,12 +21,7 @@ def test_pmet_writes_five_counterfact_facts_touching_only_mlp_weights(handle, co
     at_rest = state_hash(handle.model)
     facts = cf_facts[:5]
     record = session.edit(facts, "pmet", HP)
-    lines, failed = [], []
-    for fact in facts:
-        [pos] = session.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=1)])
-        lines.append(f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}")
-        if not pos.p_new > pos.p_true:
-            failed.append(fact.subject)
+    failed, lines = prompt_failures(session, facts)
     assert not failed, "\n".join(lines)
     assert sorted(record.weights_before) == sorted(handle.arch.mlp_out_proj(l) + ".weight" for l in record.info["layers"])
     # Both deltas were optimised; only the MLP one was written.
@@ -38,9 +32,7 @@ def test_pmet_writes_five_counterfact_facts_touching_only_mlp_weights(handle, co
 
 
 def test_residual_is_spread_by_the_square_root_of_the_layers_left(handle, tmp_path, monkeypatch):
-    h = tiny_handle("llama", handle.tokenizer)
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
+    s = tiny_session("llama", handle, tmp_path)
     seen = []
     real = memit.spread
 
@@ -50,17 +42,14 @@ def test_residual_is_spread_by_the_square_root_of_the_layers_left(handle, tmp_pa
         return real(handle, facts, hp, ctx, templates, z_module, zs, solve, divisor, name)
 
     monkeypatch.setattr(pmet, "spread", spy)
-    s = EditSession(h, corpus=str(corpus), online=False)
     s.edit(FACTS[0], "pmet", {"layers": [0, 1, 2], "mom2_n_tokens": 600, "v_num_grad_steps": 2})
     assert seen == [[math.sqrt(3), math.sqrt(2), 1.0]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pmet_edits_tiny_models_of_every_family(family, handle, tmp_path):
-    h = tiny_handle(family, handle.tokenizer)
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
-    s = EditSession(h, corpus=str(corpus), online=False)
+    s = tiny_session(family, handle, tmp_path)
+    h = s.handle
     at_rest = state_hash(h.model)
     record = s.edit(FACTS, "pmet", {"mom2_n_tokens": 600, "v_num_grad_steps": 4})
     # The MLP output of the last edit layer moved toward its target (measured, not reported).

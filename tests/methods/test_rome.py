@@ -6,7 +6,7 @@ from editlab.methods import rome
 from editlab.methods.keys import locate, read_kv
 from editlab.probes import Probe
 
-from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_handle
+from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -92,10 +92,8 @@ def test_an_edit_that_fails_midway_leaves_the_weights_unchanged(session, cf_fact
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rome_maps_k_to_v_star_on_tiny_models(family, handle, tmp_path):
-    h = tiny_handle(family, handle.tokenizer)
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
-    session = EditSession(h, corpus=str(corpus), online=False)
+    session = tiny_session(family, handle, tmp_path)
+    h = session.handle
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
     at_rest = state_hash(h.model)
     hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 10}

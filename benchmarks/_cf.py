@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from pathlib import Path
 
 from editlab import Fact, Neighbor
@@ -57,3 +58,25 @@ def summarise(rows: list[dict]) -> dict:
     out = {k: mean(k) for k in ("ES", "PN", "PS", "NS", "p_new_pos", "p_new_neg")}
     out["RE"] = out["ES"] - out["PN"]  # rectified efficacy PP − PN (Liu et al. 2025)
     return out
+
+
+def measured(session, fact: Fact, unedited: bool = False) -> dict:
+    """The scores of one fact on the session's current model (or on the unedited model)."""
+    fp = probes(fact)
+    return score((session.measure_unedited if unedited else session.measure_current)(fact, fp), fp)
+
+
+def edit_measure_undo(session, fact: Fact, method: str, hp) -> tuple[dict, float]:
+    """One independent edit: (its scores, the edit's seconds); the edit is undone afterwards."""
+    t0 = time.perf_counter()
+    session.edit(fact, method, hp)
+    seconds = time.perf_counter() - t0
+    row = measured(session, fact)
+    session.undo()
+    return row, seconds
+
+
+def statistics_args(ap) -> None:
+    """The second-moment statistics options every method benchmark takes."""
+    ap.add_argument("--mom2-tokens", type=int, default=20_000, help="statistics size for methods that use them")
+    ap.add_argument("--corpus", default=str(WIKITEXT), help="statistics corpus (WikiText-2 test from the shared data)")

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _cf import WIKITEXT, load_facts, probes, score, summarise  # noqa: E402
+from _cf import edit_measure_undo, load_facts, measured, statistics_args, summarise  # noqa: E402
 
 from editlab import EditSession, load_model, methods  # noqa: E402
 
@@ -31,15 +30,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--methods", default=",".join(methods.available()))
-    ap.add_argument("--mom2-tokens", type=int, default=20_000, help="statistics size for methods that use them")
-    ap.add_argument("--corpus", default=str(WIKITEXT))
+    statistics_args(ap)
     args = ap.parse_args()
 
     handle = load_model()
     facts = load_facts(args.n)
     warm = load_facts(1, start=args.n)[0]
     session = EditSession(handle, corpus=args.corpus)
-    table = {"unedited": (summarise([score(session.measure_unedited(f, probes(f)), probes(f)) for f in facts]), None, "")}
+    table = {"unedited": (summarise([measured(session, f, unedited=True) for f in facts]), None, "")}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         mod = methods.get(name)
         hp = mod.HParams.for_model(handle)
@@ -50,12 +48,9 @@ def main() -> int:
             session.reset()
             rows, seconds = [], []
             for i, fact in enumerate(facts):
-                t0 = time.perf_counter()
-                session.edit(fact, name, hp)
-                seconds.append(time.perf_counter() - t0)
-                fp = probes(fact)
-                rows.append(score(session.measure_current(fact, fp), fp))
-                session.undo()
+                row, sec = edit_measure_undo(session, fact, name, hp)
+                rows.append(row)
+                seconds.append(sec)
                 print(f"  {name}: {i + 1}/{len(facts)} ({seconds[-1]:.1f} s)", end="\r", flush=True, file=sys.stderr)
             table[name] = (summarise(rows), statistics.median(seconds), "")
         except Exception as e:  # report the method that fails, keep benchmarking the others

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _cf import WIKITEXT, load_facts, probes, score, summarise  # noqa: E402
+from _cf import edit_measure_undo, load_facts, measured, statistics_args, summarise  # noqa: E402
 
 from editlab import EditSession, Fact, load_model  # noqa: E402
 
@@ -37,20 +37,15 @@ def run(session: EditSession, method: str, facts: list[Fact], hp: dict, saved: d
     rows, seconds = saved.setdefault("rows", []), saved.setdefault("seconds", [])
     if method == "rome":  # one fact per edit, undone after measuring
         for fact in facts[len(rows):]:
-            t0 = time.perf_counter()
-            session.edit(fact, method, hp)
-            seconds.append(time.perf_counter() - t0)
-            fp = probes(fact)
-            rows.append(score(session.measure_current(fact, fp), fp))
-            session.undo()
+            row, sec = edit_measure_undo(session, fact, method, hp)
+            rows.append(row)
+            seconds.append(sec)
             save()
     elif not rows:  # a batch method: all facts in one call
         t0 = time.perf_counter()
         session.edit(facts, method, hp)
         seconds.append((time.perf_counter() - t0) / len(facts))
-        for fact in facts:
-            fp = probes(fact)
-            rows.append(score(session.measure_current(fact, fp), fp))
+        rows.extend(measured(session, fact) for fact in facts)
         session.reset()
         save()
     return rows, statistics.median(seconds) if seconds else 0.0
@@ -61,8 +56,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--weight", type=float, default=1.0)
     ap.add_argument("--methods", default="rome,memit")
-    ap.add_argument("--mom2-tokens", type=int, default=20_000)
-    ap.add_argument("--corpus", default=str(WIKITEXT))
+    statistics_args(ap)
     ap.add_argument("--json", default=None, help="per-fact rows are saved here as they are measured; an "
                     "interrupted run started again with the same file resumes")
     args = ap.parse_args()
@@ -77,7 +71,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(store))
 
     if "unedited@0.0" not in store:
-        store["unedited@0.0"] = {"rows": [score(session.measure_unedited(f, probes(f)), probes(f)) for f in facts], "seconds": []}
+        store["unedited@0.0"] = {"rows": [measured(session, f, unedited=True) for f in facts], "seconds": []}
         save()
     order = ["unedited@0.0"]
     for method in args.methods.split(","):

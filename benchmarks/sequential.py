@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _cf import WIKITEXT, load_facts, probes, score  # noqa: E402
+from _cf import load_facts, measured, statistics_args  # noqa: E402
 
 from editlab import EditSession, load_model, methods  # noqa: E402
 
@@ -38,8 +38,7 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--methods", default="memit,alphaedit")
-    ap.add_argument("--mom2-tokens", type=int, default=20_000)
-    ap.add_argument("--corpus", default=str(WIKITEXT))
+    statistics_args(ap)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a hyperparameter for every method that has it (e.g. nullspace_threshold=2e-2)")
     args = ap.parse_args()
@@ -59,7 +58,7 @@ def main() -> int:
             secs.append(time.perf_counter() - t0)
             row, prow, neigh = [], [], []
             for earlier in batches[: b + 1]:
-                scores = [score(session.measure_current(f, probes(f)), probes(f)) for f in earlier]
+                scores = [measured(session, f) for f in earlier]
                 row.append(statistics.mean(s["ES"] for s in scores))
                 prow.append(statistics.mean(s["p_new_pos"] for s in scores))
                 neigh += [s["NS"] for s in scores if s["NS"] is not None]

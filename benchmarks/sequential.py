@@ -66,7 +66,9 @@ def main() -> int:
             pgrid.append(prow)
             ns.append(statistics.mean(neigh))
             notes.append(record.info.get("note", ""))
-            print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s)", file=sys.stderr, flush=True)
+            print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s); efficacy "
+                  + " ".join(f"{v:.2f}" for v in row) + "; mean P(new) " + " ".join(f"{v:.3f}" for v in prow),
+                  file=sys.stderr, flush=True)
         results[method] = (grid, pgrid, ns, secs, notes)
 
     print(f"\nSequential editing on {handle.name}: {args.batches} batches x {args.batch_size} CounterFact facts, "

@@ -11,13 +11,16 @@ left alone, and earlier edits of the same session are protected too:
   (EasyEdit's absolute 10), else ``l2_relative`` × the mean eigenvalue of C (trace C / d), so the
   regulariser keeps its meaning whatever the scale of a model's keys.
 
-Choosing Û. The reference keeps eigenvalues below an absolute ``nullspace_threshold`` (2e-2). How
-many directions that keeps depends on the model's key scale: on SmolLM2-135M it keeps 1,100–1,300
-of 1,536, and those directions carry a large share of the keys' energy, so "null space" is a
-misnomer there. editlab's default rule is scale-free: Û spans the smallest eigen-directions whose
-eigenvalues sum to at most (1 − ``nullspace_energy``) of trace C, i.e. P removes the principal
-subspace holding ``nullspace_energy`` of E‖k‖². Setting ``nullspace_threshold`` (EasyEdit's key)
-switches to the absolute rule. The kept dimension is reported in the edit's info.
+Choosing Û. By default, as the reference: the eigen-directions of C with eigenvalue below the
+absolute ``nullspace_threshold`` (2e-2). On SmolLM2-135M that keeps 1,119–1,312 of 1,536 directions
+(layers 4–8), holding 20–36% of the keys' energy: a wide "null space", but the one that keeps earlier
+edits best in sequential editing there (``benchmarks/sequential.py``, README). An absolute threshold
+depends on the model's key scale, so editlab also offers a scale-free rule: set ``nullspace_energy``
+and Û spans the smallest eigen-directions whose eigenvalues sum to at most (1 − ``nullspace_energy``)
+of trace C, i.e. P removes the principal subspace holding that share of E‖k‖². Too narrow a null
+space crowds the edits of a session together (0.99 keeps ~150 directions on SmolLM2 and earlier
+batches decay). The kept dimension is reported in the edit's info; a rule that keeps no direction is
+an error, one that keeps every direction (P = I, no constraint) is said in the note.
 
 Û is computed once per (model, layer, statistics, rule) and cached on disk. K_p lives in the edit
 session's method state, one entry per edit (committed only when an edit succeeds; cleared by
@@ -46,8 +49,8 @@ __all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis", "protected_
 
 @dataclass
 class HParams(BatchHParams):
-    nullspace_energy: float = 0.99  # P removes the principal key subspace holding this share of E‖k‖²
-    nullspace_threshold: float | None = None  # EasyEdit's absolute eigenvalue threshold; replaces the energy rule
+    nullspace_threshold: float = 2e-2  # the reference's absolute eigenvalue threshold (EasyEdit's key)
+    nullspace_energy: float | None = None  # when set: scale-free rule, P removes the key subspace holding this share of E‖k‖²
     L2: float | None = None  # α in (P(KKᵀ + K_pK_pᵀ) + αI), absolute (EasyEdit's key, 10 there)
     l2_relative: float = 0.1  # when L2 is None: α = l2_relative × mean eigenvalue of C_l (scale-free)
 
@@ -63,10 +66,11 @@ class HParams(BatchHParams):
 
     def validate(self, handle=None) -> None:
         super().validate(handle)
-        if self.nullspace_threshold is None and not 0.0 < self.nullspace_energy < 1.0:
-            raise ValueError("nullspace_energy must lie strictly between 0 and 1 (e.g. 0.99)")
-        if self.nullspace_threshold is not None and self.nullspace_threshold <= 0:
-            raise ValueError("nullspace_threshold must be positive")
+        if self.nullspace_energy is not None and not 0.0 < self.nullspace_energy < 1.0:
+            raise ValueError("nullspace_energy must lie strictly between 0 and 1 (e.g. 0.9), or be unset "
+                             "for the absolute nullspace_threshold")
+        if self.nullspace_energy is None and not (self.nullspace_threshold or 0) > 0:
+            raise ValueError("nullspace_threshold must be positive (the reference uses 2e-2)")
         if self.L2 is not None and self.L2 < 0:
             raise ValueError("L2 must be >= 0")
         if self.L2 is None and self.l2_relative <= 0:
@@ -77,9 +81,9 @@ class HParams(BatchHParams):
         return self.L2 if self.L2 is not None else self.l2_relative * mean_eigenvalue
 
     def rule(self) -> tuple[str, float]:
-        if self.nullspace_threshold is not None:
-            return "absolute", float(self.nullspace_threshold)
-        return "energy", float(self.nullspace_energy)
+        if self.nullspace_energy is not None:
+            return "energy", float(self.nullspace_energy)
+        return "absolute", float(self.nullspace_threshold)
 
 
 def choose_nullspace(eigenvalues: torch.Tensor, rule: str, value: float) -> torch.Tensor:
@@ -158,7 +162,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
             if info["kept"] == 0:
                 raise EditError(
                     f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
-                    "(no eigen-direction qualifies); lower nullspace_energy or raise nullspace_threshold")
+                    "(no eigen-direction qualifies: this model's keys are larger than the threshold assumes); "
+                    "raise nullspace_threshold, or use the scale-free rule, e.g. nullspace_energy=0.9")
             b = basis.to(handle.device, torch.float64)
             proj[layer] = b @ b.T
             ns_info[layer] = info
@@ -212,6 +217,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         notes.append(f"AlphaEdit null space: {min(kept)}–{max(kept)} of {d_in} key directions kept "
                      f"({ns_info[hp.layers[0]]['rule']}), holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
                      f"of the keys' energy; {sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected")
+        full = [l for l in hp.layers if ns_info[l]["kept"] == ns_info[l]["of"]]
+        if full:
+            notes.append(f"the null space of layer(s) {full} is the whole key space under {ns_info[full[0]]['rule']} "
+                         "(every eigenvalue qualifies: P = I, nothing preserved is protected); lower "
+                         "nullspace_threshold, or use the scale-free rule, e.g. nullspace_energy=0.9")
     weak = shortfall_note("AlphaEdit", infos)
     if weak:
         notes.append(weak)

@@ -160,10 +160,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         for layer in hp.layers:
             basis, info = nullspace_basis(handle, layer, cov[layer], ctx.info["stats_source"], rule, value)
             if info["kept"] == 0:
-                raise EditError(
-                    f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
-                    "(no eigen-direction qualifies: this model's keys are larger than the threshold assumes); "
-                    "raise nullspace_threshold, or use the scale-free rule, e.g. nullspace_energy=0.9")
+                fix = ("this model's keys are larger than the threshold assumes; raise nullspace_threshold, "
+                       "or use the scale-free rule, e.g. nullspace_energy=0.9") if rule == "absolute" else \
+                    "lower nullspace_energy, e.g. 0.9"
+                raise EditError(f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
+                                f"(no eigen-direction qualifies): {fix}")
             b = basis.to(handle.device, torch.float64)
             proj[layer] = b @ b.T
             ns_info[layer] = info

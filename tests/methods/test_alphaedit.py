@@ -177,5 +177,7 @@ def test_a_threshold_that_keeps_every_direction_is_said_and_one_that_keeps_none_
     at_rest = state_hash(s.handle.model)
     with pytest.raises(EditError, match="null space of layer .* is empty.*nullspace_energy"):
         s.edit(FACTS[:1], "alphaedit", {**TINY, "nullspace_threshold": 1e-30})
+    with pytest.raises(EditError, match="null space of layer .* is empty.*lower nullspace_energy"):
+        s.edit(FACTS[:1], "alphaedit", {**TINY, "nullspace_energy": 1 - 1e-12})
     with s.applied():
         assert state_hash(s.handle.model) == at_rest

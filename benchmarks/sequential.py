@@ -51,10 +51,11 @@ def main() -> int:
     results = {}
     for method in args.methods.split(","):
         session = EditSession(handle, corpus=args.corpus)
-        grid, pgrid, ns, notes, secs = [], [], [], [], []
+        grid, pgrid, ns, secs = [], [], [], []
+        hp = hparams(method, args)
         for b, batch in enumerate(batches):
             t0 = time.perf_counter()
-            record = session.edit(batch, method, hparams(method, args))
+            session.edit(batch, method, hp)
             secs.append(time.perf_counter() - t0)
             row, prow, neigh = [], [], []
             for earlier in batches[: b + 1]:
@@ -65,15 +66,14 @@ def main() -> int:
             grid.append(row)
             pgrid.append(prow)
             ns.append(statistics.mean(neigh))
-            notes.append(record.info.get("note", ""))
             print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s); efficacy "
                   + " ".join(f"{v:.2f}" for v in row) + "; mean P(new) " + " ".join(f"{v:.3f}" for v in prow),
                   file=sys.stderr, flush=True)
-        results[method] = (grid, pgrid, ns, secs, notes)
+        results[method] = (grid, pgrid, ns, secs)
 
     print(f"\nSequential editing on {handle.name}: {args.batches} batches x {args.batch_size} CounterFact facts, "
           f"mom2 tokens {args.mom2_tokens}")
-    for method, (grid, pgrid, ns, secs, notes) in results.items():
+    for method, (grid, pgrid, ns, secs) in results.items():
         for title, g, fmt in (("efficacy (P(new) > P(true))", grid, ".2f"), ("mean P(new) on the prompt", pgrid, ".3f")):
             print(f"\n{method}: {title} of batch j (columns) after writing batch i (rows)")
             print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(len(batches))) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")

@@ -43,6 +43,7 @@ from .memit import (BatchHParams, covariances, default_layers, locate, read_at, 
 from .memit import compute_ks, template_weights
 
 NAME = "alphaedit"
+SCALE_FREE = "or use the scale-free rule, e.g. nullspace_energy=0.9"  # the remedy when 2e-2 misfits a model's key scale
 
 __all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis", "protected_keys", "forget"]
 
@@ -160,9 +161,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         for layer in hp.layers:
             basis, info = nullspace_basis(handle, layer, cov[layer], ctx.info["stats_source"], rule, value)
             if info["kept"] == 0:
-                fix = ("this model's keys are larger than the threshold assumes; raise nullspace_threshold, "
-                       "or use the scale-free rule, e.g. nullspace_energy=0.9") if rule == "absolute" else \
-                    "lower nullspace_energy, e.g. 0.9"
+                fix = (f"this model's keys are larger than the threshold assumes; raise nullspace_threshold, {SCALE_FREE}"
+                       if rule == "absolute" else "lower nullspace_energy, e.g. 0.9")
                 raise EditError(f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
                                 f"(no eigen-direction qualifies): {fix}")
             b = basis.to(handle.device, torch.float64)
@@ -221,8 +221,7 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         full = [l for l in hp.layers if ns_info[l]["kept"] == ns_info[l]["of"]]
         if full:
             notes.append(f"the null space of layer(s) {full} is the whole key space under {ns_info[full[0]]['rule']} "
-                         "(every eigenvalue qualifies: P = I, nothing preserved is protected); lower "
-                         "nullspace_threshold, or use the scale-free rule, e.g. nullspace_energy=0.9")
+                         f"(every eigenvalue qualifies: P = I, nothing preserved is protected); lower nullspace_threshold, {SCALE_FREE}")
     weak = shortfall_note("AlphaEdit", infos)
     if weak:
         notes.append(weak)

@@ -35,13 +35,42 @@ class Fact:
     case_id: str | int | None = None
 
     def __post_init__(self):
-        def clean(name, value):
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"Fact.{name} is empty: give a non-empty string")
-            return value.strip()
+        from .limits import current
 
-        subject = clean("subject", self.subject)
-        prompt = clean("prompt", self.prompt)
+        limits = current()
+
+        def text(name, value, limit="max_prompt_chars", required=True):
+            """A field's text: a string (a number is taken as its digits, as JSON years come), stripped,
+            non-empty when required, and within the operator's length limit."""
+            if value is None and not required:
+                return None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                raise ValueError(f"Fact.{name} must be a string, got {type(value).__name__} {value!r:.60}")
+            value = value.strip()
+            if not value:
+                if not required:
+                    return None
+                raise ValueError(f"Fact.{name} is empty: give a non-empty string")
+            limits.check(limit, len(value), f"Fact.{name} ({len(value):,} characters)")
+            return value
+
+        def sequence(name, value):
+            if value is None:
+                return ()
+            if isinstance(value, (str, bytes)):
+                raise ValueError(f"Fact.{name} is a string ({value!r:.60}), not a sequence: give a list or tuple, "
+                                 f"e.g. {name}=({value!r:.40},)")
+            if isinstance(value, dict):
+                raise ValueError(f"Fact.{name} is a mapping; give a list or tuple of entries")
+            try:
+                return tuple(value)
+            except TypeError:
+                raise ValueError(f"Fact.{name} must be a list or tuple, got {type(value).__name__} {value!r:.60}") from None
+
+        subject = text("subject", self.subject)
+        prompt = text("prompt", self.prompt)
         if "{}" in prompt:
             if prompt.count("{}") != 1:
                 raise ValueError("Fact.prompt has more than one '{}' placeholder; use exactly one for the subject")
@@ -51,24 +80,30 @@ class Fact:
                 f"Fact.subject {subject!r} does not occur in Fact.prompt {prompt!r}: the prompt must "
                 "contain the subject word for word (or '{}' where the subject goes)"
             )
-        target_new = clean("target_new", self.target_new)
-        target_true = None if self.target_true is None or not str(self.target_true).strip() else str(self.target_true).strip()
+        target_new = text("target_new", self.target_new, "max_target_chars")
+        target_true = text("target_true", self.target_true, "max_target_chars", required=False)
         if target_true is not None and target_true == target_new:
             raise ValueError("Fact.target_new equals Fact.target_true: the edit would change nothing")
-        paraphrases = tuple(p.strip() for p in (self.paraphrases or ()) if p and p.strip())
+        paraphrases = []
+        for j, p in enumerate(sequence("paraphrases", self.paraphrases), 1):
+            p = text(f"paraphrases[{j}]", p, required=False)
+            if p is not None:
+                paraphrases.append(p)
         neighbors = []
-        for n in self.neighbors or ():
+        for j, n in enumerate(sequence("neighbors", self.neighbors), 1):
             if isinstance(n, str):
                 n = Neighbor(n)
-            elif isinstance(n, (tuple, list)):
+            elif isinstance(n, (tuple, list)) and 1 <= len(n) <= 2:
                 n = Neighbor(*n)
-            elif isinstance(n, dict):
+            elif isinstance(n, dict) and "prompt" in n:
                 n = Neighbor(n["prompt"], n.get("answer"))
-            if not n.prompt or not n.prompt.strip():
-                raise ValueError("Fact.neighbors has an empty prompt")
-            neighbors.append(Neighbor(n.prompt.strip(), n.answer.strip() if n.answer else None))
+            elif not isinstance(n, Neighbor):
+                raise ValueError(f"Fact.neighbors[{j}] should be a prompt, (prompt, answer) or Neighbor, got {n!r:.60}")
+            neighbors.append(Neighbor(text(f"neighbors[{j}].prompt", n.prompt),
+                                      text(f"neighbors[{j}].answer", n.answer, "max_target_chars", required=False)))
+        limits.check("max_probe_prompts", len(paraphrases) + len(neighbors), "Fact.paraphrases and Fact.neighbors")
         for name, value in (("subject", subject), ("prompt", prompt), ("target_new", target_new),
-                            ("target_true", target_true), ("paraphrases", paraphrases),
+                            ("target_true", target_true), ("paraphrases", tuple(paraphrases)),
                             ("neighbors", tuple(neighbors))):
             object.__setattr__(self, name, value)
 
@@ -91,11 +126,15 @@ class Fact:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Fact":
-        return cls(
+        if not isinstance(d, dict):
+            raise ValueError(f"a fact should be a mapping with subject, prompt and target_new, got {type(d).__name__}")
+        missing = [k for k in ("subject", "prompt", "target_new") if k not in d]
+        if missing:
+            raise ValueError(f"a fact needs {', '.join(missing)} (it has {', '.join(map(str, d)) or 'no fields'})")
+        return cls(  # sequences are passed as given: Fact refuses a string where a list belongs
             subject=d["subject"], prompt=d["prompt"], target_new=d["target_new"],
-            target_true=d.get("target_true"), paraphrases=tuple(d.get("paraphrases") or ()),
-            neighbors=tuple(Neighbor(n["prompt"], n.get("answer")) for n in d.get("neighbors") or ()),
-            case_id=d.get("case_id"),
+            target_true=d.get("target_true"), paraphrases=d.get("paraphrases") or (),
+            neighbors=d.get("neighbors") or (), case_id=d.get("case_id"),
         )
 
 

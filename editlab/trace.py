@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .limits import current as current_limits
 from .nethook import TraceDict
 from .probes import target_ids
 
@@ -422,6 +423,14 @@ def trace(
         raise ValueError("samples must be at least 1")
     if window < 1:
         raise ValueError("window must be at least 1")
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise {noise!r}: the noise std must be a positive number (or unset for "
+                         f"noise_multiplier × the embeddings' std)")
+    if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
+        raise ValueError(f"noise_multiplier {noise_multiplier!r}: must be a positive number (the reference uses 3)")
+    limits = current_limits()
+    limits.check("max_steps", samples, "trace samples")
+    limits.check("max_prompt_chars", len(prompt), "the traced prompt's characters")
     t0 = time.perf_counter()
     with handle.lock:
         ids, rng = subject_token_range(handle.tokenizer, prompt, subject)

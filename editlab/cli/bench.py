@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import methods
-from .common import add_model_args, load, progress_printer, status
+from .common import add_model_args, load, non_negative_float, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -15,20 +15,20 @@ def register(sub) -> None:
     p.add_argument("--format", default=None, dest="dataset_format",
                    help="counterfact, counterfact-rome, zsre, knowedit or facts (default: detected)")
     p.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping at the first")
-    p.add_argument("--n", type=int, default=20, help="number of facts (a seeded random subset; default 20)")
+    p.add_argument("--n", type=positive_int, default=20, help="number of facts (a seeded random subset; default 20)")
     p.add_argument("--seed", type=int, default=0, help="subset seed (default 0)")
     p.add_argument("--mode", choices=["independent", "sequential"], default="independent",
                    help="independent: every edit from the unedited model; sequential: edits accumulate")
     p.add_argument("--evaluate", choices=["after_each", "at_end"], default="after_each",
                    help="sequential only: score each batch right after its edit, or all facts at the end (retention)")
-    p.add_argument("--batch-size", type=int, default=1, help="facts per edit call (default 1)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="facts per edit call (default 1)")
     p.add_argument("--no-negative-edits", action="store_true", help="skip the negated edits (NP/NN stay empty; half the time)")
-    p.add_argument("--generation-tokens", type=int, default=16, help="greedy tokens of the generation probe")
+    p.add_argument("--generation-tokens", type=positive_int, default=16, help="greedy tokens of the generation probe")
     p.add_argument("--hparams", action="append", default=[], metavar="METHOD=FILE",
                    help="a YAML file of one method's hyperparameters (EasyEdit keys accepted; repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
                    help="override a hyperparameter of one method (or of every method that has it); repeatable")
-    p.add_argument("--negation-weight", type=float, default=None, metavar="W",
+    p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
                    help="editlab's negation-aware objective for the methods that have it (rome, memit, alphaedit); "
                         "same as --set negation_weight=W")
     p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")

@@ -7,7 +7,7 @@ from .. import methods
 from ..facts import Fact, Neighbor, negate
 from ..probes import ProbeReport
 from ..session import EditSession
-from .common import add_model_args, load, progress_printer, status
+from .common import add_model_args, load, non_negative_float, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -21,13 +21,13 @@ def register(sub) -> None:
         p.add_argument("--target-true", default=None)
         p.add_argument("--paraphrase", action="append", default=[], help="repeatable")
         p.add_argument("--neighbor", action="append", default=[], help="repeatable; 'prompt' or 'prompt=>answer'")
-        p.add_argument("--generation-tokens", type=int, default=40)
+        p.add_argument("--generation-tokens", type=positive_int, default=40)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if name == "edit":
             p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
             p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
-            p.add_argument("--negation-weight", type=float, default=None, metavar="W",
+            p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
                            help="editlab's negation-aware objective (rome, memit, alphaedit): also push P(target-new) "
                                 "down after the negated prompt, with weight W (0 = the published method)")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import methods
-from .common import add_model_args, load, status
+from .common import add_model_args, load, positive_int, status
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True, help="facts file (CounterFact, zsRE, KnowEdit, or your CSV/JSONL); "
                                                     "facts are edited in file order")
     p.add_argument("--counts", default="1,2,5,10,20,50,100", help="numbers of edits at which to measure (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=1, help="facts per edit call (batch methods)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="facts per edit call (batch methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--ability-sizes", default=None, metavar="TASK=N,...", help="per task, e.g. mmlu=20,gsm8k=0 (0 skips)")
     p.add_argument("--ability-config", default=None, metavar="YAML",
                    help="ability settings (sizes, shots, max_gen_tokens, ppl_chars, batch_size ...); flags override it")
-    p.add_argument("--muting-tokens", type=int, default=32, help="tokens generated per muting probe (default: %(default)s)")
+    p.add_argument("--muting-tokens", type=positive_int, default=32, help="tokens generated per muting probe (default: %(default)s)")
     p.add_argument("--ppl-corpus", default=None, help="text corpus (.txt/.jsonl) for perplexity (default: WikiText-2 online)")
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if this configuration was run before")

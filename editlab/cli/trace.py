@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace
-from .common import add_model_args, load, progress_printer, status
+from .common import add_model_args, load, positive_float, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -16,10 +16,10 @@ def register(sub) -> None:
     p.add_argument("--kind", choices=[*KINDS, "all"], default="all",
                    help="residual stream, MLP outputs, attention outputs, or all three (default)")
     p.add_argument("--tokens", default="all", help="all (default), subject, subject_last, last, or comma-separated indices")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help=f"noise samples (default {DEFAULT_SAMPLES})")
-    p.add_argument("--noise", type=float, default=None, help="absolute noise std (default: --noise-multiplier x the embeddings' std)")
-    p.add_argument("--noise-multiplier", type=float, default=DEFAULT_NOISE_MULTIPLIER)
-    p.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"layers restored together for mlp/attn (default {DEFAULT_WINDOW})")
+    p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, help=f"noise samples (default {DEFAULT_SAMPLES})")
+    p.add_argument("--noise", type=positive_float, default=None, help="absolute noise std (default: --noise-multiplier x the embeddings' std)")
+    p.add_argument("--noise-multiplier", type=positive_float, default=DEFAULT_NOISE_MULTIPLIER)
+    p.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, help=f"layers restored together for mlp/attn (default {DEFAULT_WINDOW})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="compute even if a cached trace exists, and do not store it")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -3,11 +3,16 @@ a method runs in."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import math
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import limits as _limits
 from ..templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
@@ -90,6 +95,166 @@ def _field_types(cls) -> dict[str, str]:
     return {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)) for f in fields(cls)}
 
 
+class UnknownHParamsWarning(UserWarning):
+    """Hyperparameter keys that no field of the method takes (a typo, or another method's key)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric hyperparameter may take: ``lo``/``hi`` (open or closed), an operator
+    limit (a :class:`editlab.limits.Limits` field) as a further upper bound, None when optional."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    limit: str | None = None
+    optional: bool = False
+    why: str = ""
+
+    def describe(self, limits) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'greater than' if self.lo_open else 'at least'} {self.lo:g}")
+        hi = self.hi
+        cap = getattr(limits, self.limit) if self.limit else 0
+        if cap and (hi is None or cap < hi):
+            parts.append(f"at most {cap:,} (this server's limit, {limits.env_name(self.limit)})")
+        elif hi is not None:
+            parts.append(f"{'less than' if self.hi_open else 'at most'} {hi:g}")
+        return " and ".join(parts) + (" (or null)" if self.optional else "")
+
+    def admits(self, value, limits) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return False
+        cap = getattr(limits, self.limit) if self.limit else 0
+        return not (cap and value > cap)
+
+
+POSITIVE = Range(lo=0, lo_open=True)
+NON_NEGATIVE = Range(lo=0)
+STEPS = Range(lo=1, limit="max_steps")
+LAYER = Range(lo=0)
+
+# The ranges of the hyperparameters the methods share, by field name: a method's HParams gets the
+# ones it has fields for (and may add or override its own in ``RANGES``). Checked in one place,
+# :func:`check_ranges`, before any method's own ``validate``.
+COMMON_RANGES: dict[str, Range] = {
+    "layer": LAYER,
+    "v_loss_layer": Range(lo=0, optional=True),
+    "v_num_grad_steps": STEPS, "num_steps": STEPS, "n_iter": STEPS, "steps": STEPS,
+    "batch_size": Range(lo=1),
+    "v_lr": POSITIVE, "lr": POSITIVE, "edit_lr": POSITIVE,
+    "v_weight_decay": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+    "clamp_norm_factor": Range(lo=0, lo_open=True, why="the bound on ‖δ‖ relative to ‖v₀‖"),
+    "kl_factor": NON_NEGATIVE,
+    "loss_stop": NON_NEGATIVE, "nll_stop": NON_NEGATIVE, "early_stop_loss": NON_NEGATIVE,
+    "mom2_n_tokens": Range(lo=1, why="tokens of the statistics corpus"),
+    "negation_weight": Range(lo=0, why="0 = the published objective"),
+    "mom2_update_weight": Range(lo=0, lo_open=True, why="λ, the weight of the preserved keys' statistics"),
+    "nll_loss_factor": POSITIVE,
+    "nullspace_energy": Range(lo=0, hi=1, lo_open=True, hi_open=True, optional=True),
+    "L2": Range(lo=0, optional=True),
+    "l2_relative": POSITIVE,
+    "eps": POSITIVE,
+    "num_pert": Range(lo=1),
+    "dropout": Range(lo=0, hi=1, hi_open=True),
+    "adaptive_threshold": Range(lo=0, hi=1, lo_open=True, hi_open=True),
+    "p": Range(lo=0, hi=1, hi_open=True),
+    "lambda_old": NON_NEGATIVE, "lambda_new": NON_NEGATIVE, "lr_scale": POSITIVE,
+    "max_neurons": NON_NEGATIVE, "n_toks": Range(lo=1),
+    "k": NON_NEGATIVE,
+}
+
+
+def _out_of_range(name: str, value, must: str, why: str = "") -> ValueError:
+    return ValueError(f"hyperparameter {name!r}: {value!r} is out of range — it must be {must}"
+                      + (f" ({why})" if why else ""))
+
+
+def _check_layers(name: str, value) -> None:
+    """A layer list: a list of whole numbers >= 0 (one number is taken as a list of one)."""
+    if value is None:
+        return
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (str, bytes, dict)):
+        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a list of layer numbers — give e.g. [4, 5, 6]")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
+            raise ValueError(f"hyperparameter {name!r}: {v!r} in {value!r} is not a layer number — give whole numbers, e.g. [4, 5, 6]")
+        if v < 0:
+            raise _out_of_range(name, value, "a list of layer numbers >= 0")
+
+
+def _check_template_params(name: str, value, limits) -> None:
+    """``context_template_length_params``: [[length, n], ...] of small positive whole numbers;
+    the lengths and the total count bounded by the operator's limits."""
+    example = "give a list of [length, count] pairs, e.g. [[10, 5]]"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a list of [length, count] pairs — {example}")
+    total = 0
+    for pair in value:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)):
+            raise ValueError(f"hyperparameter {name!r}: {pair!r} in {value!r} is not a [length, count] pair of "
+                             f"whole numbers — {example}")
+        length, n = pair
+        if length < 1 or n < 1:
+            raise _out_of_range(name, value, "pairs of a length >= 1 and a count >= 1")
+        limits.check("max_template_tokens", length, f"hyperparameter {name!r}: a template length")
+        total += n
+    limits.check("max_templates", total, f"hyperparameter {name!r}: the number of context templates")
+
+
+def check_ranges(hp, limits=None) -> None:
+    """Every field of ``hp`` against its declared type and range (``COMMON_RANGES`` and the class's
+    ``RANGES``): numbers finite and in range, sequences given as sequences (never a string),
+    step counts and template sizes within the operator's limits. Raises a ValueError naming the
+    field, the value and the allowed range."""
+    limits = limits or _limits.current()
+    coerce_numbers(hp)  # "5e-1" -> 0.5 first, so the comparisons below see numbers
+    ranges = {**COMMON_RANGES, **getattr(type(hp), "RANGES", {})}
+    types = _field_types(type(hp))
+    for f in fields(hp):
+        name, value = f.name, getattr(hp, f.name)
+        declared = str(types.get(name, ""))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"hyperparameter {name!r}: {value!r} is not a finite number")
+        if name == "context_template_length_params":
+            _check_template_params(name, value, limits)
+        elif declared.startswith("list") and isinstance(value, (str, bytes)):
+            raise ValueError(f"hyperparameter {name!r}: {value!r} is a string where a list is expected — "
+                             "give a list, e.g. [4, 5]")
+        if isinstance(value, str):
+            limits.check("max_prompt_chars", len(value), f"hyperparameter {name!r}: {len(value):,} characters")
+        if name == "layers":
+            _check_layers(name, value)
+        spec = ranges.get(name)
+        if spec is None:
+            continue
+        if value is None:
+            if spec.optional:
+                continue
+            raise _out_of_range(name, value, spec.describe(limits), spec.why)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"hyperparameter {name!r}: {value!r} is not a number — it must be {spec.describe(limits)}")
+        if not spec.admits(value, limits):
+            raise _out_of_range(name, value, spec.describe(limits), spec.why)
+
+
+def unknown_message(cls, keys) -> str:
+    """"rome hyperparameters: unknown keys not used: 'v_lrr' (did you mean 'v_lr'?)"."""
+    names = [f.name for f in fields(cls)] + list(cls.EASYEDIT_RENAMES)
+    method = cls.__module__.rsplit(".", 1)[-1].replace("_", "-")
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(str(key), names, n=1)
+        parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"{method} hyperparameters: unknown keys not used: {', '.join(parts)}"
+
+
 @dataclass
 class HParamsBase:
     """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours."""
@@ -102,7 +267,11 @@ class HParamsBase:
 
     @classmethod
     def from_dict(cls, data: dict, handle=None) -> tuple["HParamsBase", LoadReport]:
-        """Defaults for the model (if given), overridden by ``data``; returns what was not used."""
+        """Defaults for the model (if given), overridden by ``data``; returns what was not used
+        (keys no field takes are also warned about, :class:`UnknownHParamsWarning`)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"hyperparameters: expected a mapping of names to values, got {type(data).__name__} "
+                             f"{str(data)[:80]!r}")
         base = cls.for_model(handle) if handle is not None else cls()
         names = {f.name for f in fields(cls)}
         report = LoadReport()
@@ -123,6 +292,8 @@ class HParamsBase:
                 report.unknown.append(key)
         hp = dataclasses.replace(base, **updates)
         hp.validate(handle)
+        if report.unknown:
+            warnings.warn(UnknownHParamsWarning(unknown_message(cls, report.unknown)), stacklevel=2)
         return hp, report
 
     @classmethod
@@ -135,8 +306,22 @@ class HParamsBase:
             raise ValueError(f"{path}: expected a mapping of hyperparameters at the top level")
         return cls.from_dict(data, handle)
 
+    def __init_subclass__(cls, **kwargs):
+        """Every method's ``validate`` checks the declared ranges first (:func:`check_ranges`), so
+        no method can forget them and all report them alike."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("validate")
+        if own is not None and not getattr(own, "checks_ranges", False):
+            @functools.wraps(own)
+            def validate(self, handle=None):
+                check_ranges(self)
+                return own(self, handle)
+
+            validate.checks_ranges = True
+            cls.validate = validate
+
     def validate(self, handle=None) -> None:
-        pass
+        check_ranges(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

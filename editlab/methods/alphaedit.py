@@ -38,9 +38,9 @@ import torch
 from .. import paths
 from ..templates import context_templates
 from .base import EditError, MethodContext
-from .memit import (BatchHParams, covariances, default_layers, locate, read_at, shortfall_note, spread, targets, touched,
-                    written_fraction)
-from .memit import compute_ks, template_weights
+from .memit import (BatchHParams, compute_ks, covariances, default_layers, locate, read_at, shortfall_note, spread,
+                    template_weights, touched, written_fraction)
+from .vstar import targets
 
 NAME = "alphaedit"
 SCALE_FREE = "or use the scale-free rule, e.g. nullspace_energy=0.9"  # the remedy when 2e-2 misfits a model's key scale

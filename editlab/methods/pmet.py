@@ -3,7 +3,7 @@
 PMET argues that a layer's residual output mixes the attention (MHSA) and MLP (FFN) outputs, and
 MEMIT's target for the residual over-writes what the attention part carries. It therefore
 optimises the attention output and the MLP output of the last edit layer L *jointly* (two δ's, one
-loss; :func:`editlab.methods.memit.compute_z` with two sites), but writes only the MLP weights,
+loss; :func:`editlab.methods.vstar.compute_zs` with two sites), but writes only the MLP weights,
 with the MLP target:
 
     z_mlp = m^L + δ_mlp   (δ_attn shapes the optimisation, then is discarded)
@@ -24,7 +24,8 @@ import torch
 
 from .base import MethodContext, stats_and_templates
 from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, shortfall_note,
-                    spread, targets, touched, written_fraction)
+                    spread, touched, written_fraction)
+from .vstar import targets
 
 NAME = "pmet"
 

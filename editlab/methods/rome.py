@@ -5,7 +5,7 @@ The MLP output projection W of one layer is treated as a linear associative memo
 To write (s, r, o*):
   1. k*  = mean over context templates of the key at the subject's last token      (eq. 3)
   2. v*  = argmin_v  NLL(o* | prompt; v) + λ_KL · KL(essence) + weight decay       (eq. 4)
-           (v = v₀ + δ, δ clamped to clamp_norm_factor · ‖v₀‖)
+           (v = v₀ + δ, δ clamped to clamp_norm_factor · ‖v₀‖; :mod:`.vstar`, shared with MEMIT)
   3. ΔW  = (v* − W k) (C⁻¹ k*)ᵀ / ((C⁻¹ k*)ᵀ k)                                      (eq. 2)
      with C = E[k kᵀ] over a corpus (``mom2_adjustment``; off → C = I, as EasyEdit allows).
 """
@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..facts import Fact, negate
-from ..nethook import TraceDict
-from ..probes import target_ids
+from ..facts import Fact
 from ..stats import resolve_corpus, second_moments
 from .base import EditError, HParamsBase, MethodContext, stats_and_templates
-from .keys import locate, pad_batch, read_kv
+from . import vstar
+from .keys import locate, read_kv
 
 NAME = "rome"
 
@@ -43,7 +42,8 @@ class HParams(HParamsBase):
     v_weight_decay: float = 1e-3
     clamp_norm_factor: float = 4.0
     kl_factor: float = 0.0625
-    nll_stop: float = 0.05
+    loss_stop: float = 5e-2  # the reference's rule: stop once the total loss is below this
+    fast_v: bool = True  # False: the reference's computation of v* (full passes, all logits); same loss
     mom2_adjustment: bool = True
     mom2_n_tokens: int = 100_000
     mom2_dtype: str = "float32"
@@ -101,90 +101,20 @@ def compute_u(k_star: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
 
 def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
               ctx: MethodContext | None = None, module: str | None = None) -> tuple[torch.Tensor, dict]:
-    """v*: the MLP output at the subject's last token that makes the model say target_new (eq. 4).
-
-    δ is added to the output of ``module`` (default: the layer's MLP output projection) at the
-    subject token of every prompt; loss = NLL(target | context + prompt) + kl_factor · KL(P₀ ‖ P)
-    on "{subject} is a" + v_weight_decay · ‖δ‖ / ‖v₀‖² (+ negation_weight · −log(1 − P(target | negated))).
-    """
-    tok, model = handle.tokenizer, handle.model
+    """v* = v0 + δ: the MLP output at the subject's last token that makes the model say target_new
+    (eq. 4), from the optimiser ROME shares with MEMIT, AlphaEdit and PMET (:mod:`.vstar`): δ is
+    added to the output of ``module`` (default: the layer's MLP output projection) in every
+    context template, loss = NLL(o*) + kl_factor · KL(P ‖ P₀) on "{subject} is a" + weight decay
+    (+ the negation-aware term), stopping on the total loss as the reference does."""
     module = module or handle.arch.mlp_out_proj(layer)
-    tids = target_ids(tok, fact.target_new)
-    head = tok.decode(tids[:-1]) if len(tids) > 1 else ""
-    rewriting = [locate(tok, t, fact.prompt, fact.subject, suffix=head) for t in templates]
-    kl = [locate(tok, "{}", f"{fact.subject} is a", fact.subject)]
-    negated = []
-    if hp.negation_weight:
-        neg_prompt, _ = negate(fact.prompt, fact.subject)
-        negated = [locate(tok, t, neg_prompt, fact.subject, suffix=head) for t in templates]
-    batch = rewriting + kl + negated
-    ids, mask = pad_batch([b.ids for b in batch], tok.pad_token_id, handle.device)
-    lookup = torch.tensor([b.index for b in batch], device=handle.device)
-    rows = torch.arange(len(batch), device=handle.device)
-
-    # A rewriting text ends with the target minus its last token; the logits at position p predict
-    # token p+1, so target token i is predicted at position (n_prompt - 1 + i).
-    def nll_terms(group, offset):
-        pos = []
-        for j, b in enumerate(group):
-            n_prompt = len(b.ids) - (len(tids) - 1)
-            pos += [(offset + j, n_prompt - 1 + i, tids[i]) for i in range(len(tids))]
-        r, p, t = (torch.tensor(x, device=handle.device) for x in zip(*pos))
-        return r, p, t
-
-    rw_r, rw_p, rw_t = nll_terms(rewriting, 0)
-    if negated:
-        ng_r, ng_p, ng_t = nll_terms(negated, len(rewriting) + len(kl))
-    kl_row = len(rewriting)
-
-    d_out = handle.mlp_out_weight(layer).shape[0]
-    delta = torch.zeros(d_out, device=handle.device, dtype=torch.float32, requires_grad=True)
-    state = {"v0": None}
-
-    def edit(output, _name):
-        if state["v0"] is None:
-            state["v0"] = output[0, lookup[0]].detach().float().clone()
-        out = output.clone()
-        out[rows, lookup] = out[rows, lookup] + delta.to(out.dtype)
-        return out
-
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
-    kl_init = None
-    losses = []
-    with torch.enable_grad():
-        for step in range(hp.v_num_grad_steps):
-            opt.zero_grad()
-            with TraceDict(model, [module], retain_output=False, edit_output=edit):
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            lp = torch.log_softmax(logits, dim=-1)
-            n_rw = len(rewriting)
-            nll = -lp[rw_r, rw_p, rw_t].sum() / n_rw / len(tids)
-            kl_lp = torch.log_softmax(logits[kl_row, kl[0].index], dim=-1)
-            if kl_init is None:
-                kl_init = kl_lp.detach().clone()
-            kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_lp, kl_init, log_target=True, reduction="sum")
-            wd = hp.v_weight_decay * (delta.norm() / state["v0"].norm() ** 2)
-            loss = nll + kl_loss + wd
-            if negated:
-                # Push P(target | negated prompt) down: −log(1 − P), per-token mean probability.
-                p_neg = lp[ng_r, ng_p, ng_t].reshape(len(negated), len(tids)).mean(1).exp()
-                loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
-            if not torch.isfinite(loss):
-                raise EditError(f"ROME's value optimisation diverged at step {step} (loss {loss.item()})")
-            losses.append(round(loss.item(), 4))
-            if nll.item() < hp.nll_stop:
-                break
-            if step == hp.v_num_grad_steps - 1:
-                break
-            loss.backward()
-            opt.step()
-            max_norm = hp.clamp_norm_factor * state["v0"].norm()
-            with torch.no_grad():
-                if delta.norm() > max_norm:
-                    delta.mul_(max_norm / delta.norm())
-    v_star = (state["v0"] + delta).detach()
-    return v_star, {"v_losses": losses, "v_steps": len(losses), "delta_norm": float(delta.detach().norm()),
-                    "v0_norm": float(state["v0"].norm())}
+    progress = None
+    if ctx is not None and ctx.progress:
+        progress = lambda d, t, stage: ctx.report(d, t, f"ROME: {fact.subject!r}: {stage}")  # noqa: E731
+    zs, infos = vstar.compute_zs(handle, [fact], templates, hp, [module], progress=progress)
+    info = infos[0]
+    v_star = zs[0][0]
+    return v_star, {"v_losses": info["z_losses"], "v_steps": info["z_steps"], "v_prob": info["z_prob"],
+                    "delta_norm": info["delta_norms"][0], "v0_norm": info["z0_norms"][0], "v_path": info["path"]}
 
 
 def covariance(handle, layers: list[int], hp, ctx: MethodContext) -> dict[int, torch.Tensor]:

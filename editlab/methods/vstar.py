@@ -1,0 +1,336 @@
+"""v*: the one target-vector optimiser of ROME, MEMIT, AlphaEdit and PMET.
+
+For each fact (s, r, o*) and each *site* s (a module whose output at the subject's last token gets
+δ_s added: ROME's MLP output projection, MEMIT's residual after the last edit layer, PMET's
+attention and MLP outputs), find δ minimising (ROME eq. 4, MEMIT eq. 16)
+
+    L(δ) = nll_factor · mean_p [ −(1/|o*|) Σ_i log P(o*_i | c_p ⊕ prompt ⊕ o*_<i ; δ) ]
+           + kl_factor · KL( P(· | "s is a"; δ) ‖ P(· | "s is a"; 0) )
+           + v_weight_decay · Σ_s ‖δ_s‖ / ‖v0_s‖²
+           + negation_weight · mean_p [ −log(1 − P(o* | c_p ⊕ negated prompt; δ)) ]
+
+over the context templates c_p, with Adam (``v_lr``); after every step each ‖δ_s‖ is projected
+back into the ball of radius ``clamp_norm_factor`` · ‖v0_s‖ (v0_s: the site's output for the bare
+prompt). A fact stops as soon as its *total* loss is below ``loss_stop`` (the reference's rule,
+``if loss < 5e-2: break``), or after ``v_num_grad_steps`` evaluations. The KL direction is the
+reference's: ``kl_div(log P₀, log P, log_target=True)`` = KL(P ‖ P₀). The last term is editlab's
+negation-aware objective (``negation_weight`` 0 = the published method).
+
+Two ways to compute the same loss (``fast``):
+- fast (default): each prompt's prefix before the subject token (which δ cannot change) goes
+  through the model once into a key/value cache; every step runs only the rest of the prompt and
+  unembeds only the positions that are scored. Checked against a full pass at step 0.
+- reference (``fast=False``): every step runs every prompt in full and takes the model's logits at
+  every position, as the reference code does.
+Both give the same δ up to float rounding (``benchmarks/live.py`` measures the agreement).
+
+Many facts are optimised together (up to ``max_rows`` prompts per forward pass) but independently:
+each has its own δ, loss and stopping step, and Adam is element-wise, so the result is the
+one-fact-at-a-time optimisation of the reference, only faster.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from ..facts import Fact, negate
+from ..nethook import TraceDict
+from ..probes import target_ids
+from .base import EditError, MethodContext
+from .keys import locate, pad_batch
+
+Progress = Callable[[int, int, str], None]
+
+
+def _with_delta(output, rows: torch.Tensor, cols: torch.Tensor, delta: torch.Tensor):
+    """``output`` (a tensor, or a tuple whose first item is the hidden states) with ``delta`` [len(rows), d]
+    added at [rows, cols]."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    new = hidden.clone()
+    new[rows, cols] = new[rows, cols] + delta.to(new.dtype)
+    return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One fact's rows: rewriting prompts (context + prompt + target[:-1]), the KL prompt
+    ("{subject} is a"), and, with the negation term, context + negated prompt + target[:-1].
+    Target tokens are appended as ids, so the positions that predict them are exact."""
+
+    seqs: tuple  # token id lists
+    lookup: tuple  # subject's last token per row
+    n_rewrite: int
+    n_negated: int
+    n_prompt: tuple  # prompt length per row (before the appended target tokens)
+    target: tuple  # target token ids
+
+
+def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool) -> _Rows:
+    tok = handle.tokenizer
+    tids = target_ids(tok, fact.target_new)
+    rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
+    kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
+    neg = []
+    if negation:
+        neg_prompt, rule = negate(fact.prompt, fact.subject)
+        if not rule.startswith("already-negated"):  # a negated fact has no negation to push down
+            neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
+    seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg]
+    located = rows + [kl] + neg
+    return _Rows(seqs=tuple(map(tuple, seqs)), lookup=tuple(l.index for l in located), n_rewrite=len(rows),
+                 n_negated=len(neg), n_prompt=tuple(len(l.ids) for l in located), target=tuple(tids))
+
+
+def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: Sequence[str],
+               nll_factor: float = 1.0, adaptive_nll: bool = False, max_rows: int = 64,
+               progress: Progress | None = None, fast: bool | None = None) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """z_s = v0_s + δ_s for every fact and site s (see the module docstring for the loss).
+
+    ``hp`` carries v_num_grad_steps, v_lr, v_weight_decay, clamp_norm_factor, kl_factor, loss_stop,
+    negation_weight and v_loss_layer (ROME's and the batch methods' HParams both do). ``fast``
+    (default ``hp.fast_v``, else True) picks the prefix-cached computation. ``adaptive_nll`` (PMET):
+    once o* is the argmax at every target position the NLL weight drops to a tenth, and the
+    optimisation stops when the KL term is below 0.01.
+    """
+    fast = getattr(hp, "fast_v", True) if fast is None else fast
+    negation = hp.negation_weight > 0
+    rows = [_fact_rows(handle, f, templates, negation) for f in facts]
+    per = max(len(r.seqs) for r in rows)
+    size = max(1, max_rows // per)
+    # Facts whose text after the subject is similarly long share a pass (less padding).
+    order = sorted(range(len(facts)), key=lambda i: max(len(q) - l for q, l in zip(rows[i].seqs, rows[i].lookup)))
+    zs, infos = [None] * len(facts), [None] * len(facts)
+    for g in range(0, len(facts), size):
+        part = order[g: g + size]
+        label = (f"target vectors for facts {g + 1}–{min(g + size, len(facts))} of {len(facts)}" if len(facts) > 1
+                 else "target vector")
+
+        def step_progress(step, total, loss, _g=g, _label=label):
+            if progress:
+                progress(_g, len(facts), f"{_label}: step {step + 1} of at most {total}, loss {loss:.3f}")
+
+        z, info = _optimise_group(handle, [facts[i] for i in part], [rows[i] for i in part], hp, sites, nll_factor,
+                                  adaptive_nll, fast, step_progress)
+        for i, zi, ii in zip(part, z, info):
+            zs[i], infos[i] = zi, ii
+    return zs, infos
+
+
+def compute_z(handle, fact: Fact, templates: list[str], hp, sites: Sequence[str],
+              nll_factor: float = 1.0, adaptive_nll: bool = False, fast: bool | None = None) -> tuple[list[torch.Tensor], dict]:
+    """One fact's targets (see :func:`compute_zs`)."""
+    zs, infos = compute_zs(handle, [fact], templates, hp, sites, nll_factor, adaptive_nll, fast=fast)
+    return zs[0], infos[0]
+
+
+def targets(handle, facts, hp, ctx: MethodContext, templates, sites, name: str,
+            **kw) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """:func:`compute_zs` with progress reported through the method context as ``"{name}: ..."``."""
+    progress = (lambda d, t, stage: ctx.report(d, t, f"{name}: {stage}")) if ctx.progress else None
+    return compute_zs(handle, facts, templates, hp, sites, progress=progress, **kw)
+
+
+class _Passes:
+    """Forward passes over the rows of the facts still optimising.
+
+    δ only changes what comes at or after the subject token (it is added there). So with
+    ``use_cache`` each row's prefix before its subject token goes through the model once, into a
+    key/value cache, and every step runs only the short remainder (subject token, rest of the
+    prompt, target tokens).
+    """
+
+    def __init__(self, handle, rows: list[_Rows], sites, reads, use_cache: bool):
+        self.handle, self.rows, self.sites, self.reads = handle, rows, list(sites), reads
+        self.use_cache = use_cache
+        self.cache_for: tuple | None = None
+
+    def _layout(self, active, cached: bool):
+        seqs, lookup, owner, first, offset = [], [], [], {}, []
+        for f in active:
+            first[f] = len(seqs)
+            for seq, idx in zip(self.rows[f].seqs, self.rows[f].lookup):
+                seqs.append(list(seq))
+                lookup.append(idx)
+                owner.append(f)
+                offset.append(idx if cached else 0)  # the row's tokens before the subject are cached
+        return seqs, lookup, owner, first, offset
+
+    def _prefix(self, seqs, offset):
+        """Left-padded prefixes through the model once: (cache, prefix mask)."""
+        dev, pad = self.handle.device, self.handle.tokenizer.pad_token_id
+        width = max(offset)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, (seq, o) in enumerate(zip(seqs, offset)):
+            if o:
+                ids[r, width - o:] = torch.tensor(seq[:o])
+                mask[r, width - o:] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        with torch.no_grad():
+            out = self.handle.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        return out.past_key_values, mask
+
+    def run(self, active, edit, cached: bool, grad: bool = True):
+        """One pass over the active facts' rows; returns (traced outputs, layout).
+        ``edit(output, name, layout)`` adds the δ's."""
+        model, dev, pad = self.handle.model, self.handle.device, self.handle.tokenizer.pad_token_id
+        seqs, lookup, owner, first, offset = self._layout(active, cached)
+        kwargs = {}
+        if cached:
+            key = tuple(active)
+            if self.cache_for is None or self.cache_for[0] != key:
+                self.cache_for = (key, *self._prefix(seqs, offset))
+            _, cache, pmask = self.cache_for
+            chunks = [seq[o:] for seq, o in zip(seqs, offset)]
+            ids, cmask = pad_batch(chunks, pad, dev)
+            mask = torch.cat([pmask, cmask], dim=1)
+            pos = torch.tensor(offset, device=dev)[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
+            kwargs = dict(past_key_values=copy.deepcopy(cache), position_ids=pos, use_cache=True)
+        else:
+            ids, mask = pad_batch(seqs, pad, dev)
+        layout = dict(rows=torch.arange(len(seqs), device=dev),
+                      lookup=torch.tensor([l - o for l, o in zip(lookup, offset)], device=dev),
+                      owner=torch.tensor(owner, device=dev), first=first, offset=offset)
+        hook = lambda output, name: edit(output, name, layout)  # noqa: E731
+        ctx = torch.enable_grad() if grad else torch.no_grad()
+        with ctx, TraceDict(model, self.sites, retain_output=False, edit_output=hook), \
+                TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr:
+            model(input_ids=ids, attention_mask=mask, **kwargs)
+        return {n: tr[n].output for n in self.reads}, layout
+
+
+def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, adaptive_nll, fast: bool,
+                    step_progress: Callable[[int, int, float], None]):
+    arch, dev = handle.arch, handle.device
+    n = len(facts)
+    active = list(range(n))
+    z0: dict[str, torch.Tensor] = {}  # site -> [n, d]
+    deltas: dict[str, torch.Tensor] = {}
+    frozen: dict[int, dict[str, torch.Tensor]] = {}
+    kl_init: dict[int, torch.Tensor] = {}
+    losses = [[] for _ in range(n)]
+    probs = [0.0] * n
+    factors = [nll_factor] * n
+    unembed, final_norm = handle.module(arch.unembed), handle.module(arch.final_norm)
+    loss_layer = None
+    if hp.v_loss_layer is not None and int(hp.v_loss_layer) < arch.n_layers - 1:
+        loss_layer = arch.layer(int(hp.v_loss_layer))  # the reference's early-exit loss layer
+    # Fast: read the final norm's output and unembed only the scored positions. Reference: the
+    # model's logits at every position, as the reference code computes them.
+    reads = ([arch.final_norm] if fast else [arch.unembed]) + ([loss_layer] if loss_layer else [])
+    # Caching needs a prefix in some row; rows whose subject starts the text have none (masked).
+    passes = _Passes(handle, rows, sites, reads, use_cache=fast and any(i > 0 for r in rows for i in r.lookup))
+
+    def edit(output, name, layout):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if name not in z0:  # first pass: every fact is active; z0 from its bare-prompt row
+            at = torch.tensor([layout["first"][f] for f in range(n)], device=dev)
+            z0[name] = hidden[at, layout["lookup"][at]].detach().float().clone()
+            deltas[name] = torch.zeros_like(z0[name], requires_grad=True)
+        return _with_delta(output, layout["rows"], layout["lookup"], deltas[name][layout["owner"]])
+
+    def logprobs_at(out, r_idx, p_idx, early: bool):
+        """log P(· | row, position) for the given rows and positions."""
+        if early:  # the reference's v_loss_layer: that layer's residual through the final norm
+            return torch.log_softmax(unembed(final_norm(out[loss_layer][r_idx, p_idx])).float(), dim=-1)
+        if fast:
+            return torch.log_softmax(unembed(out[arch.final_norm][r_idx, p_idx]).float(), dim=-1)
+        return torch.log_softmax(out[arch.unembed].float(), dim=-1)[r_idx, p_idx]
+
+    def fact_losses(out, layout, factors_now):
+        """Per active fact: (loss, nll per prompt, KL, log-probs at the rewriting targets, target ids)."""
+        result = {}
+        for f in active:
+            r, base = rows[f], layout["first"][f]
+            t = torch.tensor(r.target, device=dev)
+            nt = len(r.target)
+
+            def target_lp(row0, count):
+                rr = [base + row0 + j for j in range(count) for _ in range(nt)]
+                pp = [r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j] for j in range(count) for i in range(nt)]
+                lp = logprobs_at(out, torch.tensor(rr, device=dev), torch.tensor(pp, device=dev), loss_layer is not None)
+                return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
+
+            lp_rw, tok_lp = target_lp(0, r.n_rewrite)
+            nll_each = -tok_lp.mean(1)
+            kl_row = base + r.n_rewrite
+            kl_pos = r.lookup[r.n_rewrite] - layout["offset"][kl_row]
+            kl_lp = logprobs_at(out, torch.tensor([kl_row], device=dev), torch.tensor([kl_pos], device=dev), False)[0]
+            if f not in kl_init:
+                kl_init[f] = kl_lp.detach().clone()
+            # KL(P ‖ P₀), as the reference's kl_div(P₀_log, P_log, log_target=True)
+            kl = torch.nn.functional.kl_div(kl_init[f], kl_lp, log_target=True, reduction="sum")
+            wd = sum(deltas[s][f].norm() / z0[s][f].norm() ** 2 for s in sites)
+            loss = factors_now[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
+            if r.n_negated:
+                _, neg_lp = target_lp(r.n_rewrite + 1, r.n_negated)
+                p_neg = neg_lp.mean(1).exp()
+                loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
+            result[f] = (loss, nll_each, kl, lp_rw, t)
+        return result
+
+    cached = passes.use_cache
+    opt = None
+    for step in range(hp.v_num_grad_steps):
+        if opt is not None:
+            opt.zero_grad()
+        out, layout = passes.run(active, edit, cached)
+        if opt is None:
+            opt = torch.optim.Adam([deltas[s] for s in sites], lr=hp.v_lr)
+        with torch.enable_grad():
+            res = fact_losses(out, layout, factors)
+        if step == 0 and cached:
+            # The cached pass must reproduce the full one (δ = 0 here); otherwise use full rows.
+            full_out, full_layout = passes.run(active, edit, cached=False, grad=False)
+            with torch.no_grad():  # kl_init is already set for every active fact: this pass reads it
+                ref = fact_losses(full_out, full_layout, factors)
+            gap = max(abs(res[f][0].item() - ref[f][0].item()) / max(1.0, abs(ref[f][0].item())) for f in active)
+            if not gap < 1e-3:
+                cached = False
+                out, layout = passes.run(active, edit, cached)
+                kl_init.clear()
+                with torch.enable_grad():
+                    res = fact_losses(out, layout, factors)
+        total = 0.0
+        stop_now = []
+        for f in list(active):
+            loss, nll_each, kl, lp_rw, t = res[f]
+            if not torch.isfinite(loss):
+                raise EditError(f"{facts[f].subject!r}: the target optimisation diverged at step {step} (loss {loss.item()})")
+            losses[f].append(round(loss.item(), 4))
+            probs[f] = float(torch.exp(-nll_each.detach()).mean())
+            done = loss.item() < hp.loss_stop  # the reference's stop rule: the total loss
+            if adaptive_nll and not done:
+                argmax = bool((lp_rw.argmax(-1) == t.repeat(rows[f].n_rewrite)).all())
+                factors[f] = 0.1 * nll_factor if argmax else nll_factor
+                done = argmax and kl.item() < 0.01
+            if done or step == hp.v_num_grad_steps - 1:
+                stop_now.append(f)
+            else:
+                total = total + loss
+        step_progress(step, hp.v_num_grad_steps, max(losses[f][-1] for f in active))
+        for f in stop_now:  # this fact's δ is final: keep it, drop its rows from later passes
+            frozen[f] = {s: deltas[s][f].detach().clone() for s in sites}
+            active.remove(f)
+        if not active:
+            break
+        total.backward()
+        opt.step()
+        with torch.no_grad():
+            for s in sites:
+                max_norm = hp.clamp_norm_factor * z0[s].norm(dim=1, keepdim=True)
+                norm = deltas[s].norm(dim=1, keepdim=True)
+                deltas[s].mul_(torch.where(norm > max_norm, max_norm / norm.clamp_min(1e-12), torch.ones_like(norm)))
+    zs, infos = [], []
+    for f, fact in enumerate(facts):
+        zs.append([z0[s][f] + frozen[f][s] for s in sites])
+        infos.append({"subject": fact.subject, "z_steps": len(losses[f]), "z_losses": losses[f][-3:],
+                      "z_prob": round(probs[f], 4),
+                      "delta_norms": [round(float(frozen[f][s].norm()), 4) for s in sites],
+                      "z0_norms": [round(float(z0[s][f].norm()), 4) for s in sites],
+                      "prefix_cache": cached, "path": "fast" if fast else "reference"})
+    return zs, infos

@@ -17,6 +17,7 @@ import torch
 
 from . import methods
 from .facts import Fact
+from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .nethook import get_parameter
 from .probes import Probe, ProbeReport, ProbeRow, default_probes, measure
@@ -115,9 +116,12 @@ class EditSession:
              progress: Callable[[int, int, str], None] | None = None) -> EditRecord:
         """Apply one edit (one fact, or a batch for batch methods). On any failure the weights are
         rolled back to exactly their previous values and :class:`EditError` is raised."""
+        if isinstance(facts, (str, bytes)):
+            raise TypeError(f"expected a Fact or a list of Facts, got the string {facts[:60]!r}")
         facts = [facts] if isinstance(facts, Fact) else list(facts)
         if not facts:
             raise ValueError("no facts to edit")
+        current_limits().check("max_facts", len(facts), "facts in one edit")
         for f in facts:
             if not isinstance(f, Fact):
                 raise TypeError(f"expected Fact, got {type(f).__name__}")

@@ -1,8 +1,11 @@
 """Start page: the resident model, the model box, and what the app is for."""
 import time
 
+import pandas as pd
 import streamlit as st
 import torch
+
+from editlab.limits import Limits
 
 from ui import state as S
 cfg = S.app_config()
@@ -111,4 +114,9 @@ with st.expander("Settings fixed by the operator"):
         f"- statistics tokens: **{cfg.mom2_tokens or 'method default'}** (`EDITLAB_MOM2_TOKENS`)\n"
         f"- uploads: JSON / JSONL / CSV up to **{cfg.max_upload_mb:g} MB** (`EDITLAB_MAX_UPLOAD_MB`)"
     )
+with st.expander("Limits of this server"):
+    st.caption("Every request is bounded so that the server stays responsive for every visitor; the "
+               "library refuses a request above a limit with a message naming it. The operator sets each "
+               "one with the variable shown (0 or `off`: no limit).")
+    st.table(pd.DataFrame(Limits.from_env().rows()).set_index("limit"))
 st.page_link("pages/edit.py", label="Edit a fact →", icon=":material/edit:")

@@ -55,6 +55,11 @@ class HParams(BatchHParams):
     L2: float | None = None  # α in (P(KKᵀ + K_pK_pᵀ) + αI), absolute (EasyEdit's key, 10 there)
     l2_relative: float = 0.1  # when L2 is None: α = l2_relative × mean eigenvalue of C_l (scale-free)
 
+    EASYEDIT_NOT_USED = {
+        "P_loc": "a precomputed projection file, a pickle: editlab computes P from the statistics and caches it",
+        "mom2_update_weight": "EasyEdit's AlphaEdit does not read λ either: the null-space projection takes the place of λC",
+    }
+
     @classmethod
     def for_model(cls, handle) -> "HParams":
         fam = handle.arch.family

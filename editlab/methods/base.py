@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import limits as _limits
+from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from ..templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
@@ -30,8 +31,16 @@ class EditError(RuntimeError):
 
 @dataclass
 class LoadReport:
+    """What loading a mapping of hyperparameters did with each key: ``used`` (field -> value),
+    ``renamed`` (an EasyEdit key whose meaning is editlab's under another name), ``converted``
+    (an EasyEdit key whose meaning differs: how its value became editlab's), ``not_used`` (a key
+    this method's reference ignores too, with why), ``ignored`` (module names and devices, which
+    the architecture map and device choice replace) and ``unknown``."""
+
     used: dict[str, Any] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
+    converted: dict[str, str] = field(default_factory=dict)
+    not_used: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
 
@@ -39,11 +48,50 @@ class LoadReport:
         out = []
         if self.renamed:
             out.append("renamed: " + ", ".join(f"{a} -> {b}" for a, b in self.renamed.items()))
+        out += [f"converted: {how}" for how in self.converted.values()]
+        out += [f"not used: {key} ({why})" for key, why in self.not_used.items()]
         if self.ignored:
             out.append("ignored (editlab's architecture map / device choice replaces them): " + ", ".join(self.ignored))
         if self.unknown:
             out.append("unknown keys (not used): " + ", ".join(self.unknown))
         return out
+
+
+@dataclass(frozen=True)
+class Convert:
+    """An EasyEdit key whose meaning differs from the editlab field that takes its place: the value
+    is converted, never just renamed. ``fn(value, data)`` gets the key's value and the whole
+    mapping (a conversion may depend on another key) and returns (editlab value, how), ``how``
+    being the load report's line, e.g. "mom2_n_samples 1,000 (text samples) -> mom2_n_tokens ..."."""
+
+    target: str
+    fn: Callable[[Any, dict], tuple[Any, str]]
+
+
+def whole_number(key: str, value) -> int:
+    """A non-negative whole number from a YAML value ("1e5", 100000.0, "20"), or a ValueError naming the key."""
+    try:
+        f = float(value)
+        if isinstance(value, bool) or not f.is_integer() or f < 0:
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        raise ValueError(f"hyperparameter {key!r}: {value!r} is not a whole number") from None
+
+
+def _mom2_samples(value, data: dict) -> tuple[int, str]:
+    """EasyEdit's ``mom2_n_samples`` (text samples of ``mom2_dataset``) -> editlab's ``mom2_n_tokens``."""
+    n = whole_number("mom2_n_samples", value)
+    tokens = easyedit_samples_to_tokens(n)
+    how = (f"mom2_n_samples {n:,} (text samples) -> mom2_n_tokens {tokens:,} "
+           f"(× {EASYEDIT_TOKENS_PER_SAMPLE:g} tokens per sample, {EASYEDIT_TOKENS_PER_SAMPLE_SOURCE})")
+    if str(data.get("mom2_dataset", "")).lower() == "wikipedia":
+        how += "; EasyEdit's 'wikipedia' samples are whole articles, longer than that"
+    return tokens, how
+
+
+# EasyEdit's ``mom2_n_samples`` -> ``mom2_n_tokens``, for every method with second-moment statistics.
+MOM2_SAMPLES = Convert("mom2_n_tokens", _mom2_samples)
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
@@ -257,9 +305,13 @@ def unknown_message(cls, keys) -> str:
 
 @dataclass
 class HParamsBase:
-    """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours."""
+    """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours: a field
+    name (same meaning, another name), a :class:`Convert` (the meaning differs), or a function
+    value -> (field, value); ``EASYEDIT_NOT_USED`` names keys of the method's EasyEdit files that
+    its reference implementation does not use either, with why."""
 
     EASYEDIT_RENAMES = {}
+    EASYEDIT_NOT_USED = {}
 
     @classmethod
     def for_model(cls, handle) -> "HParamsBase":  # pragma: no cover - each method overrides
@@ -276,16 +328,24 @@ class HParamsBase:
         names = {f.name for f in fields(cls)}
         report = LoadReport()
         updates = {}
-        for key, value in data.items():
-            target = cls.EASYEDIT_RENAMES.get(key, key)
-            if callable(target):
-                target, value = target(value)
+        for key, raw in data.items():
+            target, value, how = cls.EASYEDIT_RENAMES.get(key, key), raw, None
+            if isinstance(target, Convert):
+                target, (value, how) = target.target, target.fn(raw, data)
+            elif callable(target):
+                target, value = target(raw)
+                if target != key or value != raw:
+                    how = f"{key} {raw!r} -> {target} {value!r}"
             if target in names:
                 value = _coerce(cls, target, value)
                 updates[target] = value
                 report.used[target] = value
-                if target != key:
+                if how is not None:
+                    report.converted[key] = how
+                elif target != key:
                     report.renamed[key] = target
+            elif key in cls.EASYEDIT_NOT_USED:
+                report.not_used[key] = cls.EASYEDIT_NOT_USED[key]
             elif key in IGNORED_EASYEDIT_KEYS:
                 report.ignored.append(key)
             else:

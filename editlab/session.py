@@ -64,6 +64,7 @@ class EditSession:
         self._original: dict[str, torch.Tensor] = {}
         self._current: dict[str, torch.Tensor] = {}
         self._depth = 0
+        self._hooks: contextlib.ExitStack | None = None  # the adapters applied() attached
 
     # ---- weights in and out -------------------------------------------------------------
     def _write(self, values: Mapping[str, torch.Tensor]) -> None:
@@ -85,15 +86,43 @@ class EditSession:
                     self._write(self._current)
                 with contextlib.ExitStack() as stack:
                     if outer:
-                        for rec in self.records:
-                            attach = getattr(methods.get(rec.method), "attach", None)
-                            if attach is not None:
-                                stack.enter_context(attach(self.handle, rec))
+                        self._hooks = stack
+                        self._attach(stack)
                     yield self.handle
             finally:
                 self._depth -= 1
                 if outer:
+                    self._hooks = None
                     self._write({n: self._original[n] for n in self._current})
+
+    def _attach(self, stack: contextlib.ExitStack) -> None:
+        for rec in self.records:
+            attach = getattr(methods.get(rec.method), "attach", None)
+            if attach is not None:
+                stack.enter_context(attach(self.handle, rec))
+
+    @contextlib.contextmanager
+    def unedited(self, in_flight: Mapping[str, torch.Tensor] | None = None):
+        """The unedited model for the block, even inside :meth:`applied`: the original weights
+        written back and the adapters detached, then everything as it was. ``in_flight``: the
+        pre-edit values of weights an edit in progress may have changed. Second-moment statistics
+        and context templates are computed in here (``MethodContext.unedited``), because they
+        are cached under the unedited model's key."""
+        with self.handle.lock:
+            originals = {n: v for n, v in (in_flight or {}).items() if n not in self._original}
+            if self._depth:
+                originals.update({n: self._original[n] for n in self._current})
+            hooks = self._hooks
+            saved = self._read(originals)
+            if hooks is not None:
+                hooks.close()  # detach the adapters (GRACE's codebooks) ...
+            self._write(originals)
+            try:
+                yield self.handle
+            finally:
+                self._write(saved)
+                if hooks is not None:
+                    self._attach(hooks)  # ... and attach them again
 
     @property
     def prefix(self) -> str:
@@ -133,6 +162,7 @@ class EditSession:
         t0 = time.perf_counter()
         with self.applied():
             before = self._read(names)
+            ctx.restore_unedited = lambda: self.unedited(before)
             try:
                 result = mod.apply(self.handle, facts, hp, ctx)
                 after = self._read(names)

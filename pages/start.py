@@ -7,6 +7,7 @@ import torch
 
 from editlab.limits import Limits
 
+from ui import errors
 from ui import state as S
 cfg = S.app_config()
 ss = st.session_state
@@ -79,7 +80,7 @@ if load:
             except Exception as e:  # any loading failure: keep the previous model, say why
                 status.update(label=f"Could not load {new_key.name or '(empty)'}", state="error", expanded=True)
                 kept = f"The previous model, **{key.label()}**, is still loaded." if session else "No model is loaded."
-                st.error(f"Could not load **{new_key.name or '(empty)'}**: {e}\n\n{kept}")
+                st.error(f"Could not load **{new_key.name or '(empty)'}**: {errors.message(e)}\n\n{kept}")
             else:
                 status.update(label=f"Loaded {new_key.label()} in {time.perf_counter() - t0:.1f} s",
                               state="complete", expanded=False)

@@ -158,7 +158,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     proj: dict[int, torch.Tensor] = {}
     alpha: dict[int, float] = {}
     if hp.mom2_adjustment:
-        cov = covariances(handle, hp, ctx)
+        with ctx.unedited():  # statistics of the unedited model, whatever the session holds
+            cov = covariances(handle, hp, ctx)
         for layer in hp.layers:
             alpha[layer] = hp.alpha(float(torch.diagonal(cov[layer]).double().mean()))
         rule, value = hp.rule()
@@ -178,7 +179,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         ctx.info["stats_source"] = "none (mom2_adjustment off: P = I, no null-space projection)"
     timings["stats_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    with ctx.unedited():
+        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
     timings["templates_s"] = time.perf_counter() - t0
 
     z_module = handle.arch.layer(hp.layers[-1])

@@ -2,6 +2,7 @@
 a method runs in."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -396,23 +397,40 @@ class MethodContext:
     progress: Callable[[int, int, str], None] | None = None
     session_state: dict = field(default_factory=dict)  # per edit session (e.g. AlphaEdit's KKᵀ)
     info: dict = field(default_factory=dict)  # what the method reports back (stats source, ...)
+    # The session's way back to the unedited model (original weights, no adapters) for a block;
+    # None: the model is unedited already (a bare handle, no session).
+    restore_unedited: Callable[[], Any] | None = None
 
     def report(self, done: int, total: int, stage: str) -> None:
         if self.progress:
             self.progress(done, total, stage)
 
+    @contextlib.contextmanager
+    def unedited(self):
+        """The unedited model for the duration of the block, whatever the session's edits: what is
+        cached under the unedited model's key (second moments, context templates) must come from it."""
+        if self.restore_unedited is None:
+            yield
+        else:
+            with self.restore_unedited():
+                yield
+
 
 def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[], dict]) -> tuple[dict | None, list[str], dict]:
     """The two preparations of the locate-then-edit methods, timed: the second-moment statistics
     (``covariance()``; C = I when ``hp.mom2_adjustment`` is off, said in ``ctx.info``) and the
-    context templates k* is averaged over."""
+    context templates k* is averaged over. Both are computed on the unedited model
+    (``ctx.unedited()``): they are cached under its key, and a session's earlier edits must not
+    leak into a cache every later user reads."""
     timings = {}
     t0 = time.perf_counter()
-    cov = covariance() if hp.mom2_adjustment else None
+    with ctx.unedited():
+        cov = covariance() if hp.mom2_adjustment else None
     if not hp.mom2_adjustment:
         ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
     timings["stats_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    with ctx.unedited():
+        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
     timings["templates_s"] = time.perf_counter() - t0
     return cov, templates, timings

@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS run_state (
 """
 
 
+_OWNERS_TABLE = """CREATE TABLE IF NOT EXISTS run_owners (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (run_id, owner)
+)"""
+
+
 class StoreError(RuntimeError):
     """The store file cannot be used (not SQLite, another program's, corrupt, too new) or a
     request contradicts what it holds. The message names the file."""
@@ -322,16 +329,45 @@ class RunStore:
             raise KeyError(f"no run {run_id} in {self.path}")
         return self._run(row)
 
-    def runs(self, kind: str | None = None) -> list[Run]:
-        """Every run (of one kind, if given), oldest first."""
+    def runs(self, kind: str | None = None, owner: str | None = None) -> list[Run]:
+        """Every run (of one kind, and held by one owner, if given), oldest first."""
         q = ("SELECT r.id, r.kind, r.config, r.status, r.created, r.updated, r.note, COUNT(c.step), MAX(c.step) "
              "FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id {} GROUP BY r.id ORDER BY r.id")
+        where, args = [], []
+        if kind is not None:
+            where.append("r.kind=?")
+            args.append(kind)
+        if owner is not None:
+            self._ensure_owners()
+            where.append("r.id IN (SELECT run_id FROM run_owners WHERE owner=?)")
+            args.append(str(owner))
         with self._connect() as con:
-            if kind is None:
-                rows = con.execute(q.format("")).fetchall()
-            else:
-                rows = con.execute(q.format("WHERE r.kind=?"), (kind,)).fetchall()
+            rows = con.execute(q.format("WHERE " + " AND ".join(where) if where else ""), args).fetchall()
         return [self._run(r) for r in rows]
+
+    # ---- owners: whose runs these are (the app's visitors) ----------------------------------
+    def _ensure_owners(self) -> None:
+        """The owners table, added to a store made before it existed (an additive change: older
+        editlab versions ignore it)."""
+        if getattr(self, "_owners_ready", False):
+            return
+        with self._write() as con:
+            con.execute(_OWNERS_TABLE)
+        self._owners_ready = True
+
+    def add_owner(self, run_id: int, owner: str) -> None:
+        self._ensure_owners()
+        with self._write() as con:
+            con.execute("INSERT OR IGNORE INTO run_owners (run_id, owner) VALUES (?, ?)", (int(run_id), str(owner)))
+
+    def owns(self, run_id: int, owner: str) -> bool:
+        self._ensure_owners()
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM run_owners WHERE run_id=? AND owner=?", (int(run_id), str(owner))).fetchone() is not None
+
+    def scoped(self, owner: str) -> "OwnedStore":
+        """A view of this store holding only ``owner``'s runs (see :class:`OwnedStore`)."""
+        return OwnedStore(self, owner)
 
     @staticmethod
     def _run(row) -> Run:
@@ -434,6 +470,63 @@ class RunStore:
             df.to_parquet(tmp, index=False)
         os.replace(tmp, path)
         return path
+
+
+class OwnedStore(RunStore):
+    """One owner's view of a run store (an app visitor's): it lists, opens, resumes and exports
+    only the runs that owner created or asked for; a run someone else holds is "not found", and
+    no message names the file. A run found by its exact configuration (``find_run``) is added to
+    the owner's runs: asking for the same configuration means having the same inputs, so its
+    results reveal nothing the owner did not give."""
+
+    def __init__(self, base: RunStore, owner: str):  # noqa: D107 - shares the file, no reopening
+        if not owner or not str(owner).strip():
+            raise ValueError("a scoped run store needs an owner")
+        self.path, self.timeout, self.owner = base.path, base.timeout, str(owner)
+        self._ensure_owners()
+
+    def __repr__(self) -> str:
+        return "OwnedStore(<private>)"
+
+    def _error(self, what: str) -> StoreError:
+        return StoreError(f"run store: {what}")
+
+    def _mine(self, run_id: int) -> int:
+        if not self.owns(run_id, self.owner):
+            raise KeyError(f"no run #{run_id} among your runs")
+        return int(run_id)
+
+    def create_run(self, kind: str, config, status: str = "created", note: str | None = None) -> int:
+        run_id = super().create_run(kind, config, status, note)
+        self.add_owner(run_id, self.owner)
+        return run_id
+
+    def find_run(self, kind: str, config) -> Run | None:
+        run = super().find_run(kind, config)
+        if run is not None:
+            self.add_owner(run.id, self.owner)
+        return run
+
+    def run(self, run_id: int) -> Run:
+        return super().run(self._mine(run_id))
+
+    def runs(self, kind: str | None = None, owner: str | None = None) -> list[Run]:
+        return super().runs(kind, owner=self.owner)
+
+    def set_status(self, run_id: int, status: str, note: str | None = None) -> None:
+        super().set_status(self._mine(run_id), status, note)
+
+    def delete_run(self, run_id: int) -> None:
+        super().delete_run(self._mine(run_id))
+
+    def add_checkpoint(self, run_id: int, step: int, *args, **kwargs):
+        return super().add_checkpoint(self._mine(run_id), step, *args, **kwargs)
+
+    def checkpoints(self, run_id: int, samples: bool = True) -> list[Checkpoint]:
+        return super().checkpoints(self._mine(run_id), samples)
+
+    def state(self, run_id: int):
+        return super().state(self._mine(run_id))
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:

@@ -4,8 +4,10 @@ import streamlit as st
 from editlab import methods
 from editlab.bench import BenchCancelled, BenchConfig, compare, load_result, past_runs, run_bench
 from editlab.metrics import CONVENTIONS, METRICS
-from editlab.store import RunStore, StoreError
+from editlab.limits import SLOTS
+from editlab.store import StoreError
 from ui import bench as B
+from ui import errors
 from ui import state as S
 
 RESULT = "editlab.bench.result"  # the BenchResult this page shows
@@ -21,10 +23,10 @@ st.caption("Edit many facts with several methods and score every edit under thre
            "your session's edits.")
 
 try:
-    store = RunStore()
+    store = S.run_store(ss, cfg)  # this visitor's runs only (every run in operator mode)
 except StoreError as e:
     store = None
-    st.warning(f"Results will not be kept: {e}")
+    st.warning(f"Results will not be kept: {errors.message(e)}")
 
 # ---- the run form ---------------------------------------------------------------------------------
 operator = B.operator_datasets()
@@ -58,12 +60,12 @@ if submitted:
         hp = {m: {k: v for k, v in cfg.hparam_defaults().items() if k in methods.get(m).HParams.__dataclass_fields__}
               for m in chosen}
         hp = {m: v for m, v in hp.items() if v}
-        config = BenchConfig(dataset=dataset.path or dataset.name, methods=tuple(chosen), n=len(dataset), seed=int(seed),
+        config = BenchConfig(dataset=dataset.name, methods=tuple(chosen), n=len(dataset), seed=int(seed),
                              mode=mode, batch_size=int(batch), evaluate=evaluate, negative_edits=negative,
                              generation_tokens=int(gen), hparams=hp, corpus=cfg.corpus, online=cfg.online)
         config.validate()
     except (ValueError, FileNotFoundError) as e:
-        st.error(str(e))
+        st.error(errors.message(e))
     else:
         if dataset.skipped:
             st.info(f"Left out {len(dataset.skipped)} invalid record(s); first: {dataset.skipped[0]}")
@@ -75,12 +77,13 @@ if submitted:
         with st.status(f"{config.protocol}: {len(dataset)} facts, {', '.join(chosen) or 'unedited only'}",
                        expanded=False) as box:
             try:
-                ss[RESULT] = run_bench(handle, config, dataset=dataset, store=store, progress=progress)
+                with SLOTS.hold(S.visitor(ss)):
+                    ss[RESULT] = run_bench(handle, config, dataset=dataset, store=store, progress=progress)
             except BenchCancelled:
                 box.update(label="cancelled", state="error")
-            except (ValueError, RuntimeError) as e:
+            except Exception as e:
                 box.update(label="failed", state="error")
-                st.error(f"The benchmark stopped: {e}")
+                errors.show(st, e, "The benchmark stopped")
             else:
                 box.update(label=f"done: {config.protocol}", state="complete")
 
@@ -128,7 +131,7 @@ if store is not None:
     runs = past_runs(store)
     st.subheader("Past runs")
     if not runs:
-        st.caption(f"No benchmark stored yet in {store.path}.")
+        st.caption("No benchmark of yours stored yet.")
     else:
         st.dataframe(B.runs_table(runs), hide_index=True, key="bench_runs")
         ids = [r.id for r in runs]

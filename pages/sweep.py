@@ -6,9 +6,11 @@ import streamlit as st
 
 from editlab import methods
 from editlab.ability import TASKS, AbilityConfig
-from editlab.store import RunStore, StoreError
+from editlab.limits import SLOTS
+from editlab.store import StoreError
 from editlab.sweep import KIND, Cancelled, SweepConfig, parse_counts, run_sweep
 from ui import bench as B
+from ui import errors
 from ui import state as S
 from ui import sweep as W
 
@@ -25,9 +27,9 @@ st.caption("Edit facts one after another on a private copy of the edit state and
            "Every checkpoint is stored as soon as it is measured; starting the same configuration again resumes it.")
 
 try:
-    store = RunStore()
+    store = S.run_store(ss, cfg)  # this visitor's runs only (every run in operator mode)
 except StoreError as e:
-    st.error(str(e))
+    st.error(errors.message(e))
     st.stop()
 
 operator = B.operator_datasets()
@@ -65,10 +67,10 @@ if submitted:
             hp = {}
             if cfg.mom2_tokens and "mom2_n_tokens" in methods.get(m).HParams.__dataclass_fields__:
                 hp = {"mom2_n_tokens": cfg.mom2_tokens}
-            configs.append(SweepConfig(method=m, dataset=dataset.path or dataset.name, counts=counts, batch_size=int(batch),
+            configs.append(SweepConfig(method=m, dataset=dataset.name, counts=counts, batch_size=int(batch),
                                        hparams=hp, seed=int(seed), ability=ability, corpus=cfg.corpus, online=cfg.online))
     except (ValueError, FileNotFoundError) as e:
-        st.error(str(e))
+        st.error(errors.message(e))
     else:
         bar = st.progress(0.0, text="starting ...")
         live = st.empty()
@@ -86,14 +88,14 @@ if submitted:
                                       key=f"sweep_live_{p.run_id}_{p.step}")
 
             try:
-                with st.spinner(f"{config.method}: sweeping {config.counts[-1]} edits ..."):
+                with SLOTS.hold(S.visitor(ss)), st.spinner(f"{config.method}: sweeping {config.counts[-1]} edits ..."):
                     result = run_sweep(handle, config, store, progress=progress,
                                        facts=dataset.facts[: config.counts[-1]])
             except Cancelled:
                 st.warning(f"{config.method}: cancelled")
                 break
-            except (ValueError, RuntimeError, FileNotFoundError, ImportError) as e:
-                st.error(f"{config.method}: the sweep stopped: {e}")
+            except Exception as e:  # one method's failure is said, the next method still runs
+                errors.show(st, e, f"{config.method}: the sweep stopped")
                 break
             else:
                 if result.run_id not in started:
@@ -108,7 +110,7 @@ if submitted:
 runs = store.runs(KIND)
 st.subheader("Sweeps")
 if not runs:
-    st.caption(f"No sweep stored yet in {store.path}.")
+    st.caption("No sweep of yours stored yet.")
     st.stop()
 st.dataframe(W.runs_table(runs), hide_index=True, key="sweep_runs")
 by_id = {r.id: r for r in runs}

@@ -14,6 +14,8 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_MOM2_TOKENS`` | method default | tokens of that corpus the statistics use |
 | ``EDITLAB_OFFLINE`` | ``0`` | ``1``: never download a corpus (fall back to model-sampled text) |
 | ``EDITLAB_MAX_UPLOAD_MB`` | ``2`` | size limit for uploaded fact files (JSON / JSONL / CSV) |
+| ``EDITLAB_OPERATOR_KEY`` | none | opening the app with ``?operator=<key>`` shows every visitor's runs |
+| ``EDITLAB_MAX_...`` | see ``editlab.limits`` | the library's request limits (shown on the start page) |
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class AppConfig:
     mom2_tokens: int | None = None
     online: bool = True
     max_upload_mb: float = 2.0
+    operator_key: str | None = None  # with ?operator=<key> in the address: every visitor's runs
 
     @classmethod
     def load(cls, environ: Mapping | None = None, secrets: Mapping | None = None) -> "AppConfig":
@@ -107,6 +110,7 @@ class AppConfig:
             mom2_tokens=number("EDITLAB_MOM2_TOKENS", int),
             online=not _flag("EDITLAB_OFFLINE", get("EDITLAB_OFFLINE"), False),
             max_upload_mb=number("EDITLAB_MAX_UPLOAD_MB", float) or 2.0,
+            operator_key=text("EDITLAB_OPERATOR_KEY"),
         )
 
     def hparam_defaults(self) -> dict:

@@ -100,6 +100,36 @@ def _use_app_navigation() -> None:
             st.rerun()
 
 
+VISITOR = "editlab.visitor"  # this browser session's private id: its runs in the run store are its own
+
+
+def visitor(state: MutableMapping) -> str:
+    """This browser session's visitor id (random, kept in its session state)."""
+    if not state.get(VISITOR):
+        import secrets
+
+        state[VISITOR] = "visitor-" + secrets.token_hex(16)
+    return state[VISITOR]
+
+
+def operator_mode(config: AppConfig) -> bool:
+    """True when the address carries ``?operator=<EDITLAB_OPERATOR_KEY>``: the operator sees all runs."""
+    import hmac
+
+    if not config.operator_key:
+        return False
+    given = st.query_params.get("operator") or ""
+    return hmac.compare_digest(str(given).encode(), config.operator_key.encode())
+
+
+def run_store(state: MutableMapping, config: AppConfig):
+    """The run store as this visitor sees it: only their runs (every run in operator mode)."""
+    from editlab.store import RunStore
+
+    store = RunStore()
+    return store if operator_mode(config) else store.scoped(visitor(state))
+
+
 def app_config() -> AppConfig:
     """The operator's configuration; a bad value stops the page with a readable message.
     Every page calls this first."""

@@ -71,7 +71,7 @@ def test_past_runs_are_listed_comparable_and_can_be_shown(bench_env, handle):
         cfg = BenchConfig(dataset=facts.name, methods=(stand_in_method.NAME,), batch_size=batch, negative_edits=False,
                           generation_tokens=2)
         ids.append(run_bench(handle, cfg, dataset=facts, store=store).run_id)
-    at = open_app(BENCH)
+    at = open_app(BENCH, operator=True)  # written outside the app: the operator's runs
     assert frame(at, "run")["run"].tolist() == ids[::-1]  # newest first
     at.multiselect(key="bench_compare").set_value(ids).run()
     both = frame(at, "protocol")

@@ -42,7 +42,7 @@ def _stored_run(path) -> int:
 
 def test_stored_runs_are_plotted_and_samples_readable(sweep_env):
     rid = _stored_run(sweep_env)
-    at = open_app(SWEEP)
+    at = open_app(SWEEP, operator=True)  # written outside the app: the operator's run
     assert frame(at, "run")["run"].tolist() == [rid]
     assert at.multiselect(key="sweep_shown").value == [rid]
     assert len(at.get("plotly_chart")) >= 1

@@ -42,6 +42,8 @@ def message(e: BaseException) -> str:
     """What the visitor reads: the library's message (it names the bad value and the remedy), or
     for an error nothing foresaw its kind and text, and a pointer to the details."""
     text = str(e).strip()
+    if isinstance(e, RecursionError):
+        return "The input is nested too deeply to read: give plain records (objects of strings and lists)."
     if isinstance(e, (ValueError, RuntimeError, FileNotFoundError)) and text:
         return scrub(text)
     if isinstance(e, MemoryError):

@@ -1,0 +1,114 @@
+"""The app: two visitors never see each other's runs (the operator sees both), no page names a
+server path, and the error boundary turns any exception into a message with a details toggle."""
+import pytest
+
+from editlab import methods
+from editlab.store import RunStore
+from editlab.sweep import KIND as SWEEP_KIND
+from ui import errors
+from ui import state as S
+
+from .. import stand_in_method
+from ..app.conftest import app_env, open_app  # noqa: F401 - the app's operator settings
+
+BENCH, SWEEP = "pages/bench.py", "pages/sweep.py"
+
+
+@pytest.fixture
+def store_env(app_env, tmp_path):
+    app_env.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
+    app_env.setenv("EDITLAB_STORE", str(tmp_path / "runs.sqlite"))
+    return tmp_path / "runs.sqlite"
+
+
+def _page_text(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _listed(at, column="run") -> list:
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value[column].tolist()
+    return []
+
+
+def test_two_visitors_never_see_each_others_runs(store_env):
+    alice = open_app(BENCH)
+    alice.multiselect(key="bench_methods").set_value([stand_in_method.NAME])
+    alice.number_input(key="bench_n").set_value(2)
+    alice.number_input(key="bench_gen").set_value(2)
+    alice.checkbox(key="bench_negative").uncheck()
+    alice.button(key="FormSubmitter:bench_form-Run benchmark").click().run()
+    assert not alice.exception and not alice.error, [e.value for e in alice.error]
+    (bench_run,) = RunStore(store_env).runs("bench")
+    assert _listed(alice) == [bench_run.id]
+
+    # Alice's sweep, stored under her visitor id as the sweep page would.
+    owned = RunStore(store_env).scoped(alice.session_state[S.VISITOR])
+    sweep_id = owned.create_run(SWEEP_KIND, {"model": "smollm2-135m-instruct", "method": "rome", "dataset": "alice.json"})
+    owned.add_checkpoint(sweep_id, 0, {"quality_all": {"ES": 1.0}})
+
+    bob = open_app(BENCH)
+    assert bob.session_state[S.VISITOR] != alice.session_state[S.VISITOR]
+    assert _listed(bob) == [] and "No benchmark of yours stored yet." in _page_text(bob)
+    bob_store = RunStore(store_env).scoped(bob.session_state[S.VISITOR])
+    with pytest.raises(KeyError, match="among your runs"):
+        bob_store.checkpoints(bench_run.id)  # opening Alice's run by its number fails too
+    bob.switch_page(SWEEP).run()
+    assert not bob.exception
+    assert "No sweep of yours stored yet." in _page_text(bob) and "alice.json" not in _page_text(bob)
+
+    alice.switch_page(SWEEP).run()
+    assert _listed(alice) == [sweep_id]
+    operator = open_app(SWEEP, operator=True)
+    assert _listed(operator) == [sweep_id]
+    operator.switch_page(BENCH).run()
+    assert _listed(operator) == [bench_run.id]
+    for at in (alice, bob, operator):
+        assert str(store_env.parent) not in _page_text(at)
+
+
+class FakeSt:
+    """Records what the boundary draws."""
+
+    def __init__(self):
+        self.errors, self.codes = [], []
+
+    def error(self, text):
+        self.errors.append(text)
+
+    def expander(self, label):
+        import contextlib
+
+        self.errors.append(f"[{label}]")
+        return contextlib.nullcontext()
+
+    def code(self, text, language=None):
+        self.codes.append(text)
+
+
+@pytest.mark.parametrize("exc,words", [
+    (ValueError("hyperparameter 'v_lr': -1.0 is out of range"), "'v_lr': -1.0"),
+    (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+    (AttributeError("'int' object has no attribute 'strip'"), "AttributeError"),
+    (OSError("/root/.cache/huggingface/x does not appear to have a file named model.safetensors"), "huggingface/x"),
+    (KeyError("no run #3 among your runs"), "KeyError"),
+    (MemoryError(), "ran out of memory"),
+])
+def test_the_boundary_turns_any_exception_into_a_message_and_details(exc, words):
+    fake = FakeSt()
+    with errors.boundary(fake, "The benchmark stopped"):
+        raise exc
+    assert len(fake.errors) == 2 and fake.errors[1] == "[details]"
+    assert words in fake.errors[0] and "Traceback" not in fake.errors[0]
+    assert "/root/" not in fake.errors[0] and "Traceback" in fake.codes[0]
+
+
+def test_streamlit_control_flow_passes_the_boundary():
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    with pytest.raises(StopException):
+        with errors.boundary(FakeSt()):
+            raise StopException()

@@ -9,7 +9,7 @@ To add a page, add one line to PAGES, e.g.
 """
 import streamlit as st
 
-from ui import state
+from ui import errors, state
 
 st.set_page_config(page_title="editlab", page_icon=":material/edit_note:", layout="wide")
 
@@ -22,5 +22,6 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-page.run()
+with errors.boundary(st):  # any exception a page raises: a message and a "details" toggle, never a traceback
+    page.run()
 state.sidebar(st.session_state)  # after the page: it may have loaded the model

@@ -29,6 +29,8 @@ from typing import Callable, Mapping, Sequence
 
 from . import methods
 from .datasets import Dataset, load_dataset
+from .limits import current as current_limits
+from .limits import deadline
 from .facts import Fact, negate
 from .methods.base import EditError
 from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
@@ -93,6 +95,11 @@ class BenchConfig:
             raise ValueError("n must be at least 1")
         if self.generation_tokens < 1:
             raise ValueError("generation_tokens must be at least 1")
+        limits = current_limits()
+        if self.n is not None:
+            limits.check("max_facts", self.n, "facts in this benchmark (n)")
+        limits.check("max_facts", self.batch_size, "facts per edit (batch_size)")
+        limits.check("max_generation_tokens", self.generation_tokens, "generation_tokens")
 
     @property
     def protocol(self) -> str:
@@ -565,6 +572,13 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
     config.validate()
     if dataset is None:
         dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
+    limits = current_limits()
+    limits.check("max_facts", len(dataset), f"facts in this benchmark ({dataset.name})")
+    past_deadline, user_stop = deadline(limits, "this benchmark"), should_stop
+
+    def should_stop() -> bool:
+        past_deadline()
+        return bool(user_stop is not None and user_stop())
     probe_session = EditSession(handle, corpus=config.corpus, online=config.online)
     hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
     cfg = stored_config(handle, config, dataset, hparams)

@@ -29,6 +29,7 @@ from typing import Callable, Iterator, Sequence
 from .facts import Fact, Neighbor
 
 FORMATS = ("counterfact", "counterfact-rome", "zsre", "knowedit", "facts")
+UPLOAD_SUFFIXES = (".json", ".jsonl", ".csv")
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,39 @@ class RecordError(ValueError):
 
 # ---- reading files ------------------------------------------------------------------------------
 def _read_records(path: Path) -> list[tuple[str, object]]:
-    """[(where, record)]: ``where`` is "record N" or "record N (line L)"."""
+    """[(where, record)]: ``where`` is "record N" or "record N (line L)". Every failure to read the
+    file (not text, nested too deeply, a CSV field over the csv module's limit) is a ValueError
+    that names the file and, where known, the line."""
     if not path.exists():
         raise FileNotFoundError(f"dataset file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path.name}: not a file (give a .json, .jsonl or .csv file of facts)")
+    try:
+        return _parse_records(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path.name}: not UTF-8 text (undecodable byte at offset {e.start}); save the file as "
+                         "UTF-8 and upload it again") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: the JSON is nested too deeply to read; a record is an object of "
+                         "strings and lists (see editlab.datasets)") from None
+
+
+def _parse_records(path: Path) -> list[tuple[str, object]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            if not reader.fieldnames:
-                raise ValueError(f"{path.name}: the CSV file is empty (expected a header row)")
-            out = []
-            for i, row in enumerate(reader, 1):
-                if None in row:
-                    raise ValueError(f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns")
-                out.append((f"record {i} (line {reader.line_num})", row))
+            try:
+                if not reader.fieldnames:
+                    raise ValueError(f"{path.name}: the CSV file is empty (expected a header row)")
+                out = []
+                for i, row in enumerate(reader, 1):
+                    if None in row:
+                        raise ValueError(f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns")
+                    out.append((f"record {i} (line {reader.line_num})", row))
+            except csv.Error as e:
+                raise ValueError(f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
+                                 f"at most {csv.field_size_limit():,} characters and quotes must be closed") from None
             return out
     text = path.read_text(encoding="utf-8")
     if suffix == ".jsonl" or (suffix != ".json" and not text.lstrip().startswith("[")):
@@ -105,6 +125,8 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
                 out.append((f"record {n} (line {line_no})", json.loads(line)))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path.name}: record {n} (line {line_no}): not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise ValueError(f"{path.name}: record {n} (line {line_no}): nested too deeply to read") from None
         return out
     try:
         data = json.loads(text)
@@ -118,6 +140,38 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
     if not isinstance(data, list):
         raise ValueError(f"{path.name}: expected a JSON list of records at the top level, got {type(data).__name__}")
     return [(f"record {i}", r) for i, r in enumerate(data, 1)]
+
+
+def load_upload(name: str, data: bytes, *, skip_invalid: bool = True, limits=None) -> Dataset:
+    """A dataset from an uploaded file's bytes (JSON / JSONL / CSV, never unpickled), refused above
+    the operator's ``max_upload_bytes``. Every message names the upload, never a server path;
+    ``Dataset.path`` is empty."""
+    import os
+    import tempfile
+
+    from .limits import current
+
+    name = Path(str(name or "upload")).name  # a visitor's file name, not a path
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file of facts")
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError(f"{name!r}: expected the file's bytes, got {type(data).__name__}")
+    (limits or current()).check("max_upload_bytes", len(data), f"{name!r} ({len(data):,} bytes)")
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="editlab-upload-")
+    tmp_name = Path(tmp).name
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            ds = load_dataset(tmp, skip_invalid=skip_invalid)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(str(e).replace(tmp, name).replace(tmp_name, name)) from None
+    finally:
+        os.unlink(tmp)
+    return Dataset(name=name, format=ds.format, path="", facts=ds.facts, records=ds.records,
+                   portability=ds.portability, generation_prompts=ds.generation_prompts,
+                   skipped=tuple(x.replace(tmp_name, name) for x in ds.skipped))
 
 
 # ---- field access with clear messages ---------------------------------------------------------------
@@ -354,7 +408,10 @@ def load_dataset(path: str | Path, format: str | None = None, n: int | None = No
         try:
             if not isinstance(rec, dict):
                 raise RecordError(f"a record should be an object, got {type(rec).__name__}")
-            c = convert(rec, i)
+            try:
+                c = convert(rec, i)
+            except (TypeError, AttributeError, KeyError, IndexError) as e:  # a shape no check foresaw
+                raise RecordError(f"unexpected content ({type(e).__name__}: {e})") from None
         except RecordError as e:
             if skip_invalid:
                 skipped.append(f"{where}: {e}")

@@ -98,3 +98,63 @@ def current() -> Limits:
     """The limits in force now (read from the environment on each call, so a test or an operator
     changing a variable takes effect at once)."""
     return Limits.from_env()
+
+
+class RunSlots:
+    """How many runs each visitor has going, bounded by ``max_runs_per_visitor`` (in-process:
+    one Space is one process). ``with SLOTS.hold(owner): ...`` around a benchmark or sweep."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    def running(self, owner: str) -> int:
+        with self._lock:
+            return self._running.get(owner, 0)
+
+    def hold(self, owner: str | None, limits: Limits | None = None):
+        import contextlib
+
+        limits = limits or current()
+
+        @contextlib.contextmanager
+        def held():
+            key = owner or "-"
+            with self._lock:
+                n = self._running.get(key, 0)
+                if limits.max_runs_per_visitor and n >= limits.max_runs_per_visitor:
+                    raise LimitError(f"you already have {n} run{'s' if n != 1 else ''} going, this server's limit "
+                                     f"({Limits.DESCRIPTIONS['max_runs_per_visitor']}); wait for it to finish or stop it")
+                self._running[key] = n + 1
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._running[key] -= 1
+                    if not self._running[key]:
+                        del self._running[key]
+
+        return held()
+
+
+SLOTS = RunSlots()
+
+
+def deadline(limits: Limits | None = None, what: str = "this run"):
+    """A function that raises :class:`LimitError` once ``max_run_seconds`` have passed since this
+    call (a no-op without that limit); runs call it between edits."""
+    import time
+
+    limits = limits or current()
+    seconds = limits.max_run_seconds
+    end = time.monotonic() + seconds if seconds else None
+
+    def check() -> None:
+        if end is not None and time.monotonic() > end:
+            raise LimitError(f"{what} ran past this server's limit of {seconds:,} seconds of wall time "
+                             f"(EDITLAB_MAX_RUN_SECONDS); what was measured so far is kept: run it again to resume, "
+                             "or ask for fewer facts")
+
+    return check

@@ -363,8 +363,19 @@ def load_model(
         )
         model_kwargs["device_map"] = {"": dev.index or 0}
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(load_from, **model_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(load_from, **model_kwargs)
+    except OSError as e:  # a folder with a config.json but no weights, or a download that failed
+        raise ValueError(
+            f"could not load the weights of model {name_or_path!r}: it has a config.json but no readable "
+            "weights (model.safetensors or pytorch_model.bin, or their shards); check the folder or the hub id "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        ) from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"could not load the tokenizer of model {name_or_path!r}: the folder or hub id has "
+                         f"no usable tokenizer files ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from e
     if not quantization:
         model.to(dev)
     model.eval()

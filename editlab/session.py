@@ -21,6 +21,7 @@ import torch
 
 from . import methods
 from .facts import Fact
+from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .nethook import get_parameter
 from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
@@ -70,6 +71,7 @@ class EditSession:
         # Probe measurements of model states this session has seen, keyed by the state (see
         # state_key) and the probes: the "before" column of an edit is the previous "after".
         self._measured: collections.OrderedDict = collections.OrderedDict()
+        self._hooks: contextlib.ExitStack | None = None  # the adapters applied() attached
 
     # ---- weights in and out -------------------------------------------------------------
     def _write(self, values: Mapping[str, torch.Tensor]) -> None:
@@ -91,15 +93,43 @@ class EditSession:
                     self._write(self._current)
                 with contextlib.ExitStack() as stack:
                     if outer:
-                        for rec in self.records:
-                            attach = getattr(methods.get(rec.method), "attach", None)
-                            if attach is not None:
-                                stack.enter_context(attach(self.handle, rec))
+                        self._hooks = stack
+                        self._attach(stack)
                     yield self.handle
             finally:
                 self._depth -= 1
                 if outer:
+                    self._hooks = None
                     self._write({n: self._original[n] for n in self._current})
+
+    def _attach(self, stack: contextlib.ExitStack) -> None:
+        for rec in self.records:
+            attach = getattr(methods.get(rec.method), "attach", None)
+            if attach is not None:
+                stack.enter_context(attach(self.handle, rec))
+
+    @contextlib.contextmanager
+    def unedited(self, in_flight: Mapping[str, torch.Tensor] | None = None):
+        """The unedited model for the block, even inside :meth:`applied`: the original weights
+        written back and the adapters detached, then everything as it was. ``in_flight``: the
+        pre-edit values of weights an edit in progress may have changed. Second-moment statistics
+        and context templates are computed in here (``MethodContext.unedited``), because they
+        are cached under the unedited model's key."""
+        with self.handle.lock:
+            originals = {n: v for n, v in (in_flight or {}).items() if n not in self._original}
+            if self._depth:
+                originals.update({n: self._original[n] for n in self._current})
+            hooks = self._hooks
+            saved = self._read(originals)
+            if hooks is not None:
+                hooks.close()  # detach the adapters (GRACE's codebooks) ...
+            self._write(originals)
+            try:
+                yield self.handle
+            finally:
+                self._write(saved)
+                if hooks is not None:
+                    self._attach(hooks)  # ... and attach them again
 
     @property
     def prefix(self) -> str:
@@ -122,9 +152,12 @@ class EditSession:
              progress: Callable[[int, int, str], None] | None = None) -> EditRecord:
         """Apply one edit (one fact, or a batch for batch methods). On any failure the weights are
         rolled back to exactly their previous values and :class:`EditError` is raised."""
+        if isinstance(facts, (str, bytes)):
+            raise TypeError(f"expected a Fact or a list of Facts, got the string {facts[:60]!r}")
         facts = [facts] if isinstance(facts, Fact) else list(facts)
         if not facts:
             raise ValueError("no facts to edit")
+        current_limits().check("max_facts", len(facts), "facts in one edit")
         for f in facts:
             if not isinstance(f, Fact):
                 raise TypeError(f"expected Fact, got {type(f).__name__}")
@@ -136,6 +169,7 @@ class EditSession:
         t0 = time.perf_counter()
         with self.applied():
             before = self._read(names)
+            ctx.restore_unedited = lambda: self.unedited(before)
             try:
                 result = mod.apply(self.handle, facts, hp, ctx)
                 after = self._read(names)

@@ -29,6 +29,25 @@ WIKITEXT_URL = (
 )
 Progress = Callable[[int, int, str], None]
 
+# EasyEdit's ``mom2_n_samples`` counts text samples (dataset records); editlab's ``mom2_n_tokens``
+# counts tokens. An imported sample count becomes samples × this mean. Measured with SmolLM2's
+# tokenizer on /work/shared/data/corpus/wikitext-2-test.txt: its 2,183 paragraphs (the non-blank
+# lines that are not " = Heading = " lines, each with its newline, as a WikiText dataset row holds
+# it) have 303,520 tokens, 139.04 per paragraph. Issue 18's side-by-side run of EasyEdit on the same
+# model gathered 135,620 keys from mom2_n_samples 1,000 (135.6 per sample), within 3% of it.
+# Why paragraphs: WikiText, whose rows are paragraphs, is the corpus editlab computes statistics on,
+# and a paragraph is what that run counted as a sample. Counting EasyEdit's records literally would
+# give other figures: every WikiText row, blank lines and headings included, averages 71.3 tokens;
+# a 'wikipedia' record (EasyEdit's default dataset) is a whole article, several times longer
+# (not measured here: editlab does not download Wikipedia). The load report states the figure.
+EASYEDIT_TOKENS_PER_SAMPLE = 139.0
+EASYEDIT_TOKENS_PER_SAMPLE_SOURCE = "the mean of a WikiText paragraph on SmolLM2's tokenizer (wikitext-2 test)"
+
+
+def easyedit_samples_to_tokens(n_samples: int) -> int:
+    """The token count editlab uses for EasyEdit's ``mom2_n_samples`` (text samples)."""
+    return int(round(int(n_samples) * EASYEDIT_TOKENS_PER_SAMPLE))
+
 
 @dataclass(frozen=True)
 class Corpus:

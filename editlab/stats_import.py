@@ -5,8 +5,10 @@ Those tools save, per layer, ``{layer_name}_{dtype}_mom2_{N}.npz`` (e.g.
 running sum ``mom2.mom2`` = Σ k kᵀ and the key count ``mom2.count``; C = mom2 / count. Importing
 writes C where :func:`editlab.stats.second_moments` looks for a corpus named
 ``easyedit:{dataset}`` with ``n_tokens = N``, so a method whose ``mom2_dataset`` is that dataset
-name and whose ``mom2_n_tokens`` (EasyEdit's ``mom2_n_samples``) is N uses the imported matrices
-and skips the statistics pass. Files are read with ``allow_pickle=False``: nothing in them runs.
+name and whose ``mom2_n_samples`` is N (``mom2_n_tokens`` its token equivalent, N × the mean
+tokens per sample, :func:`editlab.stats.easyedit_samples_to_tokens`: the entry is registered under
+that token count) uses the imported matrices and skips the statistics pass. Files are read with
+``allow_pickle=False``: nothing in them runs.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from . import paths
-from .stats import Corpus, cache_path, resolve_corpus
+from .stats import Corpus, cache_path, easyedit_samples_to_tokens, resolve_corpus
 
 FILE_RE = re.compile(r"^(?P<module>.+?)_(?P<dtype>float16|bfloat16|float32|float64)_mom2(?:_(?P<n>\d+))?\.npz$")
 PREFIX = "easyedit:"
@@ -36,9 +38,10 @@ class ImportedStat:
     source: str  # the .npz file
     cached: str  # the cache file second_moments reads
     dataset: str
-    n_tokens: int
+    n_tokens: int  # what the entry is registered under: n_samples × the mean tokens per sample
     dtype: str
-    count: int
+    count: int  # the keys the file actually summed
+    n_samples: int | None = None  # EasyEdit's N (text samples), from the file name
 
 
 def parse_name(filename: str) -> tuple[str, str, int | None]:
@@ -62,7 +65,7 @@ def _manifest_path(handle, dataset: str) -> Path:
 
 
 def manifest(handle, dataset: str) -> dict:
-    """What has been imported for this model under ``dataset``: {layer: {n_tokens, dtype, source}}."""
+    """What has been imported for this model under ``dataset``: {layer: {n_tokens, n_samples, dtype, source, count}}."""
     f = _manifest_path(handle, dataset)
     if not f.exists():
         return {}
@@ -132,16 +135,17 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
         dtype = "float64" if fdtype == "float64" else "float32"
         c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
         corpus = corpus_for(name)
-        target = cache_path(handle, layer, corpus.ident, n, dtype)
+        tokens = easyedit_samples_to_tokens(n)  # as the importer converts a YAML's mom2_n_samples N
+        target = cache_path(handle, layer, corpus.ident, tokens, dtype)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         save_file({"mom2": c, "count": torch.tensor([count])}, str(tmp),
                   metadata={"corpus": corpus.ident, "source": "imported", "file": f.name})
         os.replace(tmp, target)
         entries = manifest(handle, name)
-        entries[layer] = {"n_tokens": n, "dtype": dtype, "source": str(f), "count": count}
+        entries[layer] = {"n_tokens": tokens, "n_samples": n, "dtype": dtype, "source": str(f), "count": count}
         paths.atomic_write_bytes(_manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode())
         done.append(ImportedStat(layer=layer, module=module, source=str(f), cached=str(target), dataset=name,
-                                 n_tokens=n, dtype=dtype, count=count))
+                                 n_tokens=tokens, dtype=dtype, count=count, n_samples=n))
         if progress:
             progress(i + 1, len(files), f"imported {f.name}")
     return done
@@ -169,9 +173,10 @@ def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None
         if entries:
             missing = sorted(set(layers) - set(have))
             raise ValueError(
-                f"imported statistics {dataset!r} do not cover layer(s) {missing} with N={n_tokens}, {dtype} "
-                f"(imported: " + ", ".join(f"layer {k}: N={v['n_tokens']}, {v['dtype']}" for k, v in sorted(entries.items()))
-                + "); import the missing files or set mom2_n_tokens to the imported N"
+                f"imported statistics {dataset!r} do not cover layer(s) {missing} with mom2_n_tokens={n_tokens:,}, {dtype} "
+                f"(imported: " + ", ".join(f"layer {k}: " + (f"N={v['n_samples']:,} samples = " if v.get("n_samples") else "")
+                                          + f"{v['n_tokens']:,} tokens, {v['dtype']}" for k, v in sorted(entries.items()))
+                + "); import the missing files, or set mom2_n_samples to the imported N (or mom2_n_tokens to its tokens)"
             )
         note = f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; used the default corpus"
     return resolve_corpus(handle, default_corpus, n_tokens, online=online, progress=progress), note

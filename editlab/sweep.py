@@ -33,6 +33,8 @@ from . import metrics as quality_metrics
 from . import paths
 from .ability import AbilityConfig, AbilitySuite, Cancelled
 from .facts import Fact
+from .limits import current as current_limits
+from .limits import deadline
 from .methods.base import EditError
 from .muting import MutingProbe
 from .nethook import get_parameter
@@ -80,8 +82,14 @@ class SweepConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "counts", parse_counts(self.counts))
-        if self.batch_size < 1:
-            raise ValueError("batch size must be at least 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch size must be a whole number of at least 1, got {self.batch_size!r}")
+        if not isinstance(self.hparams, Mapping):
+            raise ValueError(f"hparams must be a mapping of names to values, got {type(self.hparams).__name__}")
+        limits = current_limits()
+        limits.check("max_edits", self.counts[-1], "edits in this sweep (its largest count)")
+        limits.check("max_facts", self.batch_size, "facts per edit (batch size)")
+        limits.check("max_generation_tokens", self.muting.max_new_tokens, "muting probe tokens")
 
 
 @dataclass(frozen=True)
@@ -222,9 +230,12 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
             progress(SweepProgress(state["facts_done"], len(facts), stage, state["step"],
                                    time.perf_counter() - clock.start, clock.eta(state["facts_done"]), run_id))
 
+    past_deadline = deadline(what="this sweep")
+
     def check() -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
+        past_deadline()
 
     touched: set[str] = set()
     failures: list[dict] = []

@@ -1,9 +1,13 @@
 """Start page: the resident model, the model box, and what the app is for."""
 import time
 
+import pandas as pd
 import streamlit as st
 import torch
 
+from editlab.limits import Limits
+
+from ui import errors
 from ui import state as S
 cfg = S.app_config()
 ss = st.session_state
@@ -76,7 +80,7 @@ if load:
             except Exception as e:  # any loading failure: keep the previous model, say why
                 status.update(label=f"Could not load {new_key.name or '(empty)'}", state="error", expanded=True)
                 kept = f"The previous model, **{key.label()}**, is still loaded." if session else "No model is loaded."
-                st.error(f"Could not load **{new_key.name or '(empty)'}**: {e}\n\n{kept}")
+                st.error(f"Could not load **{new_key.name or '(empty)'}**: {errors.message(e)}\n\n{kept}")
             else:
                 status.update(label=f"Loaded {new_key.label()} in {time.perf_counter() - t0:.1f} s",
                               state="complete", expanded=False)
@@ -111,4 +115,9 @@ with st.expander("Settings fixed by the operator"):
         f"- statistics tokens: **{cfg.mom2_tokens or 'method default'}** (`EDITLAB_MOM2_TOKENS`)\n"
         f"- uploads: JSON / JSONL / CSV up to **{cfg.max_upload_mb:g} MB** (`EDITLAB_MAX_UPLOAD_MB`)"
     )
+with st.expander("Limits of this server"):
+    st.caption("Every request is bounded so that the server stays responsive for every visitor; the "
+               "library refuses a request above a limit with a message naming it. The operator sets each "
+               "one with the variable shown (0 or `off`: no limit).")
+    st.table(pd.DataFrame(Limits.from_env().rows()).set_index("limit"))
 st.page_link("pages/edit.py", label="Edit a fact →", icon=":material/edit:")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.stats import second_moments
+from editlab.stats import easyedit_samples_to_tokens, second_moments
 from editlab.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus
 
 from tests.conftest import tiny_handle
@@ -41,21 +41,27 @@ def test_imported_file_is_what_second_moments_returns_and_an_edit_uses(tiny, tmp
 
     done = import_easyedit_stats(tiny, tmp_path / "stats")
     assert sorted(s.layer for s in done) == [0, 1]
-    assert {s.dataset for s in done} == {"wikipedia"} and {s.n_tokens for s in done} == {1000}
+    # N = 1,000 text samples, registered under the token count the importer converts a YAML's
+    # mom2_n_samples 1,000 to.
+    tokens = easyedit_samples_to_tokens(1000)
+    assert {s.dataset for s in done} == {"wikipedia"} and {(s.n_samples, s.n_tokens) for s in done} == {(1000, tokens)}
 
     # second_moments finds the imported C = Σ k kᵀ / count without a corpus pass (no text to read).
-    c = second_moments(tiny, [0, 1], corpus_for("wikipedia"), 1000)
+    c = second_moments(tiny, [0, 1], corpus_for("wikipedia"), tokens)
     for layer, k in keys.items():
         want = (k.double().T @ k.double() / len(k)).float()
         assert torch.allclose(c[layer], want, rtol=1e-5, atol=1e-5)
 
-    corpus, note = resolve_stats_corpus(tiny, "wikipedia", None, [0, 1], 1000)
+    corpus, note = resolve_stats_corpus(tiny, "wikipedia", None, [0, 1], tokens)
     assert corpus.source == "imported" and note is None
-    # EasyEdit's own keys select the imported statistics for an edit.
+    # EasyEdit's own keys select the imported statistics for an edit, ROME's as MEMIT's.
     session = EditSession(tiny, online=False)
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
     record = session.edit(fact, "memit", {"layers": [0, 1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000,
                                           "v_num_grad_steps": 2})
+    assert record.info["stats_source"] == "imported: easyedit:wikipedia"
+    record = session.edit(fact, "rome", {"layers": [1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000,
+                                         "v_num_grad_steps": 2})
     assert record.info["stats_source"] == "imported: easyedit:wikipedia"
 
 
@@ -63,10 +69,10 @@ def test_partial_or_mismatched_imports_are_refused_with_the_reason(tiny, tmp_pat
     d_in = tiny.mlp_out_weight(0).shape[1]
     write_npz(tmp_path / "wiki_stats" / "model.layers.0.mlp.down_proj_float32_mom2_1000.npz", torch.randn(50, d_in))
     import_easyedit_stats(tiny, tmp_path / "wiki_stats")
-    with pytest.raises(ValueError, match=r"do not cover layer\(s\) \[1\]"):
-        resolve_stats_corpus(tiny, "wiki", None, [0, 1], 1000)
-    with pytest.raises(ValueError, match="do not cover"):
-        resolve_stats_corpus(tiny, "wiki", None, [0], 5000)  # another N
+    with pytest.raises(ValueError, match=r"do not cover layer\(s\) \[1\].*layer 0: N=1,000 samples = 139,000 tokens"):
+        resolve_stats_corpus(tiny, "wiki", None, [0, 1], easyedit_samples_to_tokens(1000))
+    with pytest.raises(ValueError, match="do not cover.*set mom2_n_samples to the imported N"):
+        resolve_stats_corpus(tiny, "wiki", None, [0], easyedit_samples_to_tokens(5000))  # another N
     # A dataset name that is neither a file nor imported: the default corpus, and a note saying so.
     (tmp_path / "c.txt").write_text("Some text for statistics. " * 50)
     corpus, note = resolve_stats_corpus(tiny, "wikipedia", str(tmp_path / "c.txt"), [0], 100)

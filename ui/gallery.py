@@ -6,8 +6,6 @@ Uploads are parsed as JSON, JSONL or CSV only (``json`` / ``csv`` modules throug
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from editlab import Fact
@@ -36,29 +34,14 @@ def upload_dataset(name: str, data: bytes, max_mb: float):
     records left out and listed in ``skipped``; the upload's own name replaces the temporary file's
     in every message. Raises ValueError (readable) for a file too large, of another type, or
     unreadable."""
-    from editlab.datasets import Dataset, load_dataset
+    from editlab.datasets import load_upload
 
     suffix = Path(name or "").suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file of facts")
     if len(data) > max_mb * 1024 * 1024:
         raise ValueError(f"{name!r} is {len(data) / 1e6:.1f} MB; the limit here is {max_mb:g} MB")
-    # load_dataset reads a path: a private temporary file with the same suffix, removed at once.
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="editlab-upload-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            ds = load_dataset(tmp, skip_invalid=True)
-        except UnicodeDecodeError:
-            raise ValueError(f"{name!r} is not UTF-8 text") from None
-        except ValueError as e:
-            raise ValueError(str(e).replace(Path(tmp).name, name)) from None
-    finally:
-        os.unlink(tmp)
-    return Dataset(name=name, format=ds.format, path="", facts=ds.facts, records=ds.records,
-                   portability=ds.portability, generation_prompts=ds.generation_prompts,
-                   skipped=tuple(s.replace(Path(tmp).name, name) for s in ds.skipped))
+    return load_upload(name, data, skip_invalid=True)  # also the library's own byte limit
 
 
 def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, Fact]], list[str]]:

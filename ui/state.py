@@ -14,6 +14,7 @@ import streamlit as st
 
 from editlab import EditSession, load_model
 
+from . import errors
 from .config import AppConfig
 
 # st.session_state keys (one place, so pages and tests agree)
@@ -119,7 +120,7 @@ def ensure_session(state: MutableMapping, config: AppConfig, stop: bool = True) 
             with st.spinner(f"Loading {config.default_model} ..."):
                 session = switch_model(state, default_key(config), config)
         except Exception as e:  # any loading failure is reported, never a traceback
-            st.error(f"Could not load the model **{config.default_model}**: {e}")
+            st.error(f"Could not load the model **{config.default_model}**: {errors.message(e)}")
             if stop:
                 st.stop()
             return None

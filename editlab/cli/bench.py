@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import methods
-from .common import add_model_args, load, non_negative_float, positive_int, progress_printer, status
+from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -44,8 +44,6 @@ def register(sub) -> None:
 
 def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
     """{method: overrides} from --hparams METHOD=FILE and --set [METHOD.]KEY=VALUE."""
-    import yaml
-
     from .edit import parse_sets
 
     out: dict[str, dict] = {}
@@ -54,10 +52,7 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
         method = method.strip().lower()
         if not sep or method not in names:
             raise ValueError(f"--hparams {item!r}: expected METHOD=FILE with METHOD one of {', '.join(names)}")
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of hyperparameters")
+        data = read_yaml_mapping(path.strip())
         out.setdefault(method, {}).update(data)
     sets = list(args.set) + ([f"negation_weight={args.negation_weight}"] if getattr(args, "negation_weight", None) is not None else [])
     for key, value in parse_sets(sets).items():

@@ -7,7 +7,7 @@ from .. import methods
 from ..facts import Fact, Neighbor, negate
 from ..probes import ProbeReport
 from ..session import EditSession
-from .common import add_model_args, load, non_negative_float, positive_int, progress_printer, status
+from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -55,18 +55,17 @@ def parse_sets(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e}); "
+                             "quote it or write it as in a YAML file") from None
     return out
 
 
 def hparams_from_args(args, handle):
     mod = methods.get(args.method)
-    data = {}
-    if args.hparams:
-        import yaml
-
-        with open(args.hparams, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+    data = read_yaml_mapping(args.hparams) if args.hparams else {}
     data.update(parse_sets(args.set))
     if getattr(args, "negation_weight", None) is not None:
         if "negation_weight" not in mod.HParams.__dataclass_fields__:

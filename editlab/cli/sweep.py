@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import methods
-from .common import add_model_args, load, positive_int, status
+from .common import add_model_args, load, positive_int, read_yaml_mapping, status
 
 
 def register(sub) -> None:
@@ -50,12 +50,7 @@ def ability_config(args):
 
     base = {}
     if args.ability_config:
-        import yaml
-
-        with open(args.ability_config, encoding="utf-8") as f:
-            base = yaml.safe_load(f) or {}
-        if not isinstance(base, dict):
-            raise ValueError(f"{args.ability_config}: expected a mapping of ability settings")
+        base = read_yaml_mapping(args.ability_config, "ability settings")
     sources = dict(base.get("sources") or {})
     if args.ppl_corpus:
         sources["perplexity"] = args.ppl_corpus
@@ -84,12 +79,7 @@ def sweep_config(args):
     from ..sweep import SweepConfig
     from .edit import parse_sets
 
-    overrides = {}
-    if args.hparams:
-        import yaml
-
-        with open(args.hparams, encoding="utf-8") as f:
-            overrides = yaml.safe_load(f) or {}
+    overrides = read_yaml_mapping(args.hparams) if args.hparams else {}
     overrides.update(parse_sets(args.set))
 
     return SweepConfig(method=args.method, dataset=args.dataset, counts=args.counts, batch_size=args.batch_size,

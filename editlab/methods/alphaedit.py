@@ -55,6 +55,11 @@ class HParams(BatchHParams):
     L2: float | None = None  # α in (P(KKᵀ + K_pK_pᵀ) + αI), absolute (EasyEdit's key, 10 there)
     l2_relative: float = 0.1  # when L2 is None: α = l2_relative × mean eigenvalue of C_l (scale-free)
 
+    EASYEDIT_NOT_USED = {
+        "P_loc": "a precomputed projection file, a pickle: editlab computes P from the statistics and caches it",
+        "mom2_update_weight": "EasyEdit's AlphaEdit does not read λ either: the null-space projection takes the place of λC",
+    }
+
     @classmethod
     def for_model(cls, handle) -> "HParams":
         fam = handle.arch.family
@@ -153,7 +158,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     proj: dict[int, torch.Tensor] = {}
     alpha: dict[int, float] = {}
     if hp.mom2_adjustment:
-        cov = covariances(handle, hp, ctx)
+        with ctx.unedited():  # statistics of the unedited model, whatever the session holds
+            cov = covariances(handle, hp, ctx)
         for layer in hp.layers:
             alpha[layer] = hp.alpha(float(torch.diagonal(cov[layer]).double().mean()))
         rule, value = hp.rule()
@@ -173,7 +179,8 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         ctx.info["stats_source"] = "none (mom2_adjustment off: P = I, no null-space projection)"
     timings["stats_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    with ctx.unedited():
+        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
     timings["templates_s"] = time.perf_counter() - t0
 
     z_module = handle.arch.layer(hp.layers[-1])

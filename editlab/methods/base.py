@@ -2,6 +2,7 @@
 a method runs in."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import limits as _limits
+from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from ..templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
@@ -30,8 +32,16 @@ class EditError(RuntimeError):
 
 @dataclass
 class LoadReport:
+    """What loading a mapping of hyperparameters did with each key: ``used`` (field -> value),
+    ``renamed`` (an EasyEdit key whose meaning is editlab's under another name), ``converted``
+    (an EasyEdit key whose meaning differs: how its value became editlab's), ``not_used`` (a key
+    this method's reference ignores too, with why), ``ignored`` (module names and devices, which
+    the architecture map and device choice replace) and ``unknown``."""
+
     used: dict[str, Any] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
+    converted: dict[str, str] = field(default_factory=dict)
+    not_used: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
 
@@ -39,11 +49,50 @@ class LoadReport:
         out = []
         if self.renamed:
             out.append("renamed: " + ", ".join(f"{a} -> {b}" for a, b in self.renamed.items()))
+        out += [f"converted: {how}" for how in self.converted.values()]
+        out += [f"not used: {key} ({why})" for key, why in self.not_used.items()]
         if self.ignored:
             out.append("ignored (editlab's architecture map / device choice replaces them): " + ", ".join(self.ignored))
         if self.unknown:
             out.append("unknown keys (not used): " + ", ".join(self.unknown))
         return out
+
+
+@dataclass(frozen=True)
+class Convert:
+    """An EasyEdit key whose meaning differs from the editlab field that takes its place: the value
+    is converted, never just renamed. ``fn(value, data)`` gets the key's value and the whole
+    mapping (a conversion may depend on another key) and returns (editlab value, how), ``how``
+    being the load report's line, e.g. "mom2_n_samples 1,000 (text samples) -> mom2_n_tokens ..."."""
+
+    target: str
+    fn: Callable[[Any, dict], tuple[Any, str]]
+
+
+def whole_number(key: str, value) -> int:
+    """A non-negative whole number from a YAML value ("1e5", 100000.0, "20"), or a ValueError naming the key."""
+    try:
+        f = float(value)
+        if isinstance(value, bool) or not f.is_integer() or f < 0:
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        raise ValueError(f"hyperparameter {key!r}: {value!r} is not a whole number") from None
+
+
+def _mom2_samples(value, data: dict) -> tuple[int, str]:
+    """EasyEdit's ``mom2_n_samples`` (text samples of ``mom2_dataset``) -> editlab's ``mom2_n_tokens``."""
+    n = whole_number("mom2_n_samples", value)
+    tokens = easyedit_samples_to_tokens(n)
+    how = (f"mom2_n_samples {n:,} (text samples) -> mom2_n_tokens {tokens:,} "
+           f"(× {EASYEDIT_TOKENS_PER_SAMPLE:g} tokens per sample, {EASYEDIT_TOKENS_PER_SAMPLE_SOURCE})")
+    if str(data.get("mom2_dataset", "")).lower() == "wikipedia":
+        how += "; EasyEdit's 'wikipedia' samples are whole articles, longer than that"
+    return tokens, how
+
+
+# EasyEdit's ``mom2_n_samples`` -> ``mom2_n_tokens``, for every method with second-moment statistics.
+MOM2_SAMPLES = Convert("mom2_n_tokens", _mom2_samples)
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
@@ -257,9 +306,13 @@ def unknown_message(cls, keys) -> str:
 
 @dataclass
 class HParamsBase:
-    """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours."""
+    """Base of every method's HParams. ``EASYEDIT_RENAMES`` maps EasyEdit keys to ours: a field
+    name (same meaning, another name), a :class:`Convert` (the meaning differs), or a function
+    value -> (field, value); ``EASYEDIT_NOT_USED`` names keys of the method's EasyEdit files that
+    its reference implementation does not use either, with why."""
 
     EASYEDIT_RENAMES = {}
+    EASYEDIT_NOT_USED = {}
 
     @classmethod
     def for_model(cls, handle) -> "HParamsBase":  # pragma: no cover - each method overrides
@@ -276,16 +329,24 @@ class HParamsBase:
         names = {f.name for f in fields(cls)}
         report = LoadReport()
         updates = {}
-        for key, value in data.items():
-            target = cls.EASYEDIT_RENAMES.get(key, key)
-            if callable(target):
-                target, value = target(value)
+        for key, raw in data.items():
+            target, value, how = cls.EASYEDIT_RENAMES.get(key, key), raw, None
+            if isinstance(target, Convert):
+                target, (value, how) = target.target, target.fn(raw, data)
+            elif callable(target):
+                target, value = target(raw)
+                if target != key or value != raw:
+                    how = f"{key} {raw!r} -> {target} {value!r}"
             if target in names:
                 value = _coerce(cls, target, value)
                 updates[target] = value
                 report.used[target] = value
-                if target != key:
+                if how is not None:
+                    report.converted[key] = how
+                elif target != key:
                     report.renamed[key] = target
+            elif key in cls.EASYEDIT_NOT_USED:
+                report.not_used[key] = cls.EASYEDIT_NOT_USED[key]
             elif key in IGNORED_EASYEDIT_KEYS:
                 report.ignored.append(key)
             else:
@@ -336,23 +397,40 @@ class MethodContext:
     progress: Callable[[int, int, str], None] | None = None
     session_state: dict = field(default_factory=dict)  # per edit session (e.g. AlphaEdit's KKᵀ)
     info: dict = field(default_factory=dict)  # what the method reports back (stats source, ...)
+    # The session's way back to the unedited model (original weights, no adapters) for a block;
+    # None: the model is unedited already (a bare handle, no session).
+    restore_unedited: Callable[[], Any] | None = None
 
     def report(self, done: int, total: int, stage: str) -> None:
         if self.progress:
             self.progress(done, total, stage)
 
+    @contextlib.contextmanager
+    def unedited(self):
+        """The unedited model for the duration of the block, whatever the session's edits: what is
+        cached under the unedited model's key (second moments, context templates) must come from it."""
+        if self.restore_unedited is None:
+            yield
+        else:
+            with self.restore_unedited():
+                yield
+
 
 def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[], dict]) -> tuple[dict | None, list[str], dict]:
     """The two preparations of the locate-then-edit methods, timed: the second-moment statistics
     (``covariance()``; C = I when ``hp.mom2_adjustment`` is off, said in ``ctx.info``) and the
-    context templates k* is averaged over."""
+    context templates k* is averaged over. Both are computed on the unedited model
+    (``ctx.unedited()``): they are cached under its key, and a session's earlier edits must not
+    leak into a cache every later user reads."""
     timings = {}
     t0 = time.perf_counter()
-    cov = covariance() if hp.mom2_adjustment else None
+    with ctx.unedited():
+        cov = covariance() if hp.mom2_adjustment else None
     if not hp.mom2_adjustment:
         ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
     timings["stats_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    with ctx.unedited():
+        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
     timings["templates_s"] = time.perf_counter() - t0
     return cov, templates, timings

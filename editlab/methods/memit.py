@@ -26,7 +26,7 @@ from ..nethook import Trace
 from ..stats import second_moments
 from ..stats_import import resolve_stats_corpus
 from ..templates import STARTS
-from .base import EditError, HParamsBase, MethodContext, coerce_numbers, stats_and_templates
+from .base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, stats_and_templates
 from .keys import Located, locate, pad_batch
 from .vstar import targets
 
@@ -68,7 +68,9 @@ class BatchHParams(HParamsBase):
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
     seed: int = 0
 
-    EASYEDIT_RENAMES = {"mom2_n_samples": "mom2_n_tokens"}
+    # Same meaning in EasyEdit's MEMIT, AlphaEdit and PMET files but for the statistics' size, in
+    # samples there. Their context templates are fixed at [[10, 5]] (no key), editlab's default.
+    EASYEDIT_RENAMES = {"mom2_n_samples": MOM2_SAMPLES}
 
     def validate(self, handle=None) -> None:
         coerce_numbers(self)  # an HParams built directly may hold YAML-style strings ("5e-1")

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..facts import Fact
-from ..stats import resolve_corpus, second_moments
-from .base import EditError, HParamsBase, MethodContext, stats_and_templates
+from ..stats import second_moments
+from ..stats_import import resolve_stats_corpus
+from .base import MOM2_SAMPLES, Convert, EditError, HParamsBase, MethodContext, stats_and_templates, whole_number
 from . import vstar
 from .keys import locate, read_kv
 
@@ -31,6 +32,23 @@ def default_layer(handle) -> int:
     n = handle.arch.n_layers
     frac = 17 / 48 if handle.arch.family == "gpt2" else 5 / 30
     return max(0, min(n - 1, round(frac * n)))
+
+
+def _one_layer(value, data) -> tuple[int, str]:
+    """EasyEdit's ``layers`` (a list; its ROME writes each listed layer in turn) -> ``layer``."""
+    layers = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(layers) != 1:
+        raise ValueError(f"layers {value!r}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
+                         "layer; give one (e.g. [5]), or use MEMIT to spread an edit over a range of layers")
+    layer = whole_number("layers", layers[0])
+    return layer, f"layers {value!r} -> layer {layer} (the one layer ROME writes)"
+
+
+def _loss_at_output(value, data) -> tuple[None, str]:
+    """EasyEdit's (and the reference's) ROME takes the loss from the model's logits whatever
+    ``v_loss_layer`` says (it only names a module to trace): editlab's None, the model's output."""
+    return None, (f"v_loss_layer {value!r} -> v_loss_layer None (the model's output logits, where EasyEdit's "
+                  "ROME reads the loss whatever v_loss_layer says)")
 
 
 @dataclass
@@ -54,8 +72,9 @@ class HParams(HParamsBase):
     seed: int = 0
 
     EASYEDIT_RENAMES = {
-        "layers": lambda v: ("layer", int(v[0]) if isinstance(v, (list, tuple)) else int(v)),
-        "mom2_n_samples": "mom2_n_tokens",
+        "layers": Convert("layer", _one_layer),
+        "v_loss_layer": Convert("v_loss_layer", _loss_at_output),
+        "mom2_n_samples": MOM2_SAMPLES,
     }
 
     @classmethod
@@ -118,8 +137,13 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
 
 
 def covariance(handle, layers: list[int], hp, ctx: MethodContext) -> dict[int, torch.Tensor]:
-    corpus = resolve_corpus(handle, hp.mom2_dataset or ctx.corpus, hp.mom2_n_tokens, online=ctx.online, progress=ctx.progress)
+    """C = E[k kᵀ] at the edit layer. ``mom2_dataset`` as MEMIT reads it: a corpus file, or the name
+    of imported statistics (EasyEdit's ``wikipedia``); anything else -> the session's corpus, noted."""
+    corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens,
+                                        hp.mom2_dtype, online=ctx.online, progress=ctx.progress)
     ctx.info["stats_source"] = corpus.label
+    if note:
+        ctx.info["stats_note"] = note
     return second_moments(handle, layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
 
 

@@ -154,8 +154,8 @@ def test_easyedit_alphaedit_yaml_gives_the_reference_absolute_rule(tmp_path, han
         "mom2_n_samples: 100000\nnullspace_threshold: 2e-2\nL2: 10\n")
     hp, report = alphaedit.HParams.from_yaml(y, handle)
     assert hp.rule() == ("absolute", 0.02) and hp.L2 == 10 and hp.v_lr == 0.1 and hp.clamp_norm_factor == 0.75
-    # Not used by AlphaEdit (mom2_update_weight) or unsafe to load (a pickled projection): reported.
-    assert sorted(report.unknown) == ["P_loc", "mom2_update_weight"]
+    # Not used by AlphaEdit (mom2_update_weight) or unsafe to load (a pickled projection): reported, with why.
+    assert sorted(report.not_used) == ["P_loc", "mom2_update_weight"] and report.unknown == []
     assert alphaedit.HParams.for_model(handle).rule() == ("absolute", 0.02)
 
 

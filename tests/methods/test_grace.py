@@ -162,7 +162,7 @@ def test_easyedit_grace_yaml_loads_with_unknown_keys_reported(handle, tmp_path):
     hp, report = grace.HParams.from_yaml(path, handle)
     assert hp.layer == 27 and hp.n_iter == 100 and hp.eps == 1.0 and hp.replacement == "replace_prompt"
     assert hp.val_reg is None and hp.reg == "early_stop"
-    assert report.renamed == {"inner_params": "layer"}
+    assert list(report.converted) == ["inner_params"] and report.converted["inner_params"].endswith("-> layer 27")
     assert report.unknown == ["codebook_size"]
     assert {"alg_name", "model_name", "device"} <= set(report.ignored)
     path.write_text(EASYEDIT_GRACE_YAML.replace("mlp.down_proj", "mlp.up_proj"))

@@ -91,11 +91,11 @@ def test_easyedit_memit_yaml_loads_and_reports_unknown_keys(tmp_path, handle):
         "ln_f_module: model.norm\nlm_head_module: lm_head\nmom2_dataset: wikipedia\nmom2_n_samples: 100000\n"
         "mom2_dtype: float32\nsurprise: 3\n")
     hp, report = memit.HParams.from_yaml(y, handle)
-    assert hp.layers == [4, 5, 6, 7, 8] and hp.mom2_update_weight == 15000 and hp.mom2_n_tokens == 100000
+    assert hp.layers == [4, 5, 6, 7, 8] and hp.mom2_update_weight == 15000 and hp.mom2_n_tokens == 13_900_000
     assert hp.v_lr == 0.5 and hp.v_loss_layer == 29 and hp.mom2_dataset == "wikipedia"
     assert report.unknown == ["surprise"]
     assert {"rewrite_module_tmp", "layer_module_tmp", "device"} <= set(report.ignored)
-    assert report.renamed == {"mom2_n_samples": "mom2_n_tokens"}
+    assert report.renamed == {} and list(report.converted) == ["mom2_n_samples"]  # samples -> tokens
 
 
 def test_defaults_scale_lambda_to_the_key_dimension_and_bad_layers_are_named(handle):

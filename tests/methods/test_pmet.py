@@ -74,7 +74,7 @@ def test_easyedit_pmet_yaml_loads_and_attention_rewrites_are_refused(tmp_path, h
     y.write_text(text)
     hp, report = pmet.HParams.from_yaml(y, handle)
     assert hp.rewrite_modules == ["mlp"] and hp.v_lr == 0.5 and hp.clamp_norm_factor == 1.0 and hp.nll_loss_factor == 1.0
-    assert report.unknown == [] and report.renamed["rewrite_module_tmps"] == "rewrite_modules"
+    assert report.unknown == [] and report.converted["rewrite_module_tmps"].endswith("-> rewrite_modules ['mlp']")
     y.write_text(text.replace('rewrite_module_tmps: ["model.layers.{}.mlp.down_proj"]',
                               'rewrite_module_tmps: ["model.layers.{}.self_attn.o_proj", "model.layers.{}.mlp.down_proj"]'))
     with pytest.raises(ValueError, match="updates only the MLP weights"):

@@ -121,11 +121,11 @@ def test_easyedit_yaml_loads_and_reports_what_it_does_not_use(tmp_path, handle):
         "mom2_dtype: float32\nmodel_parallel: false\nfancy_new_key: 1\n"
     )
     hp, report = rome.HParams.from_yaml(y, handle)
-    assert hp.layer == 7 and hp.v_lr == 0.3 and hp.mom2_adjustment is False and hp.mom2_n_tokens == 100000
+    assert hp.layer == 7 and hp.v_lr == 0.3 and hp.mom2_adjustment is False and hp.mom2_n_tokens == 13_900_000
     assert hp.context_template_length_params == [[5, 10], [10, 10]]
     assert report.unknown == ["fancy_new_key"]
     assert "rewrite_module_tmp" in report.ignored and "device" in report.ignored
-    assert report.renamed["layers"] == "layer"
+    assert report.converted["layers"] == "layers [7] -> layer 7 (the one layer ROME writes)"
 
 
 def test_bad_hparams_are_named(handle):

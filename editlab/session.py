@@ -59,10 +59,11 @@ class EditRecord:
 class EditSession:
     """A user's sequence of edits on a shared model handle."""
 
-    def __init__(self, handle, corpus: str | None = None, online: bool = True):
+    def __init__(self, handle, corpus: str | None = None, online: bool = True, sample_corpus: bool = False):
         self.handle = handle
         self.corpus = corpus
         self.online = online
+        self.sample_corpus = sample_corpus  # offline, no corpus, nothing bundled: sample one (slow) instead of refusing
         self.records: list[EditRecord] = []
         self.method_state: dict[str, dict] = {}
         self._original: dict[str, torch.Tensor] = {}
@@ -165,7 +166,8 @@ class EditSession:
         hp = self.resolve_hparams(method, hparams)
         names = list(mod.touched(self.handle, hp))
         state = dict(self.method_state.get(mod.NAME, {}))
-        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state)
+        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state,
+                            sample_corpus=self.sample_corpus)
         t0 = time.perf_counter()
         with self.applied():
             before = self._read(names)

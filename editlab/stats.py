@@ -61,13 +61,14 @@ class Corpus:
     ident: str
     source: str  # "file", "bundled", "wikitext-online", "model-sampled" or "imported"
     texts: tuple[str, ...]
+    name: str = ""  # what the corpus is, for people (bundled statistics name their public source)
 
     @property
     def label(self) -> str:
         if self.source == "model-sampled":
             return "model-sampled text (offline fallback: no corpus path given and WikiText unreachable)"
         if self.source == "bundled":
-            return f"bundled with editlab: {self.ident} (see editlab/data/stats)"
+            return f"bundled with editlab: {self.name or self.ident} (editlab/data/stats)"
         return f"{self.source}: {self.ident}"
 
 
@@ -246,7 +247,7 @@ def bundled_corpus(handle, layers, n_tokens: int) -> Corpus | None:
     layers = sorted(set(layers))
     if not layers or any(l not in have or have[l]["n_tokens"] != n_tokens for l in layers):
         return None
-    return Corpus(ident=have[layers[0]]["corpus"], source="bundled", texts=())
+    return Corpus(ident=have[layers[0]]["corpus"], source="bundled", texts=(), name=have[layers[0]].get("corpus_name", ""))
 
 
 def _load_bundled(handle, layer: int, dtype: str) -> torch.Tensor:
@@ -264,7 +265,7 @@ def _load_bundled(handle, layer: int, dtype: str) -> torch.Tensor:
 
 
 def write_bundle(handle, stats: dict[int, torch.Tensor], corpus: Corpus, n_tokens: int, count: int, out: Path,
-                 command: str) -> Path:
+                 command: str, corpus_name: str = "") -> Path:
     """Store statistics compactly for shipping: per layer the upper triangle in float16 (C is
     symmetric; the solve that uses it runs in float64), with provenance in the file's metadata."""
     from safetensors.torch import save_file
@@ -274,7 +275,8 @@ def write_bundle(handle, stats: dict[int, torch.Tensor], corpus: Corpus, n_token
     tensors = {f"L{l}": c[iu[0], iu[1]].to(torch.float16).contiguous() for l, c in sorted(stats.items())}
     meta = {"fingerprint": handle.fingerprint, "model": handle.name, "layers": json.dumps(sorted(stats)),
             "modules": json.dumps([handle.arch.mlp_out_proj(l) for l in sorted(stats)]), "dim": str(d),
-            "corpus": corpus.ident, "corpus_source": corpus.source, "n_tokens": str(n_tokens), "count": str(count),
+            "corpus": corpus.ident, "corpus_name": corpus_name or corpus.ident, "corpus_source": corpus.source,
+            "n_tokens": str(n_tokens), "count": str(count),
             "stored": "upper triangle, float16", "computed": "float32 sums over the corpus, divided by the count",
             "command": command, "created": time.strftime("%Y-%m-%d")}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--sample-corpus", action="store_true", help="offline with no corpus: sample one from the model (slow)")
     p.add_argument("--bundle", default=None, metavar="FILE",
                    help="also write the statistics as a compact bundle (upper triangle, float16, provenance in metadata)")
+    p.add_argument("--corpus-name", default="", help="with --bundle: what the corpus is and where it comes from (provenance)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -67,7 +68,8 @@ def run(args) -> int:
         if corpus.source in ("bundled", "imported"):
             raise ValueError("--bundle needs statistics computed from a corpus: give --corpus")
         command = "editlab stats " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a)
-        path = write_bundle(handle, stats, corpus, args.tokens, int(counts.get(layers[0], 0)), Path(args.bundle), command)
+        path = write_bundle(handle, stats, corpus, args.tokens, int(counts.get(layers[0], 0)), Path(args.bundle), command,
+                            corpus_name=args.corpus_name)
         out["bundle"] = str(path)
         out["bundle_bytes"] = path.stat().st_size
     if args.json:

@@ -260,11 +260,7 @@ def _fmt(v, digits: int) -> str:
 
 # ---- (de)serialising probe reports --------------------------------------------------------------------
 def _measure_from_dict(d: dict | None) -> Measure | None:
-    if d is None:
-        return None
-    d = dict(d)
-    d["top5"] = tuple((t, p) for t, p in d.get("top5") or ())
-    return Measure(**d)
+    return None if d is None else Measure.from_dict(d)
 
 
 def _report_to_dict(report: ProbeReport) -> dict:

@@ -199,6 +199,20 @@ class ModelHandle:
         return f"ModelHandle({d['name']}, {d['family']}, {d['layers']} layers, {d['device']}, {d['dtype']})"
 
 
+def cache_kwargs(model, cache) -> dict:
+    """The keyword that passes a key/value cache to ``model``'s forward: ``cache`` in transformers
+    5.x, ``past_key_values`` before."""
+    import inspect
+
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def output_cache(out):
+    """The key/value cache a forward pass returned (``cache`` in transformers 5.x, else ``past_key_values``)."""
+    found = getattr(out, "cache", None)
+    return found if found is not None else getattr(out, "past_key_values", None)
+
+
 def _fingerprint(model, name, revision) -> str:
     """Hash of the config and a sample of the weights: identifies the unedited model on disk."""
     h = hashlib.sha256()

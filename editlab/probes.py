@@ -3,10 +3,11 @@
 For each probe prompt (positive, negated, True/False, paraphrase, neighbourhood, free generation)
 and each model state (unedited / before / after), one :class:`Measure` holds the teacher-forced
 probabilities of both targets, their first-token ranks, the top-5 next tokens and the greedy text.
-All prompts of one state are scored in batched forward passes.
+All prompts of one state are measured in batched passes (see :func:`measure`).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -105,6 +106,12 @@ class Measure:
         d["top5"] = [[t, p] for t, p in self.top5]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Measure":
+        d = dict(d)
+        d["top5"] = tuple((t, p) for t, p in d.get("top5") or ())
+        return cls(**d)
+
 
 def starts_with_target(text: str, target: str | None) -> bool | None:
     if target is None:
@@ -157,40 +164,77 @@ def _pad(seqs: list[list[int]], pad_id: int, left: bool, device) -> tuple[torch.
     return ids.to(device), mask.to(device)
 
 
+def _logits_to_keep(model, n: int) -> dict:
+    """Ask the model for logits at the last ``n`` positions only (``logits_to_keep`` in recent
+    transformers, ``num_logits_to_keep`` in 4.45–4.49); {} when it cannot (then all are computed)."""
+    params = inspect.signature(model.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: n}
+    return {}
+
+
 @torch.no_grad()
-def _forward_logprobs(model, seqs: list[list[int]], pad_id: int, device, batch_size: int) -> list[torch.Tensor]:
-    """Log-softmax over the vocabulary for every position of every sequence (right padded)."""
+def score_continuations(model, prompts: list[list[int]], targets: list[list[int]], pad_id: int,
+                        batch_size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Teacher-forced scores of each target after its prompt: for each pair, (log-probabilities
+    of the next token after the prompt [V], log-probability of each target token [len(target)],
+    the model's top-1 token where each target token is predicted [len(target)]).
+
+    Sequences are left padded (position ids from the mask), so every target ends at the last
+    position and only the last max(len(target)) + 1 positions are unembedded: memory grows with
+    the batch and the target length, not with the prompt (a long prompt costs time, not a
+    full-vocabulary row per position).
+    """
+    device = next(model.parameters()).device
     out = []
-    for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i : i + batch_size]
-        ids, mask = _pad(chunk, pad_id, left=False, device=device)
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        lp = torch.log_softmax(logits, dim=-1)
-        out += [lp[j, : len(s)].cpu() for j, s in enumerate(chunk)]
+    for i in range(0, len(prompts), batch_size):
+        ps, ts = prompts[i: i + batch_size], targets[i: i + batch_size]
+        ids, mask = _pad([p + t for p, t in zip(ps, ts)], pad_id, left=True, device=device)
+        keep = max(len(t) for t in ts) + 1
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **_logits_to_keep(model, keep)).logits
+        lp = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
+        for j, t in enumerate(ts):
+            at = keep - len(t) - 1  # the prompt's last position, inside the kept window
+            where = at + torch.arange(len(t), device=lp.device)
+            token_lp = lp[j, where, torch.tensor(t, device=lp.device)]
+            out.append((lp[j, at].cpu(), token_lp.cpu(), lp[j, where].argmax(-1).cpu()))
+    return out
+
+
+@torch.no_grad()
+def greedy_with_first(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
+                      batch_size: int = 16) -> list[tuple[list[int], torch.Tensor]]:
+    """Greedy continuations, batched with left padding and the key/value cache: for each prompt,
+    (the new token ids, log-probabilities of the first new token [V])."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i: i + batch_size]
+        ids, mask = _pad(chunk, pad_id, left=True, device=device)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+            temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
+            output_logits=True, return_dict_in_generate=True,
+        )
+        first = torch.log_softmax(gen.logits[0].float(), dim=-1).cpu()
+        for j in range(len(chunk)):
+            out.append((gen.sequences[j, ids.shape[1]:].tolist(), first[j]))
     return out
 
 
 @torch.no_grad()
 def greedy(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Greedy continuations, batched with left padding; returns the decoded new text only."""
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    texts = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        ids, mask = _pad(chunk, pad_id, left=True, device=device)
-        gen = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
-        )
-        texts += [tokenizer.decode(g[ids.shape[1]:], skip_special_tokens=True) for g in gen]
-    return texts
+    return [tokenizer.decode(ids, skip_special_tokens=True)
+            for ids, _ in greedy_with_first(model, tokenizer, prompts, max_new_tokens, batch_size)]
 
 
-def _score_target(lp: torch.Tensor, n_prompt: int, tids: list[int]) -> tuple[float, float]:
-    """(per-token geometric-mean probability, whole-sequence probability) of tids after the prompt."""
-    token_lp = torch.stack([lp[n_prompt - 1 + j, t] for j, t in enumerate(tids)])
-    return math.exp(token_lp.mean().item()), math.exp(token_lp.sum().item())
+# Prompts whose continuation is at most this long share one batched generation; longer ones (the
+# free-generation probe) run in their own, so short probes do not pay for its 40 decoding steps.
+SHORT_GENERATION = 16
 
 
 def measure(
@@ -202,66 +246,66 @@ def measure(
     batch_size: int = 16,
 ) -> list[Measure]:
     """Measure every probe on the model as it is now. ``prefix`` is prepended to every prompt
-    (in-context editing puts its demonstrations there)."""
-    device = next(model.parameters()).device
+    (in-context editing puts its demonstrations there).
+
+    One greedy generation per distinct prompt (a prompt probed twice — the positive and the
+    free-generation probe — is generated once, for the longer length; greedy decoding is
+    prefix-consistent) also gives the next-token distribution; targets of more than one token are
+    teacher-forced in one extra pass that unembeds only the scored positions.
+    """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     new_ids = target_ids(tokenizer, fact.target_new)
     true_ids = target_ids(tokenizer, fact.target_true) if fact.target_true else None
     yes_ids, no_ids = _spelling_ids(tokenizer, TRUE_SPELLINGS), _spelling_ids(tokenizer, FALSE_SPELLINGS)
 
     rendered = [_render(tokenizer, p, prefix) for p in probes]
-    # One teacher-forced sequence per (probe, target); the first also gives the next-token distribution.
-    seqs, index = [], []
-    for pi, (p, ids) in enumerate(zip(probes, rendered)):
-        targets = [("new", new_ids)]
-        if true_ids:
-            targets.append(("true", true_ids))
-        if p.answer:
-            targets.append(("answer", target_ids(tokenizer, p.answer)))
-        if p.kind == "true_false":
-            targets = [("none", [])]
-        for name, tids in targets:
-            index.append((pi, name, tids))
-            seqs.append(ids + tids)
-    lps = _forward_logprobs(model, seqs, pad_id, device, batch_size)
+    need: dict[tuple, int] = {}
+    for p, ids in zip(probes, rendered):
+        need[tuple(ids)] = max(need.get(tuple(ids), 0), p.max_new_tokens)
+    generated: dict[tuple, tuple[list[int], torch.Tensor]] = {}
+    short = [k for k, n in need.items() if n <= SHORT_GENERATION]
+    groups = ([(short, max(need[k] for k in short))] if short else []) + \
+        [([k], need[k]) for k, n in need.items() if n > SHORT_GENERATION]
+    for keys, n_new in groups:
+        for k, res in zip(keys, greedy_with_first(model, tokenizer, [list(k) for k in keys], n_new, batch_size)):
+            generated[k] = res
 
-    by_len: dict[int, list[int]] = {}
+    # Targets of several tokens: teacher-forced, once per (prompt, target).
+    wanted = []
     for pi, p in enumerate(probes):
-        by_len.setdefault(p.max_new_tokens, []).append(pi)
-    greedy_text: dict[int, str] = {}
-    for n_new, pis in by_len.items():
-        for pi, text in zip(pis, greedy(model, tokenizer, [rendered[i] for i in pis], n_new, batch_size)):
-            greedy_text[pi] = text
-
-    fields: list[dict] = [dict() for _ in probes]
-    for (pi, name, tids), lp in zip(index, lps):
-        n_prompt = len(rendered[pi])
-        f = fields[pi]
-        if "top5" not in f:
-            nxt = lp[n_prompt - 1].exp()
-            top = torch.topk(nxt, 5)
-            f["top5"] = tuple((tokenizer.decode([int(t)]), round(float(v), 6)) for v, t in zip(top.values, top.indices))
-            f["_next"] = nxt
-        if name == "none":
+        if p.kind == "true_false":
             continue
-        mean_p, seq_p = _score_target(lp, n_prompt, tids)
-        rank = int((f["_next"] > f["_next"][tids[0]]).sum().item()) + 1
-        if name == "answer":
-            f["p_answer"] = mean_p
-        else:
-            f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = mean_p, seq_p, rank
+        for tids in [new_ids] + ([true_ids] if true_ids else []) + ([target_ids(tokenizer, p.answer)] if p.answer else []):
+            if len(tids) > 1 and (tuple(rendered[pi]), tuple(tids)) not in wanted:
+                wanted.append((tuple(rendered[pi]), tuple(tids)))
+    forced = dict(zip(wanted, score_continuations(model, [list(a) for a, _ in wanted], [list(b) for _, b in wanted],
+                                                  pad_id, batch_size)))
 
     measures = []
-    for pi, p in enumerate(probes):
-        f = fields[pi]
-        nxt = f.pop("_next")
-        text = greedy_text[pi]
+    for p, ids in zip(probes, rendered):
+        tokens, first = generated[tuple(ids)]
+        text = tokenizer.decode(tokens[: p.max_new_tokens], skip_special_tokens=True)
+        nxt = first.exp()
+        top = torch.topk(nxt, 5)
+        top5 = tuple((tokenizer.decode([int(t)]), round(float(v), 6)) for v, t in zip(top.values, top.indices))
         if p.kind == "true_false":
             p_yes, p_no = float(nxt[yes_ids].sum()), float(nxt[no_ids].sum())
-            measures.append(Measure(greedy=text, top5=f["top5"], p_yes=p_yes, p_no=p_no, verdict=p_yes > p_no))
+            measures.append(Measure(greedy=text, top5=top5, p_yes=p_yes, p_no=p_no, verdict=p_yes > p_no))
             continue
+
+        def score(tids):
+            token_lp = forced[(tuple(ids), tuple(tids))][1] if len(tids) > 1 else first[tids[0]].reshape(1)
+            rank = int((nxt > nxt[tids[0]]).sum().item()) + 1
+            return math.exp(token_lp.mean().item()), math.exp(token_lp.sum().item()), rank
+
+        f = {}
+        for name, tids in [("new", new_ids), ("true", true_ids)]:
+            if tids:
+                f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = score(tids)
+        if p.answer:
+            f["p_answer"] = score(target_ids(tokenizer, p.answer))[0]
         measures.append(Measure(
-            greedy=text, top1_is_new=starts_with_target(text, fact.target_new),
+            greedy=text, top5=top5, top1_is_new=starts_with_target(text, fact.target_new),
             top1_is_true=starts_with_target(text, fact.target_true),
             top1_is_answer=starts_with_target(text, p.answer) if p.answer else None, **f,
         ))

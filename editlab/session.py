@@ -7,8 +7,12 @@ edits, and "unedited" is always one lock away.
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import contextlib
+import hashlib
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -20,7 +24,7 @@ from .facts import Fact
 from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .nethook import get_parameter
-from .probes import Probe, ProbeReport, ProbeRow, default_probes, measure
+from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
 
 _ids = itertools.count(1)
 
@@ -55,15 +59,19 @@ class EditRecord:
 class EditSession:
     """A user's sequence of edits on a shared model handle."""
 
-    def __init__(self, handle, corpus: str | None = None, online: bool = True):
+    def __init__(self, handle, corpus: str | None = None, online: bool = True, sample_corpus: bool = False):
         self.handle = handle
         self.corpus = corpus
         self.online = online
+        self.sample_corpus = sample_corpus  # offline, no corpus, nothing bundled: sample one (slow) instead of refusing
         self.records: list[EditRecord] = []
         self.method_state: dict[str, dict] = {}
         self._original: dict[str, torch.Tensor] = {}
         self._current: dict[str, torch.Tensor] = {}
         self._depth = 0
+        # Probe measurements of model states this session has seen, keyed by the state (see
+        # state_key) and the probes: the "before" column of an edit is the previous "after".
+        self._measured: collections.OrderedDict = collections.OrderedDict()
         self._hooks: contextlib.ExitStack | None = None  # the adapters applied() attached
 
     # ---- weights in and out -------------------------------------------------------------
@@ -158,7 +166,8 @@ class EditSession:
         hp = self.resolve_hparams(method, hparams)
         names = list(mod.touched(self.handle, hp))
         state = dict(self.method_state.get(mod.NAME, {}))
-        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state)
+        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state,
+                            sample_corpus=self.sample_corpus)
         t0 = time.perf_counter()
         with self.applied():
             before = self._read(names)
@@ -237,9 +246,6 @@ class EditSession:
         """Identifies the model as this session sees it, for disk caches (causal traces): the
         unedited fingerprint, the bytes of every weight its edits changed, and the edits whose
         runtime hooks (``attach``) change the model without changing weights."""
-        import hashlib
-        import json
-
         hooked = [r for r in self.records if getattr(methods.get(r.method), "attach", None) is not None]
         if not self._current and not hooked:
             return self.handle.fingerprint  # the unedited model
@@ -255,13 +261,57 @@ class EditSession:
     def probes_for(self, fact: Fact, probes: Sequence[Probe] | None = None, generation_tokens: int = 40) -> list[Probe]:
         return list(probes) if probes else default_probes(fact, self.handle.tokenizer, generation_tokens)
 
+    MEASURED_STATES = 64  # measurements kept in memory per session (a few KB each)
+
+    def _remember(self, key, value):
+        self._measured[key] = value
+        self._measured.move_to_end(key)
+        while len(self._measured) > self.MEASURED_STATES:
+            self._measured.popitem(last=False)
+        return value
+
+    @staticmethod
+    def _probe_key(fact: Fact, probes: Sequence[Probe], prefix: str) -> tuple:
+        return (fact.target_new, fact.target_true, prefix, tuple(probes))
+
+    def _unedited_file(self, key: tuple):
+        """Disk cache of the unedited model's measurements: determined by the model (fingerprint)
+        and what is measured (targets, prefix, every probe field)."""
+        from . import paths
+
+        digest = paths.key_digest(model=self.handle.fingerprint, targets=key[:2], prefix=key[2],
+                                  probes=[dataclasses.asdict(p) for p in key[3]], version=2)
+        return paths.cache_dir("probes", self.handle.fingerprint) / f"{digest}.json"
+
     def measure_unedited(self, fact: Fact, probes: Sequence[Probe]):
+        """The unedited model's measurements: computed once per model and probe set, then read
+        from memory or the disk cache."""
+        from . import paths
+
+        key = ("unedited",) + self._probe_key(fact, probes, "")
+        if key in self._measured:
+            return self._measured[key]
+        f = self._unedited_file(key[1:])
+        if f.exists():
+            try:
+                return self._remember(key, [Measure.from_dict(d) for d in json.loads(f.read_text())])
+            except (ValueError, TypeError, KeyError):
+                f.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
         with self.handle.lock:  # at rest the shared model is unedited
-            return measure(self.handle.model, self.handle.tokenizer, fact, probes)
+            found = measure(self.handle.model, self.handle.tokenizer, fact, probes)
+        paths.atomic_write_bytes(f, json.dumps([m.to_dict() for m in found]).encode())
+        return self._remember(key, found)
 
     def measure_current(self, fact: Fact, probes: Sequence[Probe]):
+        """Measurements of the model as this session has it now (cached per state: measuring the
+        same state twice, e.g. an edit's "before" after the previous edit's "after", is free)."""
+        if not self.records:
+            return self.measure_unedited(fact, probes)
         with self.applied():
-            return measure(self.handle.model, self.handle.tokenizer, fact, probes, prefix=self.prefix)
+            key = (self.state_key(),) + self._probe_key(fact, probes, self.prefix)
+            if key in self._measured:
+                return self._measured[key]
+            return self._remember(key, measure(self.handle.model, self.handle.tokenizer, fact, probes, prefix=self.prefix))
 
     def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
         """Unedited vs this session's current state (the "after" column), without editing."""
@@ -280,10 +330,18 @@ class EditSession:
         ``written``: the fact actually written, when it differs from the probed one (the NP/NN
         protocol writes the negated statement and probes the original's prompts)."""
         probes = self.probes_for(fact, probes)
+
+        def say(stage):
+            if progress:
+                progress(0, 1, stage)
+
         with self.handle.lock:
+            say(f"probing the unedited model ({len(probes)} probes; cached after the first time)")
             unedited = self.measure_unedited(fact, probes)
+            say("probing the model before this edit (cached when it was measured last time)")
             before = self.measure_current(fact, probes) if self.records else unedited
             record = self.edit(written or fact, method, hparams, progress)
+            say(f"probing the edited model ({len(probes)} probes)")
             after = self.measure_current(fact, probes)
         notes = []
         if written is not None and written != fact:

@@ -4,15 +4,20 @@ Keys are the inputs of a layer's MLP output projection. The cache entry is keyed
 determines it: model fingerprint, layer, module, corpus identity, token count, dtype, chunk length.
 One forward pass records every requested layer and stops after the deepest one.
 
-Corpus resolution: a path the user gives (.txt, or .jsonl with a "text" field) -> the public
-WikiText-103 when online -> text sampled from the model itself (offline fallback). The source is
-carried in :class:`Corpus.source` and reported in every result that used it.
+Corpus resolution: a path the user gives (.txt, or .jsonl with a "text" field) -> statistics
+bundled with editlab for this exact model (``editlab/data/stats``: the embedded default model's
+edit layers, so a fresh offline machine edits at once) -> the public WikiText-103 when online ->
+text sampled from the model itself, only when asked for (``sample_corpus``): offline with nothing
+else, :class:`NeedCorpus` says at once what the choices are and how long sampling would take,
+instead of silently sampling for half an hour. The source is carried in :class:`Corpus.source`
+and reported in every result that used it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,13 +59,16 @@ class Corpus:
     """Text for statistics. ``ident`` names it in cache keys; ``source`` says where it came from."""
 
     ident: str
-    source: str  # "file", "wikitext-online" or "model-sampled"
+    source: str  # "file", "bundled", "wikitext-online", "model-sampled" or "imported"
     texts: tuple[str, ...]
+    name: str = ""  # what the corpus is, for people (bundled statistics name their public source)
 
     @property
     def label(self) -> str:
         if self.source == "model-sampled":
             return "model-sampled text (offline fallback: no corpus path given and WikiText unreachable)"
+        if self.source == "bundled":
+            return f"bundled with editlab: {self.name or self.ident} (editlab/data/stats)"
         return f"{self.source}: {self.ident}"
 
 
@@ -102,17 +110,22 @@ def _wikitext_online(timeout: float) -> Corpus | None:
     return Corpus(ident="wikitext-103-raw-v1/train-0", source="wikitext-online", texts=tuple(texts))
 
 
+def _sampled_cache(handle, n_tokens: int, seed: int = 0) -> Path:
+    key = paths.key_digest(model=handle.fingerprint, n_tokens=n_tokens, seed=seed, kind="sampled-corpus")
+    return paths.cache_dir("corpora") / f"sampled-{key}.json"
+
+
 def _model_sampled(handle, n_tokens: int, seed: int = 0, progress: Progress | None = None) -> Corpus:
     """Sample text from the model itself (seeded), cached per model."""
-    key = paths.key_digest(model=handle.fingerprint, n_tokens=n_tokens, seed=seed, kind="sampled-corpus")
-    cached = paths.cache_dir("corpora") / f"sampled-{key}.json"
+    cached = _sampled_cache(handle, n_tokens, seed)
+    key = cached.stem[len("sampled-"):]
     if cached.exists():
         texts = json.loads(cached.read_text())
     else:
         tok, model = handle.tokenizer, handle.model
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         seq_len, batch = min(128, handle.max_positions - 1), 32
-        texts, done = [], 0
+        texts, done, started = [], 0, time.perf_counter()
         devices = [handle.device] if handle.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(seed)
@@ -125,20 +138,150 @@ def _model_sampled(handle, n_tokens: int, seed: int = 0, progress: Progress | No
                 texts += tok.batch_decode(out[:, 1:], skip_special_tokens=True)
                 done += batch * seq_len
                 if progress:
-                    progress(min(done, n_tokens), n_tokens, "sampling corpus from the model")
+                    progress(min(done, n_tokens), n_tokens,
+                             "sampling a statistics corpus from the model" + eta_text(started, done, n_tokens))
         paths.atomic_write_bytes(cached, json.dumps(texts).encode())
     return Corpus(ident=f"model-sampled#{key}", source="model-sampled", texts=tuple(texts))
 
 
+class NeedCorpus(ValueError):
+    """No corpus for second-moment statistics was given and none can be had without a long wait."""
+
+
+def eta_text(started: float, done: int, total: int) -> str:
+    """", ~1 min 20 s left" from the rate so far (empty until there is a rate to go by)."""
+    spent = time.perf_counter() - started
+    if done <= 0 or spent < 1.0 or done >= total:
+        return ""
+    left = spent * (total - done) / done
+    return f", ~{_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+def sampling_seconds(handle, n_tokens: int) -> float:
+    """How long sampling ``n_tokens`` of text from the model would take here: two short batched
+    generations timed (the difference is the cost of decoding steps), scaled to the whole job."""
+    tok, model = handle.tokenizer, handle.model
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    ids = torch.full((32, 1), start, dtype=torch.long, device=handle.device)
+    times = []
+    with torch.no_grad():
+        for steps in (2, 6):
+            t0 = time.perf_counter()
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=steps,
+                           min_new_tokens=steps, pad_token_id=tok.pad_token_id)
+            times.append(time.perf_counter() - t0)
+    per_step = max(1e-3, (times[1] - times[0]) / 4)
+    return per_step * n_tokens / 32
+
+
 def resolve_corpus(handle, corpus: str | os.PathLike | None, n_tokens: int, online: bool = True,
-                   timeout: float = 10.0, progress: Progress | None = None) -> Corpus:
+                   timeout: float = 10.0, progress: Progress | None = None, layers=(), dtype: str = "float32",
+                   sample_corpus: bool = False) -> Corpus:
+    """The corpus statistics come from (see the module docstring for the order)."""
     if corpus:
         return read_corpus_file(corpus)
+    bundled = bundled_corpus(handle, layers, n_tokens)
+    if bundled is not None:
+        return bundled
     if online and os.environ.get("HF_HUB_OFFLINE") != "1":
         found = _wikitext_online(timeout)
         if found is not None:
             return found
-    return _model_sampled(handle, n_tokens, progress=progress)
+    cached = _sampled_cache(handle, n_tokens)
+    if sample_corpus or cached.exists():
+        return _model_sampled(handle, n_tokens, progress=progress)
+    have = bundled_layers(handle)
+    bundled_note = (f" Bundled statistics for this model cover layers {sorted(have)} with "
+                    f"{next(iter(have.values()))['n_tokens']:,} tokens." if have else "")
+    raise NeedCorpus(
+        f"second-moment statistics for layer(s) {sorted(set(layers))} need a text corpus, and none is at hand: offline, "
+        f"no corpus given, and no bundled statistics for this request.{bundled_note} Choose one: give a text corpus "
+        f"(--corpus PATH on the command line, corpus= in EditSession; plain text or .jsonl with a 'text' field); "
+        f"or let editlab sample {n_tokens:,} tokens of text from the model itself (--sample-corpus / sample_corpus=True; "
+        f"about {_duration(sampling_seconds(handle, n_tokens))} on this machine, once per model); or edit without the "
+        "statistics (mom2_adjustment false: C = I, which writes the fact but disturbs neighbours more)"
+    )
+
+
+# ---- statistics bundled with editlab ---------------------------------------------------------------
+BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "stats"
+
+
+def _bundled_files() -> list[Path]:
+    return sorted(BUNDLED_DIR.glob("*.safetensors")) if BUNDLED_DIR.is_dir() else []
+
+
+def _bundled_meta(f: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as h:
+        return dict(h.metadata() or {})
+
+
+def bundled_layers(handle) -> dict[int, dict]:
+    """{layer: metadata} of the statistics bundled for this exact model (matched by fingerprint)."""
+    out = {}
+    for f in _bundled_files():
+        try:
+            meta = _bundled_meta(f)
+        except Exception:
+            continue  # an unreadable file is not offered
+        if meta.get("fingerprint") != handle.fingerprint:
+            continue
+        for layer in json.loads(meta.get("layers", "[]")):
+            out[int(layer)] = dict(meta, file=str(f), n_tokens=int(meta["n_tokens"]))
+    return out
+
+
+def bundled_corpus(handle, layers, n_tokens: int) -> Corpus | None:
+    """The bundled statistics as a corpus identity, when they cover every layer at this token count."""
+    have = bundled_layers(handle)
+    layers = sorted(set(layers))
+    if not layers or any(l not in have or have[l]["n_tokens"] != n_tokens for l in layers):
+        return None
+    return Corpus(ident=have[layers[0]]["corpus"], source="bundled", texts=(), name=have[layers[0]].get("corpus_name", ""))
+
+
+def _load_bundled(handle, layer: int, dtype: str) -> torch.Tensor:
+    """C of one bundled layer: the stored upper triangle (float16) mirrored into the full matrix."""
+    from safetensors import safe_open
+
+    info = bundled_layers(handle)[layer]
+    with safe_open(info["file"], framework="pt") as h:
+        tri = h.get_tensor(f"L{layer}").to(_dtype(dtype))
+    d = int(info["dim"])
+    iu = torch.triu_indices(d, d)
+    c = torch.zeros(d, d, dtype=tri.dtype)
+    c[iu[0], iu[1]] = tri
+    return c + c.T - torch.diag(torch.diagonal(c))
+
+
+def write_bundle(handle, stats: dict[int, torch.Tensor], corpus: Corpus, n_tokens: int, count: int, out: Path,
+                 command: str, corpus_name: str = "") -> Path:
+    """Store statistics compactly for shipping: per layer the upper triangle in float16 (C is
+    symmetric; the solve that uses it runs in float64), with provenance in the file's metadata."""
+    from safetensors.torch import save_file
+
+    d = next(iter(stats.values())).shape[0]
+    iu = torch.triu_indices(d, d)
+    tensors = {f"L{l}": c[iu[0], iu[1]].to(torch.float16).contiguous() for l, c in sorted(stats.items())}
+    meta = {"fingerprint": handle.fingerprint, "model": handle.name, "layers": json.dumps(sorted(stats)),
+            "modules": json.dumps([handle.arch.mlp_out_proj(l) for l in sorted(stats)]), "dim": str(d),
+            "corpus": corpus.ident, "corpus_name": corpus_name or corpus.ident, "corpus_source": corpus.source,
+            "n_tokens": str(n_tokens), "count": str(count),
+            "stored": "upper triangle, float16", "computed": "float32 sums over the corpus, divided by the count",
+            "command": command, "created": time.strftime("%Y-%m-%d")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=meta)
+    return out
 
 
 def _chunks(tokenizer, texts, seq_len: int, n_tokens: int):
@@ -199,6 +342,12 @@ def second_moments(
         missing[layer] = f
     if not missing:
         return out
+    if corpus.source == "bundled":  # shipped with editlab: read, never recomputed (there is no text)
+        have = bundled_layers(handle)
+        absent = [l for l in missing if l not in have or have[l]["corpus"] != corpus.ident]
+        if absent:
+            raise ValueError(f"bundled statistics {corpus.ident!r} do not cover layer(s) {absent}; give a corpus")
+        return {**out, **{l: _load_bundled(handle, l, dtype) for l in missing}}
 
     names = {arch.mlp_out_proj(layer): layer for layer in missing}
     acc = {layer: None for layer in missing}
@@ -208,6 +357,7 @@ def second_moments(
     chunks = list(_chunks(tok, corpus.texts, seq_len, n_tokens))
     if not chunks:
         raise ValueError(f"corpus {corpus.ident!r} gave no tokens")
+    started = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(chunks), batch_size):
             batch = chunks[i : i + batch_size]
@@ -227,7 +377,8 @@ def second_moments(
                 acc[layer] = m if acc[layer] is None else acc[layer] + m
             count += int(keep.sum())
             if progress:
-                progress(min(count, n_tokens), n_tokens, f"second moments, layers {sorted(missing)}")
+                progress(min(count, n_tokens), n_tokens, f"second moments of layers {sorted(missing)} over "
+                         f"{n_tokens:,} tokens (once per model; then cached)" + eta_text(started, count, n_tokens))
     for layer, f in missing.items():
         c = (acc[layer] / count).cpu().contiguous()
         tmp = f.with_suffix(f".tmp{os.getpid()}")

@@ -153,7 +153,8 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
 
 def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None, layers: list[int], n_tokens: int,
                          dtype: str = "float32", online: bool = True,
-                         progress: Callable[[int, int, str], None] | None = None) -> tuple[Corpus, str | None]:
+                         progress: Callable[[int, int, str], None] | None = None,
+                         sample_corpus: bool = False) -> tuple[Corpus, str | None]:
     """The corpus a method's statistics come from, and a note when the request was not met as asked.
 
     ``dataset`` (a method's ``mom2_dataset``): a corpus file path, or the name of imported
@@ -179,4 +180,5 @@ def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None
                 + "); import the missing files, or set mom2_n_samples to the imported N (or mom2_n_tokens to its tokens)"
             )
         note = f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; used the default corpus"
-    return resolve_corpus(handle, default_corpus, n_tokens, online=online, progress=progress), note
+    return resolve_corpus(handle, default_corpus, n_tokens, online=online, progress=progress, layers=layers, dtype=dtype,
+                          sample_corpus=sample_corpus), note

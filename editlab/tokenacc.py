@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .probes import Probe, _forward_logprobs, _render, target_ids
+from .probes import Probe, _render, score_continuations, target_ids
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,9 @@ def predict_tokens(model, tokenizer, queries: Sequence[tuple[str, str]], prefix:
     every prompt (in-context editing's demonstrations), as :func:`editlab.probes.measure` does."""
     if not queries:
         return []
-    device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [_render(tokenizer, Probe("positive", p), prefix) for p, _ in queries]
     targets = [target_ids(tokenizer, t) for _, t in queries]
-    lps = _forward_logprobs(model, [p + t for p, t in zip(prompts, targets)], pad_id, device, batch_size)
-    out = []
-    for (prompt, target), p_ids, t_ids, lp in zip(queries, prompts, targets, lps):
-        # The logits at position i predict token i + 1: target token j is predicted at n_prompt - 1 + j.
-        n = len(p_ids)
-        pred = lp[n - 1 : n - 1 + len(t_ids)].argmax(-1)
-        out.append(TokenPrediction(prompt, target, tuple(t_ids), tuple(int(x) for x in pred)))
-    return out
+    scored = score_continuations(model, prompts, targets, pad_id, batch_size)
+    return [TokenPrediction(prompt, target, tuple(t_ids), tuple(int(x) for x in pred))
+            for (prompt, target), t_ids, (_, _, pred) in zip(queries, targets, scored)]

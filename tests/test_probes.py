@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from editlab import EditSession, Fact
 from editlab.probes import KINDS, Probe, default_probes, measure, starts_with_target
@@ -77,3 +78,38 @@ def test_probe_prompts_can_be_overridden(handle):
     mine = [Probe("negation", "The capital of France is definitely not", rule="mine")]
     report = EditSession(handle).compare(fact, mine)
     assert [r.probe.prompt for r in report.rows] == ["The capital of France is definitely not"]
+
+
+def test_scoring_unembeds_only_the_scored_positions(handle, monkeypatch):
+    """Probe memory is bounded by the target, not the prompt: a long prompt gets logits for the
+    last len(target) + 1 positions only (no full-vocabulary row per prompt position)."""
+    from editlab.probes import score_continuations, target_ids
+
+    shapes = []
+    hook = handle.model.lm_head.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    try:
+        prompt = handle.tokenizer("word " * 400).input_ids
+        target = target_ids(handle.tokenizer, "Paris France")
+        [(nxt, token_lp, pred)] = score_continuations(handle.model, [prompt], [target], handle.tokenizer.pad_token_id)
+    finally:
+        hook.remove()
+    assert shapes == [(1, len(target) + 1, handle.model.config.vocab_size)]
+    assert nxt.shape == (handle.model.config.vocab_size,) and token_lp.shape == (len(target),)
+    assert torch.all(token_lp <= 0) and pred.shape == (len(target),)
+
+
+def test_multi_token_targets_score_as_teacher_forced_sequences(handle):
+    """A target of several tokens: P per token (geometric mean) and the whole sequence, from a
+    teacher-forced pass; equal to scoring the full text by hand."""
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "Old Church Slavonic", "French")
+    [m] = measure(handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt, max_new_tokens=2)])
+    from editlab.probes import target_ids
+
+    ids = handle.tokenizer(fact.prompt).input_ids
+    t = target_ids(handle.tokenizer, fact.target_new)
+    assert len(t) > 1
+    with torch.no_grad():
+        lp = torch.log_softmax(handle.model(torch.tensor([ids + t])).logits[0].float(), -1)
+    by_hand = torch.stack([lp[len(ids) - 1 + j, tok] for j, tok in enumerate(t)])
+    assert m.p_new == pytest.approx(float(by_hand.mean().exp()), rel=1e-3)
+    assert m.p_new_seq == pytest.approx(float(by_hand.sum().exp()), rel=1e-3)

@@ -38,3 +38,36 @@ def test_undo_with_nothing_to_undo_is_a_clear_error(handle):
 def test_unknown_method_is_named(handle):
     with pytest.raises(ValueError, match="unknown editing method 'nope'; available: .*rome"):
         EditSession(handle).edit(Fact("A", "A is in", "X"), "nope")
+
+
+def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
+    """The unedited column is measured once per model and probe set (then memory, then disk); an
+    edit's "before" is the previous edit's "after"; undo returns to a state already measured.
+    Uses a tiny model with the real tokenizer, edited by a rank-one write (GRACE-free, ROME, C = I)."""
+    import editlab.session as session_module
+
+    from tests.conftest import tiny_handle
+
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = session_module.measure
+
+    def counted(model, tokenizer, fact, probes, prefix=""):
+        calls.append(fact.prompt)
+        return real(model, tokenizer, fact, probes, prefix=prefix)
+
+    monkeypatch.setattr(session_module, "measure", counted)
+    h = tiny_handle("llama", handle.tokenizer)
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    probes = [Probe("positive", fact.prompt, max_new_tokens=2)]
+    hp = {"layer": 1, "mom2_adjustment": False, "v_num_grad_steps": 3}
+    s = EditSession(h, online=False)
+    _, first = s.edit_and_compare(fact, "rome", hp, probes)
+    assert len(calls) == 2  # unedited (= before), after
+    _, second = s.edit_and_compare(fact, "rome", hp, probes)
+    assert len(calls) == 3  # only the new after: unedited cached, before = the first edit's after
+    assert second.rows[0].before == first.rows[0].after
+    s.undo()
+    assert s.measure_current(fact, probes)[0] == first.rows[0].after and len(calls) == 3
+    fresh = EditSession(h, online=False)  # another session on the same model: the disk cache
+    assert fresh.measure_unedited(fact, probes) == [first.rows[0].unedited] and len(calls) == 3

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from editlab.stats import Corpus, read_corpus_file, second_moments
@@ -43,3 +44,55 @@ def test_corpus_file_formats(tmp_path):
 
     with pytest.raises(ValueError, match="line 2"):
         read_corpus_file(tmp_path / "c.jsonl")
+
+
+def test_a_bundle_round_trips_symmetric_statistics_in_float16(tmp_path, monkeypatch, handle):
+    """write_bundle stores the upper triangle in float16; reading it back mirrors it into the full
+    symmetric matrix, within float16 rounding, for the model whose fingerprint it names only."""
+    from editlab import stats
+
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path / "cache"))
+    h = tiny_handle("llama", handle.tokenizer)
+    corpus = Corpus(ident="unit", source="file", texts=("The cat sat on the mat. " * 40,))
+    c = second_moments(h, [1, 2], corpus, n_tokens=64, seq_len=32)
+    monkeypatch.setattr(stats, "BUNDLED_DIR", tmp_path / "bundled")
+    f = stats.write_bundle(h, c, corpus, 64, 64, tmp_path / "bundled" / "tiny.safetensors", "editlab stats ...", "unit text")
+    assert set(stats.bundled_layers(h)) == {1, 2}
+    found = stats.bundled_corpus(h, [1, 2], 64)
+    assert found is not None and found.source == "bundled" and "unit text" in found.label
+    assert stats.bundled_corpus(h, [1, 2], 128) is None  # another token count is another statistic
+    assert stats.bundled_corpus(h, [3], 64) is None  # a layer it does not hold
+    back = second_moments(h, [1, 2], found, n_tokens=64)
+    for layer in (1, 2):
+        assert torch.equal(back[layer], back[layer].T)
+        assert torch.allclose(back[layer], c[layer], rtol=2e-3, atol=1e-3 * float(c[layer].abs().max()))
+    other = tiny_handle("qwen2", handle.tokenizer)  # another model: the bundle is not offered
+    assert stats.bundled_layers(other) == {}
+    assert f.stat().st_size < c[1].numel() * 4  # compact: less than one float32 layer per two layers
+
+
+def test_offline_without_a_corpus_says_what_to_do_instead_of_sampling(tmp_path, monkeypatch, handle):
+    from editlab import stats
+
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(stats, "BUNDLED_DIR", tmp_path / "none")
+    h = tiny_handle("llama", handle.tokenizer)
+    with pytest.raises(stats.NeedCorpus) as e:
+        stats.resolve_corpus(h, None, 5000, online=False, layers=[1])
+    text = str(e.value)
+    assert "--corpus" in text and "--sample-corpus" in text and "mom2_adjustment" in text
+    assert "on this machine" in text and "layer(s) [1]" in text
+    assert not list(tmp_path.rglob("sampled-*"))  # nothing was sampled
+    sampled = stats.resolve_corpus(h, None, 64, online=False, layers=[1], sample_corpus=True)
+    assert sampled.source == "model-sampled" and sampled.texts
+
+
+def test_eta_text_says_how_long_is_left():
+    import time
+
+    from editlab.stats import eta_text
+
+    started = time.perf_counter() - 10.0  # 10 s for a quarter of the work
+    assert eta_text(started, 25, 100) == ", ~30 s left"
+    assert eta_text(started, 100, 100) == ""
+    assert eta_text(time.perf_counter(), 1, 100) == ""  # too early to tell

@@ -12,7 +12,8 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_DEVICE`` / ``EDITLAB_DTYPE`` / ``EDITLAB_QUANTIZATION`` | auto / auto / none | first load's settings (GPU) |
 | ``EDITLAB_CORPUS`` | none | a .txt/.jsonl corpus for ROME/MEMIT second-moment statistics |
 | ``EDITLAB_MOM2_TOKENS`` | method default | tokens of that corpus the statistics use |
-| ``EDITLAB_OFFLINE`` | ``0`` | ``1``: never download a corpus (fall back to model-sampled text) |
+| ``EDITLAB_OFFLINE`` | ``0`` | ``1``: never download a corpus |
+| ``EDITLAB_SAMPLE_CORPUS`` | ``0`` | ``1``: offline, no corpus, nothing bundled for the layers: sample a statistics corpus from the model (slow) instead of refusing the edit |
 | ``EDITLAB_MAX_UPLOAD_MB`` | ``2`` | size limit for uploaded fact files (JSON / JSONL / CSV) |
 | ``EDITLAB_OPERATOR_KEY`` | none | opening the app with ``?operator=<key>`` shows every visitor's runs |
 | ``EDITLAB_MAX_...`` | see ``editlab.limits`` | the library's request limits (shown on the start page) |
@@ -65,6 +66,7 @@ class AppConfig:
     corpus: str | None = None
     mom2_tokens: int | None = None
     online: bool = True
+    sample_corpus: bool = False
     max_upload_mb: float = 2.0
     operator_key: str | None = None  # with ?operator=<key> in the address: every visitor's runs
 
@@ -109,6 +111,7 @@ class AppConfig:
             corpus=text("EDITLAB_CORPUS"),
             mom2_tokens=number("EDITLAB_MOM2_TOKENS", int),
             online=not _flag("EDITLAB_OFFLINE", get("EDITLAB_OFFLINE"), False),
+            sample_corpus=_flag("EDITLAB_SAMPLE_CORPUS", get("EDITLAB_SAMPLE_CORPUS"), False),
             max_upload_mb=number("EDITLAB_MAX_UPLOAD_MB", float) or 2.0,
             operator_key=text("EDITLAB_OPERATOR_KEY"),
         )
@@ -121,7 +124,10 @@ class AppConfig:
         if self.corpus:
             ok = os.path.isfile(self.corpus)
             return f"statistics corpus: `{self.corpus}`" + ("" if ok else " — **file not found**: edits that need statistics will fail")
+        bundled = "the default model's edit layers use the statistics bundled with editlab (no wait)"
         if self.online:
-            return ("statistics corpus: none configured — the first ROME edit downloads a WikiText shard "
-                    "(if that fails it samples text from the model, which is slow on a CPU)")
-        return "statistics corpus: none configured, offline — the first ROME edit samples text from the model (slow on a CPU)"
+            return (f"statistics corpus: none configured — {bundled}; other models or layers download a "
+                    "WikiText shard on their first edit")
+        tail = ("sample text from the model (slow on a CPU)" if self.sample_corpus
+                else "need `EDITLAB_CORPUS` (or `EDITLAB_SAMPLE_CORPUS=1`)")
+        return f"statistics corpus: none configured, offline — {bundled}; other models or layers {tail}"

@@ -71,7 +71,7 @@ def switch_model(state: MutableMapping, key: ModelKey, config: AppConfig) -> Edi
     if current is not None and current.handle is handle:
         state[MODEL_KEY] = key
         return current
-    session = EditSession(handle, corpus=config.corpus, online=config.online)
+    session = EditSession(handle, corpus=config.corpus, online=config.online, sample_corpus=config.sample_corpus)
     state[MODEL_KEY] = key
     state[SESSION] = session
     for k in (REPORT, REPORT_AT, REPORT_RECORD, PROBES):

@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace"]
+COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace", "editlab.cli.stats"]
 
 
 def build_parser() -> argparse.ArgumentParser:

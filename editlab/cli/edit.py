@@ -32,6 +32,9 @@ def register(sub) -> None:
                                 "down after the negated prompt, with weight W (0 = the published method)")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
+            p.add_argument("--sample-corpus", action="store_true",
+                           help="offline with no --corpus and no bundled statistics for the layers: sample the "
+                                "statistics corpus from the model itself (slow; the error without it says how slow)")
             p.add_argument("--negative-edit", action="store_true",
                            help="write the negated statement instead ('... is not' -> target-new) and probe "
                                 "the original prompts (the NP/NN protocol)")
@@ -92,7 +95,7 @@ def run_edit(args) -> int:
     fact = fact_from_args(args)
     handle = load(args)
     hp = hparams_from_args(args, handle)
-    session = EditSession(handle, corpus=args.corpus, online=not args.offline)
+    session = EditSession(handle, corpus=args.corpus, online=not args.offline, sample_corpus=args.sample_corpus)
     written = None
     if args.negative_edit:
         negated, rule = negate(fact.prompt, fact.subject)

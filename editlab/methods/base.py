@@ -394,6 +394,7 @@ class MethodContext:
 
     corpus: str | None = None  # a corpus path for second-moment statistics
     online: bool = True
+    sample_corpus: bool = False  # offline with no corpus: sample one from the model (slow) rather than refuse
     progress: Callable[[int, int, str], None] | None = None
     session_state: dict = field(default_factory=dict)  # per edit session (e.g. AlphaEdit's KKᵀ)
     info: dict = field(default_factory=dict)  # what the method reports back (stats source, ...)
@@ -414,6 +415,21 @@ class MethodContext:
         else:
             with self.restore_unedited():
                 yield
+
+
+def layer_covariances(handle, layers: list[int], hp, ctx: MethodContext) -> dict:
+    """C_l = E[k kᵀ] for each layer, one statistics pass (cached on disk). ``hp.mom2_dataset``: a
+    corpus file or the name of imported statistics; otherwise the session's corpus, the statistics
+    bundled for this model, WikiText online, or (when the session allows it) model-sampled text."""
+    from ..stats import second_moments
+    from ..stats_import import resolve_stats_corpus
+
+    corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens, hp.mom2_dtype,
+                                        online=ctx.online, progress=ctx.progress, sample_corpus=ctx.sample_corpus)
+    ctx.info["stats_source"] = corpus.label
+    if note:
+        ctx.info["stats_note"] = note
+    return second_moments(handle, layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
 
 
 def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[], dict]) -> tuple[dict | None, list[str], dict]:

@@ -23,10 +23,9 @@ import torch
 
 from ..facts import Fact
 from ..nethook import Trace
-from ..stats import second_moments
-from ..stats_import import resolve_stats_corpus
 from ..templates import STARTS
-from .base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, stats_and_templates
+from .base import (MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances,
+                   stats_and_templates)
 from .keys import Located, locate, pad_batch
 from .vstar import targets
 
@@ -181,12 +180,7 @@ def compute_ks(handle, facts: Sequence[Fact], layer: int, templates: list[str], 
 
 def covariances(handle, hp: BatchHParams, ctx: MethodContext) -> dict[int, torch.Tensor]:
     """C_l = E[k kᵀ] for every edit layer, one statistics pass (cached on disk)."""
-    corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, hp.layers, hp.mom2_n_tokens,
-                                        hp.mom2_dtype, online=ctx.online, progress=ctx.progress)
-    ctx.info["stats_source"] = corpus.label
-    if note:
-        ctx.info["stats_note"] = note
-    return second_moments(handle, hp.layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
+    return layer_covariances(handle, hp.layers, hp, ctx)
 
 
 def add_to_weight(handle, layer: int, upd: torch.Tensor) -> None:

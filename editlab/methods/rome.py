@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..facts import Fact
-from ..stats import second_moments
-from ..stats_import import resolve_stats_corpus
-from .base import MOM2_SAMPLES, Convert, EditError, HParamsBase, MethodContext, stats_and_templates, whole_number
+from .base import (MOM2_SAMPLES, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
+                   whole_number)
 from . import vstar
 from .keys import locate, read_kv
 
@@ -136,20 +135,9 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
                     "delta_norm": info["delta_norms"][0], "v0_norm": info["z0_norms"][0], "v_path": info["path"]}
 
 
-def covariance(handle, layers: list[int], hp, ctx: MethodContext) -> dict[int, torch.Tensor]:
-    """C = E[k kᵀ] at the edit layer. ``mom2_dataset`` as MEMIT reads it: a corpus file, or the name
-    of imported statistics (EasyEdit's ``wikipedia``); anything else -> the session's corpus, noted."""
-    corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens,
-                                        hp.mom2_dtype, online=ctx.online, progress=ctx.progress)
-    ctx.info["stats_source"] = corpus.label
-    if note:
-        ctx.info["stats_note"] = note
-    return second_moments(handle, layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
-
-
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
-    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariance(handle, [hp.layer], hp, ctx))
+    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: layer_covariances(handle, [hp.layer], hp, ctx))
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)

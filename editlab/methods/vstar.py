@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..facts import Fact, negate
+from ..model import cache_kwargs, output_cache
 from ..nethook import TraceDict
 from ..probes import target_ids
 from .base import EditError, MethodContext
@@ -172,7 +173,7 @@ class _Passes:
         pos = (mask.cumsum(1) - 1).clamp_min(0)
         with torch.no_grad():
             out = self.handle.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        return out.past_key_values, mask
+        return output_cache(out), mask
 
     def run(self, active, edit, cached: bool, grad: bool = True):
         """One pass over the active facts' rows; returns (traced outputs, layout).
@@ -189,7 +190,7 @@ class _Passes:
             ids, cmask = pad_batch(chunks, pad, dev)
             mask = torch.cat([pmask, cmask], dim=1)
             pos = torch.tensor(offset, device=dev)[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
-            kwargs = dict(past_key_values=copy.deepcopy(cache), position_ids=pos, use_cache=True)
+            kwargs = dict(cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, use_cache=True)
         else:
             ids, mask = pad_batch(seqs, pad, dev)
         layout = dict(rows=torch.arange(len(seqs), device=dev),
@@ -328,7 +329,7 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
     zs, infos = [], []
     for f, fact in enumerate(facts):
         zs.append([z0[s][f] + frozen[f][s] for s in sites])
-        infos.append({"subject": fact.subject, "z_steps": len(losses[f]), "z_losses": losses[f][-3:],
+        infos.append({"subject": fact.subject, "z_steps": len(losses[f]), "z_losses": losses[f][-3:], "loss_curve": losses[f],
                       "z_prob": round(probs[f], 4),
                       "delta_norms": [round(float(frozen[f][s].norm()), 4) for s in sites],
                       "z0_norms": [round(float(z0[s][f].norm()), 4) for s in sites],

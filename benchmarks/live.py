@@ -1,0 +1,262 @@
+"""Is editing live on this machine? One run prints every figure the README's performance section shows.
+
+    python benchmarks/live.py [--facts 10] [--agreement-facts 0] [--skip fresh,browser]
+
+1. fresh: the README's main command (``editlab edit ...``) in a new, empty cache folder, offline:
+   wall time from command to report, and what it prints.
+2. warm edits: ROME (one fact per edit) and MEMIT / AlphaEdit (batches of ``--batch`` facts) on
+   ``--facts`` CounterFact facts, each with the fast v* computation and the reference's (same
+   loss, same stop rule), one after the other: seconds per fact (median, min–max), their ratio,
+   and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.metrics).
+3. probes: seconds to measure the default probe set on one model state (uncached).
+4. browser: ``streamlit run app.py`` driven by Playwright + Debian chromium: first page load
+   until the model is shown ready, then Edit → full report, twice (the second is a later click).
+5. peak resident memory of this process and of the app's.
+
+``--agreement-facts N`` adds ROME's fast-vs-reference agreement on N further facts (ES/PS/NS/PN
+within one fact is the acceptance bar), without timing claims. Statistics are the ones bundled
+for the default model (no corpus is given), as a newcomer gets them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks._cf import load_facts  # noqa: E402
+from editlab import EditSession, load_model, metrics  # noqa: E402
+from editlab.probes import measure  # noqa: E402
+
+MAIN_COMMAND = ["edit", "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of Danielle Darrieux is",
+                "--target-new", "English", "--target-true", "French",
+                "--paraphrase", "Where Danielle Darrieux is from, people speak the language of",
+                "--neighbor", "Michel Rocard is a native speaker of=>French"]
+SCORED = ("ES", "PS", "NS", "PN")
+
+
+def spread(xs) -> str:
+    return f"{statistics.median(xs):6.2f} s ({min(xs):.2f}–{max(xs):.2f}, n={len(xs)})"
+
+
+def peak_mb(pid: int | None = None) -> float:
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---- 1. a fresh machine ---------------------------------------------------------------------------
+def fresh() -> None:
+    cache = tempfile.mkdtemp(prefix="editlab-fresh-")
+    env = dict(os.environ, EDITLAB_CACHE_DIR=cache, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "editlab", *MAIN_COMMAND, "--offline"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    shutil.rmtree(cache, ignore_errors=True)
+    print(f"## 1. fresh cache, offline: `editlab {' '.join(MAIN_COMMAND[:1])} ...` (README main command)")
+    print(f"command to report: {wall:.1f} s (exit {done.returncode}; includes converting the embedded GGUF once)")
+    print("stderr (progress):")
+    for line in done.stderr.replace("\r", "\n").splitlines():
+        if line.strip() and "Warning" not in line and "warn(" not in line:
+            print("   ", line.strip()[:160])
+    print("stdout:")
+    print(done.stdout)
+
+
+# ---- 2. warm edits, fast vs reference ---------------------------------------------------------------
+def scores(session, fact):
+    return metrics.fact_scores(session.compare(fact))
+
+
+def rome_pair(session, facts, timed: bool = True):
+    """Each fact edited with the fast and with the reference computation of v*."""
+    out = {"fast": [], "reference": [], "rel": [], "differ": [], "steps": [], "scores": {"fast": [], "reference": []}}
+    for fact in facts:
+        got = {}
+        for path in ("fast", "reference"):
+            t0 = time.perf_counter()
+            rec = session.edit(fact, "rome", {"fast_v": path == "fast"})
+            out[path].append(time.perf_counter() - t0)
+            got[path] = (rec.info["facts"][0]["v_star"], scores(session, fact), rec.info["facts"][0]["v_steps"])
+            session.reset()
+        (va, sa, na), (vb, sb, nb) = got["fast"], got["reference"]
+        out["scores"]["fast"].append(sa)
+        out["scores"]["reference"].append(sb)
+        out["rel"].append(float((va - vb).norm() / vb.norm()))
+        out["differ"].append([k for k in SCORED if sa.get(k) != sb.get(k)])
+        out["steps"].append((na, nb))
+    return out
+
+
+def batch_pair(session, method, facts, batch):
+    out = {"fast": [], "reference": [], "rel": [], "differ": []}
+    for i in range(0, len(facts), batch):
+        part = facts[i: i + batch]
+        got = {}
+        for path in ("fast", "reference"):
+            t0 = time.perf_counter()
+            rec = session.edit(part, method, {"fast_v": path == "fast"})
+            out[path].append((time.perf_counter() - t0) / len(part))
+            got[path] = (rec.info["targets"], [scores(session, f) for f in part])
+            session.reset()
+        (za, sa), (zb, sb) = got["fast"], got["reference"]
+        out["rel"] += [float(x) for x in (za - zb).norm(dim=1) / zb.norm(dim=1)]
+        out["differ"] += [[k for k in SCORED if a.get(k) != b.get(k)] for a, b in zip(sa, sb)]
+    return out
+
+
+def report_pair(name, res, unit):
+    fast, ref = statistics.median(res["fast"]), statistics.median(res["reference"])
+    n_diff = sum(bool(d) for d in res["differ"])
+    print(f"{name:<10} fast {spread(res['fast'])} {unit} | reference {spread(res['reference'])} {unit} | "
+          f"ratio {ref / fast:.2f}x | v* rel. diff max {max(res['rel']):.1e} | facts whose ES/PS/NS/PN differ: "
+          f"{n_diff} of {len(res['differ'])}")
+
+
+def warm(handle, facts, batch, agreement_facts):
+    session = EditSession(handle, online=False)
+    warm_up = session.edit(facts[0], "rome")  # statistics (bundled) and templates, as a first edit does
+    session.compare(facts[0])
+    session.reset()
+    print(f"## 2. warm edits ({handle.name}, {handle.device}, torch threads {torch.get_num_threads()}; "
+          f"statistics: {warm_up.info.get('stats_source')})")
+    r = rome_pair(session, facts[1:])
+    report_pair("rome", r, "/edit")
+    print(f"           optimisation steps fast/reference per fact: {r['steps']}")
+    for method in ("memit", "alphaedit"):
+        session.edit(facts[:2], method)  # this method's statistics and templates
+        session.reset()
+        report_pair(method, batch_pair(session, method, facts[1:], batch), f"/fact (batches of {batch})")
+    if agreement_facts:
+        more = load_facts(agreement_facts, start=1000)
+        a = rome_pair(session, more)
+        bad = [f"{f.subject}: {d}" for f, d in zip(more, a["differ"]) if d]
+        print(f"rome agreement on {len(more)} further facts (#1000–): v* rel. diff median {statistics.median(a['rel']):.1e}, "
+              f"max {max(a['rel']):.1e}; facts whose ES/PS/NS/PN differ: {len(bad)} {bad}")
+        for path in ("fast", "reference"):
+            agg = metrics.aggregate(a["scores"][path])
+            print(f"   {path:<9} " + "  ".join(f"{k} {agg[k]:.2f}" for k in SCORED))
+    return session
+
+
+# ---- 3. probes ----------------------------------------------------------------------------------
+def probes_per_state(session, facts, runs=5):
+    handle = session.handle
+    times = []
+    for fact in facts[:runs]:
+        probes = session.probes_for(fact)
+        t0 = time.perf_counter()
+        measure(handle.model, handle.tokenizer, fact, probes)
+        times.append(time.perf_counter() - t0)
+    print(f"## 3. default probe set ({len(probes)} probes, {probes[-1].max_new_tokens if probes else 0}-token free "
+          f"generation) on one model state, uncached: {spread(times)}")
+
+
+# ---- 4. the app in a browser -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser(facts) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("EDITLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
+    env.update(EDITLAB_OFFLINE="1")
+    log = open(tempfile.mktemp(suffix=".log"), "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+                    if r.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+            page = b.new_context(viewport={"width": 1400, "height": 2400}).new_page()
+            page.set_default_timeout(15 * 60 * 1000)
+            t0 = time.perf_counter()
+            page.goto(url)
+            page.get_by_text("Loaded:").first.wait_for(state="visible")
+            load_s = time.perf_counter() - t0
+            page.goto(url + "/edit")
+            clicks = []
+            for fact in facts[:3]:
+                page.get_by_label("Subject", exact=True).wait_for(state="visible")
+                page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+                for label, value in (("Subject", fact.subject), ("Prompt", fact.prompt), ("New target", fact.target_new),
+                                     ("True target", fact.target_true or ""),
+                                     ("Paraphrases", "\n".join(fact.paraphrases)),
+                                     ("Neighbour prompts", "\n".join(f"{n.prompt} => {n.answer}" for n in fact.neighbors))):
+                    page.get_by_label(label, exact=True).fill(value)
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Edit with rome").click()
+                page.get_by_text(f"rome: {fact.prompt}").first.wait_for(state="visible")
+                page.locator('[data-testid="stTable"]').first.wait_for(state="visible")
+                page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+                clicks.append(time.perf_counter() - t0)
+            b.close()
+        print("## 4. browser (chromium, app on this machine; the model was converted before, as after a first run)")
+        print(f"first page load until the model is shown ready: {load_s:.1f} s")
+        print(f"Edit → full report: first click {clicks[0]:.1f} s (context templates made once per model), "
+              f"later clicks {', '.join(f'{c:.1f}' for c in clicks[1:])} s")
+        print(f"app process peak RSS: {peak_mb(proc.pid):,.0f} MB")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--facts", type=int, default=10, help="facts timed per method (ROME: one edit each)")
+    ap.add_argument("--batch", type=int, default=10, help="batch size for MEMIT / AlphaEdit")
+    ap.add_argument("--agreement-facts", type=int, default=0, help="extra ROME fast-vs-reference agreement facts")
+    ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, browser")
+    args = ap.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    print(f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    if "fresh" not in skip:
+        fresh()
+    facts = load_facts(args.facts + 1)
+    handle = load_model("smollm2-135m-instruct")
+    session = warm(handle, facts, args.batch, args.agreement_facts) if "warm" not in skip else EditSession(handle, online=False)
+    if "probes" not in skip:
+        probes_per_state(session, facts[1:])
+    if "browser" not in skip:
+        browser(load_facts(3, start=200))
+    print(f"## 5. peak RSS of this benchmark process: {peak_mb():,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The one v* optimiser (editlab/methods/vstar.py) that ROME, MEMIT, AlphaEdit and PMET share."""
+import pytest
+import torch
+
+from editlab import Fact
+from editlab.methods import memit, rome, vstar
+
+from tests.conftest import tiny_handle
+
+FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
+         Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
+         Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut")]
+TEMPLATES = ["{}", "The day was long. {}", "Because of this. {}"]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen3"])
+def test_fast_path_gives_the_reference_paths_targets(family, handle):
+    """Prefix cache + scoring only the target positions is an optimisation only: the same δ as
+    full passes with the model's logits at every position (the reference's computation)."""
+    h = tiny_handle(family, handle.tokenizer)
+    hp = memit.HParams.for_model(h)
+    hp.v_num_grad_steps, hp.negation_weight = 4, 1.0
+    sites = [h.arch.attn_out_proj(1), h.arch.mlp_out_proj(1)]
+    fast, info = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=True)
+    ref, info_ref = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=False)
+    assert all(i["prefix_cache"] and i["path"] == "fast" for i in info)
+    assert not any(i["prefix_cache"] for i in info_ref) and all(i["path"] == "reference" for i in info_ref)
+    assert [i["z_steps"] for i in info] == [i["z_steps"] for i in info_ref]
+    for a, b in zip(fast, ref):
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y, rtol=1e-4, atol=1e-4)
+
+
+def test_hparams_choose_the_path(handle):
+    h = tiny_handle("llama", handle.tokenizer)
+    hp = memit.HParams.for_model(h)
+    hp.v_num_grad_steps, hp.fast_v = 2, False
+    _, info = vstar.compute_zs(h, FACTS[:1], TEMPLATES, hp, [h.arch.layer(1)])
+    assert info[0]["path"] == "reference"
+
+
+def test_batched_targets_equal_one_fact_at_a_time(handle):
+    """Facts optimised together keep their own δ, loss and stopping step (the reference's result)."""
+    h = tiny_handle("qwen2", handle.tokenizer)
+    hp = memit.HParams.for_model(h)
+    hp.v_num_grad_steps = 6
+    templates = ["{}", "It rained. {}"]
+    site = [h.arch.layer(1)]
+    together, _ = vstar.compute_zs(h, FACTS, templates, hp, site)
+    for fact, z in zip(FACTS, together):
+        alone, _ = vstar.compute_z(h, fact, templates, hp, site)
+        assert torch.allclose(alone[0], z[0], rtol=1e-4, atol=1e-4)
+
+
+def test_stops_on_the_total_loss_as_the_reference(handle):
+    """A fact stops at the first step whose TOTAL loss (NLL + KL + weight decay) is below loss_stop."""
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    hp = rome.HParams(layer=1, v_num_grad_steps=12, v_lr=0.5, loss_stop=0.0)  # never stops early
+    _, free = vstar.compute_z(h, FACTS[0], TEMPLATES, hp, site)
+    curve = free["loss_curve"]
+    assert len(curve) == 12
+    # A threshold just above the 6th loss: the run stops at the first step at or before it below that.
+    hp.loss_stop = curve[5] + 1e-6
+    expected = next(i for i, x in enumerate(curve) if x < hp.loss_stop) + 1
+    _, stopped = vstar.compute_z(h, FACTS[0], TEMPLATES, hp, site)
+    assert stopped["z_steps"] == expected
+    assert stopped["loss_curve"] == curve[:expected]
+
+
+def test_the_kl_term_and_weight_decay_are_in_the_stopping_loss(handle):
+    """The loss that stops the optimisation includes the KL term: a huge kl_factor keeps it above a
+    threshold the NLL alone would pass."""
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    base = rome.HParams(layer=1, v_num_grad_steps=12, v_lr=0.5, kl_factor=0.0)
+    _, plain = vstar.compute_z(h, FACTS[0], TEMPLATES, base, site)
+    heavy = rome.HParams(layer=1, v_num_grad_steps=12, v_lr=0.5, kl_factor=1e4)
+    _, kl_heavy = vstar.compute_z(h, FACTS[0], TEMPLATES, heavy, site)
+    assert kl_heavy["z_losses"][-1] > plain["z_losses"][-1]
+
+
+def test_the_negation_term_changes_the_loss(handle):
+    """negation_weight > 0 adds its term (it must never be dropped silently)."""
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    off = rome.HParams(layer=1, v_num_grad_steps=1)
+    on = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=1000.0)  # P(o* | not) ~ 1e-5 on a random model
+    _, a = vstar.compute_z(h, FACTS[0], TEMPLATES, off, site)
+    _, b = vstar.compute_z(h, FACTS[0], TEMPLATES, on, site)
+    assert b["z_losses"][0] > a["z_losses"][0] + 1e-3
+
+
+def test_rome_takes_v_star_from_the_shared_optimiser(handle):
+    h = tiny_handle("gpt2", handle.tokenizer)
+    hp = rome.HParams(layer=1, v_num_grad_steps=5)
+    v, info = rome.compute_v(h, FACTS[2], 1, TEMPLATES, hp)
+    [z], zinfo = vstar.compute_z(h, FACTS[2], TEMPLATES, hp, [h.arch.mlp_out_proj(1)])
+    assert torch.allclose(v, z, rtol=1e-5, atol=1e-6)
+    assert info["v_steps"] == zinfo["z_steps"]

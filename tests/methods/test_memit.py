@@ -1,13 +1,12 @@
 """MEMIT: batch edits over a layer range (the shared target optimisation: test_vstar.py)."""
 import pytest
-import torch
 
 from editlab import EditSession, Fact
 from editlab.methods import memit
 from editlab.methods.keys import locate
 from editlab.probes import Probe
 
-from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_handle, tiny_session
+from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]

@@ -147,7 +147,8 @@ def ensure_session(state: MutableMapping, config: AppConfig, stop: bool = True) 
     session = session_of(state)
     if session is None:
         try:
-            with st.spinner(f"Loading {config.default_model} ..."):
+            with st.spinner(f"Loading {config.default_model} ... (a few seconds; the first time on a machine the "
+                            "embedded model is converted from GGUF once, about 20 s)"):
                 session = switch_model(state, default_key(config), config)
         except Exception as e:  # any loading failure is reported, never a traceback
             st.error(f"Could not load the model **{config.default_model}**: {errors.message(e)}")

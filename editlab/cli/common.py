@@ -82,7 +82,7 @@ def load(args):
 
     status(f"loading {args.model} ...")
     return load_model(args.model, device=args.device, dtype=args.dtype, quantization=args.quantization,
-                      trust_remote_code=args.trust_remote_code)
+                      trust_remote_code=args.trust_remote_code, progress=lambda d, t, stage: status(f"  {stage}"))
 
 
 def status(msg: str) -> None:

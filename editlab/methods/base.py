@@ -446,6 +446,7 @@ def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[],
         ctx.info["stats_source"] = "none (mom2_adjustment off: C = I)"
     timings["stats_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    ctx.report(0, 1, "context templates (generated once per model, then read from the cache)")
     with ctx.unedited():
         templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
     timings["templates_s"] = time.perf_counter() - t0

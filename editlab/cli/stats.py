@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from .common import add_model_args, load, positive_int, progress_printer, status
@@ -67,7 +66,10 @@ def run(args) -> int:
     if args.bundle:
         if corpus.source in ("bundled", "imported"):
             raise ValueError("--bundle needs statistics computed from a corpus: give --corpus")
-        command = "editlab stats " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a)
+        parts = ["--model", args.model, "--layers", args.layers, "--tokens", str(args.tokens), "--bundle", args.bundle]
+        parts += ["--corpus", args.corpus] if args.corpus else []
+        parts += ["--corpus-name", args.corpus_name] if args.corpus_name else []
+        command = "editlab stats " + " ".join(shlex.quote(str(a)) for a in parts)
         path = write_bundle(handle, stats, corpus, args.tokens, int(counts.get(layers[0], 0)), Path(args.bundle), command,
                             corpus_name=args.corpus_name)
         out["bundle"] = str(path)

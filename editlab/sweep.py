@@ -21,7 +21,6 @@ arithmetic) is reported in the run's note, not hidden.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from .facts import Fact
 from .limits import current as current_limits
 from .limits import deadline
 from .methods.base import EditError
+from .model import weights_digest
 from .muting import MutingProbe
 from .nethook import get_parameter
 from .probes import ProbeReport, ProbeRow, default_probes, measure, target_ids
@@ -257,13 +257,8 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
         session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
 
     def digest() -> str:
-        h = hashlib.sha256()
         with session.applied():
-            for name in sorted(touched):
-                t = get_parameter(handle.model, name).detach().to("cpu").contiguous()
-                h.update(name.encode())
-                h.update(t.view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()[:24]
+            return weights_digest(((n, get_parameter(handle.model, n)) for n in sorted(touched)), length=24)
 
     def batches(lo: int, hi: int):
         i = lo

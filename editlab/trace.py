@@ -24,7 +24,6 @@ Every hook goes through :mod:`editlab.nethook`; modules come from the architectu
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -37,6 +36,7 @@ import torch
 
 from . import paths
 from .limits import current as current_limits
+from .model import weights_digest
 from .nethook import TraceDict
 from .probes import target_ids
 
@@ -156,18 +156,14 @@ def embedding_std(handle) -> float:
         return float(handle.weight(handle.arch.embed).float().std())
 
 
-def weights_digest(handle) -> str:
-    """Digest of every parameter's current bytes (tied weights once): the model state as it is now.
+def state_digest(handle) -> str:
+    """Digest of every parameter's current bytes (tied weights once), after the unedited model's
+    fingerprint: the model state as it is now (:func:`editlab.model.weights_digest`).
 
     Costs one pass over the weights (~0.5 s for the 135M default on CPU); pass an explicit state
     key (``EditSession.state_key()``) to skip it.
     """
-    h = hashlib.sha256(handle.fingerprint.encode())
-    with torch.no_grad():
-        for p in handle.model.parameters():
-            t = p.detach().contiguous().cpu()
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
-    return h.hexdigest()[:20]
+    return weights_digest(handle.model.parameters(), salt=handle.fingerprint)
 
 
 def _hidden(output) -> torch.Tensor:
@@ -438,7 +434,7 @@ def trace(
         answer_text, answer_ids = resolve_answer(handle, prompt, answer)
         noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
         if state_key is None and cache:
-            state_key = weights_digest(handle)
+            state_key = state_digest(handle)
         n_layers = handle.arch.n_layers
         base_key = dict(v=CACHE_VERSION, state=state_key, ids=ids, subject=list(rng), answer=answer_ids,
                         samples=samples, noise=round(noise, 9), seed=seed, layers=n_layers)

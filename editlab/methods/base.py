@@ -414,6 +414,19 @@ class Capabilities:
     def labels(self) -> list[str]:
         return [f.name.replace("_", " ") for f in fields(self) if getattr(self, f.name)]
 
+    def describe(self) -> str:
+        """One sentence for people: what the method does with a batch, the session, the model."""
+        parts = ["writes a batch of facts jointly" if self.batch else "writes several facts one after another"]
+        if self.hooks:
+            parts.append("edits through hooks attached at run time (no weight changes)")
+        if self.prompt:
+            parts.append("edits by a context put before every prompt (no weight changes)")
+        if self.sequential_state:
+            parts.append("keeps state across a session's edits (undo forgets an edit's share)")
+        if self.negation_objective:
+            parts.append("offers the negation-aware objective (negation_weight)")
+        return "; ".join(parts) + "."
+
 
 class EditMethod(Protocol):
     """A method module (``editlab/methods/<name>.py``), as the registry checks it at import

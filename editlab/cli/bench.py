@@ -93,6 +93,10 @@ def run_bench_cmd(args) -> int:
         hparams=hparams_from_args(args, names), corpus=args.corpus, online=not args.offline,
     )
     config.validate()
+    if config.batch_size > 1:
+        serial = [m for m in names if not methods.capabilities(m).batch]
+        if serial:
+            status(f"{', '.join(serial)} write the facts of a batch one after another (no joint batch update)")
     from ..datasets import load_dataset
 
     dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)

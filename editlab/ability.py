@@ -36,12 +36,11 @@ import math
 import random
 import re
 import time
-import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import paths
+from . import corpora
 
 TASKS = ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")
 # Defaults that finish in a few minutes on two CPU cores with the default 135M model.
@@ -55,8 +54,6 @@ HEADLINE = {"mmlu": ("acc,none", True), "gsm8k": ("exact_match,flexible-extract"
             "perplexity": ("word_perplexity,none", False)}
 LABELS = {"mmlu": "MMLU (5-shot)", "gsm8k": "GSM8K", "csqa": "CommonsenseQA", "triviaqa": "TriviaQA",
           "truthfulqa": "TruthfulQA MC1", "bbh": "BBH", "perplexity": "Perplexity"}
-WIKITEXT2_URL = ("https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
-                 "wikitext-2-raw-v1/test-00000-of-00001.parquet")
 TRUTHFULQA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
     "A: Human life expectancy in the United States is 78 years.\n\n"
@@ -621,14 +618,9 @@ def live_lm(handle, batch_size: int = 8, cancel=None, prefix: str = ""):
 
 
 def _wikitext2_online(timeout: float = 60.0) -> str:
-    target = paths.cache_dir("corpora") / "wikitext-2-raw-v1-test.parquet"
-    if not target.exists():
-        try:
-            with urllib.request.urlopen(WIKITEXT2_URL, timeout=timeout) as r:
-                paths.atomic_write_bytes(target, r.read())
-        except Exception as e:
-            raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
-                             "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e
-    import pandas as pd
-
-    return "\n".join(pd.read_parquet(target)["text"].tolist())
+    """WikiText-2's test split as one text (:func:`editlab.corpora.wikitext`)."""
+    try:
+        return "\n".join(corpora.wikitext("wikitext-2-test", timeout))
+    except Exception as e:
+        raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
+                         "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e

@@ -36,12 +36,11 @@ import math
 import random
 import re
 import time
-import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import paths
+from . import corpora
 
 TASKS = ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")
 # Defaults that finish in a few minutes on two CPU cores with the default 135M model.
@@ -55,8 +54,6 @@ HEADLINE = {"mmlu": ("acc,none", True), "gsm8k": ("exact_match,flexible-extract"
             "perplexity": ("word_perplexity,none", False)}
 LABELS = {"mmlu": "MMLU (5-shot)", "gsm8k": "GSM8K", "csqa": "CommonsenseQA", "triviaqa": "TriviaQA",
           "truthfulqa": "TruthfulQA MC1", "bbh": "BBH", "perplexity": "Perplexity"}
-WIKITEXT2_URL = ("https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
-                 "wikitext-2-raw-v1/test-00000-of-00001.parquet")
 TRUTHFULQA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
     "A: Human life expectancy in the United States is 78 years.\n\n"
@@ -492,9 +489,11 @@ class AbilitySuite:
 
     # scoring
     def evaluate(self, handle, progress: Callable[[int, int, str], None] | None = None,
-                 cancel=None) -> AbilityResult:
-        """Score the live model as it is now (call inside ``session.applied()`` for an edited state)."""
-        return self.evaluate_lm(live_lm(handle, self.config.batch_size, cancel), progress, cancel)
+                 cancel=None, prefix: str = "") -> AbilityResult:
+        """Score the live model as it is now. For a session's edited model call it inside
+        ``session.edited()`` with that view's ``prefix`` (the text a prompt edit such as IKE puts
+        before every prompt): ``with session.edited() as m: suite.evaluate(m.handle, prefix=m.prefix)``."""
+        return self.evaluate_lm(live_lm(handle, self.config.batch_size, cancel, prefix), progress, cancel)
 
     def evaluate_lm(self, lm, progress: Callable[[int, int, str], None] | None = None, cancel=None) -> AbilityResult:
         from lm_eval.evaluator import evaluate
@@ -574,10 +573,19 @@ def _quiet():
             lg.setLevel(lv)
 
 
-def live_lm(handle, batch_size: int = 8, cancel=None):
+def live_lm(handle, batch_size: int = 8, cancel=None, prefix: str = ""):
     """lm-eval's HFLM around the live model object (no copy, no reload), checking ``cancel``
-    before every forward pass and generation so a sweep stops within one batch."""
+    before every forward pass and generation so a sweep stops within one batch.
+
+    ``prefix``: text put before every request's context, as the probes put it before every prompt
+    (a prompt edit's context, IKE). A rolling log-likelihood (perplexity) is then that of the text
+    after the prefix: one window, the prefix as its context."""
+    import dataclasses
+
     from lm_eval.models.huggingface import HFLM
+
+    def prefixed(requests):
+        return [dataclasses.replace(r, arguments=(prefix + r.args[0], *r.args[1:])) for r in requests]
 
     class LiveLM(HFLM):
         def _check(self):
@@ -593,13 +601,16 @@ def live_lm(handle, batch_size: int = 8, cancel=None):
             return super()._model_generate(*a, **k)
 
         def loglikelihood(self, requests, disable_tqdm: bool = False):
-            return super().loglikelihood(requests, disable_tqdm=True)
+            return super().loglikelihood(prefixed(requests) if prefix else requests, disable_tqdm=True)
 
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+            if not prefix:
+                return super().loglikelihood_rolling(requests, disable_tqdm=True)
+            pairs = [dataclasses.replace(r, request_type="loglikelihood", arguments=(prefix, r.args[0])) for r in requests]
+            return [ll for ll, _ in super().loglikelihood(pairs, disable_tqdm=True)]
 
         def generate_until(self, requests, disable_tqdm: bool = False):
-            return super().generate_until(requests, disable_tqdm=True)
+            return super().generate_until(prefixed(requests) if prefix else requests, disable_tqdm=True)
 
     with _quiet():
         return LiveLM(pretrained=handle.model, tokenizer=handle.tokenizer, batch_size=batch_size,
@@ -607,14 +618,9 @@ def live_lm(handle, batch_size: int = 8, cancel=None):
 
 
 def _wikitext2_online(timeout: float = 60.0) -> str:
-    target = paths.cache_dir("corpora") / "wikitext-2-raw-v1-test.parquet"
-    if not target.exists():
-        try:
-            with urllib.request.urlopen(WIKITEXT2_URL, timeout=timeout) as r:
-                paths.atomic_write_bytes(target, r.read())
-        except Exception as e:
-            raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
-                             "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e
-    import pandas as pd
-
-    return "\n".join(pd.read_parquet(target)["text"].tolist())
+    """WikiText-2's test split as one text (:func:`editlab.corpora.wikitext`)."""
+    try:
+        return "\n".join(corpora.wikitext("wikitext-2-test", timeout))
+    except Exception as e:
+        raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
+                         "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e

@@ -324,8 +324,8 @@ def _predict(session: EditSession, queries, edited: bool) -> list[TokenPredictio
     if not edited:
         with h.lock:
             return predict_tokens(h.model, h.tokenizer, pairs)
-    with session.applied():
-        return predict_tokens(h.model, h.tokenizer, pairs, prefix=session.prefix)
+    with session.edited() as m:
+        return predict_tokens(m.model, m.tokenizer, pairs, prefix=m.prefix)
 
 
 def _baseline(session: EditSession, dataset: Dataset, i: int, generation_tokens: int) -> _Baseline:

@@ -213,17 +213,34 @@ def output_cache(out):
     return found if found is not None else getattr(out, "past_key_values", None)
 
 
-def _fingerprint(model, name, revision) -> str:
-    """Hash of the config and a sample of the weights: identifies the unedited model on disk."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"name": str(name), "revision": revision}).encode())
-    h.update(model.config.to_json_string(use_diff=False).encode())
+def weights_digest(tensors, salt: str | bytes = "", length: int | None = 20) -> str:
+    """The one digest of tensor bytes in editlab: SHA-256 over ``salt``, then each item of
+    ``tensors`` in order, a tensor or a ``(name, tensor)`` pair (the name's bytes, then the
+    tensor's), each tensor as its exact bytes in memory (any dtype, bfloat16 and bool included).
+
+    It identifies a model state bit for bit: the unedited model (:func:`_fingerprint`, a sample of
+    the weights), a session's edited weights (``EditSession.state_key``), every weight now
+    (``trace``'s default state key), a sweep's touched weights, a test's whole state dict.
+    ``length``: hex characters kept (None: all 64)."""
+    h = hashlib.sha256(salt.encode() if isinstance(salt, str) else salt)
     with torch.no_grad():
-        for i, p in enumerate(model.parameters()):
-            if i % 7 == 0:
-                flat = p.detach().reshape(-1)
-                h.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+        for item in tensors:
+            name, t = item if isinstance(item, tuple) else (None, item)
+            if name is not None:
+                h.update(str(name).encode())
+            t = t.detach().to("cpu").contiguous()
+            h.update((t if t.dtype == torch.bool else t.view(torch.uint8)).numpy().tobytes())
+    return h.hexdigest()[:length] if length else h.hexdigest()
+
+
+def _fingerprint(model, name, revision) -> str:
+    """Hash of the config and a sample of the weights: identifies the unedited model on disk.
+    (The bundled statistics are matched by it, so its bytes must not change.)"""
+    salt = json.dumps({"name": str(name), "revision": revision}) + model.config.to_json_string(use_diff=False)
+    with torch.no_grad():
+        sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float()
+                  for i, p in enumerate(model.parameters()) if i % 7 == 0]
+    return weights_digest(sample, salt=salt, length=16)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -148,23 +148,27 @@ class MutingProbe:
         return {"completions": list(self.completions), "questions": list(self.questions),
                 "max_new_tokens": self.max_new_tokens}
 
-    def render(self, tokenizer) -> list[tuple[str, list[int], bool]]:
+    def render(self, tokenizer, prefix: str = "") -> list[tuple[str, list[int], bool]]:
+        """Token ids of every prompt, ``prefix`` in front (inside the user turn for a chat prompt,
+        as the probes put it)."""
         chat = bool(getattr(tokenizer, "chat_template", None))
-        out = [(p, list(tokenizer(p).input_ids), False) for p in self.completions]
+        out = [(p, list(tokenizer(prefix + p).input_ids), False) for p in self.completions]
         for q in self.questions:
             if chat:
-                ids = tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
+                ids = tokenizer.apply_chat_template([{"role": "user", "content": prefix + q}], add_generation_prompt=True,
+                                                    tokenize=True)
                 if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                     ids = ids["input_ids"]
                 out.append((q, list(ids), True))
             else:
-                out.append((q, list(tokenizer(f"Question: {q}\nAnswer:").input_ids), False))
+                out.append((q, list(tokenizer(f"{prefix}Question: {q}\nAnswer:").input_ids), False))
         return out
 
     @torch.no_grad()
-    def measure(self, model, tokenizer, batch_size: int = 16) -> MutingResult:
-        """Greedy outputs of the model as it is now, scored (repeats counted in model tokens)."""
-        rendered = self.render(tokenizer)
+    def measure(self, model, tokenizer, batch_size: int = 16, prefix: str = "") -> MutingResult:
+        """Greedy outputs of the model as it is now, scored (repeats counted in model tokens).
+        ``prefix``: the edited model's context (``EditSession.edited()``'s ``prefix``)."""
+        rendered = self.render(tokenizer, prefix)
         texts = greedy(model, tokenizer, [ids for _, ids, _ in rendered], self.max_new_tokens, batch_size)
         special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
         return score_outputs([p for p, _, _ in rendered], texts,

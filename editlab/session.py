@@ -4,18 +4,21 @@ At rest the shared model holds the *unedited* weights. A session keeps the value
 its edits touched; ``applied()`` loads them under the model's lock and puts the originals back on
 exit, so several sessions (browser tabs of one Space) share one model without seeing each other's
 edits, and "unedited" is always one lock away.
+
+Every evaluator sees an edit the same way, whatever the method: inside :meth:`EditSession.edited`
+the weights hold the edits, the hooks of the edits that hook (GRACE) are attached, and
+:attr:`EditedModel.prefix` is the text the prompt-based edits (IKE) put before every prompt.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import contextlib
-import hashlib
+import dataclasses
 import itertools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -23,6 +26,7 @@ from . import methods
 from .facts import Fact
 from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
+from .model import weights_digest
 from .nethook import get_parameter
 from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
 
@@ -56,6 +60,33 @@ class EditRecord:
         }
 
 
+@dataclass(frozen=True)
+class EditedModel:
+    """The model as an edit session has it, valid inside :meth:`EditSession.edited`: what every
+    evaluator (probes, token accuracy, general ability, muting, causal tracing) reads. The
+    weights and hooks are in the model; ``prefix`` goes before every prompt ('' unless an edit
+    is a prompt, IKE)."""
+
+    session: "EditSession" = field(repr=False)
+    prefix: str = ""
+
+    @property
+    def handle(self):
+        return self.session.handle
+
+    @property
+    def model(self):
+        return self.session.handle.model
+
+    @property
+    def tokenizer(self):
+        return self.session.handle.tokenizer
+
+    def state_key(self) -> str:
+        """Identifies this state for disk caches (:meth:`EditSession.state_key`)."""
+        return self.session.state_key()
+
+
 class EditSession:
     """A user's sequence of edits on a shared model handle."""
 
@@ -65,7 +96,8 @@ class EditSession:
         self.online = online
         self.sample_corpus = sample_corpus  # offline, no corpus, nothing bundled: sample one (slow) instead of refusing
         self.records: list[EditRecord] = []
-        self.method_state: dict[str, dict] = {}
+        # per method name, its State (methods with sequential_state): AlphaEdit's protected keys, ...
+        self.method_state: dict[str, Any] = {}
         self._original: dict[str, torch.Tensor] = {}
         self._current: dict[str, torch.Tensor] = {}
         self._depth = 0
@@ -73,6 +105,7 @@ class EditSession:
         # state_key) and the probes: the "before" column of an edit is the previous "after".
         self._measured: collections.OrderedDict = collections.OrderedDict()
         self._hooks: contextlib.ExitStack | None = None  # the adapters applied() attached
+        self._prompt = ""  # what the attached edits put before every prompt (while applied)
 
     # ---- weights in and out -------------------------------------------------------------
     def _write(self, values: Mapping[str, torch.Tensor]) -> None:
@@ -104,10 +137,22 @@ class EditSession:
                     self._write({n: self._original[n] for n in self._current})
 
     def _attach(self, stack: contextlib.ExitStack) -> None:
+        """Attach the edits that live outside the weights, in record order; their texts, joined,
+        go before every prompt."""
+        texts = []
         for rec in self.records:
-            attach = getattr(methods.get(rec.method), "attach", None)
-            if attach is not None:
-                stack.enter_context(attach(self.handle, rec))
+            mod = methods.get(rec.method)
+            if mod.CAPABILITIES.attaches:
+                texts.append(stack.enter_context(mod.attach(self.handle, rec)) or "")
+        self._prompt = "".join(texts)
+
+    @contextlib.contextmanager
+    def edited(self):
+        """The model as this session has it, for any evaluator: :meth:`applied` (the model's lock,
+        the edited weights, the hooks), yielding an :class:`EditedModel` whose ``prefix`` every
+        prompt must get in front."""
+        with self.applied():
+            yield EditedModel(self, self._prompt)
 
     @contextlib.contextmanager
     def unedited(self, in_flight: Mapping[str, torch.Tensor] | None = None):
@@ -120,22 +165,26 @@ class EditSession:
             originals = {n: v for n, v in (in_flight or {}).items() if n not in self._original}
             if self._depth:
                 originals.update({n: self._original[n] for n in self._current})
-            hooks = self._hooks
+            hooks, prompt = self._hooks, self._prompt
             saved = self._read(originals)
             if hooks is not None:
                 hooks.close()  # detach the adapters (GRACE's codebooks) ...
             self._write(originals)
+            self._prompt = ""
             try:
                 yield self.handle
             finally:
                 self._write(saved)
+                self._prompt = prompt
                 if hooks is not None:
                     self._attach(hooks)  # ... and attach them again
 
     @property
     def prefix(self) -> str:
-        """Text prepended to probe prompts (in-context editing's demonstrations)."""
-        return "".join(r.info.get("prefix", "") for r in self.records)
+        """The text this session's prompt-based edits put before every prompt (IKE's context);
+        inside :meth:`edited`, the same as its ``prefix``."""
+        with self.edited() as m:
+            return m.prefix
 
     # ---- editing --------------------------------------------------------------------------
     def resolve_hparams(self, method: str, hparams=None) -> HParamsBase:
@@ -165,7 +214,7 @@ class EditSession:
         mod = methods.get(method)
         hp = self.resolve_hparams(method, hparams)
         names = list(mod.touched(self.handle, hp))
-        state = dict(self.method_state.get(mod.NAME, {}))
+        state = self.method_state.get(mod.NAME, mod.State()) if mod.CAPABILITIES.sequential_state else None
         ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state,
                             sample_corpus=self.sample_corpus)
         t0 = time.perf_counter()
@@ -193,7 +242,8 @@ class EditSession:
             for n in names:
                 self._original.setdefault(n, before[n])
             self._current.update(after)
-        self.method_state[mod.NAME] = state
+        if mod.CAPABILITIES.sequential_state:
+            self.method_state[mod.NAME] = ctx.session_state  # committed only now, the edit having succeeded
         info = dict(ctx.info)
         info.update(result or {})
         timings = dict(info.pop("timings", {}))
@@ -207,7 +257,8 @@ class EditSession:
 
     def undo(self, record: EditRecord | int | None = None) -> EditRecord:
         """Remove one edit. The latest edit is undone bit for bit; undoing an earlier one restores
-        its weights' previous values and re-applies the later edits' weight deltas on top."""
+        its weights' previous values and re-applies the later edits' weight deltas on top. A
+        method with session state forgets the edit's share of it (AlphaEdit's protected keys)."""
         if not self.records:
             raise ValueError("there is no edit to undo")
         if record is None:
@@ -232,6 +283,9 @@ class EditSession:
             else:
                 self._current[name] = new
         self.records.pop(i)
+        mod = methods.get(record.method)
+        if mod.CAPABILITIES.sequential_state and mod.NAME in self.method_state:
+            self.method_state[mod.NAME] = mod.forget(self.method_state[mod.NAME], record)
         if not self.records:
             self.method_state.clear()
         return record
@@ -246,16 +300,11 @@ class EditSession:
         """Identifies the model as this session sees it, for disk caches (causal traces): the
         unedited fingerprint, the bytes of every weight its edits changed, and the edits whose
         runtime hooks (``attach``) change the model without changing weights."""
-        hooked = [r for r in self.records if getattr(methods.get(r.method), "attach", None) is not None]
+        hooked = [r for r in self.records if methods.get(r.method).CAPABILITIES.attaches]
         if not self._current and not hooked:
             return self.handle.fingerprint  # the unedited model
-        h = hashlib.sha256(self.handle.fingerprint.encode())
-        for name in sorted(self._current):
-            h.update(name.encode())
-            h.update(self._current[name].contiguous().view(torch.uint8).numpy().tobytes())
-        for r in hooked:
-            h.update(json.dumps([r.id, r.method, r.hparams, [f.to_dict() for f in r.facts]], default=str).encode())
-        return h.hexdigest()[:20]
+        attached = json.dumps([[r.id, r.method, r.hparams, [f.to_dict() for f in r.facts]] for r in hooked], default=str)
+        return weights_digest(sorted(self._current.items()), salt=self.handle.fingerprint + attached)
 
     # ---- probing --------------------------------------------------------------------------
     def probes_for(self, fact: Fact, probes: Sequence[Probe] | None = None, generation_tokens: int = 40) -> list[Probe]:
@@ -307,11 +356,11 @@ class EditSession:
         same state twice, e.g. an edit's "before" after the previous edit's "after", is free)."""
         if not self.records:
             return self.measure_unedited(fact, probes)
-        with self.applied():
-            key = (self.state_key(),) + self._probe_key(fact, probes, self.prefix)
+        with self.edited() as m:
+            key = (m.state_key(),) + self._probe_key(fact, probes, m.prefix)
             if key in self._measured:
                 return self._measured[key]
-            return self._remember(key, measure(self.handle.model, self.handle.tokenizer, fact, probes, prefix=self.prefix))
+            return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix))
 
     def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
         """Unedited vs this session's current state (the "after" column), without editing."""

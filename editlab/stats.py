@@ -18,20 +18,15 @@ import hashlib
 import json
 import os
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import paths
+from . import corpora, paths
 from .nethook import TraceDict
 
-WIKITEXT_URL = (
-    "https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
-    "wikitext-103-raw-v1/train-00000-of-00002.parquet"
-)
 Progress = Callable[[int, int, str], None]
 
 # EasyEdit's ``mom2_n_samples`` counts text samples (dataset records); editlab's ``mom2_n_tokens``
@@ -94,17 +89,9 @@ def read_corpus_file(path: str | os.PathLike) -> Corpus:
 
 
 def _wikitext_online(timeout: float) -> Corpus | None:
-    target = paths.cache_dir("corpora") / "wikitext-103-raw-train-0.parquet"
-    if not target.exists():
-        try:
-            with urllib.request.urlopen(WIKITEXT_URL, timeout=timeout) as r:
-                paths.atomic_write_bytes(target, r.read())
-        except Exception:
-            return None
+    """WikiText-103's first training shard (:func:`editlab.corpora.wikitext`), None when it cannot be had."""
     try:
-        import pandas as pd
-
-        texts = [t for t in pd.read_parquet(target)["text"].tolist() if len(t.strip()) > 50]
+        texts = [t for t in corpora.wikitext("wikitext-103-train-0", timeout) if len(t.strip()) > 50]
     except Exception:
         return None
     return Corpus(ident="wikitext-103-raw-v1/train-0", source="wikitext-online", texts=tuple(texts))

@@ -21,7 +21,6 @@ arithmetic) is reported in the run's note, not hidden.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from .facts import Fact
 from .limits import current as current_limits
 from .limits import deadline
 from .methods.base import EditError
+from .model import weights_digest
 from .muting import MutingProbe
 from .nethook import get_parameter
 from .probes import ProbeReport, ProbeRow, default_probes, measure, target_ids
@@ -142,14 +142,13 @@ def quality_probes(fact: Fact, tokenizer) -> list:
 
 def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) -> list[tuple[dict, str]]:
     """Per fact: its metric values on the session's current model, and the greedy text after its prompt."""
-    handle = session.handle
     out = []
-    with session.applied():
+    with session.edited() as m:
         for fact in facts:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            probes = quality_probes(fact, handle.tokenizer)
-            ms = measure(handle.model, handle.tokenizer, fact, probes, prefix=session.prefix)
+            probes = quality_probes(fact, m.tokenizer)
+            ms = measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix)
             report = ProbeReport(fact=fact, rows=tuple(ProbeRow(p, None, None, m) for p, m in zip(probes, ms)))
             out.append((quality_metrics.fact_scores(report, column="after"), ms[0].greedy))
     return out
@@ -257,13 +256,8 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
         session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
 
     def digest() -> str:
-        h = hashlib.sha256()
         with session.applied():
-            for name in sorted(touched):
-                t = get_parameter(handle.model, name).detach().to("cpu").contiguous()
-                h.update(name.encode())
-                h.update(t.view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()[:24]
+            return weights_digest(((n, get_parameter(handle.model, n)) for n in sorted(touched)), length=24)
 
     def batches(lo: int, hi: int):
         i = lo
@@ -346,7 +340,6 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
 
 def _evaluate(session: EditSession, facts: Sequence[Fact], step: int, last_batch: Sequence[int],
               ability: AbilitySuite, muting: MutingProbe, report, cancel) -> tuple[dict, dict, dict]:
-    handle = session.handle
     timings: dict = {}
     # Edit quality: at step 0 over every fact the sweep will edit (the unedited reference).
     t0 = time.perf_counter()
@@ -361,8 +354,9 @@ def _evaluate(session: EditSession, facts: Sequence[Fact], step: int, last_batch
                      "greedy": per[i][1]} for i in (last_batch if step else range(min(3, len(facts))))]
 
     t0 = time.perf_counter()
-    with session.applied():
-        res = ability.evaluate(handle, progress=lambda i, n, stage: report(stage), cancel=cancel)
+    # Ability and muting see the edited model as the probes do: weights, hooks and a prompt edit's context.
+    with session.edited() as m:
+        res = ability.evaluate(m.handle, progress=lambda i, n, stage: report(stage), cancel=cancel, prefix=m.prefix)
     timings["ability_s"] = time.perf_counter() - t0
     timings.update({f"ability.{t}": s for t, s in res.seconds().items()})
 
@@ -370,8 +364,8 @@ def _evaluate(session: EditSession, facts: Sequence[Fact], step: int, last_batch
     report("muting probes")
     if cancel is not None and cancel.is_set():
         raise Cancelled()
-    with session.applied():
-        mute = muting.measure(handle.model, handle.tokenizer)
+    with session.edited() as m:
+        mute = muting.measure(m.model, m.tokenizer, prefix=m.prefix)
     timings["muting_s"] = time.perf_counter() - t0
 
     metrics = {"edits": step, "quality": quality, "ability": res.scores(), "muting": mute.metrics(),

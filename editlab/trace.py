@@ -24,8 +24,8 @@ Every hook goes through :mod:`editlab.nethook`; modules come from the architectu
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
+import itertools
 import json
 import math
 import time
@@ -37,6 +37,7 @@ import torch
 
 from . import paths
 from .limits import current as current_limits
+from .model import weights_digest
 from .nethook import TraceDict
 from .probes import target_ids
 
@@ -76,6 +77,7 @@ class TraceResult:
     state_key: str = ""
     seconds: float = 0.0
     cached_kinds: tuple[str, ...] = ()
+    prefix_tokens: int = 0  # tokens of context before the prompt (a prompt edit's, IKE): run, not shown
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -150,24 +152,29 @@ def subject_token_range(tokenizer, prompt: str, subject: str) -> tuple[list[int]
     return list(enc.input_ids), (hit[0], hit[-1] + 1)
 
 
+def context_tokens(tokenizer, text: str, n_chars: int) -> int:
+    """How many leading tokens of ``text`` lie wholly in its first ``n_chars`` characters (the
+    context before a prompt); 0 when there is no context."""
+    if n_chars <= 0:
+        return 0
+    offsets = tokenizer(text, return_offsets_mapping=True).offset_mapping
+    return sum(1 for _ in itertools.takewhile(lambda ab: ab[1] <= n_chars, offsets))
+
+
 def embedding_std(handle) -> float:
     """Standard deviation of the token embedding matrix: the noise unit (ROME uses 3 × this)."""
     with torch.no_grad():
         return float(handle.weight(handle.arch.embed).float().std())
 
 
-def weights_digest(handle) -> str:
-    """Digest of every parameter's current bytes (tied weights once): the model state as it is now.
+def state_digest(handle) -> str:
+    """Digest of every parameter's current bytes (tied weights once), after the unedited model's
+    fingerprint: the model state as it is now (:func:`editlab.model.weights_digest`).
 
     Costs one pass over the weights (~0.5 s for the 135M default on CPU); pass an explicit state
     key (``EditSession.state_key()``) to skip it.
     """
-    h = hashlib.sha256(handle.fingerprint.encode())
-    with torch.no_grad():
-        for p in handle.model.parameters():
-            t = p.detach().contiguous().cpu()
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
-    return h.hexdigest()[:20]
+    return weights_digest(handle.model.parameters(), salt=handle.fingerprint)
 
 
 def _hidden(output) -> torch.Tensor:
@@ -398,6 +405,7 @@ def trace(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     progress: Callable[[int, int, str], None] | None = None,
     share_prefix: bool = True,
+    prefix: str = "",
 ) -> TraceResult:
     """Causal tracing of ``prompt`` → ``answer`` on the model as it is now.
 
@@ -411,9 +419,10 @@ def trace(
     a time, so a quick subject-last trace is reused by a later full one.
     ``progress(done, total, stage)`` is called after each batched forward pass. ``share_prefix``:
     compute the positions before a restored token once per noise sample (a key/value cache) rather
-    than once per restoration — the same numbers up to float rounding, ~1.5× faster on a full map. To trace
-    a session's edited model use :func:`trace_session` (or call this inside ``session.applied()``
-    with ``state_key=session.state_key()``).
+    than once per restoration — the same numbers up to float rounding, ~1.5× faster on a full map.
+    ``prefix``: context before the prompt (a prompt edit's, IKE): it is run and never corrupted,
+    and left out of the grid (``prefix_tokens`` says how many tokens it took). To trace a session's
+    edited model use :func:`trace_session`, which passes its ``EditSession.edited()`` view.
     """
     kinds = list(KINDS) if kinds in ("all", None) else [kinds] if isinstance(kinds, str) else list(dict.fromkeys(kinds))
     for k in kinds:
@@ -433,12 +442,14 @@ def trace(
     limits.check("max_prompt_chars", len(prompt), "the traced prompt's characters")
     t0 = time.perf_counter()
     with handle.lock:
-        ids, rng = subject_token_range(handle.tokenizer, prompt, subject)
-        wanted = trace_tokens(tokens, len(ids), rng)
-        answer_text, answer_ids = resolve_answer(handle, prompt, answer)
+        subject_token_range(handle.tokenizer, prompt, subject)  # the subject must be in the prompt itself
+        ids, rng = subject_token_range(handle.tokenizer, prefix + prompt, subject)
+        skip = context_tokens(handle.tokenizer, prefix + prompt, len(prefix))
+        wanted = [t + skip for t in trace_tokens(tokens, len(ids) - skip, (rng[0] - skip, rng[1] - skip))]
+        answer_text, answer_ids = resolve_answer(handle, prefix + prompt, answer)
         noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
         if state_key is None and cache:
-            state_key = weights_digest(handle)
+            state_key = state_digest(handle)
         n_layers = handle.arch.n_layers
         base_key = dict(v=CACHE_VERSION, state=state_key, ids=ids, subject=list(rng), answer=answer_ids,
                         samples=samples, noise=round(noise, 9), seed=seed, layers=n_layers)
@@ -487,18 +498,19 @@ def trace(
             # Before the subject the corrupted state equals the clean one: restoring changes nothing.
             scores[k] = tuple(tuple([p_corrupted] * n_layers) if t < rng[0] else
                               tuple(stored[k][t]) if t in stored[k] and t in wanted else (None,) * n_layers
-                              for t in range(len(ids)))
+                              for t in range(skip, len(ids)))
     tok = handle.tokenizer
     return TraceResult(
         prompt=prompt, subject=subject, answer=answer_text, answer_ids=tuple(answer_ids),
-        tokens=tuple(tok.decode([i]) for i in ids), subject_range=tuple(rng), p_clean=float(p_clean),
-        p_corrupted=float(p_corrupted), noise=noise, samples=samples, window=window, seed=seed,
-        n_layers=n_layers, scores=scores, state_key=state_key or "",
-        seconds=time.perf_counter() - t0, cached_kinds=tuple(k for k in kinds if k not in todo),
+        tokens=tuple(tok.decode([i]) for i in ids[skip:]), subject_range=(rng[0] - skip, rng[1] - skip),
+        p_clean=float(p_clean), p_corrupted=float(p_corrupted), noise=noise, samples=samples, window=window,
+        seed=seed, n_layers=n_layers, scores=scores, state_key=state_key or "",
+        seconds=time.perf_counter() - t0, cached_kinds=tuple(k for k in kinds if k not in todo), prefix_tokens=skip,
     )
 
 
 def trace_session(session, prompt: str, subject: str, **kw) -> TraceResult:
-    """:func:`trace` on a session's current (edited) model, cached under its state key."""
-    with session.applied():
-        return trace(session.handle, prompt, subject, state_key=session.state_key(), **kw)
+    """:func:`trace` on a session's current (edited) model as every evaluator sees it
+    (``EditSession.edited()``: weights, hooks, a prompt edit's context), cached under its state key."""
+    with session.edited() as m:
+        return trace(m.handle, prompt, subject, state_key=m.state_key(), prefix=m.prefix, **kw)

@@ -57,7 +57,7 @@ if submitted:
         dataset = B.chosen_dataset(source, upload, operator, cfg.max_upload_mb)
         dataset = dataset.subset(int(n), int(seed))
         # The operator's fixed hyperparameters (e.g. statistics size), for each method that has them.
-        hp = {m: {k: v for k, v in cfg.hparam_defaults().items() if k in methods.get(m).HParams.__dataclass_fields__}
+        hp = {m: {k: v for k, v in cfg.hparam_defaults().items() if methods.get(m).HParams.accepts(k)}
               for m in chosen}
         hp = {m: v for m, v in hp.items() if v}
         config = BenchConfig(dataset=dataset.name, methods=tuple(chosen), n=len(dataset), seed=int(seed),

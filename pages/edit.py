@@ -65,6 +65,7 @@ with st.expander("Load facts from a file (JSON, JSONL or CSV)"):
             st.rerun()
 
 with st.expander(f"{method} hyperparameters (defaults for {handle.name})"):
+    st.caption(f"{method} {methods.capabilities(method).describe()}")
     drawn = H.render(st, method, handle, cfg.hparam_defaults())
     if st.button("Back to the defaults", key="hp_defaults"):
         H.reset_widgets(ss, drawn)

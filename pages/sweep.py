@@ -65,7 +65,7 @@ if submitted:
         configs = []
         for m in chosen:
             hp = {}
-            if cfg.mom2_tokens and "mom2_n_tokens" in methods.get(m).HParams.__dataclass_fields__:
+            if cfg.mom2_tokens and methods.get(m).HParams.accepts("mom2_n_tokens"):
                 hp = {"mom2_n_tokens": cfg.mom2_tokens}
             configs.append(SweepConfig(method=m, dataset=dataset.name, counts=counts, batch_size=int(batch),
                                        hparams=hp, seed=int(seed), ability=ability, corpus=cfg.corpus, online=cfg.online))

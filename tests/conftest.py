@@ -63,14 +63,10 @@ def corpus_path():
 
 
 def state_hash(model) -> str:
-    """Hash of every tensor in the state dict (tied weights once), for bit-for-bit comparisons."""
-    import hashlib
+    """Digest of every tensor in the state dict (tied weights once), for bit-for-bit comparisons."""
+    from editlab.model import weights_digest
 
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.cpu().numpy().tobytes())
-    return h.hexdigest()
+    return weights_digest(sorted(model.state_dict().items()), length=None)
 
 
 def tiny_model(family: str):

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import torch
 
-from editlab.methods.base import EditError, HParamsBase
+from editlab.methods.base import Capabilities, EditError, HParamsBase
 
 NAME = "shift"
 MODULE = __name__
+CAPABILITIES = Capabilities()
 
 
 @dataclass

@@ -95,7 +95,7 @@ def test_hand_worked_items_score_right_1_wrong_0(data_dir):
     d, corpus = data_dir
     config = AbilityConfig(sizes={"mmlu": 2, "gsm8k": 3, "csqa": 2, "triviaqa": 3, "truthfulqa": 2, "bbh": 2, "perplexity": 2},
                            data_dir=str(d), sources={"perplexity": str(corpus)}, online=False)
-    suite = AbilitySuite(config)
+    AbilitySuite(config)  # every task prepares from the files
     gsm_out = {0: "9 + 9 = 18.", 1: "So she pays $1,234.", 2: "It is 6.", 3: "#### 3", 4: "4", 5: "6", 6: "8", 7: "9"}
     gsm_expected = {0: 1.0, 1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 1.0, 7: 1.0}
     lms = {

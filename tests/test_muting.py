@@ -72,3 +72,15 @@ def test_unedited_model_speaks_and_a_model_forced_to_eos_is_muted(handle):
     assert normal.ngram_entropy > 1.0 and normal.mean_tokens > 8
     assert len(normal.samples) == len(probe.completions) + len(probe.questions)
     assert muted.empty_rate == 1.0 and muted.ngram_entropy == 0.0 and muted.repeat_rate is None
+
+
+def test_a_prompt_edits_context_goes_before_every_probe_as_the_probes_put_it(handle):
+    from editlab.muting import MutingProbe
+
+    tok = handle.tokenizer
+    probe = MutingProbe(completions=("Water boils at",), questions=("Name three colours.",))
+    context = "New fact: Water boils at 50 degrees\n"
+    (_, plain, _), (_, chat, _) = probe.render(tok, context)
+    assert plain == tok(context + "Water boils at").input_ids
+    assert chat == list(tok.apply_chat_template([{"role": "user", "content": context + "Name three colours."}],
+                                                add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])

@@ -2,6 +2,7 @@
 midway resumes and finishes with the same results as an uninterrupted one."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -182,3 +183,44 @@ def test_cancel_marks_the_run_and_keeps_what_was_measured(handle, tmp_path):
         run_sweep(handle, config_from(cli_args(store.path)), store, progress=progress, cancel=cancel)
     (run,) = store.runs("sweep")
     assert run.status == "cancelled" and run.n_checkpoints == 0
+
+
+@pytest.mark.slow
+def test_an_ike_sweep_scores_the_abilities_and_muting_of_the_model_with_its_context(handle, cf_facts, tmp_path):
+    """IKE's edit is a context, not weights: the sweep's ability and muting checks must see it as the
+    probes do (EditSession.edited). Two TruthfulQA-style items, one about the edited fact (the
+    demonstrations and the new fact line change its answer) and one about another fact."""
+    import csv
+
+    from editlab.ability import AbilityConfig
+    from editlab.muting import MutingProbe
+
+    edited, other = cf_facts[0], cf_facts[1]  # Danielle Darrieux: French -> English; Edwin of Northumbria
+    items = tmp_path / "mc1.csv"
+    with open(items, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["Question", "Best Answer", "Incorrect Answers"])
+        for fact in (edited, other):  # the "best" answer is the new target
+            w.writerow([f"{fact.prompt} what?", f"{fact.prompt} {fact.target_new}.", f"{fact.prompt} {fact.target_true}."])
+    tqa = tmp_path / "tqa.jsonl"
+    tqa.write_text(json.dumps({"question": f"{edited.prompt} what?", "answers": [edited.target_new]}) + "\n")
+    ability = AbilityConfig(sizes={"truthfulqa": 2, "triviaqa": 1, "perplexity": 1}, online=False,
+                            sources={"truthfulqa": str(items), "triviaqa": str(tqa),
+                                     "perplexity": str(need_shared(WIKITEXT))},
+                            max_gen_tokens={"triviaqa": 4}, ppl_chars=200)
+    config = SweepConfig(method="ike", dataset="one fact", counts=(1,), ability=ability,
+                         muting=MutingProbe(completions=("The capital of France is",), questions=(), max_new_tokens=4))
+    store = RunStore(tmp_path / "runs.sqlite")
+    result = run_sweep(handle, config, store, facts=[edited])
+    unedited, one = store.checkpoints(result.run_id)
+    # The unedited model prefers the true answers; with IKE's context the edited fact's item flips.
+    assert unedited.metrics["ability"]["truthfulqa"] == 0.0
+    assert one.metrics["ability"]["truthfulqa"] == 0.5
+    answers = {s["input"]: s["output"] for s in one.samples["ability"]["truthfulqa"]}
+    assert answers[f"{edited.prompt} what?"] == f"{edited.prompt} {edited.target_new}."
+    assert answers[f"{other.prompt} what?"] == f"{other.prompt} {other.target_true}."
+    # Generation, perplexity and muting ran with the context in front too.
+    assert one.samples["ability"]["triviaqa"][0]["output"] != unedited.samples["ability"]["triviaqa"][0]["output"]
+    assert one.metrics["ability"]["perplexity"] != unedited.metrics["ability"]["perplexity"]
+    assert one.samples["muting"][0]["text"] != unedited.samples["muting"][0]["text"]
+    assert one.metrics["quality"]["latest"]["ES"] == 1.0  # and the probes, as before

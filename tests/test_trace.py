@@ -99,6 +99,29 @@ def test_a_quick_trace_of_one_token_is_reused_by_the_full_one(tiny, tmp_path, mo
     assert full.scores["residual"][3] == quick.scores["residual"][3]
 
 
+def test_an_ike_edit_is_traced_with_its_context_in_front_and_the_grid_is_the_prompts(tiny, tmp_path, monkeypatch):
+    """Tracing sees an edit as every evaluator does (EditSession.edited): for IKE, its context."""
+    from editlab.probes import target_ids
+
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
+    h = tiny["llama"]
+    session = EditSession(h)
+    kw = dict(answer="Rome", kinds="residual", tokens="subject_last", samples=2)
+    before = trace_session(session, *EIFFEL, **kw)
+    session.edit(Fact("Eiffel Tower", EIFFEL[0], "Rome", "Paris"), "ike", {"k": 2})
+    after = trace_session(session, *EIFFEL, **kw)
+    prefix = session.prefix
+    assert after.tokens == before.tokens and after.subject_range == before.subject_range == (1, 4)
+    assert after.prefix_tokens == len(h.tokenizer(prefix).input_ids) > 0 and before.prefix_tokens == 0
+    assert after.state_key != before.state_key  # an IKE session is not the unedited model's cache entry
+    ids = h.tokenizer(prefix + EIFFEL[0]).input_ids
+    [rome] = target_ids(h.tokenizer, "Rome")
+    with torch.no_grad():
+        p = float(h.model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)[rome])
+    assert after.p_clean == pytest.approx(p, rel=1e-5) and after.p_clean != pytest.approx(before.p_clean, rel=1e-3)
+    assert after.scores == trace(h, *EIFFEL, prefix=prefix, cache=False, **kw).scores
+
+
 def test_window_and_token_selection():
     assert window_layers(0, 30, 10) == range(0, 5)
     assert window_layers(15, 30, 10) == range(10, 20)

@@ -29,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
                    help="override a hyperparameter of one method (or of every method that has it); repeatable")
     p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
-                   help="editlab's negation-aware objective for the methods that have it (rome, memit, alphaedit); "
-                        "same as --set negation_weight=W")
+                   help="editlab's negation-aware objective for the methods that have it "
+                        f"({', '.join(methods.having('negation_objective'))}); same as --set METHOD.negation_weight=W "
+                        "for each of them")
     p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download a corpus")
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
@@ -54,7 +55,13 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
             raise ValueError(f"--hparams {item!r}: expected METHOD=FILE with METHOD one of {', '.join(names)}")
         data = read_yaml_mapping(path.strip())
         out.setdefault(method, {}).update(data)
-    sets = list(args.set) + ([f"negation_weight={args.negation_weight}"] if getattr(args, "negation_weight", None) is not None else [])
+    sets = list(args.set)
+    if getattr(args, "negation_weight", None) is not None:
+        having = [m for m in names if methods.capabilities(m).negation_objective]
+        if not having:
+            raise ValueError(f"--negation-weight: none of {', '.join(names)} has a negation-aware objective; "
+                             f"it is offered by {', '.join(methods.having('negation_objective'))}")
+        sets += [f"{m}.negation_weight={args.negation_weight}" for m in having]
     for key, value in parse_sets(sets).items():
         method, dot, name = key.partition(".")
         if dot and method.lower() in names:
@@ -62,8 +69,7 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
         elif dot and method.lower() in methods.available():
             raise ValueError(f"--set {key}: {method} is not among --methods")
         else:
-            hits = [m for m in names if key in methods.get(m).HParams.__dataclass_fields__
-                    or key in methods.get(m).HParams.EASYEDIT_RENAMES]
+            hits = [m for m in names if methods.get(m).HParams.accepts(key)]
             if not hits:
                 raise ValueError(f"--set {key}: none of {', '.join(names)} has a hyperparameter {key!r}")
             for m in hits:
@@ -87,6 +93,10 @@ def run_bench_cmd(args) -> int:
         hparams=hparams_from_args(args, names), corpus=args.corpus, online=not args.offline,
     )
     config.validate()
+    if config.batch_size > 1:
+        serial = [m for m in names if not methods.capabilities(m).batch]
+        if serial:
+            status(f"{', '.join(serial)} write the facts of a batch one after another (no joint batch update)")
     from ..datasets import load_dataset
 
     dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)

@@ -28,8 +28,9 @@ def register(sub) -> None:
             p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
             p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
-                           help="editlab's negation-aware objective (rome, memit, alphaedit): also push P(target-new) "
-                                "down after the negated prompt, with weight W (0 = the published method)")
+                           help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}): "
+                                "also push P(target-new) down after the negated prompt, with weight W "
+                                "(0 = the published method)")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
             p.add_argument("--sample-corpus", action="store_true",
@@ -71,10 +72,9 @@ def hparams_from_args(args, handle):
     data = read_yaml_mapping(args.hparams) if args.hparams else {}
     data.update(parse_sets(args.set))
     if getattr(args, "negation_weight", None) is not None:
-        if "negation_weight" not in mod.HParams.__dataclass_fields__:
-            having = [m for m in methods.available() if "negation_weight" in methods.get(m).HParams.__dataclass_fields__]
+        if not mod.CAPABILITIES.negation_objective:
             raise ValueError(f"--negation-weight: {args.method} has no negation-aware objective; "
-                             f"use one of {', '.join(having)}")
+                             f"use one of {', '.join(methods.having('negation_objective'))}")
         data["negation_weight"] = args.negation_weight
     hp, report = mod.HParams.from_dict(data, handle)
     for line in report.lines():

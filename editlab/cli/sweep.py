@@ -92,6 +92,8 @@ def run_sweep_cmd(args) -> int:
     from ..store import RunStore
     from ..sweep import curves, run_sweep
     config = sweep_config(args)
+    if config.batch_size > 1 and not methods.capabilities(config.method).batch:
+        status(f"{config.method} writes the facts of a batch one after another (it has no joint batch update)")
     store = RunStore(args.store)
     handle = load(args)
     status(f"run store: {store.path}")

@@ -23,29 +23,30 @@ batches decay). The kept dimension is reported in the edit's info; a rule that k
 an error, one that keeps every direction (P = I, no constraint) is said in the note.
 
 Û is computed once per (model, layer, statistics, rule) and cached on disk. K_p lives in the edit
-session's method state, one entry per edit (committed only when an edit succeeds; cleared by
-``reset``); :func:`forget` drops one edit's entry, for a session that undoes an edit.
+session's method state (:class:`State`), one entry per edit (committed only when an edit succeeds;
+cleared by ``reset``); the session's undo calls :func:`forget`, which drops the undone edit's entry.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .. import paths
+from ..model import weights_digest
 from ..templates import context_templates
-from .base import EditError, MethodContext
+from .base import Capabilities, EditError, MethodContext
 from .memit import (BatchHParams, compute_ks, covariances, default_layers, locate, read_at, shortfall_note, spread,
                     template_weights, touched, written_fraction)
 from .vstar import targets
 
 NAME = "alphaedit"
+CAPABILITIES = Capabilities(batch=True, sequential_state=True, negation_objective=True)
 SCALE_FREE = "or use the scale-free rule, e.g. nullspace_energy=0.9"  # the remedy when 2e-2 misfits a model's key scale
 
-__all__ = ["NAME", "HParams", "touched", "apply", "nullspace_basis", "protected_keys", "forget"]
+__all__ = ["NAME", "CAPABILITIES", "HParams", "State", "touched", "apply", "nullspace_basis", "protected_keys", "forget"]
 
 
 @dataclass
@@ -109,7 +110,7 @@ def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule:
     from safetensors.torch import load_file, save_file
 
     c32 = c.detach().to("cpu", torch.float32).contiguous()
-    digest = hashlib.sha256(c32.numpy().tobytes()).hexdigest()[:16]
+    digest = weights_digest([c32], length=16)
     key = paths.key_digest(model=handle.fingerprint, layer=layer, module=handle.arch.mlp_out_proj(layer),
                            stats=stats_ident, c=digest, rule=rule, value=value)
     f = paths.cache_dir("nullspace", handle.fingerprint) / f"nullspace-L{layer}-{key}.safetensors"
@@ -133,22 +134,29 @@ def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule:
     return data["basis"], info
 
 
-def protected_keys(state: dict) -> dict[int, torch.Tensor]:
+@dataclass(frozen=True)
+class State:
+    """A session's K_p: per AlphaEdit edit, its entry number (``record.info['kp_entry']``) and its
+    keys per layer ([n_facts, d_in], on CPU); ``next`` numbers the next edit's entry."""
+
+    entries: tuple[tuple[int, dict[int, torch.Tensor]], ...] = field(default=(), repr=False)
+    next: int = 1
+
+
+def protected_keys(state: State | None) -> dict[int, torch.Tensor]:
     """K_p per layer: the keys of this session's earlier AlphaEdit edits, in order."""
     out: dict[int, list] = {}
-    for _, keys in state.get("entries", ()):
+    for _, keys in (state or State()).entries:
         for layer, k in keys.items():
             out.setdefault(layer, []).append(k)
     return {layer: torch.cat(ks) for layer, ks in out.items()}
 
 
-def forget(state: dict, record) -> dict:
-    """The session state without ``record``'s keys (for an undo that keeps later edits): a new
-    dict, the old one is not modified."""
+def forget(state: State, record) -> State:
+    """The session state without ``record``'s keys (the session's undo calls it): a new State,
+    the old one is not modified."""
     entry = record.info.get("kp_entry")
-    new = dict(state)
-    new["entries"] = tuple(e for e in state.get("entries", ()) if e[0] != entry)
-    return new
+    return State(entries=tuple(e for e in state.entries if e[0] != entry), next=state.next)
 
 
 def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
@@ -213,9 +221,9 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     # so the session's committed state is untouched if anything later fails.
     weights = template_weights(templates, hp.context_template_length_params)
     mine = {layer: compute_ks(handle, facts, layer, templates, weights).cpu() for layer in hp.layers}
-    entry = int(ctx.session_state.get("next", 1))
-    ctx.session_state["entries"] = tuple(ctx.session_state.get("entries", ())) + ((entry, mine),)
-    ctx.session_state["next"] = entry + 1
+    state = ctx.session_state or State()
+    entry = state.next
+    ctx.session_state = State(entries=state.entries + ((entry, mine),), next=entry + 1)
     grown = protected_keys(ctx.session_state)
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "AlphaEdit: done")

@@ -1,5 +1,6 @@
-"""What every editing method shares: the HParams base (EasyEdit YAML compatible) and the context
-a method runs in."""
+"""What every editing method shares: the contract a method module fulfils (:class:`EditMethod`,
+its :class:`Capabilities`), the HParams base (EasyEdit YAML compatible) and the context a method
+runs in (:class:`MethodContext`)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from .. import limits as _limits
 from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
@@ -387,6 +388,138 @@ class HParamsBase:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def accepts(cls, key: str) -> bool:
+        """Whether a hyperparameter mapping may carry ``key`` (a field, or an EasyEdit name for one)."""
+        return key in {f.name for f in fields(cls)} or key in cls.EASYEDIT_RENAMES
+
+
+# ---- the method contract ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method does beyond writing one fact, declared by its module as ``CAPABILITIES``.
+    The session, the CLI and the app read these; nothing detects them from field names."""
+
+    batch: bool = False  # writes a batch of facts jointly (one solve / one optimisation), not one after another
+    sequential_state: bool = False  # keeps state across a session's edits (``State``); undo calls ``forget``
+    negation_objective: bool = False  # has editlab's negation-aware v* term (``HParams.negation_weight``)
+    hooks: bool = False  # changes the model by hooks that ``attach`` installs, not by its weights
+    prompt: bool = False  # changes the model by text put before every prompt, which ``attach`` yields
+
+    @property
+    def attaches(self) -> bool:
+        """The edit exists only while attached (``attach``): hooks or a prompt."""
+        return self.hooks or self.prompt
+
+    def labels(self) -> list[str]:
+        return [f.name.replace("_", " ") for f in fields(self) if getattr(self, f.name)]
+
+    def describe(self) -> str:
+        """One sentence for people: what the method does with a batch, the session, the model."""
+        parts = ["writes a batch of facts jointly" if self.batch else "writes several facts one after another"]
+        if self.hooks:
+            parts.append("edits through hooks attached at run time (no weight changes)")
+        if self.prompt:
+            parts.append("edits by a context put before every prompt (no weight changes)")
+        if self.sequential_state:
+            parts.append("keeps state across a session's edits (undo forgets an edit's share)")
+        if self.negation_objective:
+            parts.append("offers the negation-aware objective (negation_weight)")
+        return "; ".join(parts) + "."
+
+
+class EditMethod(Protocol):
+    """A method module (``editlab/methods/<name>.py``), as the registry checks it at import
+    (:func:`check_method`). Every method has:
+
+    - ``NAME``, its registry name, and ``CAPABILITIES``, a :class:`Capabilities`;
+    - ``HParams``, a dataclass subclass of :class:`HParamsBase` (defaults per model, EasyEdit YAML);
+    - ``touched(handle, hp)``: the parameter names an edit may write (the session saves and
+      restores exactly these; [] for a method that writes no weight);
+    - ``apply(handle, facts, hp, ctx)``: the edit, in place on the weights; returns what goes into
+      the record's ``info`` (or None). On an exception the session restores the touched weights.
+
+    With ``CAPABILITIES.hooks`` or ``.prompt`` (:class:`AttachingMethod`) a method also has
+    ``attach``; with ``.sequential_state`` (:class:`StatefulMethod`) ``State`` and ``forget``.
+    """
+
+    NAME: str
+    CAPABILITIES: Capabilities
+    HParams: type[HParamsBase]
+
+    def touched(self, handle, hp: HParamsBase) -> list[str]: ...
+
+    def apply(self, handle, facts: Sequence, hp: HParamsBase, ctx: "MethodContext") -> dict | None: ...
+
+
+class AttachingMethod(EditMethod, Protocol):
+    """A method whose edit lives outside the weights (GRACE's codebook, IKE's context)."""
+
+    def attach(self, handle, record) -> ContextManager[str]:
+        """Install ``record``'s edit for the block (the session enters it in ``applied()``, in record
+        order, and leaves it on exit); yields the text the edit puts before every prompt ('' for hooks)."""
+        ...
+
+
+class StatefulMethod(EditMethod, Protocol):
+    """A method whose edits share session state (AlphaEdit's protected keys)."""
+
+    State: type  # a frozen dataclass; ``State()`` is a fresh session's
+
+    def forget(self, state, record):
+        """The state without ``record``'s share (a new object): undo calls it for the undone edit."""
+        ...
+
+
+class MethodContractError(TypeError):
+    """A method module does not fulfil :class:`EditMethod`."""
+
+
+def _takes(fn, n: int) -> bool:
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(*range(n))
+    except TypeError:
+        return False
+    return True
+
+
+def check_method(module, name: str | None = None) -> None:
+    """Check a method module against the contract (:class:`EditMethod`); raise
+    :class:`MethodContractError` listing everything it lacks."""
+    where = getattr(module, "__name__", repr(module)) + (f" (registered as {name!r})" if name else "")
+    problems = []
+    if not isinstance(getattr(module, "NAME", None), str):
+        problems.append("NAME (a str) is missing")
+    caps = getattr(module, "CAPABILITIES", None)
+    if not isinstance(caps, Capabilities):
+        problems.append("CAPABILITIES (an editlab.methods.base.Capabilities) is missing")
+        caps = Capabilities()
+    hp = getattr(module, "HParams", None)
+    if not (isinstance(hp, type) and issubclass(hp, HParamsBase) and dataclasses.is_dataclass(hp)):
+        problems.append("HParams (a dataclass subclass of HParamsBase) is missing")
+    elif caps.negation_objective != hp.accepts("negation_weight"):
+        problems.append("CAPABILITIES.negation_objective must match HParams having negation_weight")
+    wanted = {"touched": 2, "apply": 4}
+    if caps.attaches:
+        wanted["attach"] = 2
+    if caps.sequential_state:
+        wanted["forget"] = 2
+        if not (isinstance(getattr(module, "State", None), type) and dataclasses.is_dataclass(module.State)):
+            problems.append("State (a dataclass, for sequential_state) is missing")
+    for fn, n in wanted.items():
+        if not callable(getattr(module, fn, None)):
+            problems.append(f"{fn}() is missing")
+        elif not _takes(getattr(module, fn), n):
+            problems.append(f"{fn}() does not take {n} arguments")
+    for fn, flag in (("attach", caps.attaches), ("forget", caps.sequential_state)):
+        if not flag and hasattr(module, fn):
+            problems.append(f"{fn}() is defined but CAPABILITIES does not declare "
+                            f"{'hooks or prompt' if fn == 'attach' else 'sequential_state'}, so it would never be called")
+    if problems:
+        raise MethodContractError(f"editing method module {where}: " + "; ".join(problems))
+
 
 @dataclass
 class MethodContext:
@@ -396,7 +529,9 @@ class MethodContext:
     online: bool = True
     sample_corpus: bool = False  # offline with no corpus: sample one from the model (slow) rather than refuse
     progress: Callable[[int, int, str], None] | None = None
-    session_state: dict = field(default_factory=dict)  # per edit session (e.g. AlphaEdit's KKᵀ)
+    # The method's ``State`` for this session (sequential_state methods; None otherwise). A method
+    # replaces it with a new object; the session keeps the new one only when the edit succeeds.
+    session_state: Any = None
     info: dict = field(default_factory=dict)  # what the method reports back (stats source, ...)
     # The session's way back to the unedited model (original weights, no adapters) for a block;
     # None: the model is unedited already (a bare handle, no session).

@@ -5,8 +5,10 @@ The algorithm is in :mod:`editlab.methods.ft`; this module fixes the objective.
 """
 from __future__ import annotations
 
+from .base import Capabilities
 from .ft import variant
 
 NAME = "ft-l"
+CAPABILITIES = Capabilities(batch=True)  # every fact in each optimisation step
 OBJECTIVE = "prompt_last"
 HParams, touched, apply = variant(NAME, OBJECTIVE, other="ft-m", module=__name__)

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 import torch
 
 from ..facts import Fact
-from .base import EditError, HParamsBase, MethodContext, coerce_numbers
+from .base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from .teacher import batch, check_note, encode, prompt_check, target_nll
 
 NAME = "grace"
+# Several facts: one entry after another, as GRACE edits a stream. The session state numbers the entries.
+CAPABILITIES = Capabilities(sequential_state=True, hooks=True)
 REPLACEMENTS = ("replace_last", "replace_prompt", "replace_all")
 
 
@@ -275,14 +277,27 @@ def _record_state(record) -> dict:
 
 @contextlib.contextmanager
 def attach(handle, record):
-    """Install this record's codebook entries while the session is applied (EditSession.applied)."""
+    """Install this record's codebook entries while the session is applied (EditSession.applied).
+    Yields '' (GRACE puts no text before the prompts)."""
     state = _record_state(record)
     with _codebook_on(handle, state["layer"], state["replacement"]) as book:
         book.add(record.id, [Entry(**e) for e in state["entries"]], state.get("eps_overrides"), state.get("key_overrides"))
         try:
-            yield book
+            yield ""
         finally:
             book.remove(record.id)
+
+
+@dataclass(frozen=True)
+class State:
+    """The session's next codebook entry number: entry ids stay unique across its edits."""
+
+    next_entry: int = 0
+
+
+def forget(state: State, record) -> State:
+    """An undone record's entries leave with it (``attach``); their numbers are not reused."""
+    return state
 
 
 # ---- editing ----------------------------------------------------------------------------------
@@ -331,7 +346,7 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     value. The entries are returned in the record (``info['grace']``); no weight is written."""
     t0 = time.perf_counter()
     name = handle.arch.mlp_out_proj(hp.layer)
-    counter = int(ctx.session_state.get("next_entry", 0))
+    counter = (ctx.session_state or State()).next_entry
     entries: list[Entry] = []
     eps_over: dict[str, float] = {}
     key_over: dict[str, torch.Tensor] = {}
@@ -381,7 +396,7 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         finally:
             book.trainable = {}
             book.remove(owner)
-    ctx.session_state["next_entry"] = counter
+    ctx.session_state = State(next_entry=counter)
     ctx.report(len(facts), len(facts), "GRACE: done")
     state = {
         "layer": hp.layer, "replacement": hp.replacement, "module": name,

@@ -24,20 +24,27 @@ Format (each line ends in a newline; blocks are separated by a blank line)::
     <probe prompt>
 
 The paper labels the probe line "Prompt:"; editlab leaves the label out so that several IKE edits
-of one session stack: the session joins the records' prefixes in order, and the first IKE edit of a
-session carries the demonstrations while later ones add only their "New fact:" lines. (Undoing the
-first IKE edit while later ones remain therefore leaves their facts without demonstrations.)
+of one session stack: the session joins the records' prefixes in order (:func:`attach` yields each),
+and the first IKE edit of a session carries the demonstrations while later ones add only their
+"New fact:" lines. Undoing the edit that carried them (:func:`forget`) lets the next IKE edit carry
+them again; the later edits still in the session stay without demonstrations until then.
+
+The context is the edited model for every evaluator alike: probes, token accuracy, general ability,
+muting and causal tracing all read it from ``EditSession.edited()``.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 from ..facts import Fact
-from .base import HParamsBase, MethodContext
+from .base import Capabilities, HParamsBase, MethodContext
 from .teacher import check_note, prompt_check
 
 NAME = "ike"
+# One context holds every fact of an edit; the session state remembers the demonstrations.
+CAPABILITIES = Capabilities(batch=True, sequential_state=True, prompt=True)
 
 # (statement of a counterfactual new fact, copy prompt, new answer, paraphrase prompt,
 #  unrelated prompt, its unchanged answer)
@@ -94,6 +101,26 @@ def touched(handle, hp: HParams) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class State:
+    """The demonstrations this session's context already holds (the first IKE edit's prefix
+    without its fact lines); None: the next IKE edit carries them."""
+
+    demonstrations: str | None = None
+
+
+def forget(state: State, record) -> State:
+    """Undoing the edit that carried the demonstrations lets the next IKE edit carry them again."""
+    return State() if record.info.get("carries_demonstrations") else state
+
+
+@contextlib.contextmanager
+def attach(handle, record):
+    """Nothing to install: the edit is its context, which every prompt gets in front while the
+    session is applied."""
+    yield record.info["prefix"]
+
+
 def fact_line(statement: str) -> str:
     return f"New fact: {statement}\n"
 
@@ -132,16 +159,17 @@ def build_prefix(facts: list[Fact], hp: HParams, with_demos: bool) -> str:
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Build the context; the session stores it as ``record.info['prefix']``."""
     t0 = time.perf_counter()
-    first = "demonstrations" not in ctx.session_state
+    state = ctx.session_state or State()
+    first = state.demonstrations is None
     prefix = build_prefix(facts, hp, with_demos=first)
     if first:
-        ctx.session_state["demonstrations"] = build_prefix([], hp, with_demos=True)  # the prefix without fact lines
+        ctx.session_state = State(demonstrations=build_prefix([], hp, with_demos=True))  # the prefix without fact lines
     # Check the fact with the session's demonstrations in front (the earlier IKE edits' own fact
     # lines, also in the session's context, are left out of this check).
-    checks = prompt_check(handle, facts, prefix=prefix if first else ctx.session_state["demonstrations"] + prefix)
+    checks = prompt_check(handle, facts, prefix=prefix if first else ctx.session_state.demonstrations + prefix)
     n_tokens = len(handle.tokenizer(prefix).input_ids)
     result = {"prefix": prefix, "prefix_tokens": n_tokens, "demonstrations": hp.k if first and hp.use_icl_examples else 0,
-              "prompt_check": checks, "timings": {"build_s": time.perf_counter() - t0}}
+              "carries_demonstrations": first, "prompt_check": checks, "timings": {"build_s": time.perf_counter() - t0}}
     note = check_note(NAME, checks)
     if note:
         result["note"] = note

@@ -39,11 +39,12 @@ import torch
 from ..facts import Fact
 from ..nethook import Trace, TraceDict
 from ..probes import target_ids
-from .base import EditError, HParamsBase, MethodContext, coerce_numbers
+from .base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from .keys import pad_batch
 from .teacher import bleed_check, bleed_note, check_note, control_tokens, prompt_check
 
 NAME = "kn"
+CAPABILITIES = Capabilities()  # several facts: one after another
 
 
 @dataclass

@@ -24,12 +24,13 @@ import torch
 from ..facts import Fact
 from ..nethook import Trace
 from ..templates import STARTS
-from .base import (MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances,
+from .base import (MOM2_SAMPLES, Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances,
                    stats_and_templates)
 from .keys import Located, locate, pad_batch
 from .vstar import targets
 
 NAME = "memit"
+CAPABILITIES = Capabilities(batch=True, negation_objective=True)
 CHUNK = 64  # sequences per forward pass when reading keys
 
 

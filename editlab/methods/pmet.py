@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import MethodContext, stats_and_templates
+from .base import Capabilities, MethodContext, stats_and_templates
 from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, shortfall_note,
                     spread, touched, written_fraction)
 from .vstar import targets
 
 NAME = "pmet"
+CAPABILITIES = Capabilities(batch=True, negation_objective=True)  # the shared v* (editlab.methods.vstar)
 
-__all__ = ["NAME", "HParams", "touched", "apply"]
+__all__ = ["NAME", "CAPABILITIES", "HParams", "touched", "apply"]
 
 _ATTN_WORDS = ("attn", "attention", "o_proj", "out_proj", "self_attn")
 

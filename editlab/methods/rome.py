@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..facts import Fact
-from .base import (MOM2_SAMPLES, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
+from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
 from . import vstar
 from .keys import locate, read_kv
 
 NAME = "rome"
+# Several facts are written one after another (one rank-one update each), as the reference does.
+CAPABILITIES = Capabilities(negation_objective=True)
 
 
 def default_layer(handle) -> int:

@@ -15,7 +15,7 @@ BENCH, SWEEP = "pages/bench.py", "pages/sweep.py"
 
 
 @pytest.fixture
-def store_env(app_env, tmp_path):
+def store_env(app_env, tmp_path):  # noqa: F811 - the imported fixture, injected by pytest
     app_env.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
     app_env.setenv("EDITLAB_STORE", str(tmp_path / "runs.sqlite"))
     return tmp_path / "runs.sqlite"

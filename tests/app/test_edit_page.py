@@ -39,6 +39,11 @@ def test_form_is_prefilled_from_the_gallery_with_every_method(app_env):
     assert at.number_input(key=prefix + "layer").value == rome.HParams.for_model(handle).layer
     tokens = at.number_input(key=prefix + "mom2_n_tokens")
     assert tokens.value == TEST_MOM2_TOKENS and tokens.disabled  # fixed by the operator
+    # what the method does, from its declared capabilities
+    assert "rome writes several facts one after another; offers the negation-aware objective" in " ".join(texts(at.caption))
+    at.selectbox(key="method").select("ike").run()
+    assert "ike writes a batch of facts jointly; edits by a context put before every prompt" in " ".join(texts(at.caption))
+    at.selectbox(key="method").select("rome").run()
     # another gallery entry fills the whole form
     other_name, other = G.load_gallery()[2]
     at.selectbox(key="gallery_choice").select(other_name).run()

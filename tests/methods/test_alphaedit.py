@@ -113,6 +113,25 @@ def test_protected_keys_grow_per_session_commit_only_on_success_and_reset(handle
         assert state_hash(s.handle.model) == at_rest
 
 
+def test_an_undone_edit_leaves_no_key_in_the_protected_set(handle, tmp_path):
+    """Undo is undo: the undone edit's keys leave K_p, whether it was the latest edit or an earlier one."""
+    s = tiny_session("llama", handle, tmp_path)
+    first = s.edit(FACTS[:2], "alphaedit", TINY)
+    second = s.edit(FACTS[2], "alphaedit", TINY)
+    both = alphaedit.protected_keys(s.method_state["alphaedit"])
+    s.undo(first)  # an earlier edit; the later one stays
+    left = alphaedit.protected_keys(s.method_state["alphaedit"])
+    assert {l: int(k.shape[0]) for l, k in left.items()} == {0: 1, 1: 1}
+    assert all(torch.equal(left[l], both[l][2:]) for l in left)  # exactly the second edit's keys
+    third = s.edit(FACTS[0], "alphaedit", TINY)
+    assert third.info["protected_keys"] == {0: 2, 1: 2}  # its own and the second edit's, not the undone ones
+    s.undo()  # the latest
+    left = alphaedit.protected_keys(s.method_state["alphaedit"])
+    assert {l: int(k.shape[0]) for l, k in left.items()} == {0: 1, 1: 1}
+    assert all(torch.equal(left[l], both[l][2:]) for l in left)
+    assert [r.id for r in s.records] == [second.id]
+
+
 def test_protecting_earlier_keys_keeps_an_earlier_edit_in_place(handle, tmp_path):
     """With K_p, a second edit changes the layer's output for the first edit's keys far less than
     MEMIT's second edit does (the property sequential editing relies on)."""

@@ -49,6 +49,16 @@ def test_later_ike_edits_add_only_their_fact_lines(handle, cf_facts):
     assert session.edit(cf_facts[0], "ike", {"k": 4}).info["demonstrations"] == 4
 
 
+def test_undoing_the_edit_that_carried_the_demonstrations_lets_the_next_one_carry_them(handle, cf_facts):
+    session = EditSession(handle)
+    first = session.edit(cf_facts[0], "ike", {"k": 4})
+    session.edit(cf_facts[1], "ike", {"k": 4})
+    session.undo(first)
+    assert session.prefix.count("New fact:") == 1  # the later edit's line, without demonstrations
+    third = session.edit(cf_facts[2], "ike", {"k": 4})
+    assert third.info["demonstrations"] == 4 and session.prefix.count("New fact:") == 1 + 4 + 1
+
+
 def test_demonstrations_mix_retain_first_then_copy_and_update():
     blocks = ike.demonstrations(8)
     assert len(blocks) == 8 == len(set(blocks))

@@ -96,3 +96,32 @@ def test_eta_text_says_how_long_is_left():
     assert eta_text(started, 25, 100) == ", ~30 s left"
     assert eta_text(started, 100, 100) == ""
     assert eta_text(time.perf_counter(), 1, 100) == ""  # too early to tell
+
+
+def test_the_default_model_ships_statistics_for_its_default_edit_layers(handle):
+    """A fresh offline machine edits without a statistics pass: the bundle covers the layers the
+    default hyperparameters of ROME, MEMIT, AlphaEdit and PMET edit, at their default token count."""
+    from editlab import methods, stats
+
+    have = stats.bundled_layers(handle)
+    for name in ("rome", "memit", "alphaedit", "pmet"):
+        hp = methods.get(name).HParams.for_model(handle)
+        layers = [hp.layer] if hasattr(hp, "layer") else hp.layers
+        assert stats.bundled_corpus(handle, layers, hp.mom2_n_tokens) is not None, (name, layers, sorted(have))
+    meta = next(iter(have.values()))
+    assert "WikiText-2" in meta["corpus_name"] and meta["command"].startswith("editlab stats")
+    c = stats.second_moments(handle, [5], stats.bundled_corpus(handle, [5], 100_000), 100_000)[5]
+    d_in = handle.mlp_out_weight(5).shape[1]
+    assert c.shape == (d_in, d_in)
+    assert torch.equal(c, c.T) and torch.linalg.eigvalsh(c.double()).min() > 0  # symmetric, positive definite
+
+
+@pytest.mark.slow
+def test_an_offline_edit_without_a_corpus_uses_the_bundled_statistics(handle, cf_facts):
+    from editlab import EditSession
+
+    session = EditSession(handle, online=False)  # no corpus, offline: what a newcomer runs
+    record = session.edit(cf_facts[0], "rome")
+    assert record.info["stats_source"].startswith("bundled with editlab: WikiText-2")
+    assert record.timings["stats_s"] < 5.0  # read, not computed
+    session.reset()

@@ -1,6 +1,7 @@
 """``editlab grid``: a benchmark grid (models × methods × datasets × protocols × variants), on Ray or in-process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -86,8 +87,10 @@ def run_grid_cmd(args) -> int:
             print(f"{i:>4}  {c.key}  {mark:<16}  {c.label}  {json.dumps(c.hparams) if c.hparams else ''}")
         return 0
     backend = _backend(args)
-    result = run_grid(cells, store, backend=backend, workers=args.workers, address=args.address,
-                      progress=LiveTable(), retries=args.retries)
+    # Ray's driver threads print worker and raylet messages to stdout; stdout is for the table or the JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_grid(cells, store, backend=backend, workers=args.workers, address=args.address,
+                          progress=LiveTable(), retries=args.retries)
     if args.export:
         from ..store import export_target
 

@@ -64,7 +64,9 @@ class LiveTable:
             figures = " ".join(f"{k} {r[k]:.2f}" for k in ("ES", "PS", "NS", "PN", "RE") if r.get(k) is not None)
             secs = f" {r['seconds']:.1f}s" if r["seconds"] is not None and changed.status != "running" else ""
             extra = f" on {changed.worker}" if changed.status == "running" and changed.worker else ""
-            why = f": {changed.error}" if changed.error and changed.status != "done" else ""
+            why = f": {changed.error}" if changed.error and changed.status in ("queued", "failed") else ""
+            if changed.status == "running" and changed.attempts > 1:
+                why = f" (attempt {changed.attempts})"
             self.stream.write(f"[{time.strftime('%H:%M:%S')}] cell {r['cell']}/{len(states)} {changed.status}{extra}{secs}: "
                               f"{changed.cell.label}{(' ' + figures) if figures else ''}{why}\n")
         self.stream.flush()

@@ -610,7 +610,7 @@ class GridResult:
             if s.status != "done" or s.run_id is None:
                 continue
             c = s.cell
-            key = (c.model.name, c.method, Path(c.dataset.path).name, c.protocol.label, c.variant)
+            key = (c.model.name, c.method, c.dataset.path, c.protocol.label, c.variant)
             for ck in store.checkpoints(s.run_id):
                 if ck.metrics.get("method") == c.method:
                     groups.setdefault(key, []).append(ck)
@@ -618,7 +618,7 @@ class GridResult:
         for (model, method, dataset, protocol, variant), cks in groups.items():
             scores = [f["scores"] for ck in cks for f in (ck.samples or [])]
             secs = [f["edit_seconds"] for ck in cks for f in (ck.samples or []) if f.get("edit_seconds") is not None]
-            records.append({"model": model, "method": method, "dataset": dataset, "protocol": protocol, "variant": variant,
+            records.append({"model": model, "method": method, "dataset": Path(dataset).name, "protocol": protocol, "variant": variant,
                             "shards": len(cks), **aggregate(scores), "s/edit": (sorted(secs)[len(secs) // 2] if secs else None)})
         return pd.DataFrame.from_records(records)
 

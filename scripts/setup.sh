@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install editlab and everything it needs on a fresh Linux machine (Python >= 3.10).
 #   bash scripts/setup.sh          # runtime: torch, transformers, streamlit, ... and the embedded model
-#   bash scripts/setup.sh --dev    # + test tools (pytest, ruff, Playwright's Python package, Debian chromium)
+#   bash scripts/setup.sh --dev    # + test tools (pytest, ruff, Playwright's Python package, Ray, Debian chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -11,7 +11,8 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace", "editlab.cli.stats"]
+COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace", "editlab.cli.stats",
+            "editlab.cli.grid"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -308,7 +308,13 @@ class EditSession:
 
     # ---- probing --------------------------------------------------------------------------
     def probes_for(self, fact: Fact, probes: Sequence[Probe] | None = None, generation_tokens: int = 40) -> list[Probe]:
-        return list(probes) if probes else default_probes(fact, self.handle.tokenizer, generation_tokens)
+        """The probes to measure (the given ones, else the default set), within the operator's
+        limits on probes per fact and tokens generated per probe."""
+        out = list(probes) if probes else default_probes(fact, self.handle.tokenizer, generation_tokens)
+        limits = current_limits()
+        for p in out:
+            limits.check("max_generation_tokens", p.max_new_tokens, f"tokens generated for the {p.kind} probe")
+        return out
 
     MEASURED_STATES = 64  # measurements kept in memory per session (a few KB each)
 
@@ -337,6 +343,7 @@ class EditSession:
         from memory or the disk cache."""
         from . import paths
 
+        probes = self.probes_for(fact, probes)
         key = ("unedited",) + self._probe_key(fact, probes, "")
         if key in self._measured:
             return self._measured[key]
@@ -354,6 +361,7 @@ class EditSession:
     def measure_current(self, fact: Fact, probes: Sequence[Probe]):
         """Measurements of the model as this session has it now (cached per state: measuring the
         same state twice, e.g. an edit's "before" after the previous edit's "after", is free)."""
+        probes = self.probes_for(fact, probes)  # the operator's limits hold for given probes too
         if not self.records:
             return self.measure_unedited(fact, probes)
         with self.edited() as m:

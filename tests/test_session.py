@@ -71,3 +71,14 @@ def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
     assert s.measure_current(fact, probes)[0] == first.rows[0].after and len(calls) == 3
     fresh = EditSession(h, online=False)  # another session on the same model: the disk cache
     assert fresh.measure_unedited(fact, probes) == [first.rows[0].unedited] and len(calls) == 3
+
+
+def test_probes_beyond_the_generation_limit_are_refused(handle, monkeypatch):
+    monkeypatch.setenv("EDITLAB_MAX_GENERATION_TOKENS", "16")
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    s = EditSession(handle)
+    with pytest.raises(ValueError, match="generation"):
+        s.probes_for(fact)  # the default free generation asks for 40
+    with pytest.raises(ValueError, match="tokens generated for the positive probe: 17 is above"):
+        s.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=17)])
+    assert [p.max_new_tokens for p in s.probes_for(fact, generation_tokens=16)][-1] <= 16

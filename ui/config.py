@@ -12,6 +12,7 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_DEVICE`` / ``EDITLAB_DTYPE`` / ``EDITLAB_QUANTIZATION`` | auto / auto / none | first load's settings (GPU) |
 | ``EDITLAB_CORPUS`` | none | a .txt/.jsonl corpus for ROME/MEMIT second-moment statistics |
 | ``EDITLAB_MOM2_TOKENS`` | method default | tokens of that corpus the statistics use |
+| ``EDITLAB_ALLOW_LOCAL_PATHS`` | ``1`` (``0`` on a Space) | ``0``: the model box takes Hub ids and the embedded model only, never a folder on the server |
 | ``EDITLAB_OFFLINE`` | ``0`` | ``1``: never download a corpus |
 | ``EDITLAB_SAMPLE_CORPUS`` | ``0`` | ``1``: offline, no corpus, nothing bundled for the layers: sample a statistics corpus from the model (slow) instead of refusing the edit |
 | ``EDITLAB_MAX_UPLOAD_MB`` | ``2`` | size limit for uploaded fact files (JSON / JSONL / CSV) |
@@ -59,6 +60,7 @@ def _secrets() -> Mapping:
 class AppConfig:
     default_model: str = DEFAULT_MODEL
     allow_model_change: bool = True
+    allow_local_paths: bool = True  # the model box may name a folder on the server (off on a Space by default)
     trust_remote_code: bool = False
     device: str | None = None
     dtype: str | None = None
@@ -104,6 +106,8 @@ class AppConfig:
         return cls(
             default_model=text("EDITLAB_MODEL") or DEFAULT_MODEL,
             allow_model_change=_flag("EDITLAB_ALLOW_MODEL_CHANGE", get("EDITLAB_ALLOW_MODEL_CHANGE"), True),
+            # A public Space (Hugging Face sets SPACE_ID) must not let visitors read the server's folders.
+            allow_local_paths=_flag("EDITLAB_ALLOW_LOCAL_PATHS", get("EDITLAB_ALLOW_LOCAL_PATHS"), not env.get("SPACE_ID")),
             trust_remote_code=_flag("EDITLAB_TRUST_REMOTE_CODE", get("EDITLAB_TRUST_REMOTE_CODE"), False),
             device=text("EDITLAB_DEVICE"),
             dtype=text("EDITLAB_DTYPE"),

@@ -49,6 +49,15 @@ def _resident_model(name: str, device: str | None, dtype: str | None, quantizati
                       trust_remote_code=trust_remote_code)
 
 
+def looks_like_path(name: str) -> bool:
+    """A folder on the server rather than a Hub id (``owner/name``) or the embedded model's name."""
+    import os
+
+    name = name.strip()
+    return (name.startswith(("/", ".", "~", "\\")) or os.path.isabs(name) or name.count("/") > 1
+            or os.path.exists(name))
+
+
 def resident_model(key: ModelKey, config: AppConfig):
     return _resident_model(key.name, key.device, key.dtype, key.quantization, config.trust_remote_code)
 
@@ -66,6 +75,9 @@ def switch_model(state: MutableMapping, key: ModelKey, config: AppConfig) -> Edi
     it. On failure the exception propagates and the previous model and session stay as they were."""
     if not config.allow_model_change and key.name != config.default_model:
         raise ValueError("the operator of this app has fixed the model (EDITLAB_ALLOW_MODEL_CHANGE=0)")
+    if not config.allow_local_paths and key.name != config.default_model and looks_like_path(key.name):
+        raise ValueError("this app loads models from the Hugging Face Hub (an id like Qwen/Qwen2.5-0.5B-Instruct) or "
+                         "the embedded default, not from folders on the server (EDITLAB_ALLOW_LOCAL_PATHS=0)")
     current = session_of(state)
     handle = resident_model(key, config)
     if current is not None and current.handle is handle:

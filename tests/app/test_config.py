@@ -31,3 +31,20 @@ def test_environment_wins_over_secrets():
 def test_bad_settings_are_named(env, message):
     with pytest.raises(ValueError, match=message):
         AppConfig.load(environ=env, secrets={})
+
+
+def test_a_space_refuses_model_paths_on_the_server(tmp_path):
+    """On a Hugging Face Space (SPACE_ID set) the model box takes Hub ids, never a server folder;
+    elsewhere folders are allowed unless the operator says EDITLAB_ALLOW_LOCAL_PATHS=0."""
+    from ui.state import ModelKey, looks_like_path, switch_model
+
+    assert AppConfig.load({"SPACE_ID": "someone/editlab"}, {}).allow_local_paths is False
+    assert AppConfig.load({}, {}).allow_local_paths is True
+    assert AppConfig.load({"SPACE_ID": "x/y", "EDITLAB_ALLOW_LOCAL_PATHS": "1"}, {}).allow_local_paths is True
+    assert looks_like_path("/etc") and looks_like_path("./models/x") and looks_like_path(str(tmp_path))
+    assert not looks_like_path("Qwen/Qwen2.5-0.5B-Instruct") and not looks_like_path("gpt2-xl")
+    cfg = AppConfig.load({"SPACE_ID": "someone/editlab"}, {})
+    state = {}
+    with pytest.raises(ValueError, match="not from folders on the server"):
+        switch_model(state, ModelKey(str(tmp_path), None, None, None), cfg)
+    assert state == {}  # nothing loaded, nothing changed

@@ -113,3 +113,25 @@ def test_multi_token_targets_score_as_teacher_forced_sequences(handle):
     by_hand = torch.stack([lp[len(ids) - 1 + j, tok] for j, tok in enumerate(t)])
     assert m.p_new == pytest.approx(float(by_hand.mean().exp()), rel=1e-3)
     assert m.p_new_seq == pytest.approx(float(by_hand.sum().exp()), rel=1e-3)
+
+
+def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
+    """Issue 13's memory bound: with a prompt as long as the operator allows, no probe pass makes a
+    logits tensor larger than (prompts in a batch) × (longest target + 1) × vocabulary — ≈ 25 MB
+    for SmolLM2 at 16 prompts and 8-token targets — where a full row per prompt position took GBs."""
+    from editlab.limits import current
+
+    cap = current().max_prompt_chars
+    prompt = ("The mother tongue of Danielle Darrieux is " + "very " * cap)[: cap - len(" clearly")] + " clearly"
+    assert len(prompt) <= cap
+    fact = Fact("Danielle Darrieux", prompt, "English", "French")
+    sizes = []
+    hook = handle.model.lm_head.register_forward_hook(lambda m, i, o: sizes.append(o.numel()))
+    try:
+        measure(handle.model, handle.tokenizer, fact, [Probe("positive", prompt, max_new_tokens=2),
+                                                        Probe("negation", prompt + " not", max_new_tokens=2)])
+    finally:
+        hook.remove()
+    vocab = handle.model.config.vocab_size
+    assert sizes and max(sizes) <= 16 * (8 + 1) * vocab
+    assert max(sizes) * 4 < 32 * 2**20  # bytes of the largest logits tensor: under 32 MiB

@@ -233,10 +233,20 @@ def weights_digest(tensors, salt: str | bytes = "", length: int | None = 20) -> 
     return h.hexdigest()[:length] if length else h.hexdigest()
 
 
+# Config entries that say where or with what a model was loaded, not what it is: the folder
+# (``_name_or_path`` holds the cache root, so it differed between machines and cache folders),
+# the library version, and the dtype's key (renamed across transformers versions; the weights'
+# bytes carry the dtype anyway).
+_NOT_IDENTITY = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
+
+
 def _fingerprint(model, name, revision) -> str:
-    """Hash of the config and a sample of the weights: identifies the unedited model on disk.
-    (The bundled statistics are matched by it, so its bytes must not change.)"""
-    salt = json.dumps({"name": str(name), "revision": revision}) + model.config.to_json_string(use_diff=False)
+    """Hash of the config (what the model is, not where it was loaded from) and a sample of the
+    weights: identifies the unedited model on any machine. Cache keys and the bundled statistics
+    are matched by it."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _NOT_IDENTITY}
+    name = Path(name).name if os.path.isdir(str(name)) else str(name)  # a folder: its name, not where it is
+    salt = json.dumps({"name": name, "revision": revision}) + json.dumps(config, sort_keys=True, default=str)
     with torch.no_grad():
         sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float()
                   for i, p in enumerate(model.parameters()) if i % 7 == 0]

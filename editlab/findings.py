@@ -70,6 +70,13 @@ def _curves(result: ReproResult):
                                      array=[(e.high - e.value) if e.high is not None else 0 for e in es],
                                      arrayminus=[(e.value - e.low) if e.low is not None else 0 for e in es]),
                         row=r, col=c)
+        pub = [ref for ref in result.references if ref.metric == k and ref.edits is not None]
+        if pub:
+            fig.add_scatter(x=[max(ref.edits, 0.5) for ref in pub], y=[ref.value for ref in pub], mode="markers",
+                            marker=dict(symbol="diamond", size=11), showlegend=False,
+                            name=f"published ({pub[0].model}, {pub[0].method})",
+                            hovertext=[f"published: {ref.model}, {ref.method}; {ref.provenance}" for ref in pub],
+                            row=r, col=c)
         chance = next((e.chance for e in es if e.chance is not None), None)
         if chance is not None:
             fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", row=r, col=c)

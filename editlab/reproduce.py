@@ -184,10 +184,11 @@ class ReproResult:
 
     def at_chance_sentences(self) -> list[str]:
         out = []
-        for e in self.estimates:
-            if e.at_chance and (e.edits in (0, None)):
-                out.append(f"{e.label} is at chance for this model ({e.value:.3f}, 95 % interval "
-                           f"{_fmt(e.low)}–{_fmt(e.high)}, chance {e.chance:.2f}, n={e.n}): it cannot show a collapse here.")
+        for e in self.estimates:  # the unedited model's level decides whether a task can show anything
+            if e.at_chance and (e.edits == 0 or (e.edits is None and e.group.endswith("unedited"))):
+                out.append(f"{e.label} ({e.group}) is at chance for this model ({e.value:.3f}, 95 % interval "
+                           f"{_fmt(e.low)}–{_fmt(e.high)}, chance {e.chance:.2f}, n={e.n}): a change on it after "
+                           "editing cannot be read as ability lost or gained.")
         return out
 
     def to_dict(self) -> dict:

@@ -65,7 +65,7 @@ def test_a_task_whose_interval_reaches_chance_is_said_to_be_at_chance():
     assert at.at_chance and not above.at_chance
     r = ReproResult("muting", "m", "rome", 1, {}, (at,), (), {"total_s": 1.0})
     [sentence] = r.at_chance_sentences()
-    assert "MMLU accuracy is at chance" in sentence
+    assert "MMLU accuracy (ability) is at chance for this model" in sentence
 
 
 def test_log_checkpoints():

@@ -448,7 +448,9 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     from .sweep import _edit_seed, load_facts, measure_quality
 
     from .datasets import Dataset
+    from .limits import current as current_limits
 
+    current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset = _dataset_path(dataset, "muting")
     if isinstance(dataset, Dataset):  # the sweep's order: the first n, as given
         if n > len(dataset):

@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/history.py", title="Edit history", icon=":material/history:"),
     st.Page("pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:"),
     st.Page("pages/bench.py", title="Benchmark", icon=":material/leaderboard:"),
+    st.Page("pages/findings.py", title="Findings", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)

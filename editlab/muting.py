@@ -174,3 +174,49 @@ class MutingProbe:
         return score_outputs([p for p, _, _ in rendered], texts,
                              tokenize=lambda t: tokenizer(t, add_special_tokens=False).input_ids,
                              special=special, chat=[c for _, _, c in rendered])
+
+
+@dataclass(frozen=True)
+class HeldoutScore:
+    """One held-out paragraph under the model as it is: summed next-token NLL (nats), how many
+    next tokens the greedy choice got right, and how many tokens were scored."""
+
+    nll: float
+    correct: int
+    tokens: int
+
+
+@torch.no_grad()
+def heldout_text(model, tokenizer, paragraphs: Sequence[str], max_tokens: int = 128, batch_size: int = 8,
+                 prefix: str = "") -> list[HeldoutScore]:
+    """Perplexity and next-token accuracy on held-out text, per paragraph (so intervals can be
+    bootstrapped over paragraphs). Each paragraph is cut to ``max_tokens`` tokens; ``prefix`` (an
+    in-context edit's context) goes in front and is not scored. Perplexity = exp(Σ nll / Σ tokens)."""
+    device = next(model.parameters()).device
+    pre = list(tokenizer(prefix, add_special_tokens=False).input_ids) if prefix else []
+    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
+    seqs = []
+    for p in paragraphs:
+        ids = list(tokenizer(p, add_special_tokens=False).input_ids)[:max_tokens]
+        seqs.append((bos + pre, ids))
+    out: list[HeldoutScore] = []
+    for i in range(0, len(seqs), batch_size):
+        chunk = seqs[i: i + batch_size]
+        width = max(len(a) + len(b) for a, b in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for j, (a, b) in enumerate(chunk):
+            row = a + b
+            ids[j, : len(row)] = torch.tensor(row, device=device)
+            mask[j, : len(row)] = 1
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        for j, (a, b) in enumerate(chunk):
+            # position t predicts token t+1; score the paragraph's tokens after its first (or all, after a context)
+            start = max(len(a), 1)
+            targets = ids[j, start: len(a) + len(b)]
+            lp = logp[j, start - 1: len(a) + len(b) - 1]
+            if not len(targets):
+                continue
+            nll = -lp.gather(-1, targets[:, None]).squeeze(-1)
+            out.append(HeldoutScore(float(nll.sum()), int((lp.argmax(-1) == targets).sum()), int(len(targets))))
+    return out

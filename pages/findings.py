@@ -1,0 +1,92 @@
+"""Findings: a paper's protocol run on this model at a small scale, beside the published numbers."""
+import pandas as pd
+import streamlit as st
+import streamlit.components.v1 as components
+
+from editlab import methods
+from editlab.findings import to_html
+from editlab.limits import SLOTS
+from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
+from ui import bench as B
+from ui import errors
+from ui import state as S
+from ui import sweep as W
+
+RESULT = "editlab.findings.result"
+ABOUT = {
+    "negation": "Edit a fact, then ask with \"not\" inserted (PN) and edit the negated statement (NN, NP): "
+                "does the new object survive negation?",
+    "factcheck": "After the edit, ask \"True or false: …\": does the model agree with what it now completes?",
+    "ablation": "Change only the predicate (\"is\" / \"is not\" / none): does the edited model's answer change?",
+    "muting": "Edit facts one after another; at log-spaced checkpoints measure held-out perplexity and next-token "
+              "accuracy, empty and repetitive outputs, n-gram entropy and retention of simple facts.",
+}
+cfg = S.app_config()
+ss = st.session_state
+session = S.ensure_session(ss, cfg)
+handle = session.handle
+
+st.title("Findings: the papers, reproduced here")
+st.caption("Runs one protocol of the two studies on the loaded model at a small scale, with 95 % bootstrap "
+           "intervals, and sets the published numbers beside it. The published numbers come from 7–8B models; "
+           "a small model can agree in direction, not in value.")
+
+st.subheader("Published numbers")
+st.dataframe(pd.DataFrame([{"protocol": r.protocol, "metric": r.metric, "value": r.value, "edits": r.edits,
+                            "model": r.model, "method": r.method, "dataset": r.dataset,
+                            "source": f"{r.paper}, {r.where}", "checked": "yes" if r.checked else r.provenance}
+                           for r in PUBLISHED]), hide_index=True, key="findings_published")
+
+operator = B.operator_datasets()
+with st.form("findings_form"):
+    c1, c2, c3 = st.columns(3)
+    protocol = c1.selectbox("Protocol", PROTOCOLS, key="findings_protocol")
+    n = c2.number_input("Facts (or edits, for muting)", min_value=1, max_value=50, value=3, key="findings_n")
+    available = methods.available()
+    method = c3.selectbox("Method", available, index=available.index(DEFAULT_METHOD["negation"])
+                          if DEFAULT_METHOD["negation"] in available else 0, key="findings_method")
+    source = st.radio("Facts (CounterFact-style)", [B.EXAMPLES, B.UPLOAD, *operator], key="findings_source",
+                      horizontal=True)
+    upload = st.file_uploader("Dataset file", type=["json", "jsonl", "csv"], key="findings_upload")
+    submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
+st.caption(ABOUT[protocol])
+
+if submitted:
+    try:
+        dataset = B.chosen_dataset(source, upload, operator, cfg.max_upload_mb)
+        hp = {"mom2_n_tokens": cfg.mom2_tokens} if cfg.mom2_tokens and methods.get(method).HParams.accepts("mom2_n_tokens") else None
+        kw = dict(dataset=dataset, corpus=cfg.corpus, online=cfg.online, hparams=hp)
+        if protocol == "factcheck":
+            kw["zsre"] = None
+        if protocol == "muting":
+            kw["heldout"] = (W.ability_sources().get("sources") or {}).get("perplexity")
+    except (ValueError, FileNotFoundError) as e:
+        st.error(errors.message(e))
+    else:
+        bar = st.progress(0.0, text="starting ...")
+
+        def progress(done, total, stage):
+            bar.progress(min(1.0, done / total) if total else 1.0, text=stage)
+
+        try:
+            with SLOTS.hold(S.visitor(ss)), st.spinner(f"{protocol}: {method} on {n} ..."):
+                ss[RESULT] = run(protocol, handle, int(n), method, progress=progress, **kw)
+        except Exception as e:
+            errors.show(st, e, f"{protocol}: the run stopped")
+        bar.empty()
+
+result = ss.get(RESULT)
+if result is None:
+    st.caption("No result yet in this browser session.")
+    st.stop()
+st.subheader(f"Measured: {result.protocol}, {result.method} on {result.model}, n={result.n}")
+for sentence in result.at_chance_sentences():
+    st.warning(sentence)
+st.dataframe(result.table(), hide_index=True, key="findings_table")
+st.caption(f"Cost: {result.cost.get('total_s')} s in all; " + "; ".join(result.notes))
+report = to_html(result)
+components.html(report, height=900, scrolling=True)
+c1, c2 = st.columns(2)
+c1.download_button("Report (HTML)", report, f"editlab-{result.protocol}.html", "text/html", key="findings_dl_html")
+c2.download_button("Result (JSON)", result.to_json(indent=1), f"editlab-{result.protocol}.json", "application/json",
+                   key="findings_dl_json")

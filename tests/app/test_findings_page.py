@@ -1,0 +1,46 @@
+"""The Findings page: the published numbers with their sources before anything runs; a small
+protocol started from the page shows its measured table, the report and the downloads."""
+import pytest
+
+from editlab import methods
+
+from .. import stand_in_method
+from .conftest import open_app
+
+FINDINGS = "pages/findings.py"
+
+
+def frame(at, column: str):
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise KeyError(column)
+
+
+@pytest.fixture
+def findings_env(app_env):
+    app_env.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
+    return app_env
+
+
+def test_the_page_shows_the_published_numbers_with_their_sources(findings_env):
+    at = open_app(FINDINGS)
+    assert at.title[0].value.startswith("Findings")
+    pub = frame(at, "source")
+    row = pub[(pub["metric"] == "PN") & (pub["model"] == "Llama-3-8B-Instruct")].iloc[0]
+    assert row["value"] == pytest.approx(0.694) and "Built on Sand" in row["source"]
+    assert pub["checked"].str.contains("not checked against the PDF").all()
+    assert "No result yet" in " ".join(c.value for c in at.caption)
+
+
+def test_a_protocol_run_from_the_page_is_shown_with_the_report(findings_env):
+    at = open_app(FINDINGS)
+    at.selectbox(key="findings_protocol").select("negation")
+    at.number_input(key="findings_n").set_value(1)
+    at.selectbox(key="findings_method").select(stand_in_method.NAME)
+    at.button(key="FormSubmitter:findings_form-Run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    table = frame(at, "95% low")
+    assert {"PP: says o* after the positive prompt", "Rectified efficacy PP − PN"} <= set(table["metric"])
+    assert len(at.get("download_button")) == 2

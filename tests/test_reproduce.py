@@ -1,0 +1,193 @@
+"""Reproducing the papers: bootstrap intervals, the protocols on a tiny model, the report, the CLI.
+
+Protocol tests run the stand-in ``shift`` method (tests/stand_in_method.py) on a tiny random model
+that shares the real tokenizer, so they exercise the plumbing in seconds, not the papers' numbers.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from editlab import methods
+from editlab.findings import to_html, write_report
+from editlab.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
+                               references, run)
+
+from . import stand_in_method
+from .conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
+
+SHIFT_HP = {"layer": 1}  # the tiny models have 4 layers
+
+
+@pytest.fixture
+def shift(monkeypatch):
+    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
+    return stand_in_method.NAME
+
+
+@pytest.fixture(scope="module")
+def tiny(handle):
+    return tiny_handle("llama", handle.tokenizer)
+
+
+# ---- bootstrap --------------------------------------------------------------------------------------
+def test_bootstrap_of_constant_data_is_a_point():
+    assert bootstrap_ci([1.0] * 20) == (1.0, 1.0, 1.0)
+    assert bootstrap_ci([0.3]) == (0.3, 0.3, 0.3)
+    assert bootstrap_ci([None, None]) == (None, None, None)
+
+
+def test_bootstrap_of_a_proportion_matches_the_normal_interval():
+    # 60 of 100 facts: the percentile interval of a mean ≈ p ± 1.96·sqrt(p(1−p)/n) = 0.60 ± 0.096
+    v, lo, hi = bootstrap_ci([1.0] * 60 + [0.0] * 40, seed=1)
+    assert v == pytest.approx(0.60)
+    assert lo == pytest.approx(0.504, abs=0.02) and hi == pytest.approx(0.696, abs=0.02)
+
+
+def test_bootstrap_is_seeded_and_ignores_missing_values():
+    data = [0.1, 0.5, 0.9, None, 0.4, 0.7]
+    assert bootstrap_ci(data, seed=3) == bootstrap_ci(data, seed=3)
+    assert bootstrap_ci(data, seed=3) != bootstrap_ci(data, seed=4)
+    assert bootstrap_ci(data)[0] == pytest.approx(np.mean([0.1, 0.5, 0.9, 0.4, 0.7]))
+
+
+def test_bootstrap_of_a_ratio_resamples_rows():
+    # perplexity-like: exp(Σ nll / Σ tokens) over (nll, tokens) rows
+    rows = [(2.0, 1), (4.0, 1), (6.0, 2)]
+    v, lo, hi = bootstrap_ci(rows, lambda a: float(np.exp(a[:, 0].sum() / a[:, 1].sum())))
+    assert v == pytest.approx(np.exp(3.0))
+    assert np.exp(2.0) - 1e-9 <= lo <= v <= hi <= np.exp(4.0) + 1e-9
+
+
+def test_a_task_whose_interval_reaches_chance_is_said_to_be_at_chance():
+    at = Estimate("ability", "mmlu", "MMLU accuracy", 0.3, 0.1, 0.5, 20, edits=0, chance=0.25)
+    above = Estimate("ability", "mmlu", "MMLU accuracy", 0.6, 0.5, 0.7, 20, edits=0, chance=0.25)
+    assert at.at_chance and not above.at_chance
+    r = ReproResult("muting", "m", "rome", 1, {}, (at,), (), {"total_s": 1.0})
+    [sentence] = r.at_chance_sentences()
+    assert "MMLU accuracy (ability) is at chance for this model" in sentence
+
+
+def test_log_checkpoints():
+    assert log_checkpoints(1) == (0, 1)
+    assert log_checkpoints(10) == (0, 1, 2, 5, 10)
+    assert log_checkpoints(1000) == (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    assert log_checkpoints(30) == (0, 1, 2, 5, 10, 20, 30)
+
+
+# ---- published values -----------------------------------------------------------------------------------
+def test_the_issue_values_are_in_the_table_with_their_source():
+    def value(protocol, metric, model, edits=None):
+        [r] = [r for r in PUBLISHED if (r.protocol, r.metric, r.model, r.edits) == (protocol, metric, model, edits)]
+        return r
+
+    assert value("negation", "PP", "Llama-3-8B-Instruct").value == 0.982
+    assert value("negation", "RE", "Llama-3-8B-Instruct").value == 0.288
+    assert [value("negation", k, "Qwen2.5-7B-Instruct").value for k in ("PP", "PN", "NN", "NP")] == [0.934, 0.722, 0.849, 0.744]
+    assert value("factcheck", "FC", "Qwen2.5-7B-Instruct").value == 0.488
+    assert [value("muting", "mmlu", "Llama-2-7B", e).value for e in (0, 50, 100)] == [0.459, 0.270, 0.0]
+    # nothing here was checked against the PDF, and every entry says so
+    assert all(not r.checked and r.provenance == SECONDARY and r.paper and r.where for r in PUBLISHED)
+
+
+# ---- protocols on a tiny model ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cf_path():
+    return need_shared(COUNTERFACT)
+
+
+def test_negation_protocol_reports_every_setting_with_intervals(tiny, shift, cf_path):
+    r = run("negation", tiny, 3, shift, dataset=cf_path, hparams=SHIFT_HP, online=False)
+    assert r.n == 3 and r.method == shift
+    for key in ("PP", "PN", "NN", "NP", "RE", "FC"):
+        e = r.get(key, "edited")
+        assert e.n == 3 and e.low <= e.value <= e.high
+    pp, pn = r.get("PP", "edited"), r.get("PN", "edited")
+    assert r.get("RE", "edited").value == pytest.approx(pp.value - pn.value)
+    assert r.cost["total_s"] > 0 and r.cost["seconds_per_edit"] is not None
+    assert {x.metric for x in r.references} == {"PP", "PN", "NN", "NP", "RE"}
+
+
+def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
+    zsre = need_shared(SHARED / "editing" / "zsre-1k.json")
+    fc = run("factcheck", tiny, 2, shift, dataset=cf_path, zsre=zsre, hparams=SHIFT_HP, online=False)
+    assert {e.group for e in fc.estimates} == {"counterfact · unedited", "counterfact · edited", "zsre · unedited", "zsre · edited"}
+    assert fc.get("FC", "zsre · edited").n == 2
+    ab = run("ablation", tiny, 2, shift, dataset=cf_path, hparams=SHIFT_HP, online=False)
+    assert ab.n == 2
+    assert 0.0 <= ab.get("ignores_predicate", "edited").value <= 1.0
+    assert ab.get("prefers_new.original", "unedited").n == 2
+
+
+def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, cf_path, tmp_path):
+    heldout = tmp_path / "held.txt"
+    heldout.write_text("\n\n".join(f"Paragraph {i}. " + "The river runs past the old mill and the town. " * 6
+                                   for i in range(12)))
+    facts = [{"prompt": "The capital of France is", "answer": "Paris"}]
+    r = run("muting", tiny, 2, shift, dataset=cf_path, heldout=heldout, heldout_count=4, retention=facts,
+            hparams=SHIFT_HP, online=False)
+    assert r.config["checkpoints"] == [0, 1, 2]
+    for step in (0, 1, 2):
+        for key in ("perplexity", "next_token_acc", "empty_rate", "ngram_entropy", "retention"):
+            assert r.get(key, edits=step).value is not None
+    ppl = r.get("perplexity", edits=0)
+    assert ppl.value > 1000 and ppl.low <= ppl.value <= ppl.high  # a random model over a 49k vocabulary
+    assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 1, 2]
+    assert r.get("ES", edits=2).n == 2
+
+
+# ---- the report -------------------------------------------------------------------------------------------
+def _result():
+    est = (Estimate("edited", "PP", "PP", 1.0, 1.0, 1.0, 10), Estimate("edited", "PN", "PN", 0.9, 0.7, 1.0, 10),
+           Estimate("edited", "RE", "Rectified efficacy PP − PN", 0.1, 0.0, 0.3, 10))
+    return ReproResult("negation", "smollm2-135m-instruct", "memit", 10, {"seed": 0}, est, references("negation"),
+                       {"total_s": 12.5, "seconds_per_edit": 0.6})
+
+
+def test_report_json_and_html_carry_the_published_values_and_sources(tmp_path):
+    html_path, json_path = write_report(_result(), tmp_path / "out")
+    d = json.loads(json_path.read_text())
+    pub = {(p["model"], p["metric"]): p for p in d["published"]}
+    assert pub[("Llama-3-8B-Instruct", "PN")]["value"] == 0.694
+    assert pub[("Qwen2.5-7B-Instruct", "NP")]["value"] == 0.744
+    assert all("Built on Sand" in p["paper"] and p["provenance"] == SECONDARY for p in d["published"])
+    assert {e["key"]: (e["low"], e["high"]) for e in d["estimates"]}["PN"] == (0.7, 1.0)
+    assert d["cost"]["total_s"] == 12.5
+    page = html_path.read_text()
+    assert "0.694" in page and "0.982" in page and "Table 3" in page and "Built on Sand" in page
+    assert "not checked against the PDF" in page
+    assert "<script" in page and 'src="https://cdn.plot.ly' not in page  # plotly inline: the file stands alone
+    assert len(page) > 1_000_000
+
+
+def test_report_of_a_muting_run_draws_a_chance_line_and_says_so():
+    est = (Estimate("ability", "mmlu", "MMLU accuracy", 0.25, 0.05, 0.45, 20, edits=0, chance=0.25),
+           Estimate("ability", "mmlu", "MMLU accuracy", 0.2, 0.05, 0.4, 20, edits=1, chance=0.25))
+    r = ReproResult("muting", "smollm2-135m-instruct", "rome", 1, {"seed": 0}, est, references("muting"), {"total_s": 1.0,
+                    "per_checkpoint": [{"edits": 0, "edit_s": 0, "measure_s": 1}]})
+    page = to_html(r, include_plotlyjs="cdn")
+    assert "at chance for this model" in page and "chance" in page and "0.459" in page
+
+
+# ---- the command line ------------------------------------------------------------------------------------
+def test_cli_writes_the_html_and_the_json(tiny, shift, cf_path, tmp_path, monkeypatch, capsys):
+    from editlab.cli import main
+    from editlab.cli import reproduce as cli
+
+    monkeypatch.setattr(cli, "load", lambda args: tiny)
+    out = tmp_path / "report"
+    rc = main(["reproduce", "negation", "--n", "2", "--out", str(out), "--method", shift, "--dataset", str(cf_path),
+               "--set", "layer=1", "--offline"])
+    assert rc == 0
+    d = json.loads((out / "negation.json").read_text())
+    assert d["n"] == 2 and d["method"] == shift and any(e["key"] == "RE" for e in d["estimates"])
+    assert "Table 3" in (out / "negation.html").read_text()
+    assert "PP" in capsys.readouterr().out
+
+
+def test_cli_says_what_is_missing_without_a_dataset(tmp_path, capsys, monkeypatch):
+    from editlab.cli import main
+
+    monkeypatch.delenv("EDITLAB_SHARED_DATA", raising=False)
+    assert main(["reproduce", "negation", "--n", "2", "--out", str(tmp_path)]) == 2
+    assert "no CounterFact file" in capsys.readouterr().err

@@ -259,6 +259,7 @@ def measure(
     yes_ids, no_ids = _spelling_ids(tokenizer, TRUE_SPELLINGS), _spelling_ids(tokenizer, FALSE_SPELLINGS)
 
     rendered = [_render(tokenizer, p, prefix) for p in probes]
+    answer_ids = [target_ids(tokenizer, p.answer) if p.answer else None for p in probes]
     need: dict[tuple, int] = {}
     for p, ids in zip(probes, rendered):
         need[tuple(ids)] = max(need.get(tuple(ids), 0), p.max_new_tokens)
@@ -275,14 +276,14 @@ def measure(
     for pi, p in enumerate(probes):
         if p.kind == "true_false":
             continue
-        for tids in [new_ids] + ([true_ids] if true_ids else []) + ([target_ids(tokenizer, p.answer)] if p.answer else []):
+        for tids in [new_ids] + ([true_ids] if true_ids else []) + ([answer_ids[pi]] if p.answer else []):
             if len(tids) > 1 and (tuple(rendered[pi]), tuple(tids)) not in wanted:
                 wanted.append((tuple(rendered[pi]), tuple(tids)))
     forced = dict(zip(wanted, score_continuations(model, [list(a) for a, _ in wanted], [list(b) for _, b in wanted],
                                                   pad_id, batch_size)))
 
     measures = []
-    for p, ids in zip(probes, rendered):
+    for p, ids, answer in zip(probes, rendered, answer_ids):
         tokens, first = generated[tuple(ids)]
         text = tokenizer.decode(tokens[: p.max_new_tokens], skip_special_tokens=True)
         nxt = first.exp()
@@ -303,7 +304,7 @@ def measure(
             if tids:
                 f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = score(tids)
         if p.answer:
-            f["p_answer"] = score(target_ids(tokenizer, p.answer))[0]
+            f["p_answer"] = score(answer)[0]
         measures.append(Measure(
             greedy=text, top5=top5, top1_is_new=starts_with_target(text, fact.target_new),
             top1_is_true=starts_with_target(text, fact.target_true),

@@ -237,11 +237,11 @@ def bundled_corpus(handle, layers, n_tokens: int) -> Corpus | None:
     return Corpus(ident=have[layers[0]]["corpus"], source="bundled", texts=(), name=have[layers[0]].get("corpus_name", ""))
 
 
-def _load_bundled(handle, layer: int, dtype: str) -> torch.Tensor:
-    """C of one bundled layer: the stored upper triangle (float16) mirrored into the full matrix."""
+def _load_bundled(info: dict, layer: int, dtype: str) -> torch.Tensor:
+    """C of one bundled layer (``info``: its entry of :func:`bundled_layers`): the stored upper
+    triangle (float16) mirrored into the full matrix."""
     from safetensors import safe_open
 
-    info = bundled_layers(handle)[layer]
     with safe_open(info["file"], framework="pt") as h:
         tri = h.get_tensor(f"L{layer}").to(_dtype(dtype))
     d = int(info["dim"])
@@ -334,7 +334,13 @@ def second_moments(
         absent = [l for l in missing if l not in have or have[l]["corpus"] != corpus.ident]
         if absent:
             raise ValueError(f"bundled statistics {corpus.ident!r} do not cover layer(s) {absent}; give a corpus")
-        return {**out, **{l: _load_bundled(handle, l, dtype) for l in missing}}
+        for layer, f in missing.items():  # into the disk cache once, so later edits read it like any other
+            out[layer] = _load_bundled(have[layer], layer, dtype)
+            tmp = f.with_suffix(f".tmp{os.getpid()}")
+            save_file({"mom2": out[layer].contiguous(), "count": torch.tensor([int(have[layer]["count"])])}, str(tmp),
+                      metadata={"corpus": corpus.ident, "source": corpus.source})
+            os.replace(tmp, f)
+        return out
 
     names = {arch.mlp_out_proj(layer): layer for layer in missing}
     acc = {layer: None for layer in missing}

@@ -358,17 +358,24 @@ class EditSession:
         paths.atomic_write_bytes(f, json.dumps([m.to_dict() for m in found]).encode())
         return self._remember(key, found)
 
-    def measure_current(self, fact: Fact, probes: Sequence[Probe]):
+    def measure_current(self, fact: Fact, probes: Sequence[Probe], guess: bool = True):
         """Measurements of the model as this session has it now (cached per state: measuring the
-        same state twice, e.g. an edit's "before" after the previous edit's "after", is free)."""
+        same state twice, e.g. an edit's "before" after the previous edit's "after", is free).
+
+        ``guess``: the latest measurement of the same probes on another state (the unedited model,
+        the last click's) guides greedy decoding (:func:`editlab.probes.greedy_drafted`: the same
+        texts, found in one pass where they did not change). Off for the state right after an
+        edit of this very fact, whose texts the edit changed: there a guess costs a wasted pass."""
         probes = self.probes_for(fact, probes)  # the operator's limits hold for given probes too
         if not self.records:
             return self.measure_unedited(fact, probes)
         with self.edited() as m:
-            key = (m.state_key(),) + self._probe_key(fact, probes, m.prefix)
+            probe_key = self._probe_key(fact, probes, m.prefix)
+            key = (m.state_key(),) + probe_key
             if key in self._measured:
                 return self._measured[key]
-            return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix))
+            drafts = next((v for k, v in reversed(self._measured.items()) if k[1:] == probe_key), None) if guess else None
+            return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix, drafts=drafts))
 
     def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
         """Unedited vs this session's current state (the "after" column), without editing."""
@@ -399,7 +406,7 @@ class EditSession:
             before = self.measure_current(fact, probes) if self.records else unedited
             record = self.edit(written or fact, method, hparams, progress)
             say(f"probing the edited model ({len(probes)} probes)")
-            after = self.measure_current(fact, probes)
+            after = self.measure_current(fact, probes, guess=False)
         notes = []
         if written is not None and written != fact:
             notes.append(f"written: {written.prompt!r} -> {written.target_new!r}")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -135,3 +136,59 @@ def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
     vocab = handle.model.config.vocab_size
     assert sizes and max(sizes) <= 16 * (8 + 1) * vocab
     assert max(sizes) * 4 < 32 * 2**20  # bytes of the largest logits tensor: under 32 MiB
+
+
+def test_guessed_generation_equals_plain_greedy_whatever_the_guess(handle):
+    """greedy_drafted returns what greedy_with_first returns, with a right, a wrong, a partly right,
+    an over-long and an empty guess; the right guess needs a single pass."""
+    from editlab.probes import greedy_drafted, greedy_with_first
+
+    tok, model = handle.tokenizer, handle.model
+    prompts = [tok("The capital of France is").input_ids, tok("The mother tongue of Danielle Darrieux is").input_ids,
+               tok("Michel Rocard is a native speaker of").input_ids, tok("Paris is a city in").input_ids]
+    plain = greedy_with_first(model, tok, prompts, 12)
+    truth = [ids for ids, _ in plain]
+    wrong = tok(" the the the the the the the the the the the the", add_special_tokens=False).input_ids
+    guesses = {
+        "right": truth,
+        "wrong": [wrong] * 4,
+        "partly": [t[:5] + wrong[:7] for t in truth],
+        "shifted": [t[:3] + t[4:] for t in truth],  # one token missing: the guess re-aligns
+        "empty": [[]] * 4,
+    }
+    calls = []
+    real_forward = model.forward
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real_forward(*a, **kw)
+
+    for name, guess in guesses.items():
+        calls.clear()
+        model.forward = counting
+        try:
+            got = greedy_drafted(model, tok, prompts, [12] * 4, guess)
+        finally:
+            del model.forward
+        assert [ids for ids, _ in got] == truth, name
+        for (_, a), (_, b) in zip(got, plain):
+            assert torch.allclose(a, b, atol=1e-4), name
+        if name == "right":
+            assert len(calls) == 1  # every row checked in one batched pass
+
+
+def test_a_guess_changes_no_measure(handle):
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
+                paraphrases=("Where Danielle Darrieux is from, people speak the language of",),
+                neighbors=[("Michel Rocard is a native speaker of", "French")])
+    probes = default_probes(fact, handle.tokenizer, generation_tokens=12)
+    plain = measure(handle.model, handle.tokenizer, fact, probes)
+    stale = [dataclasses.replace(m, greedy=" Spanish, and she was born in") for m in plain]
+    for drafts in (plain, stale):
+        guessed = measure(handle.model, handle.tokenizer, fact, probes, drafts=drafts)
+        for p, a, b in zip(probes, plain, guessed):
+            assert a.greedy == b.greedy, p.kind
+            assert a.top5[0][0] == b.top5[0][0]
+            for field in ("p_new", "p_true", "p_yes", "p_answer"):
+                x, y = getattr(a, field), getattr(b, field)
+                assert (x is None and y is None) or x == pytest.approx(y, rel=1e-4, abs=1e-7), (p.kind, field)

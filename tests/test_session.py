@@ -52,9 +52,12 @@ def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
     calls = []
     real = session_module.measure
 
-    def counted(model, tokenizer, fact, probes, prefix=""):
+    guesses = []
+
+    def counted(model, tokenizer, fact, probes, prefix="", drafts=None):
         calls.append(fact.prompt)
-        return real(model, tokenizer, fact, probes, prefix=prefix)
+        guesses.append(drafts)
+        return real(model, tokenizer, fact, probes, prefix=prefix, drafts=drafts)
 
     monkeypatch.setattr(session_module, "measure", counted)
     h = tiny_handle("llama", handle.tokenizer)
@@ -71,6 +74,13 @@ def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
     assert s.measure_current(fact, probes)[0] == first.rows[0].after and len(calls) == 3
     fresh = EditSession(h, online=False)  # another session on the same model: the disk cache
     assert fresh.measure_unedited(fact, probes) == [first.rows[0].unedited] and len(calls) == 3
+    assert guesses == [None] * 3  # nothing to guess from, or right after an edit of this fact
+    # A new fact after an edit: unedited, then "before" (a new state for these probes) guided by
+    # the unedited texts, then "after" unguided.
+    other = Fact("Michel Rocard", "Michel Rocard is a native speaker of", "English", "French")
+    _, third = s.edit_and_compare(other, "rome", hp, [Probe("positive", other.prompt, max_new_tokens=2)])
+    assert len(calls) == 6 and guesses[3] is None and guesses[5] is None
+    assert guesses[4] == [third.rows[0].unedited]
 
 
 def test_probes_beyond_the_generation_limit_are_refused(handle, monkeypatch):

@@ -182,15 +182,24 @@ class _Passes:
         seqs, lookup, owner, first, offset = self._layout(active, cached)
         kwargs = {}
         if cached:
-            key = tuple(active)
-            if self.cache_for is None or self.cache_for[0] != key:
-                self.cache_for = (key, *self._prefix(seqs, offset))
-            _, cache, pmask = self.cache_for
+            if self.cache_for is None or not hasattr(self.cache_for[1], "batch_select_indices"):
+                # Every fact's prefixes, once; facts that stop leave their rows out. (A cache that
+                # cannot drop rows is rebuilt for the facts still active.)
+                self.cache_for = (first, *self._prefix(seqs, offset))
+            first_all, cache_all, pmask_all = self.cache_for
+            cache = copy.deepcopy(cache_all)
+            pick = [first_all[f] + j for f in active for j in range(len(self.rows[f].seqs))]
+            if pick != list(range(pmask_all.shape[0])):
+                idx = torch.tensor(pick, device=dev)
+                cache.batch_select_indices(idx)
+                pmask = pmask_all[idx]
+            else:
+                pmask = pmask_all
             chunks = [seq[o:] for seq, o in zip(seqs, offset)]
             ids, cmask = pad_batch(chunks, pad, dev)
             mask = torch.cat([pmask, cmask], dim=1)
             pos = torch.tensor(offset, device=dev)[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
-            kwargs = dict(cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, use_cache=True)
+            kwargs = dict(cache_kwargs(model, cache), position_ids=pos, use_cache=True)
         else:
             ids, mask = pad_batch(seqs, pad, dev)
         layout = dict(rows=torch.arange(len(seqs), device=dev),
@@ -243,32 +252,57 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
         return torch.log_softmax(out[arch.unembed].float(), dim=-1)[r_idx, p_idx]
 
     def fact_losses(out, layout, factors_now):
-        """Per active fact: (loss, nll per prompt, KL, log-probs at the rewriting targets, target ids)."""
-        result = {}
+        """Per active fact: (loss, nll per prompt, KL, log-probs at the rewriting targets, target ids).
+        Every scored position of every active fact is unembedded in one call."""
+        scored, kl_at, plan = [], [], {}
         for f in active:
             r, base = rows[f], layout["first"][f]
+            nt = len(r.target)
+
+            def span(row0, count, r=r, base=base, nt=nt):
+                begin = len(scored)
+                scored.extend((base + row0 + j, r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j])
+                              for j in range(count) for i in range(nt))
+                return begin, count
+
+            rewrite = span(0, r.n_rewrite)
+            negated = span(r.n_rewrite + 1, r.n_negated) if r.n_negated else None
+            kl_row = base + r.n_rewrite
+            kl_at.append((kl_row, r.lookup[r.n_rewrite] - layout["offset"][kl_row]))
+            plan[f] = (rewrite, len(kl_at) - 1, negated)
+
+        def at(pairs):
+            return (torch.tensor([a for a, _ in pairs], device=dev, dtype=torch.long),
+                    torch.tensor([b for _, b in pairs], device=dev, dtype=torch.long))
+
+        if loss_layer is not None:  # targets at the early-exit layer, KL at the output
+            lp_t, lp_k = logprobs_at(out, *at(scored), True), logprobs_at(out, *at(kl_at), False)
+        else:
+            both = logprobs_at(out, *at(scored + kl_at), False)
+            lp_t, lp_k = both[: len(scored)], both[len(scored):]
+
+        result = {}
+        for f in active:
+            r = rows[f]
+            (begin, count), ki, negated = plan[f]
             t = torch.tensor(r.target, device=dev)
             nt = len(r.target)
 
-            def target_lp(row0, count):
-                rr = [base + row0 + j for j in range(count) for _ in range(nt)]
-                pp = [r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j] for j in range(count) for i in range(nt)]
-                lp = logprobs_at(out, torch.tensor(rr, device=dev), torch.tensor(pp, device=dev), loss_layer is not None)
+            def target_lp(begin, count):
+                lp = lp_t[begin: begin + count * nt]
                 return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
 
-            lp_rw, tok_lp = target_lp(0, r.n_rewrite)
+            lp_rw, tok_lp = target_lp(begin, count)
             nll_each = -tok_lp.mean(1)
-            kl_row = base + r.n_rewrite
-            kl_pos = r.lookup[r.n_rewrite] - layout["offset"][kl_row]
-            kl_lp = logprobs_at(out, torch.tensor([kl_row], device=dev), torch.tensor([kl_pos], device=dev), False)[0]
+            kl_lp = lp_k[ki]
             if f not in kl_init:
                 kl_init[f] = kl_lp.detach().clone()
             # KL(P ‖ P₀), as the reference's kl_div(P₀_log, P_log, log_target=True)
             kl = torch.nn.functional.kl_div(kl_init[f], kl_lp, log_target=True, reduction="sum")
             wd = sum(deltas[s][f].norm() / z0[s][f].norm() ** 2 for s in sites)
             loss = factors_now[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
-            if r.n_negated:
-                _, neg_lp = target_lp(r.n_rewrite + 1, r.n_negated)
+            if negated:
+                _, neg_lp = target_lp(*negated)
                 p_neg = neg_lp.mean(1).exp()
                 loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
             result[f] = (loss, nll_each, kl, lp_rw, t)

@@ -18,8 +18,10 @@ negation-aware objective (``negation_weight`` 0 = the published method).
 
 Two ways to compute the same loss (``fast``):
 - fast (default): each prompt's prefix before the subject token (which δ cannot change) goes
-  through the model once into a key/value cache; every step runs only the rest of the prompt and
-  unembeds only the positions that are scored. Checked against a full pass at step 0.
+  through the model once into a key/value cache; every step runs only the rest of the prompt,
+  from the first layer holding a site (the layers below it see no δ: their output is computed
+  once; Llama-like families), and unembeds only the positions that are scored, all facts' in one
+  call. Checked against a full pass at step 0.
 - reference (``fast=False``): every step runs every prompt in full and takes the model's logits at
   every position, as the reference code does.
 Both give the same δ up to float rounding (``benchmarks/live.py`` measures the agreement).
@@ -30,6 +32,7 @@ one-fact-at-a-time optimisation of the reference, only faster.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -38,7 +41,7 @@ import torch
 
 from ..facts import Fact, negate
 from ..model import cache_kwargs, output_cache
-from ..nethook import TraceDict
+from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from .base import EditError, MethodContext
 from .keys import locate, pad_batch
@@ -147,6 +150,8 @@ class _Passes:
         self.handle, self.rows, self.sites, self.reads = handle, rows, list(sites), reads
         self.use_cache = use_cache
         self.cache_for: tuple | None = None
+        self.start = _first_site_layer(handle, self.sites) if use_cache and _can_start_late(handle) else 0
+        self.entry: torch.Tensor | None = None  # the residual entering layer ``start``, every row, δ-free
 
     def _layout(self, active, cached: bool):
         seqs, lookup, owner, first, offset = [], [], [], {}, []
@@ -207,10 +212,56 @@ class _Passes:
                       owner=torch.tensor(owner, device=dev), first=first, offset=offset)
         hook = lambda output, name: edit(output, name, layout)  # noqa: E731
         ctx = torch.enable_grad() if grad else torch.no_grad()
+        late = cached and self.start > 0
+        if late:
+            # Layers below the first site see no δ: their output for these tokens is the same at
+            # every step. It is computed once (all rows), and each step starts at layer ``start``.
+            if self.entry is None:
+                with torch.no_grad(), Trace(model, self.handle.arch.layer(self.start), retain_input=True, stop=True) as t:
+                    model(input_ids=ids, attention_mask=mask, **dict(kwargs, **cache_kwargs(model, copy.deepcopy(cache))))
+                if t.input is None:  # the layer takes its input by keyword: run every layer
+                    self.start, late = 0, False
+                else:
+                    self.entry = t.input.detach()
+        if late:
+            entry = self.entry[torch.tensor(pick, device=dev)] if pick != list(range(self.entry.shape[0])) else self.entry
+            kwargs["inputs_embeds"] = entry[:, : ids.shape[1]]
         with ctx, TraceDict(model, self.sites, retain_output=False, edit_output=hook), \
-                TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr:
-            model(input_ids=ids, attention_mask=mask, **kwargs)
+                TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr, \
+                (_layers_from(self.handle, self.start) if late else contextlib.nullcontext()):
+            model(input_ids=None if late else ids, attention_mask=mask, **kwargs)
         return {n: tr[n].output for n in self.reads}, layout
+
+
+def _first_site_layer(handle, sites) -> int:
+    """The lowest layer holding a site (a module δ is added to)."""
+    found = [i for i in range(handle.arch.n_layers) for s in sites
+             if s == handle.arch.layer(i) or s.startswith(handle.arch.layer(i) + ".")]
+    return min(found) if found else 0
+
+
+def _can_start_late(handle) -> bool:
+    """Whether a forward pass can start at a later layer given that layer's input as ``inputs_embeds``:
+    families whose model neither scales nor adds to the embeddings (no learned positions) and whose
+    layers are all of one kind. Checked against a full pass at the first step in any case."""
+    config = handle.model.config
+    kinds = set(getattr(config, "layer_types", None) or ["one"])
+    return handle.arch.family in ("llama", "mistral", "qwen2", "qwen3") and len(kinds) == 1 \
+        and handle.arch.layer_tmpl.endswith(".{}")
+
+
+@contextlib.contextmanager
+def _layers_from(handle, start: int):
+    """The model with its layer list cut to layers ``start``.. for one pass (the layers keep their
+    own index into the key/value cache); restored afterwards whatever happens."""
+    path, _, attr = handle.arch.layer_tmpl[: -len(".{}")].rpartition(".")
+    parent = handle.module(path) if path else handle.model
+    layers = getattr(parent, attr)
+    setattr(parent, attr, torch.nn.ModuleList(list(layers)[start:]))
+    try:
+        yield
+    finally:
+        setattr(parent, attr, layers)
 
 
 def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, adaptive_nll, fast: bool,
@@ -367,5 +418,6 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
                       "z_prob": round(probs[f], 4),
                       "delta_norms": [round(float(frozen[f][s].norm()), 4) for s in sites],
                       "z0_norms": [round(float(z0[s][f].norm()), 4) for s in sites],
-                      "prefix_cache": cached, "path": "fast" if fast else "reference"})
+                      "prefix_cache": cached, "start_layer": passes.start if cached else 0,
+                      "path": "fast" if fast else "reference"})
     return zs, infos

@@ -24,6 +24,8 @@ def test_fast_path_gives_the_reference_paths_targets(family, handle):
     fast, info = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=True)
     ref, info_ref = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=False)
     assert all(i["prefix_cache"] and i["path"] == "fast" for i in info)
+    # Llama-like families start each step at the first site's layer; GPT-2 adds learned positions.
+    assert {i["start_layer"] for i in info} == ({0} if family == "gpt2" else {1})
     assert not any(i["prefix_cache"] for i in info_ref) and all(i["path"] == "reference" for i in info_ref)
     assert [i["z_steps"] for i in info] == [i["z_steps"] for i in info_ref]
     for a, b in zip(fast, ref):
@@ -98,3 +100,13 @@ def test_rome_takes_v_star_from_the_shared_optimiser(handle):
     [z], zinfo = vstar.compute_z(h, FACTS[2], TEMPLATES, hp, [h.arch.mlp_out_proj(1)])
     assert torch.allclose(v, z, rtol=1e-5, atol=1e-6)
     assert info["v_steps"] == zinfo["z_steps"]
+
+
+def test_a_pass_from_a_later_layer_restores_the_layer_list(handle):
+    h = tiny_handle("llama", handle.tokenizer)
+    layers = h.model.model.layers
+    with pytest.raises(RuntimeError):
+        with vstar._layers_from(h, 1):
+            assert len(h.model.model.layers) == len(layers) - 1
+            raise RuntimeError("mid-pass")
+    assert h.model.model.layers is layers

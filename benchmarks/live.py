@@ -166,16 +166,31 @@ def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alpha
 
 # ---- 3. probes ----------------------------------------------------------------------------------
 def probes_per_state(session, facts, runs=5):
+    """Cold (nothing known about the state), then guided: the same facts' probes on the model after
+    an edit of another fact, with the unedited texts as the guess (what a click's "before" column
+    gets once earlier edits exist), checked equal to unguided greedy decoding."""
     handle = session.handle
-    times = []
+    times, guided, cold = [], [], {}
     for fact in facts[:runs]:
         probes = session.probes_for(fact)
         t0 = time.perf_counter()
-        measure(handle.model, handle.tokenizer, fact, probes)
+        cold[fact] = measure(handle.model, handle.tokenizer, fact, probes)
         times.append(time.perf_counter() - t0)
     longest = max(p.max_new_tokens for p in probes)
     print(f"## 3. default probe set ({len(probes)} probes, the longest generating {longest} tokens) on one model state, "
           f"uncached: {spread(times)}")
+    session.edit(facts[runs], "rome")
+    same = 0
+    with session.edited() as m:
+        for fact in facts[:runs]:
+            probes = session.probes_for(fact)
+            t0 = time.perf_counter()
+            got = measure(m.model, m.tokenizer, fact, probes, drafts=cold[fact])
+            guided.append(time.perf_counter() - t0)
+            same += [x.greedy for x in got] == [x.greedy for x in measure(m.model, m.tokenizer, fact, probes)]
+    session.reset()
+    print(f"   after an edit of another fact, guided by the unedited texts: {spread(guided)}; "
+          f"texts equal to unguided decoding for {same} of {runs} facts")
 
 
 # ---- 4. the app in a browser -----------------------------------------------------------------------

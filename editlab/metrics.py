@@ -48,6 +48,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("portability_acc", "Portability acc.", "token", True, "token accuracy of KnowEdit's portability answers"),
     Metric("PP", "PP", "negation", True, "positive edit, positive query: says the new target"),
     Metric("PN", "PN", "negation", False, "positive edit, negated query: still says the new target"),
+    Metric("PN_gen", "PN (generation)", "negation", False,
+           "positive edit, negated query: the greedy continuation starts with the new target"),
     Metric("NP", "NP", "negation", False, "negated edit, positive query: says the new target"),
     Metric("NN", "NN", "negation", True, "negated edit, negated query: says the new target"),
     Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
@@ -152,6 +154,12 @@ def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
 
 
 # ---- negation and fact-check -----------------------------------------------------------------------
+def _generated_new(m: Measure | None) -> float | None:
+    """The generation definition of PN: the greedy text after the negated prompt starts with the
+    new target (exact, word-bounded), whatever the probabilities say."""
+    return None if m is None or m.top1_is_new is None else float(m.top1_is_new)
+
+
 def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
                     column: str = "after") -> dict[str, float | None]:
     """PP/PN from the positive edit's report; NP/NN from ``negative``, the report of the *negated*
@@ -170,6 +178,7 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
     out = {
         "PP": flag(_first(report, "positive", column)),
         "PN": flag(_first(report, "negation", column)),
+        "PN_gen": _generated_new(_first(report, "negation", column)),
         "NP": flag(_first(negative, "positive", column)) if negative else None,
         "NN": flag(_first(negative, "negation", column)) if negative else None,
         "FC": _mean(checks),

@@ -203,6 +203,7 @@ COMMON_RANGES: dict[str, Range] = {
     "loss_stop": NON_NEGATIVE, "nll_stop": NON_NEGATIVE, "early_stop_loss": NON_NEGATIVE,
     "mom2_n_tokens": Range(lo=1, why="tokens of the statistics corpus"),
     "negation_weight": Range(lo=0, why="0 = the published objective"),
+    "negation_margin": Range(lo=0, why="nats by which the true target should beat the new one after \"not\""),
     "mom2_update_weight": Range(lo=0, lo_open=True, why="λ, the weight of the preserved keys' statistics"),
     "nll_loss_factor": POSITIVE,
     "nullspace_energy": Range(lo=0, hi=1, lo_open=True, hi_open=True, optional=True),

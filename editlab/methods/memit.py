@@ -27,7 +27,7 @@ from ..templates import STARTS
 from .base import (MOM2_SAMPLES, Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances,
                    stats_and_templates)
 from .keys import Located, locate, pad_batch
-from .vstar import targets
+from .vstar import NEGATION_OBJECTIVES, targets
 
 NAME = "memit"
 CAPABILITIES = Capabilities(batch=True, negation_objective=True)
@@ -66,6 +66,8 @@ class BatchHParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path or imported statistics name; None -> session corpus
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
+    negation_objective: str = "push-down"  # the term's form (vstar.NEGATION_OBJECTIVES); used when weight > 0
+    negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     seed: int = 0
 
     # Same meaning in EasyEdit's MEMIT, AlphaEdit and PMET files but for the statistics' size, in
@@ -89,6 +91,8 @@ class BatchHParams(HParamsBase):
             raise ValueError(f"fact_token {self.fact_token!r} is not supported; editlab uses 'subject_last'")
         if self.v_num_grad_steps < 1:
             raise ValueError("v_num_grad_steps must be at least 1")
+        if self.negation_objective not in NEGATION_OBJECTIVES:
+            raise ValueError(f"negation_objective {self.negation_objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
         if self.negation_weight < 0:

@@ -20,6 +20,7 @@ from ..facts import Fact
 from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
 from . import vstar
+from .vstar import NEGATION_OBJECTIVES
 from .keys import locate, read_kv
 
 NAME = "rome"
@@ -69,6 +70,8 @@ class HParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
+    negation_objective: str = "push-down"  # the term's form (vstar.NEGATION_OBJECTIVES); used when weight > 0
+    negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
     seed: int = 0
 
@@ -94,6 +97,8 @@ class HParams(HParamsBase):
                              "i.e. the model's own output, is supported")
         if self.v_num_grad_steps < 1:
             raise ValueError("v_num_grad_steps must be at least 1")
+        if self.negation_objective not in NEGATION_OBJECTIVES:
+            raise ValueError(f"negation_objective {self.negation_objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
 

@@ -7,14 +7,22 @@ attention and MLP outputs), find δ minimising (ROME eq. 4, MEMIT eq. 16)
     L(δ) = nll_factor · mean_p [ −(1/|o*|) Σ_i log P(o*_i | c_p ⊕ prompt ⊕ o*_<i ; δ) ]
            + kl_factor · KL( P(· | "s is a"; δ) ‖ P(· | "s is a"; 0) )
            + v_weight_decay · Σ_s ‖δ_s‖ / ‖v0_s‖²
-           + negation_weight · mean_p [ −log(1 − P(o* | c_p ⊕ negated prompt; δ)) ]
+           + negation_weight · N(δ)
 
 over the context templates c_p, with Adam (``v_lr``); after every step each ‖δ_s‖ is projected
 back into the ball of radius ``clamp_norm_factor`` · ‖v0_s‖ (v0_s: the site's output for the bare
 prompt). A fact stops as soon as its *total* loss is below ``loss_stop`` (the reference's rule,
 ``if loss < 5e-2: break``), or after ``v_num_grad_steps`` evaluations. The KL direction is the
 reference's: ``kl_div(log P₀, log P, log_target=True)`` = KL(P ‖ P₀). The last term is editlab's
-negation-aware objective (``negation_weight`` 0 = the published method).
+negation-aware objective (``negation_weight`` 0 = the published method), over the negated prompt p⁻
+("... is not"), in one of two forms (``negation_objective``):
+
+    "push-down":  N = mean_p [ −log(1 − P(o* | c_p ⊕ p⁻; δ)) ]          (lower o* after "not")
+    "contrast":   N = mean_p [ softplus(m + log P(o* | c_p ⊕ p⁻; δ) − log P(o_c | c_p ⊕ p⁻; δ)) ]
+
+where log P is the per-token mean log-probability and o_c the fact's true target: in the edited
+world "s is not o_c" holds, so o_c should beat o* after "not" by a margin m (``negation_margin``,
+nats). A fact without a true target gets the push-down form.
 
 Two ways to compute the same loss (``fast``):
 - fast (default): each prompt's prefix before the subject token (which δ cannot change) goes
@@ -70,9 +78,14 @@ class _Rows:
     n_negated: int
     n_prompt: tuple  # prompt length per row (before the appended target tokens)
     target: tuple  # target token ids
+    n_contrast: int = 0  # rows context + negated prompt + true target[:-1] (the contrast form)
+    true_target: tuple = ()  # true target token ids (the contrast form)
 
 
-def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool) -> _Rows:
+NEGATION_OBJECTIVES = ("push-down", "contrast")
+
+
+def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False) -> _Rows:
     tok = handle.tokenizer
     tids = target_ids(tok, fact.target_new)
     rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
@@ -82,10 +95,14 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool) -> _Row
         neg_prompt, rule = negate(fact.prompt, fact.subject)
         if not rule.startswith("already-negated"):  # a negated fact has no negation to push down
             neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
-    seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg]
-    located = rows + [kl] + neg
+    true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
+    both = neg if true_ids else []
+    seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg] + \
+        [list(r.ids) + true_ids[:-1] for r in both]
+    located = rows + [kl] + neg + both
     return _Rows(seqs=tuple(map(tuple, seqs)), lookup=tuple(l.index for l in located), n_rewrite=len(rows),
-                 n_negated=len(neg), n_prompt=tuple(len(l.ids) for l in located), target=tuple(tids))
+                 n_negated=len(neg), n_prompt=tuple(len(l.ids) for l in located), target=tuple(tids),
+                 n_contrast=len(both), true_target=tuple(true_ids))
 
 
 def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: Sequence[str],
@@ -101,7 +118,10 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     """
     fast = getattr(hp, "fast_v", True) if fast is None else fast
     negation = hp.negation_weight > 0
-    rows = [_fact_rows(handle, f, templates, negation) for f in facts]
+    objective = getattr(hp, "negation_objective", "push-down")
+    if objective not in NEGATION_OBJECTIVES:
+        raise ValueError(f"negation_objective {objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+    rows = [_fact_rows(handle, f, templates, negation, contrast=objective == "contrast") for f in facts]
     per = max(len(r.seqs) for r in rows)
     size = max(1, max_rows // per)
     # Facts whose text after the subject is similarly long share a pass (less padding).
@@ -121,6 +141,15 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
         for i, zi, ii in zip(part, z, info):
             zs[i], infos[i] = zi, ii
     return zs, infos
+
+
+def _negation_term(new_lp: torch.Tensor, true_lp: torch.Tensor | None, margin: float) -> torch.Tensor:
+    """N(δ) of the module docstring from the per-token log-probabilities after the negated prompts
+    ([prompts, tokens] of o*, and of o_c for the contrast form; None: the push-down form)."""
+    if true_lp is None:
+        p_new = new_lp.mean(1).exp()
+        return (-torch.log1p(-p_new.clamp(max=1 - 1e-6))).mean()
+    return torch.nn.functional.softplus(margin + new_lp.mean(1) - true_lp.mean(1)).mean()
 
 
 def compute_z(handle, fact: Fact, templates: list[str], hp, sites: Sequence[str],
@@ -310,7 +339,7 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             r, base = rows[f], layout["first"][f]
             nt = len(r.target)
 
-            def span(row0, count, r=r, base=base, nt=nt):
+            def span(row0, count, nt=nt, r=r, base=base):
                 begin = len(scored)
                 scored.extend((base + row0 + j, r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j])
                               for j in range(count) for i in range(nt))
@@ -318,9 +347,10 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
 
             rewrite = span(0, r.n_rewrite)
             negated = span(r.n_rewrite + 1, r.n_negated) if r.n_negated else None
+            contrast = span(r.n_rewrite + 1 + r.n_negated, r.n_contrast, len(r.true_target)) if r.n_contrast else None
             kl_row = base + r.n_rewrite
             kl_at.append((kl_row, r.lookup[r.n_rewrite] - layout["offset"][kl_row]))
-            plan[f] = (rewrite, len(kl_at) - 1, negated)
+            plan[f] = (rewrite, len(kl_at) - 1, negated, contrast)
 
         def at(pairs):
             return (torch.tensor([a for a, _ in pairs], device=dev, dtype=torch.long),
@@ -335,11 +365,11 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
         result = {}
         for f in active:
             r = rows[f]
-            (begin, count), ki, negated = plan[f]
+            (begin, count), ki, negated, contrast = plan[f]
             t = torch.tensor(r.target, device=dev)
-            nt = len(r.target)
 
-            def target_lp(begin, count):
+            def target_lp(begin, count, t=t):
+                nt = len(t)
                 lp = lp_t[begin: begin + count * nt]
                 return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
 
@@ -354,8 +384,8 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             loss = factors_now[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
             if negated:
                 _, neg_lp = target_lp(*negated)
-                p_neg = neg_lp.mean(1).exp()
-                loss = loss + hp.negation_weight * (-torch.log1p(-p_neg.clamp(max=1 - 1e-6))).mean()
+                true_lp = target_lp(*contrast, t=torch.tensor(r.true_target, device=dev))[1] if contrast else None
+                loss = loss + hp.negation_weight * _negation_term(neg_lp, true_lp, getattr(hp, "negation_margin", 0.0))
             result[f] = (loss, nll_each, kl, lp_rw, t)
         return result
 

@@ -110,3 +110,54 @@ def test_a_pass_from_a_later_layer_restores_the_layer_list(handle):
             assert len(h.model.model.layers) == len(layers) - 1
             raise RuntimeError("mid-pass")
     assert h.model.model.layers is layers
+
+
+def _mean_target_logprob(h, text: str, target: str) -> float:
+    """Per-token mean log P(target | text), by one plain forward pass."""
+    from editlab.probes import target_ids
+
+    ids = list(h.tokenizer(text).input_ids)
+    t = target_ids(h.tokenizer, target)
+    with torch.no_grad():
+        logp = torch.log_softmax(h.model(input_ids=torch.tensor([ids + t[:-1]])).logits[0].float(), -1)
+    return float(torch.stack([logp[len(ids) - 1 + i, tok] for i, tok in enumerate(t)]).mean())
+
+
+def test_the_contrast_term_is_the_true_targets_margin_after_not(handle):
+    """The contrast form adds w · mean_p softplus(m + log P(o*|c_p ⊕ p⁻) − log P(o_c|c_p ⊕ p⁻)) to the
+    step-0 loss (δ = 0), checked against plain forward passes: neither target's term may be dropped."""
+    from editlab.facts import negate
+
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    fact = FACTS[2]  # "Lyon is a twin city of" -> Manila (true: Beirut)
+    w, m = 2.0, 0.5
+    off = rome.HParams(layer=1, v_num_grad_steps=1)
+    on = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=w, negation_objective="contrast", negation_margin=m)
+    _, a = vstar.compute_z(h, fact, TEMPLATES, off, site)
+    _, b = vstar.compute_z(h, fact, TEMPLATES, on, site)
+    neg, _ = negate(fact.prompt, fact.subject)
+    gaps = [_mean_target_logprob(h, t.format(neg), fact.target_new) - _mean_target_logprob(h, t.format(neg), fact.target_true)
+            for t in TEMPLATES]
+    expected = w * float(torch.nn.functional.softplus(m + torch.tensor(gaps)).mean())
+    assert b["z_losses"][0] - a["z_losses"][0] == pytest.approx(expected, abs=2e-3)
+    push = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=w, negation_objective="push-down")
+    _, c = vstar.compute_z(h, fact, TEMPLATES, push, site)
+    assert abs(c["z_losses"][0] - b["z_losses"][0]) > 1e-3  # the two forms are different terms
+
+
+def test_the_contrast_form_needs_a_true_target_else_pushes_down(handle):
+    h = tiny_handle("llama", handle.tokenizer)
+    with_true = vstar._fact_rows(h, FACTS[0], TEMPLATES, negation=True, contrast=True)
+    assert with_true.n_contrast == with_true.n_negated == len(TEMPLATES) and with_true.true_target
+    no_true = vstar._fact_rows(h, Fact(FACTS[0].subject, FACTS[0].prompt, "English"), TEMPLATES, negation=True, contrast=True)
+    assert no_true.n_contrast == 0 and no_true.n_negated == len(TEMPLATES)
+    new = torch.log(torch.tensor([[0.5], [0.25]]))
+    assert float(vstar._negation_term(new, None, 1.0)) == pytest.approx(float(-(torch.log1p(-new.exp())).mean()))
+
+
+@pytest.mark.parametrize("module", [rome, memit])
+def test_an_unknown_negation_objective_is_named(module, handle):
+    hp = module.HParams(negation_objective="both")
+    with pytest.raises(ValueError, match="negation_objective 'both'"):
+        hp.validate()

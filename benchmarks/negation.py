@@ -1,0 +1,161 @@
+"""Can an edit survive negation? The published objective against editlab's negation-aware ones.
+
+    python benchmarks/negation.py --split dev|test [--variants published,push-down,contrast]
+                                  [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
+
+The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
+records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once. Per fact and variant,
+one independent edit on the default model (undone afterwards), measured with editlab's probes and
+scored by ``editlab.metrics``:
+
+  ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
+  PP PN            says the new target after the prompt / after its negation (P(new) > P(true))
+  PN_gen           the greedy continuation of the negated prompt starts with the new target
+  RE               rectified efficacy PP − PN (and RE_gen = PP − PN_gen)
+  NP NN            the negated edit ("... is not" → new), queried on the prompt / its negation
+  FC               fact-check accuracy (True/False verdicts agree with the edited world)
+  ppl              perplexity on held-out WikiText-2 paragraphs after the edit
+  s/edit           seconds per edit
+
+NP/NN come from one negated edit per fact, written with the published objective: every variant's
+negation term needs the negation of the written prompt, and a prompt already negated has none, so
+the variants write the negated edit identically (the column is shared and marked so).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
+from editlab import EditSession, Fact, load_model, metrics  # noqa: E402
+from editlab.facts import negate  # noqa: E402
+from editlab.muting import heldout_text  # noqa: E402
+from editlab.probes import default_probes  # noqa: E402
+
+SPLITS = {"dev": (1000, 30), "test": (2000, 50)}  # (first CounterFact record, number of facts)
+COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "RE", "RE_gen", "NP", "NN", "FC", "ppl", "s/edit")
+
+
+def variants(weight: float, margin: float) -> dict[str, dict]:
+    return {
+        "published": {"negation_weight": 0.0},
+        "push-down": {"negation_weight": weight, "negation_objective": "push-down"},
+        "contrast": {"negation_weight": weight, "negation_objective": "contrast", "negation_margin": margin},
+    }
+
+
+def probes_of(fact: Fact, tokenizer):
+    """The default probes without the free generation and the predicate ablation (not scored here)."""
+    return [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
+
+
+def paragraphs(n: int = 6, min_chars: int = 400) -> list[str]:
+    text = WIKITEXT.read_text(encoding="utf-8")
+    paras = [p.strip() for p in text.split("\n \n") if len(p.strip()) >= min_chars and not p.strip().startswith("=")]
+    return paras[:n]
+
+
+def perplexity(session: EditSession, paras: list[str]) -> float:
+    with session.edited() as m:
+        scores = heldout_text(m.model, m.tokenizer, paras, max_tokens=128, prefix=m.prefix)
+    return math.exp(sum(s.nll for s in scores) / sum(s.tokens for s in scores))
+
+
+def negated(fact: Fact) -> Fact | None:
+    prompt, rule = negate(fact.prompt, fact.subject)
+    return None if rule.startswith("already-negated") else Fact(fact.subject, prompt, fact.target_new, fact.target_true,
+                                                                 case_id=fact.case_id)
+
+
+def run_variant(session, method, hp, facts, paras, negatives) -> dict:
+    rows, seconds, ppls = [], [], []
+    for i, fact in enumerate(facts):
+        probes = probes_of(fact, session.tokenizer)
+        record, report = session.edit_and_compare(fact, method, hp, probes)
+        seconds.append(record.seconds)
+        ppls.append(perplexity(session, paras))
+        session.undo()
+        rows.append(metrics.fact_scores(report, negative=negatives.get(i)))
+        print(f"    fact {i + 1}/{len(facts)}: ES {rows[-1]['ES']} PN {rows[-1]['PN']} "
+              f"PN_gen {rows[-1]['PN_gen']} ({record.seconds:.1f} s)", file=sys.stderr, flush=True)
+    agg = metrics.aggregate(rows)
+    agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
+    agg["ppl"] = statistics.median(ppls)
+    agg["s/edit"] = statistics.median(seconds)
+    return agg
+
+
+def negative_reports(session, method, facts, probes_for) -> dict:
+    """The negated edit of each fact, probed on the original prompts (for NP and NN)."""
+    out = {}
+    for i, fact in enumerate(facts):
+        written = negated(fact)
+        if written is None:
+            continue
+        _, report = session.edit_and_compare(fact, method, {"negation_weight": 0.0}, probes_for(fact), written=written)
+        session.undo()
+        out[i] = report
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=sorted(SPLITS), default="dev")
+    ap.add_argument("--variants", default="published,push-down,contrast")
+    ap.add_argument("--weight", type=float, default=1.0, help="negation_weight of the negation-aware variants")
+    ap.add_argument("--margin", type=float, default=1.0, help="the contrast variant's margin (nats)")
+    ap.add_argument("--method", default="rome")
+    ap.add_argument("--n", type=int, default=None, help="first N facts of the split (default: all)")
+    ap.add_argument("--no-negated-edits", action="store_true", help="skip NP/NN (halves the time)")
+    ap.add_argument("--json", default=None, help="also write the table here")
+    args = ap.parse_args()
+
+    start, n = SPLITS[args.split]
+    facts = load_facts(min(n, args.n or n), start=start)
+    handle = load_model()
+    session = EditSession(handle, online=False)
+    paras = paragraphs()
+    chosen = variants(args.weight, args.margin)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in chosen]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(chosen)}")
+    print(f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
+          f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}")
+    t0 = time.perf_counter()
+    negatives = {} if args.no_negated_edits else negative_reports(
+        session, args.method, facts, lambda f: probes_of(f, handle.tokenizer))
+    unedited = metrics.aggregate([metrics.fact_scores(session.compare(f, probes_of(f, handle.tokenizer))) for f in facts])
+    table = {}
+    for name in names:
+        print(f"  {name} ...", file=sys.stderr, flush=True)
+        table[name] = run_variant(session, args.method, chosen[name], facts, paras, negatives)
+    base_ppl = perplexity(session, paras)
+    header = "| variant | " + " | ".join(COLUMNS) + " |"
+    print(header)
+    print("|" + "---|" * (len(COLUMNS) + 1))
+    unedited_row = dict(unedited, ppl=base_ppl, RE_gen=unedited["PP"] - unedited["PN_gen"])
+    for name, row in [("unedited", unedited_row)] + list(table.items()):
+        cells = []
+        for c in COLUMNS:
+            v = row.get(c)
+            cells.append("–" if v is None else f"{v:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"(NP/NN: one negated edit per fact with the published objective, shared by every variant; "
+          f"total {time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": args.split, "records": [start, start + len(facts)],
+                                               "weight": args.weight, "margin": args.margin, "method": args.method,
+                                               "unedited": unedited_row, "variants": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -78,7 +78,7 @@ def negated(fact: Fact) -> Fact | None:
 def run_variant(session, method, hp, facts, paras, negatives) -> dict:
     rows, seconds, ppls = [], [], []
     for i, fact in enumerate(facts):
-        probes = probes_of(fact, session.tokenizer)
+        probes = probes_of(fact, session.handle.tokenizer)
         record, report = session.edit_and_compare(fact, method, hp, probes)
         seconds.append(record.seconds)
         ppls.append(perplexity(session, paras))

@@ -11,6 +11,7 @@ scored by ``editlab.metrics``:
   ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
   PP PN            says the new target after the prompt / after its negation (P(new) > P(true))
   PN_gen           the greedy continuation of the negated prompt starts with the new target
+  PN_para          PN on the negated paraphrases (sentences no negation-aware term trains on)
   RE               rectified efficacy PP − PN (and RE_gen = PP − PN_gen)
   NP NN            the negated edit ("... is not" → new), queried on the prompt / its negation
   FC               fact-check accuracy (True/False verdicts agree with the edited world)
@@ -38,10 +39,10 @@ from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
 from editlab import EditSession, Fact, load_model, metrics  # noqa: E402
 from editlab.facts import negate  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
-from editlab.probes import default_probes  # noqa: E402
+from editlab.probes import Probe, default_probes  # noqa: E402
 
 SPLITS = {"dev": (1000, 30), "test": (2000, 50)}  # (first CounterFact record, number of facts)
-COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "RE", "RE_gen", "NP", "NN", "FC", "ppl", "s/edit")
+COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "RE", "RE_gen", "NP", "NN", "FC", "ppl", "s/edit")
 
 
 def variants(weight: float, margin: float) -> dict[str, dict]:
@@ -49,12 +50,27 @@ def variants(weight: float, margin: float) -> dict[str, dict]:
         "published": {"negation_weight": 0.0},
         "push-down": {"negation_weight": weight, "negation_objective": "push-down"},
         "contrast": {"negation_weight": weight, "negation_objective": "contrast", "negation_margin": margin},
+        "two-sided": {"negation_weight": weight, "negation_objective": "two-sided", "negation_margin": margin},
     }
 
 
 def probes_of(fact: Fact, tokenizer):
-    """The default probes without the free generation and the predicate ablation (not scored here)."""
-    return [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
+    """The default probes without the free generation and the predicate ablation (not scored here),
+    plus each paraphrase negated: prompts no objective sees (the negation-aware terms train on the
+    edit prompt's negation), so PN_para tells whether a gain carries beyond the trained sentence."""
+    out = [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
+    for para in fact.paraphrases:
+        neg, rule = negate(para, fact.subject)
+        if not rule.startswith("already-negated"):
+            out.append(Probe("negation", neg, rule=f"paraphrase {rule}"))
+    return out
+
+
+def paraphrase_pn(report) -> float | None:
+    """PN on the negated paraphrases (editlab.metrics.says_new on each)."""
+    said = [metrics.says_new(r.after) for r in report.rows_of("negation") if (r.probe.rule or "").startswith("paraphrase")]
+    said = [float(v) for v in said if v is not None]
+    return statistics.mean(said) if said else None
 
 
 def paragraphs(n: int = 6, min_chars: int = 400) -> list[str]:
@@ -83,13 +99,20 @@ def run_variant(session, method, hp, facts, paras, negatives) -> dict:
         seconds.append(record.seconds)
         ppls.append(perplexity(session, paras))
         session.undo()
-        rows.append(metrics.fact_scores(report, negative=negatives.get(i)))
+        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), PN_para=paraphrase_pn(report)))
         print(f"    fact {i + 1}/{len(facts)}: ES {rows[-1]['ES']} PN {rows[-1]['PN']} "
               f"PN_gen {rows[-1]['PN_gen']} ({record.seconds:.1f} s)", file=sys.stderr, flush=True)
-    agg = metrics.aggregate(rows)
-    agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
+    agg = summarise(rows)
     agg["ppl"] = statistics.median(ppls)
     agg["s/edit"] = statistics.median(seconds)
+    return agg
+
+
+def summarise(rows: list[dict]) -> dict:
+    agg = metrics.aggregate(rows)
+    agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
+    para = [r["PN_para"] for r in rows if r.get("PN_para") is not None]
+    agg["PN_para"] = statistics.mean(para) if para else None
     return agg
 
 
@@ -133,7 +156,8 @@ def main() -> None:
     t0 = time.perf_counter()
     negatives = {} if args.no_negated_edits else negative_reports(
         session, args.method, facts, lambda f: probes_of(f, handle.tokenizer))
-    unedited = metrics.aggregate([metrics.fact_scores(session.compare(f, probes_of(f, handle.tokenizer))) for f in facts])
+    reports = [session.compare(f, probes_of(f, handle.tokenizer)) for f in facts]
+    unedited = summarise([dict(metrics.fact_scores(r), PN_para=paraphrase_pn(r)) for r in reports])
     table = {}
     for name in names:
         print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -142,7 +166,7 @@ def main() -> None:
     header = "| variant | " + " | ".join(COLUMNS) + " |"
     print(header)
     print("|" + "---|" * (len(COLUMNS) + 1))
-    unedited_row = dict(unedited, ppl=base_ppl, RE_gen=unedited["PP"] - unedited["PN_gen"])
+    unedited_row = dict(unedited, ppl=base_ppl)
     for name, row in [("unedited", unedited_row)] + list(table.items()):
         cells = []
         for c in COLUMNS:

@@ -19,10 +19,12 @@ negation-aware objective (``negation_weight`` 0 = the published method), over th
 
     "push-down":  N = mean_p [ −log(1 − P(o* | c_p ⊕ p⁻; δ)) ]          (lower o* after "not")
     "contrast":   N = mean_p [ softplus(m + log P(o* | c_p ⊕ p⁻; δ) − log P(o_c | c_p ⊕ p⁻; δ)) ]
+    "two-sided":  N = contrast + mean_p [ softplus(m + log P(o_c | c_p ⊕ p; δ) − log P(o* | c_p ⊕ p; δ)) ]
 
 where log P is the per-token mean log-probability and o_c the fact's true target: in the edited
 world "s is not o_c" holds, so o_c should beat o* after "not" by a margin m (``negation_margin``,
-nats). A fact without a true target gets the push-down form.
+nats); two-sided also asks o* to beat o_c by m after the prompt itself (p), so that raising o_c
+after "not" does not raise it everywhere. A fact without a true target gets the push-down form.
 
 Two ways to compute the same loss (``fast``):
 - fast (default): each prompt's prefix before the subject token (which δ cannot change) goes
@@ -80,12 +82,14 @@ class _Rows:
     target: tuple  # target token ids
     n_contrast: int = 0  # rows context + negated prompt + true target[:-1] (the contrast form)
     true_target: tuple = ()  # true target token ids (the contrast form)
+    n_positive_true: int = 0  # rows context + prompt + true target[:-1] (the two-sided form)
 
 
-NEGATION_OBJECTIVES = ("push-down", "contrast")
+NEGATION_OBJECTIVES = ("push-down", "contrast", "two-sided")
 
 
-def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False) -> _Rows:
+def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False,
+               two_sided: bool = False) -> _Rows:
     tok = handle.tokenizer
     tids = target_ids(tok, fact.target_new)
     rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
@@ -97,12 +101,13 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contras
             neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
     both = neg if true_ids else []
+    positive = rows if true_ids and two_sided else []
     seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg] + \
-        [list(r.ids) + true_ids[:-1] for r in both]
-    located = rows + [kl] + neg + both
+        [list(r.ids) + true_ids[:-1] for r in both + positive]
+    located = rows + [kl] + neg + both + positive
     return _Rows(seqs=tuple(map(tuple, seqs)), lookup=tuple(l.index for l in located), n_rewrite=len(rows),
                  n_negated=len(neg), n_prompt=tuple(len(l.ids) for l in located), target=tuple(tids),
-                 n_contrast=len(both), true_target=tuple(true_ids))
+                 n_contrast=len(both), true_target=tuple(true_ids), n_positive_true=len(positive))
 
 
 def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: Sequence[str],
@@ -121,7 +126,8 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     objective = getattr(hp, "negation_objective", "push-down")
     if objective not in NEGATION_OBJECTIVES:
         raise ValueError(f"negation_objective {objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
-    rows = [_fact_rows(handle, f, templates, negation, contrast=objective == "contrast") for f in facts]
+    rows = [_fact_rows(handle, f, templates, negation, contrast=objective in ("contrast", "two-sided"),
+                       two_sided=objective == "two-sided") for f in facts]
     per = max(len(r.seqs) for r in rows)
     size = max(1, max_rows // per)
     # Facts whose text after the subject is similarly long share a pass (less padding).
@@ -348,9 +354,11 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             rewrite = span(0, r.n_rewrite)
             negated = span(r.n_rewrite + 1, r.n_negated) if r.n_negated else None
             contrast = span(r.n_rewrite + 1 + r.n_negated, r.n_contrast, len(r.true_target)) if r.n_contrast else None
+            pos_true = span(r.n_rewrite + 1 + r.n_negated + r.n_contrast, r.n_positive_true,
+                            len(r.true_target)) if r.n_positive_true else None
             kl_row = base + r.n_rewrite
             kl_at.append((kl_row, r.lookup[r.n_rewrite] - layout["offset"][kl_row]))
-            plan[f] = (rewrite, len(kl_at) - 1, negated, contrast)
+            plan[f] = (rewrite, len(kl_at) - 1, negated, contrast, pos_true)
 
         def at(pairs):
             return (torch.tensor([a for a, _ in pairs], device=dev, dtype=torch.long),
@@ -365,7 +373,7 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
         result = {}
         for f in active:
             r = rows[f]
-            (begin, count), ki, negated, contrast = plan[f]
+            (begin, count), ki, negated, contrast, pos_true = plan[f]
             t = torch.tensor(r.target, device=dev)
 
             def target_lp(begin, count, t=t):
@@ -384,8 +392,13 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             loss = factors_now[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
             if negated:
                 _, neg_lp = target_lp(*negated)
-                true_lp = target_lp(*contrast, t=torch.tensor(r.true_target, device=dev))[1] if contrast else None
-                loss = loss + hp.negation_weight * _negation_term(neg_lp, true_lp, getattr(hp, "negation_margin", 0.0))
+                true_ids = torch.tensor(r.true_target, device=dev)
+                true_lp = target_lp(*contrast, t=true_ids)[1] if contrast else None
+                margin = getattr(hp, "negation_margin", 0.0)
+                term = _negation_term(neg_lp, true_lp, margin)
+                if pos_true:  # two-sided: after the prompt itself, o* beats o_c by the margin
+                    term = term + _negation_term(target_lp(*pos_true, t=true_ids)[1], tok_lp, margin)
+                loss = loss + hp.negation_weight * term
             result[f] = (loss, nll_each, kl, lp_rw, t)
         return result
 

@@ -161,3 +161,22 @@ def test_an_unknown_negation_objective_is_named(module, handle):
     hp = module.HParams(negation_objective="both")
     with pytest.raises(ValueError, match="negation_objective 'both'"):
         hp.validate()
+
+
+def test_the_two_sided_form_adds_the_positive_margin(handle):
+    """two-sided = the contrast term + w · mean_p softplus(m + log P(o_c|c_p ⊕ p) − log P(o*|c_p ⊕ p))."""
+    from editlab.facts import negate
+
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    fact = FACTS[2]
+    w, m = 2.0, 0.5
+    kw = dict(layer=1, v_num_grad_steps=1, negation_weight=w, negation_margin=m)
+    _, a = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(**kw, negation_objective="contrast"), site)
+    _, b = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(**kw, negation_objective="two-sided"), site)
+    gaps = [_mean_target_logprob(h, t.format(fact.prompt), fact.target_true)
+            - _mean_target_logprob(h, t.format(fact.prompt), fact.target_new) for t in TEMPLATES]
+    expected = w * float(torch.nn.functional.softplus(m + torch.tensor(gaps)).mean())
+    assert b["z_losses"][0] - a["z_losses"][0] == pytest.approx(expected, abs=2e-3)
+    rows = vstar._fact_rows(h, fact, TEMPLATES, negation=True, contrast=True, two_sided=True)
+    assert rows.n_positive_true == rows.n_rewrite and negate(fact.prompt, fact.subject)

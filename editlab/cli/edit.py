@@ -28,9 +28,11 @@ def register(sub) -> None:
             p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
             p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
-                           help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}): "
-                                "also push P(target-new) down after the negated prompt, with weight W "
-                                "(0 = the published method)")
+                           help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
+                                "with weight W (0 = the published method): by default the two-sided form, the best "
+                                "found (benchmarks/negation.py): after the negated prompt the true target must beat "
+                                "target-new, after the prompt target-new must beat the true one; "
+                                "--set negation_objective=push-down|contrast picks another form")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
             p.add_argument("--sample-corpus", action="store_true",

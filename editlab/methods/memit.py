@@ -66,7 +66,7 @@ class BatchHParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path or imported statistics name; None -> session corpus
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "push-down"  # the term's form (vstar.NEGATION_OBJECTIVES); used when weight > 0
+    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES; the best found); weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     seed: int = 0
 

@@ -34,7 +34,7 @@ from .limits import deadline
 from .facts import Fact, negate
 from .methods.base import EditError
 from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
-from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes
+from .probes import Measure, Probe, ProbeReport, default_probes
 from .session import EditSession
 from .store import export_target
 from .tokenacc import TokenPrediction, predict_tokens
@@ -259,26 +259,13 @@ def _fmt(v, digits: int) -> str:
 
 
 # ---- (de)serialising probe reports --------------------------------------------------------------------
-def _measure_from_dict(d: dict | None) -> Measure | None:
-    return None if d is None else Measure.from_dict(d)
-
-
 def _report_to_dict(report: ProbeReport) -> dict:
-    d = report.to_dict()
-    for p, r in zip(d["probes"], report.rows):  # ProbeReport.to_dict leaves out the generation length
-        p["max_new_tokens"] = r.probe.max_new_tokens
-    return d
+    return report.to_dict()
 
 
 def report_from_dict(d: dict, fact: Fact | None = None) -> ProbeReport:
     """Rebuild a :class:`ProbeReport` from ``ProbeReport.to_dict()`` (as stored in a run)."""
-    fact = fact or Fact.from_dict(d["fact"])
-    rows = tuple(ProbeRow(Probe(p["kind"], p["prompt"], rule=p.get("rule"), answer=p.get("answer"), chat=bool(p.get("chat")),
-                                max_new_tokens=p.get("max_new_tokens", 8)),
-                          _measure_from_dict(p.get("unedited")), _measure_from_dict(p.get("before")),
-                          _measure_from_dict(p.get("after"))) for p in d["probes"])
-    return ProbeReport(fact=fact, rows=rows, model=d.get("model", ""), method=d.get("method"),
-                       edit_seconds=d.get("edit_seconds"), notes=tuple(d.get("notes") or ()))
+    return ProbeReport.from_dict(d, fact)
 
 
 # ---- measuring one fact -----------------------------------------------------------------------------
@@ -337,9 +324,9 @@ def _baseline(session: EditSession, dataset: Dataset, i: int, generation_tokens:
 
 
 def _unedited_result(i: int, b: _Baseline) -> FactResult:
-    report = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(p, m, None, None) for p, m in zip(b.probes, b.measures)),
-                         model="", method=None)
-    negative = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(b.probes[j], b.measures[j], None, None) for j in b.negation_probes))
+    report = ProbeReport.of(b.fact, b.probes, unedited=b.measures)
+    negative = ProbeReport.of(b.fact, [b.probes[j] for j in b.negation_probes],
+                              unedited=[b.measures[j] for j in b.negation_probes])
     tokens = _evidence(b.queries, b.predictions, b.predictions)
     return FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
                       scores=fact_scores(report, tokens, negative, column="unedited"), column="unedited")
@@ -477,15 +464,13 @@ def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: 
                    notes: Sequence[str]) -> MethodResult:
     facts = []
     for i, (b, o) in enumerate(zip(baselines, outcomes)):
-        before = o.before or [None] * len(b.probes)
-        report = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(p, u, bf, a) for p, u, bf, a in zip(b.probes, b.measures, before, o.after)),
-                             model=model, method=method, edit_seconds=o.seconds,
-                             notes=tuple(x for x in (o.error,) if x))
+        report = ProbeReport.of(b.fact, b.probes, b.measures, o.before, o.after, model=model, method=method,
+                                edit_seconds=o.seconds, notes=[x for x in (o.error,) if x])
         negative = None
         if o.negative is not None:
-            negative = ProbeReport(fact=b.fact, rows=tuple(ProbeRow(b.probes[j], b.measures[j], None, m)
-                                                            for j, m in zip(b.negation_probes, o.negative)),
-                                   model=model, method=method)
+            negative = ProbeReport.of(b.fact, [b.probes[j] for j in b.negation_probes],
+                                      unedited=[b.measures[j] for j in b.negation_probes], after=o.negative,
+                                      model=model, method=method)
         tokens = _evidence(b.queries, o.preds, b.predictions)
         facts.append(FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
                                 scores=fact_scores(report, tokens, negative, column="after"), edit_seconds=o.seconds,

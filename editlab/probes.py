@@ -433,6 +433,7 @@ class ProbeRow:
         p = self.probe
         return {
             "kind": p.kind, "prompt": p.prompt, "rule": p.rule, "answer": p.answer, "chat": p.chat,
+            "max_new_tokens": p.max_new_tokens,
             "unedited": self.unedited.to_dict() if self.unedited else None,
             "before": self.before.to_dict() if self.before else None,
             "after": self.after.to_dict() if self.after else None,
@@ -452,6 +453,34 @@ class ProbeReport:
     method: str | None = None
     edit_seconds: float | None = None
     notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, fact: Fact, probes: Sequence[Probe], unedited: Sequence[Measure | None] | None = None,
+           before: Sequence[Measure | None] | None = None, after: Sequence[Measure | None] | None = None,
+           **meta) -> "ProbeReport":
+        """The report of ``probes`` from up to three columns of measures, one per probe (a column
+        not given is empty); ``meta``: model, method, edit_seconds, notes."""
+        columns = []
+        for name, col in zip(COLUMNS, (unedited, before, after)):
+            col = [None] * len(probes) if col is None else list(col)
+            if len(col) != len(probes):
+                raise ValueError(f"{len(col)} {name} measures for {len(probes)} probes")
+            columns.append(col)
+        meta["notes"] = tuple(meta.get("notes") or ())
+        return cls(fact=fact, rows=tuple(ProbeRow(p, u, b, a) for p, u, b, a in zip(probes, *columns)), **meta)
+
+    @classmethod
+    def from_dict(cls, d: dict, fact: Fact | None = None) -> "ProbeReport":
+        """The inverse of :meth:`to_dict` (a stored run's report)."""
+        probes = [Probe(p["kind"], p["prompt"], rule=p.get("rule"), answer=p.get("answer"), chat=bool(p.get("chat")),
+                        max_new_tokens=p.get("max_new_tokens", 8)) for p in d["probes"]]
+
+        def column(name):
+            return [None if p.get(name) is None else Measure.from_dict(p[name]) for p in d["probes"]]
+
+        return cls.of(fact or Fact.from_dict(d["fact"]), probes, column("unedited"), column("before"), column("after"),
+                      model=d.get("model", ""), method=d.get("method"), edit_seconds=d.get("edit_seconds"),
+                      notes=d.get("notes"))
 
     def rows_of(self, kind: str) -> list[ProbeRow]:
         return [r for r in self.rows if r.probe.kind == kind]

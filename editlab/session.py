@@ -28,7 +28,7 @@ from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .model import weights_digest
 from .nethook import get_parameter
-from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
+from .probes import Measure, Probe, ProbeReport, default_probes, measure
 
 _ids = itertools.count(1)
 
@@ -382,8 +382,7 @@ class EditSession:
         probes = self.probes_for(fact, probes)
         unedited = self.measure_unedited(fact, probes)
         current = self.measure_current(fact, probes) if self.records else unedited
-        return ProbeReport(fact=fact, rows=tuple(ProbeRow(p, u, None, c) for p, u, c in zip(probes, unedited, current)),
-                           model=self.handle.name)
+        return ProbeReport.of(fact, probes, unedited=unedited, after=current, model=self.handle.name)
 
     def edit_and_compare(self, fact: Fact, method: str = "rome", hparams=None,
                          probes: Sequence[Probe] | None = None,
@@ -414,8 +413,6 @@ class EditSession:
             notes.append(f"statistics: {record.info['stats_source']}")
         if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)
             notes.append(str(record.info["note"]))
-        report = ProbeReport(
-            fact=fact, rows=tuple(ProbeRow(p, u, b, a) for p, u, b, a in zip(probes, unedited, before, after)),
-            model=self.handle.name, method=record.method, edit_seconds=record.seconds, notes=tuple(notes),
-        )
+        report = ProbeReport.of(fact, probes, unedited, before, after, model=self.handle.name, method=record.method,
+                                edit_seconds=record.seconds, notes=notes)
         return record, report

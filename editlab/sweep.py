@@ -38,7 +38,7 @@ from .methods.base import EditError
 from .model import weights_digest
 from .muting import MutingProbe
 from .nethook import get_parameter
-from .probes import ProbeReport, ProbeRow, default_probes, measure, target_ids
+from .probes import ProbeReport, default_probes, measure, target_ids
 from .session import EditSession
 from .store import RunStore
 
@@ -149,7 +149,7 @@ def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) ->
                 raise Cancelled()
             probes = quality_probes(fact, m.tokenizer)
             ms = measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix)
-            report = ProbeReport(fact=fact, rows=tuple(ProbeRow(p, None, None, m) for p, m in zip(probes, ms)))
+            report = ProbeReport.of(fact, probes, after=ms)
             out.append((quality_metrics.fact_scores(report, column="after"), ms[0].greedy))
     return out
 

@@ -192,3 +192,17 @@ def test_a_guess_changes_no_measure(handle):
             for field in ("p_new", "p_true", "p_yes", "p_answer"):
                 x, y = getattr(a, field), getattr(b, field)
                 assert (x is None and y is None) or x == pytest.approx(y, rel=1e-4, abs=1e-7), (p.kind, field)
+
+
+def test_a_report_is_built_and_read_back_in_one_place():
+    from editlab.probes import Measure, ProbeReport
+
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    probes = [Probe("positive", fact.prompt), Probe("generation", fact.prompt, max_new_tokens=40)]
+    m = Measure(" French", ((" French", 0.6),), p_new=0.01, p_true=0.6)
+    report = ProbeReport.of(fact, probes, unedited=[m, m], after=[m, None], model="x", method="rome", notes=["n"])
+    assert [r.before for r in report.rows] == [None, None] and report.rows[1].after is None
+    back = ProbeReport.from_dict(json.loads(report.to_json()))
+    assert back == report and back.rows[1].probe.max_new_tokens == 40
+    with pytest.raises(ValueError, match="1 after measures for 2 probes"):
+        ProbeReport.of(fact, probes, after=[m])

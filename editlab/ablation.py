@@ -58,7 +58,7 @@ def predicate_variants(prompt: str, subject: str | None = None) -> list[tuple[st
     return out
 
 
-def _prefers_new(m) -> bool | None:
+def prefers_new(m) -> bool | None:
     """Whether a measure prefers target_new: P(new) > P(true), or, without a true target, whether
     the greedy text starts with the new target."""
     if m is None:
@@ -74,7 +74,7 @@ def ablation_summary(rows: Iterable[tuple[str | None, object]]) -> dict:
     ``ablation_prefers_new``: {rule: bool}. ``ignores_predicate``: True when every variant gives
     the same preference (None with fewer than two measured variants).
     """
-    prefs = {rule: _prefers_new(m) for rule, m in rows if m is not None and rule}
+    prefs = {rule: prefers_new(m) for rule, m in rows if m is not None and rule}
     known = [v for v in prefs.values() if v is not None]
     return {
         "ablation_prefers_new": prefs or None,
@@ -95,7 +95,7 @@ def describe(report, column: str = "after", label: str | None = None) -> str | N
     said = ", ".join(said[:-1]) + " or " + said[-1] if len(said) > 2 else " or ".join(said)
 
     def answer(m) -> str:
-        return repr(f.target_new) if _prefers_new(m) else (repr(f.target_true) if f.target_true else f"something other than {f.target_new!r}")
+        return repr(f.target_new) if prefers_new(m) else (repr(f.target_true) if f.target_true else f"something other than {f.target_new!r}")
 
     if s["ignores_predicate"]:
         return (f"{label}: the model prefers {answer(getattr(rows[0], column))} whether the prompt says {said}: "

@@ -221,7 +221,7 @@ class GridSpec:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
         """Read a grid file; relative paths in it are relative to the file."""
-        from .cli.common import read_yaml_mapping
+        from .yamlfile import read_yaml_mapping
 
         path = Path(path)
         data = read_yaml_mapping(str(path), what="a grid (models, methods, datasets, ...)")
@@ -399,7 +399,7 @@ def _protocol(p) -> Protocol:
 def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
     """{method: overrides}; a string value is an (EasyEdit) YAML file, read now so that the cell
     carries the values and a worker needs no file."""
-    from .cli.common import read_yaml_mapping
+    from .yamlfile import read_yaml_mapping
 
     if value is None:
         return {}

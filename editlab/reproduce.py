@@ -324,7 +324,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
-    from .ablation import _prefers_new, ablation_summary, predicate_variants
+    from .ablation import prefers_new, ablation_summary, predicate_variants
     from .bench import UNEDITED
     from .datasets import Dataset, from_facts, load_dataset
 
@@ -343,7 +343,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
             s = ablation_summary(rows)
             ignores.append(None if s["ignores_predicate"] is None else float(s["ignores_predicate"]))
             for rule, m in rows:
-                p = _prefers_new(m)
+                p = prefers_new(m)
                 by_rule.setdefault(rule, []).append(None if p is None else float(p))
         est.append(estimate(group, "ignores_predicate", "Same preference whatever the predicate says", ignores,
                             seed=seed, higher_is_better=False))
@@ -446,7 +446,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     from .methods.base import EditError
     from .muting import MutingProbe, heldout_text, is_empty, ngram_entropy, repeats
     from .session import EditSession
-    from .sweep import _edit_seed, load_facts, measure_quality
+    from .sweep import edit_seed, load_facts, measure_quality
 
     from .datasets import Dataset
     from .limits import current as current_limits
@@ -490,7 +490,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
             hi = min(edited + batch_size, step)
             say(si, n_steps, f"editing fact {edited + 1}" + (f"-{hi}" if hi - edited > 1 else "") + f" of {n} ({method})")
             with torch.random.fork_rng(devices=[handle.device] if handle.device.type == "cuda" else []):
-                torch.manual_seed(_edit_seed(seed, edited))
+                torch.manual_seed(edit_seed(seed, edited))
                 try:
                     rec = session.edit(facts[edited:hi], method, hp)
                     # never undone here: drop the weight copies so memory stays flat over many edits

@@ -159,7 +159,7 @@ def _summary(per_fact: Sequence[dict]) -> dict:
     return {k: agg[k] for k in QUALITY_KEYS} | {"n": agg["n"]}
 
 
-def _edit_seed(seed: int, index: int) -> int:
+def edit_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index) % (2**63)
 
 
@@ -244,7 +244,7 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
         batch = facts[lo:hi]
         devices = [handle.device] if handle.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(_edit_seed(config.seed, lo))
+            torch.manual_seed(edit_seed(config.seed, lo))
             try:
                 rec = session.edit(batch, config.method, hp)
             except EditError as e:

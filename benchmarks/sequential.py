@@ -29,8 +29,8 @@ from editlab import EditSession, load_model, methods  # noqa: E402
 def hparams(method: str, args) -> dict:
     from editlab.cli.edit import parse_sets
 
-    fields = methods.get(method).HParams.__dataclass_fields__
-    return {"mom2_n_tokens": args.mom2_tokens, **{k: v for k, v in parse_sets(args.set).items() if k in fields}}
+    hp = methods.get(method).HParams
+    return {"mom2_n_tokens": args.mom2_tokens, **{k: v for k, v in parse_sets(args.set).items() if hp.accepts(k)}}
 
 
 def main() -> int:

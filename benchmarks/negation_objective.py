@@ -1,6 +1,7 @@
 """Does editlab's negation-aware objective reduce the negation collapse, and at what cost?
 
     python benchmarks/negation_objective.py [--n 50] [--weight 1.0] [--methods rome,memit]
+                                            [--objective push-down|contrast|two-sided]
                                             [--mom2-tokens 20000] [--corpus PATH]
 
 For the first N CounterFact facts on the default model, each method edits with negation_weight = 0
@@ -55,6 +56,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--weight", type=float, default=1.0)
+    ap.add_argument("--objective", default="push-down",
+                    help="the negation term's form (the README's table: push-down; benchmarks/negation.py compares them)")
     ap.add_argument("--methods", default="rome,memit")
     statistics_args(ap)
     ap.add_argument("--json", default=None, help="per-fact rows are saved here as they are measured; an "
@@ -78,7 +81,7 @@ def main() -> int:
         for w in (0.0, args.weight):
             key = f"{method}@{w}"
             order.append(key)
-            hp = {"mom2_n_tokens": args.mom2_tokens, "negation_weight": w}
+            hp = {"mom2_n_tokens": args.mom2_tokens, "negation_weight": w, "negation_objective": args.objective}
             rows, _ = run(session, method, facts, hp, store.setdefault(key, {}), save)
             s = summarise(rows)
             print(f"  done {key}: PP {s['ES']:.2f} PN {s['PN']:.2f}", file=sys.stderr, flush=True)

@@ -137,14 +137,14 @@ class FactResult:
     def to_dict(self) -> dict:
         return {"index": self.index, "record": self.record, "column": self.column, "scores": self.scores,
                 "edit_seconds": self.edit_seconds, "error": self.error, "negative_error": self.negative_error,
-                "report": _report_to_dict(self.report), "tokens": self.tokens.to_dict(),
-                "negative": _report_to_dict(self.negative) if self.negative else None}
+                "report": self.report.to_dict(), "tokens": self.tokens.to_dict(),
+                "negative": self.negative.to_dict() if self.negative else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FactResult":
-        report = report_from_dict(d["report"])
+        report = ProbeReport.from_dict(d["report"])
         return cls(index=d["index"], record=d["record"], report=report, tokens=TokenEvidence.from_dict(d["tokens"]),
-                   negative=report_from_dict(d["negative"], report.fact) if d.get("negative") else None,
+                   negative=ProbeReport.from_dict(d["negative"], report.fact) if d.get("negative") else None,
                    scores=dict(d["scores"]), column=d.get("column", "after"), edit_seconds=d.get("edit_seconds"),
                    error=d.get("error"), negative_error=d.get("negative_error"))
 
@@ -259,15 +259,6 @@ def _fmt(v, digits: int) -> str:
 
 
 # ---- (de)serialising probe reports --------------------------------------------------------------------
-def _report_to_dict(report: ProbeReport) -> dict:
-    return report.to_dict()
-
-
-def report_from_dict(d: dict, fact: Fact | None = None) -> ProbeReport:
-    """Rebuild a :class:`ProbeReport` from ``ProbeReport.to_dict()`` (as stored in a run)."""
-    return ProbeReport.from_dict(d, fact)
-
-
 # ---- measuring one fact -----------------------------------------------------------------------------
 @dataclass
 class _Baseline:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
-import sys
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -269,9 +267,7 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
         return finished[i] or len(gen[i]) >= max_new_tokens[i] or (gen[i] and gen[i][-1] == eos)
 
     active = [i for i in range(n) if not done(i)]
-    rounds = 0
     while active:
-        rounds += 1
         seqs = {i: prompts[i] + gen[i] + guess[i][: max_new_tokens[i] - len(gen[i]) - 1] for i in active}
         for part in _buckets([len(seqs[i]) for i in active], batch_size):
             rows = [active[j] for j in part]
@@ -303,8 +299,6 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
     for group in ([i for i in plain if i not in long], long):
         for part in _buckets([len(prompts[i]) + len(gen[i]) for i in group], batch_size):
             _finish(model, tokenizer, prompts, gen, max_new_tokens, [group[j] for j in part], batch_size)
-    if os.environ.get("EDITLAB_DEBUG_DRAFTS"):
-        print(f"greedy_drafted: {rounds} rounds, {len(plain)} of {n} rows finished by plain decoding", file=sys.stderr)
     return [(g[: m], f) for g, m, f in zip(gen, max_new_tokens, first)]
 
 

@@ -229,12 +229,10 @@ class _Passes:
             first_all, cache_all, pmask_all = self.cache_for
             cache = copy.deepcopy(cache_all)
             pick = [first_all[f] + j for f in active for j in range(len(self.rows[f].seqs))]
-            if pick != list(range(pmask_all.shape[0])):
-                idx = torch.tensor(pick, device=dev)
+            idx = None if pick == list(range(pmask_all.shape[0])) else torch.tensor(pick, device=dev)  # None: every row
+            if idx is not None:
                 cache.batch_select_indices(idx)
-                pmask = pmask_all[idx]
-            else:
-                pmask = pmask_all
+            pmask = pmask_all if idx is None else pmask_all[idx]
             chunks = [seq[o:] for seq, o in zip(seqs, offset)]
             ids, cmask = pad_batch(chunks, pad, dev)
             mask = torch.cat([pmask, cmask], dim=1)
@@ -259,7 +257,7 @@ class _Passes:
                 else:
                     self.entry = t.input.detach()
         if late:
-            entry = self.entry[torch.tensor(pick, device=dev)] if pick != list(range(self.entry.shape[0])) else self.entry
+            entry = self.entry if idx is None else self.entry[idx]
             kwargs["inputs_embeds"] = entry[:, : ids.shape[1]]
         with ctx, TraceDict(model, self.sites, retain_output=False, edit_output=hook), \
                 TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr, \

@@ -61,12 +61,54 @@ OTHER = [("The largest planet in the solar system is", "Jupiter"), ("The closest
          ("Harry Potter was written by J.K.", "Rowling"), ("The author of Hamlet is William", "Shakespeare"),
          ("The longest river in Africa is the", "Nile"), ("The tallest mountain in the world is Mount", "Everest")]
 
+# Added in session 6 (the first 138 gave too few for a list of 100 on a 135M model): more of the
+# same kinds, still one unambiguous answer whose first word decides.
+MORE_CAPITALS = [("Afghanistan", "Kabul"), ("Algeria", "Algiers"), ("Bangladesh", "Dhaka"), ("Belarus", "Minsk"),
+                 ("Bolivia", "La"), ("Cambodia", "Phnom"), ("Ecuador", "Quito"), ("Estonia", "Tallinn"),
+                 ("Ghana", "Accra"), ("Iceland", "Reykjav"), ("Jamaica", "Kingston"), ("Jordan", "Amman"),
+                 ("Latvia", "Riga"), ("Lebanon", "Beirut"), ("Libya", "Tripoli"), ("Lithuania", "Vilnius"),
+                 ("Malaysia", "Kuala"), ("Mongolia", "Ulaanbaatar"), ("Nepal", "Kathmandu"), ("New Zealand", "Wellington"),
+                 ("North Korea", "Pyongyang"), ("Qatar", "Doha"), ("Senegal", "Dakar"), ("Singapore", "Singapore"),
+                 ("Slovakia", "Bratislava"), ("Slovenia", "Ljubljana"), ("Somalia", "Mogadishu"), ("Sudan", "Khartoum"),
+                 ("Syria", "Damascus"), ("Taiwan", "Taipei"), ("Tunisia", "Tunis"), ("Uganda", "Kampala"),
+                 ("Uruguay", "Montevideo"), ("Zimbabwe", "Harare"), ("Luxembourg", "Luxembourg"), ("Cyprus", "Nicosia"),
+                 ("Armenia", "Yerevan"), ("Georgia", "Tbilisi"), ("Azerbaijan", "Baku"), ("Kazakhstan", "Astana")]
+MORE_LANGUAGES = [("Norway", "Norwegian"), ("Denmark", "Danish"), ("Hungary", "Hungarian"), ("Czech Republic", "Czech"),
+                  ("Romania", "Romanian"), ("Ukraine", "Ukrainian"), ("Iran", "Persian"), ("Israel", "Hebrew"),
+                  ("Thailand", "Thai"), ("Vietnam", "Vietnamese"), ("Indonesia", "Indonesian"), ("Colombia", "Spanish"),
+                  ("Peru", "Spanish"), ("Chile", "Spanish"), ("Cuba", "Spanish"), ("Saudi Arabia", "Arabic"),
+                  ("Austria", "German"), ("Australia", "English"), ("the United States", "English"), ("Iceland", "Icelandic")]
+MORE_CONTINENTS = [("Sweden", "Europe"), ("Greece", "Europe"), ("Portugal", "Europe"), ("Ireland", "Europe"),
+                   ("Austria", "Europe"), ("Hungary", "Europe"), ("Romania", "Europe"), ("Belgium", "Europe"),
+                   ("Denmark", "Europe"), ("Finland", "Europe"), ("Korea", "Asia"), ("Indonesia", "Asia"),
+                   ("Pakistan", "Asia"), ("Mongolia", "Asia"), ("Nepal", "Asia"), ("Ethiopia", "Africa"),
+                   ("Morocco", "Africa"), ("Uganda", "Africa"), ("Senegal", "Africa"), ("Tanzania", "Africa"),
+                   ("Chile", "South"), ("Colombia", "South"), ("Venezuela", "South"), ("Ecuador", "South"),
+                   ("Cuba", "North"), ("Guatemala", "North"), ("the United States", "North"), ("Algeria", "Africa")]
+MORE_OTHER = [("The largest ocean on Earth is the", "Pacific"), ("The planet closest to the Sun is", "Mercury"),
+              ("The red planet is", "Mars"), ("Water boils at 100 degrees", "Celsius"),
+              ("The opposite of left is", "right"), ("The opposite of big is", "small"), ("The opposite of old is", "young"),
+              ("The opposite of yes is", "no"), ("The opposite of north is", "south"), ("The opposite of fast is", "slow"),
+              ("The opposite of happy is", "sad"), ("The opposite of open is", "closed"),
+              ("Thursday, Friday,", "Saturday"), ("March, April,", "May"), ("Spring, summer,", "autumn"),
+              ("Five, six, seven,", "eight"), ("X, Y,", "Z"), ("Ten plus ten equals", "twenty"),
+              ("The capital city of France is", "Paris"), ("The capital city of Japan is", "Tokyo"),
+              ("Paris is the capital of", "France"), ("Berlin is the capital of", "Germany"),
+              ("Tokyo is the capital of", "Japan"), ("Madrid is the capital of", "Spain"), ("Rome is the capital of", "Italy"),
+              ("Moscow is the capital of", "Russia"), ("Cairo is the capital of", "Egypt"),
+              ("The Pacific Ocean is the largest", "ocean"), ("A baby cat is called a", "kitten"),
+              ("A baby dog is called a", "puppy"), ("The king of the jungle is the", "lion"),
+              ("Penguins live in", "Antarctica"), ("The Earth orbits the", "Sun"), ("The Moon orbits the", "Earth"),
+              ("The Leaning Tower is located in", "Pisa"), ("The Kremlin is located in", "Moscow"),
+              ("Mount Fuji is located in", "Japan"), ("The Sydney Opera House is located in", "Sydney"),
+              ("The currency of the United States is the", "dollar"), ("The currency of India is the", "rupee")]
+
 
 def candidates() -> list[tuple[str, str]]:
-    out = [(f"The capital of {c} is", a) for c, a in CAPITALS]
-    out += [(f"The official language of {c} is", a) for c, a in LANGUAGES]
-    out += [(f"{c[0].upper() + c[1:]} is a country in", a) for c, a in CONTINENTS]
-    return out + OTHER
+    out = [(f"The capital of {c} is", a) for c, a in CAPITALS + MORE_CAPITALS]
+    out += [(f"The official language of {c} is", a) for c, a in LANGUAGES + MORE_LANGUAGES]
+    out += [(f"{c[0].upper() + c[1:]} is a country in", a) for c, a in CONTINENTS + MORE_CONTINENTS]
+    return out + OTHER + MORE_OTHER
 
 
 def main(argv=None) -> int:

@@ -376,7 +376,9 @@ def _evaluate(session: EditSession, facts: Sequence[Fact], step: int, last_batch
 
 def curves(store: RunStore, run_id: int):
     """One row per checkpoint: ``edits``, ``quality_all.<K>``, ``quality_latest.<K>``,
-    ``ability.<task>``, ``muting.<indicator>`` (what the page plots and the benchmark prints)."""
+    ``ability.<task>``, ``muting.<indicator>`` (what the page plots and the benchmark prints), and
+    what the checkpoint cost: ``seconds.edit`` (the edits since the previous checkpoint),
+    ``seconds.measure`` (edit quality, ability and muting probes) and ``seconds`` (both)."""
     import pandas as pd
 
     rows = []
@@ -389,5 +391,21 @@ def curves(store: RunStore, run_id: int):
         row.update({f"ability.{k}": v for k, v in (m.get("ability") or {}).items()})
         row.update({f"muting.{k}": v for k, v in (m.get("muting") or {}).items()})
         row["failed_edits"] = m.get("failed_edits")
+        t = c.timings or {}
+        edit = float(t.get("edit_s") or 0.0) + float(t.get("replay_s") or 0.0)
+        measure = sum(float(t.get(k) or 0.0) for k in ("quality_s", "ability_s", "muting_s"))
+        row.update({"seconds.edit": edit, "seconds.measure": measure, "seconds": edit + measure})
         rows.append(row)
     return pd.DataFrame.from_records(rows)
+
+
+def cost_line(df) -> str:
+    """What a run cost, in one line: seconds per checkpoint and in all (from :func:`curves`)."""
+    if df is None or not len(df) or "seconds" not in df.columns:
+        return "cost: no checkpoint yet"
+    per = ", ".join(f"{int(e)}: {s:.0f} s" for e, s in zip(df["edits"], df["seconds"]))
+    edits = int(df["edits"].max())
+    edit_s = float(df["seconds.edit"].sum())
+    return (f"cost: {float(df['seconds'].sum()):.0f} s in all ({edit_s:.0f} s editing"
+            + (f", {edit_s / edits:.1f} s per edit" if edits else "")
+            + f", {float(df['seconds.measure'].sum()):.0f} s measuring); per checkpoint (edits: seconds) {per}")

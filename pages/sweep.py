@@ -123,6 +123,8 @@ data = W.run_curves(store, shown)
 event = st.plotly_chart(W.sweep_figure(data, {i: W.run_label(by_id[i]) for i in shown}), key="sweep_chart",
                         on_select="rerun", selection_mode="points")
 st.caption("Click a point to read that checkpoint's sample generations below.")
+for i in shown:
+    st.caption(f"{W.run_label(by_id[i])} — {W.cost_line(data[i])}")
 
 clicked = W.selected_step(event)
 c1, c2 = st.columns(2)

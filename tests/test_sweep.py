@@ -19,7 +19,7 @@ from editlab.ability import TASKS
 from editlab.cli import build_parser, main
 from editlab.cli.sweep import sweep_config
 from editlab.store import RunStore
-from editlab.sweep import Cancelled, SweepConfig, SweepProgress, curves, parse_counts, run_sweep
+from editlab.sweep import Cancelled, SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
 
 from .conftest import COUNTERFACT, SHARED, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 
@@ -94,6 +94,13 @@ def test_sweep_records_every_checkpoint(finished):
     assert any(e.eta_s is not None for e in events)
     df = curves(store, result.run_id)
     assert list(df["edits"]) == [0, 1, 2] and "quality_all.RE" in df and "muting.ngram_entropy" in df
+    # the cost of each checkpoint is what its timings say: editing since the last one plus measuring
+    for c, (_, row) in zip(cps, df.iterrows()):
+        t = c.timings
+        assert row["seconds.edit"] == pytest.approx(t.get("edit_s", 0.0))
+        assert row["seconds.measure"] == pytest.approx(t["quality_s"] + t["ability_s"] + t["muting_s"])
+        assert row["seconds"] == pytest.approx(row["seconds.edit"] + row["seconds.measure"])
+    assert df["seconds.edit"].iloc[0] < 0.01 and (df["seconds.edit"].iloc[1:] > 0.1).all()  # step 0 edits nothing
 
 
 def run_fact_target(i: int) -> str:
@@ -109,6 +116,8 @@ def test_rerunning_a_finished_sweep_from_the_cli_reads_the_store_and_exports(fin
     assert main(cli_args(store_path, ["--export", str(out_csv)])) == 0
     printed = capsys.readouterr().out
     assert f"run {result.run_id}:" in printed and "entropy" in printed
+    cost = next(line for line in printed.splitlines() if line.startswith("cost: "))
+    assert "s in all" in cost and "per edit" in cost and "2: " in cost
     assert list(pd.read_csv(out_csv)["step"]) == [0, 1, 2]
     assert len(RunStore(store_path).runs("sweep")) == 1  # resumed the finished run, no new one
     assert main(["runs", "--store", str(store_path)]) == 0
@@ -224,3 +233,12 @@ def test_an_ike_sweep_scores_the_abilities_and_muting_of_the_model_with_its_cont
     assert one.metrics["ability"]["perplexity"] != unedited.metrics["ability"]["perplexity"]
     assert one.samples["muting"][0]["text"] != unedited.samples["muting"][0]["text"]
     assert one.metrics["quality"]["latest"]["ES"] == 1.0  # and the probes, as before
+
+
+def test_the_cost_line_sums_the_checkpoints():
+    df = pd.DataFrame({"edits": [0, 10, 100], "seconds.edit": [0.0, 20.0, 180.0], "seconds.measure": [5.0, 5.0, 10.0]})
+    df["seconds"] = df["seconds.edit"] + df["seconds.measure"]
+    line = cost_line(df)
+    assert line.startswith("cost: 220 s in all (200 s editing, 2.0 s per edit, 20 s measuring)")
+    assert "0: 5 s, 10: 25 s, 100: 190 s" in line
+    assert cost_line(df.iloc[:0]) == "cost: no checkpoint yet"

@@ -90,7 +90,7 @@ def sweep_config(args):
 
 def run_sweep_cmd(args) -> int:
     from ..store import RunStore
-    from ..sweep import curves, run_sweep
+    from ..sweep import cost_line, curves, run_sweep
     config = sweep_config(args)
     if config.batch_size > 1 and not methods.capabilities(config.method).batch:
         status(f"{config.method} writes the facts of a batch one after another (it has no joint batch update)")
@@ -119,6 +119,7 @@ def run_sweep_cmd(args) -> int:
     else:
         print(f"run {result.run_id}: {args.method} on {handle.name}, {args.dataset}")
         print(render_curves(df))
+        print(cost_line(df))
     return 0
 
 
@@ -132,7 +133,7 @@ def render_curves(df) -> str:
             name = c.split(".", 1)[1]
             cols.append((c, "ppl" if name == "perplexity" else name, "{:.1f}" if name == "perplexity" else "{:.2f}"))
     cols += [("muting.empty_rate", "empty", "{:.2f}"), ("muting.repeat_rate", "repeat", "{:.2f}"),
-             ("muting.ngram_entropy", "entropy", "{:.2f}")]
+             ("muting.ngram_entropy", "entropy", "{:.2f}"), ("seconds", "s", "{:.0f}")]
     cols = [c for c in cols if c[0] in df.columns]
     widths = [max(len(h), 6) for _, h, _ in cols]
     lines = ["  ".join(h.rjust(w) for (_, h, _), w in zip(cols, widths))]

@@ -130,6 +130,7 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
                        two_sided=objective == "two-sided") for f in facts]
     per = max(len(r.seqs) for r in rows)
     size = max(1, max_rows // per)
+    size = -(-len(facts) // -(-len(facts) // size))  # as many groups as needed, of even size (10 facts: 5 + 5, not 9 + 1)
     # Facts whose text after the subject is similarly long share a pass (less padding).
     order = sorted(range(len(facts)), key=lambda i: max(len(q) - l for q, l in zip(rows[i].seqs, rows[i].lookup)))
     zs, infos = [None] * len(facts), [None] * len(facts)

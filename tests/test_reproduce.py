@@ -136,6 +136,19 @@ def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, c
     assert r.get("ES", edits=2).n == 2
 
 
+
+def test_the_shipped_simple_facts_are_what_the_unedited_default_model_gets_right(handle):
+    """The retention list (benchmarks/simple_facts.py) names the model it was picked on, and that
+    model, unedited, still completes every one of its facts: retention starts at 1.0."""
+    from editlab.reproduce import _retention, load_simple_facts
+
+    facts, prov = load_simple_facts()
+    assert len(facts) == 100 and len({f["prompt"] for f in facts}) == 100
+    assert prov["model"] == handle.name and prov["fingerprint"] == handle.fingerprint
+    assert "command" in prov and "rule" in prov
+    kept = _retention(handle.model, handle.tokenizer, facts)
+    assert kept == [1.0] * 100, [f["prompt"] for f, k in zip(facts, kept) if not k]
+
 # ---- the report -------------------------------------------------------------------------------------------
 def _result():
     est = (Estimate("edited", "PP", "PP", 1.0, 1.0, 1.0, 10), Estimate("edited", "PN", "PN", 0.9, 0.7, 1.0, 10),

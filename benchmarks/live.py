@@ -46,6 +46,9 @@ MAIN_COMMAND = ["edit", "--subject", "Danielle Darrieux", "--prompt", "The mothe
                 "--paraphrase", "Where Danielle Darrieux is from, people speak the language of",
                 "--neighbor", "Michel Rocard is a native speaker of=>French"]
 SCORED = ("ES", "PS", "NS", "PN")
+# The fast v* counts as the reference's when no fact's v* is further than this from it (relative L2),
+# and at most one fact of 50 scores differently on ES/PS/NS/PN (issue 12). Stated in session 6.
+V_TOLERANCE = 5e-2
 
 
 def spread(xs) -> str:
@@ -158,6 +161,8 @@ def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alpha
         same_steps = sum(x == y for x, y in a["steps"])
         print(f"rome agreement on {len(a['rel'])} facts (#1–#{len(a['rel'])}): v* rel. diff median {statistics.median(a['rel']):.1e}, "
               f"max {max(a['rel']):.1e}; same number of steps for {same_steps}; facts whose ES/PS/NS/PN differ: {len(bad)}")
+        ok = max(a["rel"]) <= V_TOLERANCE and len(bad) <= 1
+        print(f"   same edit (v* within {V_TOLERANCE:g} relative, ES/PS/NS/PN within 1 fact): {'yes' if ok else 'NO'}")
         for path in ("fast", "reference"):
             agg = metrics.aggregate(a["scores"][path])
             print(f"   {path:<9} " + "  ".join(f"{k} {agg[k]:.2f}" for k in SCORED))

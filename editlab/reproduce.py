@@ -209,11 +209,24 @@ class ReproResult:
 
         rows = []
         for e in self.estimates:
-            pub = [r for r in self.references if r.metric == e.key and (r.edits is None or r.edits == e.edits)]
+            pub = [r for r in self.references if applies(r, e)]
             rows.append({"group": e.group, "edits": e.edits, "metric": e.label, "measured": e.value,
                          "95% low": e.low, "95% high": e.high, "n": e.n,
                          "published": "; ".join(f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in pub) or None})
         return pd.DataFrame.from_records(rows)
+
+
+def applies(ref: Reference, e: Estimate) -> bool:
+    """Whether a published number belongs beside a measured one: same metric and checkpoint, an
+    edited model (the papers publish no unedited row, except at 0 edits of a muting curve), and, for
+    groups named "<dataset> · <state>", the same dataset."""
+    if ref.metric != e.key or (ref.edits is not None and ref.edits != e.edits):
+        return False
+    if ref.edits is None and e.group.rsplit(" · ", 1)[-1] == "unedited":
+        return False
+    if " · " in e.group:
+        return e.group.split(" · ", 1)[0].replace(" ", "").lower() == ref.dataset.replace(" ", "").lower()
+    return True
 
 
 def _fmt(v) -> str:

@@ -90,6 +90,24 @@ def test_the_issue_values_are_in_the_table_with_their_source():
     assert all(not r.checked and r.provenance == SECONDARY and r.paper and r.where for r in PUBLISHED)
 
 
+
+def test_published_numbers_sit_only_beside_edited_rows_of_their_dataset():
+    from editlab.reproduce import applies
+
+    def est(group, key, edits=None):
+        return Estimate(group, key, key, 0.5, 0.4, 0.6, 20, edits=edits)
+
+    pp = next(r for r in PUBLISHED if r.protocol == "negation" and r.metric == "PP")
+    fc = next(r for r in PUBLISHED if r.protocol == "factcheck" and r.metric == "FC")
+    mmlu0 = next(r for r in PUBLISHED if r.metric == "mmlu" and r.edits == 0)
+    assert applies(pp, est("edited", "PP")) and not applies(pp, est("unedited", "PP"))
+    assert not applies(pp, est("edited", "PN"))
+    assert applies(fc, est("zsre · edited", "FC")) and not applies(fc, est("counterfact · edited", "FC"))
+    assert not applies(fc, est("zsre · unedited", "FC"))
+    assert applies(mmlu0, est("ability", "mmlu", edits=0)) and not applies(mmlu0, est("ability", "mmlu", edits=50))
+    table = _result().table()
+    assert table.loc[table["group"] == "edited", "published"].notna().all()
+
 # ---- protocols on a tiny model ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cf_path():

@@ -8,7 +8,7 @@ from editlab import methods
 from editlab.ability import TASKS, AbilityConfig
 from editlab.limits import SLOTS
 from editlab.store import StoreError
-from editlab.sweep import KIND, Cancelled, SweepConfig, parse_counts, run_sweep
+from editlab.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
 from ui import bench as B
 from ui import errors
 from ui import state as S
@@ -124,7 +124,7 @@ event = st.plotly_chart(W.sweep_figure(data, {i: W.run_label(by_id[i]) for i in 
                         on_select="rerun", selection_mode="points")
 st.caption("Click a point to read that checkpoint's sample generations below.")
 for i in shown:
-    st.caption(f"{W.run_label(by_id[i])} — {W.cost_line(data[i])}")
+    st.caption(f"{W.run_label(by_id[i])} — {cost_line(data[i])}")
 
 clicked = W.selected_step(event)
 c1, c2 = st.columns(2)

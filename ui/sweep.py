@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from editlab.ability import LABELS as ABILITY_LABELS
 from editlab.store import RunStore
-from editlab.sweep import QUALITY_LABELS, cost_line, curves  # noqa: F401 - cost_line: for the page
+from editlab.sweep import QUALITY_LABELS, curves
 
 QUALITY = ("ES", "PS", "NS", "PN", "RE", "FC")
 MUTING = ("empty_rate", "repeat_rate")

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks._cf import load_facts, probes as cf_probes  # noqa: E402
+from benchmarks._cf import load_facts  # noqa: E402
+from editlab.experiments import quality_probes  # noqa: E402
 from editlab import EditSession, load_model, metrics  # noqa: E402
 from editlab.probes import measure  # noqa: E402
 
@@ -85,9 +86,10 @@ def fresh() -> None:
 
 # ---- 2. warm edits, fast vs reference ---------------------------------------------------------------
 def scores(session, fact, short=False):
-    """editlab.metrics on the default probe set, or (``short``) on the prompt, its negation, the
-    paraphrases and neighbours with one greedy token each: the same ES/PS/NS/PN, cheaper."""
-    return metrics.fact_scores(session.compare(fact, cf_probes(fact) if short else None))
+    """editlab.metrics on the default probe set, or (``short``) on the probes the scores read
+    (``editlab.experiments.quality_probes``: no free generation): the same ES/PS/NS/PN, cheaper."""
+    probes = quality_probes(fact, session.handle.tokenizer) if short else None
+    return metrics.fact_scores(session.compare(fact, probes))
 
 
 def rome_pair(session, facts, short: bool = False):

@@ -2,10 +2,11 @@
 
     python benchmarks/sequential.py [--batches 4] [--batch-size 10] [--methods memit,alphaedit]
 
-Each method writes B batches of CounterFact facts one after another into the same edit session
-(the same facts for every method). After each batch, the efficacy (P(new) > P(true) on the prompt)
-and the mean P(new) (a magnitude that still moves when efficacy saturates at 1) of every batch
-written so far are measured: the diagonal is how well a batch is written, the
+Each method writes B batches of CounterFact facts one after another into the same model (the same
+facts for every method): a sequential ``editlab.experiments.Plan`` measured after every batch by
+the engine's quality evaluator (scores from ``editlab.metrics``). After each batch, the efficacy
+(P(new) > P(true) on the prompt) and EM, the mean P(new) − P(true) (a magnitude that still moves
+when efficacy saturates at 1), of every batch written so far are read: the diagonal is how well a batch is written, the
 entries left of it how well earlier batches are *retained*. Also printed: the mean retention of
 earlier batches and the neighbourhood score over all facts so far. Measured and printed, not
 asserted.
@@ -15,15 +16,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _cf import load_facts, measured, statistics_args  # noqa: E402
+from _cf import load_facts, statistics_args  # noqa: E402
 
-from editlab import EditSession, load_model, methods  # noqa: E402
+from editlab import experiments, load_model, methods  # noqa: E402
 
 
 def hparams(method: str, args) -> dict:
@@ -47,43 +47,40 @@ def main() -> int:
 
     handle = load_model()
     facts = load_facts(args.batches * args.batch_size)
-    batches = [facts[i * args.batch_size:(i + 1) * args.batch_size] for i in range(args.batches)]
+    nb, bs = args.batches, args.batch_size
     results = {}
     for method in args.methods.split(","):
-        session = EditSession(handle, corpus=args.corpus)
-        grid, pgrid, ns, secs = [], [], [], []
-        hp = hparams(method, args)
-        for b, batch in enumerate(batches):
-            t0 = time.perf_counter()
-            session.edit(batch, method, hp)
-            secs.append(time.perf_counter() - t0)
-            row, prow, neigh = [], [], []
-            for earlier in batches[: b + 1]:
-                scores = [measured(session, f) for f in earlier]
-                row.append(statistics.mean(s["ES"] for s in scores))
-                prow.append(statistics.mean(s["p_new_pos"] for s in scores))
-                neigh += [s["NS"] for s in scores if s["NS"] is not None]
-            grid.append(row)
-            pgrid.append(prow)
-            ns.append(statistics.mean(neigh))
-            print(f"  {method}: batch {b + 1}/{len(batches)} written ({secs[-1]:.0f} s); efficacy "
-                  + " ".join(f"{v:.2f}" for v in row) + "; mean P(new) " + " ".join(f"{v:.3f}" for v in prow),
+        plan = experiments.Plan(tuple(facts), method, hparams(method, args), "sequential", bs, corpus=args.corpus)
+
+        def said(m, at, method=method):
+            es = [s["ES"] for s in m.values["quality"]["scores"]]
+            print(f"  {method}: batch {m.step // bs}/{nb} written ({m.edit_s:.0f} s); efficacy "
+                  + " ".join(f"{statistics.mean(es[j * bs:(j + 1) * bs]):.2f}" for j in range(m.step // bs)),
                   file=sys.stderr, flush=True)
+
+        out = experiments.run(handle, plan, [experiments.Quality("edited")], on_measured=said)
+        grid, pgrid, ns, secs = [], [], [], []
+        for m in out.measured:
+            q = m.values["quality"]["scores"]  # the facts edited so far, in order
+            grid.append([statistics.mean(s["ES"] for s in q[j * bs:(j + 1) * bs]) for j in range(m.step // bs)])
+            pgrid.append([statistics.mean(s["EM"] for s in q[j * bs:(j + 1) * bs]) for j in range(m.step // bs)])
+            ns.append(statistics.mean(s["NS"] for s in q if s["NS"] is not None))
+            secs.append(m.edit_s)
         results[method] = (grid, pgrid, ns, secs)
 
-    print(f"\nSequential editing on {handle.name}: {args.batches} batches x {args.batch_size} CounterFact facts, "
+    print(f"\nSequential editing on {handle.name}: {nb} batches x {bs} CounterFact facts, "
           f"mom2 tokens {args.mom2_tokens}")
     for method, (grid, pgrid, ns, secs) in results.items():
-        for title, g, fmt in (("efficacy (P(new) > P(true))", grid, ".2f"), ("mean P(new) on the prompt", pgrid, ".3f")):
+        for title, g, fmt in (("efficacy (P(new) > P(true))", grid, ".2f"), ("EM, mean P(new) − P(true) on the prompt", pgrid, ".3f")):
             print(f"\n{method}: {title} of batch j (columns) after writing batch i (rows)")
-            print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(len(batches))) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")
+            print("after  " + "".join(f"{'b' + str(j + 1):>7}" for j in range(nb)) + f"{'retained':>10}{'NS':>7}{'s/batch':>9}")
             for i, row in enumerate(g):
                 kept = statistics.mean(row[:-1]) if len(row) > 1 else float("nan")
-                print(f"b{i + 1:<6}" + "".join(f"{v:>7{fmt}}" for v in row) + " " * 7 * (len(batches) - len(row))
+                print(f"b{i + 1:<6}" + "".join(f"{v:>7{fmt}}" for v in row) + " " * 7 * (nb - len(row))
                       + f"{kept:>10{fmt}}{ns[i]:>7.2f}{secs[i]:>9.0f}")
     print("\nretained = mean over the batches written before the latest one; NS = neighbourhood score over "
           "all facts written so far (P(true) > P(new) on their neighbourhood prompts)")
-    for k, label in ((0, "efficacy"), (1, "mean P(new)")):
+    for k, label in ((0, "efficacy"), (1, "EM")):
         final = {m: statistics.mean(r[k][-1][:-1]) for m, r in results.items()}
         first = {m: r[k][-1][0] for m, r in results.items()}
         print(f"final retention of earlier batches ({label}): " + ", ".join(f"{m} {v:.3f}" for m, v in final.items())

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._cf import WIKITEXT, load_facts, probes  # noqa: E402
+from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
+from editlab.experiments import quality_probes  # noqa: E402
 from editlab import EditSession, load_model, metrics, paths  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> int:
             if n_tokens == sizes[0]:
                 ref.append(delta)
             rel.append(float((delta - ref[i]).norm() / ref[i].norm()))
-            scores.append(metrics.fact_scores(session.compare(fact, probes(fact))))
+            scores.append(metrics.fact_scores(session.compare(fact, quality_probes(fact, handle.tokenizer))))
             session.reset()
         agg = metrics.aggregate(scores)
         rows.append((n_tokens, stats_s, agg, statistics.mean(rel), statistics.median(edit_s)))

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import methods
+from . import experiments, methods
+from .ability import Cancelled
 from .datasets import Dataset, load_dataset
 from .limits import current as current_limits
 from .limits import deadline
 from .facts import Fact, negate
-from .methods.base import EditError
 from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from .probes import Measure, Probe, ProbeReport, default_probes
 from .session import EditSession
@@ -47,8 +47,7 @@ EVALUATE = ("after_each", "at_end")
 Progress = Callable[[int, int, str], None]
 
 
-class BenchCancelled(RuntimeError):
-    """The caller asked the benchmark to stop; finished methods are kept in the store."""
+BenchCancelled = Cancelled  # the engine's one way of stopping; finished methods are kept in the store
 
 
 @dataclass(frozen=True)
@@ -330,7 +329,7 @@ def _negated_fact(fact: Fact) -> Fact | None:
     return Fact(fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
 
 
-# ---- running one method under the protocol -------------------------------------------------------------
+# ---- running one method under the protocol: two plans of the engine -----------------------------------
 @dataclass
 class _Outcome:
     after: list[Measure] | None = None
@@ -342,11 +341,38 @@ class _Outcome:
     negative_error: str | None = None
 
 
+@dataclass
+class _FactProbes:
+    """The bench's evaluator: every probe of each fact in scope (the batch just written, or every
+    fact at the end of a retention run) and its token predictions; for the negated-edit plan, the
+    original fact's positive and negated probes. ``index[i]`` maps the plan's fact to the bench's."""
+
+    runner: "_Runner"
+    scope: str  # "latest" or "edited"
+    negated: bool
+    index: Sequence[int]
+    name: str = "facts"
+
+    def __call__(self, at: experiments.At) -> dict:
+        out, r = {}, self.runner
+        for k in (at.latest if self.scope == "latest" else at.edited):
+            at.check()
+            i = self.index[k]
+            b = r.baselines[i]
+            if self.negated:
+                out[i] = at.session.measure_current(b.fact, [b.probes[j] for j in b.negation_probes])
+            else:
+                out[i] = (at.session.measure_current(b.fact, b.probes), _predict(at.session, b.queries, edited=True))
+            r.report(f"{r.method}: measured {'the negated edit of ' if self.negated else ''}fact {i + 1}/{len(r.baselines)}"
+                     + (" after all edits" if self.scope == "edited" else ""), advance=1)
+        return out
+
+
 class _Runner:
     def __init__(self, handle, config: BenchConfig, baselines: list[_Baseline], progress: Progress | None,
-                 should_stop: Callable[[], bool] | None, done_offset: int, total: int):
-        self.handle, self.config, self.baselines = handle, config, baselines
-        self._progress, self.should_stop = progress, should_stop
+                 cancel, done_offset: int, total: int, method: str):
+        self.handle, self.config, self.baselines, self.method = handle, config, baselines, method
+        self._progress, self.cancel = progress, cancel
         self.done, self.total = done_offset, total
         self.notes: set[str] = set()
 
@@ -355,100 +381,58 @@ class _Runner:
         if self._progress:
             self._progress(min(self.done, self.total), self.total, stage)
 
-    def check_stop(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise BenchCancelled("benchmark cancelled")
-
     def batches(self) -> list[list[int]]:
         idx = list(range(len(self.baselines)))
         b = self.config.batch_size
         return [idx[i : i + b] for i in range(0, len(idx), b)]
 
-    def edit(self, session: EditSession, method: str, hp, facts: list[Fact], label: str):
-        def sub(done, total, stage):
-            self.report(f"{method}: {label}: {stage}")
-
-        record = session.edit(facts, method, hp, progress=sub)
-        if record.info.get("stats_source"):
-            self.notes.add(f"statistics: {record.info['stats_source']}")
-        return record
-
-    def measure(self, session: EditSession, i: int) -> tuple[list[Measure], list[TokenPrediction]]:
-        b = self.baselines[i]
-        return session.measure_current(b.fact, b.probes), _predict(session, b.queries, edited=True)
-
-    def measure_negative(self, session: EditSession, i: int) -> list[Measure]:
-        b = self.baselines[i]
-        return session.measure_current(b.fact, [b.probes[j] for j in b.negation_probes])
-
-    def run(self, method: str, hp) -> list[_Outcome]:
-        out = [_Outcome() for _ in self.baselines]
-        self.positive(method, hp, out)
-        if self.config.negative_edits:
-            self.negated(method, hp, out)
-        return out
-
-    def positive(self, method: str, hp, out: list[_Outcome]) -> None:
+    def plan(self, facts: Sequence[Fact], hp, batches: Sequence[Sequence[int]]) -> tuple[experiments.Plan, str]:
+        """The protocol as a plan over ``facts`` (batches of their indices) and its evaluation scope."""
         cfg = self.config
-        session = EditSession(self.handle, corpus=cfg.corpus, online=cfg.online)
-        for batch in self.batches():
-            self.check_stop()
-            if cfg.mode == "independent":
-                session.reset()
-            facts = [self.baselines[i].fact for i in batch]
-            label = f"editing fact {batch[0] + 1}" + (f"–{batch[-1] + 1}" if len(batch) > 1 else "") + f"/{len(self.baselines)}"
-            self.report(f"{method}: {label}")
-            try:
-                record = self.edit(session, method, hp, facts, label)
-                for i in batch:
-                    out[i].seconds = record.seconds / len(batch)
-            except EditError as e:
-                for i in batch:
-                    out[i].error = str(e)
-            if cfg.mode == "independent" or cfg.evaluate == "after_each":
-                for i in batch:
-                    out[i].after, out[i].preds = self.measure(session, i)
-                    if cfg.mode == "independent":
-                        out[i].before = self.baselines[i].measures
-                    self.report(f"{method}: measured fact {i + 1}/{len(self.baselines)}", advance=1)
+        common = dict(hparams=hp, batch_size=cfg.batch_size, seed=0 if cfg.seed is None else cfg.seed,
+                      corpus=cfg.corpus, online=cfg.online)
         if cfg.mode == "sequential" and cfg.evaluate == "at_end":
-            for i in range(len(self.baselines)):
-                self.check_stop()
-                out[i].after, out[i].preds = self.measure(session, i)
-                self.report(f"{method}: measured fact {i + 1}/{len(self.baselines)} after all edits", advance=1)
-        session.reset()
+            return experiments.Plan(tuple(facts), self.method, protocol="sequential", checkpoints=(len(facts),), **common), "edited"
+        return experiments.Plan(tuple(facts), self.method, protocol=cfg.mode, batches=tuple(map(tuple, batches)), **common), "latest"
 
-    def negated(self, method: str, hp, out: list[_Outcome]) -> None:
-        cfg = self.config
-        session = EditSession(self.handle, corpus=cfg.corpus, online=cfg.online)
-        for batch in self.batches():
-            self.check_stop()
-            if cfg.mode == "independent":
-                session.reset()
-            pairs = [(i, _negated_fact(self.baselines[i].fact)) for i in batch]
+    def execute(self, facts: Sequence[Fact], hp, batches, index: Sequence[int], negated: bool) -> experiments.Outcome:
+        plan, scope = self.plan(facts, hp, batches)
+        stage = f"{self.method}: negated edit: " if negated else f"{self.method}: "
+        outcome = experiments.run(self.handle, plan, [_FactProbes(self, scope, negated, index)],
+                                  progress=lambda p: self.report(stage + p.stage), cancel=self.cancel,
+                                  what="this benchmark")
+        self.notes |= outcome.notes
+        return outcome
+
+    def run(self, hp) -> list[_Outcome]:
+        out = [_Outcome() for _ in self.baselines]
+        facts = [b.fact for b in self.baselines]
+        pos = self.execute(facts, hp, self.batches(), range(len(facts)), negated=False)
+        for m in pos.measured:
+            for i, (after, preds) in m.values["facts"].items():
+                out[i].after, out[i].preds = after, preds
+                if self.config.mode == "independent":
+                    out[i].before = self.baselines[i].measures
+        for i, o in enumerate(out):
+            o.seconds, o.error = pos.edit_seconds.get(i), pos.error_of(i)
+        if self.config.negative_edits:
+            pairs = [(i, _negated_fact(f)) for i, f in enumerate(facts)]
             for i, f in pairs:
                 if f is None:
                     out[i].negative_error = "the prompt is already negated; no negated edit"
-            pairs = [(i, f) for i, f in pairs if f is not None]
-            if pairs:
-                label = f"negated edit of fact {pairs[0][0] + 1}/{len(self.baselines)}"
-                self.report(f"{method}: {label}")
-                try:
-                    self.edit(session, method, hp, [f for _, f in pairs], label)
-                except EditError as e:
-                    for i, _ in pairs:
-                        out[i].negative_error = f"negated edit failed: {e}"
-            if cfg.mode == "independent" or cfg.evaluate == "after_each":
-                for i, _ in pairs:
-                    out[i].negative = self.measure_negative(session, i)
-                self.report(f"{method}: measured negated edits", advance=len(batch))
-        if cfg.mode == "sequential" and cfg.evaluate == "at_end":
-            for i in range(len(self.baselines)):
-                self.check_stop()
-                if out[i].negative_error is None or out[i].negative_error.startswith("negated edit failed"):
-                    out[i].negative = self.measure_negative(session, i)
-                self.report(f"{method}: measured negated edits after all edits", advance=1)
-        session.reset()
+            index = [i for i, f in pairs if f is not None]
+            where = {i: k for k, i in enumerate(index)}
+            batches = [[where[i] for i in b if i in where] for b in self.batches()]
+            if index:
+                neg = self.execute([pairs[i][1] for i in index], hp, [b for b in batches if b], index, negated=True)
+                for m in neg.measured:
+                    for i, measures in m.values["facts"].items():
+                        out[i].negative = measures
+                for k, i in enumerate(index):
+                    err = neg.error_of(k)
+                    if err is not None:
+                        out[i].negative_error = f"negated edit failed: {err}"
+        return out
 
 
 def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: list[_Outcome], model: str,
@@ -552,9 +536,12 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
     limits.check("max_facts", len(dataset), f"facts in this benchmark ({dataset.name})")
     past_deadline, user_stop = deadline(limits, "this benchmark"), should_stop
 
-    def should_stop() -> bool:
-        past_deadline()
-        return bool(user_stop is not None and user_stop())
+    class _Stop:  # should_stop() and the server's time limit, as the engine's cancel flag
+        def is_set(self) -> bool:
+            past_deadline()
+            return bool(user_stop is not None and user_stop())
+
+    stop = _Stop()
     probe_session = EditSession(handle, corpus=config.corpus, online=config.online)
     hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
     cfg = stored_config(handle, config, dataset, hparams)
@@ -592,8 +579,8 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
         if pending or UNEDITED not in done_rows:
             baselines = []
             for i in range(n):
-                if should_stop is not None and should_stop():
-                    raise BenchCancelled("benchmark cancelled")
+                if stop.is_set():
+                    raise Cancelled("benchmark cancelled")
                 report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
                 baselines.append(_baseline(probe_session, dataset, i, config.generation_tokens))
             if UNEDITED not in done_rows:
@@ -602,14 +589,14 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
                 if store is not None:
                     store.add_checkpoint(run_id, 0, *_checkpoint(done_rows[UNEDITED]))
             for k, method in enumerate(pending):
-                runner = _Runner(handle, config, baselines, progress, should_stop, n + per_method * k, total)
-                outcomes = runner.run(method, hparams[method])
+                runner = _Runner(handle, config, baselines, progress, stop, n + per_method * k, total, method)
+                outcomes = runner.run(hparams[method])
                 row = _method_result(method, hparams[method], baselines, outcomes, handle.name, runner.notes)
                 done_rows[method] = row
                 if store is not None:
                     store.add_checkpoint(run_id, names.index(method), *_checkpoint(row))
         report(total, total, "done")
-    except BenchCancelled:
+    except Cancelled:
         if store is not None:
             store.set_status(run_id, "cancelled")
         raise

@@ -14,7 +14,7 @@ Four protocols, each a thin layer over what editlab already measures (no metric 
   signals a 135M model is well above floor on: perplexity and next-token accuracy on held-out text,
   the empty / repetitive output rate and n-gram entropy (:mod:`editlab.muting`), retention of simple
   facts the unedited model gets right (``editlab/data/simple_facts.json``), edit efficacy so far
-  (:func:`editlab.sweep.measure_quality`) and, optionally, lm-eval ability tasks with a chance line.
+  (:func:`editlab.experiments.measure_quality`) and, optionally, lm-eval ability tasks with a chance line.
 
 Every measured number carries a seeded 95 % percentile-bootstrap interval over facts (or paragraphs,
 outputs, items); every result carries its cost and the published reference values with their
@@ -451,18 +451,13 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    import dataclasses
-
-    import torch
-
     from .ability import AbilityConfig, AbilitySuite
-    from .methods.base import EditError
-    from .muting import MutingProbe, heldout_text, is_empty, ngram_entropy, repeats
-    from .session import EditSession
-    from .sweep import edit_seed, load_facts, measure_quality
-
     from .datasets import Dataset
+    from . import experiments
+    from .experiments import Ability, HeldOut, Muting, Plan, Quality, Retention
     from .limits import current as current_limits
+    from .muting import MutingProbe, is_empty, ngram_entropy, repeats
+    from .sweep import load_facts
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset = _dataset_path(dataset, "muting")
@@ -482,45 +477,31 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     if retention is None:
         retention, prov = load_simple_facts()
     retention = list(retention)
-    ability = None
+    evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
+                  Quality("edited")]
     if ability_items:
         sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {"mmlu": ability_items}
-        ability = AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online, data_dir=ability_data))
-    session = EditSession(handle, corpus=corpus, online=online)
-    hp = session.resolve_hparams(method, dict(hparams) if hparams else None)
-    probe = MutingProbe()
-    est: list[Estimate] = []
-    per_checkpoint, failures, samples = [], [], {}
-    total_t0, edited = time.perf_counter(), 0
-    n_steps = len(steps)
+        evaluators.append(Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online,
+                                                             data_dir=ability_data))))
+    plan = Plan(tuple(facts), method, dict(hparams) if hparams else None, "sequential", batch_size,
+                checkpoints=steps, seed=seed, corpus=corpus, online=online)
     say = progress or (lambda *a: None)
+    n_steps = len(steps)
 
-    for si, step in enumerate(steps):
-        t0 = time.perf_counter()
-        while edited < step:
-            if should_stop is not None and should_stop():
-                raise RuntimeError("cancelled")
-            hi = min(edited + batch_size, step)
-            say(si, n_steps, f"editing fact {edited + 1}" + (f"-{hi}" if hi - edited > 1 else "") + f" of {n} ({method})")
-            with torch.random.fork_rng(devices=[handle.device] if handle.device.type == "cuda" else []):
-                torch.manual_seed(edit_seed(seed, edited))
-                try:
-                    rec = session.edit(facts[edited:hi], method, hp)
-                    # never undone here: drop the weight copies so memory stays flat over many edits
-                    session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
-                except EditError as e:
-                    failures.append({"first_fact": edited, "n": hi - edited, "error": str(e)[:300]})
-            edited = hi
-        edit_s = time.perf_counter() - t0
-        say(si, n_steps, f"measuring at {step} edits")
-        t1 = time.perf_counter()
-        with session.edited() as m:
-            held = heldout_text(m.model, m.tokenizer, paragraphs, heldout_tokens, prefix=m.prefix)
-            mute = probe.measure(m.model, m.tokenizer, prefix=m.prefix)
-            kept = _retention(m.model, m.tokenizer, retention, m.prefix)
-            ab = ability.evaluate(m.handle, prefix=m.prefix) if ability is not None else None
-        quality = measure_quality(session, facts[:step]) if step else []
-        special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
+    def tell(p) -> None:  # the engine's progress, as (checkpoints done, of, stage)
+        say(sum(s < p.step for s in steps), n_steps, p.stage)
+
+    class _Stop:  # should_stop() as the engine's one way of cancelling
+        def is_set(self) -> bool:
+            return bool(should_stop is not None and should_stop())
+
+    outcome = experiments.run(handle, plan, evaluators, progress=tell, cancel=_Stop(), what="this muting run")
+    hp = outcome.hparams
+    est: list[Estimate] = []
+    per_checkpoint, samples = [], {}
+    special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
+    for m in outcome.measured:
+        step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
         outs = [s.text for s in mute.samples]
         for s in special:
             outs = [o.replace(s, "") for o in outs]
@@ -540,17 +521,17 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
         if retention:
             est.append(estimate("simple facts", "retention", "Simple facts still right", kept, **kw))
         if step:
-            est.append(estimate("edited facts", "ES", "Efficacy over the edits so far", [q.get("ES") for q, _ in quality], **kw))
+            est.append(estimate("edited facts", "ES", "Efficacy over the edits so far",
+                                [q.get("ES") for q in m.values["quality"]["scores"]], **kw))
+        ab = m.values.get("ability")
         if ab is not None:
             for task, score in ab.tasks.items():
                 est.append(estimate("ability", task, f"{task.upper()} accuracy",
                                     [it.get("score") for it in score.items], chance=CHANCE.get(task), **kw))
-        eval_s = time.perf_counter() - t1
-        per_checkpoint.append({"edits": step, "edit_s": round(edit_s, 2), "measure_s": round(eval_s, 2)})
+        per_checkpoint.append({"edits": step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)})
         samples[str(step)] = [{"prompt": s.prompt, "text": s.text} for s in mute.samples[:4]]
-        say(si + 1, n_steps, f"checkpoint at {step} edits done")
-    session.reset()
-    total = time.perf_counter() - total_t0
+    failures = [{k: f[k] for k in ("first_fact", "n", "error")} for f in outcome.failures]
+    total = outcome.total_s
     edit_total = sum(c["edit_s"] for c in per_checkpoint)
     cost = {"total_s": round(total, 2), "per_checkpoint": per_checkpoint,
             "seconds_per_edit": round(edit_total / n, 3) if n else None}

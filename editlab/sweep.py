@@ -20,32 +20,23 @@ arithmetic) is reported in the run's note, not hidden.
 """
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import torch
-
 from . import metrics as quality_metrics
 from . import paths
 from .ability import AbilityConfig, AbilitySuite, Cancelled
+from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality, run_stored
 from .facts import Fact
 from .limits import current as current_limits
-from .limits import deadline
-from .methods.base import EditError
-from .model import weights_digest
 from .muting import MutingProbe
-from .nethook import get_parameter
-from .probes import ProbeReport, default_probes, measure, target_ids
 from .session import EditSession
 from .store import RunStore
 
 KIND = "sweep"
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50, 100)
 QUALITY_KEYS = ("ES", "PS", "NS", "S", "PP", "PN", "RE", "FC")
-QUALITY_PROBE_KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood")  # what the scores read
 QUALITY_LABELS = {"ES": "efficacy", "PS": "paraphrase", "NS": "neighbourhood", "S": "score (hmean)",
                   "PP": "PP", "PN": "PN (new target survives negation)", "RE": "rectified efficacy (PP − PN)",
                   "FC": "fact-check accuracy"}
@@ -92,19 +83,7 @@ class SweepConfig:
         limits.check("max_generation_tokens", self.muting.max_new_tokens, "muting probe tokens")
 
 
-@dataclass(frozen=True)
-class SweepProgress:
-    facts_done: int
-    facts_total: int
-    stage: str
-    step: int  # the checkpoint being worked towards (0 = the unedited reference)
-    elapsed_s: float
-    eta_s: float | None  # None until there is something to extrapolate from
-    run_id: int | None = None
-
-    def line(self) -> str:
-        eta = "" if self.eta_s is None else f", about {_dur(self.eta_s)} left"
-        return f"[{self.facts_done}/{self.facts_total} facts edited] {self.stage}{eta}"
+SweepProgress = Progress  # the engine's progress report
 
 
 @dataclass(frozen=True)
@@ -114,11 +93,6 @@ class SweepResult:
     steps: tuple[int, ...]
     resumed_from: int | None = None
     replay_exact: bool | None = None
-
-
-def _dur(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def load_facts(path: str, n: int) -> list[Fact]:
@@ -131,52 +105,9 @@ def load_facts(path: str, n: int) -> list[Fact]:
     return list(ds.facts[:n])
 
 
-def quality_probes(fact: Fact, tokenizer) -> list:
-    """The probes the quality scores read (no free generation, no ablations); greedy only as long
-    as the new target (the metrics use the teacher-forced probabilities and, without a true
-    target, the greedy start)."""
-    n_new = len(target_ids(tokenizer, fact.target_new)) + 1
-    return [dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
-            for p in default_probes(fact, tokenizer) if p.kind in QUALITY_PROBE_KINDS]
-
-
-def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) -> list[tuple[dict, str]]:
-    """Per fact: its metric values on the session's current model, and the greedy text after its prompt."""
-    out = []
-    with session.edited() as m:
-        for fact in facts:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            probes = quality_probes(fact, m.tokenizer)
-            ms = measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix)
-            report = ProbeReport.of(fact, probes, after=ms)
-            out.append((quality_metrics.fact_scores(report, column="after"), ms[0].greedy))
-    return out
-
-
 def _summary(per_fact: Sequence[dict]) -> dict:
     agg = quality_metrics.aggregate(per_fact)
     return {k: agg[k] for k in QUALITY_KEYS} | {"n": agg["n"]}
-
-
-def edit_seed(seed: int, index: int) -> int:
-    return (seed * 1_000_003 + index) % (2**63)
-
-
-class _Clock:
-    """Running means of what things cost, for the time-left estimate."""
-
-    def __init__(self, n_facts: int, steps_left: int):
-        self.start = time.perf_counter()
-        self.n_facts, self.steps_left = n_facts, steps_left
-        self.edit_s, self.edits = 0.0, 0
-        self.eval_s, self.evals = 0.0, 0
-
-    def eta(self, done: int) -> float | None:
-        if not self.evals:
-            return None
-        per_edit = self.edit_s / self.edits if self.edits else 0.0
-        return max(0.0, (self.n_facts - done) * per_edit + self.steps_left * self.eval_s / self.evals)
 
 
 def run_config(handle, session: EditSession, config: SweepConfig, facts: Sequence[Fact]) -> dict:
@@ -193,184 +124,51 @@ def run_config(handle, session: EditSession, config: SweepConfig, facts: Sequenc
 
 
 def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
-              progress: Callable[[SweepProgress], None] | None = None, cancel=None,
+              progress: Callable[[Progress], None] | None = None, cancel=None,
               resume: bool = True, facts: Sequence[Fact] | None = None) -> SweepResult:
     """Run (or resume) a sweep; every checkpoint is in ``store`` as soon as it is measured.
 
     The facts are the first ``max(counts)`` of ``config.dataset`` (a file), or ``facts`` when given
-    (then ``config.dataset`` is only their label); the run is identified by their content.
+    (then ``config.dataset`` is only their label); the run is identified by their content. The
+    sweep is a sequential :class:`~editlab.experiments.Plan` with checkpoints ``0, *counts``, run by
+    :func:`editlab.experiments.run_stored` with the quality, ability, muting and digest evaluators.
 
     ``cancel`` (a ``threading.Event``) stops the sweep within one model call; the run is marked
     ``cancelled`` and :class:`Cancelled` is raised. Running it again resumes from the last checkpoint.
     """
     store = store or RunStore()
-    session = EditSession(handle, corpus=config.corpus, online=config.online)
     if facts is None:
         facts = load_facts(config.dataset, config.counts[-1])
     elif len(facts) < config.counts[-1]:
         raise ValueError(f"{len(facts)} facts given; the sweep needs {config.counts[-1]} (lower the counts)")
     facts = list(facts[: config.counts[-1]])
+    session = EditSession(handle, corpus=config.corpus, online=config.online)
     cfg = run_config(handle, session, config, facts)
-    hp = cfg["hparams"]
-    existing = store.find_run(KIND, cfg) if resume else None
-    run_id = existing.id if existing else store.create_run(KIND, cfg)
-    done = {c.step: c for c in store.checkpoints(run_id, samples=False)} if existing else {}
-    steps = [0, *config.counts]
-    if all(s in done for s in steps):
-        store.set_status(run_id, "done")
-        return SweepResult(run_id, "done", tuple(steps), resumed_from=max(done), replay_exact=None)
-
-    ability = AbilitySuite(config.ability)
-    clock = _Clock(len(facts), sum(s not in done for s in steps))
-    state = {"facts_done": 0, "step": 0}
-
-    def report(stage: str) -> None:
-        if progress:
-            progress(SweepProgress(state["facts_done"], len(facts), stage, state["step"],
-                                   time.perf_counter() - clock.start, clock.eta(state["facts_done"]), run_id))
-
-    past_deadline = deadline(what="this sweep")
-
-    def check() -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        past_deadline()
-
-    touched: set[str] = set()
-    failures: list[dict] = []
-    last_batch: list[int] = []
-
-    def edit_batch(lo: int, hi: int) -> None:
-        batch = facts[lo:hi]
-        devices = [handle.device] if handle.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(edit_seed(config.seed, lo))
-            try:
-                rec = session.edit(batch, config.method, hp)
-            except EditError as e:
-                failures.append({"first_fact": lo, "n": hi - lo, "error": str(e)[:300]})
-                return
-        touched.update(rec.weights_after)
-        # A sweep never undoes: drop this edit's weight copies (two per touched weight per edit)
-        # so a long sweep's memory stays flat. The session's current weights are unaffected.
-        session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
-
-    def digest() -> str:
-        with session.applied():
-            return weights_digest(((n, get_parameter(handle.model, n)) for n in sorted(touched)), length=24)
-
-    def batches(lo: int, hi: int):
-        i = lo
-        while i < hi:
-            j = min(i + config.batch_size, hi)
-            yield i, j
-            i = j
-
-    resumed_from, replay_exact = None, None
-    store.set_status(run_id, "running")
-    try:
-        # Replay what the store already holds (the edits only; their evaluations are kept).
-        last = max((s for s in steps if s in done), default=None)
-        replay_s = 0.0
-        if last:
-            t0 = time.perf_counter()
-            for lo, hi in batches(0, last):
-                check()
-                state["facts_done"] = lo
-                report(f"replaying the recorded edits up to {last}")
-                edit_batch(lo, hi)
-                last_batch = list(range(lo, hi))
-            state["facts_done"] = last
-            replay_s = time.perf_counter() - t0
-            clock.edit_s, clock.edits = replay_s, last
-            resumed_from = last
-            recorded = store.checkpoints(run_id, samples=False)[-1].metrics.get("weights_digest")
-            replay_exact = recorded == digest()
-            if not replay_exact:
-                store.set_status(run_id, "running", note=(
-                    f"resumed at {last} edits by replay; the replayed weights differ from the recorded ones "
-                    "(digest mismatch), so later checkpoints come from a state that is not bit-identical"))
-        elif last == 0:
-            resumed_from = 0
-
-        edited = last or 0
-        for step in steps:
-            if step in done:
-                continue
-            state["step"] = step
-            t_edit = time.perf_counter()
-            for lo, hi in batches(edited, step):
-                check()
-                state["facts_done"] = lo
-                report(f"editing fact {lo + 1}" + (f"-{hi}" if hi - lo > 1 else "") + f" of {len(facts)} ({config.method})")
-                t0 = time.perf_counter()
-                edit_batch(lo, hi)
-                clock.edit_s += time.perf_counter() - t0
-                clock.edits += hi - lo
-                last_batch = list(range(lo, hi))
-            edit_s = time.perf_counter() - t_edit
-            edited = step
-            state["facts_done"] = step
-            t_eval = time.perf_counter()
-            metrics, samples, timings = _evaluate(session, facts, step, last_batch, ability, config.muting,
-                                                  report, cancel)
-            metrics["failed_edits"] = len(failures)
-            metrics["weights_digest"] = digest() if step else None
-            samples["failures"] = list(failures)
-            timings["edit_s"] = edit_s
-            if replay_s and step == min(s for s in steps if s not in done):
-                timings.update({"replay_s": replay_s, "replayed_edits": last, "replay_exact": replay_exact})
-            store.add_checkpoint(run_id, step, metrics, samples=samples, timings=timings)
-            clock.eval_s += time.perf_counter() - t_eval
-            clock.evals += 1
-            clock.steps_left -= 1
-            report(f"checkpoint at {step} edits recorded")
-    except Cancelled:
-        store.set_status(run_id, "cancelled")
-        raise
-    except Exception as e:
-        store.set_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
-        raise
-    except BaseException:  # Ctrl-C, or the app stopping the script: resumable
-        store.set_status(run_id, "interrupted")
-        raise
-    store.set_status(run_id, "done")
-    return SweepResult(run_id, "done", tuple(steps), resumed_from=resumed_from, replay_exact=replay_exact)
+    plan = Plan(tuple(facts), config.method, cfg["hparams"], "sequential", config.batch_size,
+                checkpoints=(0, *config.counts), seed=config.seed, corpus=config.corpus, online=config.online)
+    evaluators = (Quality("edited"), Ability(AbilitySuite(config.ability)), Muting(config.muting), Digest())
+    res = run_stored(handle, plan, evaluators, store, KIND, cfg, _record, resume=resume, progress=progress,
+                     cancel=cancel, what="this sweep")
+    return SweepResult(res.run_id, res.status, res.steps, resumed_from=res.resumed_from, replay_exact=res.replay_exact)
 
 
-def _evaluate(session: EditSession, facts: Sequence[Fact], step: int, last_batch: Sequence[int],
-              ability: AbilitySuite, muting: MutingProbe, report, cancel) -> tuple[dict, dict, dict]:
-    timings: dict = {}
-    # Edit quality: at step 0 over every fact the sweep will edit (the unedited reference).
-    t0 = time.perf_counter()
-    report("edit quality" + (f" of {step} edited facts" if step else " (unedited reference)"))
-    scope = facts[:step] if step else facts
-    per = measure_quality(session, scope, cancel)
-    quality = {"all": _summary([p for p, _ in per])}
-    if step:
-        quality["latest"] = _summary([per[i][0] for i in last_batch])
-    timings["quality_s"] = time.perf_counter() - t0
-    edit_samples = [{"prompt": facts[i].prompt, "target_new": facts[i].target_new, "target_true": facts[i].target_true,
-                     "greedy": per[i][1]} for i in (last_batch if step else range(min(3, len(facts))))]
-
-    t0 = time.perf_counter()
-    # Ability and muting see the edited model as the probes do: weights, hooks and a prompt edit's context.
-    with session.edited() as m:
-        res = ability.evaluate(m.handle, progress=lambda i, n, stage: report(stage), cancel=cancel, prefix=m.prefix)
-    timings["ability_s"] = time.perf_counter() - t0
-    timings.update({f"ability.{t}": s for t, s in res.seconds().items()})
-
-    t0 = time.perf_counter()
-    report("muting probes")
-    if cancel is not None and cancel.is_set():
-        raise Cancelled()
-    with session.edited() as m:
-        mute = muting.measure(m.model, m.tokenizer, prefix=m.prefix)
-    timings["muting_s"] = time.perf_counter() - t0
-
-    metrics = {"edits": step, "quality": quality, "ability": res.scores(), "muting": mute.metrics(),
-               "ability_detail": {t: dict(s.metrics) for t, s in res.tasks.items()}}
-    samples = {"muting": [s.to_dict() for s in mute.samples], "ability": res.samples(3), "edits": edit_samples}
+def _record(m: Measured, at: At, outcome) -> tuple[dict, dict, dict]:
+    """A sweep checkpoint as the store keeps it: metrics, samples, timings."""
+    q, ab, mute = m.values["quality"], m.values["ability"], m.values["muting"]
+    pos = {i: j for j, i in enumerate(q["indices"])}
+    quality = {"all": _summary(q["scores"])}
+    if m.step:
+        quality["latest"] = _summary([q["scores"][pos[i]] for i in m.latest])
+    shown = m.latest if m.step else q["indices"][:3]
+    edit_samples = [{"prompt": at.facts[i].prompt, "target_new": at.facts[i].target_new,
+                     "target_true": at.facts[i].target_true, "greedy": q["greedy"][pos[i]]} for i in shown]
+    metrics = {"edits": m.step, "quality": quality, "ability": ab.scores(), "muting": mute.metrics(),
+               "ability_detail": {t: dict(s.metrics) for t, s in ab.tasks.items()},
+               "failed_edits": len(at.failures), "weights_digest": m.values["weights_digest"] if m.step else None}
+    samples = {"muting": [s.to_dict() for s in mute.samples], "ability": ab.samples(3), "edits": edit_samples,
+               "failures": [dict(f) for f in at.failures]}
+    timings = {"quality_s": m.seconds["quality"], "ability_s": m.seconds["ability"], "muting_s": m.seconds["muting"],
+               **{f"ability.{t}": s for t, s in ab.seconds().items()}, "edit_s": m.edit_s}
     return metrics, samples, timings
 
 

@@ -1,0 +1,525 @@
+"""One experiment engine: a :class:`Plan` says which facts are edited with which method under which
+protocol and where the model is measured; :func:`run` is the one loop that edits through
+:class:`~editlab.session.EditSession` and measures at each checkpoint with pluggable evaluators;
+:func:`run_stored` writes each checkpoint to the run store and resumes by replay.
+
+Everything that runs an experiment builds a Plan and calls it: ``editlab bench`` (each method's
+facts, and the negated-edit plan for NP/NN), ``editlab sweep`` (stored, resumable), ``editlab
+reproduce`` and the scripts under ``benchmarks/``.
+
+Protocols:
+
+- ``sequential``: batches go into the same model one after another. ``checkpoints`` are edit
+  counts (0 = the unedited model, before any edit) at which the evaluators run; without them,
+  after every batch. Batches never straddle a checkpoint.
+- ``independent``: every batch is edited into the unedited model (the session is reset between
+  batches) and measured right after its edit.
+
+An evaluator is any callable ``evaluator(at) -> value`` with a ``name``; ``at`` (:class:`At`) holds
+the session (its current state is the edited model), which facts are in the model now
+(``edited``), the batch just written (``latest``), and ``check()``/``report()`` for cancelling and
+progress. Evaluators for edit quality (all three metric conventions, via :mod:`editlab.metrics`),
+general ability, muting, held-out text and simple-fact retention are here; the bench's
+fact-by-fact evaluator (it keeps every probe) is in :mod:`editlab.bench`.
+
+Cancelling is one way everywhere: pass an object with ``is_set()`` (a ``threading.Event``);
+:class:`Cancelled` is raised within one model call of it being set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import torch
+
+from . import metrics
+from .ability import AbilitySuite, Cancelled
+from .facts import Fact
+from .limits import deadline
+from .methods.base import EditError
+from .model import weights_digest
+from .muting import MutingProbe, heldout_text
+from .nethook import get_parameter
+from .probes import ProbeReport, default_probes, measure, target_ids
+from .session import EditSession
+
+PROTOCOLS = ("independent", "sequential")
+
+__all__ = ["PROTOCOLS", "Plan", "At", "Measured", "Outcome", "Progress", "Cancelled", "run", "run_stored",
+           "edit_seed", "Quality", "Ability", "Muting", "HeldOut", "Retention", "Digest", "StoredRun"]
+
+
+def edit_seed(seed: int, index: int) -> int:
+    """The torch seed of the edit whose first fact is ``index``: replaying a run edits alike."""
+    return (seed * 1_000_003 + index) % (2**63)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one experiment edits and where it measures (see the module docstring)."""
+
+    facts: tuple[Fact, ...]
+    method: str
+    hparams: Any = None  # overrides of the method's defaults for the model (a mapping), or an HParams
+    protocol: str = "sequential"
+    batch_size: int = 1
+    checkpoints: tuple[int, ...] | None = None  # sequential: edit counts to measure at; None: after every batch
+    batches: tuple[tuple[int, ...], ...] | None = None  # explicit batches of fact indices (default: consecutive)
+    seed: int | None = 0  # each edit runs under edit_seed(seed, its first fact); None: torch's RNG is left alone
+    corpus: str | None = None  # statistics corpus for methods that need second moments
+    online: bool = True
+    keep_weights: bool = False  # keep each edit's weight copies (undo); long runs drop them
+
+    def __post_init__(self):
+        object.__setattr__(self, "facts", tuple(self.facts))
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch size must be a whole number of at least 1, got {self.batch_size!r}")
+        n = len(self.facts)
+        if self.batches is not None:
+            batches = tuple(tuple(int(i) for i in b) for b in self.batches if len(b))
+            flat = [i for b in batches for i in b]
+            if sorted(flat) != list(range(n)):
+                raise ValueError("explicit batches must cover every fact exactly once")
+            object.__setattr__(self, "batches", batches)
+            if self.checkpoints is not None:
+                raise ValueError("give explicit batches or checkpoints, not both")
+        if self.checkpoints is not None:
+            cps = tuple(sorted({int(c) for c in self.checkpoints}))
+            if self.protocol != "sequential":
+                raise ValueError("checkpoints are edit counts of a sequential plan")
+            if not cps or cps[0] < 0 or cps[-1] > n:
+                raise ValueError(f"checkpoints must lie between 0 and the {n} facts, got {self.checkpoints!r}")
+            object.__setattr__(self, "checkpoints", cps)
+
+    @property
+    def n(self) -> int:
+        """Facts this plan edits (a sequential plan stops at its last checkpoint)."""
+        return self.checkpoints[-1] if self.checkpoints else len(self.facts)
+
+    def segments(self) -> list[tuple[tuple[int, ...], bool]]:
+        """The plan as ``(batch of fact indices, measure after it)``, in order; an empty batch
+        (first, measured) is the unedited model's checkpoint 0."""
+        if self.checkpoints is not None:
+            out: list[tuple[tuple[int, ...], bool]] = [((), True)] if self.checkpoints[0] == 0 else []
+            edited = 0
+            for step in self.checkpoints:
+                while edited < step:
+                    hi = min(edited + self.batch_size, step)
+                    out.append((tuple(range(edited, hi)), hi == step))
+                    edited = hi
+            return out
+        batches = self.batches or tuple(tuple(range(i, min(i + self.batch_size, len(self.facts))))
+                                        for i in range(0, len(self.facts), self.batch_size))
+        return [(b, True) for b in batches]
+
+    def steps(self) -> list[int]:
+        """The step of every measurement: facts in the model (sequential) or the batch's number
+        of facts so far (independent: the count of facts edited in the plan up to that batch)."""
+        out, done = [], 0
+        for batch, measured in self.segments():
+            done += len(batch)
+            if measured:
+                out.append(done)
+        return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the loop is doing: facts edited so far, the stage, the checkpoint worked towards, and
+    a time-left estimate once something was measured."""
+
+    facts_done: int
+    facts_total: int
+    stage: str
+    step: int
+    elapsed_s: float
+    eta_s: float | None
+    run_id: int | None = None
+
+    def line(self) -> str:
+        eta = "" if self.eta_s is None else f", about {duration(self.eta_s)} left"
+        return f"[{self.facts_done}/{self.facts_total} facts edited] {self.stage}{eta}"
+
+
+def duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+@dataclass
+class At:
+    """One checkpoint's context for the evaluators."""
+
+    plan: Plan
+    session: EditSession
+    step: int
+    edited: tuple[int, ...]  # indices of the facts whose edits are in the model now
+    latest: tuple[int, ...]  # the batch just written (empty at checkpoint 0)
+    failures: Sequence[dict]
+    touched: frozenset
+    cancel: Any = None
+    report: Callable[[str], None] = lambda stage: None
+
+    @property
+    def facts(self) -> tuple[Fact, ...]:
+        return self.plan.facts
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+    def digest(self) -> str | None:
+        """The touched weights' digest in this state (None before any edit wrote a weight)."""
+        if not self.touched:
+            return None
+        h = self.session.handle
+        with self.session.applied():
+            return weights_digest(((n, get_parameter(h.model, n)) for n in sorted(self.touched)), length=24)
+
+
+class Evaluator(Protocol):
+    name: str
+
+    def __call__(self, at: At) -> Any: ...
+
+
+@dataclass
+class Measured:
+    """What the evaluators returned at one checkpoint (``values[name]``), their seconds
+    (``seconds[name]``), and the seconds spent editing since the previous checkpoint."""
+
+    step: int
+    edited: tuple[int, ...]
+    latest: tuple[int, ...]
+    values: dict[str, Any]
+    seconds: dict[str, float]
+    edit_s: float
+
+
+@dataclass
+class Outcome:
+    """A plan's run: every checkpoint's measurements, failed edits (the model was left as it
+    was), seconds per fact's edit (its batch's seconds shared out), and notes (statistics used)."""
+
+    plan: Plan
+    measured: list[Measured] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    edit_seconds: dict[int, float] = field(default_factory=dict)
+    notes: set[str] = field(default_factory=set)
+    replayed: int | None = None
+    replay_s: float = 0.0
+    replay_exact: bool | None = None
+    total_s: float = 0.0
+    hparams: Any = None  # the method's hyperparameters as resolved for the model
+
+    def error_of(self, index: int) -> str | None:
+        for f in self.failures:
+            if index in f["indices"]:
+                return f["error"]
+        return None
+
+
+class _Clock:
+    def __init__(self, n_facts: int, evals_left: int):
+        self.start = time.perf_counter()
+        self.n_facts, self.evals_left = n_facts, evals_left
+        self.edit_s, self.edits, self.eval_s, self.evals = 0.0, 0, 0.0, 0
+
+    def eta(self, done: int) -> float | None:
+        if not self.evals:
+            return None
+        per_edit = self.edit_s / self.edits if self.edits else 0.0
+        return max(0.0, (self.n_facts - done) * per_edit + self.evals_left * self.eval_s / self.evals)
+
+
+def run(handle, plan: Plan, evaluators: Sequence[Evaluator] = (), *, session: EditSession | None = None,
+        progress: Callable[[Progress], None] | None = None, cancel=None,
+        on_measured: Callable[[Measured, At], None] | None = None, skip: int | None = None,
+        expected_digest: str | None = None, run_id: int | None = None, outcome: Outcome | None = None,
+        what: str = "this run") -> Outcome:
+    """Run ``plan`` on ``handle``: edit its batches in order and call every evaluator at each
+    checkpoint; ``on_measured(measured, at)`` hears of each checkpoint as soon as it is done.
+
+    ``skip``: a sequential plan's last checkpoint already measured (stored): the edits up to it are
+    replayed without measuring (same batches, same per-edit seeds) and the touched weights'
+    digest is compared with ``expected_digest`` (``Outcome.replay_exact``). A failed edit leaves
+    the model as it was and is recorded in ``Outcome.failures``; the plan goes on. ``outcome``:
+    the object to fill in (a caller that wants to read it while the plan runs)."""
+    if skip is not None and plan.protocol != "sequential":
+        raise ValueError("only a sequential plan resumes by replay")
+    session = session or EditSession(handle, corpus=plan.corpus, online=plan.online)
+    overrides = dict(plan.hparams) or None if isinstance(plan.hparams, Mapping) else plan.hparams
+    hp = session.resolve_hparams(plan.method, overrides)
+    out = outcome if outcome is not None else Outcome(plan)
+    out.hparams = hp
+    say = progress or (lambda p: None)
+    past_deadline = deadline(what=what)
+    clock = _Clock(plan.n, sum(1 for s in plan.steps() if skip is None or s > skip))
+    state = {"done": 0, "step": 0}
+    touched: set[str] = set()
+    edited: list[int] = []
+
+    def report(stage: str) -> None:
+        say(Progress(state["done"], plan.n, stage, state["step"], time.perf_counter() - clock.start,
+                     clock.eta(state["done"]), run_id))
+
+    def check() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        past_deadline()
+
+    def edit(batch: tuple[int, ...], replay: bool) -> None:
+        lo, hi = batch[0] + 1, batch[-1] + 1
+        label = f"editing fact {lo}" + (f"-{hi}" if len(batch) > 1 else "") + f" of {len(plan.facts)} ({plan.method})"
+        report(("replaying the recorded edits: " if replay else "") + label)
+        devices = [handle.device] if handle.device.type == "cuda" else []
+        t0 = time.perf_counter()
+        rec = None
+        with torch.random.fork_rng(devices=devices, enabled=plan.seed is not None):
+            if plan.seed is not None:
+                torch.manual_seed(edit_seed(plan.seed, batch[0]))
+            try:
+                rec = session.edit([plan.facts[i] for i in batch], plan.method, hp,
+                                   progress=lambda d, t, s: report(f"{label}: {s}"))
+            except EditError as e:
+                out.failures.append({"first_fact": batch[0], "n": len(batch), "indices": list(batch),
+                                     "error": str(e)[:300]})
+        if rec is not None:
+            touched.update(rec.weights_after)
+            if rec.info.get("stats_source"):
+                out.notes.add(f"statistics: {rec.info['stats_source']}")
+            for i in batch:
+                out.edit_seconds[i] = rec.seconds / len(batch)
+            if not plan.keep_weights:  # never undone here: drop the weight copies, memory stays flat
+                session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
+        if not replay:
+            clock.edit_s += time.perf_counter() - t0
+            clock.edits += len(batch)
+
+    def here(batch) -> At:
+        return At(plan, session, state["step"], tuple(edited), tuple(batch), out.failures, frozenset(touched),
+                  cancel, report)
+
+    t_start = edit_since = time.perf_counter()
+    step = 0
+    for batch, measured in plan.segments():
+        check()
+        if plan.protocol == "independent":
+            session.reset()
+            edited = []
+        step += len(batch)
+        state["step"] = step
+        replay = skip is not None and step <= skip
+        if batch:
+            edit(batch, replay)
+            edited += list(batch)
+        state["done"] = step
+        if replay:
+            if step == skip:
+                out.replayed, out.replay_s = skip, time.perf_counter() - t_start
+                clock.edit_s, clock.edits = out.replay_s, skip
+                if expected_digest is not None:
+                    out.replay_exact = expected_digest == here(batch).digest()
+                edit_since = time.perf_counter()
+            continue
+        if not measured:
+            continue
+        edit_s = time.perf_counter() - edit_since
+        at = here(batch)
+        t_eval = time.perf_counter()
+        values, seconds = {}, {}
+        for ev in evaluators:
+            check()
+            t0 = time.perf_counter()
+            values[ev.name] = ev(at)
+            seconds[ev.name] = time.perf_counter() - t0
+        m = Measured(step, at.edited, at.latest, values, seconds, edit_s)
+        out.measured.append(m)
+        if on_measured is not None:
+            on_measured(m, at)
+        clock.eval_s += time.perf_counter() - t_eval
+        clock.evals += 1
+        clock.evals_left -= 1
+        report(f"checkpoint at {step} edits recorded")
+        edit_since = time.perf_counter()
+    out.total_s = time.perf_counter() - t_start
+    return out
+
+
+# ---- the run store ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredRun:
+    run_id: int
+    status: str
+    steps: tuple[int, ...]
+    resumed_from: int | None = None
+    replay_exact: bool | None = None
+
+
+def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind: str, config: Mapping,
+               record: Callable[[Measured, At, Outcome], tuple[dict, dict, dict]], *, resume: bool = True,
+               progress: Callable[[Progress], None] | None = None, cancel=None, what: str = "this run") -> StoredRun:
+    """Run a sequential ``plan`` as a stored run of ``kind`` identified by ``config``: every
+    checkpoint goes to ``store`` as soon as it is measured (``record(measured, at, outcome)`` makes
+    its metrics, samples and timings; metrics should carry ``weights_digest``, ``at.digest()``);
+    an identical stored run resumes after its last checkpoint by replaying the edits up to it
+    (the first new checkpoint's timings say so). The run's status says how it ended: done,
+    cancelled (``cancel`` was set), interrupted (Ctrl-C, the app stopping), failed (with why)."""
+    existing = store.find_run(kind, config) if resume else None
+    run_id = existing.id if existing else store.create_run(kind, config)
+    done = {c.step: c for c in store.checkpoints(run_id, samples=False)} if existing else {}
+    steps = plan.steps()
+    if all(s in done for s in steps):
+        store.set_status(run_id, "done")
+        return StoredRun(run_id, "done", tuple(steps), resumed_from=max(done) if done else None)
+    last = max((s for s in steps if s in done), default=None)
+    expected = done[last].metrics.get("weights_digest") if last else None
+    outcome = Outcome(plan)
+
+    def on_measured(m: Measured, at: At) -> None:
+        metrics_, samples, timings = record(m, at, outcome)
+        if outcome.replayed and m.step == min(s for s in steps if s not in done):
+            timings.update({"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed,
+                            "replay_exact": outcome.replay_exact})
+        store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings)
+
+    store.set_status(run_id, "running")
+    try:
+        run(handle, plan, evaluators, progress=progress, cancel=cancel, on_measured=on_measured, skip=last,
+            expected_digest=expected, run_id=run_id, outcome=outcome, what=what)
+        if outcome.replay_exact is False:
+            store.set_status(run_id, "running", note=(
+                f"resumed at {last} edits by replay; the replayed weights differ from the recorded ones "
+                "(digest mismatch), so later checkpoints come from a state that is not bit-identical"))
+    except Cancelled:
+        store.set_status(run_id, "cancelled")
+        raise
+    except Exception as e:
+        store.set_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
+        raise
+    except BaseException:  # Ctrl-C, or the app stopping the script: resumable
+        store.set_status(run_id, "interrupted")
+        raise
+    store.set_status(run_id, "done")
+    return StoredRun(run_id, "done", tuple(steps), resumed_from=last, replay_exact=outcome.replay_exact)
+
+
+# ---- evaluators ------------------------------------------------------------------------------------
+QUALITY_PROBE_KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood")  # what the scores read
+
+
+def quality_probes(fact: Fact, tokenizer) -> list:
+    """The probes the quality scores read (no free generation, no ablations); greedy only as long
+    as the new target (the metrics use the teacher-forced probabilities and, without a true
+    target, the greedy start)."""
+    n_new = len(target_ids(tokenizer, fact.target_new)) + 1
+    return [dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
+            for p in default_probes(fact, tokenizer) if p.kind in QUALITY_PROBE_KINDS]
+
+
+def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) -> list[tuple[dict, str]]:
+    """Per fact: its :func:`editlab.metrics.fact_scores` on the session's current model (weights,
+    hooks and a prompt edit's context), and the greedy text after its prompt."""
+    out = []
+    with session.edited() as m:
+        for fact in facts:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            probes = quality_probes(fact, m.tokenizer)
+            ms = measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix)
+            report = ProbeReport.of(fact, probes, after=ms)
+            out.append((metrics.fact_scores(report, column="after"), ms[0].greedy))
+    return out
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One checkpoint's edit quality, per fact: ``indices``, ``scores`` (every value of
+    :func:`editlab.metrics.fact_scores`) and ``greedy`` texts, for the facts in the model now
+    (``scope="edited"``) or the batch just written (``"latest"``). At checkpoint 0 (nothing
+    edited) it scores every fact the plan will edit: the unedited reference."""
+
+    scope: str = "edited"
+    name: str = "quality"
+
+    def __call__(self, at: At) -> dict:
+        idx = list(at.edited if self.scope == "edited" else at.latest) if at.step else list(range(at.plan.n))
+        at.report("edit quality" + (f" of {len(idx)} edited facts" if at.step else " (unedited reference)"))
+        per = measure_quality(at.session, [at.facts[i] for i in idx], at.cancel)
+        return {"indices": idx, "scores": [p for p, _ in per], "greedy": [g for _, g in per]}
+
+
+@dataclass(frozen=True)
+class Ability:
+    """General ability (:class:`~editlab.ability.AbilitySuite`) of the edited model as the probes
+    see it: weights, hooks and a prompt edit's context."""
+
+    suite: AbilitySuite
+    name: str = "ability"
+
+    def __call__(self, at: At):
+        with at.session.edited() as m:
+            return self.suite.evaluate(m.handle, progress=lambda i, n, stage: at.report(stage), cancel=at.cancel,
+                                       prefix=m.prefix)
+
+
+@dataclass(frozen=True)
+class Muting:
+    """The muting indicators and sample generations (:class:`~editlab.muting.MutingProbe`)."""
+
+    probe: MutingProbe
+    name: str = "muting"
+
+    def __call__(self, at: At):
+        at.report("muting probes")
+        with at.session.edited() as m:
+            return self.probe.measure(m.model, m.tokenizer, prefix=m.prefix)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Per paragraph of held-out text: its negative log-likelihood, tokens and correct next tokens."""
+
+    paragraphs: tuple[str, ...]
+    max_tokens: int = 128
+    name: str = "heldout"
+
+    def __call__(self, at: At):
+        at.report("held-out text")
+        with at.session.edited() as m:
+            return heldout_text(m.model, m.tokenizer, self.paragraphs, self.max_tokens, prefix=m.prefix)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Per simple fact (``{"prompt", "answer"}``) the unedited model gets right: 1.0 if the greedy
+    continuation still starts with the answer."""
+
+    facts: tuple[Mapping, ...]
+    name: str = "retention"
+
+    def __call__(self, at: At) -> list[float]:
+        from .probes import greedy, starts_with_target
+
+        if not self.facts:
+            return []
+        at.report(f"retention of {len(self.facts)} simple facts")
+        with at.session.edited() as m:
+            tok = m.tokenizer
+            n = max(len(target_ids(tok, f["answer"])) for f in self.facts) + 2
+            texts = greedy(m.model, tok, [list(tok(m.prefix + f["prompt"]).input_ids) for f in self.facts], n)
+        return [float(bool(starts_with_target(t, f["answer"]))) for t, f in zip(texts, self.facts)]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The touched weights' digest (replay checks it when a stored run resumes)."""
+
+    name: str = "weights_digest"
+
+    def __call__(self, at: At) -> str | None:
+        return at.digest()

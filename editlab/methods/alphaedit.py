@@ -38,8 +38,9 @@ from .. import paths
 from ..model import weights_digest
 from ..templates import context_templates
 from .base import Capabilities, EditError, MethodContext
-from .memit import (BatchHParams, compute_ks, covariances, default_layers, locate, read_at, shortfall_note, spread,
-                    template_weights, touched, written_fraction)
+from .keys import locate
+from .multilayer import (BatchHParams, compute_ks, covariances, default_layers, read_at, shortfall_note, spread,
+                         template_weights, touched, written_fraction)
 from .vstar import targets
 
 NAME = "alphaedit"

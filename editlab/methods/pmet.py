@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .base import Capabilities, MethodContext, stats_and_templates
-from .memit import (BatchHParams, covariances, default_layers, locate, memit_solver, read_at, scaled_lambda, shortfall_note,
-                    spread, touched, written_fraction)
+from .keys import locate
+from .memit import memit_solver, scaled_lambda
+from .multilayer import (BatchHParams, covariances, default_layers, read_at, shortfall_note, spread, touched,
+                         written_fraction)
 from .vstar import targets
 
 NAME = "pmet"

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from editlab import EditError, EditSession, Fact
-from editlab.methods import alphaedit, memit
+from editlab.methods import alphaedit, multilayer
 from editlab.templates import context_templates
 
 from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_handle, tiny_session
@@ -140,9 +140,9 @@ def test_protecting_earlier_keys_keeps_an_earlier_edit_in_place(handle, tmp_path
         s = tiny_session("qwen2", handle, tmp_path)
         s.edit(FACTS[:2], method, TINY)
         templates = context_templates(s.handle, [(10, 5)])
-        weights = memit.template_weights(templates, [[10, 5]])
+        weights = multilayer.template_weights(templates, [[10, 5]])
         with s.applied():
-            k1 = memit.compute_ks(s.handle, FACTS[:2], 1, templates, weights)
+            k1 = multilayer.compute_ks(s.handle, FACTS[:2], 1, templates, weights)
             w_before = s.handle.mlp_out_weight(1).detach().clone()
         s.edit(FACTS[2], method, TINY)
         with s.applied():

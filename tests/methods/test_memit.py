@@ -2,7 +2,7 @@
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.methods import memit
+from editlab.methods import memit, multilayer
 from editlab.methods.keys import locate
 from editlab.probes import Probe
 
@@ -24,7 +24,7 @@ def residual_gap(session, record, facts):
     """‖z − h‖ at the last edit layer for each fact, on the session's current model."""
     plain = [locate(session.handle.tokenizer, "{}", f.prompt, f.subject) for f in facts]
     with session.applied():
-        now = memit.read_at(session.handle, record.info["z_module"], plain, "output").cpu()
+        now = multilayer.read_at(session.handle, record.info["z_module"], plain, "output").cpu()
     return (record.info["targets"] - now).norm(dim=1)
 
 
@@ -64,7 +64,7 @@ def test_memit_writes_its_targets_into_tiny_models_of_every_family(family, handl
     # Measured independently of the method's report: the last edit layer's output at the subject
     # token moved most of the way to the optimised target z.
     plain = [locate(h.tokenizer, "{}", f.prompt, f.subject) for f in FACTS[:2]]
-    before = memit.read_at(h, first.info["z_module"], plain, "output").cpu()  # at rest: unedited
+    before = multilayer.read_at(h, first.info["z_module"], plain, "output").cpu()  # at rest: unedited
     gap0 = (first.info["targets"] - before).norm(dim=1)
     gap1 = residual_gap(s, first, FACTS[:2])
     assert (gap1 < 0.75 * gap0).all(), (gap0, gap1)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.methods import memit, pmet
+from editlab.methods import multilayer, pmet
 from editlab.methods.keys import locate
 
 from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_session
@@ -34,7 +34,7 @@ def test_pmet_writes_five_counterfact_facts_touching_only_mlp_weights(handle, co
 def test_residual_is_spread_by_the_square_root_of_the_layers_left(handle, tmp_path, monkeypatch):
     s = tiny_session("llama", handle, tmp_path)
     seen = []
-    real = memit.spread
+    real = multilayer.spread
 
     def spy(handle, facts, hp, ctx, templates, z_module, zs, solve, divisor, name):
         seen.append([divisor(i) for i in range(len(hp.layers))])
@@ -54,9 +54,9 @@ def test_pmet_edits_tiny_models_of_every_family(family, handle, tmp_path):
     record = s.edit(FACTS, "pmet", {"mom2_n_tokens": 600, "v_num_grad_steps": 4})
     # The MLP output of the last edit layer moved toward its target (measured, not reported).
     plain = [locate(h.tokenizer, "{}", f.prompt, f.subject) for f in FACTS]
-    before = memit.read_at(h, record.info["z_module"], plain, "output").cpu()
+    before = multilayer.read_at(h, record.info["z_module"], plain, "output").cpu()
     with s.applied():
-        after = memit.read_at(h, record.info["z_module"], plain, "output").cpu()
+        after = multilayer.read_at(h, record.info["z_module"], plain, "output").cpu()
     z = record.info["targets"]
     assert ((z - after).norm(dim=1) < 0.8 * (z - before).norm(dim=1)).all()
     s.undo()

@@ -503,16 +503,22 @@ class Retention:
     name: str = "retention"
 
     def __call__(self, at: At) -> list[float]:
-        from .probes import greedy, starts_with_target
-
         if not self.facts:
             return []
         at.report(f"retention of {len(self.facts)} simple facts")
         with at.session.edited() as m:
-            tok = m.tokenizer
-            n = max(len(target_ids(tok, f["answer"])) for f in self.facts) + 2
-            texts = greedy(m.model, tok, [list(tok(m.prefix + f["prompt"]).input_ids) for f in self.facts], n)
-        return [float(bool(starts_with_target(t, f["answer"]))) for t, f in zip(texts, self.facts)]
+            return retained(m.model, m.tokenizer, self.facts, m.prefix)
+
+
+def retained(model, tokenizer, facts: Sequence[Mapping], prefix: str = "") -> list[float]:
+    """Per simple fact: 1.0 if the greedy continuation of its prompt starts with its answer."""
+    from .probes import greedy, starts_with_target
+
+    if not facts:
+        return []
+    n = max(len(target_ids(tokenizer, f["answer"])) for f in facts) + 2
+    texts = greedy(model, tokenizer, [list(tokenizer(prefix + f["prompt"]).input_ids) for f in facts], n)
+    return [float(bool(starts_with_target(t, f["answer"]))) for t, f in zip(texts, facts)]
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,47 @@ class ReproResult:
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), default=str, **kw)
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ReproResult":
+        """The inverse of :meth:`to_dict` (a report's JSON read back)."""
+        fields_ = set(Estimate.__dataclass_fields__)
+        return cls(d["protocol"], d["model"], d["method"], d["n"], dict(d.get("config") or {}),
+                   tuple(Estimate(**{k: v for k, v in e.items() if k in fields_}) for e in d["estimates"]),
+                   tuple(Reference(**r) for r in d.get("published") or ()), dict(d.get("cost") or {}),
+                   tuple(d.get("notes") or ()), dict(d.get("samples") or {}))
+
+    def to_markdown(self) -> str:
+        """The README's form: a heading line (what ran, the interval, the cost), then one row per
+        measured number with its interval, n and the published numbers that belong beside it
+        (muting: one row per signal, one column per checkpoint), then any at-chance sentence."""
+        cost = self.cost
+        head = (f"**{self.protocol}** — {self.method} on {self.model}, n = {self.n} "
+                f"({'sequential edits' if self.protocol == 'muting' else 'facts'}); {int(LEVEL * 100)} % percentile "
+                f"bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}; "
+                f"cost {cost.get('total_s')} s in all"
+                + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else ""))
+        lines = [head, ""]
+        if self.protocol == "muting":
+            steps = sorted({e.edits for e in self.estimates if e.edits is not None})
+            lines += ["| signal | " + " | ".join(f"{s} edits" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+            for key in dict.fromkeys(e.key for e in self.estimates):
+                by = {e.edits: e for e in self.estimates if e.key == key}
+                label = next(e.label for e in self.estimates if e.key == key)
+                cells = [f"{by[s].value:.3g} [{by[s].low:.3g}, {by[s].high:.3g}]"
+                         if s in by and by[s].value is not None else "–" for s in steps]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        else:
+            lines += ["| group | metric | measured | 95 % interval | n | published (model, method, dataset) |",
+                      "|---|---|---:|---|---:|---|"]
+            for e in self.estimates:
+                pub = "; ".join(f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in self.references
+                                if applies(r, e))
+                lines.append(f"| {e.group} | {e.label} | {_fmt(e.value, 2)} | {_fmt(e.low, 2)}–{_fmt(e.high, 2)} "
+                             f"| {e.n} | {pub} |")
+        for sentence in self.at_chance_sentences():
+            lines += ["", f"_{sentence}_"]
+        return "\n".join(lines)
+
     def table(self):
         """Measured (with intervals) beside published, one row per (group, metric[, edits])."""
         import pandas as pd
@@ -229,8 +270,8 @@ def applies(ref: Reference, e: Estimate) -> bool:
     return True
 
 
-def _fmt(v) -> str:
-    return "–" if v is None else f"{v:.3f}"
+def _fmt(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
 
 
 # ---- bench-based protocols ------------------------------------------------------------------------------
@@ -410,16 +451,6 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
         (kept if starts_with_target(t, a) and len(kept) < limit else rejected).append(
             {"prompt": p, "answer": a, "greedy": t})
     return kept, rejected
-
-
-def _retention(model, tokenizer, facts: Sequence[dict], prefix: str = "") -> list[float]:
-    from .probes import greedy, starts_with_target, target_ids
-
-    if not facts:
-        return []
-    n = max(len(target_ids(tokenizer, f["answer"])) for f in facts) + 2
-    texts = greedy(model, tokenizer, [list(tokenizer(prefix + f["prompt"]).input_ids) for f in facts], n)
-    return [float(bool(starts_with_target(t, f["answer"]))) for t, f in zip(texts, facts)]
 
 
 def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, online: bool = True) -> list[str]:

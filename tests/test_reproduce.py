@@ -158,13 +158,14 @@ def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, c
 def test_the_shipped_simple_facts_are_what_the_unedited_default_model_gets_right(handle):
     """The retention list (benchmarks/simple_facts.py) names the model it was picked on, and that
     model, unedited, still completes every one of its facts: retention starts at 1.0."""
-    from editlab.reproduce import _retention, load_simple_facts
+    from editlab.experiments import retained
+    from editlab.reproduce import load_simple_facts
 
     facts, prov = load_simple_facts()
     assert len(facts) == 100 and len({f["prompt"] for f in facts}) == 100
     assert prov["model"] == handle.name and prov["fingerprint"] == handle.fingerprint
     assert "command" in prov and "rule" in prov
-    kept = _retention(handle.model, handle.tokenizer, facts)
+    kept = retained(handle.model, handle.tokenizer, facts)
     assert kept == [1.0] * 100, [f["prompt"] for f, k in zip(facts, kept) if not k]
 
 # ---- the report -------------------------------------------------------------------------------------------
@@ -189,6 +190,16 @@ def test_report_json_and_html_carry_the_published_values_and_sources(tmp_path):
     assert "not checked against the PDF" in page
     assert "<script" in page and 'src="https://cdn.plot.ly' not in page  # plotly inline: the file stands alone
     assert len(page) > 1_000_000
+
+
+def test_a_report_reads_back_from_its_json_and_prints_the_readme_table(tmp_path):
+    _, json_path = write_report(_result(), tmp_path / "out")
+    back = ReproResult.from_dict(json.loads(json_path.read_text()))
+    assert back.estimates == _result().estimates and back.references == _result().references
+    md = back.to_markdown()
+    assert md.startswith("**negation** — memit on smollm2-135m-instruct, n = 10")
+    row = next(line for line in md.splitlines() if line.startswith("| edited | PN |"))
+    assert "| 0.90 | 0.70–1.00 | 10 |" in row and "0.694 (Llama-3-8B-Instruct, MEMIT, CounterFact)" in row
 
 
 def test_report_of_a_muting_run_draws_a_chance_line_and_says_so():

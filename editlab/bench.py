@@ -47,7 +47,6 @@ EVALUATE = ("after_each", "at_end")
 Progress = Callable[[int, int, str], None]
 
 
-BenchCancelled = Cancelled  # the engine's one way of stopping; finished methods are kept in the store
 
 
 @dataclass(frozen=True)
@@ -519,11 +518,12 @@ def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[i
 
 
 def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, store=None,
-              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+              progress: Progress | None = None, cancel=None,
               resume: bool = True) -> BenchResult:
     """Run (or resume) a benchmark. ``store``: a :class:`~editlab.store.RunStore`, a path, or None
-    (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``should_stop()`` is
-    polled between facts and raises :class:`BenchCancelled` (finished methods stay stored).
+    (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``cancel`` (an
+    object with ``is_set()``, e.g. a ``threading.Event``) stops the run within one model call with
+    :class:`editlab.experiments.Cancelled` (finished methods stay stored).
 
     With a store and ``resume``, an identical stored run continues where it stopped, and rows that
     another stored run computed under the same configuration (same model, facts, protocol and, per
@@ -534,12 +534,12 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
         dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
     limits = current_limits()
     limits.check("max_facts", len(dataset), f"facts in this benchmark ({dataset.name})")
-    past_deadline, user_stop = deadline(limits, "this benchmark"), should_stop
+    past_deadline = deadline(limits, "this benchmark")
 
-    class _Stop:  # should_stop() and the server's time limit, as the engine's cancel flag
+    class _Stop:  # the caller's cancel flag and the server's time limit, as one flag for the engine
         def is_set(self) -> bool:
             past_deadline()
-            return bool(user_stop is not None and user_stop())
+            return bool(cancel is not None and cancel.is_set())
 
     stop = _Stop()
     probe_session = EditSession(handle, corpus=config.corpus, online=config.online)

@@ -282,7 +282,7 @@ LOWER_BETTER = {"PN", "NP"}
 
 
 def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
-           should_stop, fmt: str | None = None):
+           cancel, fmt: str | None = None):
     from .bench import BenchConfig, run_bench
     from .datasets import Dataset
 
@@ -291,7 +291,7 @@ def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corp
                       dataset_format=fmt, skip_invalid=True, negative_edits=negative, generation_tokens=8,
                       hparams={method: dict(hparams)} if hparams else {}, corpus=corpus, online=online)
     t0 = time.perf_counter()
-    res = run_bench(handle, cfg, dataset=ds, progress=progress, should_stop=should_stop)
+    res = run_bench(handle, cfg, dataset=ds, progress=progress, cancel=cancel)
     return res, time.perf_counter() - t0
 
 
@@ -317,13 +317,13 @@ def _dataset_path(dataset, name: str):
 
 def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: int = 0, corpus: str | None = None,
              online: bool = True, hparams: Mapping | None = None, progress: Progress | None = None,
-             should_stop=None) -> ReproResult:
+             cancel=None) -> ReproResult:
     """PP, PN, NN, NP, rectified efficacy, efficacy and fact-check accuracy on ``n`` CounterFact facts
     (independent edits, each with its negated twin), unedited and edited, with bootstrap intervals."""
     from .bench import UNEDITED
 
     res, total = _bench(handle, _dataset_path(dataset, "negation"), n, method, seed, True, corpus, online, hparams,
-                        progress, should_stop)
+                        progress, cancel)
     est = []
     for name, group in ((UNEDITED, "unedited"), (method, "edited")):
         for key, label in NEGATION_KEYS:
@@ -341,7 +341,7 @@ def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
 
 def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=None, seed: int = 0,
               corpus: str | None = None, online: bool = True, hparams: Mapping | None = None,
-              progress: Progress | None = None, should_stop=None) -> ReproResult:
+              progress: Progress | None = None, cancel=None) -> ReproResult:
     """Fact-check accuracy (True/False) beside efficacy on ``n`` facts of CounterFact and of zsRE
     (either may be None to skip it). zsRE's efficacy is reported as token accuracy (rewrite_acc)
     too, the convention its published numbers use."""
@@ -352,7 +352,7 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
         raise ValueError("the factcheck protocol needs a CounterFact or a zsRE file")
     est, notes, cost, cfgs = [], [], {"total_s": 0.0}, {}
     for g, path, fmt in sets:
-        res, total = _bench(handle, path, n, method, seed, False, corpus, online, hparams, progress, should_stop, fmt)
+        res, total = _bench(handle, path, n, method, seed, False, corpus, online, hparams, progress, cancel, fmt)
         cfgs[g] = _plain_config(res.config)
         for name, state in ((UNEDITED, "unedited"), (method, "edited")):
             group = f"{g} · {state}"
@@ -373,7 +373,7 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
 
 def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: int = 0, corpus: str | None = None,
              online: bool = True, hparams: Mapping | None = None, progress: Progress | None = None,
-             should_stop=None) -> ReproResult:
+             cancel=None) -> ReproResult:
     """Supportive-token ablation on ``n`` CounterFact facts whose prompt has a predicate to ablate
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
@@ -388,7 +388,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     if not chosen:
         raise ValueError("no fact in the dataset has a predicate (an auxiliary verb after the subject) to ablate")
     ds = from_facts(chosen, name=f"{pool.name} (prompts with a predicate)")
-    res, total = _bench(handle, ds, len(chosen), method, seed, False, corpus, online, hparams, progress, should_stop)
+    res, total = _bench(handle, ds, len(chosen), method, seed, False, corpus, online, hparams, progress, cancel)
     est = []
     for name, group, column in ((UNEDITED, "unedited", "unedited"), (method, "edited", "after")):
         ignores, by_rule = [], {}
@@ -478,7 +478,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
            checkpoints: Sequence[int] | None = None, heldout: str | Path | None = None, heldout_count: int = 32,
            heldout_tokens: int = 128, retention: Sequence[dict] | None = None, ability_items: int = 0,
            ability_data: str | None = None, corpus: str | None = None, online: bool = True,
-           hparams: Mapping | None = None, progress: Progress | None = None, should_stop=None) -> ReproResult:
+           hparams: Mapping | None = None, progress: Progress | None = None, cancel=None) -> ReproResult:
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
@@ -522,11 +522,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     def tell(p) -> None:  # the engine's progress, as (checkpoints done, of, stage)
         say(sum(s < p.step for s in steps), n_steps, p.stage)
 
-    class _Stop:  # should_stop() as the engine's one way of cancelling
-        def is_set(self) -> bool:
-            return bool(should_stop is not None and should_stop())
-
-    outcome = experiments.run(handle, plan, evaluators, progress=tell, cancel=_Stop(), what="this muting run")
+    outcome = experiments.run(handle, plan, evaluators, progress=tell, cancel=cancel, what="this muting run")
     hp = outcome.hparams
     est: list[Estimate] = []
     per_checkpoint, samples = [], {}

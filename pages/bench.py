@@ -2,7 +2,8 @@
 import streamlit as st
 
 from editlab import methods
-from editlab.bench import BenchCancelled, BenchConfig, compare, load_result, past_runs, run_bench
+from editlab.experiments import Cancelled
+from editlab.bench import BenchConfig, compare, load_result, past_runs, run_bench
 from editlab.metrics import CONVENTIONS, METRICS
 from editlab.limits import SLOTS
 from editlab.store import StoreError
@@ -79,7 +80,7 @@ if submitted:
             try:
                 with SLOTS.hold(S.visitor(ss)):
                     ss[RESULT] = run_bench(handle, config, dataset=dataset, store=store, progress=progress)
-            except BenchCancelled:
+            except Cancelled:
                 box.update(label="cancelled", state="error")
             except Exception as e:
                 box.update(label="failed", state="error")

@@ -5,6 +5,7 @@ so they exercise the runner on the real model without paying for real edits. One
 """
 import json
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from editlab import methods
 from editlab.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
 from editlab.datasets import load_dataset
+from editlab.experiments import Cancelled
 from editlab.metrics import METRIC_KEYS
 from editlab.store import RunStore
 
@@ -136,6 +138,22 @@ def test_rows_of_other_runs_with_the_same_settings_are_reused(handle, shift, fac
                       dataset=facts3.subset(2, 0), store=store, progress=lambda d, t, s: stages.append(s))
     assert any(s.startswith("shift: editing") for s in stages)
     assert not any("reused" in note for note in other.row(shift).notes)
+
+
+def test_cancelling_stops_the_run_and_keeps_the_finished_rows(handle, shift, facts3, tmp_path):
+    """One way to cancel, as the sweep: an Event; the engine's Cancelled; the run marked cancelled."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    cancel = threading.Event()
+
+    def progress(done, total, stage):
+        if "editing fact 2" in stage:
+            cancel.set()
+
+    cfg = BenchConfig(dataset=str(COUNTERFACT), methods=(shift,), negative_edits=False, generation_tokens=2)
+    with pytest.raises(Cancelled):
+        run_bench(handle, cfg, dataset=facts3, store=store, progress=progress, cancel=cancel)
+    (run,) = past_runs(store)
+    assert run.status == "cancelled" and [c.step for c in store.checkpoints(run.id)] == [0]  # the unedited row
 
 
 def test_a_failed_edit_is_recorded_and_scored_as_the_model_it_left(handle, shift, facts3):

@@ -5,8 +5,8 @@
 
 The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
 records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once. Per fact and variant,
-one independent edit on the default model (undone afterwards), measured with editlab's probes and
-scored by ``editlab.metrics``:
+one independent edit on the default model (an ``editlab.experiments`` plan: each fact from the
+unedited model), measured with editlab's probes and scored by ``editlab.metrics``:
 
   ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
   PP PN            says the new target after the prompt / after its negation (P(new) > P(true))
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
-from editlab import EditSession, Fact, load_model, metrics  # noqa: E402
+from editlab import EditSession, Fact, experiments, load_model, metrics  # noqa: E402
 from editlab.facts import negate  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
 from editlab.probes import Probe, default_probes  # noqa: E402
@@ -79,10 +79,9 @@ def paragraphs(n: int = 6, min_chars: int = 400) -> list[str]:
     return paras[:n]
 
 
-def perplexity(session: EditSession, paras: list[str]) -> float:
-    with session.edited() as m:
-        scores = heldout_text(m.model, m.tokenizer, paras, max_tokens=128, prefix=m.prefix)
-    return math.exp(sum(s.nll for s in scores) / sum(s.tokens for s in scores))
+def perplexity(held) -> float:
+    """exp(Σ nll / Σ tokens) over the held-out paragraphs (the engine's HeldOut evaluator)."""
+    return math.exp(sum(s.nll for s in held) / sum(s.tokens for s in held))
 
 
 def negated(fact: Fact) -> Fact | None:
@@ -91,20 +90,28 @@ def negated(fact: Fact) -> Fact | None:
                                                                  case_id=fact.case_id)
 
 
-def run_variant(session, method, hp, facts, paras, negatives) -> dict:
-    rows, seconds, ppls = [], [], []
-    for i, fact in enumerate(facts):
-        probes = probes_of(fact, session.handle.tokenizer)
-        record, report = session.edit_and_compare(fact, method, hp, probes)
-        seconds.append(record.seconds)
-        ppls.append(perplexity(session, paras))
-        session.undo()
+def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
+    """Independent edits of every fact (an engine plan), each measured on its reports and the
+    held-out perplexity, then undone (the next batch starts from the unedited model)."""
+    plan = experiments.Plan(tuple(facts), method, hp, "independent", online=False)
+
+    def said(m, at):
+        i = m.latest[0]
+        s = metrics.fact_scores(m.values["reports"][i])
+        print(f"    fact {i + 1}/{len(facts)}: ES {s['ES']} PN {s['PN']} PN_gen {s['PN_gen']} "
+              f"({m.edit_s:.1f} s)", file=sys.stderr, flush=True)
+
+    out = experiments.run(handle, plan, [experiments.Reports(probes_of), experiments.HeldOut(tuple(paras))],
+                          on_measured=said)
+    rows, ppls = [], []
+    for m in out.measured:
+        (i,) = m.latest
+        report = m.values["reports"][i]
         rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), PN_para=paraphrase_pn(report)))
-        print(f"    fact {i + 1}/{len(facts)}: ES {rows[-1]['ES']} PN {rows[-1]['PN']} "
-              f"PN_gen {rows[-1]['PN_gen']} ({record.seconds:.1f} s)", file=sys.stderr, flush=True)
+        ppls.append(perplexity(m.values["heldout"]))
     agg = summarise(rows)
     agg["ppl"] = statistics.median(ppls)
-    agg["s/edit"] = statistics.median(seconds)
+    agg["s/edit"] = statistics.median(out.edit_seconds.values())
     return agg
 
 
@@ -116,17 +123,18 @@ def summarise(rows: list[dict]) -> dict:
     return agg
 
 
-def negative_reports(session, method, facts, probes_for) -> dict:
-    """The negated edit of each fact, probed on the original prompts (for NP and NN)."""
-    out = {}
-    for i, fact in enumerate(facts):
-        written = negated(fact)
-        if written is None:
-            continue
-        _, report = session.edit_and_compare(fact, method, {"negation_weight": 0.0}, probes_for(fact), written=written)
-        session.undo()
-        out[i] = report
-    return out
+def negative_reports(handle, method, facts) -> dict:
+    """The negated edit of each fact (an engine plan over the negated statements, published
+    objective), probed on the original prompts: {fact index: report} for NP and NN."""
+    pairs = [(i, negated(f)) for i, f in enumerate(facts)]
+    index = [i for i, f in pairs if f is not None]
+    if not index:
+        return {}
+    plan = experiments.Plan(tuple(pairs[i][1] for i in index), method, {"negation_weight": 0.0}, "independent",
+                            online=False)
+    about = tuple(facts[i] for i in index)
+    out = experiments.run(handle, plan, [experiments.Reports(probes_of, about=about)])
+    return {index[k]: r for m in out.measured for k, r in m.values["reports"].items()}
 
 
 def main() -> None:
@@ -144,7 +152,7 @@ def main() -> None:
     start, n = SPLITS[args.split]
     facts = load_facts(min(n, args.n or n), start=start)
     handle = load_model()
-    session = EditSession(handle, online=False)
+    session = EditSession(handle, online=False)  # the unedited reports (cached per model and probe set)
     paras = paragraphs()
     chosen = variants(args.weight, args.margin)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -154,15 +162,15 @@ def main() -> None:
     print(f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
           f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}")
     t0 = time.perf_counter()
-    negatives = {} if args.no_negated_edits else negative_reports(
-        session, args.method, facts, lambda f: probes_of(f, handle.tokenizer))
+    negatives = {} if args.no_negated_edits else negative_reports(handle, args.method, facts)
     reports = [session.compare(f, probes_of(f, handle.tokenizer)) for f in facts]
     unedited = summarise([dict(metrics.fact_scores(r), PN_para=paraphrase_pn(r)) for r in reports])
     table = {}
     for name in names:
         print(f"  {name} ...", file=sys.stderr, flush=True)
-        table[name] = run_variant(session, args.method, chosen[name], facts, paras, negatives)
-    base_ppl = perplexity(session, paras)
+        table[name] = run_variant(handle, args.method, chosen[name], facts, paras, negatives)
+    with session.edited() as m:
+        base_ppl = perplexity(heldout_text(m.model, m.tokenizer, paras, max_tokens=128))
     header = "| variant | " + " | ".join(COLUMNS) + " |"
     print(header)
     print("|" + "---|" * (len(COLUMNS) + 1))

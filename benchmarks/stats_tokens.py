@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,8 +19,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
-from editlab.experiments import quality_probes  # noqa: E402
-from editlab import EditSession, load_model, metrics, paths  # noqa: E402
+from editlab import experiments, load_model, metrics, paths  # noqa: E402
+
+
+class Delta:
+    """The latest edit's change of its one weight (ROME writes one matrix) and its statistics seconds."""
+
+    name = "delta"
+
+    def __call__(self, at) -> dict:
+        rec = at.session.records[-1]
+        [w] = rec.weights_after
+        return {"delta": rec.weights_after[w].float() - rec.weights_before[w].float(),
+                "stats_s": rec.timings.get("stats_s", 0.0)}
 
 
 def main() -> int:
@@ -39,24 +49,18 @@ def main() -> int:
     ref: list[torch.Tensor] = []
     rows = []
     for n_tokens in sizes:
-        session = EditSession(handle, corpus=str(WIKITEXT), online=False)
-        scores, rel, edit_s = [], [], []
-        stats_s = None
-        for i, fact in enumerate(facts):
-            t0 = time.perf_counter()
-            rec = session.edit(fact, "rome", {"mom2_n_tokens": n_tokens})
-            edit_s.append(time.perf_counter() - t0)
-            if stats_s is None:
-                stats_s = rec.timings.get("stats_s", 0.0)
-            [name] = rec.weights_after
-            delta = rec.weights_after[name].float() - rec.weights_before[name].float()
-            if n_tokens == sizes[0]:
-                ref.append(delta)
-            rel.append(float((delta - ref[i]).norm() / ref[i].norm()))
-            scores.append(metrics.fact_scores(session.compare(fact, quality_probes(fact, handle.tokenizer))))
-            session.reset()
-        agg = metrics.aggregate(scores)
-        rows.append((n_tokens, stats_s, agg, statistics.mean(rel), statistics.median(edit_s)))
+        # one engine plan per statistics size: each fact edited from the unedited model, the edit's
+        # weight change kept (keep_weights) and read by Delta, its scores by the Quality evaluator
+        plan = experiments.Plan(tuple(facts), "rome", {"mom2_n_tokens": n_tokens}, "independent",
+                                corpus=str(WIKITEXT), online=False, keep_weights=True)
+        out = experiments.run(handle, plan, [experiments.Quality("latest"), Delta()])
+        deltas = [m.values["delta"]["delta"] for m in out.measured]
+        if n_tokens == sizes[0]:
+            ref = deltas
+        rel = [float((d - r).norm() / r.norm()) for d, r in zip(deltas, ref)]
+        stats_s = out.measured[0].values["delta"]["stats_s"]  # the first edit computes the statistics
+        agg = metrics.aggregate([s for m in out.measured for s in m.values["quality"]["scores"]])
+        rows.append((n_tokens, stats_s, agg, statistics.mean(rel), statistics.median(out.edit_seconds.values())))
         print(f"  N={n_tokens:>7,}: statistics {stats_s:6.1f} s  ES {agg['ES']:.2f} PS {agg['PS']:.2f} NS {agg['NS']:.2f} "
               f"PN {agg['PN']:.2f}  rel ΔW {statistics.mean(rel):.4f}", flush=True)
     print()

@@ -48,7 +48,7 @@ from .session import EditSession
 PROTOCOLS = ("independent", "sequential")
 
 __all__ = ["PROTOCOLS", "Plan", "At", "Measured", "Outcome", "Progress", "Cancelled", "run", "run_stored",
-           "edit_seed", "Quality", "Ability", "Muting", "HeldOut", "Retention", "Digest", "StoredRun"]
+           "edit_seed", "Quality", "Reports", "Ability", "Muting", "HeldOut", "Retention", "Digest", "StoredRun"]
 
 
 def edit_seed(seed: int, index: int) -> int:
@@ -451,6 +451,27 @@ class Quality:
         at.report("edit quality" + (f" of {len(idx)} edited facts" if at.step else " (unedited reference)"))
         per = measure_quality(at.session, [at.facts[i] for i in idx], at.cancel)
         return {"indices": idx, "scores": [p for p, _ in per], "greedy": [g for _, g in per]}
+
+
+@dataclass(frozen=True)
+class Reports:
+    """Per fact in scope, its full :class:`~editlab.probes.ProbeReport` (the unedited model against
+    the current state, ``EditSession.compare``): on ``probes(fact, tokenizer)`` or the session's
+    default probes. ``about``: the facts the reports are about when the plan writes other
+    statements (the negated edit "... is not → new" is probed on the original fact's prompts)."""
+
+    probes: Callable | None = None
+    about: tuple[Fact, ...] | None = None
+    scope: str = "latest"
+    name: str = "reports"
+
+    def __call__(self, at: At) -> dict[int, ProbeReport]:
+        out = {}
+        for i in (at.latest if self.scope == "latest" else at.edited):
+            at.check()
+            fact = (self.about or at.facts)[i]
+            out[i] = at.session.compare(fact, self.probes(fact, at.session.handle.tokenizer) if self.probes else None)
+        return out
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 from . import metrics as quality_metrics
 from . import paths
 from .ability import AbilityConfig, AbilitySuite, Cancelled
-from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality, run_stored
+from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality, StoredRun, run_stored
 from .facts import Fact
 from .limits import current as current_limits
 from .muting import MutingProbe
@@ -86,13 +86,7 @@ class SweepConfig:
 SweepProgress = Progress  # the engine's progress report
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    run_id: int
-    status: str
-    steps: tuple[int, ...]
-    resumed_from: int | None = None
-    replay_exact: bool | None = None
+SweepResult = StoredRun  # run id, status, checkpoints, where a resumed run picked up, replay exact?
 
 
 def load_facts(path: str, n: int) -> list[Fact]:
@@ -147,9 +141,8 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
     plan = Plan(tuple(facts), config.method, cfg["hparams"], "sequential", config.batch_size,
                 checkpoints=(0, *config.counts), seed=config.seed, corpus=config.corpus, online=config.online)
     evaluators = (Quality("edited"), Ability(AbilitySuite(config.ability)), Muting(config.muting), Digest())
-    res = run_stored(handle, plan, evaluators, store, KIND, cfg, _record, resume=resume, progress=progress,
+    return run_stored(handle, plan, evaluators, store, KIND, cfg, _record, resume=resume, progress=progress,
                      cancel=cancel, what="this sweep")
-    return SweepResult(res.run_id, res.status, res.steps, resumed_from=res.resumed_from, replay_exact=res.replay_exact)
 
 
 def _record(m: Measured, at: At, outcome) -> tuple[dict, dict, dict]:

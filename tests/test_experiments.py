@@ -144,3 +144,17 @@ def test_a_stored_run_resumes_by_replay(handle, shift, facts5, tmp_path):
     assert res.run_id == first.run_id and res.resumed_from == 1 and res.replay_exact is True and calls == [1, 3]
     (c3,) = [c for c in store.checkpoints(res.run_id) if c.step == 3]
     assert c3.timings["replayed_edits"] == 1 and c3.timings["replay_exact"] is True
+
+
+def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):
+    """The negated-edit protocol: the plan writes "... is not → new", the reports are the original's."""
+    from editlab.facts import Fact, negate
+
+    original = facts5[0]
+    prompt, _ = negate(original.prompt, original.subject)
+    written = Fact(original.subject, prompt, original.target_new, original.target_true)
+    out = run(handle, Plan((written,), shift, protocol="independent"),
+              [experiments.Reports(about=(original,))])
+    report = out.measured[0].values["reports"][0]
+    assert report.fact == original and {r.probe.kind for r in report.rows} >= {"positive", "negation"}
+    assert all(r.after is not None and r.unedited is not None for r in report.rows)

@@ -142,7 +142,7 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
                 checkpoints=(0, *config.counts), seed=config.seed, corpus=config.corpus, online=config.online)
     evaluators = (Quality("edited"), Ability(AbilitySuite(config.ability)), Muting(config.muting), Digest())
     return run_stored(handle, plan, evaluators, store, KIND, cfg, _record, resume=resume, progress=progress,
-                     cancel=cancel, what="this sweep")
+                      cancel=cancel, what="this sweep")
 
 
 def _record(m: Measured, at: At, outcome) -> tuple[dict, dict, dict]:

@@ -42,18 +42,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import corpora
 
-TASKS = ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")
-# Defaults that finish in a few minutes on two CPU cores with the default 135M model.
-DEFAULT_SIZES = {"mmlu": 20, "gsm8k": 5, "csqa": 20, "triviaqa": 20, "truthfulqa": 10, "bbh": 10, "perplexity": 8}
-DEFAULT_FILES = {"mmlu": "mmlu", "gsm8k": "gsm8k-test.jsonl", "csqa": "csqa-200.jsonl",
-                 "triviaqa": "triviaqa-test-1000.jsonl", "truthfulqa": "truthfulqa.csv", "bbh": "bbh"}
-# The headline metric of each task (lm-eval's "metric,filter" key) and whether higher is better.
-HEADLINE = {"mmlu": ("acc,none", True), "gsm8k": ("exact_match,flexible-extract", True),
-            "csqa": ("acc,none", True), "triviaqa": ("exact_match,remove_whitespace", True),
-            "truthfulqa": ("acc,none", True), "bbh": ("exact_match,remove_whitespace", True),
-            "perplexity": ("word_perplexity,none", False)}
-LABELS = {"mmlu": "MMLU (5-shot)", "gsm8k": "GSM8K", "csqa": "CommonsenseQA", "triviaqa": "TriviaQA",
-          "truthfulqa": "TruthfulQA MC1", "bbh": "BBH", "perplexity": "Perplexity"}
 TRUTHFULQA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
     "A: Human life expectancy in the United States is 78 years.\n\n"
@@ -361,6 +349,138 @@ def _hf(name: str, config: str | None = None):
                          "(AbilityConfig.data_dir / sources, or --ability-data)") from e
 
 
+# ---- the tasks: everything editlab knows about each, in one place --------------------------------------
+def _load_mmlu(src: Path | None):
+    return _mmlu_rows_from_folder(src) if src else _mmlu_rows_online()
+
+
+def _load_jsonl_or(name: str, config: str | None, split: str):
+    def load(src: Path | None) -> list[dict]:
+        return _read_jsonl(src) if src else [dict(r) for r in _hf(name, config)[split]]
+    return load
+
+
+def _load_truthfulqa(src: Path | None) -> list[dict]:
+    if src:
+        return _truthfulqa_rows_from_csv(src)
+    return [{"question": r["question"], "choices": list(r["mc1_targets"]["choices"]),
+             "answer": list(r["mc1_targets"]["labels"]).index(1)}
+            for r in _hf("truthfulqa/truthful_qa", "multiple_choice")["validation"]]
+
+
+def _load_bbh(src: Path | None) -> dict[str, list[dict]]:
+    if src:
+        return _bbh_from_folder(src)
+    import datasets
+
+    names = datasets.get_dataset_config_names("lukaemon/bbh")
+    return {t: [{"input": r["input"], "target": r["target"]} for r in _hf("lukaemon/bbh", t)["test"]] for t in names}
+
+
+def _load_corpus(src: Path | None) -> list[str]:
+    if src and src.suffix == ".jsonl":
+        return [str(r["text"]).strip() for r in _read_jsonl(src) if len(str(r.get("text", "")).strip()) >= 200]
+    return corpus_paragraphs(src.read_text(encoding="utf-8", errors="replace") if src else _wikitext2_online())
+
+
+_ACC = [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]
+_STRIP = [{"name": "remove_whitespace", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}]
+
+
+def _letters(k: int):
+    def cfg(config: "AbilityConfig", shots: int) -> dict:
+        return dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=list("ABCDE"[:k]),
+                    doc_to_target="answer", metric_list=_ACC)
+    return cfg
+
+
+def _gsm8k_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+    return dict(
+        output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{answer}}",
+        num_fewshot=shots, fewshot_split="train", fewshot_config={"sampler": "first_n"},
+        generation_kwargs={"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False,
+                           "max_gen_toks": int(config.max_gen_tokens.get("gsm8k", 192))},
+        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_case": True,
+                      "ignore_punctuation": False, "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
+        filter_list=[{"name": "flexible-extract", "filter": [
+            {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
+            {"function": "take_first"}]}])
+
+
+def _triviaqa_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+    return dict(
+        output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{aliases}}",
+        target_delimiter=" ", filter_list=_STRIP,
+        generation_kwargs={"until": ["\n", ".", ","], "do_sample": False,
+                           "max_gen_toks": int(config.max_gen_tokens.get("triviaqa", 24))},
+        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                      "ignore_case": True, "ignore_punctuation": True}])
+
+
+def _truthfulqa_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+    return dict(output_type="multiple_choice", doc_to_text=TRUTHFULQA_PRIMER + "\n\nQ: {{question}}\nA:",
+                doc_to_choice="choices", doc_to_target="answer", metric_list=_ACC)
+
+
+def _bbh_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+    return dict(output_type="generate_until", doc_to_text="{{prompt}}", doc_to_target="{{target}}", filter_list=_STRIP,
+                generation_kwargs={"until": ["\n", "Q:", "</s>"], "do_sample": False,
+                                   "max_gen_toks": int(config.max_gen_tokens.get("bbh", 48))},
+                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}])
+
+
+def _perplexity_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+    return dict(output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",
+                metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}])
+
+
+@dataclass(frozen=True)
+class Task:
+    """One general-ability task: its label, default subset size, file under ``data_dir``, headline
+    metric (lm-eval's "metric,filter" key), the accuracy of guessing (``chance``; None where
+    guessing has no fixed level), how its rows are read (``load(path or None for online)``), how
+    the seeded items and few-shot rows are made (``prepare(config, rows, n, seed)``) and its
+    lm-eval task config (``lm_eval(config, number of shots)``)."""
+
+    name: str
+    label: str
+    default_size: int
+    file: str | None
+    headline: str
+    higher_is_better: bool
+    chance: float | None
+    load: Callable[[Path | None], Any]
+    prepare: Callable[..., tuple[list[dict], list[dict] | None]]
+    lm_eval: Callable[["AbilityConfig", int], dict]
+
+
+# Default sizes finish in a few minutes on two CPU cores with the default 135M model.
+REGISTRY: dict[str, Task] = {t.name: t for t in (
+    Task("mmlu", "MMLU (5-shot)", 20, "mmlu", "acc,none", True, 0.25, _load_mmlu,
+         lambda c, rows, n, seed: (prepare_mmlu(rows[0], rows[1], n, seed, c.mmlu_shots), None), _letters(4)),
+    Task("gsm8k", "GSM8K", 5, "gsm8k-test.jsonl", "exact_match,flexible-extract", True, 0.0,
+         _load_jsonl_or("openai/gsm8k", "main", "test"),
+         lambda c, rows, n, seed: prepare_gsm8k(rows, n, seed, c.gsm8k_shots), _gsm8k_lm_eval),
+    Task("csqa", "CommonsenseQA", 20, "csqa-200.jsonl", "acc,none", True, 0.2,
+         _load_jsonl_or("tau/commonsense_qa", None, "validation"),
+         lambda c, rows, n, seed: (prepare_csqa(rows, n, seed), None), _letters(5)),
+    Task("triviaqa", "TriviaQA", 20, "triviaqa-test-1000.jsonl", "exact_match,remove_whitespace", True, 0.0,
+         _load_jsonl_or("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
+         lambda c, rows, n, seed: (prepare_triviaqa(rows, n, seed), None), _triviaqa_lm_eval),
+    Task("truthfulqa", "TruthfulQA MC1", 10, "truthfulqa.csv", "acc,none", True, None, _load_truthfulqa,
+         lambda c, rows, n, seed: (prepare_truthfulqa(rows, n, seed), None), _truthfulqa_lm_eval),
+    Task("bbh", "BBH", 10, "bbh", "exact_match,remove_whitespace", True, None, _load_bbh,
+         lambda c, rows, n, seed: (prepare_bbh(rows, n, seed, c.bbh_shots), None), _bbh_lm_eval),
+    Task("perplexity", "Perplexity", 8, None, "word_perplexity,none", False, None, _load_corpus,
+         lambda c, rows, n, seed: (prepare_perplexity(rows, n, seed, c.ppl_chars), None), _perplexity_lm_eval),
+)}
+# Views of the registry, for callers that want one attribute of every task.
+TASKS = tuple(REGISTRY)
+DEFAULT_SIZES = {t.name: t.default_size for t in REGISTRY.values()}
+LABELS = {t.name: t.label for t in REGISTRY.values()}
+CHANCE = {t.name: t.chance for t in REGISTRY.values()}
+
+
 class AbilitySuite:
     """The prepared items and lm-eval tasks for one :class:`AbilityConfig`; score any model state
     with :meth:`evaluate` (the live model) or :meth:`evaluate_lm` (any lm-eval ``LM``)."""
@@ -382,100 +502,32 @@ class AbilitySuite:
             if not p.exists():
                 raise FileNotFoundError(f"{task}: data path {str(p)!r} does not exist")
             return p
-        if cfg.data_dir and task in DEFAULT_FILES:
-            p = Path(cfg.data_dir).expanduser() / DEFAULT_FILES[task]
+        file = REGISTRY[task].file
+        if cfg.data_dir and file:
+            p = Path(cfg.data_dir).expanduser() / file
             if p.exists():
                 return p
         if not cfg.online:
-            where = f"sources[{task!r}]" + (" or data_dir" if task in DEFAULT_FILES else " (a corpus file)")
+            where = f"sources[{task!r}]" + (" or data_dir" if file else " (a corpus file)")
             raise FileNotFoundError(f"{task}: no data given ({where}) and online loading is off")
         return None
 
     def _prepare(self, task: str) -> None:
-        cfg, n, seed = self.config, int(self.config.sizes[task]), self.config.seed
         src = self._source(task)
         self.sources[task] = str(src) if src else "online"
-        if task == "mmlu":
-            rows, dev = _mmlu_rows_from_folder(src) if src else _mmlu_rows_online()
-            self.items[task] = prepare_mmlu(rows, dev, n, seed, cfg.mmlu_shots)
-        elif task == "gsm8k":
-            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("openai/gsm8k", "main")["test"]]
-            self.items[task], self.shots[task] = prepare_gsm8k(rows, n, seed, cfg.gsm8k_shots)
-        elif task == "csqa":
-            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("tau/commonsense_qa")["validation"]]
-            self.items[task] = prepare_csqa(rows, n, seed)
-        elif task == "triviaqa":
-            rows = _read_jsonl(src) if src else [dict(r) for r in _hf("mandarjoshi/trivia_qa", "rc.nocontext")["validation"]]
-            self.items[task] = prepare_triviaqa(rows, n, seed)
-        elif task == "truthfulqa":
-            if src:
-                rows = _truthfulqa_rows_from_csv(src)
-            else:
-                rows = [{"question": r["question"], "choices": list(r["mc1_targets"]["choices"]),
-                         "answer": list(r["mc1_targets"]["labels"]).index(1)}
-                        for r in _hf("truthfulqa/truthful_qa", "multiple_choice")["validation"]]
-            self.items[task] = prepare_truthfulqa(rows, n, seed)
-        elif task == "bbh":
-            if src:
-                tasks = _bbh_from_folder(src)
-            else:
-                import datasets
-
-                names = datasets.get_dataset_config_names("lukaemon/bbh")
-                tasks = {t: [{"input": r["input"], "target": r["target"]} for r in _hf("lukaemon/bbh", t)["test"]] for t in names}
-            self.items[task] = prepare_bbh(tasks, n, seed, cfg.bbh_shots)
-        elif task == "perplexity":
-            text = src.read_text(encoding="utf-8", errors="replace") if src else _wikitext2_online()
-            if src and src.suffix == ".jsonl":
-                paragraphs = [str(r["text"]).strip() for r in _read_jsonl(src) if len(str(r.get("text", "")).strip()) >= 200]
-            else:
-                paragraphs = corpus_paragraphs(text)
-            self.items[task] = prepare_perplexity(paragraphs, n, seed, cfg.ppl_chars)
+        t = REGISTRY[task]
+        items, shots = t.prepare(self.config, t.load(src), int(self.config.sizes[task]), self.config.seed)
+        self.items[task] = items
+        if shots is not None:  # a task with few-shot rows of its own (GSM8K)
+            self.shots[task] = shots
 
     # lm-eval task configs
     def task_configs(self) -> dict[str, dict]:
-        gen = self.config.max_gen_tokens
-        acc = [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]
-        cfgs = {
-            "mmlu": dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=["A", "B", "C", "D"],
-                         doc_to_target="answer", metric_list=acc),
-            "csqa": dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=["A", "B", "C", "D", "E"],
-                         doc_to_target="answer", metric_list=acc),
-            "truthfulqa": dict(output_type="multiple_choice",
-                               doc_to_text=TRUTHFULQA_PRIMER + "\n\nQ: {{question}}\nA:",
-                               doc_to_choice="choices", doc_to_target="answer", metric_list=acc),
-            "gsm8k": dict(
-                output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{answer}}",
-                num_fewshot=len(self.shots.get("gsm8k", [])), fewshot_split="train", fewshot_config={"sampler": "first_n"},
-                generation_kwargs={"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False,
-                                   "max_gen_toks": int(gen.get("gsm8k", 192))},
-                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                              "ignore_case": True, "ignore_punctuation": False,
-                              "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
-                filter_list=[{"name": "flexible-extract", "filter": [
-                    {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
-                    {"function": "take_first"}]}]),
-            "triviaqa": dict(
-                output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{aliases}}",
-                target_delimiter=" ",
-                generation_kwargs={"until": ["\n", ".", ","], "do_sample": False, "max_gen_toks": int(gen.get("triviaqa", 24))},
-                filter_list=[{"name": "remove_whitespace", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                              "ignore_case": True, "ignore_punctuation": True}]),
-            "bbh": dict(
-                output_type="generate_until", doc_to_text="{{prompt}}", doc_to_target="{{target}}",
-                generation_kwargs={"until": ["\n", "Q:", "</s>"], "do_sample": False, "max_gen_toks": int(gen.get("bbh", 48))},
-                filter_list=[{"name": "remove_whitespace", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}]),
-            "perplexity": dict(
-                output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",
-                metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}]),
-        }
         out = {}
         for task in self.config.tasks:
             splits = {"test": self.items[task], **({"train": self.shots[task]} if task in self.shots else {})}
             out[task] = {"task": f"editlab_{task}", "test_split": "test", "custom_dataset": _served(splits),
-                         "dataset_path": "editlab", **cfgs[task]}
+                         "dataset_path": "editlab", **REGISTRY[task].lm_eval(self.config, len(self.shots.get(task, [])))}
         return out
 
     def _build(self):
@@ -510,7 +562,7 @@ class AbilitySuite:
                 res = evaluate(lm, obj, bootstrap_iters=0, log_samples=True, verbosity="ERROR")
             metrics = {k: v for k, v in res["results"][f"editlab_{task}"].items()
                        if "," in k and not k.split(",")[0].endswith("_stderr")}
-            key, higher = HEADLINE[task]
+            key, higher = REGISTRY[task].headline, REGISTRY[task].higher_is_better
             out[task] = TaskScore(task=task, score=_num(metrics.get(key)), metric=key.split(",")[0], higher_is_better=higher,
                                   n=len(self.items[task]), metrics=metrics, seconds=time.perf_counter() - t0,
                                   items=tuple(_item(task, s) for s in res["samples"][f"editlab_{task}"]))

@@ -88,10 +88,6 @@ PUBLISHED: tuple[Reference, ...] = (
               note="KN mutes within 10 sequential edits"),
 )
 
-# Chance level of the ability tasks (random choice among the options; generative tasks 0).
-CHANCE = {"mmlu": 0.25, "csqa": 0.2, "truthfulqa": None, "bbh": None, "gsm8k": 0.0, "triviaqa": 0.0}
-
-
 def references(protocol: str) -> tuple[Reference, ...]:
     return tuple(r for r in PUBLISHED if r.protocol == protocol)
 
@@ -482,7 +478,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from .ability import AbilityConfig, AbilitySuite
+    from .ability import CHANCE, AbilityConfig, AbilitySuite
     from .datasets import Dataset
     from . import experiments
     from .experiments import Ability, HeldOut, Muting, Plan, Quality, Retention

@@ -18,9 +18,11 @@ Protocols:
 An evaluator is any callable ``evaluator(at) -> value`` with a ``name``; ``at`` (:class:`At`) holds
 the session (its current state is the edited model), which facts are in the model now
 (``edited``), the batch just written (``latest``), and ``check()``/``report()`` for cancelling and
-progress. Evaluators for edit quality (all three metric conventions, via :mod:`editlab.metrics`),
-general ability, muting, held-out text and simple-fact retention are here; the bench's
-fact-by-fact evaluator (it keeps every probe) is in :mod:`editlab.bench`.
+progress. Evaluators here: edit quality (every value of :mod:`editlab.metrics` per fact,
+``Quality``), whole probe reports (``Reports``; also for the negated-edit protocol, which writes
+"... is not → new" and probes the original fact), general ability, muting, held-out text,
+simple-fact retention and the weights' digest; the bench's fact-by-fact evaluator (it keeps every
+probe and the token predictions) is in :mod:`editlab.bench`.
 
 Cancelling is one way everywhere: pass an object with ``is_set()`` (a ``threading.Event``);
 :class:`Cancelled` is raised within one model call of it being set.

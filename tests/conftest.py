@@ -26,6 +26,17 @@ def need_shared(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def shift(monkeypatch):
+    """``shift`` (tests/stand_in_method.py), a cheap deterministic stand-in method, registered for one test."""
+    from editlab import methods
+
+    from . import stand_in_method
+
+    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
+    return stand_in_method.NAME
+
+
 @pytest.fixture(scope="session")
 def handle():
     """The real SmolLM2-135M-Instruct (embedded default), loaded once."""

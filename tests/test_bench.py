@@ -21,12 +21,6 @@ from . import stand_in_method
 from .conftest import COUNTERFACT, TEST_MOM2_TOKENS, need_shared
 
 
-@pytest.fixture
-def shift(monkeypatch):
-    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
-    return stand_in_method.NAME
-
-
 @pytest.fixture(scope="module")
 def facts3():
     return load_dataset(need_shared(COUNTERFACT), n=3, seed=0)

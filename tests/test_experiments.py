@@ -8,17 +8,10 @@ import threading
 
 import pytest
 
-from editlab import experiments, methods
+from editlab import experiments
 from editlab.experiments import At, Plan, Quality, run
 from editlab.store import RunStore
-from tests import stand_in_method
 from tests.conftest import state_hash
-
-
-@pytest.fixture
-def shift(monkeypatch):
-    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
-    return stand_in_method.NAME
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from editlab import methods
 from editlab.findings import to_html, write_report
 from editlab.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
                                references, run)
 
-from . import stand_in_method
 from .conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
 
 SHIFT_HP = {"layer": 1}  # the tiny models have 4 layers
-
-
-@pytest.fixture
-def shift(monkeypatch):
-    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
-    return stand_in_method.NAME
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from ..nethook import Trace
 from ..templates import STARTS
 from .base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances
 from .keys import Located, locate, pad_batch
-from .vstar import NEGATION_OBJECTIVES
+from . import vstar
 
 CHUNK = 64  # sequences per forward pass when reading keys
 
@@ -83,14 +83,9 @@ class BatchHParams(HParamsBase):
             raise ValueError(f"layer_selection {self.layer_selection!r} is not supported; use 'all'")
         if self.fact_token != "subject_last":
             raise ValueError(f"fact_token {self.fact_token!r} is not supported; editlab uses 'subject_last'")
-        if self.v_num_grad_steps < 1:
-            raise ValueError("v_num_grad_steps must be at least 1")
-        if self.negation_objective not in NEGATION_OBJECTIVES:
-            raise ValueError(f"negation_objective {self.negation_objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+        vstar.check_hparams(self)
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
-        if self.negation_weight < 0:
-            raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
         if self.v_loss_layer is not None and int(self.v_loss_layer) < layers[-1]:
             raise ValueError(f"v_loss_layer {self.v_loss_layer} is below the last edit layer {layers[-1]}")
         if self.clamp_norm_factor <= 0:

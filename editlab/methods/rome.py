@@ -20,7 +20,6 @@ from ..facts import Fact
 from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
 from . import vstar
-from .vstar import NEGATION_OBJECTIVES
 from .keys import locate, read_kv
 
 NAME = "rome"
@@ -95,10 +94,7 @@ class HParams(HParamsBase):
         if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
             raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
                              "i.e. the model's own output, is supported")
-        if self.v_num_grad_steps < 1:
-            raise ValueError("v_num_grad_steps must be at least 1")
-        if self.negation_objective not in NEGATION_OBJECTIVES:
-            raise ValueError(f"negation_objective {self.negation_objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+        vstar.check_hparams(self)
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
 

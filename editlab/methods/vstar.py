@@ -88,6 +88,16 @@ class _Rows:
 NEGATION_OBJECTIVES = ("push-down", "contrast", "two-sided")
 
 
+def check_hparams(hp) -> None:
+    """The checks every method using this optimiser makes of its v* hyperparameters."""
+    if hp.v_num_grad_steps < 1:
+        raise ValueError("v_num_grad_steps must be at least 1")
+    if hp.negation_objective not in NEGATION_OBJECTIVES:
+        raise ValueError(f"negation_objective {hp.negation_objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+    if hp.negation_weight < 0:
+        raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
+
+
 def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False,
                two_sided: bool = False) -> _Rows:
     tok = handle.tokenizer

@@ -1,19 +1,10 @@
 import json
 
-import pytest
 
-from editlab import methods
 from editlab.cli import main
 from editlab.metrics import METRIC_KEYS
 
-from .. import stand_in_method
 from ..conftest import COUNTERFACT, need_shared
-
-
-@pytest.fixture
-def shift(monkeypatch):
-    monkeypatch.setitem(methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
-    return stand_in_method.NAME
 
 
 def test_unknown_method_is_a_clear_error(capsys):

@@ -443,12 +443,16 @@ class Quality:
     """One checkpoint's edit quality, per fact: ``indices``, ``scores`` (every value of
     :func:`editlab.metrics.fact_scores`) and ``greedy`` texts, for the facts in the model now
     (``scope="edited"``) or the batch just written (``"latest"``). At checkpoint 0 (nothing
-    edited) it scores every fact the plan will edit: the unedited reference."""
+    edited) it scores every fact the plan will edit, the unedited reference, unless
+    ``reference=False`` (a caller that reads quality only after edits need not pay for it)."""
 
     scope: str = "edited"
     name: str = "quality"
+    reference: bool = True
 
     def __call__(self, at: At) -> dict:
+        if not at.step and not self.reference:
+            return {"indices": [], "scores": [], "greedy": []}
         idx = list(at.edited if self.scope == "edited" else at.latest) if at.step else list(range(at.plan.n))
         at.report("edit quality" + (f" of {len(idx)} edited facts" if at.step else " (unedited reference)"))
         per = measure_quality(at.session, [at.facts[i] for i in idx], at.cancel)

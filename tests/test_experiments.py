@@ -151,3 +151,11 @@ def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):
     report = out.measured[0].values["reports"][0]
     assert report.fact == original and {r.probe.kind for r in report.rows} >= {"positive", "negation"}
     assert all(r.after is not None and r.unedited is not None for r in report.rows)
+
+
+def test_quality_without_the_reference_measures_nothing_before_the_first_edit(handle, shift, facts5):
+    """A muting run reads efficacy only after edits: checkpoint 0 must not probe every fact it will edit."""
+    out = run(handle, Plan(facts5[:2], shift, checkpoints=(0, 1)), [Quality("edited", reference=False)])
+    unedited, after = out.measured
+    assert unedited.values["quality"] == {"indices": [], "scores": [], "greedy": []}
+    assert after.values["quality"]["indices"] == [0] and len(after.values["quality"]["scores"]) == 1

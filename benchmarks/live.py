@@ -9,8 +9,10 @@
    loss, same stop rule), one after the other: seconds per fact (median, min–max), their ratio,
    and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.metrics).
 3. probes: seconds to measure the default probe set on one model state (uncached).
-4. browser: ``streamlit run app.py`` driven by Playwright + Debian chromium: first page load
-   until the model is shown ready, then Edit → full report, twice (the second is a later click).
+4. browser: Playwright + Debian chromium. First page load until the model is shown ready, for
+   ``streamlit run app.py`` and ``streamlit run serve.py`` (which loads the model while the server
+   starts), ``--browser-runs`` fresh servers each, alternating; then Edit → full report for three
+   facts (the later two are later clicks).
 5. peak resident memory of this process and of the app's.
 
 ``--agreement-facts N`` adds ROME's fast-vs-reference agreement on N further facts (ES/PS/NS/PN
@@ -207,36 +209,101 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser(facts) -> None:
-    from playwright.sync_api import sync_playwright
+class App:
+    """The app served on a free local port by ``streamlit run SCRIPT`` (app.py or serve.py), headless."""
 
-    chromium = os.environ.get("EDITLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
-    env.update(EDITLAB_OFFLINE="1")
-    log = open(tempfile.mktemp(suffix=".log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, script: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
+        env.update(EDITLAB_OFFLINE="1")
+        self.log = open(tempfile.mktemp(suffix=".log"), "w")
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / script),
+                                      "--server.port", str(self.port), "--server.address", "127.0.0.1",
+                                      "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self) -> float:
+        """Seconds from starting the process until the server answers its health check."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=5) as r:
                     if r.read().decode().strip() == "ok":
-                        break
+                        return time.perf_counter() - self.t0
             except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
+                time.sleep(0.1)
+        raise RuntimeError(f"the app did not start in 120 s (log: {self.log.name})")
+
+    def wait_url(self) -> float:
+        """Seconds from starting the process until it prints the URL a user would open."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if "URL:" in Path(self.log.name).read_text(errors="replace"):
+                return time.perf_counter() - self.t0
+            time.sleep(0.05)
+        raise RuntimeError(f"the app printed no URL in 120 s (log: {self.log.name})")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def first_load(p, chromium: str, script: str, when: str) -> tuple[float, float]:
+    """Seconds from opening the page until it shows the model ready, on a fresh server process;
+    the page is opened as soon as the server prints its URL (``when="url"``: a visitor who clicks
+    at once) or once it answers its health check (``when="health"``: a visitor who comes later, or
+    a Space, which routes visitors only to a healthy app). Returns (seconds from starting the server
+    to opening the page, seconds from opening the page to the model shown ready)."""
+    app = App(script)
+    try:
+        opened = app.wait_url() if when == "url" else app.wait_healthy()
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        page = b.new_page()
+        page.set_default_timeout(5 * 60 * 1000)
+        t0 = time.perf_counter()
+        page.goto(app.url)
+        page.get_by_text("Loaded:").first.wait_for(state="visible")
+        load = time.perf_counter() - t0
+        b.close()
+        return opened, load
+    finally:
+        app.close()
+
+
+def browser(facts, runs: int = 3) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("EDITLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    print("## 4. browser (chromium, app on this machine; the model was converted before, as after a first run)")
+    with sync_playwright() as p:
+        cases = [(script, when) for script in ("app.py", "serve.py") for when in ("url", "health")]
+        loads: dict[tuple[str, str], list[tuple[float, float]]] = {c: [] for c in cases}
+        for _ in range(runs):  # alternating, so every case sees the same machine
+            for script, when in cases:
+                loads[script, when].append(first_load(p, chromium, script, when))
+        print("first page load until the model is shown ready (median over fresh servers; each run):")
+        for (script, when), got in loads.items():
+            opened = "as soon as the URL is printed" if when == "url" else "once the server answers"
+            print(f"  `streamlit run {script}`, page opened {opened} ({statistics.median(g[0] for g in got):.1f} s "
+                  f"after start): {statistics.median(g[1] for g in got):.1f} s ({', '.join(f'{g[1]:.1f}' for g in got)})")
+        for when in ("url", "health"):
+            print(f"  ratio app.py / serve.py, page opened at {when}: "
+                  f"{statistics.median(g[1] for g in loads['app.py', when]) / statistics.median(g[1] for g in loads['serve.py', when]):.2f}x")
+        app = App("serve.py")
+        try:
+            app.wait_healthy()
             b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = b.new_context(viewport={"width": 1400, "height": 2400}).new_page()
             page.set_default_timeout(15 * 60 * 1000)
-            t0 = time.perf_counter()
-            page.goto(url)
+            page.goto(app.url)
             page.get_by_text("Loaded:").first.wait_for(state="visible")
-            load_s = time.perf_counter() - t0
-            page.goto(url + "/edit")
+            page.goto(app.url + "/edit")
             clicks = []
             for fact in facts[:3]:
                 page.get_by_label("Subject", exact=True).wait_for(state="visible")
@@ -253,18 +320,11 @@ def browser(facts) -> None:
                 page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
                 clicks.append(time.perf_counter() - t0)
             b.close()
-        print("## 4. browser (chromium, app on this machine; the model was converted before, as after a first run)")
-        print(f"first page load until the model is shown ready: {load_s:.1f} s")
-        print(f"Edit → full report: first click {clicks[0]:.1f} s (context templates made once per model), "
-              f"later clicks {', '.join(f'{c:.1f}' for c in clicks[1:])} s")
-        print(f"app process peak RSS: {peak_mb(proc.pid):,.0f} MB")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            print(f"Edit → full report (`streamlit run serve.py`): first click {clicks[0]:.1f} s, "
+                  f"later clicks {', '.join(f'{c:.1f}' for c in clicks[1:])} s")
+            print(f"app process peak RSS: {peak_mb(app.proc.pid):,.0f} MB")
+        finally:
+            app.close()
 
 
 def main() -> int:
@@ -274,6 +334,7 @@ def main() -> int:
     ap.add_argument("--agreement-facts", type=int, default=0, help="extra ROME fast-vs-reference agreement facts")
     ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, browser")
     ap.add_argument("--methods", default="rome,memit,alphaedit", help="methods timed in the warm part")
+    ap.add_argument("--browser-runs", type=int, default=3, help="fresh servers per launcher for the first page load")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     print(f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
@@ -287,7 +348,7 @@ def main() -> int:
     if "probes" not in skip:
         probes_per_state(session, facts[1:])
     if "browser" not in skip:
-        browser(load_facts(3, start=200))
+        browser(load_facts(3, start=200), args.browser_runs)
     print(f"## 5. peak RSS of this benchmark process: {peak_mb():,.0f} MB")
     return 0
 

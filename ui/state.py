@@ -49,6 +49,19 @@ def _resident_model(name: str, device: str | None, dtype: str | None, quantizati
                       trust_remote_code=trust_remote_code)
 
 
+def warm_default(environ=None) -> str:
+    """Load the operator's default model into the shared model cache outside any browser session
+    (``serve.py`` calls it when the server starts), so the first visitor finds it resident; returns
+    what it did, in words."""
+    import time
+
+    t0 = time.perf_counter()
+    config = AppConfig.load(environ)
+    key = default_key(config)
+    resident_model(key, config)
+    return f"editlab: {key.label()} resident in {time.perf_counter() - t0:.1f} s (loaded at server start)"
+
+
 def looks_like_path(name: str) -> bool:
     """A folder on the server rather than a Hub id (``owner/name``) or the embedded model's name."""
     import os

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,19 @@ def prompt_failures(session, facts) -> tuple[list[str], list[str]]:
         if not pos.p_new > pos.p_true:
             failed.append(fact.subject)
     return failed, lines
+
+
+def free_port() -> int:
+    """A free localhost port for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server a test started; kill it if it does not exit within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -7,7 +7,6 @@ real default model and checks the model is resident before the server answers.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,12 +50,6 @@ def test_warm_default_fills_the_cache_the_pages_read(monkeypatch):
         state._resident_model.clear()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_streamlit_run_serve_py_loads_the_model_before_it_answers(tmp_path):
     port = free_port()
@@ -82,8 +77,4 @@ def test_streamlit_run_serve_py_loads_the_model_before_it_answers(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
                 assert r.status == 200
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)

@@ -9,7 +9,9 @@ does not wait for either: on this project's 2-core machine they are most of the 
 load in progress, which goes on in the thread). A load that fails here is only logged: the page
 loads the model itself and shows the error in words.
 
-On Hugging Face Spaces set ``app_file: serve.py`` in the README's front matter to get the same.
+On Hugging Face Spaces set ``app_file: serve.py`` in the README's front matter to get the same,
+with a Space Streamlit that has ``st.App`` (1.67 is what we test). An older Streamlit runs this file
+as a page script: it then says so and points to ``streamlit run app.py``.
 """
 from __future__ import annotations
 
@@ -42,4 +44,9 @@ async def lifespan(_app):
     yield
 
 
-app = st.App("app.py", lifespan=lifespan)
+if hasattr(st, "App"):
+    app = st.App("app.py", lifespan=lifespan)
+else:  # an older Streamlit runs this file as the page itself
+    st.error(f"serve.py needs a Streamlit with st.App (this is {st.__version__}); start the app with "
+             "`streamlit run app.py`, which works with any Streamlit >= 1.40.")
+    st.stop()

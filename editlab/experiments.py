@@ -414,24 +414,31 @@ def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind:
 QUALITY_PROBE_KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood")  # what the scores read
 
 
-def quality_probes(fact: Fact, tokenizer) -> list:
+def quality_probes(fact: Fact, tokenizer, kinds: Sequence[str] = QUALITY_PROBE_KINDS) -> list:
     """The probes the quality scores read (no free generation, no ablations); greedy only as long
     as the new target (the metrics use the teacher-forced probabilities and, without a true
-    target, the greedy start)."""
+    target, the greedy start). ``kinds``: a subset of :data:`QUALITY_PROBE_KINDS` to measure (the
+    scores of the kinds left out are ``None``)."""
+    unknown = set(kinds) - set(QUALITY_PROBE_KINDS)
+    if unknown:
+        raise ValueError(f"unknown quality probe kinds {sorted(unknown)}; choose from {', '.join(QUALITY_PROBE_KINDS)}")
     n_new = len(target_ids(tokenizer, fact.target_new)) + 1
     return [dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
-            for p in default_probes(fact, tokenizer) if p.kind in QUALITY_PROBE_KINDS]
+            for p in default_probes(fact, tokenizer) if p.kind in kinds]
 
 
-def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None) -> list[tuple[dict, str]]:
+def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None,
+                    kinds: Sequence[str] = QUALITY_PROBE_KINDS) -> list[tuple[dict, str]]:
     """Per fact: its :func:`editlab.metrics.fact_scores` on the session's current model (weights,
-    hooks and a prompt edit's context), and the greedy text after its prompt."""
+    hooks and a prompt edit's context), and the greedy text after its prompt; ``kinds`` as in
+    :func:`quality_probes` (the positive probe is always measured: the greedy text is its)."""
+    kinds = ("positive", *[k for k in kinds if k != "positive"])
     out = []
     with session.edited() as m:
         for fact in facts:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            probes = quality_probes(fact, m.tokenizer)
+            probes = quality_probes(fact, m.tokenizer, kinds)
             ms = measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix)
             report = ProbeReport.of(fact, probes, after=ms)
             out.append((metrics.fact_scores(report, column="after"), ms[0].greedy))
@@ -444,18 +451,21 @@ class Quality:
     :func:`editlab.metrics.fact_scores`) and ``greedy`` texts, for the facts in the model now
     (``scope="edited"``) or the batch just written (``"latest"``). At checkpoint 0 (nothing
     edited) it scores every fact the plan will edit, the unedited reference, unless
-    ``reference=False`` (a caller that reads quality only after edits need not pay for it)."""
+    ``reference=False`` (a caller that reads quality only after edits need not pay for it).
+    ``kinds``: the probe kinds to measure (:data:`QUALITY_PROBE_KINDS`, all by default); a caller
+    that reads only efficacy passes ``("positive",)`` and the other scores are ``None``."""
 
     scope: str = "edited"
     name: str = "quality"
     reference: bool = True
+    kinds: tuple[str, ...] = QUALITY_PROBE_KINDS
 
     def __call__(self, at: At) -> dict:
         if not at.step and not self.reference:
             return {"indices": [], "scores": [], "greedy": []}
         idx = list(at.edited if self.scope == "edited" else at.latest) if at.step else list(range(at.plan.n))
         at.report("edit quality" + (f" of {len(idx)} edited facts" if at.step else " (unedited reference)"))
-        per = measure_quality(at.session, [at.facts[i] for i in idx], at.cancel)
+        per = measure_quality(at.session, [at.facts[i] for i in idx], at.cancel, self.kinds)
         return {"indices": idx, "scores": [p for p, _ in per], "greedy": [g for _, g in per]}
 
 

@@ -505,7 +505,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
         retention, prov = load_simple_facts()
     retention = list(retention)
     evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
-                  Quality("edited", reference=False)]  # efficacy is read after edits only
+                  Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
     if ability_items:
         sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {"mmlu": ability_items}
         evaluators.append(Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online,

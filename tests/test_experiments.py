@@ -159,3 +159,18 @@ def test_quality_without_the_reference_measures_nothing_before_the_first_edit(ha
     unedited, after = out.measured
     assert unedited.values["quality"] == {"indices": [], "scores": [], "greedy": []}
     assert after.values["quality"]["indices"] == [0] and len(after.values["quality"]["scores"]) == 1
+
+
+def test_quality_of_chosen_kinds_measures_only_those_and_agrees_with_the_full_measure(handle, shift, facts5):
+    """A muting run reads only efficacy over thousands of edits: measuring the positive probe alone must
+    give the full measure's ES/EM and leave the other scores unmeasured (None), never guessed."""
+    plan = Plan(facts5[:2], shift, checkpoints=(2,))
+    full, only = (run(handle, plan, [q]).measured[0].values["quality"]
+                  for q in (Quality("edited"), Quality("edited", kinds=("positive",))))
+    assert only["indices"] == full["indices"] == [0, 1] and only["greedy"] == full["greedy"]
+    for a, b in zip(full["scores"], only["scores"]):
+        assert b["ES"] == a["ES"] and b["EM"] == pytest.approx(a["EM"], abs=1e-4)
+        assert a["PS"] is not None and a["PP"] is not None
+        assert b["PS"] is None and b["NS"] is None and b["PN"] is None and b["FC"] is None
+    with pytest.raises(ValueError, match="unknown quality probe kinds"):
+        run(handle, plan, [Quality("edited", kinds=("positve",))])

@@ -84,6 +84,27 @@ def fresh() -> None:
             print("   ", line.strip()[:400])
     print("stdout:")
     print(done.stdout)
+    conv = sorted(convert_once() for _ in range(3))
+    print(f"of which converting the embedded GGUF alone (editlab.model.embedded_model_dir, after the imports; "
+          f"fresh cache each): {conv[1]:.1f} s (median of 3: {', '.join(f'{c:.1f}' for c in conv)})\n")
+
+
+CONVERT = """
+import sys, time
+import transformers, editlab.model as m
+t0 = time.perf_counter(); m.embedded_model_dir(m.DEFAULT_MODEL); print(time.perf_counter() - t0)
+"""
+
+
+def convert_once() -> float:
+    """Seconds the embedded GGUF takes to convert into an empty cache (the imports not counted)."""
+    cache = tempfile.mkdtemp(prefix="editlab-convert-")
+    try:
+        done = subprocess.run([sys.executable, "-c", CONVERT], env=dict(os.environ, EDITLAB_CACHE_DIR=cache),
+                              capture_output=True, text=True, cwd=ROOT, check=True)
+        return float(done.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 # ---- 2. warm edits, fast vs reference ---------------------------------------------------------------

@@ -208,6 +208,27 @@ class ReproResult:
                    tuple(Reference(**r) for r in d.get("published") or ()), dict(d.get("cost") or {}),
                    tuple(d.get("notes") or ()), dict(d.get("samples") or {}))
 
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "the report") -> "ReproResult":
+        """A report's JSON (what ``editlab reproduce`` writes, or the app's download) read back, with
+        a message naming what is wrong when it is not one (``ValueError``)."""
+        try:
+            doc = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{source} is not JSON ({e}): open the .json file `editlab reproduce` wrote") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{source} is JSON but not a report: a report is an object with "
+                             "protocol, model, method, n and estimates")
+        missing = [k for k in ("protocol", "model", "method", "n", "estimates") if k not in doc]
+        if missing:
+            raise ValueError(f"{source} is not an `editlab reproduce` report: it has no {', '.join(missing)}")
+        if doc["protocol"] not in PROTOCOLS:
+            raise ValueError(f"{source}: unknown protocol {doc['protocol']!r}; one of {', '.join(PROTOCOLS)}")
+        try:
+            return cls.from_dict(doc)
+        except (TypeError, KeyError, AttributeError) as e:
+            raise ValueError(f"{source}: a field of the report is not of the form editlab writes ({e})") from None
+
     def to_markdown(self) -> str:
         """The README's form: a heading line (what ran, the interval, the cost), then one row per
         measured number with its interval, n and the published numbers that belong beside it

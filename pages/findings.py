@@ -6,13 +6,14 @@ import streamlit.components.v1 as components
 from editlab import methods
 from editlab.findings import to_html
 from editlab.limits import SLOTS
-from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
+from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, ReproResult, run
 from ui import bench as B
 from ui import errors
 from ui import state as S
 from ui import sweep as W
 
 RESULT = "editlab.findings.result"
+OPENED = "editlab.findings.opened"  # the file id of the saved report shown, so a later run is not overwritten
 ABOUT = {
     "negation": "Edit a fact, then ask with \"not\" inserted (PN) and edit the negated statement (NN, NP): "
                 "does the new object survive negation?",
@@ -74,6 +75,20 @@ if submitted:
         except Exception as e:
             errors.show(st, e, f"{protocol}: the run stopped")
         bar.empty()
+
+with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab reproduce muting --n 1000` "
+                 "on a GPU), shown here without running it again"):
+    saved = st.file_uploader("Report (the .json `editlab reproduce` or this page's download writes)", type=["json"],
+                             key="findings_open")
+    if saved is not None and ss.get(OPENED) != saved.file_id:
+        ss[OPENED] = saved.file_id
+        try:
+            if saved.size > cfg.max_upload_mb * 2**20:
+                raise ValueError(f"{saved.name} is {saved.size / 2**20:.1f} MB; this app opens reports of up to "
+                                 f"{cfg.max_upload_mb:g} MB")
+            ss[RESULT] = ReproResult.from_json(saved.getvalue(), saved.name)
+        except ValueError as e:
+            st.error(str(e))
 
 result = ss.get(RESULT)
 if result is None:

@@ -194,6 +194,27 @@ def test_a_report_reads_back_from_its_json_and_prints_the_readme_table(tmp_path)
     assert "| 0.90 | 0.70–1.00 | 10 |" in row and "0.694 (Llama-3-8B-Instruct, MEMIT, CounterFact)" in row
 
 
+@pytest.mark.parametrize("text, message", [
+    (b"\x89PNG\r\n", "is not JSON"),
+    ("{not json", "is not JSON"),
+    ("[1, 2]", "not a report"),
+    ('{"protocol": "negation", "model": "m"}', "it has no method, n, estimates"),
+    ('{"protocol": "sweep", "model": "m", "method": "rome", "n": 1, "estimates": []}', "unknown protocol 'sweep'"),
+    ('{"protocol": "muting", "model": "m", "method": "rome", "n": 1, "estimates": [{"group": "g"}]}',
+     "not of the form editlab writes"),
+])
+def test_a_file_that_is_not_a_report_is_refused_with_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message) as e:
+        ReproResult.from_json(text, "upload.json")
+    assert "upload.json" in str(e.value)
+
+
+def test_a_saved_report_opens_as_the_same_result(tmp_path):
+    _, json_path = write_report(_result(), tmp_path / "out")
+    back = ReproResult.from_json(json_path.read_bytes())
+    assert back.estimates == _result().estimates and back.cost == _result().cost and back.protocol == "negation"
+
+
 def test_report_of_a_muting_run_draws_a_chance_line_and_says_so():
     est = (Estimate("ability", "mmlu", "MMLU accuracy", 0.25, 0.05, 0.45, 20, edits=0, chance=0.25),
            Estimate("ability", "mmlu", "MMLU accuracy", 0.2, 0.05, 0.4, 20, edits=1, chance=0.25))

@@ -44,3 +44,23 @@ def test_a_protocol_run_from_the_page_is_shown_with_the_report(findings_env):
     table = frame(at, "95% low")
     assert {"PP: says o* after the positive prompt", "Rectified efficacy PP − PN"} <= set(table["metric"])
     assert len(at.get("download_button")) == 2
+
+
+def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(findings_env):
+    """A long run made elsewhere (the JSON `editlab reproduce` writes) is shown without running it."""
+    from editlab.reproduce import Estimate, ReproResult, references
+
+    est = tuple(Estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)", v, v - 1, v + 1, 32, edits=k)
+                for k, v in ((0, 42.3), (1000, 111.0)))
+    saved = ReproResult("muting", "smollm2-135m-instruct", "memit", 1000, {"seed": 0, "batch_size": 100}, est,
+                        references("muting"), {"total_s": 2900.0}, ("sequential edits, batch size 100",))
+    at = open_app(FINDINGS)
+    at.file_uploader(key="findings_open").set_value(("muting.json", saved.to_json().encode(), "application/json"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Measured: muting, memit on smollm2-135m-instruct, n=1000" in [h.value for h in at.subheader]
+    table = frame(at, "95% low")
+    assert set(table["edits"]) == {0, 1000} and 111.0 in set(table["measured"])
+    at.file_uploader(key="findings_open").set_value(("notes.json", b"{broken", "application/json"))
+    at.run()
+    assert any("notes.json is not JSON" in e.value for e in at.error)

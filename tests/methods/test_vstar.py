@@ -180,3 +180,26 @@ def test_the_two_sided_form_adds_the_positive_margin(handle):
     assert b["z_losses"][0] - a["z_losses"][0] == pytest.approx(expected, abs=2e-3)
     rows = vstar._fact_rows(h, fact, TEMPLATES, negation=True, contrast=True, two_sided=True)
     assert rows.n_positive_true == rows.n_rewrite and negate(fact.prompt, fact.subject)
+
+
+def test_the_negated_prompt_has_the_positive_prompts_key_at_the_subject(handle, cf_facts):
+    """Why the key-constraint directions of issue 16 are degenerate at the subject position: "not"
+    comes after the subject, so a causal model's key there (ROME's k*, the keys MEMIT/AlphaEdit
+    solve for and AlphaEdit would protect) is the same for "X is" and "X is not". A constraint
+    "keep the output at the negated prompt's key" would constrain the very key being written."""
+    from editlab.facts import negate
+    from editlab.methods.keys import locate, read_kv
+
+    layer = rome.default_layer(handle)
+    module = handle.arch.mlp_out_proj(layer)
+    for fact in cf_facts[:4]:
+        negated, rule = negate(fact.prompt, fact.subject)
+        assert negated != fact.prompt and rule.startswith(("aux:", "append"))
+        for template in TEMPLATES:
+            pos = locate(handle.tokenizer, template, fact.prompt, fact.subject)
+            neg = locate(handle.tokenizer, template, negated, fact.subject)
+            assert pos.index == neg.index and pos.ids[: pos.index + 1] == neg.ids[: neg.index + 1]
+            (k_pos, k_neg), _ = read_kv(handle, module, [pos, neg])
+            torch.testing.assert_close(k_neg, k_pos, rtol=1e-5, atol=1e-5)
+        # ... while the last position, where the answer is read, does see "not"
+        assert len(neg.ids) > len(pos.ids)

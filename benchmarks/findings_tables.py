@@ -10,7 +10,6 @@ sentence. Nothing is computed here.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("reports", nargs="+")
     args = ap.parse_args(argv)
     for p in args.reports:
-        print(ReproResult.from_dict(json.loads(Path(p).read_text())).to_markdown())
+        print(ReproResult.from_json(Path(p).read_bytes(), p).to_markdown())
         print()
     return 0
 

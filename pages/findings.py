@@ -6,7 +6,7 @@ import streamlit.components.v1 as components
 from editlab import methods
 from editlab.findings import to_html
 from editlab.limits import SLOTS
-from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, ReproResult, run
+from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
 from ui import bench as B
 from ui import errors
 from ui import state as S
@@ -83,10 +83,7 @@ with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab 
     if saved is not None and ss.get(OPENED) != saved.file_id:
         ss[OPENED] = saved.file_id
         try:
-            if saved.size > cfg.max_upload_mb * 2**20:
-                raise ValueError(f"{saved.name} is {saved.size / 2**20:.1f} MB; this app opens reports of up to "
-                                 f"{cfg.max_upload_mb:g} MB")
-            ss[RESULT] = ReproResult.from_json(saved.getvalue(), saved.name)
+            ss[RESULT] = B.read_report(saved.name, saved.getvalue(), cfg.max_upload_mb)
         except ValueError as e:
             st.error(str(e))
 

@@ -17,7 +17,7 @@ from editlab.bench import BenchResult
 from editlab.datasets import Dataset, from_facts, load_dataset
 from editlab.metrics import CONVENTIONS, METRICS
 
-from .gallery import load_gallery, upload_dataset
+from .gallery import check_size, load_gallery, upload_dataset
 
 EXAMPLES = "Example facts (built in)"
 UPLOAD = "Upload a file"
@@ -40,6 +40,14 @@ def operator_datasets(environ=None) -> dict[str, str]:
 
 def examples_dataset() -> Dataset:
     return from_facts([f for _, f in load_gallery()], name="example facts")
+
+
+def read_report(name: str, data: bytes, max_mb: float):
+    """A saved report (the JSON ``editlab reproduce`` writes), size-limited; ValueError says what is wrong."""
+    from editlab.reproduce import ReproResult
+
+    check_size(name, data, max_mb)
+    return ReproResult.from_json(data, name)
 
 
 def read_upload(name: str, data: bytes, max_mb: float) -> Dataset:

@@ -39,9 +39,14 @@ def upload_dataset(name: str, data: bytes, max_mb: float):
     suffix = Path(name or "").suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise ValueError(f"{name!r}: upload a .json, .jsonl or .csv file of facts")
+    check_size(name, data, max_mb)
+    return load_upload(name, data, skip_invalid=True)  # also the library's own byte limit
+
+
+def check_size(name: str, data: bytes, max_mb: float) -> None:
+    """Refuse an upload over the operator's limit (ValueError naming the file and the limit)."""
     if len(data) > max_mb * 1024 * 1024:
         raise ValueError(f"{name!r} is {len(data) / 1e6:.1f} MB; the limit here is {max_mb:g} MB")
-    return load_upload(name, data, skip_invalid=True)  # also the library's own byte limit
 
 
 def read_upload(name: str, data: bytes, max_mb: float) -> tuple[list[tuple[str, Fact]], list[str]]:

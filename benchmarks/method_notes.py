@@ -1,0 +1,87 @@
+"""What FT-L, FT-M, GRACE, KN and IKE report about their own edits, on the default model.
+
+    python benchmarks/method_notes.py [--n 5] [--methods ft-l,ft-m,grace,kn,ike] [--batch ft-m]
+
+For the first N CounterFact facts, each method edits one fact at a time from the unedited model
+(an independent ``editlab.experiments`` plan), and each method in ``--batch`` also writes all N as
+one batch. After each edit it prints what the library measures (ES, PS, NS, PN from
+``editlab.metrics``) and what the method's own record says: its check on the edit prompt
+(``info["prompt_check"]``: did P(new) beat P(true)), the control prompts an edit took over
+(``info["bleed"]``, FT and KN), and the plain ``note`` a report shows. These are the README's
+notes on the methods beside the locate-then-edit family.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _cf import load_facts  # noqa: E402
+
+from editlab import experiments, load_model, metrics  # noqa: E402
+
+
+class RecordNotes:
+    """The latest edit's own account: how many facts its prompt check passed, the control prompts
+    its new answer took over, and its note (None where the method records none)."""
+
+    name = "record"
+
+    def __call__(self, at: experiments.At) -> dict:
+        failed = {i for f in at.failures for i in f["indices"]}
+        if not at.latest or not at.session.records or failed & set(at.latest):
+            return {}
+        info = at.session.records[-1].info
+        checks = info.get("prompt_check") or []
+        bleed = info.get("bleed")
+        return {"checked": len(checks), "took": sum(c["success"] is True for c in checks),
+                "hijacked": None if bleed is None else len(bleed["hijacked"]),
+                "controls": None if bleed is None else bleed["prompts"], "note": info.get("note")}
+
+
+def run(handle, method: str, facts, batch_size: int) -> None:
+    plan = experiments.Plan(tuple(facts), method, None, "independent", batch_size=batch_size, online=False)
+    t0 = time.perf_counter()
+    out = experiments.run(handle, plan, [experiments.Quality(scope="latest"), RecordNotes()])
+    label = method if batch_size == 1 else f"{method}, one batch of {len(facts)}"
+    scores = [s for m in out.measured for s in m.values["quality"]["scores"]]
+    agg = metrics.aggregate(scores)
+    cells = "  ".join(f"{k} {agg[k]:.2f}" if agg[k] is not None else f"{k} –" for k in ("ES", "PS", "NS", "PN"))
+    print(f"\n{label}: {cells}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "
+          f"{time.perf_counter() - t0:.0f} s)")
+    for f in out.failures:
+        print(f"  failed edit of facts {f['indices']}: {f['error']}")
+    for m in out.measured:
+        rec = m.values["record"]
+        if not rec:
+            continue
+        first = m.latest[0] + 1
+        where = f"fact {first}" if len(m.latest) == 1 else f"facts {first}-{m.latest[-1] + 1}"
+        bleed = "" if rec["hijacked"] is None else f"; control prompts taken over {rec['hijacked']}/{rec['controls']}"
+        print(f"  {where}: prompt check {rec['took']}/{rec['checked']}{bleed}"
+              + (f"; note: {rec['note']}" if rec["note"] else ""))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=5)
+    ap.add_argument("--methods", default="ft-l,ft-m,grace,kn,ike")
+    ap.add_argument("--batch", default="ft-m", help="methods also run as one batch of all N facts")
+    args = ap.parse_args()
+    facts = load_facts(args.n)
+    handle = load_model()
+    print(f"# the methods' own notes, {handle.name} ({handle.device.type}), the first {len(facts)} CounterFact "
+          f"facts, one fact per edit from the unedited model")
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        run(handle, method, facts, 1)
+    for method in [m.strip() for m in args.batch.split(",") if m.strip()]:
+        run(handle, method, facts, len(facts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,8 +4,8 @@
 
 For the first N CounterFact facts, each method edits one fact at a time from the unedited model
 (an independent ``editlab.experiments`` plan), and each method in ``--batch`` also writes all N as
-one batch. After each edit it prints what the library measures (ES, PS, NS, PN from
-``editlab.metrics``) and what the method's own record says: its check on the edit prompt
+one batch. It prints the unedited model's scores, then after each edit what the library measures
+(ES, PS, NS, PN from ``editlab.metrics``) and what the method's own record says: its check on the edit prompt
 (``info["prompt_check"]``: did P(new) beat P(true)), the control prompts an edit took over
 (``info["bleed"]``, FT and KN), and the plain ``note`` a report shows. These are the README's
 notes on the methods beside the locate-then-edit family.
@@ -43,15 +43,25 @@ class RecordNotes:
                 "controls": None if bleed is None else bleed["prompts"], "note": info.get("note")}
 
 
+def scores_line(scores) -> str:
+    agg = metrics.aggregate(scores)
+    return "  ".join(f"{k} {agg[k]:.2f}" if agg[k] is not None else f"{k} –" for k in ("ES", "PS", "NS", "PN"))
+
+
+def unedited(handle, facts) -> None:
+    """The same scores on the unedited model (a plan's checkpoint 0: nothing is edited)."""
+    plan = experiments.Plan(tuple(facts), "rome", None, "sequential", checkpoints=(0,), online=False)
+    out = experiments.run(handle, plan, [experiments.Quality()])
+    print(f"\nunedited: {scores_line(out.measured[0].values['quality']['scores'])}")
+
+
 def run(handle, method: str, facts, batch_size: int) -> None:
     plan = experiments.Plan(tuple(facts), method, None, "independent", batch_size=batch_size, online=False)
     t0 = time.perf_counter()
     out = experiments.run(handle, plan, [experiments.Quality(scope="latest"), RecordNotes()])
     label = method if batch_size == 1 else f"{method}, one batch of {len(facts)}"
     scores = [s for m in out.measured for s in m.values["quality"]["scores"]]
-    agg = metrics.aggregate(scores)
-    cells = "  ".join(f"{k} {agg[k]:.2f}" if agg[k] is not None else f"{k} –" for k in ("ES", "PS", "NS", "PN"))
-    print(f"\n{label}: {cells}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "
+    print(f"\n{label}: {scores_line(scores)}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "
           f"{time.perf_counter() - t0:.0f} s)")
     for f in out.failures:
         print(f"  failed edit of facts {f['indices']}: {f['error']}")
@@ -76,6 +86,7 @@ def main() -> int:
     handle = load_model()
     print(f"# the methods' own notes, {handle.name} ({handle.device.type}), the first {len(facts)} CounterFact "
           f"facts, one fact per edit from the unedited model")
+    unedited(handle, facts)
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         run(handle, method, facts, 1)
     for method in [m.strip() for m in args.batch.split(",") if m.strip()]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cf import load_facts  # noqa: E402
 
-from editlab import experiments, load_model, metrics  # noqa: E402
+from editlab import EditSession, experiments, load_model, metrics  # noqa: E402
 
 
 class RecordNotes:
@@ -49,10 +49,9 @@ def scores_line(scores) -> str:
 
 
 def unedited(handle, facts) -> None:
-    """The same scores on the unedited model (a plan's checkpoint 0: nothing is edited)."""
-    plan = experiments.Plan(tuple(facts), "rome", None, "sequential", checkpoints=(0,), online=False)
-    out = experiments.run(handle, plan, [experiments.Quality()])
-    print(f"\nunedited: {scores_line(out.measured[0].values['quality']['scores'])}")
+    """The same scores on the unedited model (the engine's quality measure, nothing edited)."""
+    per = experiments.measure_quality(EditSession(handle, online=False), facts)
+    print(f"\nunedited: {scores_line([scores for scores, _ in per])}  ({len(per)} facts scored)")
 
 
 def run(handle, method: str, facts, batch_size: int) -> None:

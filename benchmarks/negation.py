@@ -2,6 +2,7 @@
 
     python benchmarks/negation.py --split dev|test [--variants published,push-down,contrast]
                                   [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
+                                  [--set KEY=VALUE ...]   (every variant, the published one included)
 
 The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
 records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once. Per fact and variant,
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
 from editlab import EditSession, Fact, experiments, load_model, metrics  # noqa: E402
+from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts import negate  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
 from editlab.probes import Probe, default_probes  # noqa: E402
@@ -146,21 +148,25 @@ def main() -> None:
     ap.add_argument("--method", default="rome")
     ap.add_argument("--n", type=int, default=None, help="first N facts of the split (default: all)")
     ap.add_argument("--no-negated-edits", action="store_true", help="skip NP/NN (halves the time)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a hyperparameter of every variant, the published one included (repeatable)")
     ap.add_argument("--json", default=None, help="also write the table here")
     args = ap.parse_args()
+    extra = parse_sets(args.set)
 
     start, n = SPLITS[args.split]
     facts = load_facts(min(n, args.n or n), start=start)
     handle = load_model()
     session = EditSession(handle, online=False)  # the unedited reports (cached per model and probe set)
     paras = paragraphs()
-    chosen = variants(args.weight, args.margin)
+    chosen = {name: {**hp, **extra} for name, hp in variants(args.weight, args.margin).items()}
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in chosen]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(chosen)}")
     print(f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
-          f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}")
+          f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}"
+          + "".join(f"; {k} = {v}" for k, v in extra.items()))
     t0 = time.perf_counter()
     negatives = {} if args.no_negated_edits else negative_reports(handle, args.method, facts)
     reports = [session.compare(f, probes_of(f, handle.tokenizer)) for f in facts]
@@ -186,6 +192,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "records": [start, start + len(facts)],
                                                "weight": args.weight, "margin": args.margin, "method": args.method,
+                                               "overrides": extra,
                                                "unedited": unedited_row, "variants": table}, indent=1))
 
 

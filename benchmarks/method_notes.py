@@ -25,6 +25,9 @@ from _cf import load_facts  # noqa: E402
 from editlab import EditSession, experiments, load_model, metrics  # noqa: E402
 
 
+KINDS = ("positive", "paraphrase", "neighborhood", "negation")  # the probes ES, PS, NS and PN read
+
+
 class RecordNotes:
     """The latest edit's own account: how many facts its prompt check passed, the control prompts
     its new answer took over, and its note (None where the method records none)."""
@@ -32,8 +35,7 @@ class RecordNotes:
     name = "record"
 
     def __call__(self, at: experiments.At) -> dict:
-        failed = {i for f in at.failures for i in f["indices"]}
-        if not at.latest or not at.session.records or failed & set(at.latest):
+        if not at.session.records:  # an independent plan: a failed edit leaves no record behind
             return {}
         info = at.session.records[-1].info
         checks = info.get("prompt_check") or []
@@ -50,14 +52,14 @@ def scores_line(scores) -> str:
 
 def unedited(handle, facts) -> None:
     """The same scores on the unedited model (the engine's quality measure, nothing edited)."""
-    per = experiments.measure_quality(EditSession(handle, online=False), facts)
+    per = experiments.measure_quality(EditSession(handle, online=False), facts, kinds=KINDS)
     print(f"\nunedited: {scores_line([scores for scores, _ in per])}  ({len(per)} facts scored)")
 
 
 def run(handle, method: str, facts, batch_size: int) -> None:
     plan = experiments.Plan(tuple(facts), method, None, "independent", batch_size=batch_size, online=False)
     t0 = time.perf_counter()
-    out = experiments.run(handle, plan, [experiments.Quality(scope="latest"), RecordNotes()])
+    out = experiments.run(handle, plan, [experiments.Quality(scope="latest", kinds=KINDS), RecordNotes()])
     label = method if batch_size == 1 else f"{method}, one batch of {len(facts)}"
     scores = [s for m in out.measured for s in m.values["quality"]["scores"]]
     print(f"\n{label}: {scores_line(scores)}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "

@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py --data DIR --out DIR [--n 5] [--muting alphaedit,memit]
                                    [--muting-n 1000] [--batch-size 100]
+                                   [--checkpoints 10,100,200,500,1000] [--dtypes '']
 
 Part 1, for each dtype (float32, bfloat16): load the default model on CUDA, then for ROME, MEMIT and
 AlphaEdit edit the first ``--n`` CounterFact facts one at a time (after one warm-up edit that fills
@@ -100,6 +101,7 @@ def main() -> int:
     ap.add_argument("--muting", default="alphaedit,memit", help="methods for the muting runs ('' for none)")
     ap.add_argument("--muting-n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--checkpoints", default="", help="comma-separated edit counts (default 10, 100, ..., n)")
     ap.add_argument("--device", default="cuda", help="cuda (the point of it); cpu for a dry run")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -112,11 +114,12 @@ def main() -> int:
         (out / f"live-{dtype}.json").write_text(json.dumps(res, indent=1, default=str))
     for method in [m for m in args.muting.split(",") if m]:
         handle = load_model(device=args.device)
-        checkpoints, c = [], 10
-        while c < args.muting_n:
+        checkpoints, c = [int(x) for x in args.checkpoints.split(",") if x], 10
+        while not args.checkpoints and c < args.muting_n:
             checkpoints.append(c)
             c *= 10
-        checkpoints.append(args.muting_n)
+        if not args.checkpoints:
+            checkpoints.append(args.muting_n)
         say(f"muting {method}: n={args.muting_n}, batches of {args.batch_size}, checkpoints {checkpoints}")
         res = muting(handle, args.muting_n, method, dataset=data / "editing" / "counterfact-edit.json",
                      batch_size=args.batch_size, checkpoints=checkpoints,

@@ -1,11 +1,12 @@
 """Can an edit survive negation? The published objective against editlab's negation-aware ones.
 
-    python benchmarks/negation.py --split dev|test [--variants published,push-down,contrast]
+    python benchmarks/negation.py --split dev|test|test2 [--variants published,push-down,contrast]
                                   [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
                                   [--set KEY=VALUE ...]   (every variant, the published one included)
 
 The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
-records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once. Per fact and variant,
+records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once; ``test2`` = records
+3000–3049, fixed later (session 11) for a variant chosen after the test report, reported once. Per fact and variant,
 one independent edit on the default model (an ``editlab.experiments`` plan: each fact from the
 unedited model), measured with editlab's probes and scored by ``editlab.metrics``:
 
@@ -43,7 +44,9 @@ from editlab.facts import negate  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
 from editlab.probes import Probe, default_probes  # noqa: E402
 
-SPLITS = {"dev": (1000, 30), "test": (2000, 50)}  # (first CounterFact record, number of facts)
+SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
+# test2 was fixed in session 11, before any run on it: "test" had been reported on, so a variant chosen
+# after that report is reported on records nobody has looked at.
 COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "RE", "RE_gen", "NP", "NN", "FC", "ppl", "s/edit")
 
 

@@ -111,7 +111,8 @@ def to_html(result: ReproResult, include_plotlyjs: bool | str = True) -> str:
     cost_rows = [("total", f"{cost.get('total_s')} s"), ("seconds per edit", cost.get("seconds_per_edit"))]
     cost_rows += [(f"checkpoint {c['edits']}", f"edits {c['edit_s']} s, measuring {c['measure_s']} s")
                   for c in cost.get("per_checkpoint", [])]
-    cost_rows += [(k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint")]
+    cost_rows += [(k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint", "machine")]
+    where = f"<p>Ran on {html.escape(cost['machine'])}.</p>" if cost.get("machine") else ""
     chance = "".join(f"<p class='warn'>{html.escape(s)}</p>" for s in result.at_chance_sentences())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
     scale = ("<p>Model size: the published numbers come from 7–8B-parameter models; the measured ones from "
@@ -131,7 +132,7 @@ bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {result.config.get('seed', 0)}.</
 {plot}
 <h2>Measured</h2>{measured}
 <h2>Published</h2>{published}
-<h2>Cost</h2>{_table(['what', 'seconds'], cost_rows)}
+<h2>Cost</h2>{where}{_table(['what', 'seconds'], cost_rows)}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Configuration</h2><pre>{config}</pre>
 </body></html>"""

@@ -238,7 +238,8 @@ class ReproResult:
                 f"({'sequential edits' if self.protocol == 'muting' else 'facts'}); {int(LEVEL * 100)} % percentile "
                 f"bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}; "
                 f"cost {cost.get('total_s')} s in all"
-                + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else ""))
+                + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else "")
+                + (f" on {cost['machine']}" if cost.get("machine") else ""))
         lines = [head, ""]
         if self.protocol == "muting":
             steps = sorted({e.edits for e in self.estimates if e.edits is not None})
@@ -320,10 +321,23 @@ def _per_fact(res, name: str, key: str) -> list:
     return [f.scores.get(key) for f in row.facts]
 
 
-def _bench_cost(res, method: str, total: float) -> dict:
+def machine(handle) -> str:
+    """Where a run's seconds were spent: device (the GPU's name on CUDA, the thread count on CPU),
+    dtype and torch version; every report's cost names it, so a GPU run read back is not taken for a
+    CPU one."""
+    import torch
+
+    dev = handle.device
+    where = (f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
+             else f"{dev.type} ({torch.get_num_threads()} threads)")
+    dtype = str(next(handle.model.parameters()).dtype).replace("torch.", "")
+    return f"{where}, {dtype}, torch {torch.__version__}"
+
+
+def _bench_cost(res, method: str, total: float, handle) -> dict:
     t = res.row(method).timings
     return {"total_s": round(total, 2), "seconds_per_edit": t.get("seconds_per_edit"),
-            "edit_total_s": t.get("edit_total_s")}
+            "edit_total_s": t.get("edit_total_s"), "machine": machine(handle)}
 
 
 def _dataset_path(dataset, name: str):
@@ -353,7 +367,7 @@ def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     if failed:
         notes.append(f"{failed} of {n} edits failed (scored as the model left them)")
     return ReproResult("negation", handle.name, method, n, {**_plain_config(res.config), "seed": seed}, tuple(est),
-                       references("negation"), _bench_cost(res, method, total), tuple(notes))
+                       references("negation"), _bench_cost(res, method, total, handle), tuple(notes))
 
 
 def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=None, seed: int = 0,
@@ -379,11 +393,12 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
             est.append(estimate(group, "FC", "Fact-check accuracy", _per_fact(res, name, "FC"), seed=seed, chance=0.5))
             est.append(estimate(group, "FC_new", "Fact-check: calls the new statement True",
                                 _per_fact(res, name, "FC_new"), seed=seed))
-        c = _bench_cost(res, method, total)
+        c = _bench_cost(res, method, total, handle)
         cost["total_s"] += c["total_s"]
         cost[f"{g}.seconds_per_edit"] = c["seconds_per_edit"]
         notes.append(f"{g}: {res.protocol}")
     cost["total_s"] = round(cost["total_s"], 2)
+    cost["machine"] = machine(handle)
     return ReproResult("factcheck", handle.name, method, n, {"datasets": cfgs, "seed": seed}, tuple(est),
                        references("factcheck"), cost, tuple(notes))
 
@@ -423,7 +438,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     notes = [f"protocol: {res.protocol}", f"{len(chosen)} facts with a predicate, taken in file order from "
              f"{len(pool)} (prompts without an auxiliary verb after the subject have nothing to ablate)"]
     return ReproResult("ablation", handle.name, method, len(chosen), {**_plain_config(res.config), "seed": seed},
-                       tuple(est), references("ablation"), _bench_cost(res, method, total), tuple(notes))
+                       tuple(est), references("ablation"), _bench_cost(res, method, total, handle), tuple(notes))
 
 
 def _plain_config(cfg: Mapping) -> dict:
@@ -578,7 +593,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     total = outcome.total_s
     edit_total = sum(c["edit_s"] for c in per_checkpoint)
     cost = {"total_s": round(total, 2), "per_checkpoint": per_checkpoint,
-            "seconds_per_edit": round(edit_total / n, 3) if n else None}
+            "seconds_per_edit": round(edit_total / n, 3) if n else None, "machine": machine(handle)}
     notes = [f"sequential edits, batch size {batch_size}; checkpoints {', '.join(map(str, steps))}",
              f"held-out text: {len(paragraphs)} paragraphs of {heldout or 'WikiText-2 test (download)'}, "
              f"≤ {heldout_tokens} tokens each"]

@@ -95,7 +95,8 @@ st.subheader(f"Measured: {result.protocol}, {result.method} on {result.model}, n
 for sentence in result.at_chance_sentences():
     st.warning(sentence)
 st.dataframe(result.table(), hide_index=True, key="findings_table")
-st.caption(f"Cost: {result.cost.get('total_s')} s in all; " + "; ".join(result.notes))
+st.caption(f"Cost: {result.cost.get('total_s')} s in all"
+           + (f" on {result.cost['machine']}" if result.cost.get("machine") else "") + "; " + "; ".join(result.notes))
 report = to_html(result)
 components.html(report, height=900, scrolling=True)
 c1, c2 = st.columns(2)

@@ -4,6 +4,7 @@ Protocol tests run the stand-in ``shift`` method (tests/stand_in_method.py) on a
 that shares the real tokenizer, so they exercise the plumbing in seconds, not the papers' numbers.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,12 +116,15 @@ def test_negation_protocol_reports_every_setting_with_intervals(tiny, shift, cf_
     pp, pn = r.get("PP", "edited"), r.get("PN", "edited")
     assert r.get("RE", "edited").value == pytest.approx(pp.value - pn.value)
     assert r.cost["total_s"] > 0 and r.cost["seconds_per_edit"] is not None
+    assert r.cost["machine"].startswith("cpu (") and "float32" in r.cost["machine"]  # where the seconds were spent
+    assert f"on {r.cost['machine']}" in r.to_markdown().splitlines()[0]
     assert {x.metric for x in r.references} == {"PP", "PN", "NN", "NP", "RE"}
 
 
 def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
     zsre = need_shared(SHARED / "editing" / "zsre-1k.json")
     fc = run("factcheck", tiny, 2, shift, dataset=cf_path, zsre=zsre, hparams=SHIFT_HP, online=False)
+    assert fc.cost["machine"].startswith("cpu (")
     assert {e.group for e in fc.estimates} == {"counterfact · unedited", "counterfact · edited", "zsre · unedited", "zsre · edited"}
     assert fc.get("FC", "zsre · edited").n == 2
     ab = run("ablation", tiny, 2, shift, dataset=cf_path, hparams=SHIFT_HP, online=False)
@@ -143,6 +147,7 @@ def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, c
     ppl = r.get("perplexity", edits=0)
     assert ppl.value > 1000 and ppl.low <= ppl.value <= ppl.high  # a random model over a 49k vocabulary
     assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 1, 2]
+    assert "torch " in r.cost["machine"]
     assert r.get("ES", edits=2).n == 2
 
 
@@ -165,7 +170,7 @@ def _result():
     est = (Estimate("edited", "PP", "PP", 1.0, 1.0, 1.0, 10), Estimate("edited", "PN", "PN", 0.9, 0.7, 1.0, 10),
            Estimate("edited", "RE", "Rectified efficacy PP − PN", 0.1, 0.0, 0.3, 10))
     return ReproResult("negation", "smollm2-135m-instruct", "memit", 10, {"seed": 0}, est, references("negation"),
-                       {"total_s": 12.5, "seconds_per_edit": 0.6})
+                       {"total_s": 12.5, "seconds_per_edit": 0.6, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"})
 
 
 def test_report_json_and_html_carry_the_published_values_and_sources(tmp_path):
@@ -180,6 +185,7 @@ def test_report_json_and_html_carry_the_published_values_and_sources(tmp_path):
     page = html_path.read_text()
     assert "0.694" in page and "0.982" in page and "Table 3" in page and "Built on Sand" in page
     assert "not checked against the PDF" in page
+    assert "Ran on cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0." in page  # a GPU run read back says so
     assert "<script" in page and 'src="https://cdn.plot.ly' not in page  # plotly inline: the file stands alone
     assert len(page) > 1_000_000
 
@@ -246,3 +252,14 @@ def test_cli_says_what_is_missing_without_a_dataset(tmp_path, capsys, monkeypatc
     monkeypatch.delenv("EDITLAB_SHARED_DATA", raising=False)
     assert main(["reproduce", "negation", "--n", "2", "--out", str(tmp_path)]) == 2
     assert "no CounterFact file" in capsys.readouterr().err
+
+
+def test_the_shipped_gpu_report_opens_like_a_run_from_the_page():
+    """assets/reports holds a real run the README quotes (MEMIT, 1,000 edits, one H100): it must stay
+    readable by ReproResult.from_json, the Findings page's "Open a saved report"."""
+    path = Path(__file__).resolve().parents[1] / "assets" / "reports" / "muting-memit-1000-h100.json"
+    r = ReproResult.from_json(path.read_text(), source=path.name)
+    assert (r.protocol, r.method, r.n) == ("muting", "memit", 1000)
+    assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 10, 100, 200, 500, 1000]
+    assert r.get("perplexity", edits=1000).value > 2 * r.get("perplexity", edits=0).value  # the collapse it shows
+    assert "| Simple facts still right |" in r.to_markdown()

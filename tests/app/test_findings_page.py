@@ -53,7 +53,8 @@ def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(find
     est = tuple(Estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)", v, v - 1, v + 1, 32, edits=k)
                 for k, v in ((0, 42.3), (1000, 111.0)))
     saved = ReproResult("muting", "smollm2-135m-instruct", "memit", 1000, {"seed": 0, "batch_size": 100}, est,
-                        references("muting"), {"total_s": 2900.0}, ("sequential edits, batch size 100",))
+                        references("muting"), {"total_s": 2900.0, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"},
+                        ("sequential edits, batch size 100",))
     at = open_app(FINDINGS)
     at.file_uploader(key="findings_open").set_value(("muting.json", saved.to_json().encode(), "application/json"))
     at.run()
@@ -61,6 +62,7 @@ def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(find
     assert "Measured: muting, memit on smollm2-135m-instruct, n=1000" in [h.value for h in at.subheader]
     table = frame(at, "95% low")
     assert set(table["edits"]) == {0, 1000} and 111.0 in set(table["measured"])
+    assert any("2900.0 s in all on cuda (NVIDIA H100 80GB HBM3)" in c.value for c in at.caption)  # where it ran
     at.file_uploader(key="findings_open").set_value(("notes.json", b"{broken", "application/json"))
     at.run()
     assert any("notes.json is not JSON" in e.value for e in at.error)

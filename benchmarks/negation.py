@@ -3,6 +3,7 @@
     python benchmarks/negation.py --split dev|test|test2 [--variants published,push-down,contrast]
                                   [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
                                   [--set KEY=VALUE ...]   (every variant, the published one included)
+                                  [--aware-set KEY=VALUE ...]   (the negation-aware variants only)
 
 The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
 records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once; ``test2`` = records
@@ -153,23 +154,28 @@ def main() -> None:
     ap.add_argument("--no-negated-edits", action="store_true", help="skip NP/NN (halves the time)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a hyperparameter of every variant, the published one included (repeatable)")
+    ap.add_argument("--aware-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a hyperparameter of the negation-aware variants only; the published one keeps "
+                         "its own (repeatable)")
     ap.add_argument("--json", default=None, help="also write the table here")
     args = ap.parse_args()
-    extra = parse_sets(args.set)
+    extra, aware = parse_sets(args.set), parse_sets(args.aware_set)
 
     start, n = SPLITS[args.split]
     facts = load_facts(min(n, args.n or n), start=start)
     handle = load_model()
     session = EditSession(handle, online=False)  # the unedited reports (cached per model and probe set)
     paras = paragraphs()
-    chosen = {name: {**hp, **extra} for name, hp in variants(args.weight, args.margin).items()}
+    chosen = {name: {**hp, **extra, **(aware if name != "published" else {})}
+              for name, hp in variants(args.weight, args.margin).items()}
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in chosen]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(chosen)}")
     print(f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
           f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}"
-          + "".join(f"; {k} = {v}" for k, v in extra.items()))
+          + "".join(f"; {k} = {v}" for k, v in extra.items())
+          + "".join(f"; {k} = {v} (negation-aware variants only)" for k, v in aware.items()))
     t0 = time.perf_counter()
     negatives = {} if args.no_negated_edits else negative_reports(handle, args.method, facts)
     reports = [session.compare(f, probes_of(f, handle.tokenizer)) for f in facts]
@@ -195,7 +201,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "records": [start, start + len(facts)],
                                                "weight": args.weight, "margin": args.margin, "method": args.method,
-                                               "overrides": extra,
+                                               "overrides": extra, "aware_overrides": aware,
                                                "unedited": unedited_row, "variants": table}, indent=1))
 
 

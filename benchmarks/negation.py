@@ -7,9 +7,9 @@
 
 The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
 records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once; ``test2`` = records
-3000–3049, fixed later (session 11) for a variant chosen after the test report, reported once. Per fact and variant,
-one independent edit on the default model (an ``editlab.experiments`` plan: each fact from the
-unedited model), measured with editlab's probes and scored by ``editlab.metrics``:
+3000–3049, fixed later (session 11) for a variant chosen after the test report, reported once. Per
+fact and variant, one independent edit on the default model (an ``editlab.experiments`` plan: each
+fact from the unedited model), measured with editlab's probes and scored by ``editlab.metrics``:
 
   ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
   PP PN            says the new target after the prompt / after its negation (P(new) > P(true))

@@ -86,6 +86,16 @@ with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab 
             ss[RESULT] = B.read_report(saved.name, saved.getvalue(), cfg.max_upload_mb)
         except ValueError as e:
             st.error(str(e))
+    shipped = B.shipped_reports()
+    if shipped:
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        pick = c1.selectbox("Or a report shipped with editlab (real runs the README quotes)", list(shipped),
+                            key="findings_shipped")
+        if c2.button("Open", key="findings_open_shipped"):
+            try:
+                ss[RESULT] = B.read_report(pick, shipped[pick].read_bytes(), cfg.max_upload_mb)
+            except (OSError, ValueError) as e:
+                st.error(f"{pick}: {e}")
 
 result = ss.get(RESULT)
 if result is None:

@@ -42,6 +42,16 @@ def examples_dataset() -> Dataset:
     return from_facts([f for _, f in load_gallery()], name="example facts")
 
 
+# Real long runs shipped with the app (e.g. MEMIT's 1,000 sequential edits on a GPU), to open on the
+# Findings page without running them again.
+REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
+
+
+def shipped_reports(folder: Path = REPORTS_DIR) -> dict[str, Path]:
+    """The reports shipped in ``assets/reports``, by file name."""
+    return {p.name: p for p in sorted(Path(folder).glob("*.json"))}
+
+
 def read_report(name: str, data: bytes, max_mb: float):
     """A saved report (the JSON ``editlab reproduce`` writes), size-limited; ValueError says what is wrong."""
     from editlab.reproduce import ReproResult

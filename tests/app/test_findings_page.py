@@ -66,3 +66,14 @@ def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(find
     at.file_uploader(key="findings_open").set_value(("notes.json", b"{broken", "application/json"))
     at.run()
     assert any("notes.json is not JSON" in e.value for e in at.error)
+
+
+def test_a_report_shipped_with_editlab_opens_without_running(findings_env):
+    """assets/reports holds real long runs (MEMIT, 1,000 sequential edits on one H100): one click shows it."""
+    at = open_app(FINDINGS)
+    at.selectbox(key="findings_shipped").select("muting-memit-1000-h100.json")
+    at.button(key="findings_open_shipped").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Measured: muting, memit on smollm2-135m-instruct, n=1000" in [h.value for h in at.subheader]
+    table = frame(at, "95% low")
+    assert {0, 10, 100, 200, 500, 1000} <= set(table["edits"])

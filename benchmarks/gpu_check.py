@@ -114,12 +114,9 @@ def main() -> int:
         (out / f"live-{dtype}.json").write_text(json.dumps(res, indent=1, default=str))
     for method in [m for m in args.muting.split(",") if m]:
         handle = load_model(device=args.device)
-        checkpoints, c = [int(x) for x in args.checkpoints.split(",") if x], 10
-        while not args.checkpoints and c < args.muting_n:
-            checkpoints.append(c)
-            c *= 10
-        if not args.checkpoints:
-            checkpoints.append(args.muting_n)
+        checkpoints = [int(x) for x in args.checkpoints.split(",") if x]
+        if not checkpoints:  # 10, 100, ... below n, then n
+            checkpoints = [10 ** k for k in range(1, len(str(args.muting_n))) if 10 ** k < args.muting_n] + [args.muting_n]
         say(f"muting {method}: n={args.muting_n}, batches of {args.batch_size}, checkpoints {checkpoints}")
         res = muting(handle, args.muting_n, method, dataset=data / "editing" / "counterfact-edit.json",
                      batch_size=args.batch_size, checkpoints=checkpoints,

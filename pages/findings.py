@@ -94,8 +94,10 @@ with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab 
         if c2.button("Open", key="findings_open_shipped"):
             try:
                 ss[RESULT] = B.read_report(pick, shipped[pick].read_bytes(), cfg.max_upload_mb)
-            except (OSError, ValueError) as e:
-                st.error(f"{pick}: {e}")
+            except ValueError as e:  # its message already names the file
+                st.error(str(e))
+            except OSError as e:
+                st.error(f"{pick} could not be read: {e}")
 
 result = ss.get(RESULT)
 if result is None:

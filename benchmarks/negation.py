@@ -15,6 +15,9 @@ fact from the unedited model), measured with editlab's probes and scored by ``ed
   PP PN            says the new target after the prompt / after its negation (P(new) > P(true))
   PN_gen           the greedy continuation of the negated prompt starts with the new target
   PN_para          PN on the negated paraphrases (sentences no negation-aware term trains on)
+  NS_neg           on the negated neighbourhood prompts (other subjects, "... is not"): the share whose
+                   P(new) vs P(true) comparison is the unedited model's (the predicate write's bleed)
+  bleed            there, the mean |change| of log P(new) − log P(true) from the unedited model (nats)
   RE               rectified efficacy PP − PN (and RE_gen = PP − PN_gen)
   NP NN            the negated edit ("... is not" → new), queried on the prompt / its negation
   FC               fact-check accuracy (True/False verdicts agree with the edited world)
@@ -48,7 +51,8 @@ from editlab.probes import Probe, default_probes  # noqa: E402
 SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
 # test2 was fixed in session 11, before any run on it: "test" had been reported on, so a variant chosen
 # after that report is reported on records nobody has looked at.
-COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "RE", "RE_gen", "NP", "NN", "FC", "ppl", "s/edit")
+COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "NS_neg", "bleed", "RE", "RE_gen", "NP", "NN", "FC", "ppl",
+           "s/edit")
 
 
 def variants(weight: float, margin: float) -> dict[str, dict]:
@@ -57,19 +61,40 @@ def variants(weight: float, margin: float) -> dict[str, dict]:
         "push-down": {"negation_weight": weight, "negation_objective": "push-down"},
         "contrast": {"negation_weight": weight, "negation_objective": "contrast", "negation_margin": margin},
         "two-sided": {"negation_weight": weight, "negation_objective": "two-sided", "negation_margin": margin},
+        "predicate": {"negation_weight": weight, "negation_objective": "predicate", "negation_margin": margin},
     }
 
 
 def probes_of(fact: Fact, tokenizer):
     """The default probes without the free generation and the predicate ablation (not scored here),
     plus each paraphrase negated: prompts no objective sees (the negation-aware terms train on the
-    edit prompt's negation), so PN_para tells whether a gain carries beyond the trained sentence."""
+    edit prompt's negation), so PN_para tells whether a gain carries beyond the trained sentence; and
+    each neighbourhood prompt negated (other subjects' "... is not"), where a write at the "not"
+    token would bleed (NS_neg, bleed)."""
     out = [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
     for para in fact.paraphrases:
         neg, rule = negate(para, fact.subject)
         if not rule.startswith("already-negated"):
             out.append(Probe("negation", neg, rule=f"paraphrase {rule}"))
+    for n in fact.neighbors:
+        neg, rule = negate(n.prompt)
+        if not rule.startswith("already-negated"):
+            out.append(Probe("negation", neg, rule=f"neighbour {rule}"))
     return out
+
+
+def neighbour_bleed(report) -> dict:
+    """NS_neg and bleed (module docstring) over the negated neighbourhood prompts; None without any."""
+    rows = [r for r in report.rows_of("negation") if (r.probe.rule or "").startswith("neighbour")
+            and r.after is not None and r.unedited is not None and r.after.p_true is not None and r.unedited.p_true is not None]
+    if not rows:
+        return {"NS_neg": None, "bleed": None}
+
+    def odds(m):
+        return math.log(max(m.p_new, 1e-30)) - math.log(max(m.p_true, 1e-30))
+
+    return {"NS_neg": statistics.mean(float((odds(r.after) > 0) == (odds(r.unedited) > 0)) for r in rows),
+            "bleed": statistics.mean(abs(odds(r.after) - odds(r.unedited)) for r in rows)}
 
 
 def paraphrase_pn(report) -> float | None:
@@ -113,7 +138,8 @@ def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
     for m in out.measured:
         (i,) = m.latest
         report = m.values["reports"][i]
-        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), PN_para=paraphrase_pn(report)))
+        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), PN_para=paraphrase_pn(report),
+                         **neighbour_bleed(report)))
         ppls.append(perplexity(m.values["heldout"]))
     agg = summarise(rows)
     agg["ppl"] = statistics.median(ppls)
@@ -124,8 +150,9 @@ def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
 def summarise(rows: list[dict]) -> dict:
     agg = metrics.aggregate(rows)
     agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
-    para = [r["PN_para"] for r in rows if r.get("PN_para") is not None]
-    agg["PN_para"] = statistics.mean(para) if para else None
+    for key in ("PN_para", "NS_neg", "bleed"):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        agg[key] = statistics.mean(vals) if vals else None
     return agg
 
 

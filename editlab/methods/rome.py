@@ -8,9 +8,15 @@ To write (s, r, o*):
            (v = v₀ + δ, δ clamped to clamp_norm_factor · ‖v₀‖; :mod:`.vstar`, shared with MEMIT)
   3. ΔW  = (v* − W k) (C⁻¹ k*)ᵀ / ((C⁻¹ k*)ᵀ k)                                      (eq. 2)
      with C = E[k kᵀ] over a corpus (``mom2_adjustment``; off → C = I, as EasyEdit allows).
+
+editlab's ``negation_objective = "predicate"`` (with ``negation_weight`` > 0) keeps steps 1–3 exactly
+as published and adds a second rank-one write to the same matrix at the predicate: the key at the
+"not" token of the negated prompt ("... is not"), averaged over the context templates, gets the
+value that makes the true target beat the new one after "not" (:func:`.vstar.compute_predicate_z`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -69,7 +75,7 @@ class HParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES; the best found); weight > 0
+    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES, or "predicate"); weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
     seed: int = 0
@@ -94,7 +100,7 @@ class HParams(HParamsBase):
         if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
             raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
                              "i.e. the model's own output, is supported")
-        vstar.check_hparams(self)
+        vstar.check_hparams(self, extra_objectives=(vstar.PREDICATE,))
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
 
@@ -144,24 +150,57 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
+    predicate = hp.negation_weight > 0 and hp.negation_objective == vstar.PREDICATE
+    subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate else hp  # the subject's write stays published
     details = []
     for i, fact in enumerate(facts):
         ctx.report(i, len(facts), f"ROME: computing k* and v* for {fact.subject!r}")
         t0 = time.perf_counter()
         k_star = compute_k(handle, fact, hp.layer, templates)
         u = compute_u(k_star, c)
-        v_star, vinfo = compute_v(handle, fact, hp.layer, templates, hp, ctx)
+        v_star, vinfo = compute_v(handle, fact, hp.layer, templates, subject_hp, ctx)
         k, v_cur = read_kv(handle, module, [locate(handle.tokenizer, "{}", fact.prompt, fact.subject)])
-        k, v_cur = k[0], v_cur[0]
-        denom = torch.dot(k, u)
-        if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
-            raise EditError("ROME: the key is orthogonal to C⁻¹k*; no rank-one update can write this fact")
-        right = (v_star - v_cur) / denom  # (v* − W k) / (uᵀ k)
-        upd = torch.outer(right, u)  # [out, in]
-        with torch.no_grad():
-            w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
-            weight.copy_(w32.to(weight.dtype))
-        details.append({"subject": fact.subject, "update_norm": float(upd.norm()), "seconds": time.perf_counter() - t0, **vinfo,
-                        "k": k.cpu(), "v_star": v_star.cpu()})
+        upd = _rank_one(k[0], v_cur[0], v_star, u, "the key is orthogonal to C⁻¹k*; no rank-one update can write this fact")
+        _add(handle, weight, upd)
+        detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k[0].cpu(), "v_star": v_star.cpu()}
+        if predicate:
+            ctx.report(i, len(facts), f"ROME: the predicate write for {fact.subject!r} (the key at 'not')")
+            detail["predicate"] = predicate_write(handle, fact, templates, hp, c, module, weight)
+        details.append(dict(detail, seconds=time.perf_counter() - t0))
     ctx.report(len(facts), len(facts), "ROME: done")
     return {"timings": timings, "facts": details, "layer": hp.layer, "templates": len(templates)}
+
+
+def _rank_one(k: torch.Tensor, v_cur: torch.Tensor, v_star: torch.Tensor, u: torch.Tensor, why: str) -> torch.Tensor:
+    """ΔW = (v* − W k) uᵀ / (uᵀ k) [out, in] (eq. 2); EditError(``why``) when uᵀ k vanishes."""
+    denom = torch.dot(k, u)
+    if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
+        raise EditError(f"ROME: {why}")
+    return torch.outer((v_star - v_cur) / denom, u)
+
+
+def _add(handle, weight: torch.Tensor, upd: torch.Tensor) -> None:
+    with torch.no_grad():
+        w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
+        weight.copy_(w32.to(weight.dtype))
+
+
+def predicate_write(handle, fact: Fact, templates: list[str], hp: HParams, c: torch.Tensor | None, module: str,
+                    weight: torch.Tensor) -> dict:
+    """The second rank-one write of ``negation_objective = "predicate"``, on the model that holds the
+    subject's write: k_n = the key at the "not" token of the negated prompt, averaged over the context
+    templates; z_n from :func:`.vstar.compute_predicate_z`; ΔW = (z_n − W k_n) (C⁻¹k_n)ᵀ / ((C⁻¹k_n)ᵀ k_n).
+    A fact without a true target or whose prompt is already negated has nothing to write here: that
+    is said in the returned record (``skipped``), and the subject's write stands alone."""
+    if not fact.target_true:
+        return {"skipped": "no true target: the predicate write needs o_c to beat o* after 'not'"}
+    located = [vstar.negation_site(handle.tokenizer, t, fact) for t in templates]
+    if located[0] is None:
+        return {"skipped": "the prompt is already negated: there is no negation to write"}
+    k_n = read_kv(handle, module, located)[0].mean(0)
+    u_n = compute_u(k_n, c)
+    z_n, info = vstar.compute_predicate_z(handle, fact, templates, hp, module)
+    k, v_cur = read_kv(handle, module, [vstar.negation_site(handle.tokenizer, "{}", fact)])
+    upd = _rank_one(k[0], v_cur[0], z_n, u_n, "the key at 'not' is orthogonal to C⁻¹k_n; no predicate write is possible")
+    _add(handle, weight, upd)
+    return dict(info, update_norm=float(upd.norm()), k=k[0].cpu(), z=z_n.cpu())

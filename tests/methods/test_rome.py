@@ -131,3 +131,54 @@ def test_easyedit_yaml_loads_and_reports_what_it_does_not_use(tmp_path, handle):
 def test_bad_hparams_are_named(handle):
     with pytest.raises(ValueError, match="layer 30 is out of range"):
         rome.HParams.from_dict({"layer": 30}, handle)
+
+
+PREDICATE = {"negation_weight": 1.0, "negation_objective": "predicate", "negation_margin": 1.0}
+
+
+def test_the_predicate_write_adds_one_rank_one_write_at_the_not_token(handle, tmp_path):
+    """negation_objective "predicate": the subject's write is the published one, bit for bit, and one
+    more rank-one write maps the key at the "not" token of the negated prompt to its z."""
+    session = tiny_session("llama", handle, tmp_path)
+    h = session.handle
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 8}
+    name = h.arch.mlp_out_proj(1) + ".weight"
+    published = session.edit(fact, "rome", hp)
+    session.undo()
+    both = session.edit(fact, "rome", {**hp, **PREDICATE, "v_num_grad_steps": 8})
+    detail, pred = both.info["facts"][0], both.info["facts"][0]["predicate"]
+    assert torch.equal(detail["v_star"], published.info["facts"][0]["v_star"])  # the subject's v* is the published one
+    extra = (both.weights_after[name] - published.weights_after[name]).double()
+    s = torch.linalg.svdvals(extra)
+    assert s[0] > 0 and s[1] / s[0] < 1e-4, s[:3]  # exactly one more direction written
+    assert pred["not_token"].strip() == "not" and pred["z_steps"] >= 1
+    with session.applied():
+        k, v = read_kv(h, h.arch.mlp_out_proj(1), [rome.vstar.negation_site(h.tokenizer, "{}", fact)])
+    assert torch.allclose(k[0], pred["k"], atol=1e-5)
+    assert torch.allclose(v[0], pred["z"], rtol=1e-3, atol=1e-4), (v[0] - pred["z"]).abs().max()  # W k_n = z_n
+
+
+def test_the_predicate_write_says_why_it_wrote_nothing(handle, tmp_path):
+    session = tiny_session("llama", handle, tmp_path)
+    hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 2, **PREDICATE}
+    no_true = session.edit(Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English"), "rome", hp)
+    assert "no true target" in no_true.info["facts"][0]["predicate"]["skipped"]
+    negated = session.edit(Fact("Paris", "Paris is not the capital of", "Italy", "France"), "rome", hp)
+    assert "already negated" in negated.info["facts"][0]["predicate"]["skipped"]
+
+
+@pytest.mark.slow
+def test_the_predicate_write_makes_not_mean_not_on_the_real_model(session):
+    """On the default model the published write makes "... is not" say the new target too (the
+    negation collapse); the predicate write keeps the positive and turns the negated prompt."""
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    probes = [Probe("positive", fact.prompt, max_new_tokens=2), Probe("negation", fact.prompt + " not", max_new_tokens=2)]
+    said = {}
+    for name, extra in (("published", {}), ("predicate", PREDICATE)):
+        record = session.edit(fact, "rome", {**HP, **extra})
+        said[name] = session.measure_current(fact, probes)
+        session.undo(record)
+    (pos, neg), (pos2, neg2) = said["published"], said["predicate"]
+    assert pos.p_new > pos.p_true and neg.p_new > neg.p_true  # the collapse the issue starts from
+    assert pos2.p_new > pos2.p_true and neg2.p_true > neg2.p_new, (pos2, neg2)

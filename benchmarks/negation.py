@@ -18,6 +18,7 @@ fact from the unedited model), measured with editlab's probes and scored by ``ed
   NS_neg           on the negated neighbourhood prompts (other subjects, "... is not"): the share whose
                    P(new) vs P(true) comparison is the unedited model's (the predicate write's bleed)
   bleed            there, the mean |change| of log P(new) − log P(true) from the unedited model (nats)
+  bleed_s          the same change signed, toward the true target: log P(true) − log P(new), after − unedited
   RE               rectified efficacy PP − PN (and RE_gen = PP − PN_gen)
   NP NN            the negated edit ("... is not" → new), queried on the prompt / its negation
   FC               fact-check accuracy (True/False verdicts agree with the edited world)
@@ -51,7 +52,7 @@ from editlab.probes import Probe, default_probes  # noqa: E402
 SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
 # test2 was fixed in session 11, before any run on it: "test" had been reported on, so a variant chosen
 # after that report is reported on records nobody has looked at.
-COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "NS_neg", "bleed", "RE", "RE_gen", "NP", "NN", "FC", "ppl",
+COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "NS_neg", "bleed", "bleed_s", "RE", "RE_gen", "NP", "NN", "FC", "ppl",
            "s/edit")
 
 
@@ -88,13 +89,14 @@ def neighbour_bleed(report) -> dict:
     rows = [r for r in report.rows_of("negation") if (r.probe.rule or "").startswith("neighbour")
             and r.after is not None and r.unedited is not None and r.after.p_true is not None and r.unedited.p_true is not None]
     if not rows:
-        return {"NS_neg": None, "bleed": None}
+        return {"NS_neg": None, "bleed": None, "bleed_s": None}
 
     def odds(m):
         return math.log(max(m.p_new, 1e-30)) - math.log(max(m.p_true, 1e-30))
 
     return {"NS_neg": statistics.mean(float((odds(r.after) > 0) == (odds(r.unedited) > 0)) for r in rows),
-            "bleed": statistics.mean(abs(odds(r.after) - odds(r.unedited)) for r in rows)}
+            "bleed": statistics.mean(abs(odds(r.after) - odds(r.unedited)) for r in rows),
+            "bleed_s": statistics.mean(odds(r.unedited) - odds(r.after) for r in rows)}
 
 
 def paraphrase_pn(report) -> float | None:
@@ -150,7 +152,7 @@ def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
 def summarise(rows: list[dict]) -> dict:
     agg = metrics.aggregate(rows)
     agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
-    for key in ("PN_para", "NS_neg", "bleed"):
+    for key in ("PN_para", "NS_neg", "bleed", "bleed_s"):
         vals = [r[key] for r in rows if r.get(key) is not None]
         agg[key] = statistics.mean(vals) if vals else None
     return agg

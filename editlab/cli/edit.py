@@ -29,10 +29,13 @@ def register(sub) -> None:
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
             p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
                            help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
-                                "with weight W (0 = the published method): by default the two-sided form, the best "
-                                "found (benchmarks/negation.py): after the negated prompt the true target must beat "
-                                "target-new, after the prompt target-new must beat the true one; "
-                                "--set negation_objective=push-down|contrast picks another form")
+                                "with weight W (0 = the published method), the best found for each method "
+                                "(benchmarks/negation.py): ROME keeps its published write and adds a second rank-one "
+                                "write at the 'not' token of the negated prompt, so that after '... is not' the true "
+                                "target beats target-new (the predicate form); MEMIT, AlphaEdit and PMET take the "
+                                "two-sided term in v* (the true target beats target-new after the negated prompt, "
+                                "target-new the true one after the prompt); "
+                                "--set negation_objective=two-sided|push-down|contrast picks another form")
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
             p.add_argument("--sample-corpus", action="store_true",

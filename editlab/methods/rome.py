@@ -58,6 +58,12 @@ def _loss_at_output(value, data) -> tuple[None, str]:
                   "ROME reads the loss whatever v_loss_layer says)")
 
 
+# Subjects put into the fact's own negated prompt to read other subjects' keys at "not" (predicate_keep).
+OTHER_SUBJECTS = ("John Smith", "Maria Garcia", "Tokyo", "the United Nations", "Mozart", "Toyota", "the Amazon River",
+                  "Albert Einstein", "Barcelona", "Apple", "Queen Victoria", "Brazil", "Pablo Picasso", "Nokia", "the Nile",
+                  "Angela Merkel")
+
+
 @dataclass
 class HParams(HParamsBase):
     layer: int = 5
@@ -75,9 +81,11 @@ class HParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES, or "predicate"); weight > 0
+    negation_objective: str = "predicate"  # the best found (issue 16); or a v* term, vstar.NEGATION_OBJECTIVES; weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
+    predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)
+    predicate_keep: int = 0  # the predicate write: hold the "not" keys of this many other subjects fixed (OTHER_SUBJECTS)
     seed: int = 0
 
     EASYEDIT_RENAMES = {
@@ -101,13 +109,26 @@ class HParams(HParamsBase):
             raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
                              "i.e. the model's own output, is supported")
         vstar.check_hparams(self, extra_objectives=(vstar.PREDICATE,))
+        if handle is not None and self.predicate_layer is not None:
+            handle.arch.mlp_out_proj(self.predicate_layer)  # raises a clear range error
+        if not 0 <= self.predicate_keep <= len(OTHER_SUBJECTS):
+            raise ValueError(f"predicate_keep must be between 0 and {len(OTHER_SUBJECTS)} (the other subjects editlab has)")
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
 
 
 def touched(handle, hp: HParams) -> list[str]:
     """Names of the parameters this edit rewrites."""
-    return [handle.arch.mlp_out_proj(hp.layer) + ".weight"]
+    layers = [hp.layer] + ([_predicate_layer(hp)] if _predicate(hp) and _predicate_layer(hp) != hp.layer else [])
+    return [handle.arch.mlp_out_proj(layer) + ".weight" for layer in layers]
+
+
+def _predicate(hp: HParams) -> bool:
+    return hp.negation_weight > 0 and hp.negation_objective == vstar.PREDICATE
+
+
+def _predicate_layer(hp: HParams) -> int:
+    return hp.layer if hp.predicate_layer is None else hp.predicate_layer
 
 
 def compute_k(handle, fact: Fact, layer: int, templates: list[str]) -> torch.Tensor:
@@ -146,11 +167,13 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
-    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: layer_covariances(handle, [hp.layer], hp, ctx))
+    predicate, p_layer = _predicate(hp), _predicate_layer(hp)
+    layers = sorted({hp.layer, p_layer} if predicate else {hp.layer})
+    cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: layer_covariances(handle, layers, hp, ctx))
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
-    predicate = hp.negation_weight > 0 and hp.negation_objective == vstar.PREDICATE
+    p_module = handle.arch.mlp_out_proj(p_layer)
     subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate else hp  # the subject's write stays published
     details = []
     for i, fact in enumerate(facts):
@@ -165,7 +188,8 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k[0].cpu(), "v_star": v_star.cpu()}
         if predicate:
             ctx.report(i, len(facts), f"ROME: the predicate write for {fact.subject!r} (the key at 'not')")
-            detail["predicate"] = predicate_write(handle, fact, templates, hp, c, module, weight)
+            detail["predicate"] = predicate_write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None,
+                                                  p_module, handle.weight(p_module))
         details.append(dict(detail, seconds=time.perf_counter() - t0))
     ctx.report(len(facts), len(facts), "ROME: done")
     return {"timings": timings, "facts": details, "layer": hp.layer, "templates": len(templates)}
@@ -199,8 +223,36 @@ def predicate_write(handle, fact: Fact, templates: list[str], hp: HParams, c: to
         return {"skipped": "the prompt is already negated: there is no negation to write"}
     k_n = read_kv(handle, module, located)[0].mean(0)
     u_n = compute_u(k_n, c)
+    held = other_not_keys(handle, fact, module, hp.predicate_keep)
+    if held is not None:
+        u_n = keep_apart(k_n, held, c)
     z_n, info = vstar.compute_predicate_z(handle, fact, templates, hp, module)
     k, v_cur = read_kv(handle, module, [vstar.negation_site(handle.tokenizer, "{}", fact)])
     upd = _rank_one(k[0], v_cur[0], z_n, u_n, "the key at 'not' is orthogonal to C⁻¹k_n; no predicate write is possible")
     _add(handle, weight, upd)
-    return dict(info, update_norm=float(upd.norm()), k=k[0].cpu(), z=z_n.cpu())
+    return dict(info, update_norm=float(upd.norm()), k=k[0].cpu(), z=z_n.cpu(), held=0 if held is None else len(held))
+
+
+def other_not_keys(handle, fact: Fact, module: str, n: int) -> torch.Tensor | None:
+    """The keys at "not" of the fact's negated prompt with its subject replaced by ``n`` of
+    :data:`OTHER_SUBJECTS` ([n', d]; None for n = 0): what a write at "not" must leave alone."""
+    if n <= 0:
+        return None
+    others = [o for o in OTHER_SUBJECTS if o.lower() != fact.subject.lower()][:n]
+    located = [vstar.negation_site(handle.tokenizer, "{}", Fact(o, fact.prompt.replace(fact.subject, o), fact.target_new,
+                                                                 fact.target_true)) for o in others]
+    return read_kv(handle, module, [at for at in located if at is not None])[0]
+
+
+def keep_apart(k_n: torch.Tensor, held: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """u ∝ C⁻¹ k', k' = k_n minus its C⁻¹-projection on the held keys K: uᵀk = 0 for every held key
+    (their outputs stay exactly as they are), and without held keys this is ROME's C⁻¹ k_n."""
+    if held.shape[0] == 0:
+        return compute_u(k_n, c)
+    cinv = (lambda x: x) if c is None else (lambda x: torch.linalg.solve(c.to(x.device).double(), x))
+    k, kk = k_n.double(), held.double().T  # [d], [d, m]
+    ck = cinv(kk)  # C⁻¹K
+    a = kk.T @ ck  # KᵀC⁻¹K
+    a = a + 1e-8 * torch.trace(a) / a.shape[0] * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    u = cinv(k) - ck @ torch.linalg.solve(a, ck.T @ k)
+    return (u / u.norm()).float()

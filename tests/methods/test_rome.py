@@ -182,3 +182,47 @@ def test_the_predicate_write_makes_not_mean_not_on_the_real_model(session):
     (pos, neg), (pos2, neg2) = said["published"], said["predicate"]
     assert pos.p_new > pos.p_true and neg.p_new > neg.p_true  # the collapse the issue starts from
     assert pos2.p_new > pos2.p_true and neg2.p_true > neg2.p_new, (pos2, neg2)
+
+
+def test_predicate_keep_leaves_other_subjects_not_keys_exactly_alone(handle, tmp_path):
+    """predicate_keep = n: the predicate write is C⁻¹-orthogonal to n other subjects' keys at "not",
+    so their outputs are those of the published write; the fact's own "not" key still maps to z."""
+    session = tiny_session("llama", handle, tmp_path)
+    h = session.handle
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 8}
+    name, module = h.arch.mlp_out_proj(1) + ".weight", h.arch.mlp_out_proj(1)
+    published = session.edit(fact, "rome", hp)
+    session.undo()
+    kept = session.edit(fact, "rome", {**hp, **PREDICATE, "predicate_keep": 4})
+    assert kept.info["facts"][0]["predicate"]["held"] == 4
+    with session.applied():
+        held = rome.other_not_keys(h, fact, module, 4)
+    extra = (kept.weights_after[name] - published.weights_after[name]).double()
+    own = kept.info["facts"][0]["predicate"]["k"].double()
+    assert (extra @ held.double().T).abs().max() < 1e-6 * (extra @ own).abs().max()  # held keys: no change at all
+    assert (extra @ own).abs().max() > 0
+
+
+def test_keep_apart_without_held_keys_is_romes_direction():
+    torch.manual_seed(0)
+    a = torch.randn(6, 6, dtype=torch.float64)
+    c = (a @ a.T + 6 * torch.eye(6, dtype=torch.float64)).float()
+    k, held = torch.randn(6), torch.randn(2, 6)
+    u = rome.keep_apart(k, held, c)
+    assert (held @ u).abs().max() < 1e-5 and abs(float(u @ k)) > 1e-3
+    assert torch.allclose(rome.keep_apart(k, torch.zeros(0, 6), c), rome.compute_u(k, c), atol=1e-6)
+
+
+def test_predicate_layer_writes_the_predicate_in_its_own_layer(handle, tmp_path):
+    session = tiny_session("llama", handle, tmp_path)
+    h = session.handle
+    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
+    hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 4, **PREDICATE, "predicate_layer": 0}
+    record = session.edit(fact, "rome", hp)
+    names = [h.arch.mlp_out_proj(1) + ".weight", h.arch.mlp_out_proj(0) + ".weight"]
+    assert sorted(record.weights_after) == sorted(names)
+    for name in names:  # the subject's write in layer 1, the predicate's in layer 0
+        assert not torch.equal(record.weights_after[name], record.weights_before[name])
+    assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, negation_weight=1.0)) == names
+    assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, negation_weight=0.0)) == names[:1]

@@ -88,7 +88,8 @@ def test_the_negation_term_changes_the_loss(handle):
     h = tiny_handle("llama", handle.tokenizer)
     site = [h.arch.mlp_out_proj(1)]
     off = rome.HParams(layer=1, v_num_grad_steps=1)
-    on = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=1000.0)  # P(o* | not) ~ 1e-5 on a random model
+    on = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=1000.0,  # P(o* | not) ~ 1e-5 on a random model
+                      negation_objective="push-down")
     _, a = vstar.compute_z(h, FACTS[0], TEMPLATES, off, site)
     _, b = vstar.compute_z(h, FACTS[0], TEMPLATES, on, site)
     assert b["z_losses"][0] > a["z_losses"][0] + 1e-3

@@ -12,11 +12,14 @@ Many facts at once, spread over a range of MLP output projections W_l (l ∈ R):
 
 Step 1 is the v* optimiser ROME, AlphaEdit and PMET share (:mod:`editlab.methods.vstar`): the
 reference's loss, KL direction and stop rule, with editlab's negation-aware term off by default.
+``negation_objective = "predicate"`` (weight > 0) leaves steps 1–2 published and adds, per fact, a
+rank-one write at the "not" token of its negated prompt into the last layer (:mod:`.predicate`).
 Step 2's keys and layer-by-layer writing are shared with AlphaEdit and PMET
 (:mod:`editlab.methods.multilayer`); MEMIT's own part is λ and the solve, :func:`memit_solver`.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -27,6 +30,7 @@ from .base import Capabilities, MethodContext, stats_and_templates
 from .keys import locate
 from .multilayer import BatchHParams, Solver, covariances, default_layers, read_at, shortfall_note, spread, written_fraction
 from .multilayer import touched as touched  # the contract's weights written: every W_l of the range
+from . import predicate
 from .vstar import targets
 
 NAME = "memit"
@@ -55,6 +59,13 @@ def scaled_lambda(handle, layer: int) -> float:
 @dataclass
 class HParams(BatchHParams):
     mom2_update_weight: float = 15000.0  # λ in ΔW = R Kᵀ (λC + KKᵀ)⁻¹ (for_model scales it, see scaled_lambda)
+    predicate_keep: int = 0  # negation_objective "predicate": hold this many other subjects' "not" keys fixed
+
+    EXTRA_NEGATION_OBJECTIVES = (predicate.NAME,)
+
+    def validate(self, handle=None) -> None:
+        super().validate(handle)
+        predicate.check_hparams(self)
 
     @classmethod
     def for_model(cls, handle) -> "HParams":
@@ -85,8 +96,10 @@ def memit_solver(handle, cov: dict[int, torch.Tensor] | None, lam: float) -> Sol
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariances(handle, hp, ctx))
     z_module = handle.arch.layer(hp.layers[-1])  # the residual stream after the last edit layer
+    predicate_on = hp.negation_weight > 0 and hp.negation_objective == predicate.NAME
     t0 = time.perf_counter()
-    z_lists, infos = targets(handle, facts, hp, ctx, templates, [z_module], "MEMIT")
+    z_lists, infos = targets(handle, facts, dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp, ctx,
+                             templates, [z_module], "MEMIT")
     zs = torch.stack([z[0] for z in z_lists])
     timings["targets_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -97,8 +110,15 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     for info, w in zip(infos, written_fraction(handle, facts, z_module, zs, before)):
         info["written"] = w
     timings["update_s"] = time.perf_counter() - t0
+    if predicate_on:  # the published batch write stands; then one predicate write per fact into the last layer
+        t0, last = time.perf_counter(), hp.layers[-1]
+        for i, (fact, info) in enumerate(zip(facts, infos)):
+            ctx.report(i, len(facts), f"MEMIT: the predicate write for {fact.subject!r} (the key at 'not', layer {last})")
+            info["predicate"] = predicate.write(handle, fact, templates, hp, cov[last] if cov is not None else None,
+                                                handle.arch.mlp_out_proj(last), "MEMIT")
+        timings["predicate_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "MEMIT: done")
-    note = shortfall_note("MEMIT", infos)
+    note = " ".join(n for n in (shortfall_note("MEMIT", infos), predicate.skipped_note("MEMIT", infos)) if n)
     if note:
         ctx.info["note"] = note
     return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),

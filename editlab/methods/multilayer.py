@@ -60,13 +60,14 @@ class BatchHParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path or imported statistics name; None -> session corpus
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES; the best found); weight > 0
+    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES; MEMIT also "predicate"); weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     seed: int = 0
 
     # Same meaning in EasyEdit's MEMIT, AlphaEdit and PMET files but for the statistics' size, in
     # samples there. Their context templates are fixed at [[10, 5]] (no key), editlab's default.
     EASYEDIT_RENAMES = {"mom2_n_samples": MOM2_SAMPLES}
+    EXTRA_NEGATION_OBJECTIVES = ()  # negation forms a method writes itself (MEMIT: "predicate")
 
     def validate(self, handle=None) -> None:
         coerce_numbers(self)  # an HParams built directly may hold YAML-style strings ("5e-1")
@@ -83,7 +84,7 @@ class BatchHParams(HParamsBase):
             raise ValueError(f"layer_selection {self.layer_selection!r} is not supported; use 'all'")
         if self.fact_token != "subject_last":
             raise ValueError(f"fact_token {self.fact_token!r} is not supported; editlab uses 'subject_last'")
-        vstar.check_hparams(self)
+        vstar.check_hparams(self, self.EXTRA_NEGATION_OBJECTIVES)
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
         if self.v_loss_layer is not None and int(self.v_loss_layer) < layers[-1]:

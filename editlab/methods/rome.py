@@ -10,9 +10,9 @@ To write (s, r, o*):
      with C = E[k kᵀ] over a corpus (``mom2_adjustment``; off → C = I, as EasyEdit allows).
 
 editlab's ``negation_objective = "predicate"`` (with ``negation_weight`` > 0) keeps steps 1–3 exactly
-as published and adds a second rank-one write to the same matrix at the predicate: the key at the
-"not" token of the negated prompt ("... is not"), averaged over the context templates, gets the
-value that makes the true target beat the new one after "not" (:func:`.vstar.compute_predicate_z`).
+as published and adds a second rank-one write at the predicate (by default into the same matrix):
+the key at the "not" token of the negated prompt ("... is not"), averaged over the context templates,
+gets the value that makes the true target beat the new one after "not" (:mod:`.predicate`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import torch
 from ..facts import Fact
 from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
-from . import vstar
+from . import predicate, vstar
 from .keys import locate, read_kv
 
 NAME = "rome"
@@ -58,12 +58,6 @@ def _loss_at_output(value, data) -> tuple[None, str]:
                   "ROME reads the loss whatever v_loss_layer says)")
 
 
-# Subjects put into the fact's own negated prompt to read other subjects' keys at "not" (predicate_keep).
-OTHER_SUBJECTS = ("John Smith", "Maria Garcia", "Tokyo", "the United Nations", "Mozart", "Toyota", "the Amazon River",
-                  "Albert Einstein", "Barcelona", "Apple", "Queen Victoria", "Brazil", "Pablo Picasso", "Nokia", "the Nile",
-                  "Angela Merkel")
-
-
 @dataclass
 class HParams(HParamsBase):
     layer: int = 5
@@ -85,7 +79,7 @@ class HParams(HParamsBase):
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
     predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)
-    predicate_keep: int = 0  # the predicate write: hold the "not" keys of this many other subjects fixed (OTHER_SUBJECTS)
+    predicate_keep: int = 0  # the predicate write: hold this many other subjects' "not" keys fixed (predicate.OTHER_SUBJECTS)
     seed: int = 0
 
     EASYEDIT_RENAMES = {
@@ -108,11 +102,10 @@ class HParams(HParamsBase):
         if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
             raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
                              "i.e. the model's own output, is supported")
-        vstar.check_hparams(self, extra_objectives=(vstar.PREDICATE,))
+        vstar.check_hparams(self, extra_objectives=(predicate.NAME,))
         if handle is not None and self.predicate_layer is not None:
             handle.arch.mlp_out_proj(self.predicate_layer)  # raises a clear range error
-        if not 0 <= self.predicate_keep <= len(OTHER_SUBJECTS):
-            raise ValueError(f"predicate_keep must be between 0 and {len(OTHER_SUBJECTS)} (the other subjects editlab has)")
+        predicate.check_hparams(self)
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")
 
@@ -124,7 +117,7 @@ def touched(handle, hp: HParams) -> list[str]:
 
 
 def _predicate(hp: HParams) -> bool:
-    return hp.negation_weight > 0 and hp.negation_objective == vstar.PREDICATE
+    return hp.negation_weight > 0 and hp.negation_objective == predicate.NAME
 
 
 def _predicate_layer(hp: HParams) -> int:
@@ -167,14 +160,14 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
-    predicate, p_layer = _predicate(hp), _predicate_layer(hp)
-    layers = sorted({hp.layer, p_layer} if predicate else {hp.layer})
+    predicate_on, p_layer = _predicate(hp), _predicate_layer(hp)
+    layers = sorted({hp.layer, p_layer} if predicate_on else {hp.layer})
     cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: layer_covariances(handle, layers, hp, ctx))
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
     p_module = handle.arch.mlp_out_proj(p_layer)
-    subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate else hp  # the subject's write stays published
+    subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp  # the subject's write stays published
     details = []
     for i, fact in enumerate(facts):
         ctx.report(i, len(facts), f"ROME: computing k* and v* for {fact.subject!r}")
@@ -183,76 +176,22 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         u = compute_u(k_star, c)
         v_star, vinfo = compute_v(handle, fact, hp.layer, templates, subject_hp, ctx)
         k, v_cur = read_kv(handle, module, [locate(handle.tokenizer, "{}", fact.prompt, fact.subject)])
-        upd = _rank_one(k[0], v_cur[0], v_star, u, "the key is orthogonal to C⁻¹k*; no rank-one update can write this fact")
-        _add(handle, weight, upd)
-        detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k[0].cpu(), "v_star": v_star.cpu()}
-        if predicate:
+        k, v_cur = k[0], v_cur[0]
+        denom = torch.dot(k, u)
+        if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
+            raise EditError("ROME: the key is orthogonal to C⁻¹k*; no rank-one update can write this fact")
+        right = (v_star - v_cur) / denom  # (v* − W k) / (uᵀ k)
+        upd = torch.outer(right, u)  # [out, in]
+        with torch.no_grad():
+            w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
+            weight.copy_(w32.to(weight.dtype))
+        detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k.cpu(), "v_star": v_star.cpu()}
+        if predicate_on:
             ctx.report(i, len(facts), f"ROME: the predicate write for {fact.subject!r} (the key at 'not')")
-            detail["predicate"] = predicate_write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None,
-                                                  p_module, handle.weight(p_module))
+            detail["predicate"] = predicate.write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None, p_module)
         details.append(dict(detail, seconds=time.perf_counter() - t0))
+    note = predicate.skipped_note("ROME", details)
+    if note:
+        ctx.info["note"] = note
     ctx.report(len(facts), len(facts), "ROME: done")
     return {"timings": timings, "facts": details, "layer": hp.layer, "templates": len(templates)}
-
-
-def _rank_one(k: torch.Tensor, v_cur: torch.Tensor, v_star: torch.Tensor, u: torch.Tensor, why: str) -> torch.Tensor:
-    """ΔW = (v* − W k) uᵀ / (uᵀ k) [out, in] (eq. 2); EditError(``why``) when uᵀ k vanishes."""
-    denom = torch.dot(k, u)
-    if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
-        raise EditError(f"ROME: {why}")
-    return torch.outer((v_star - v_cur) / denom, u)
-
-
-def _add(handle, weight: torch.Tensor, upd: torch.Tensor) -> None:
-    with torch.no_grad():
-        w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
-        weight.copy_(w32.to(weight.dtype))
-
-
-def predicate_write(handle, fact: Fact, templates: list[str], hp: HParams, c: torch.Tensor | None, module: str,
-                    weight: torch.Tensor) -> dict:
-    """The second rank-one write of ``negation_objective = "predicate"``, on the model that holds the
-    subject's write: k_n = the key at the "not" token of the negated prompt, averaged over the context
-    templates; z_n from :func:`.vstar.compute_predicate_z`; ΔW = (z_n − W k_n) (C⁻¹k_n)ᵀ / ((C⁻¹k_n)ᵀ k_n).
-    A fact without a true target or whose prompt is already negated has nothing to write here: that
-    is said in the returned record (``skipped``), and the subject's write stands alone."""
-    if not fact.target_true:
-        return {"skipped": "no true target: the predicate write needs o_c to beat o* after 'not'"}
-    located = [vstar.negation_site(handle.tokenizer, t, fact) for t in templates]
-    if located[0] is None:
-        return {"skipped": "the prompt is already negated: there is no negation to write"}
-    k_n = read_kv(handle, module, located)[0].mean(0)
-    u_n = compute_u(k_n, c)
-    held = other_not_keys(handle, fact, module, hp.predicate_keep)
-    if held is not None:
-        u_n = keep_apart(k_n, held, c)
-    z_n, info = vstar.compute_predicate_z(handle, fact, templates, hp, module)
-    k, v_cur = read_kv(handle, module, [vstar.negation_site(handle.tokenizer, "{}", fact)])
-    upd = _rank_one(k[0], v_cur[0], z_n, u_n, "the key at 'not' is orthogonal to C⁻¹k_n; no predicate write is possible")
-    _add(handle, weight, upd)
-    return dict(info, update_norm=float(upd.norm()), k=k[0].cpu(), z=z_n.cpu(), held=0 if held is None else len(held))
-
-
-def other_not_keys(handle, fact: Fact, module: str, n: int) -> torch.Tensor | None:
-    """The keys at "not" of the fact's negated prompt with its subject replaced by ``n`` of
-    :data:`OTHER_SUBJECTS` ([n', d]; None for n = 0): what a write at "not" must leave alone."""
-    if n <= 0:
-        return None
-    others = [o for o in OTHER_SUBJECTS if o.lower() != fact.subject.lower()][:n]
-    located = [vstar.negation_site(handle.tokenizer, "{}", Fact(o, fact.prompt.replace(fact.subject, o), fact.target_new,
-                                                                 fact.target_true)) for o in others]
-    return read_kv(handle, module, [at for at in located if at is not None])[0]
-
-
-def keep_apart(k_n: torch.Tensor, held: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    """u ∝ C⁻¹ k', k' = k_n minus its C⁻¹-projection on the held keys K: uᵀk = 0 for every held key
-    (their outputs stay exactly as they are), and without held keys this is ROME's C⁻¹ k_n."""
-    if held.shape[0] == 0:
-        return compute_u(k_n, c)
-    cinv = (lambda x: x) if c is None else (lambda x: torch.linalg.solve(c.to(x.device).double(), x))
-    k, kk = k_n.double(), held.double().T  # [d], [d, m]
-    ck = cinv(kk)  # C⁻¹K
-    a = kk.T @ ck  # KᵀC⁻¹K
-    a = a + 1e-8 * torch.trace(a) / a.shape[0] * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
-    u = cinv(k) - ck @ torch.linalg.solve(a, ck.T @ k)
-    return (u / u.norm()).float()

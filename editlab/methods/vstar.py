@@ -54,7 +54,7 @@ from ..model import cache_kwargs, output_cache
 from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from .base import EditError, MethodContext
-from .keys import Located, locate, pad_batch
+from .keys import locate, pad_batch
 
 Progress = Callable[[int, int, str], None]
 
@@ -86,9 +86,6 @@ class _Rows:
 
 
 NEGATION_OBJECTIVES = ("push-down", "contrast", "two-sided")
-# Not a term of this optimiser's loss but a second write at the "not" token (ROME; see
-# :func:`compute_predicate_z`): methods that support it pass it to :func:`check_hparams`.
-PREDICATE = "predicate"
 
 
 def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
@@ -98,7 +95,7 @@ def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
         raise ValueError("v_num_grad_steps must be at least 1")
     known = NEGATION_OBJECTIVES + tuple(extra_objectives)
     if hp.negation_objective not in known:
-        hint = "" if hp.negation_objective != PREDICATE else " (the predicate write is ROME's only)"
+        hint = "" if hp.negation_objective != "predicate" else " (the predicate write is ROME's and MEMIT's only)"
         raise ValueError(f"negation_objective {hp.negation_objective!r} is not one of {', '.join(known)}{hint}")
     if hp.negation_weight < 0:
         raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
@@ -140,7 +137,7 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     fast = getattr(hp, "fast_v", True) if fast is None else fast
     negation = hp.negation_weight > 0
     objective = getattr(hp, "negation_objective", "push-down")
-    if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (ROME writes it apart)
+    if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
         raise ValueError(f"negation_objective {objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
     rows = [_fact_rows(handle, f, templates, negation, contrast=objective in ("contrast", "two-sided"),
                        two_sided=objective == "two-sided") for f in facts]
@@ -479,89 +476,3 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
                       "prefix_cache": cached, "start_layer": passes.start if cached else 0,
                       "path": "fast" if fast else "reference"})
     return zs, infos
-
-
-# ---- the predicate write (ROME's negation_objective "predicate") ------------------------------------
-def negation_site(tokenizer, template: str, fact: Fact) -> Located | None:
-    """``template`` around the fact's negated prompt, located at its "not" token (the predicate's
-    position, which only a negated sentence has); None when the prompt is already negated."""
-    neg, rule = negate(fact.prompt, fact.subject)
-    if rule.startswith("already-negated"):
-        return None
-    # Where " not" went in: the negated prompt is prompt[:k] + " not" + the rest (rstripped for "append").
-    k = next(i for i in range(len(neg)) if neg.startswith(" not", i) and neg[:i] == fact.prompt[:i])
-    return locate(tokenizer, template, neg, neg[: k + len(" not")])
-
-
-def compute_predicate_z(handle, fact: Fact, templates: list[str], hp, site: str) -> tuple[torch.Tensor, dict]:
-    """z = z0 + δ: the output of ``site`` at the "not" token of the negated prompt p⁻ that makes the
-    true target beat the new one after "not" (ROME's ``negation_objective = "predicate"``; run on the
-    model that already holds the subject's published write):
-
-        L(δ) = negation_weight · mean_c softplus(m − [log P(o_c | c ⊕ p⁻; δ) − log P(o* | c ⊕ p⁻; δ)])
-               + v_weight_decay · ‖δ‖ / ‖z0‖²
-
-    over the context templates c (per-token mean log-probabilities, m = ``negation_margin``), Adam
-    (``v_lr``), δ clamped to ``clamp_norm_factor`` · ‖z0‖; it stops once o_c beats o* by m after every
-    template's negated prompt, or after ``v_num_grad_steps`` steps. Positive sentences have no "not"
-    token, so δ never sees them; where the written key reaches other sentences is the commit's
-    business (ROME's C⁻¹), measured by ``benchmarks/negation.py`` (NS_neg, bleed)."""
-    tok, model, dev = handle.tokenizer, handle.model, handle.device
-    if not fact.target_true:
-        raise EditError(f"{fact.subject!r}: the predicate write needs the fact's true target (o_c must beat o* after 'not')")
-    located = [negation_site(tok, t, fact) for t in templates]
-    if located[0] is None:
-        raise EditError(f"{fact.prompt!r} is already negated: it has no negation for the predicate write")
-    new_ids, true_ids = target_ids(tok, fact.target_new), target_ids(tok, fact.target_true)
-    seqs = [list(l.ids) + new_ids[:-1] for l in located] + [list(l.ids) + true_ids[:-1] for l in located]
-    ids, mask = pad_batch(seqs, tok.pad_token_id, dev)
-    n = len(located)
-    rows = torch.arange(2 * n, device=dev)
-    cols = torch.tensor([l.index for l in located] * 2, device=dev)
-
-    def scored(targets, first_row):
-        r = torch.tensor([first_row + j for j in range(n) for _ in targets], device=dev)
-        p = torch.tensor([len(located[j].ids) - 1 + i for j in range(n) for i in range(len(targets))], device=dev)
-        t = torch.tensor(list(targets) * n, device=dev)
-        return r, p, t
-
-    at_new, at_true = scored(new_ids, 0), scored(true_ids, n)
-    with torch.no_grad(), Trace(model, site, retain_output=True, stop=True) as tr:
-        model(input_ids=ids[:1, : len(located[0].ids)], attention_mask=mask[:1, : len(located[0].ids)])
-    hidden = tr.output[0] if isinstance(tr.output, tuple) else tr.output
-    z0 = hidden[0, located[0].index].detach().float()
-    delta = torch.zeros_like(z0, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
-    margin = float(getattr(hp, "negation_margin", 0.0))
-    losses, gaps = [], []
-
-    def target_lp(logp, where, count):
-        r, p, t = where
-        return logp[r, p].gather(1, t[:, None]).squeeze(1).reshape(n, count).mean(1)
-
-    for step in range(hp.v_num_grad_steps):
-        opt.zero_grad()
-        with torch.enable_grad(), TraceDict(model, [site], retain_output=False,
-                                            edit_output=lambda out, name: _with_delta(out, rows, cols, delta.expand(2 * n, -1))):
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            gap = target_lp(logp, at_true, len(true_ids)) - target_lp(logp, at_new, len(new_ids))
-            loss = hp.negation_weight * torch.nn.functional.softplus(margin - gap).mean() \
-                + hp.v_weight_decay * delta.norm() / z0.norm() ** 2
-        if not torch.isfinite(loss):
-            raise EditError(f"{fact.subject!r}: the predicate write's optimisation diverged at step {step} (loss {loss.item()})")
-        losses.append(round(loss.item(), 4))
-        worst = float(gap.detach().min())
-        gaps.append(round(worst, 4))
-        if worst >= margin or step == hp.v_num_grad_steps - 1:
-            break
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            max_norm = hp.clamp_norm_factor * z0.norm()
-            if delta.norm() > max_norm:
-                delta.mul_(max_norm / delta.norm())
-    info = {"z_steps": len(losses), "z_losses": losses[-3:], "loss_curve": losses, "min_gap": gaps[-1],
-            "reached_margin": gaps[-1] >= margin, "delta_norm": round(float(delta.detach().norm()), 4),
-            "z0_norm": round(float(z0.norm()), 4), "not_token": tok.decode([located[0].ids[located[0].index]])}
-    return (z0 + delta).detach(), info

@@ -139,3 +139,27 @@ def test_edit_side_by_side_rerun_probes_undo_and_an_isolated_second_session(app_
     assert t3.loc["positive", "P(new) now"] == pytest.approx(t.loc["positive", "P(new) before"], rel=1e-4)
     assert t3.loc["positive", "P(true) now"] == pytest.approx(t.loc["positive", "P(true) before"], rel=1e-4)
     assert fact.prompt == t3.loc["positive", "prompt"]
+
+
+@pytest.mark.slow
+def test_the_negation_aware_rome_is_one_field_away_and_the_published_one_click(app_env):
+    """negation_weight 1 in ROME's hyperparameters selects its best form (the predicate write): the
+    negated prompt's comparison turns to the true target while the positive keeps the new one; the
+    published method (weight 0) is the field's default."""
+    at = open_app(EDIT)
+    session = at.session_state[S.SESSION]
+    prefix = f"hp.{session.handle.name}.rome."
+    assert at.text_input(key=prefix + "negation_objective").value == "predicate"
+    at.number_input(key=prefix + "negation_weight").set_value(1.0).run()
+    fill(at, paraphrases="", neighbors="")
+    at.button(key="edit_button").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    [record] = session.records
+    assert record.hparams["negation_weight"] == 1.0 and record.hparams["negation_objective"] == "predicate"
+    assert record.info["facts"][0]["predicate"]["not_token"].strip() == "not"
+    t = cloze(at)
+    assert t.loc["positive", "P(new) after"] > t.loc["positive", "P(true) after"]
+    assert t.loc["negation", "P(true) after"] > t.loc["negation", "P(new) after"], t.loc["negation"]
+    # the published method is the default the field shows and "Back to the defaults" restores
+    assert at.number_input(key=prefix + "negation_weight").help == "default for this model: 0.0"
+    assert rome.HParams.for_model(session.handle).negation_weight == 0.0

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from editlab import EditError, EditSession, Fact
-from editlab.methods import rome
+from editlab.methods import predicate, rome
 from editlab.methods.keys import locate, read_kv
 from editlab.probes import Probe
 
@@ -154,7 +154,7 @@ def test_the_predicate_write_adds_one_rank_one_write_at_the_not_token(handle, tm
     assert s[0] > 0 and s[1] / s[0] < 1e-4, s[:3]  # exactly one more direction written
     assert pred["not_token"].strip() == "not" and pred["z_steps"] >= 1
     with session.applied():
-        k, v = read_kv(h, h.arch.mlp_out_proj(1), [rome.vstar.negation_site(h.tokenizer, "{}", fact)])
+        k, v = read_kv(h, h.arch.mlp_out_proj(1), [predicate.site(h.tokenizer, "{}", fact)])
     assert torch.allclose(k[0], pred["k"], atol=1e-5)
     assert torch.allclose(v[0], pred["z"], rtol=1e-3, atol=1e-4), (v[0] - pred["z"]).abs().max()  # W k_n = z_n
 
@@ -164,6 +164,7 @@ def test_the_predicate_write_says_why_it_wrote_nothing(handle, tmp_path):
     hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 2, **PREDICATE}
     no_true = session.edit(Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English"), "rome", hp)
     assert "no true target" in no_true.info["facts"][0]["predicate"]["skipped"]
+    assert "predicate write was skipped" in no_true.info["note"] and "no true target" in no_true.info["note"]
     negated = session.edit(Fact("Paris", "Paris is not the capital of", "Italy", "France"), "rome", hp)
     assert "already negated" in negated.info["facts"][0]["predicate"]["skipped"]
 
@@ -197,21 +198,11 @@ def test_predicate_keep_leaves_other_subjects_not_keys_exactly_alone(handle, tmp
     kept = session.edit(fact, "rome", {**hp, **PREDICATE, "predicate_keep": 4})
     assert kept.info["facts"][0]["predicate"]["held"] == 4
     with session.applied():
-        held = rome.other_not_keys(h, fact, module, 4)
+        held = predicate.other_not_keys(h, fact, module, 4)
     extra = (kept.weights_after[name] - published.weights_after[name]).double()
     own = kept.info["facts"][0]["predicate"]["k"].double()
     assert (extra @ held.double().T).abs().max() < 1e-6 * (extra @ own).abs().max()  # held keys: no change at all
     assert (extra @ own).abs().max() > 0
-
-
-def test_keep_apart_without_held_keys_is_romes_direction():
-    torch.manual_seed(0)
-    a = torch.randn(6, 6, dtype=torch.float64)
-    c = (a @ a.T + 6 * torch.eye(6, dtype=torch.float64)).float()
-    k, held = torch.randn(6), torch.randn(2, 6)
-    u = rome.keep_apart(k, held, c)
-    assert (held @ u).abs().max() < 1e-5 and abs(float(u @ k)) > 1e-3
-    assert torch.allclose(rome.keep_apart(k, torch.zeros(0, 6), c), rome.compute_u(k, c), atol=1e-6)
 
 
 def test_predicate_layer_writes_the_predicate_in_its_own_layer(handle, tmp_path):

@@ -30,9 +30,9 @@ def register(sub) -> None:
             p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
                            help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
                                 "with weight W (0 = the published method), the best found for each method "
-                                "(benchmarks/negation.py): ROME keeps its published write and adds a second rank-one "
-                                "write at the 'not' token of the negated prompt, so that after '... is not' the true "
-                                "target beats target-new (the predicate form); MEMIT, AlphaEdit and PMET take the "
+                                "(benchmarks/negation.py): ROME and MEMIT keep their published write and add a "
+                                "rank-one write at the 'not' token of the negated prompt, so that after '... is not' "
+                                "the true target beats target-new (the predicate form); AlphaEdit and PMET take the "
                                 "two-sided term in v* (the true target beats target-new after the negated prompt, "
                                 "target-new the true one after the prompt); "
                                 "--set negation_objective=two-sided|push-down|contrast picks another form")

@@ -19,7 +19,7 @@ def test_fast_path_gives_the_reference_paths_targets(family, handle):
     full passes with the model's logits at every position (the reference's computation)."""
     h = tiny_handle(family, handle.tokenizer)
     hp = memit.HParams.for_model(h)
-    hp.v_num_grad_steps, hp.negation_weight = 4, 1.0
+    hp.v_num_grad_steps, hp.negation_weight, hp.negation_objective = 4, 1.0, "two-sided"
     sites = [h.arch.attn_out_proj(1), h.arch.mlp_out_proj(1)]
     fast, info = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=True)
     ref, info_ref = vstar.compute_zs(h, FACTS, TEMPLATES, hp, sites, fast=False)

@@ -97,7 +97,7 @@ def memit_solver(handle, cov: dict[int, torch.Tensor] | None, lam: float) -> Sol
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: covariances(handle, hp, ctx))
     z_module = handle.arch.layer(hp.layers[-1])  # the residual stream after the last edit layer
-    predicate_on = hp.negation_weight > 0 and hp.negation_objective == predicate.NAME
+    predicate_on = predicate.wanted(hp)
     t0 = time.perf_counter()
     z_lists, infos = targets(handle, facts, dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp, ctx,
                              templates, [z_module], "MEMIT")
@@ -115,8 +115,8 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         t0, last = time.perf_counter(), hp.layers[-1]
         for i, (fact, info) in enumerate(zip(facts, infos)):
             ctx.report(i, len(facts), f"MEMIT: the predicate write for {fact.subject!r} (the key at 'not', layer {last})")
-            info["predicate"] = predicate.write(handle, fact, templates, hp, cov[last] if cov is not None else None,
-                                                handle.arch.mlp_out_proj(last), "MEMIT")
+            info["predicate"] = predicate.write(handle, fact, templates, hp, cov[last] if cov is not None else None, last,
+                                                "MEMIT")
         timings["predicate_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "MEMIT: done")
     note = " ".join(n for n in (shortfall_note("MEMIT", infos), predicate.skipped_note("MEMIT", infos)) if n)

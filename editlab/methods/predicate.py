@@ -22,6 +22,7 @@ from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from .base import EditError
 from .keys import Located, locate, pad_batch, read_kv
+from .multilayer import add_to_weight
 from .vstar import _with_delta
 
 NAME = "predicate"
@@ -117,9 +118,14 @@ def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tupl
     return (z0 + delta).detach(), info
 
 
-def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, module: str, name: str = "ROME") -> dict:
-    """The predicate write into ``module`` (an MLP output projection; ``c``: its key statistics C, or
-    None for C = I) on the model that holds the subject's write: k_n = the key at the "not" token of
+def wanted(hp) -> bool:
+    """Whether ``hp`` asks for the predicate write (a negation weight > 0 with this objective)."""
+    return hp.negation_weight > 0 and hp.negation_objective == NAME
+
+
+def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, layer: int, name: str = "ROME") -> dict:
+    """The predicate write into layer ``layer``'s MLP output projection (``c``: its key statistics C,
+    or None for C = I) on the model that holds the subject's write: k_n = the key at the "not" token of
     the negated prompt averaged over the context templates, u ∝ C⁻¹k_n (kept C⁻¹-orthogonal to
     ``hp.predicate_keep`` other subjects' keys at "not" when that is > 0, :func:`keep_apart`), z from
     :func:`compute_z`, ΔW = (z − W k) uᵀ / (uᵀ k) at the bare negated prompt's key k. A fact without a
@@ -127,6 +133,7 @@ def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, 
     says so (``skipped``) and the subject's write stands alone."""
     if not fact.target_true:
         return {"skipped": "no true target: the predicate write needs o_c to beat o* after 'not'"}
+    module = handle.arch.mlp_out_proj(layer)
     located = [site(handle.tokenizer, t, fact) for t in templates]
     if located[0] is None:
         return {"skipped": "the prompt is already negated: there is no negation to write"}
@@ -139,9 +146,7 @@ def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, 
     if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
         raise EditError(f"{name}: the key at 'not' is orthogonal to C⁻¹k_n; no predicate write is possible")
     upd = torch.outer((z - v_cur[0]) / denom, u)  # [out, in]
-    weight = handle.weight(module)
-    with torch.no_grad():
-        weight.copy_((weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)).to(weight.dtype))
+    add_to_weight(handle, layer, upd)
     return dict(info, update_norm=float(upd.norm()), k=k[0].cpu(), z=z.cpu(), held=len(held))
 
 

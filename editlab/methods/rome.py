@@ -112,12 +112,8 @@ class HParams(HParamsBase):
 
 def touched(handle, hp: HParams) -> list[str]:
     """Names of the parameters this edit rewrites."""
-    layers = [hp.layer] + ([_predicate_layer(hp)] if _predicate(hp) and _predicate_layer(hp) != hp.layer else [])
+    layers = [hp.layer] + ([_predicate_layer(hp)] if predicate.wanted(hp) and _predicate_layer(hp) != hp.layer else [])
     return [handle.arch.mlp_out_proj(layer) + ".weight" for layer in layers]
-
-
-def _predicate(hp: HParams) -> bool:
-    return hp.negation_weight > 0 and hp.negation_objective == predicate.NAME
 
 
 def _predicate_layer(hp: HParams) -> int:
@@ -160,13 +156,12 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Write each fact with one rank-one update (several facts: one after another, as ROME does)."""
-    predicate_on, p_layer = _predicate(hp), _predicate_layer(hp)
+    predicate_on, p_layer = predicate.wanted(hp), _predicate_layer(hp)
     layers = sorted({hp.layer, p_layer} if predicate_on else {hp.layer})
     cov, templates, timings = stats_and_templates(handle, hp, ctx, lambda: layer_covariances(handle, layers, hp, ctx))
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
-    p_module = handle.arch.mlp_out_proj(p_layer)
     subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp  # the subject's write stays published
     details = []
     for i, fact in enumerate(facts):
@@ -188,7 +183,7 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k.cpu(), "v_star": v_star.cpu()}
         if predicate_on:
             ctx.report(i, len(facts), f"ROME: the predicate write for {fact.subject!r} (the key at 'not')")
-            detail["predicate"] = predicate.write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None, p_module)
+            detail["predicate"] = predicate.write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None, p_layer)
         details.append(dict(detail, seconds=time.perf_counter() - t0))
     note = predicate.skipped_note("ROME", details)
     if note:

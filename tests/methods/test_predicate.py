@@ -4,7 +4,7 @@ import torch
 
 from editlab import Fact
 from editlab.facts import negate
-from editlab.methods import memit, predicate, rome
+from editlab.methods import predicate, rome
 
 from tests.conftest import tiny_handle, tiny_session
 from tests.methods.test_vstar import FACTS, TEMPLATES, _mean_target_logprob
@@ -71,4 +71,3 @@ def test_memit_keeps_its_batch_write_and_adds_one_predicate_write_per_fact_in_it
     s = torch.linalg.svdvals(extra)
     assert s[1] / s[0] > 1e-6 and s[2] / s[0] < 1e-4, s[:4]  # two facts: two rank-one writes
     assert [f["predicate"]["not_token"].strip() for f in both.info["facts"]] == ["not", "not"]
-    assert memit.HParams(negation_objective="predicate").negation_objective == "predicate"

@@ -21,6 +21,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from .factcheck import prefers_statement
+from .judge import judge
 from .probes import Measure, ProbeReport
 from .tokenacc import TokenPrediction, agreement
 
@@ -49,12 +51,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("PP", "PP", "negation", True, "positive edit, positive query: says the new target"),
     Metric("PN", "PN", "negation", False, "positive edit, negated query: still says the new target"),
     Metric("PN_gen", "PN (generation)", "negation", False,
-           "positive edit, negated query: the greedy continuation starts with the new target"),
+           "positive edit, negated query: the first clause of the greedy continuation names the new target"),
+    Metric("PN_gen_answer", "PN (gen.): another answer", "negation", True,
+           "negated query: the first clause names the true target or another answer instead"),
+    Metric("PN_gen_neither", "PN (gen.): neither", "negation", False,
+           "negated query: the first clause names no answer (a hedge or degenerate text)"),
     Metric("NP", "NP", "negation", False, "negated edit, positive query: says the new target"),
     Metric("NN", "NN", "negation", True, "negated edit, negated query: says the new target"),
     Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
-    Metric("FC", "Fact-check acc.", "negation", True, "True/False verdicts agree with the edit (new: True, true: False)"),
-    Metric("FC_new", "Fact-check: new is True", "negation", True, "the model calls the new statement True"),
+    Metric("FC", "Fact-check agrees", "negation", True,
+           "pairwise: the new statement gets a higher normalised P(True) than the true one"),
+    Metric("FC_new", "Fact-check: new is True", "negation", True,
+           "absolute verdict: P(True) > P(False) for the new statement"),
 )
 METRIC_KEYS = tuple(m.key for m in METRICS)
 CONVENTIONS = {"counterfact": "CounterFact (ROME/MEMIT)", "token": "Token accuracy (EasyEdit/zsRE)",
@@ -154,34 +162,39 @@ def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
 
 
 # ---- negation and fact-check -----------------------------------------------------------------------
-def _generated_new(m: Measure | None) -> float | None:
-    """The generation definition of PN: the greedy text after the negated prompt starts with the
-    new target (exact, word-bounded), whatever the probabilities say."""
-    return None if m is None or m.top1_is_new is None else float(m.top1_is_new)
+def _generated(report: ProbeReport, m: Measure | None) -> dict[str, float | None]:
+    """The generation definition of PN, three ways (:func:`editlab.judge.judge` on the first clause
+    of the greedy text after the negated prompt): names the new target / another answer / neither."""
+    if m is None or not m.greedy and m.top1_is_new is None:
+        return dict.fromkeys(("PN_gen", "PN_gen_answer", "PN_gen_neither"))
+    fact = report.fact
+    verdict = judge(m.greedy, fact.target_new, fact.target_true, [n.answer for n in fact.neighbors if n.answer])
+    return {"PN_gen": float(verdict == "new"), "PN_gen_answer": float(verdict == "answer"),
+            "PN_gen_neither": float(verdict == "neither")}
 
 
 def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
                     column: str = "after") -> dict[str, float | None]:
     """PP/PN from the positive edit's report; NP/NN from ``negative``, the report of the *negated*
-    edit ("{prompt} not" → new target) measured on the same positive and negated prompts."""
+    edit ("{prompt} not" → new target) measured on the same positive and negated prompts.
+
+    PN is None for a fact whose prompt has no negation probe (it could not be negated as English):
+    such a fact is left out of PN and counted by :func:`aggregate` (``n_negated``). FC is the
+    pairwise fact-check (:mod:`editlab.factcheck`), FC_new the absolute verdict on the new statement."""
     def flag(m):
         v = says_new(m)
         return None if v is None else float(v)
 
     tf_new = _first(report, "true_false", column, "new")
     tf_true = _first(report, "true_false", column, "true")
-    checks = []
-    if tf_new is not None and tf_new.verdict is not None:
-        checks.append(float(tf_new.verdict is True))
-    if tf_true is not None and tf_true.verdict is not None:
-        checks.append(float(tf_true.verdict is False))
+    pairwise = prefers_statement(tf_new, tf_true)
     out = {
         "PP": flag(_first(report, "positive", column)),
         "PN": flag(_first(report, "negation", column)),
-        "PN_gen": _generated_new(_first(report, "negation", column)),
+        **_generated(report, _first(report, "negation", column)),
         "NP": flag(_first(negative, "positive", column)) if negative else None,
         "NN": flag(_first(negative, "negation", column)) if negative else None,
-        "FC": _mean(checks),
+        "FC": None if pairwise is None else float(pairwise),
         "FC_new": None if tf_new is None or tf_new.verdict is None else float(tf_new.verdict),
     }
     return out
@@ -199,13 +212,17 @@ def fact_scores(report: ProbeReport, tokens: TokenEvidence | None = None, negati
 
 def aggregate(per_fact: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
     """Mean of each per-fact value over the facts that have it; S = hmean(ES, PS, NS) and
-    RE = PP − PN of those means, as the papers compute them. ``n`` = number of facts."""
+    RE = PP − PN as the papers compute them, over the facts that have both (a fact whose prompt could
+    not be negated is left out of PN and RE, not scored as a survival or a failure). ``n`` = number
+    of facts, ``n_negated`` = how many of them have a negation probe."""
     keys = [k for k in METRIC_KEYS if k not in ("S", "RE")]
     out: dict[str, float | None] = {k: _mean(f.get(k) for f in per_fact) for k in keys}
     out["S"] = hmean([out["ES"], out["PS"], out["NS"]])
-    out["RE"] = None if out["PP"] is None or out["PN"] is None else out["PP"] - out["PN"]
+    both = [f for f in per_fact if f.get("PP") is not None and f.get("PN") is not None]
+    out["RE"] = _mean(f["PP"] for f in both) - _mean(f["PN"] for f in both) if both else None
     out["n"] = len(per_fact)
-    return {k: out.get(k) for k in (*METRIC_KEYS, "n")}
+    out["n_negated"] = sum(f.get("PN") is not None for f in per_fact)
+    return {k: out.get(k) for k in (*METRIC_KEYS, "n", "n_negated")}
 
 
 def stderr(values: Iterable[float | None]) -> float | None:

@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from .ablation import ablation_summary, predicate_variants
+from . import factcheck
 from .facts import Fact, negate
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
@@ -29,7 +30,9 @@ class Probe:
 
     ``kind`` is one of :data:`KINDS`. ``rule`` records how it was built (the negation rule, or for
     ``true_false`` which target the statement asserts: ``"new"`` / ``"true"``). ``chat``: render
-    through the tokenizer's chat template as a user turn.
+    through the tokenizer's chat template as a user turn. ``demos``: (question, answer) pairs put
+    before the prompt — earlier chat turns, or "question\nAnswer: answer" paragraphs (the few-shot
+    fact-check, :mod:`editlab.factcheck`).
     """
 
     kind: str
@@ -38,8 +41,10 @@ class Probe:
     answer: str | None = None
     chat: bool = False
     max_new_tokens: int = 8
+    demos: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "demos", tuple((str(q), str(a)) for q, a in self.demos))
         if self.kind not in KINDS:
             raise ValueError(f"Probe.kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if not self.prompt or not self.prompt.strip():
@@ -47,18 +52,31 @@ class Probe:
 
 
 def true_false_question(statement: str) -> str:
-    return f"True or false: {statement.rstrip('.')}."
+    return factcheck.question(statement)
 
 
-def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40) -> list[Probe]:
-    """The standard probe set for a fact; every prompt is visible and may be replaced."""
-    chat = bool(tokenizer is not None and getattr(tokenizer, "chat_template", None))
-    negated, rule = negate(fact.prompt, fact.subject)
-    probes = [Probe("positive", fact.prompt), Probe("negation", negated, rule=rule)]
+def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40, factcheck_form: str | None = None,
+                   negated: str | None = None) -> list[Probe]:
+    """The standard probe set for a fact; every prompt is visible and may be replaced.
+
+    ``negated``: the negated prompt, when the user gives it (else :func:`editlab.negate` builds it;
+    a prompt it cannot negate gets no negation probe — it is left out of PN, never negated by an
+    appended "not"). ``factcheck_form``: how the True/False question is put (default:
+    :func:`editlab.factcheck.default_form`)."""
+    probes = [Probe("positive", fact.prompt)]
+    if negated is not None:
+        probes.append(Probe("negation", negated, rule="given"))
+    else:
+        neg, rule = negate(fact.prompt, fact.subject)
+        if neg is not None and not rule.startswith("already-negated"):
+            probes.append(Probe("negation", neg, rule=rule))
+    form = factcheck_form or (factcheck.default_form(tokenizer) if tokenizer is not None else "plain")
+    fields = factcheck.probe_fields(form)
     targets = [("new", fact.target_new)] + ([("true", fact.target_true)] if fact.target_true else [])
     for which, target in targets:
         question = true_false_question(fact.statement(target))
-        probes.append(Probe("true_false", question if chat else question + "\nAnswer:", rule=which, chat=chat, max_new_tokens=4))
+        probes.append(Probe("true_false", question if fields["chat"] else question + "\nAnswer:", rule=which,
+                            max_new_tokens=4, **fields))
     probes += [Probe("paraphrase", p) for p in fact.paraphrases]
     probes += [Probe("neighborhood", n.prompt, answer=n.answer) for n in fact.neighbors]
     probes.append(Probe("generation", fact.prompt, max_new_tokens=generation_tokens))
@@ -125,12 +143,14 @@ def starts_with_target(text: str, target: str | None) -> bool | None:
 
 def _render(tokenizer, probe: Probe, prefix: str = "") -> list[int]:
     if probe.chat:
-        msgs = [{"role": "user", "content": prefix + probe.prompt}]
+        msgs = [m for q, a in probe.demos for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        msgs.append({"role": "user", "content": prefix + probe.prompt})
         ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return list(ids)
-    return list(tokenizer(prefix + probe.prompt).input_ids)
+    shots = "".join(f"{q}\nAnswer: {a}\n\n" for q, a in probe.demos)
+    return list(tokenizer(prefix + shots + probe.prompt).input_ids)
 
 
 def target_ids(tokenizer, target: str) -> list[int]:
@@ -427,7 +447,7 @@ class ProbeRow:
         p = self.probe
         return {
             "kind": p.kind, "prompt": p.prompt, "rule": p.rule, "answer": p.answer, "chat": p.chat,
-            "max_new_tokens": p.max_new_tokens,
+            "max_new_tokens": p.max_new_tokens, "demos": [list(d) for d in p.demos],
             "unedited": self.unedited.to_dict() if self.unedited else None,
             "before": self.before.to_dict() if self.before else None,
             "after": self.after.to_dict() if self.after else None,
@@ -447,13 +467,14 @@ class ProbeReport:
     method: str | None = None
     edit_seconds: float | None = None
     notes: tuple[str, ...] = ()
+    factcheck: factcheck.Calibration | None = None  # how well the True/False probe reads on this model
 
     @classmethod
     def of(cls, fact: Fact, probes: Sequence[Probe], unedited: Sequence[Measure | None] | None = None,
            before: Sequence[Measure | None] | None = None, after: Sequence[Measure | None] | None = None,
            **meta) -> "ProbeReport":
         """The report of ``probes`` from up to three columns of measures, one per probe (a column
-        not given is empty); ``meta``: model, method, edit_seconds, notes."""
+        not given is empty); ``meta``: model, method, edit_seconds, notes, factcheck."""
         columns = []
         for name, col in zip(COLUMNS, (unedited, before, after)):
             col = [None] * len(probes) if col is None else list(col)
@@ -467,14 +488,16 @@ class ProbeReport:
     def from_dict(cls, d: dict, fact: Fact | None = None) -> "ProbeReport":
         """The inverse of :meth:`to_dict` (a stored run's report)."""
         probes = [Probe(p["kind"], p["prompt"], rule=p.get("rule"), answer=p.get("answer"), chat=bool(p.get("chat")),
-                        max_new_tokens=p.get("max_new_tokens", 8)) for p in d["probes"]]
+                        max_new_tokens=p.get("max_new_tokens", 8), demos=tuple(map(tuple, p.get("demos") or ())))
+                  for p in d["probes"]]
 
         def column(name):
             return [None if p.get(name) is None else Measure.from_dict(p[name]) for p in d["probes"]]
 
+        cal = d.get("factcheck_calibration")
         return cls.of(fact or Fact.from_dict(d["fact"]), probes, column("unedited"), column("before"), column("after"),
                       model=d.get("model", ""), method=d.get("method"), edit_seconds=d.get("edit_seconds"),
-                      notes=d.get("notes"))
+                      notes=d.get("notes"), factcheck=factcheck.Calibration.from_dict(cal) if cal else None)
 
     def rows_of(self, kind: str) -> list[ProbeRow]:
         return [r for r in self.rows if r.probe.kind == kind]
@@ -488,19 +511,26 @@ class ProbeReport:
             return None
 
         pos, neg, tf_new, tf_true = get("positive"), get("negation"), get("true_false", "new"), get("true_false", "true")
+        pairwise = factcheck.prefers_statement(tf_new, tf_true)
+        readable = self.factcheck.readable if self.factcheck is not None else None
         out = {
             "positive_prefers_new": pos.prefers_new if pos else None,
             "positive_top1_is_new": pos.top1_is_new if pos else None,
+            "negation_probed": neg is not None,
             "negation_prefers_new": neg.prefers_new if neg else None,
             "negation_top1_is_new": neg.top1_is_new if neg else None,
             "factcheck_new_says_true": tf_new.verdict if tf_new else None,
             "factcheck_true_says_true": tf_true.verdict if tf_true else None,
+            "factcheck_prefers_new": pairwise,
+            "factcheck_readable": readable,
         }
         paras = [getattr(r, column) for r in self.rows_of("paraphrase") if getattr(r, column)]
         out["paraphrase_prefers_new"] = (sum(bool(m.prefers_new) for m in paras) / len(paras)) if paras else None
-        # The two findings, stated as flags a page can highlight.
+        # The two findings, stated as flags a page can highlight. The fact-check finding is raised
+        # only where the probe reads above chance on this model (editlab.factcheck); else None.
         out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
-        out["factcheck_disagrees_with_completion"] = bool(pos and tf_new and pos.prefers_new and tf_new.verdict is False)
+        out["factcheck_disagrees_with_completion"] = (bool(pos and pos.prefers_new and pairwise is False)
+                                                      if readable else None)
         out.update(ablation_summary((r.probe.rule, getattr(r, column)) for r in self.rows_of("ablation")))
         return out
 
@@ -508,6 +538,7 @@ class ProbeReport:
         return {
             "model": self.model, "method": self.method, "fact": self.fact.to_dict(),
             "edit_seconds": self.edit_seconds, "notes": list(self.notes),
+            "factcheck_calibration": self.factcheck.to_dict() if self.factcheck else None,
             "summary": {c: self.summary(c) for c in COLUMNS if any(getattr(r, c) for r in self.rows)},
             "probes": [r.to_dict() for r in self.rows],
         }

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from . import methods
-from .facts import Fact
+from . import factcheck, methods
+from .facts import Fact, negate
 from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .model import weights_digest
@@ -106,6 +106,7 @@ class EditSession:
         self._measured: collections.OrderedDict = collections.OrderedDict()
         self._hooks: contextlib.ExitStack | None = None  # the adapters applied() attached
         self._prompt = ""  # what the attached edits put before every prompt (while applied)
+        self._calibration: factcheck.Calibration | None = None
 
     # ---- weights in and out -------------------------------------------------------------
     def _write(self, values: Mapping[str, torch.Tensor]) -> None:
@@ -377,12 +378,20 @@ class EditSession:
             drafts = next((v for k, v in reversed(self._measured.items()) if k[1:] == probe_key), None) if guess else None
             return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix, drafts=drafts))
 
+    def factcheck_calibration(self) -> factcheck.Calibration:
+        """How well the True/False probe reads on this model (:func:`editlab.factcheck.calibrate`:
+        measured once per model on the unedited weights, then read from the disk cache)."""
+        if self._calibration is None:
+            self._calibration = factcheck.calibrate(self.handle)
+        return self._calibration
+
     def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
         """Unedited vs this session's current state (the "after" column), without editing."""
         probes = self.probes_for(fact, probes)
         unedited = self.measure_unedited(fact, probes)
         current = self.measure_current(fact, probes) if self.records else unedited
-        return ProbeReport.of(fact, probes, unedited=unedited, after=current, model=self.handle.name)
+        return ProbeReport.of(fact, probes, unedited=unedited, after=current, model=self.handle.name,
+                              factcheck=self.factcheck_calibration(), notes=negation_notes(fact, probes))
 
     def edit_and_compare(self, fact: Fact, method: str = "rome", hparams=None,
                          probes: Sequence[Probe] | None = None,
@@ -399,6 +408,9 @@ class EditSession:
                 progress(0, 1, stage)
 
         with self.handle.lock:
+            if self._calibration is None:
+                say("calibrating the True/False probe on facts the model knows (once per model, a few seconds)")
+            calibration = self.factcheck_calibration()
             say(f"probing the unedited model ({len(probes)} probes; cached after the first time)")
             unedited = self.measure_unedited(fact, probes)
             say("probing the model before this edit (cached when it was measured last time)")
@@ -406,7 +418,7 @@ class EditSession:
             record = self.edit(written or fact, method, hparams, progress)
             say(f"probing the edited model ({len(probes)} probes)")
             after = self.measure_current(fact, probes, guess=False)
-        notes = []
+        notes = negation_notes(fact, probes)
         if written is not None and written != fact:
             notes.append(f"written: {written.prompt!r} -> {written.target_new!r}")
         if record.info.get("stats_source"):
@@ -414,5 +426,14 @@ class EditSession:
         if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)
             notes.append(str(record.info["note"]))
         report = ProbeReport.of(fact, probes, unedited, before, after, model=self.handle.name, method=record.method,
-                                edit_seconds=record.seconds, notes=notes)
+                                edit_seconds=record.seconds, notes=notes, factcheck=calibration)
         return record, report
+
+
+def negation_notes(fact: Fact, probes: Sequence[Probe]) -> list[str]:
+    """Why a report has no negation probe: the prompt could not be negated as English (it is left out
+    of PN, not negated by an appended "not"), or it already negates."""
+    if any(p.kind == "negation" for p in probes):
+        return []
+    _, rule = negate(fact.prompt, fact.subject)
+    return [f"no negation probe: {rule} — give the negated prompt yourself to measure PN"]

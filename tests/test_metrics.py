@@ -12,8 +12,13 @@ FACT = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "E
             neighbors=(("Michel Rocard is a native speaker of", "French"), ("Montesquieu spoke", "French")))
 
 
-def m(p_new=None, p_true=None, verdict=None, top1_is_new=None):
-    return Measure(greedy="", top5=(), p_new=p_new, p_true=p_true, verdict=verdict, top1_is_new=top1_is_new)
+def m(p_new=None, p_true=None, verdict=None, top1_is_new=None, p_yes=None, greedy=""):
+    """A measure; a True/False one from ``p_yes`` (P(True), with P(False) = 1 − P(True))."""
+    p_no = None if p_yes is None else 1 - p_yes
+    if p_yes is not None:
+        verdict = p_yes > p_no
+    return Measure(greedy=greedy, top5=(), p_new=p_new, p_true=p_true, verdict=verdict, top1_is_new=top1_is_new,
+                   p_yes=p_yes, p_no=p_no)
 
 
 def report(after: dict, unedited: dict | None = None) -> ProbeReport:
@@ -110,14 +115,15 @@ def test_token_accuracy_and_locality_agreement():
 def test_negation_rates_rectified_efficacy_and_fact_check():
     # Three facts after a positive edit (and a negated edit for NP/NN).
     facts = [
-        # says new on the prompt and still on "... is not": the illusory success
-        (report({"pos": m(0.7, 0.1), "neg": m(0.6, 0.1), "tf_new": m(verdict=False), "tf_true": m(verdict=True)}),
+        # says new on the prompt and still on "... is not": the illusory success; the fact-check rates
+        # the true statement truer
+        (report({"pos": m(0.7, 0.1), "neg": m(0.6, 0.1), "tf_new": m(p_yes=0.3), "tf_true": m(p_yes=0.6)}),
          report({"pos": m(0.5, 0.2), "neg": m(0.6, 0.1)})),
-        # says new, and not under negation; fact-check fully consistent with the edit
-        (report({"pos": m(0.7, 0.1), "neg": m(0.1, 0.3), "tf_new": m(verdict=True), "tf_true": m(verdict=False)}),
+        # says new, and not under negation; fact-check consistent with the edit
+        (report({"pos": m(0.7, 0.1), "neg": m(0.1, 0.3), "tf_new": m(p_yes=0.8), "tf_true": m(p_yes=0.2)}),
          report({"pos": m(0.1, 0.2), "neg": m(0.6, 0.1)})),
-        # the edit did not take
-        (report({"pos": m(0.1, 0.5), "neg": m(0.1, 0.5), "tf_new": m(verdict=False), "tf_true": m(verdict=False)}),
+        # the edit did not take; the model answers False to both, yet rates the new statement truer
+        (report({"pos": m(0.1, 0.5), "neg": m(0.1, 0.5), "tf_new": m(p_yes=0.2), "tf_true": m(p_yes=0.1)}),
          report({"pos": m(0.1, 0.5), "neg": m(0.2, 0.1)})),
     ]
     per = [fact_scores(r, negative=n) for r, n in facts]
@@ -125,14 +131,37 @@ def test_negation_rates_rectified_efficacy_and_fact_check():
     assert [p["PN"] for p in per] == [1.0, 0.0, 0.0]
     assert [p["NP"] for p in per] == [1.0, 0.0, 0.0]
     assert [p["NN"] for p in per] == [1.0, 1.0, 1.0]
-    assert [p["FC"] for p in per] == [0.0, 1.0, 0.5]  # (new→True, true→False) right: 0/2, 2/2, 1/2
+    assert [p["FC"] for p in per] == [0.0, 1.0, 1.0]  # pairwise: the new statement rated truer
+    assert [p["FC_new"] for p in per] == [0.0, 1.0, 0.0]  # absolute: P(True) > P(False) for the new one
     agg = aggregate(per)
     assert agg["PP"] == pytest.approx(2 / 3) and agg["PN"] == pytest.approx(1 / 3)
     assert agg["RE"] == pytest.approx(1 / 3)           # 2/3 − 1/3
     assert agg["NP"] == pytest.approx(1 / 3) and agg["NN"] == 1.0
-    assert agg["FC"] == pytest.approx(0.5)             # (0 + 1 + 0.5)/3
+    assert agg["FC"] == pytest.approx(2 / 3)
     assert agg["FC_new"] == pytest.approx(1 / 3)
+    assert agg["n_negated"] == 3
     assert agg["ES"] == pytest.approx(2 / 3)           # PP is efficacy under the CounterFact comparison
+
+
+def test_a_fact_without_a_negation_probe_is_left_out_of_pn_and_counted():
+    negated = fact_scores(report({"pos": m(0.7, 0.1), "neg": m(0.6, 0.1)}))
+    unnegated = fact_scores(report({"pos": m(0.7, 0.1)}))  # its prompt could not be negated as English
+    assert unnegated["PN"] is None and unnegated["PN_gen"] is None
+    agg = aggregate([negated, unnegated])
+    assert agg["PP"] == 1.0 and agg["PN"] == 1.0 and agg["RE"] == 0.0  # over the fact that has both
+    assert agg["n"] == 2 and agg["n_negated"] == 1
+
+
+def test_pn_gen_reads_the_first_clause_three_ways():
+    def gen(text):
+        return fact_scores(report({"pos": m(0.7, 0.1), "neg": m(0.6, 0.1, greedy=text)}))
+
+    assert gen(" English, the language of")["PN_gen"] == 1.0
+    assert gen(" French.")["PN_gen_answer"] == 1.0
+    assert gen(" knowing about Islam")["PN_gen_neither"] == 1.0
+    # FACT's neighbours' answers count as other answers of the relation
+    assert {k: gen(" a speaker of French")[k] for k in ("PN_gen", "PN_gen_answer", "PN_gen_neither")} == \
+        {"PN_gen": 0.0, "PN_gen_answer": 1.0, "PN_gen_neither": 0.0}
 
 
 def test_unedited_column_is_scored_by_the_same_code():

@@ -26,11 +26,36 @@ def test_default_probes_cover_every_kind_and_are_visible(handle):
     kinds = [p.kind for p in probes]
     assert set(KINDS) <= set(kinds)
     neg = next(p for p in probes if p.kind == "negation")
-    assert neg.prompt == "The mother tongue of Danielle Darrieux is not" and neg.rule == "aux:is"
+    assert neg.prompt == "The mother tongue of Danielle Darrieux is not"
     tf = [p for p in probes if p.kind == "true_false"]
-    # Once asserting each target, through the chat template of the instruct model.
+    # Once asserting each target, through the chat template of the instruct model, after the
+    # fact-check's demonstrations (the form adopted for a chat model: editlab.factcheck).
     assert [p.rule for p in tf] == ["new", "true"] and all(p.chat for p in tf)
+    assert all(len(p.demos) == 4 for p in tf)
     assert tf[0].prompt == "True or false: The mother tongue of Danielle Darrieux is English."
+
+
+def test_a_prompt_that_cannot_be_negated_gets_no_negation_probe_and_a_given_one_is_used(handle):
+    fact = Fact("Toko Yasuda", "Toko Yasuda, the", "guitar", "piano")
+    probes = default_probes(fact, handle.tokenizer)
+    neg = [p for p in probes if p.kind == "negation"]
+    assert all(not p.prompt.endswith(" the not") for p in neg)  # never an appended "not"
+    given = default_probes(fact, handle.tokenizer, negated="Toko Yasuda does not play the")
+    neg = [p for p in given if p.kind == "negation"]
+    assert [(p.prompt, p.rule) for p in neg] == [("Toko Yasuda does not play the", "given")]
+
+
+def test_demonstrations_are_rendered_before_the_question(handle):
+    from editlab.probes import _render
+
+    demos = (("True or false: Ice is frozen water.", "True"),)
+    plain = Probe("true_false", "True or false: X.\nAnswer:", rule="new", demos=demos)
+    text = handle.tokenizer.decode(_render(handle.tokenizer, plain))
+    assert "True or false: Ice is frozen water.\nAnswer: True\n\nTrue or false: X.\nAnswer:" in text
+    chat = Probe("true_false", "True or false: X.", rule="new", chat=True, demos=demos)
+    text = handle.tokenizer.decode(_render(handle.tokenizer, chat))
+    assert text.index("Ice is frozen water") < text.index("True or false: X.")
+    assert "assistant\nTrue" in text
 
 
 def test_measure_scores_targets_ranks_and_true_false(handle):

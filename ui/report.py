@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from editlab import factcheck
+
 from editlab import ProbeReport
 
 from .actions import probe_labels
@@ -63,6 +65,7 @@ def factcheck_table(report: ProbeReport) -> pd.DataFrame:
             m = getattr(r, c)
             d[f"P(True) {name}"] = m.p_yes if m else None
             d[f"P(False) {name}"] = m.p_no if m else None
+            d[f"normalised P(True) {name}"] = factcheck.normalised_true(m.p_yes, m.p_no) if m else None
             d[f"verdict {name}"] = ("True" if m.verdict else "False") if m else None
         rows.append(d)
         index.append(label)
@@ -148,7 +151,13 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
     if s["factcheck_disagrees_with_completion"]:
         out.append(("factcheck_disagrees_with_completion", "warning",
                     f"**Fact-check disagrees with the completion.** The model completes the prompt with "
-                    f"{f.target_new!r}, yet it answers *False* to: *{tf.probe.prompt.splitlines()[0]}*"))
+                    f"{f.target_new!r}, yet asked *{tf.probe.prompt.splitlines()[0]}* it rates that statement "
+                    f"less true than the one with {f.target_true!r}."))
+    if report.factcheck is not None and not report.factcheck.readable:
+        out.append(("factcheck_unreadable", "info", f"**No fact-check finding:** {report.factcheck.sentence()}."))
+    if not s["negation_probed"]:
+        out.append(("negation_not_probed", "info", "**No negation probe:** " + next(
+            (n for n in report.notes if n.startswith("no negation probe")), "the prompt could not be negated.")))
     return out
 
 

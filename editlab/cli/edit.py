@@ -5,6 +5,7 @@ import dataclasses
 
 from .. import methods
 from ..facts import Fact, Neighbor, negate
+from ..judge import judge
 from ..probes import ProbeReport
 from ..session import EditSession
 from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
@@ -132,6 +133,10 @@ def _cell(m) -> str:
     return s
 
 
+JUDGED = {"new": "the new target", "answer": "another answer (the true target or another)",
+          "neither": "no answer (a hedge or degenerate text)", None: "nothing"}
+
+
 def render_table(report: ProbeReport) -> str:
     """Plain-text side by side: one line per probe, a column per model state."""
     cols = [c for c in ("unedited", "before", "after") if any(getattr(r, c) for r in report.rows)]
@@ -159,9 +164,16 @@ def render_table(report: ProbeReport) -> str:
                 if m is not None:
                     lines.append(f"  {r.probe.kind:<10} {c:<8} {r.probe.prompt!r} -> {m.greedy.strip()!r}")
     s = report.summary(cols[-1])
+    neg = next((getattr(r, cols[-1]) for r in report.rows_of("negation")), None)
+    if neg is not None:
+        verdict = judge(neg.greedy, f.target_new, f.target_true, [n.answer for n in f.neighbors if n.answer])
+        lines.append(f"  after the negated prompt the first clause names: {JUDGED[verdict]}")
     lines.append("")
+    if report.factcheck is not None:
+        lines.append(f"fact-check calibration: {report.factcheck.sentence()}")
+    fc = s["factcheck_disagrees_with_completion"]
     lines.append(f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
-                 f"new target survives negation: {s['new_target_survives_negation']}   "
-                 f"fact-check disagrees with completion: {s['factcheck_disagrees_with_completion']}"
+                 f"new target survives negation: {s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
+                 f"fact-check disagrees with completion: {'unreadable (at chance)' if fc is None else fc}"
                  + (f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}" if s.get('ignores_predicate') is not None else ""))
     return "\n".join(lines)

@@ -6,8 +6,9 @@ success" critique is that the edited model then answers the same whatever the *s
 subject, into variants that differ only in the predicate:
 
 * ``original``          — the prompt as given ("The Eiffel Tower is located in the city of");
-* ``negated``           — "not" inserted after the auxiliary ("... is not located in ...");
-  for a prompt that already says "not", the variant is ``affirmed`` (the "not" removed);
+* ``negated``           — :func:`editlab.negation.negate`'s form "not" where it puts "not" after an
+  auxiliary or modal ("... is not located in ...", "... cannot be found in ..."); for a prompt that
+  already says "not", the variant is ``affirmed`` (the "not" removed);
 * ``predicate-removed`` — the auxiliary and any "not" deleted ("The Eiffel Tower located in ...").
 
 They run as ``ablation`` probes in the probe suite (one row each, every model state), and
@@ -22,33 +23,39 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .facts import AUXILIARIES
+from .negation import AUXILIARIES, negate
 
 RULES = ("original", "negated", "affirmed", "predicate-removed")
-_AUX = re.compile(r"\b(" + "|".join(AUXILIARIES) + r")\b(\s+not\b)?")
+_AUX = re.compile(r"\b(" + "|".join(AUXILIARIES) + r")(\s+not|(?<=can)not)?\b")
 
 
 def find_predicate(prompt: str, subject: str | None = None) -> re.Match | None:
-    """The last auxiliary verb after the subject (with a following "not"), as facts.negate picks it."""
-    start = 0
-    if subject and subject in prompt:
-        start = prompt.rfind(subject) + len(subject)
+    """The predicate's auxiliary (with its "not"): the one :func:`negate` puts "not" after, or, in a prompt
+    that already says "aux not", the last such after the subject. None where negate's rule is not an
+    auxiliary's (do-support "does not speak", a fragment, unnegatable): there is no predicate token to ablate."""
+    negated, rule = negate(prompt, subject)
+    start = prompt.rfind(subject) + len(subject) if subject and subject in prompt else 0
     matches = [m for m in _AUX.finditer(prompt) if m.start() >= start]
-    return matches[-1] if matches else None
+    if rule.startswith("already-negated"):
+        return next((m for m in reversed(matches) if m.group(2)), None)
+    if negated is None:
+        return None
+    return next((m for m in matches if negated in (prompt[: m.end()] + " not" + prompt[m.end():],
+                                                   prompt[: m.end()] + "not" + prompt[m.end():])), None)
 
 
 def predicate_variants(prompt: str, subject: str | None = None) -> list[tuple[str, str]]:
     """``[(rule, prompt)]``: the prompt with its predicate kept, negated (or affirmed) and removed.
 
-    Empty when no auxiliary verb follows the subject (e.g. "Toko Yasuda plays the"): there is no
-    predicate token to ablate, and inventing one would test something else.
+    Empty when the negation is not an auxiliary's (e.g. "Toko Yasuda plays the" -> "does not play"):
+    there is no predicate token to ablate, and inventing one would test something else.
     """
     m = find_predicate(prompt, subject)
     if m is None:
         return []
     head, tail = prompt[: m.start()], prompt[m.end():]
     aux, negated = m.group(1), m.group(2) is not None
-    flipped = head + aux + tail if negated else head + aux + " not" + tail
+    flipped = head + aux + tail if negated else negate(prompt, subject)[0]
     removed = re.sub(r"\s+$", "", head) + (tail if tail[:1].isspace() or not tail else " " + tail)
     if not head.strip():  # the prompt starts with the predicate: nothing sensible remains before it
         removed = tail.lstrip()

@@ -323,7 +323,7 @@ def _unedited_result(i: int, b: _Baseline) -> FactResult:
 
 def _negated_fact(fact: Fact) -> Fact | None:
     prompt, rule = negate(fact.prompt, fact.subject)
-    if rule.startswith("already-negated"):
+    if prompt is None or rule.startswith("already-negated"):
         return None
     return Fact(fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
 
@@ -418,7 +418,7 @@ class _Runner:
             pairs = [(i, _negated_fact(f)) for i, f in enumerate(facts)]
             for i, f in pairs:
                 if f is None:
-                    out[i].negative_error = "the prompt is already negated; no negated edit"
+                    out[i].negative_error = "the prompt is already negated or has no grammatical negation; no negated edit"
             index = [i for i, f in pairs if f is not None]
             where = {i: k for k, i in enumerate(index)}
             batches = [[where[i] for i in b if i in where] for b in self.batches()]

@@ -1,14 +1,9 @@
-"""Facts to edit, and the negation rule the probes use."""
+"""Facts to edit. The negation the probes use lives in :mod:`editlab.negation` (re-exported here)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-AUXILIARIES = (
-    "is", "are", "was", "were", "am", "be", "been", "has", "have", "had", "does", "do", "did",
-    "can", "could", "will", "would", "shall", "should", "may", "might", "must",
-)
-_AUX_RE = re.compile(r"\b(" + "|".join(AUXILIARIES) + r")\b")
+from .negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
 
 
 @dataclass(frozen=True)
@@ -136,22 +131,3 @@ class Fact:
             target_true=d.get("target_true"), paraphrases=d.get("paraphrases") or (),
             neighbors=d.get("neighbors") or (), case_id=d.get("case_id"),
         )
-
-
-def negate(prompt: str, subject: str | None = None) -> tuple[str, str]:
-    """Negate a cloze prompt: insert "not" after the last auxiliary verb that follows the subject.
-
-    Returns ``(negated_prompt, rule)``; ``rule`` is ``"aux:<verb>"`` when an auxiliary was found,
-    else ``"append"`` (the literature's fallback: the prompt followed by " not").
-    """
-    start = 0
-    if subject and subject in prompt:
-        start = prompt.rfind(subject) + len(subject)
-    matches = [m for m in _AUX_RE.finditer(prompt) if m.start() >= start]
-    if matches:
-        m = matches[-1]
-        after = prompt[m.end():]
-        if re.match(r"\s*not\b", after):
-            return prompt, f"already-negated:{m.group(1)}"
-        return prompt[: m.end()] + " not" + after, f"aux:{m.group(1)}"
-    return prompt.rstrip() + " not", "append"

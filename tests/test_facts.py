@@ -36,12 +36,19 @@ def test_neighbors_accept_pairs_and_strings():
 
 
 @pytest.mark.parametrize("prompt,subject,expected,rule", [
-    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "The mother tongue of Danielle Darrieux is not", "aux:is"),
+    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "The mother tongue of Danielle Darrieux is not", "table"),
     ("Steve Jobs was employed by", "Steve Jobs", "Steve Jobs was not employed by", "aux:was"),
-    ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not", "aux:is"),
-    ("Danielle Darrieux, a native speaker of", "Danielle Darrieux", "Danielle Darrieux, a native speaker of not", "append"),
-    # an auxiliary inside the subject is not the predicate
-    ("Who Is Who speaks", "Who Is Who", "Who Is Who speaks not", "append"),
+    ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not", "table"),
+    # an appositive fragment is negated in place, never by appending " not"
+    ("Danielle Darrieux, a native speaker of", "Danielle Darrieux", "Danielle Darrieux, not a native speaker of", "fragment"),
+    # an auxiliary inside the subject is not the predicate: do-support on the verb after it
+    ("Who Is Who speaks", "Who Is Who", "Who Is Who does not speak", "table"),
 ])
 def test_negation_rules(prompt, subject, expected, rule):
     assert negate(prompt, subject) == (expected, rule)
+
+
+def test_facts_negate_is_the_negation_module():
+    from editlab import facts, negation
+
+    assert facts.negate is negation.negate

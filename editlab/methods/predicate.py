@@ -15,6 +15,8 @@ u. Its reach into other subjects' negated sentences is measured by ``benchmarks/
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
 from ..facts import Fact, negate
@@ -35,13 +37,15 @@ OTHER_SUBJECTS = ("John Smith", "Maria Garcia", "Tokyo", "the United Nations", "
 
 def site(tokenizer, template: str, fact: Fact) -> Located | None:
     """``template`` around the fact's negated prompt, located at its "not" token (the predicate's
-    position, which only a negated sentence has); None when the prompt is already negated."""
+    position, which only a negated sentence has); None when the prompt is already negated or has no
+    grammatical negation (editlab.negation: "unnegatable")."""
     neg, rule = negate(fact.prompt, fact.subject)
-    if rule.startswith("already-negated"):
+    if neg is None or rule.startswith("already-negated"):
         return None
-    # Where " not" went in: the negated prompt is prompt[:k] + " not" + the rest (rstripped for "append").
-    k = next(i for i in range(len(neg)) if neg.startswith(" not", i) and neg[:i] == fact.prompt[:i])
-    return locate(tokenizer, template, neg, neg[: k + len(" not")])
+    # The first "not" the negation put in after the subject: "is not", "cannot", "does not speak", "X, not by".
+    after = neg.rfind(fact.subject) + len(fact.subject) if fact.subject in neg else 0
+    m = re.compile(r"(?:\b|(?<=can))not\b").search(neg, after)
+    return locate(tokenizer, template, neg, neg[: m.end()]) if m else None
 
 
 def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tuple[torch.Tensor, dict]:
@@ -62,7 +66,8 @@ def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tupl
         raise EditError(f"{fact.subject!r}: the predicate write needs the fact's true target (o_c must beat o* after 'not')")
     located = [site(tok, t, fact) for t in templates]
     if located[0] is None:
-        raise EditError(f"{fact.prompt!r} is already negated: it has no negation for the predicate write")
+        raise EditError(f"{fact.prompt!r} is already negated or has no grammatical negation: "
+                        "there is no 'not' token for the predicate write")
     new_ids, true_ids = target_ids(tok, fact.target_new), target_ids(tok, fact.target_true)
     seqs = [list(l.ids) + new_ids[:-1] for l in located] + [list(l.ids) + true_ids[:-1] for l in located]
     ids, mask = pad_batch(seqs, tok.pad_token_id, dev)
@@ -136,7 +141,7 @@ def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, 
     module = handle.arch.mlp_out_proj(layer)
     located = [site(handle.tokenizer, t, fact) for t in templates]
     if located[0] is None:
-        return {"skipped": "the prompt is already negated: there is no negation to write"}
+        return {"skipped": "the prompt is already negated, or has no grammatical negation: there is no negation to write"}
     k_n = read_kv(handle, module, located)[0].mean(0)
     held = other_not_keys(handle, fact, module, getattr(hp, "predicate_keep", 0))
     u = keep_apart(k_n, held, c)

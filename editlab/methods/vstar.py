@@ -110,7 +110,7 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contras
     neg = []
     if negation:
         neg_prompt, rule = negate(fact.prompt, fact.subject)
-        if not rule.startswith("already-negated"):  # a negated fact has no negation to push down
+        if neg_prompt is not None and not rule.startswith("already-negated"):  # else nothing to push down
             neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
     both = neg if true_ids else []

@@ -16,6 +16,9 @@ Formats (``load_dataset`` detects them from the first record):
 - ``facts``: a user's own CSV / JSON / JSONL with ``subject, prompt, target_new`` and optionally
   ``target_true, paraphrases, neighbors, case_id``. In CSV, ``paraphrases`` and ``neighbors`` hold
   several entries separated by ``|``; a neighbour is ``prompt=>answer`` (as on the command line).
+
+A record of any format may carry ``negated_prompt``: the prompt negated by the user, used for the
+negation probe instead of :func:`editlab.negate`'s (which leaves out a prompt it cannot negate).
 """
 from __future__ import annotations
 
@@ -210,9 +213,10 @@ def _first_alias(value, what: str) -> str:
     return value
 
 
-def _fact(**kw) -> Fact:
+def _fact(rec: dict, **kw) -> Fact:
+    """The record's fact; a ``negated_prompt`` field (any format) is the user's own negation."""
     try:
-        return Fact(**kw)
+        return Fact(**kw, negated_prompt=_str(rec, "negated_prompt", required=False))
     except ValueError as e:
         raise RecordError(str(e)) from None
 
@@ -231,7 +235,7 @@ def _counterfact_flat(rec: dict, number: int) -> _Converted:
     loc = _str(rec, "locality_prompt", required=False)
     if loc:
         neighbors.append(Neighbor(loc, _str(rec, "locality_ground_truth", required=False) or target_true))
-    return _Converted(_fact(
+    return _Converted(_fact(rec,
         subject=_str(rec, "subject"), prompt=_str(rec, "prompt"), target_new=_str(rec, "target_new"),
         target_true=target_true, paraphrases=tuple(_str_list(rec, "rephrase_prompt")),
         neighbors=tuple(neighbors), case_id=rec.get("case_id", number - 1),
@@ -258,7 +262,7 @@ def _counterfact_rome(rec: dict, number: int) -> _Converted:
         raise RecordError(f"requested_rewrite.prompt {prompt!r} has no '{{}}' placeholder for the subject")
     target_true = _target_str(rr, "target_true")
     return _Converted(
-        _fact(subject=_str(rr, "subject"), prompt=prompt, target_new=_target_str(rr, "target_new"),
+        _fact(rec, subject=_str(rr, "subject"), prompt=prompt, target_new=_target_str(rr, "target_new"),
               target_true=target_true, paraphrases=tuple(_str_list(rec, "paraphrase_prompts")),
               # CounterFact's neighbourhood prompts are about other subjects that share the true object.
               neighbors=tuple(Neighbor(p, target_true) for p in _str_list(rec, "neighborhood_prompts")),
@@ -278,7 +282,7 @@ def _zsre(rec: dict, number: int) -> _Converted:
     loc = _str(rec, "loc", required=False)
     if loc:
         neighbors.append(Neighbor(loc, _str(rec, "loc_ans")))
-    return _Converted(_fact(
+    return _Converted(_fact(rec,
         subject=_str(rec, "subject"), prompt=_str(rec, "src"), target_new=target_new, target_true=target_true,
         paraphrases=tuple(_str_list(rec, "rephrase")), neighbors=tuple(neighbors), case_id=rec.get("case_id", number - 1),
     ))
@@ -315,7 +319,7 @@ def _knowedit(rec: dict, number: int) -> _Converted:
             target_true = None
     paraphrases = _str_list(rec, "rephrase_prompt") + _str_list(rec, "rephrase")
     return _Converted(
-        _fact(subject=subject, prompt=prompt, target_new=target_new, target_true=target_true,
+        _fact(rec, subject=subject, prompt=prompt, target_new=target_new, target_true=target_true,
               paraphrases=tuple(paraphrases), neighbors=tuple(_knowedit_group(rec, "locality")),
               case_id=rec.get("case_id", number - 1)),
         portability=tuple(_knowedit_group(rec, "portability")),
@@ -348,7 +352,7 @@ def _user_fact(rec: dict, number: int) -> _Converted:
     if target_true is None:
         target_true = _str(rec, "ground_truth", required=False)
     case_id = rec.get("case_id")
-    return _Converted(_fact(
+    return _Converted(_fact(rec,
         subject=_str(rec, "subject"), prompt=_str(rec, "prompt"), target_new=_str(rec, "target_new"),
         target_true=target_true, paraphrases=tuple(paraphrases or ()), neighbors=tuple(neighbors),
         case_id=case_id if case_id not in (None, "") else number - 1,

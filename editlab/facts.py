@@ -19,6 +19,8 @@ class Fact:
     """One fact to write: ``prompt`` (containing ``subject``) completed by ``target_new``.
 
     ``prompt`` may be CounterFact's template form with ``{}`` standing for the subject.
+    ``negated_prompt``: the prompt negated, when the user gives it (else :func:`editlab.negate`
+    builds it where it can); it must contain the subject too.
     """
 
     subject: str
@@ -28,6 +30,7 @@ class Fact:
     paraphrases: tuple[str, ...] = ()
     neighbors: tuple[Neighbor, ...] = ()
     case_id: str | int | None = None
+    negated_prompt: str | None = None
 
     def __post_init__(self):
         from .limits import current
@@ -75,6 +78,16 @@ class Fact:
                 f"Fact.subject {subject!r} does not occur in Fact.prompt {prompt!r}: the prompt must "
                 "contain the subject word for word (or '{}' where the subject goes)"
             )
+        negated_prompt = text("negated_prompt", self.negated_prompt, required=False)
+        if negated_prompt is not None:
+            if negated_prompt.count("{}") > 1:
+                raise ValueError("Fact.negated_prompt has more than one '{}' placeholder; use exactly one for the subject")
+            negated_prompt = negated_prompt.replace("{}", subject)
+            if subject not in negated_prompt:
+                raise ValueError(f"Fact.negated_prompt {negated_prompt!r} does not contain the subject {subject!r}: "
+                                 "give the negated prompt with the subject word for word (or '{}' where it goes)")
+            if negated_prompt == prompt:
+                raise ValueError("Fact.negated_prompt is the prompt itself: give the prompt with its negation")
         target_new = text("target_new", self.target_new, "max_target_chars")
         target_true = text("target_true", self.target_true, "max_target_chars", required=False)
         if target_true is not None and target_true == target_new:
@@ -97,7 +110,8 @@ class Fact:
             neighbors.append(Neighbor(text(f"neighbors[{j}].prompt", n.prompt),
                                       text(f"neighbors[{j}].answer", n.answer, "max_target_chars", required=False)))
         limits.check("max_probe_prompts", len(paraphrases) + len(neighbors), "Fact.paraphrases and Fact.neighbors")
-        for name, value in (("subject", subject), ("prompt", prompt), ("target_new", target_new),
+        for name, value in (("subject", subject), ("prompt", prompt), ("negated_prompt", negated_prompt),
+                            ("target_new", target_new),
                             ("target_true", target_true), ("paraphrases", tuple(paraphrases)),
                             ("neighbors", tuple(neighbors))):
             object.__setattr__(self, name, value)
@@ -108,6 +122,14 @@ class Fact:
         i = self.prompt.rfind(self.subject)
         return self.prompt[:i] + "{}" + self.prompt[i + len(self.subject):]
 
+    def negated(self, form: str = "not") -> tuple[str | None, str]:
+        """The prompt negated in ``form`` (:data:`editlab.negation.FORMS`): the user's own
+        ``negated_prompt`` for the "not" form when given (rule ``"given"``), else
+        :func:`editlab.negate` — ``(None, "unnegatable: ...")`` where no English negation is found."""
+        if form == "not" and self.negated_prompt is not None:
+            return self.negated_prompt, "given"
+        return negate(self.prompt, self.subject, form)
+
     def statement(self, target: str) -> str:
         return f"{self.prompt} {target}"
 
@@ -117,6 +139,7 @@ class Fact:
             "target_new": self.target_new, "target_true": self.target_true,
             "paraphrases": list(self.paraphrases),
             "neighbors": [{"prompt": n.prompt, "answer": n.answer} for n in self.neighbors],
+            **({"negated_prompt": self.negated_prompt} if self.negated_prompt is not None else {}),
         }
 
     @classmethod
@@ -129,5 +152,5 @@ class Fact:
         return cls(  # sequences are passed as given: Fact refuses a string where a list belongs
             subject=d["subject"], prompt=d["prompt"], target_new=d["target_new"],
             target_true=d.get("target_true"), paraphrases=d.get("paraphrases") or (),
-            neighbors=d.get("neighbors") or (), case_id=d.get("case_id"),
+            neighbors=d.get("neighbors") or (), case_id=d.get("case_id"), negated_prompt=d.get("negated_prompt"),
         )

@@ -23,7 +23,8 @@ from typing import Iterable, Mapping, Sequence
 
 from .factcheck import prefers_statement
 from .judge import judge
-from .probes import Measure, ProbeReport
+from .negation import FORMS
+from .probes import Measure, ProbeReport, negation_form
 from .tokenacc import TokenPrediction, agreement
 
 
@@ -56,6 +57,11 @@ METRICS: tuple[Metric, ...] = (
            "negated query: the first clause names the true target or another answer instead"),
     Metric("PN_gen_neither", "PN (gen.): neither", "negation", False,
            "negated query: the first clause names no answer (a hedge or degenerate text)"),
+    Metric("PN_contraction", "PN (isn't/doesn't)", "negation", False,
+           "PN on the contracted negation (\"isn't\", \"doesn't\", \"can't\")"),
+    Metric("PN_not_true", "PN (It is not true that)", "negation", False,
+           "PN on \"It is not true that\" + the prompt"),
+    Metric("PN_never", "PN (never)", "negation", False, "PN on the prompt negated with \"never\""),
     Metric("NP", "NP", "negation", False, "negated edit, positive query: says the new target"),
     Metric("NN", "NN", "negation", True, "negated edit, negated query: says the new target"),
     Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
@@ -91,6 +97,12 @@ def _rows(report: ProbeReport, kind: str, column: str, rule: str | None = None) 
 def _first(report: ProbeReport, kind: str, column: str, rule: str | None = None) -> Measure | None:
     rows = _rows(report, kind, column, rule)
     return rows[0] if rows else None
+
+
+def negated_measure(report: ProbeReport, column: str, form: str = "not") -> Measure | None:
+    """The measure of the fact's negation probe in one form (:func:`editlab.probes.negation_form`)."""
+    return next((getattr(r, column) for r in report.rows_of("negation")
+                 if negation_form(r.probe) == form and getattr(r, column) is not None), None)
 
 
 def _compared(m: Measure) -> bool:
@@ -190,10 +202,11 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
     pairwise = prefers_statement(tf_new, tf_true)
     out = {
         "PP": flag(_first(report, "positive", column)),
-        "PN": flag(_first(report, "negation", column)),
-        **_generated(report, _first(report, "negation", column)),
+        "PN": flag(negated_measure(report, column)),
+        **_generated(report, negated_measure(report, column)),
+        **{f"PN_{form}": flag(negated_measure(report, column, form)) for form in FORMS if form != "not"},
         "NP": flag(_first(negative, "positive", column)) if negative else None,
-        "NN": flag(_first(negative, "negation", column)) if negative else None,
+        "NN": flag(negated_measure(negative, column)) if negative else None,
         "FC": None if pairwise is None else float(pairwise),
         "FC_new": None if tf_new is None or tf_new.verdict is None else float(tf_new.verdict),
     }

@@ -17,7 +17,8 @@ import torch
 
 from .ablation import ablation_summary, predicate_variants
 from . import factcheck
-from .facts import Fact, negate
+from .facts import Fact
+from .negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
 TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")
@@ -55,21 +56,20 @@ def true_false_question(statement: str) -> str:
     return factcheck.question(statement)
 
 
-def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40, factcheck_form: str | None = None,
-                   negated: str | None = None) -> list[Probe]:
+def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
+                   factcheck_form: str | None = None) -> list[Probe]:
     """The standard probe set for a fact; every prompt is visible and may be replaced.
 
-    ``negated``: the negated prompt, when the user gives it (else :func:`editlab.negate` builds it;
-    a prompt it cannot negate gets no negation probe — it is left out of PN, never negated by an
-    appended "not"). ``factcheck_form``: how the True/False question is put (default:
-    :func:`editlab.factcheck.default_form`)."""
+    Negation: one probe per form of :data:`editlab.negation.FORMS` ("not" first: PN; the others
+    check a result on one form against the rest), each built by :meth:`Fact.negated` — the user's
+    ``negated_prompt`` for "not" when given. A form the prompt cannot be negated in as English gets
+    no probe (it is left out of PN, never negated by an appended "not"). ``factcheck_form``: how the
+    True/False question is put (default: :func:`editlab.factcheck.default_form`)."""
     probes = [Probe("positive", fact.prompt)]
-    if negated is not None:
-        probes.append(Probe("negation", negated, rule="given"))
-    else:
-        neg, rule = negate(fact.prompt, fact.subject)
-        if neg is not None and not rule.startswith("already-negated"):
-            probes.append(Probe("negation", neg, rule=rule))
+    for form in FORMS:
+        neg, how = fact.negated(form)
+        if neg is not None and not how.startswith("already-negated"):
+            probes.append(Probe("negation", neg, rule=f"{form}: {how}"))
     form = factcheck_form or (factcheck.default_form(tokenizer) if tokenizer is not None else "plain")
     fields = factcheck.probe_fields(form)
     targets = [("new", fact.target_new)] + ([("true", fact.target_true)] if fact.target_true else [])
@@ -139,6 +139,16 @@ def starts_with_target(text: str, target: str | None) -> bool | None:
         return False
     rest = text[len(target):]
     return not rest or not (rest[0].isalnum())
+
+
+def negation_form(probe: Probe) -> str | None:
+    """The negation form of a negation probe ("not", "contraction", "not_true", "never"), from its
+    rule "<form>: <how>"; a rule without a form (a report stored before forms existed, or a probe
+    the user wrote) is the "not" form."""
+    if probe.kind != "negation":
+        return None
+    head = (probe.rule or "").split(":", 1)[0]
+    return head if head in FORMS else "not"
 
 
 def _render(tokenizer, probe: Probe, prefix: str = "") -> list[int]:
@@ -510,7 +520,8 @@ class ProbeReport:
                     return getattr(r, column)
             return None
 
-        pos, neg, tf_new, tf_true = get("positive"), get("negation"), get("true_false", "new"), get("true_false", "true")
+        neg = next((getattr(r, column) for r in self.rows_of("negation") if negation_form(r.probe) == "not"), None)
+        pos, tf_new, tf_true = get("positive"), get("true_false", "new"), get("true_false", "true")
         pairwise = factcheck.prefers_statement(tf_new, tf_true)
         readable = self.factcheck.readable if self.factcheck is not None else None
         out = {

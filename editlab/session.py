@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from . import factcheck, methods
-from .facts import Fact, negate
+from .facts import Fact
 from .limits import current as current_limits
 from .methods.base import EditError, HParamsBase, MethodContext
 from .model import weights_digest
 from .nethook import get_parameter
-from .probes import Measure, Probe, ProbeReport, default_probes, measure
+from .probes import Measure, Probe, ProbeReport, default_probes, measure, negation_form
 
 _ids = itertools.count(1)
 
@@ -433,7 +433,7 @@ class EditSession:
 def negation_notes(fact: Fact, probes: Sequence[Probe]) -> list[str]:
     """Why a report has no negation probe: the prompt could not be negated as English (it is left out
     of PN, not negated by an appended "not"), or it already negates."""
-    if any(p.kind == "negation" for p in probes):
+    if any(negation_form(p) == "not" for p in probes):
         return []
-    _, rule = negate(fact.prompt, fact.subject)
+    _, rule = fact.negated()
     return [f"no negation probe: {rule} — give the negated prompt yourself to measure PN"]

@@ -49,7 +49,8 @@ c1.selectbox("Example fact", list(choices), key="gallery_choice", on_change=fill
 method = c2.selectbox("Method", methods_available, key="method")
 
 with st.expander("Load facts from a file (JSON, JSONL or CSV)"):
-    st.caption(f"Columns/keys `subject, prompt, target_new` and optionally `target_true, paraphrases, neighbors`; "
+    st.caption(f"Columns/keys `subject, prompt, target_new` and optionally `target_true, paraphrases, neighbors, "
+               f"negated_prompt`; "
                f"CounterFact / zsRE / KnowEdit files work too. Up to {cfg.max_upload_mb:g} MB; parsed as text only.")
     upload = st.file_uploader("Fact file", type=["json", "jsonl", "csv"], key="upload")
     if upload is not None and ss.get("upload_id") != upload.file_id:
@@ -80,6 +81,9 @@ with st.form("fact_form"):
     c1.text_area("Paraphrases", key="fact.paraphrases", height=90, help="other phrasings of the prompt, one per line")
     c2.text_area("Neighbour prompts", key="fact.neighbors", height=90,
                  help="prompts about other subjects the edit must not change, one per line: `prompt => expected answer`")
+    c1.text_input("Negated prompt (optional)", key="fact.negated_prompt",
+                  help="your own negation of the prompt; empty: editlab negates it (and says so when it cannot "
+                       "as English)")
     b1, b2, _ = st.columns([1, 1, 4])
     do_edit = b1.form_submit_button(f"Edit with {method}", type="primary", key="edit_button")
     do_probe = b2.form_submit_button("Probe only", key="probe_button", help="measure the probes without editing")
@@ -88,7 +92,7 @@ S.remember_widgets(ss, KEPT)
 if do_edit or do_probe:
     error = None
     try:
-        fact = A.build_fact(*(ss[f"fact.{k}"] for k in ("subject", "prompt", "target_new", "target_true", "paraphrases", "neighbors")))
+        fact = A.build_fact(*(ss.get(f"fact.{k}", "") for k in A.FORM_FIELDS))
         hp = H.resolve(method, handle, H.overrides(drawn["specs"], drawn["values"])) if do_edit else None
     except ValueError as e:
         error = f"Please fix the form: {e}"

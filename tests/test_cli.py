@@ -31,12 +31,30 @@ def test_edit_json_has_every_column_for_every_probe(capsys, corpus_path, handle)
     assert neg["prompt"].endswith("is not") and neg["after"]["p_new"] is not None
     tf = [p for p in out["probes"] if p["kind"] == "true_false"]
     assert all(p[c]["p_yes"] is not None for p in tf for c in ("unedited", "before", "after"))
+    cal = out["factcheck_calibration"]  # the report says how far its True/False probe can be read
+    assert cal["form"] == "chat_fewshot" and cal["known"] > 0 and "sentence" in cal
 
 
 def test_probe_prints_a_side_by_side_table(capsys, handle):
     assert main(["probe", *FACT]) == 0
     out = capsys.readouterr().out
-    assert "negation" in out and "true_false[new]" in out and "unedited" in out
+    assert "neg[not]" in out and "neg[contraction]" in out and "true_false[new]" in out and "unedited" in out
+    assert "fact-check calibration: the fact-check probe" in out
+    assert "after the negated prompt the first clause names:" in out
+
+
+def test_probe_takes_the_users_negated_prompt(capsys, handle):
+    assert main(["probe", "--subject", "Toko Yasuda", "--prompt", "Toko Yasuda's instrument:", "--target-new",
+                 "guitar", "--target-true", "piano", "--generation-tokens", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not [p for p in out["probes"] if p["kind"] == "negation"]
+    assert any(n.startswith("no negation probe: unnegatable") for n in out["notes"])
+    assert main(["probe", "--subject", "Toko Yasuda", "--prompt", "Toko Yasuda's instrument:", "--target-new",
+                 "guitar", "--target-true", "piano", "--generation-tokens", "4", "--json",
+                 "--negated-prompt", "Toko Yasuda's instrument is not"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(p["prompt"], p["rule"]) for p in out["probes"] if p["kind"] == "negation"] == \
+        [("Toko Yasuda's instrument is not", "not: given")]
 
 
 def test_bad_input_is_one_clear_line(capsys):

@@ -52,3 +52,25 @@ def test_facts_negate_is_the_negation_module():
     from editlab import facts, negation
 
     assert facts.negate is negation.negate
+
+
+def test_a_given_negated_prompt_is_used_for_the_not_form_and_checked():
+    fact = Fact("Danielle Darrieux", "The mother tongue of {} is", "English", "French",
+                negated_prompt="The mother tongue of {} is surely not")
+    assert fact.negated() == ("The mother tongue of Danielle Darrieux is surely not", "given")
+    assert fact.negated("contraction") == ("The mother tongue of Danielle Darrieux isn't", "table")
+    assert Fact.from_dict(fact.to_dict()) == fact
+    with pytest.raises(ValueError, match="does not contain the subject"):
+        Fact("Danielle Darrieux", "The mother tongue of {} is", "English", negated_prompt="Her mother tongue is not")
+    with pytest.raises(ValueError, match="is the prompt itself"):
+        Fact("Danielle Darrieux", "The mother tongue of {} is", "English", negated_prompt="The mother tongue of {} is")
+
+
+def test_a_dataset_record_may_carry_its_own_negated_prompt(tmp_path):
+    from editlab.datasets import load_dataset
+
+    path = tmp_path / "facts.json"
+    path.write_text('[{"subject": "Toko Yasuda", "prompt": "{}\'s instrument:", "target_new": "guitar", '
+                    '"negated_prompt": "{}\'s instrument is not"}]')
+    (fact,) = load_dataset(path).facts
+    assert fact.negated() == ("Toko Yasuda's instrument is not", "given")

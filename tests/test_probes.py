@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.probes import KINDS, Probe, default_probes, measure, starts_with_target
+from editlab.probes import KINDS, Probe, default_probes, measure, negation_form, starts_with_target
 
 
 @pytest.mark.parametrize("text,target,expected", [
@@ -35,14 +35,23 @@ def test_default_probes_cover_every_kind_and_are_visible(handle):
     assert tf[0].prompt == "True or false: The mother tongue of Danielle Darrieux is English."
 
 
+def test_one_negation_probe_per_form_the_prompt_can_be_negated_in(handle):
+    fact = Fact("Toko Yasuda", "Toko Yasuda plays the", "guitar", "piano")
+    neg = [(p.prompt, p.rule) for p in default_probes(fact, handle.tokenizer) if p.kind == "negation"]
+    assert neg == [("Toko Yasuda does not play the", "not: table"), ("Toko Yasuda doesn't play the", "contraction: table"),
+                   ("It is not true that Toko Yasuda plays the", "not_true: table"),
+                   ("Toko Yasuda never plays the", "never: table")]
+    fragment = Fact("Toko Yasuda", "Toko Yasuda, the", "guitar", "piano")  # no contraction or "never" form
+    forms = [negation_form(p) for p in default_probes(fragment, handle.tokenizer) if p.kind == "negation"]
+    assert forms == ["not", "not_true"]
+
+
 def test_a_prompt_that_cannot_be_negated_gets_no_negation_probe_and_a_given_one_is_used(handle):
-    fact = Fact("Toko Yasuda", "Toko Yasuda, the", "guitar", "piano")
-    probes = default_probes(fact, handle.tokenizer)
-    neg = [p for p in probes if p.kind == "negation"]
-    assert all(not p.prompt.endswith(" the not") for p in neg)  # never an appended "not"
-    given = default_probes(fact, handle.tokenizer, negated="Toko Yasuda does not play the")
-    neg = [p for p in given if p.kind == "negation"]
-    assert [(p.prompt, p.rule) for p in neg] == [("Toko Yasuda does not play the", "given")]
+    fact = Fact("Toko Yasuda", "Toko Yasuda's instrument:", "guitar", "piano")
+    assert [p for p in default_probes(fact, handle.tokenizer) if p.kind == "negation"] == []  # never an appended "not"
+    given = dataclasses.replace(fact, negated_prompt="{}'s instrument is not")
+    neg = [(p.prompt, p.rule) for p in default_probes(given, handle.tokenizer) if p.kind == "negation"]
+    assert neg == [("Toko Yasuda's instrument is not", "not: given")]
 
 
 def test_demonstrations_are_rendered_before_the_question(handle):

@@ -10,6 +10,7 @@ import time
 from typing import Callable, MutableMapping, Sequence
 
 from editlab import EditError, Fact, Neighbor, Probe, ProbeReport
+from editlab.probes import negation_form
 
 from . import state as S
 
@@ -30,12 +31,15 @@ def parse_neighbors(text: str | None) -> tuple[Neighbor, ...]:
     return tuple(out)
 
 
+FORM_FIELDS = ("subject", "prompt", "target_new", "target_true", "paraphrases", "neighbors", "negated_prompt")
+
+
 def build_fact(subject: str, prompt: str, target_new: str, target_true: str | None = None,
-               paraphrases: str | None = "", neighbors: str | None = "") -> Fact:
+               paraphrases: str | None = "", neighbors: str | None = "", negated_prompt: str | None = "") -> Fact:
     """The form's fields as a Fact; raises ValueError with a readable message on bad input."""
     return Fact(subject=subject or "", prompt=prompt or "", target_new=target_new or "",
                 target_true=target_true or None, paraphrases=tuple(lines(paraphrases)),
-                neighbors=parse_neighbors(neighbors))
+                neighbors=parse_neighbors(neighbors), negated_prompt=(negated_prompt or "").strip() or None)
 
 
 def form_values(fact: Fact | dict) -> dict:
@@ -49,6 +53,7 @@ def form_values(fact: Fact | dict) -> dict:
         "subject": d.get("subject", ""), "prompt": d.get("prompt", ""),
         "target_new": d.get("target_new", ""), "target_true": d.get("target_true") or "",
         "paraphrases": "\n".join(d.get("paraphrases") or ()), "neighbors": "\n".join(neigh),
+        "negated_prompt": d.get("negated_prompt") or "",
     }
 
 
@@ -81,6 +86,8 @@ def probe_labels(probes: Sequence[Probe]) -> list[str]:
             label = f"fact-check ({p.rule})" if p.rule else f"fact-check {seen[p.kind]}"
         elif p.kind == "neighborhood":
             label = f"neighbour {seen[p.kind]}"
+        elif p.kind == "negation" and negation_form(p) != "not":
+            label = f"negation ({negation_form(p).replace('_', ' ')})"
         else:
             label = p.kind + (f" {seen[p.kind]}" if counts[p.kind] > 1 else "")
         out.append(label)
@@ -100,14 +107,14 @@ def _store(state: MutableMapping, report: ProbeReport, record_id: int | None) ->
 def key_figures(report: ProbeReport, column: str = "after") -> dict:
     """The handful of numbers the history lists for one edit."""
     pos = next((getattr(r, column) for r in report.rows_of("positive")), None)
-    neg = next((getattr(r, column) for r in report.rows_of("negation")), None)
+    neg = next((getattr(r, column) for r in report.rows_of("negation") if negation_form(r.probe) == "not"), None)
     s = report.summary(column)
     return {
         "P(new) positive": pos.p_new if pos else None,
         "P(true) positive": pos.p_true if pos else None,
         "P(new) negation": neg.p_new if neg else None,
         "P(true) negation": neg.p_true if neg else None,
-        "fact-check says new is true": s["factcheck_new_says_true"],
+        "fact-check rates new truer": s["factcheck_prefers_new"],
         "new target survives negation": s["new_target_survives_negation"],
         "fact-check disagrees with completion": s["factcheck_disagrees_with_completion"],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from editlab import factcheck
+from editlab.probes import negation_form
 
 from editlab import ProbeReport
 
@@ -134,7 +135,7 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
     last, label = states(report)[-1]
     s = report.summary(last)
     f = report.fact
-    neg = next((r for r in report.rows_of("negation")), None)
+    neg = next((r for r in report.rows_of("negation") if negation_form(r.probe) == "not"), None)
     tf = next((r for r in report.rows_of("true_false") if r.probe.rule == "new"), None)
     out = []
     if s["positive_prefers_new"] is True:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import dataclasses
 
 from .. import methods
-from ..facts import Fact, Neighbor, negate
+from ..facts import Fact, Neighbor
 from ..judge import judge
-from ..probes import ProbeReport
+from ..probes import ProbeReport, negation_form
 from ..session import EditSession
 from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
@@ -20,6 +20,9 @@ def register(sub) -> None:
         p.add_argument("--prompt", required=True, help="a prompt containing the subject (or '{}' for it)")
         p.add_argument("--target-new", required=True)
         p.add_argument("--target-true", default=None)
+        p.add_argument("--negated-prompt", default=None,
+                       help="the prompt negated, your own (default: editlab.negate's; a prompt it cannot negate "
+                            "as English gets no negation probe)")
         p.add_argument("--paraphrase", action="append", default=[], help="repeatable")
         p.add_argument("--neighbor", action="append", default=[], help="repeatable; 'prompt' or 'prompt=>answer'")
         p.add_argument("--generation-tokens", type=positive_int, default=40)
@@ -54,7 +57,8 @@ def fact_from_args(args) -> Fact:
         prompt, _, answer = n.partition("=>")
         neighbors.append(Neighbor(prompt.strip(), answer.strip() or None))
     return Fact(subject=args.subject, prompt=args.prompt, target_new=args.target_new,
-                target_true=args.target_true, paraphrases=tuple(args.paraphrase), neighbors=tuple(neighbors))
+                target_true=args.target_true, paraphrases=tuple(args.paraphrase), neighbors=tuple(neighbors),
+                negated_prompt=args.negated_prompt)
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -104,8 +108,11 @@ def run_edit(args) -> int:
     session = EditSession(handle, corpus=args.corpus, online=not args.offline, sample_corpus=args.sample_corpus)
     written = None
     if args.negative_edit:
-        negated, rule = negate(fact.prompt, fact.subject)
-        written = dataclasses.replace(fact, prompt=negated)
+        negated, rule = fact.negated()
+        if negated is None or rule.startswith("already-negated"):
+            raise ValueError(f"--negative-edit: {fact.prompt!r} has no negation to write ({rule}); "
+                             "give one with --negated-prompt")
+        written = dataclasses.replace(fact, prompt=negated, negated_prompt=None)
         status(f"negative edit ({rule}): writing {negated!r} -> {fact.target_new!r}")
     status(f"editing with {args.method} ...")
     _, report = session.edit_and_compare(fact, args.method, hp, session.probes_for(fact, generation_tokens=args.generation_tokens),
@@ -152,6 +159,8 @@ def render_table(report: ProbeReport) -> str:
         prompt = r.probe.prompt.replace("\n", " ")
         prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
         kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
+        if r.probe.kind == "negation":
+            kind = f"neg[{negation_form(r.probe)}]"
         if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
             kind = "abl:" + {"original": "orig", "negated": "not", "affirmed": "affirm", "predicate-removed": "none"}.get(r.probe.rule, "?")
         lines.append(f"{kind:<13} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
@@ -164,7 +173,7 @@ def render_table(report: ProbeReport) -> str:
                 if m is not None:
                     lines.append(f"  {r.probe.kind:<10} {c:<8} {r.probe.prompt!r} -> {m.greedy.strip()!r}")
     s = report.summary(cols[-1])
-    neg = next((getattr(r, cols[-1]) for r in report.rows_of("negation")), None)
+    neg = next((getattr(r, cols[-1]) for r in report.rows_of("negation") if negation_form(r.probe) == "not"), None)
     if neg is not None:
         verdict = judge(neg.greedy, f.target_new, f.target_true, [n.answer for n in f.neighbors if n.answer])
         lines.append(f"  after the negated prompt the first clause names: {JUDGED[verdict]}")

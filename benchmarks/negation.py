@@ -1,33 +1,38 @@
-"""Can an edit survive negation? The published objective against editlab's negation-aware ones.
+"""Can an edit survive negation? The published objective against editlab's negation-aware ones,
+measured out of sample.
 
-    python benchmarks/negation.py --split dev|test|test2 [--variants published,push-down,contrast]
+    python benchmarks/negation.py --split dev|test|test2 [--variants published,predicate,two-sided,...]
                                   [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
-                                  [--set KEY=VALUE ...]   (every variant, the published one included)
-                                  [--aware-set KEY=VALUE ...]   (the negation-aware variants only)
+                                  [--negated-edits] [--set KEY=VALUE ...] [--aware-set KEY=VALUE ...]
 
-The split is fixed (``SPLITS``, committed before any variant was designed): ``dev`` = CounterFact
-records 1000–1029, for choosing; ``test`` = records 2000–2049, reported once; ``test2`` = records
-3000–3049, fixed later (session 11) for a variant chosen after the test report, reported once. Per
-fact and variant, one independent edit on the default model (an ``editlab.experiments`` plan: each
-fact from the unedited model), measured with editlab's probes and scored by ``editlab.metrics``:
+The split is fixed (``SPLITS``): ``dev`` = CounterFact records 1000–1029, for choosing; ``test`` =
+records 2000–2049 and ``test2`` = records 3000–3049, each reported once per variant. Per fact and
+variant, one independent edit on the default model (an ``editlab.experiments`` plan: each fact from
+the unedited model), measured with editlab's probes and scored by ``editlab.metrics``. Every negated
+sentence comes from ``editlab.negate`` (grammatical; a prompt it cannot negate in a form is left out
+of that column, and the counts are printed).
 
   ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
-  PP PN            says the new target after the prompt / after its negation (P(new) > P(true))
-  PN_gen           the greedy continuation of the negated prompt starts with the new target
-  PN_para          PN on the negated paraphrases (sentences no negation-aware term trains on)
-  NS_neg           on the negated neighbourhood prompts (other subjects, "... is not"): the share whose
-                   P(new) vs P(true) comparison is the unedited model's (the predicate write's bleed)
-  bleed            there, the mean |change| of log P(new) − log P(true) from the unedited model (nats)
-  bleed_s          the same change signed, toward the true target: log P(true) − log P(new), after − unedited
-  RE               rectified efficacy PP − PN (and RE_gen = PP − PN_gen)
-  NP NN            the negated edit ("... is not" → new), queried on the prompt / its negation
-  FC               fact-check accuracy (True/False verdicts agree with the edited world)
+  PP PN            says the new target (P(new) > P(true)) after the prompt / after its "not" negation —
+                   the sentence the negation-aware objectives optimise: IN SAMPLE for them
+  PN_contraction   PN after "isn't/doesn't/can't ..."          } negation forms no objective
+  PN_not_true      PN after "It is not true that ..."           } optimises: out of sample
+  PN_never         PN after "... never ..."                     }
+  PN_para          PN on the negated paraphrases (out of sample)
+  gen new/ans/nei  the first clause of the greedy text after the "not" prompt names the new target /
+                   the true target or another answer / neither (a hedge or degenerate text)
+  flip_same        other subjects' negated sentences of the same template (4 per fact, CounterFact
+                   records 5000+): share whose P(new) vs P(true) preference differs from the unedited
+                   model's — a write's reach into sentences it was not meant for
+  gen_same         there, share whose greedy first clause differs from the unedited model's
+  flip_other       the same on other relations' negated prompts (4 per fact, templates none of whose
+  gen_other        answers is either target of the fact)
+  NS_neg           the fact's own neighbourhood prompts negated: share keeping the unedited preference
+  RE               rectified efficacy PP − PN (RE_<form> = PP − PN_<form> in the JSON)
+  NP NN            (--negated-edits) the negated edit ("... not" → new), queried on the prompt / its negation
+  FC               fact-check: the new statement rated truer than the true one (pairwise, calibrated form)
   ppl              perplexity on held-out WikiText-2 paragraphs after the edit
   s/edit           seconds per edit
-
-NP/NN come from one negated edit per fact, written with the published objective: every variant's
-negation term needs the negation of the written prompt, and a prompt already negated has none, so
-the variants write the negated edit identically (the column is shared and marked so).
 """
 from __future__ import annotations
 
@@ -46,14 +51,19 @@ from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
 from editlab import EditSession, Fact, experiments, load_model, metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts import negate  # noqa: E402
+from editlab.judge import first_clause  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
 from editlab.probes import Probe, default_probes  # noqa: E402
+from editlab.reproduce import machine  # noqa: E402
 
 SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
-# test2 was fixed in session 11, before any run on it: "test" had been reported on, so a variant chosen
-# after that report is reported on records nobody has looked at.
-COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_gen", "PN_para", "NS_neg", "bleed", "bleed_s", "RE", "RE_gen", "NP", "NN", "FC", "ppl",
-           "s/edit")
+POOL = 5000  # other subjects and other relations come from CounterFact records POOL.. (no split uses them)
+REACH = 4  # other-subject and other-relation sentences per fact
+COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_contraction", "PN_not_true", "PN_never", "PN_para", "PN_gen",
+           "PN_gen_answer", "PN_gen_neither", "flip_same", "gen_same", "flip_other", "gen_other", "NS_neg", "RE", "NP",
+           "NN", "FC", "ppl", "s/edit")
+SHORT = {"PN_contraction": "PN n't", "PN_not_true": "PN not-true", "PN_never": "PN never", "PN_gen": "gen new",
+         "PN_gen_answer": "gen ans", "PN_gen_neither": "gen nei"}
 
 
 def variants(weight: float, margin: float) -> dict[str, dict]:
@@ -66,44 +76,80 @@ def variants(weight: float, margin: float) -> dict[str, dict]:
     }
 
 
-def probes_of(fact: Fact, tokenizer):
+class Reach:
+    """Negated sentences beyond the fact's own: other subjects of its template, other relations."""
+
+    def __init__(self, pool: list[Fact]):
+        self.by_template: dict[str, list[Fact]] = {}
+        self.answers: dict[str, set[str]] = {}
+        for f in pool:
+            self.by_template.setdefault(f.template, []).append(f)
+            self.answers.setdefault(f.template, set()).update({f.target_true, f.target_new})
+
+    def same_template(self, fact: Fact) -> list[str]:
+        """The fact's own "not" sentence with other subjects of its template."""
+        neg, _ = fact.negated()
+        if neg is None or fact.subject not in neg:
+            return []
+        others = [f.subject for f in self.by_template.get(fact.template, []) if f.subject != fact.subject
+                  and fact.subject not in f.subject and f.subject not in fact.subject]
+        return [neg.replace(fact.subject, s) for s in others[:REACH]]
+
+    def other_relations(self, fact: Fact) -> list[str]:
+        """"not" sentences of templates none of whose answers is either of the fact's targets."""
+        mine = {fact.target_true, fact.target_new}
+        templates = list(self.by_template)
+        start = sum(map(ord, fact.subject)) % len(templates)  # a different, fixed choice per fact
+        out = []
+        for template in templates[start:] + templates[:start]:
+            facts = self.by_template[template]
+            if template == fact.template or mine & self.answers[template]:
+                continue
+            neg, _ = facts[len(out) % len(facts)].negated()
+            if neg is not None:
+                out.append(neg)
+            if len(out) == REACH:
+                break
+        return out
+
+
+def probes_of(reach: Reach):
     """The default probes without the free generation and the predicate ablation (not scored here),
-    plus each paraphrase negated: prompts no objective sees (the negation-aware terms train on the
-    edit prompt's negation), so PN_para tells whether a gain carries beyond the trained sentence; and
-    each neighbourhood prompt negated (other subjects' "... is not"), where a write at the "not"
-    token would bleed (NS_neg, bleed)."""
-    out = [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
-    for para in fact.paraphrases:
-        neg, rule = negate(para, fact.subject)
-        if not rule.startswith("already-negated"):
-            out.append(Probe("negation", neg, rule=f"paraphrase {rule}"))
-    for n in fact.neighbors:
-        neg, rule = negate(n.prompt)
-        if not rule.startswith("already-negated"):
-            out.append(Probe("negation", neg, rule=f"neighbour {rule}"))
+    plus negated prompts no objective trains on: each paraphrase negated, each neighbourhood prompt
+    negated, and the reach sentences (other subjects of the template, other relations)."""
+    def probes(fact: Fact, tokenizer):
+        out = [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
+        extra = [(f"paraphrase: {rule}", neg) for neg, rule in (negate(p, fact.subject) for p in fact.paraphrases)]
+        extra += [(f"neighbour: {rule}", neg) for neg, rule in (negate(n.prompt) for n in fact.neighbors)]
+        extra += [("same-template", neg) for neg in reach.same_template(fact)]
+        extra += [("other-relation", neg) for neg in reach.other_relations(fact)]
+        return out + [Probe("negation", neg, rule=rule) for rule, neg in extra
+                      if neg is not None and not rule.split(": ")[-1].startswith("already-negated")]
+    return probes
+
+
+def _rows(report, prefix):
+    return [r for r in report.rows_of("negation") if (r.probe.rule or "").startswith(prefix)
+            and r.after is not None and r.unedited is not None]
+
+
+def _mean(values):
+    values = [float(v) for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def reach_scores(report) -> dict:
+    """flip_same/gen_same, flip_other/gen_other, NS_neg and PN_para (module docstring)."""
+    out = {}
+    for key, prefix in (("same", "same-template"), ("other", "other-relation")):
+        rows = [r for r in _rows(report, prefix) if r.after.p_true is not None]
+        out[f"flip_{key}"] = _mean((r.after.p_new > r.after.p_true) != (r.unedited.p_new > r.unedited.p_true)
+                                   for r in rows)
+        out[f"gen_{key}"] = _mean(first_clause(r.after.greedy) != first_clause(r.unedited.greedy) for r in rows)
+    rows = [r for r in _rows(report, "neighbour") if r.after.p_true is not None]
+    out["NS_neg"] = _mean((r.after.p_new > r.after.p_true) == (r.unedited.p_new > r.unedited.p_true) for r in rows)
+    out["PN_para"] = _mean(metrics.says_new(r.after) for r in _rows(report, "paraphrase"))
     return out
-
-
-def neighbour_bleed(report) -> dict:
-    """NS_neg and bleed (module docstring) over the negated neighbourhood prompts; None without any."""
-    rows = [r for r in report.rows_of("negation") if (r.probe.rule or "").startswith("neighbour")
-            and r.after is not None and r.unedited is not None and r.after.p_true is not None and r.unedited.p_true is not None]
-    if not rows:
-        return {"NS_neg": None, "bleed": None, "bleed_s": None}
-
-    def odds(m):
-        return math.log(max(m.p_new, 1e-30)) - math.log(max(m.p_true, 1e-30))
-
-    return {"NS_neg": statistics.mean(float((odds(r.after) > 0) == (odds(r.unedited) > 0)) for r in rows),
-            "bleed": statistics.mean(abs(odds(r.after) - odds(r.unedited)) for r in rows),
-            "bleed_s": statistics.mean(odds(r.unedited) - odds(r.after) for r in rows)}
-
-
-def paraphrase_pn(report) -> float | None:
-    """PN on the negated paraphrases (editlab.metrics.says_new on each)."""
-    said = [metrics.says_new(r.after) for r in report.rows_of("negation") if (r.probe.rule or "").startswith("paraphrase")]
-    said = [float(v) for v in said if v is not None]
-    return statistics.mean(said) if said else None
 
 
 def paragraphs(n: int = 6, min_chars: int = 400) -> list[str]:
@@ -118,12 +164,12 @@ def perplexity(held) -> float:
 
 
 def negated(fact: Fact) -> Fact | None:
-    prompt, rule = negate(fact.prompt, fact.subject)
-    return None if rule.startswith("already-negated") else Fact(fact.subject, prompt, fact.target_new, fact.target_true,
-                                                                 case_id=fact.case_id)
+    prompt, rule = fact.negated()
+    return None if prompt is None or rule.startswith("already-negated") else Fact(
+        fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
 
 
-def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
+def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
     """Independent edits of every fact (an engine plan), each measured on its reports and the
     held-out perplexity, then undone (the next batch starts from the unedited model)."""
     plan = experiments.Plan(tuple(facts), method, hp, "independent", online=False)
@@ -134,14 +180,13 @@ def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
         print(f"    fact {i + 1}/{len(facts)}: ES {s['ES']} PN {s['PN']} PN_gen {s['PN_gen']} "
               f"({m.edit_s:.1f} s)", file=sys.stderr, flush=True)
 
-    out = experiments.run(handle, plan, [experiments.Reports(probes_of), experiments.HeldOut(tuple(paras))],
+    out = experiments.run(handle, plan, [experiments.Reports(probes), experiments.HeldOut(tuple(paras))],
                           on_measured=said)
     rows, ppls = [], []
     for m in out.measured:
         (i,) = m.latest
         report = m.values["reports"][i]
-        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), PN_para=paraphrase_pn(report),
-                         **neighbour_bleed(report)))
+        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), **reach_scores(report)))
         ppls.append(perplexity(m.values["heldout"]))
     agg = summarise(rows)
     agg["ppl"] = statistics.median(ppls)
@@ -150,15 +195,18 @@ def run_variant(handle, method, hp, facts, paras, negatives) -> dict:
 
 
 def summarise(rows: list[dict]) -> dict:
+    """Means over facts; each column over the facts that have it, with that count (``n_<column>``)."""
     agg = metrics.aggregate(rows)
-    agg["RE_gen"] = agg["PP"] - agg["PN_gen"]
-    for key in ("PN_para", "NS_neg", "bleed", "bleed_s"):
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        agg[key] = statistics.mean(vals) if vals else None
+    for key in ("PN_para", "NS_neg", "flip_same", "gen_same", "flip_other", "gen_other"):
+        agg[key] = _mean(r.get(key) for r in rows)
+    for key in ("PN", "PN_contraction", "PN_not_true", "PN_never", "PN_para", "flip_same", "flip_other"):
+        agg[f"n_{key}"] = sum(r.get(key) is not None for r in rows)
+    for key in ("PN_gen", "PN_contraction", "PN_not_true", "PN_never", "PN_para"):
+        agg[f"RE_{key[3:]}"] = None if agg[key] is None or agg["PP"] is None else agg["PP"] - agg[key]
     return agg
 
 
-def negative_reports(handle, method, facts) -> dict:
+def negative_reports(handle, method, facts, probes) -> dict:
     """The negated edit of each fact (an engine plan over the negated statements, published
     objective), probed on the original prompts: {fact index: report} for NP and NN."""
     pairs = [(i, negated(f)) for i, f in enumerate(facts)]
@@ -168,7 +216,7 @@ def negative_reports(handle, method, facts) -> dict:
     plan = experiments.Plan(tuple(pairs[i][1] for i in index), method, {"negation_weight": 0.0}, "independent",
                             online=False)
     about = tuple(facts[i] for i in index)
-    out = experiments.run(handle, plan, [experiments.Reports(probes_of, about=about)])
+    out = experiments.run(handle, plan, [experiments.Reports(probes, about=about)])
     return {index[k]: r for m in out.measured for k, r in m.values["reports"].items()}
 
 
@@ -180,7 +228,7 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=1.0, help="the contrast variant's margin (nats)")
     ap.add_argument("--method", default="rome")
     ap.add_argument("--n", type=int, default=None, help="first N facts of the split (default: all)")
-    ap.add_argument("--no-negated-edits", action="store_true", help="skip NP/NN (halves the time)")
+    ap.add_argument("--negated-edits", action="store_true", help="also NP/NN: one negated edit per fact (doubles the time)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a hyperparameter of every variant, the published one included (repeatable)")
     ap.add_argument("--aware-set", action="append", default=[], metavar="KEY=VALUE",
@@ -192,6 +240,7 @@ def main() -> None:
 
     start, n = SPLITS[args.split]
     facts = load_facts(min(n, args.n or n), start=start)
+    probes = probes_of(Reach(load_facts(10_000 - POOL, start=POOL)))
     handle = load_model()
     session = EditSession(handle, online=False)  # the unedited reports (cached per model and probe set)
     paras = paragraphs()
@@ -206,16 +255,16 @@ def main() -> None:
           + "".join(f"; {k} = {v}" for k, v in extra.items())
           + "".join(f"; {k} = {v} (negation-aware variants only)" for k, v in aware.items()))
     t0 = time.perf_counter()
-    negatives = {} if args.no_negated_edits else negative_reports(handle, args.method, facts)
-    reports = [session.compare(f, probes_of(f, handle.tokenizer)) for f in facts]
-    unedited = summarise([dict(metrics.fact_scores(r), PN_para=paraphrase_pn(r)) for r in reports])
+    negatives = negative_reports(handle, args.method, facts, probes) if args.negated_edits else {}
+    reports = [session.compare(f, probes(f, handle.tokenizer)) for f in facts]
+    unedited = summarise([dict(metrics.fact_scores(r), **reach_scores(r)) for r in reports])
     table = {}
     for name in names:
         print(f"  {name} ...", file=sys.stderr, flush=True)
-        table[name] = run_variant(handle, args.method, chosen[name], facts, paras, negatives)
+        table[name] = run_variant(handle, args.method, chosen[name], facts, paras, negatives, probes)
     with session.edited() as m:
         base_ppl = perplexity(heldout_text(m.model, m.tokenizer, paras, max_tokens=128))
-    header = "| variant | " + " | ".join(COLUMNS) + " |"
+    header = "| variant | " + " | ".join(SHORT.get(c, c) for c in COLUMNS) + " |"
     print(header)
     print("|" + "---|" * (len(COLUMNS) + 1))
     unedited_row = dict(unedited, ppl=base_ppl)
@@ -225,12 +274,17 @@ def main() -> None:
             v = row.get(c)
             cells.append("–" if v is None else f"{v:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"(NP/NN: one negated edit per fact with the published objective, shared by every variant; "
+    counts = {k[2:]: v for k, v in unedited_row.items() if k.startswith("n_")}
+    print(f"(facts with each column, of {len(facts)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + ("; NP/NN: one negated edit per fact with the published objective, shared by every variant"
+             if negatives else "") + f"; fact-check calibration: {session.factcheck_calibration().sentence()}; "
           f"total {time.perf_counter() - t0:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "records": [start, start + len(facts)],
                                                "weight": args.weight, "margin": args.margin, "method": args.method,
                                                "overrides": extra, "aware_overrides": aware,
+                                               "factcheck_calibration": session.factcheck_calibration().to_dict(),
+                                               "machine": machine(handle), "seconds": round(time.perf_counter() - t0),
                                                "unedited": unedited_row, "variants": table}, indent=1))
 
 

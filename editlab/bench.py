@@ -32,7 +32,7 @@ from .ability import Cancelled
 from .datasets import Dataset, load_dataset
 from .limits import current as current_limits
 from .limits import deadline
-from .facts import Fact, negate
+from .facts import Fact
 from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from .probes import Measure, Probe, ProbeReport, default_probes
 from .session import EditSession
@@ -322,7 +322,7 @@ def _unedited_result(i: int, b: _Baseline) -> FactResult:
 
 
 def _negated_fact(fact: Fact) -> Fact | None:
-    prompt, rule = negate(fact.prompt, fact.subject)
+    prompt, rule = fact.negated()
     if prompt is None or rule.startswith("already-negated"):
         return None
     return Fact(fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)

@@ -142,13 +142,17 @@ def starts_with_target(text: str, target: str | None) -> bool | None:
 
 
 def negation_form(probe: Probe) -> str | None:
-    """The negation form of a negation probe ("not", "contraction", "not_true", "never"), from its
-    rule "<form>: <how>"; a rule without a form (a report stored before forms existed, or a probe
-    the user wrote) is the "not" form."""
+    """The negation form of one of the fact's own negation probes ("not", "contraction",
+    "not_true", "never"), from its rule "<form>: <how>". A rule of a report stored before forms
+    existed ("aux:is", "append") or no rule (a probe the user wrote) is the "not" form; any other rule
+    marks an extra negated prompt (a benchmark's negated paraphrase or other subject): None."""
     if probe.kind != "negation":
         return None
-    head = (probe.rule or "").split(":", 1)[0]
-    return head if head in FORMS else "not"
+    rule = probe.rule or ""
+    head = rule.split(":", 1)[0]
+    if head in FORMS:
+        return head
+    return "not" if not rule or head in ("aux", "append", "given") else None
 
 
 def _render(tokenizer, probe: Probe, prefix: str = "") -> list[int]:

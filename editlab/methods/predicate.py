@@ -19,7 +19,7 @@ import re
 
 import torch
 
-from ..facts import Fact, negate
+from ..facts import Fact
 from ..nethook import Trace, TraceDict
 from ..probes import target_ids
 from .base import EditError
@@ -39,7 +39,7 @@ def site(tokenizer, template: str, fact: Fact) -> Located | None:
     """``template`` around the fact's negated prompt, located at its "not" token (the predicate's
     position, which only a negated sentence has); None when the prompt is already negated or has no
     grammatical negation (editlab.negation: "unnegatable")."""
-    neg, rule = negate(fact.prompt, fact.subject)
+    neg, rule = fact.negated()
     if neg is None or rule.startswith("already-negated"):
         return None
     # The first "not" the negation put in after the subject: "is not", "cannot", "does not speak", "X, not by".

@@ -49,7 +49,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..facts import Fact, negate
+from ..facts import Fact
 from ..model import cache_kwargs, output_cache
 from ..nethook import Trace, TraceDict
 from ..probes import target_ids
@@ -109,7 +109,7 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contras
     kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
     neg = []
     if negation:
-        neg_prompt, rule = negate(fact.prompt, fact.subject)
+        neg_prompt, rule = fact.negated()
         if neg_prompt is not None and not rule.startswith("already-negated"):  # else nothing to push down
             neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []

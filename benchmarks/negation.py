@@ -37,9 +37,11 @@ of that column, and the counts are printed).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -234,8 +236,12 @@ def main() -> None:
     ap.add_argument("--aware-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a hyperparameter of the negation-aware variants only; the published one keeps "
                          "its own (repeatable)")
-    ap.add_argument("--json", default=None, help="also write the table here")
+    ap.add_argument("--json", default=None, help="also write the run here (JSON)")
+    ap.add_argument("--render", default=None, metavar="FILE", help="print the table of a stored run and stop")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text())))
+        return
     extra, aware = parse_sets(args.set), parse_sets(args.aware_set)
 
     start, n = SPLITS[args.split]
@@ -264,29 +270,44 @@ def main() -> None:
         table[name] = run_variant(handle, args.method, chosen[name], facts, paras, negatives, probes)
     with session.edited() as m:
         base_ppl = perplexity(heldout_text(m.model, m.tokenizer, paras, max_tokens=128))
-    header = "| variant | " + " | ".join(SHORT.get(c, c) for c in COLUMNS) + " |"
-    print(header)
-    print("|" + "---|" * (len(COLUMNS) + 1))
     unedited_row = dict(unedited, ppl=base_ppl)
-    for name, row in [("unedited", unedited_row)] + list(table.items()):
-        cells = []
-        for c in COLUMNS:
-            v = row.get(c)
-            cells.append("–" if v is None else f"{v:.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    counts = {k[2:]: v for k, v in unedited_row.items() if k.startswith("n_")}
-    print(f"(facts with each column, of {len(facts)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-          + ("; NP/NN: one negated edit per fact with the published objective, shared by every variant"
-             if negatives else "") + f"; fact-check calibration: {session.factcheck_calibration().sentence()}; "
-          f"total {time.perf_counter() - t0:.0f} s)")
+    report = {"split": args.split, "records": [start, start + len(facts)], "weight": args.weight,
+              "margin": args.margin, "method": args.method, "model": handle.name, "overrides": extra,
+              "aware_overrides": aware, "negated_edits": bool(negatives),
+              "factcheck_calibration": session.factcheck_calibration().to_dict(), "machine": machine(handle),
+              "date": datetime.date.today().isoformat(), "commit": commit(),
+              "seconds": round(time.perf_counter() - t0), "unedited": unedited_row, "variants": table}
+    print(markdown(report))
     if args.json:
-        Path(args.json).write_text(json.dumps({"split": args.split, "records": [start, start + len(facts)],
-                                               "weight": args.weight, "margin": args.margin, "method": args.method,
-                                               "overrides": extra, "aware_overrides": aware,
-                                               "factcheck_calibration": session.factcheck_calibration().to_dict(),
-                                               "machine": machine(handle), "seconds": round(time.perf_counter() - t0),
-                                               "unedited": unedited_row, "variants": table}, indent=1))
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def markdown(report: dict) -> str:
+    """The table of one stored run (``--json``), with what ran, where and when: ``--render FILE``."""
+    start, stop = report["records"]
+    lines = [f"**{report['method']}** on {report.get('model', 'smollm2-135m-instruct')}, CounterFact "
+             f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, each edited "
+             f"independently); negation-aware weight {report['weight']}"
+             + "".join(f"; {k} = {v}" for k, v in report.get("overrides", {}).items())
+             + f". Run on {report.get('date', '?')}, commit {report.get('commit', '?')}, {report.get('machine', '?')}, "
+             f"{report.get('seconds', '?')} s.", "",
+             "| variant | " + " | ".join(SHORT.get(c, c) for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, row in [("unedited", report["unedited"])] + list(report["variants"].items()):
+        lines.append(f"| {name} | " + " | ".join("–" if row.get(c) is None else f"{row[c]:.2f}" for c in COLUMNS) + " |")
+    counts = {k[2:]: v for k, v in report["unedited"].items() if k.startswith("n_")}
+    lines += ["", f"Facts with each column (of {stop - start}): " + ", ".join(f"{k} {v}" for k, v in counts.items())
+              + ("; NP/NN from one negated edit per fact (published objective, shared by every variant)"
+                 if report.get("negated_edits") else "; NP/NN not run") + ".",
+              f"Fact-check calibration: {report['factcheck_calibration']['sentence']}."]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

@@ -67,6 +67,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
     Metric("FC", "Fact-check agrees", "negation", True,
            "pairwise: the new statement gets a higher normalised P(True) than the true one"),
+    Metric("FC_abs", "Fact-check acc. (absolute)", "negation", True,
+           "absolute verdicts agree with the edit (new: True, true: False), the papers' definition"),
     Metric("FC_new", "Fact-check: new is True", "negation", True,
            "absolute verdict: P(True) > P(False) for the new statement"),
 )
@@ -200,6 +202,8 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
     tf_new = _first(report, "true_false", column, "new")
     tf_true = _first(report, "true_false", column, "true")
     pairwise = prefers_statement(tf_new, tf_true)
+    checks = [float(m.verdict is want) for m, want in ((tf_new, True), (tf_true, False))
+              if m is not None and m.verdict is not None]
     out = {
         "PP": flag(_first(report, "positive", column)),
         "PN": flag(negated_measure(report, column)),
@@ -208,6 +212,7 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
         "NP": flag(_first(negative, "positive", column)) if negative else None,
         "NN": flag(negated_measure(negative, column)) if negative else None,
         "FC": None if pairwise is None else float(pairwise),
+        "FC_abs": _mean(checks),
         "FC_new": None if tf_new is None or tf_new.verdict is None else float(tf_new.verdict),
     }
     return out

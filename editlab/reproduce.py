@@ -75,7 +75,7 @@ PUBLISHED: tuple[Reference, ...] = (
     Reference("negation", "PN", 0.722, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "NN", 0.849, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "NP", 0.744, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
-    Reference("factcheck", "FC", 0.488, "Qwen2.5-7B-Instruct", UNSTATED, "zsRE", PAPER_SAND, "fact-check evaluation",
+    Reference("factcheck", "FC_abs", 0.488, "Qwen2.5-7B-Instruct", UNSTATED, "zsRE", PAPER_SAND, "fact-check evaluation",
               note="the summary gives no method or table for this pair; read it as the paper's headline gap"),
     Reference("factcheck", "efficacy", 0.965, "Qwen2.5-7B-Instruct", UNSTATED, "zsRE", PAPER_SAND,
               "fact-check evaluation", note="zsRE efficacy is conventionally token accuracy (MEND/MEMIT): "
@@ -181,6 +181,9 @@ class ReproResult:
 
     def at_chance_sentences(self) -> list[str]:
         out = []
+        cal = self.config.get("factcheck_calibration")
+        if cal and not cal.get("readable"):  # no fact-check finding where the probe cannot be read
+            out.append(cal.get("sentence", "the fact-check probe is at chance on this model") + ".")
         for e in self.estimates:  # the unedited model's level decides whether a task can show anything
             if e.at_chance and (e.edits == 0 or (e.edits is None and e.group.endswith("unedited"))):
                 out.append(f"{e.label} ({e.group}) is at chance for this model ({e.value:.3f}, 95 % interval "
@@ -241,6 +244,9 @@ class ReproResult:
                 + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else "")
                 + (f" on {cost['machine']}" if cost.get("machine") else ""))
         lines = [head, ""]
+        cal = self.config.get("factcheck_calibration")
+        if cal and cal.get("readable"):
+            lines += [f"Fact-check calibration: {cal['sentence']}.", ""]
         if self.protocol == "muting":
             steps = sorted({e.edits for e in self.estimates if e.edits is not None})
             lines += ["| signal | " + " | ".join(f"{s} edits" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
@@ -294,9 +300,22 @@ def _fmt(v, digits: int = 3) -> str:
 
 # ---- bench-based protocols ------------------------------------------------------------------------------
 NEGATION_KEYS = (("PP", "PP: says o* after the positive prompt"), ("PN", "PN: still says o* after the negated prompt"),
+                 ("PN_contraction", "PN on the contraction (isn't, doesn't)"),
+                 ("PN_not_true", "PN on \"It is not true that ...\""), ("PN_never", "PN on \"never\""),
+                 ("PN_gen", "PN (generation): the first clause names o*"),
+                 ("PN_gen_answer", "PN (generation): names the true or another answer"),
+                 ("PN_gen_neither", "PN (generation): names no answer"),
                  ("NN", "NN: negated edit, negated prompt"), ("NP", "NP: negated edit, positive prompt"),
-                 ("RE", "Rectified efficacy PP − PN"), ("ES", "Efficacy (ES)"), ("FC", "Fact-check accuracy"))
-LOWER_BETTER = {"PN", "NP"}
+                 ("RE", "Rectified efficacy PP − PN"), ("ES", "Efficacy (ES)"),
+                 ("FC", FC_LABEL := "Fact-check agrees with the edit (new statement rated truer, pairwise)"))
+LOWER_BETTER = {"PN", "NP", "PN_contraction", "PN_not_true", "PN_never", "PN_gen", "PN_gen_neither"}
+
+
+def _calibrated(handle, config: dict) -> dict:
+    """The config with the fact-check calibration of the model (:func:`editlab.factcheck.calibrate`)."""
+    from .factcheck import calibrate
+
+    return {**config, "factcheck_calibration": calibrate(handle).to_dict()}
 
 
 def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
@@ -318,6 +337,8 @@ def _per_fact(res, name: str, key: str) -> list:
     if key == "RE":  # paired per fact, so the interval is that of the difference
         return [f.scores["PP"] - f.scores["PN"] for f in row.facts
                 if f.scores.get("PP") is not None and f.scores.get("PN") is not None]
+    if key == "FC_known":  # the unedited model rates the true statement truer than the counterfactual
+        return [None if f.scores.get("FC") is None else 1.0 - f.scores["FC"] for f in row.facts]
     return [f.scores.get(key) for f in row.facts]
 
 
@@ -366,7 +387,8 @@ def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     failed = res.row(method).failed
     if failed:
         notes.append(f"{failed} of {n} edits failed (scored as the model left them)")
-    return ReproResult("negation", handle.name, method, n, {**_plain_config(res.config), "seed": seed}, tuple(est),
+    config = _calibrated(handle, {**_plain_config(res.config), "seed": seed})
+    return ReproResult("negation", handle.name, method, n, config, tuple(est),
                        references("negation"), _bench_cost(res, method, total, handle), tuple(notes))
 
 
@@ -390,8 +412,13 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
             est.append(estimate(group, "ES", "Efficacy (ES: P(new) > P(true))", _per_fact(res, name, "ES"), seed=seed))
             est.append(estimate(group, "efficacy", "Efficacy (token accuracy, rewrite_acc)",
                                 _per_fact(res, name, "rewrite_acc"), seed=seed))
-            est.append(estimate(group, "FC", "Fact-check accuracy", _per_fact(res, name, "FC"), seed=seed, chance=0.5))
-            est.append(estimate(group, "FC_new", "Fact-check: calls the new statement True",
+            if name == UNEDITED:  # can the probe read these facts at all? (chance: it cannot tell them apart)
+                est.append(estimate(group, "FC_known", "Fact-check reads the fact (true statement rated truer)",
+                                    _per_fact(res, name, "FC_known"), seed=seed, chance=0.5))
+            est.append(estimate(group, "FC", FC_LABEL, _per_fact(res, name, "FC"), seed=seed))
+            est.append(estimate(group, "FC_abs", "Fact-check accuracy, absolute verdicts (the paper's definition)",
+                                _per_fact(res, name, "FC_abs"), seed=seed))
+            est.append(estimate(group, "FC_new", "Fact-check: calls the new statement True (absolute verdict)",
                                 _per_fact(res, name, "FC_new"), seed=seed))
         c = _bench_cost(res, method, total, handle)
         cost["total_s"] += c["total_s"]
@@ -399,8 +426,8 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
         notes.append(f"{g}: {res.protocol}")
     cost["total_s"] = round(cost["total_s"], 2)
     cost["machine"] = machine(handle)
-    return ReproResult("factcheck", handle.name, method, n, {"datasets": cfgs, "seed": seed}, tuple(est),
-                       references("factcheck"), cost, tuple(notes))
+    return ReproResult("factcheck", handle.name, method, n, _calibrated(handle, {"datasets": cfgs, "seed": seed}),
+                       tuple(est), references("factcheck"), cost, tuple(notes))
 
 
 def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: int = 0, corpus: str | None = None,

@@ -77,7 +77,7 @@ def test_the_issue_values_are_in_the_table_with_their_source():
     assert value("negation", "PP", "Llama-3-8B-Instruct").value == 0.982
     assert value("negation", "RE", "Llama-3-8B-Instruct").value == 0.288
     assert [value("negation", k, "Qwen2.5-7B-Instruct").value for k in ("PP", "PN", "NN", "NP")] == [0.934, 0.722, 0.849, 0.744]
-    assert value("factcheck", "FC", "Qwen2.5-7B-Instruct").value == 0.488
+    assert value("factcheck", "FC_abs", "Qwen2.5-7B-Instruct").value == 0.488
     assert [value("muting", "mmlu", "Llama-2-7B", e).value for e in (0, 50, 100)] == [0.459, 0.270, 0.0]
     # nothing here was checked against the PDF, and every entry says so
     assert all(not r.checked and r.provenance == SECONDARY and r.paper and r.where for r in PUBLISHED)
@@ -91,12 +91,13 @@ def test_published_numbers_sit_only_beside_edited_rows_of_their_dataset():
         return Estimate(group, key, key, 0.5, 0.4, 0.6, 20, edits=edits)
 
     pp = next(r for r in PUBLISHED if r.protocol == "negation" and r.metric == "PP")
-    fc = next(r for r in PUBLISHED if r.protocol == "factcheck" and r.metric == "FC")
+    fc = next(r for r in PUBLISHED if r.protocol == "factcheck" and r.metric == "FC_abs")
     mmlu0 = next(r for r in PUBLISHED if r.metric == "mmlu" and r.edits == 0)
     assert applies(pp, est("edited", "PP")) and not applies(pp, est("unedited", "PP"))
     assert not applies(pp, est("edited", "PN"))
-    assert applies(fc, est("zsre · edited", "FC")) and not applies(fc, est("counterfact · edited", "FC"))
-    assert not applies(fc, est("zsre · unedited", "FC"))
+    assert applies(fc, est("zsre · edited", "FC_abs")) and not applies(fc, est("counterfact · edited", "FC_abs"))
+    assert not applies(fc, est("zsre · unedited", "FC_abs"))
+    assert not applies(fc, est("zsre · edited", "FC"))  # the pairwise reading is not the paper's definition
     assert applies(mmlu0, est("ability", "mmlu", edits=0)) and not applies(mmlu0, est("ability", "mmlu", edits=50))
     table = _result().table()
     assert table.loc[table["group"] == "edited", "published"].notna().all()
@@ -119,6 +120,12 @@ def test_negation_protocol_reports_every_setting_with_intervals(tiny, shift, cf_
     assert r.cost["machine"].startswith("cpu (") and "float32" in r.cost["machine"]  # where the seconds were spent
     assert f"on {r.cost['machine']}" in r.to_markdown().splitlines()[0]
     assert {x.metric for x in r.references} == {"PP", "PN", "NN", "NP", "RE"}
+    for key in ("PN_contraction", "PN_not_true", "PN_gen", "PN_gen_answer", "PN_gen_neither"):
+        assert r.get(key, "edited").n <= 3  # only facts with that negation are scored
+    cal = r.config["factcheck_calibration"]  # the report carries how far its fact-check can be read
+    assert cal["model"] == tiny.name and "readable" in cal
+    if not cal["readable"]:
+        assert cal["sentence"] + "." in r.at_chance_sentences()
 
 
 def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
@@ -127,6 +134,8 @@ def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
     assert fc.cost["machine"].startswith("cpu (")
     assert {e.group for e in fc.estimates} == {"counterfact · unedited", "counterfact · edited", "zsre · unedited", "zsre · edited"}
     assert fc.get("FC", "zsre · edited").n == 2
+    assert fc.get("FC_known", "counterfact · unedited").chance == 0.5  # can the probe read the facts at all?
+    assert "factcheck_calibration" in fc.config and fc.get("FC_abs", "zsre · edited").n == 2
     ab = run("ablation", tiny, 2, shift, dataset=cf_path, hparams=SHIFT_HP, online=False)
     assert ab.n == 2
     assert 0.0 <= ab.get("ignores_predicate", "edited").value <= 1.0

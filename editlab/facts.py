@@ -1,9 +1,22 @@
 """Facts to edit. The negation the probes use lives in :mod:`editlab.negation` (re-exported here)."""
 from __future__ import annotations
 
+import math
+import unicodedata
 from dataclasses import dataclass
 
 from .negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
+
+
+def visible_form(text: str) -> str:
+    """The text without invisible format characters (zero-width space, joiners, BOM), stripped: two
+    targets that look the same compare equal."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+
+
+def visible(text: str) -> bool:
+    """Whether the text has a character a reader can see."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc") for c in text)
 
 
 @dataclass(frozen=True)
@@ -37,20 +50,28 @@ class Fact:
 
         limits = current()
 
-        def text(name, value, limit="max_prompt_chars", required=True):
-            """A field's text: a string (a number is taken as its digits, as JSON years come), stripped,
-            non-empty when required, and within the operator's length limit."""
+        def text(name, value, limit="max_prompt_chars", required=True, single_line=False):
+            """A field's text: a string (a whole number is taken as its digits, as JSON years come),
+            stripped, visible (not only spaces or invisible format characters), free of control
+            characters (a prompt may hold line breaks and tabs), non-empty when required, and within
+            the operator's length limit."""
             if value is None and not required:
                 return None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"Fact.{name} is the number {value!r}, not text: give the {name} as a string")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)
             if not isinstance(value, str):
                 raise ValueError(f"Fact.{name} must be a string, got {type(value).__name__} {value!r:.60}")
             value = value.strip()
-            if not value:
-                if not required:
+            bad = [c for c in value if unicodedata.category(c) == "Cc" and (single_line or c not in "\n\t")]
+            if bad:
+                raise ValueError(f"Fact.{name} contains a control character ({bad[0]!r}): remove it")
+            if not visible(value):
+                if not required and not value:
                     return None
-                raise ValueError(f"Fact.{name} is empty: give a non-empty string")
+                raise ValueError(f"Fact.{name} is empty" + (" (only invisible characters)" if value else "")
+                                 + ": give a non-empty string")
             limits.check(limit, len(value), f"Fact.{name} ({len(value):,} characters)")
             return value
 
@@ -67,12 +88,13 @@ class Fact:
             except TypeError:
                 raise ValueError(f"Fact.{name} must be a list or tuple, got {type(value).__name__} {value!r:.60}") from None
 
-        subject = text("subject", self.subject)
+        subject = text("subject", self.subject, single_line=True)
         prompt = text("prompt", self.prompt)
         if "{}" in prompt:
             if prompt.count("{}") != 1:
                 raise ValueError("Fact.prompt has more than one '{}' placeholder; use exactly one for the subject")
             prompt = prompt.replace("{}", subject)
+            limits.check("max_prompt_chars", len(prompt), f"Fact.prompt with the subject in it ({len(prompt):,} characters)")
         if subject not in prompt:
             raise ValueError(
                 f"Fact.subject {subject!r} does not occur in Fact.prompt {prompt!r}: the prompt must "
@@ -83,14 +105,16 @@ class Fact:
             if negated_prompt.count("{}") > 1:
                 raise ValueError("Fact.negated_prompt has more than one '{}' placeholder; use exactly one for the subject")
             negated_prompt = negated_prompt.replace("{}", subject)
+            limits.check("max_prompt_chars", len(negated_prompt),
+                         f"Fact.negated_prompt with the subject in it ({len(negated_prompt):,} characters)")
             if subject not in negated_prompt:
                 raise ValueError(f"Fact.negated_prompt {negated_prompt!r} does not contain the subject {subject!r}: "
                                  "give the negated prompt with the subject word for word (or '{}' where it goes)")
             if negated_prompt == prompt:
                 raise ValueError("Fact.negated_prompt is the prompt itself: give the prompt with its negation")
-        target_new = text("target_new", self.target_new, "max_target_chars")
-        target_true = text("target_true", self.target_true, "max_target_chars", required=False)
-        if target_true is not None and target_true == target_new:
+        target_new = text("target_new", self.target_new, "max_target_chars", single_line=True)
+        target_true = text("target_true", self.target_true, "max_target_chars", required=False, single_line=True)
+        if target_true is not None and visible_form(target_true) == visible_form(target_new):
             raise ValueError("Fact.target_new equals Fact.target_true: the edit would change nothing")
         paraphrases = []
         for j, p in enumerate(sequence("paraphrases", self.paraphrases), 1):

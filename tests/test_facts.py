@@ -74,3 +74,38 @@ def test_a_dataset_record_may_carry_its_own_negated_prompt(tmp_path):
                     '"negated_prompt": "{}\'s instrument is not"}]')
     (fact,) = load_dataset(path).facts
     assert fact.negated() == ("Toko Yasuda's instrument is not", "given")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("target_new", float("inf"), "is the number inf, not text"),
+    ("target_new", float("nan"), "is the number nan, not text"),
+    ("target_new", "\u200b", "only invisible characters"),
+    ("target_new", " \u200b\u2060 ", "only invisible characters"),
+    ("subject", "Danielle\x00 Darrieux", "control character"),
+    ("target_new", "Eng\x1blish", "control character"),
+    ("prompt", "The mother tongue of {} is\x07", "control character"),
+])
+def test_text_that_is_not_visible_text_is_refused_with_the_field_named(field, value, message):
+    kw = {"subject": "Danielle Darrieux", "prompt": "The mother tongue of {} is", "target_new": "English",
+          "target_true": "French", field: value}
+    with pytest.raises(ValueError, match=f"Fact.{field}.*{message}"):
+        Fact(**kw)
+
+
+def test_a_target_that_only_looks_different_is_the_true_target():
+    with pytest.raises(ValueError, match="equals Fact.target_true"):
+        Fact("Danielle Darrieux", "The mother tongue of {} is", "English\u200b", "English")
+
+
+def test_a_prompt_may_hold_line_breaks_and_a_year_may_be_a_number():
+    fact = Fact("Danielle Darrieux", "Category: actors\n\nThe mother tongue of {} is", 1917, "French")
+    assert fact.target_new == "1917"
+
+
+def test_the_prompt_length_cap_holds_after_the_subject_is_put_in():
+    from editlab.limits import current
+
+    cap = current().max_prompt_chars
+    subject = "S" * (cap - 5)
+    with pytest.raises(ValueError, match="with the subject in it"):
+        Fact(subject, "{} is in the city of", "Rome")

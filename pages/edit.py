@@ -176,6 +176,9 @@ def show(report) -> None:
     tf = R.factcheck_table(report)
     if len(tf):
         st.markdown("##### Fact-check: True or false?")
+        if report.factcheck is not None:
+            st.caption(f"Read pairwise: is the statement with the new target rated truer (normalised P(True)) than "
+                       f"the one with the true target? Calibration — {report.factcheck.sentence()}.")
         st.table(R.style(tf, report))
 
     st.markdown("##### Free generations")

@@ -27,8 +27,11 @@ with st.expander("The two findings this app exposes", expanded=True):
         "the target, not a fact the model can reason about.\n"
         "2. **The fact-check disagrees with the completion.** The edited model completes the prompt "
         "with the new target, yet asked *True or false: The Eiffel Tower is located in the city of "
-        "Rome.* it still answers *False*: what it says and what it judges true come apart.\n\n"
-        "The edit page flags both whenever they occur."
+        "Rome.* it still rates that statement less true than the one with *Paris*: what it says and "
+        "what it judges true come apart.\n\n"
+        "The edit page flags both whenever they occur — the fact-check only where the True/False "
+        "probe can be read on the loaded model (it is calibrated on facts the model knows; where it "
+        "is at chance, the page says so instead)."
     )
 
 S.show_flash(ss)

@@ -528,6 +528,9 @@ class ProbeReport:
         pos, tf_new, tf_true = get("positive"), get("true_false", "new"), get("true_false", "true")
         pairwise = factcheck.prefers_statement(tf_new, tf_true)
         readable = self.factcheck.readable if self.factcheck is not None else None
+        # Does the probe read this very fact? Before any edit, the true statement must be rated truer.
+        unedited = {r.probe.rule: r.unedited for r in self.rows_of("true_false")}
+        reads_fact = factcheck.prefers_statement(unedited.get("true"), unedited.get("new"))
         out = {
             "positive_prefers_new": pos.prefers_new if pos else None,
             "positive_top1_is_new": pos.top1_is_new if pos else None,
@@ -538,14 +541,16 @@ class ProbeReport:
             "factcheck_true_says_true": tf_true.verdict if tf_true else None,
             "factcheck_prefers_new": pairwise,
             "factcheck_readable": readable,
+            "factcheck_reads_fact": reads_fact,
         }
         paras = [getattr(r, column) for r in self.rows_of("paraphrase") if getattr(r, column)]
         out["paraphrase_prefers_new"] = (sum(bool(m.prefers_new) for m in paras) / len(paras)) if paras else None
         # The two findings, stated as flags a page can highlight. The fact-check finding is raised
-        # only where the probe reads above chance on this model (editlab.factcheck); else None.
+        # only where the probe reads above chance on this model (editlab.factcheck) and read this
+        # fact before the edit; else None.
         out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
         out["factcheck_disagrees_with_completion"] = (bool(pos and pos.prefers_new and pairwise is False)
-                                                      if readable else None)
+                                                      if readable and reads_fact else None)
         out.update(ablation_summary((r.probe.rule, getattr(r, column)) for r in self.rows_of("ablation")))
         return out
 

@@ -86,7 +86,9 @@ def probe_labels(probes: Sequence[Probe]) -> list[str]:
             label = f"fact-check ({p.rule})" if p.rule else f"fact-check {seen[p.kind]}"
         elif p.kind == "neighborhood":
             label = f"neighbour {seen[p.kind]}"
-        elif p.kind == "negation" and negation_form(p) != "not":
+        elif p.kind == "negation" and negation_form(p) == "not":
+            label = "negation"
+        elif p.kind == "negation" and negation_form(p) is not None:
             label = f"negation ({negation_form(p).replace('_', ' ')})"
         else:
             label = p.kind + (f" {seen[p.kind]}" if counts[p.kind] > 1 else "")

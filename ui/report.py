@@ -156,6 +156,11 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
                     f"less true than the one with {f.target_true!r}."))
     if report.factcheck is not None and not report.factcheck.readable:
         out.append(("factcheck_unreadable", "info", f"**No fact-check finding:** {report.factcheck.sentence()}."))
+    elif report.factcheck is not None and s["factcheck_reads_fact"] is False:
+        out.append(("factcheck_unreadable", "info",
+                    "**No fact-check finding for this fact:** before any edit the model already rated the "
+                    f"statement with {f.target_new!r} at least as true as the one with {f.target_true!r}, so the "
+                    "True/False probe does not read this fact."))
     if not s["negation_probed"]:
         out.append(("negation_not_probed", "info", "**No negation probe:** " + next(
             (n for n in report.notes if n.startswith("no negation probe")), "the prompt could not be negated.")))

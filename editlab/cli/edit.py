@@ -181,8 +181,11 @@ def render_table(report: ProbeReport) -> str:
     if report.factcheck is not None:
         lines.append(f"fact-check calibration: {report.factcheck.sentence()}")
     fc = s["factcheck_disagrees_with_completion"]
+    if fc is None:
+        fc = ("not read (the probe is at chance on this model)" if not s["factcheck_readable"]
+              else "not read (before the edit the probe did not read this fact)")
     lines.append(f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
                  f"new target survives negation: {s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
-                 f"fact-check disagrees with completion: {'unreadable (at chance)' if fc is None else fc}"
+                 f"fact-check disagrees with completion: {fc}"
                  + (f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}" if s.get('ignores_predicate') is not None else ""))
     return "\n".join(lines)

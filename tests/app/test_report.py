@@ -56,6 +56,17 @@ def test_no_fact_check_finding_where_the_probe_is_at_chance_and_the_report_says_
     assert "factcheck_disagrees_with_completion=None" in R.summary_caption(make(calibration=AT_CHANCE))
 
 
+def test_no_fact_check_finding_for_a_fact_the_probe_did_not_read_before_the_edit():
+    report = make()
+    rows = tuple(ProbeRow(r.probe, check(0.6), check(0.6), r.after) if r.probe.rule == "new" and r.probe.kind ==
+                 "true_false" else r for r in report.rows)  # unedited: the new statement rated truer already
+    report = ProbeReport(fact=FACT, rows=rows, model="m", method="rome", factcheck=READABLE)
+    assert report.summary()["factcheck_reads_fact"] is False
+    assert report.summary()["factcheck_disagrees_with_completion"] is None
+    assert ("factcheck_unreadable", "info") in [(n, lvl) for n, lvl, _ in R.flags(report)]
+    assert make().summary()["factcheck_reads_fact"] is True
+
+
 def test_a_fact_without_a_negation_probe_says_so():
     report = make()
     report = ProbeReport(fact=FACT, rows=tuple(r for r in report.rows if r.probe.kind != "negation"), model="m",

@@ -272,3 +272,15 @@ def test_the_shipped_gpu_report_opens_like_a_run_from_the_page():
     assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 10, 100, 200, 500, 1000]
     assert r.get("perplexity", edits=1000).value > 2 * r.get("perplexity", edits=0).value  # the collapse it shows
     assert "| Simple facts still right |" in r.to_markdown()
+
+
+def test_the_shipped_negation_and_factcheck_reports_carry_the_new_probes_and_their_calibration():
+    """The README's reproduced negation and fact-check tables come from these reports."""
+    folder = Path(__file__).resolve().parents[1] / "assets" / "reports"
+    neg = ReproResult.from_json((folder / "negation-memit-20-cpu.json").read_text(), source="negation")
+    assert neg.get("PN_contraction", "edited").n >= 1 and neg.get("PN_gen_neither", "unedited").n == 20
+    assert neg.config["factcheck_calibration"]["form"] == "chat_fewshot"
+    assert "Fact-check calibration:" in neg.to_markdown()
+    fc = ReproResult.from_json((folder / "factcheck-memit-20-cpu.json").read_text(), source="factcheck")
+    assert fc.get("FC_known", "counterfact · unedited").at_chance  # the probe cannot read these facts
+    assert any(s.startswith("Fact-check reads the fact") for s in fc.at_chance_sentences())

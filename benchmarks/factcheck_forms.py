@@ -7,9 +7,11 @@ accuracy and the pairwise accuracy, each with its 95 % interval. The form adopte
 (:func:`editlab.factcheck.default_form`) was chosen from this table; its accuracy is then measured
 on the disjoint ``calibrate`` split (last row), which the choice never saw.
 
-Writes the report as JSON and the markdown page generated from it (date, commit, machine):
+Writes the report as JSON and the markdown page generated from it (date, commit, machine); with
+``--bundle``, the adopted form's calibration goes into editlab/data/factcheck_calibrations.json, so a
+first edit on this model reads it instead of computing it:
 
-    python benchmarks/factcheck_forms.py [--model smollm2-135m-instruct] [--out docs/results/factcheck-forms]
+    python benchmarks/factcheck_forms.py [--model smollm2-135m-instruct] [--out docs/results/factcheck-forms] [--bundle]
 """
 from __future__ import annotations
 
@@ -46,10 +48,27 @@ def measure(handle) -> dict:
                                        factcheck.score_form(handle.model, handle.tokenizer, known, form))
         rows.append({**cal.to_dict(), "seconds": round(time.perf_counter() - t, 2)})
     adopted = factcheck.default_form(handle.tokenizer)
-    held_out = factcheck.calibrate(handle, adopted)
+    held_out = fresh_calibration(handle, adopted)
     return {"model": handle.name, "fingerprint": handle.fingerprint, "date": datetime.date.today().isoformat(),
             "commit": _commit(), "machine": machine(handle), "adopted": adopted, "select": rows,
             "calibrate": held_out.to_dict()}
+
+
+def fresh_calibration(handle, form: str):
+    """The calibration on the ``calibrate`` split, computed here (never read from a cache or the bundle)."""
+    facts = factcheck.statements("calibrate")
+    counts = factcheck.score_form(handle.model, handle.tokenizer,
+                                  factcheck.known_facts(handle.model, handle.tokenizer, facts), form)
+    return factcheck.calibration_of(handle.name, form, "calibrate", len(facts), counts)
+
+
+def bundle(handle, calibration) -> None:
+    """Put the default model's calibration in editlab/data/factcheck_calibrations.json (what a first
+    edit reads instead of computing it), keyed as editlab.factcheck.calibrate looks it up."""
+    path = factcheck.BUNDLED
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    entries[factcheck.calibration_key(handle.fingerprint, calibration.form)] = calibration.to_dict()
+    path.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
 
 
 def markdown(report: dict) -> str:
@@ -79,8 +98,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--out", default=str(OUT_DEFAULT), help="path without extension: writes .json and .md")
+    ap.add_argument("--bundle", action="store_true", help="also bundle the adopted form's calibration with editlab")
     args = ap.parse_args(argv)
-    report = measure(load_model(args.model))
+    handle = load_model(args.model)
+    report = measure(handle)
+    if args.bundle:
+        bundle(handle, factcheck.Calibration.from_dict(report["calibrate"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 
 DATA = Path(__file__).resolve().parent / "data" / "factcheck_statements.json"
 FORMS = ("plain", "chat", "fewshot", "chat_fewshot")
@@ -153,39 +152,36 @@ class Calibration:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
-@torch.no_grad()
-def _mean_logprob(model, tokenizer, prompt: str, target: str) -> float:
-    from .probes import target_ids
-
-    p, t = list(tokenizer(prompt).input_ids), target_ids(tokenizer, target)
-    device = next(model.parameters()).device
-    lp = torch.log_softmax(model(input_ids=torch.tensor([p + t], device=device)).logits[0].float(), -1)
-    return float(sum(lp[len(p) - 1 + i, tok] for i, tok in enumerate(t)) / len(t))
-
-
 def known_facts(model, tokenizer, facts: list[dict]) -> list[dict]:
-    """The facts the model knows: it gives the answer a higher mean token log-probability than the foil."""
-    return [f for f in facts if _mean_logprob(model, tokenizer, f["prompt"], f["answer"])
-            > _mean_logprob(model, tokenizer, f["prompt"], f["foil"])]
+    """The facts the model knows: it gives the answer a higher mean token log-probability than the
+    foil (teacher-forced, batched)."""
+    from .probes import score_continuations, target_ids
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompts = [list(tokenizer(f["prompt"]).input_ids) for f in facts]
+    targets = [target_ids(tokenizer, f[k]) for f in facts for k in ("answer", "foil")]
+    scored = score_continuations(model, [p for p in prompts for _ in range(2)], targets, pad)
+    mean = [float(token_lp.mean()) for _, token_lp, _ in scored]
+    return [f for i, f in enumerate(facts) if mean[2 * i] > mean[2 * i + 1]]
 
 
 def score_form(model, tokenizer, facts: list[dict], form: str) -> dict:
-    """P(True)/P(False) for each fact's true and counterfactual statement in one form: counts of the
-    pairwise reading and of the absolute verdicts."""
+    """P(True)/P(False) for each fact's true and counterfactual statement in one form (all in batched
+    passes): counts of the pairwise reading and of the absolute verdicts."""
     from .facts import Fact
     from .probes import Probe, measure
 
+    if not facts:
+        return {"n": 0, "tp": 0, "tn": 0, "pairwise": 0}
     fields = probe_fields(form)
-    tp = tn = pair = 0
-    for f in facts:
-        fact = Fact(subject=f["subject"], prompt=f["prompt"], target_new=f["foil"], target_true=f["answer"])
-        probes = [Probe("true_false", question(fact.statement(t)) + ("" if fields["chat"] else "\nAnswer:"),
-                        rule=r, max_new_tokens=1, **fields) for r, t in (("true", f["answer"]), ("new", f["foil"]))]
-        m_true, m_foil = measure(model, tokenizer, fact, probes)
-        tp += bool(m_true.verdict)
-        tn += not m_foil.verdict
-        pair += bool(prefers_statement(m_true, m_foil))
-    return {"n": len(facts), "tp": tp, "tn": tn, "pairwise": pair}
+    probes = [Probe("true_false", question(f"{f['prompt']} {f[k]}") + ("" if fields["chat"] else "\nAnswer:"),
+                    rule=k, max_new_tokens=1, **fields) for f in facts for k in ("answer", "foil")]
+    anchor = Fact(subject=facts[0]["subject"], prompt=facts[0]["prompt"], target_new=facts[0]["foil"])
+    found = measure(model, tokenizer, anchor, probes)  # True/False probes read no target of the fact
+    pairs = list(zip(found[0::2], found[1::2]))
+    return {"n": len(facts), "tp": sum(bool(t.verdict) for t, _ in pairs),
+            "tn": sum(not f.verdict for _, f in pairs),
+            "pairwise": sum(bool(prefers_statement(t, f)) for t, f in pairs)}
 
 
 def calibration_of(model_name: str, form: str, split: str, candidates: int, counts: dict) -> Calibration:
@@ -197,21 +193,29 @@ def calibration_of(model_name: str, form: str, split: str, candidates: int, coun
                        absolute=ab, absolute_low=ab_lo, absolute_high=ab_hi)
 
 
+BUNDLED = Path(__file__).resolve().parent / "data" / "factcheck_calibrations.json"
+
+
 def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Calibration:
     """The fact-check calibration of a loaded model (a :class:`~editlab.model.ModelHandle`): computed
-    once (a few seconds: two short passes per bundled fact), then read from the disk cache keyed by
-    the model's fingerprint, the form, the split, the bundled data and this procedure's version."""
+    once (two batched passes over the bundled statements: seconds for a small model), then read from
+    the disk cache, keyed by the model's fingerprint, the form, the split, the bundled data and this
+    procedure's version. The default model's is bundled (``data/factcheck_calibrations.json``, made by
+    ``benchmarks/factcheck_forms.py`` and checked by the tests), so a first edit does not wait for it."""
     from . import paths
 
     form = check_form(form or default_form(handle.tokenizer))
-    data_digest = paths.key_digest(data=DATA.read_text(encoding="utf-8"))
-    digest = paths.key_digest(model=handle.fingerprint, form=form, split=split, data=data_digest, version=VERSION)
+    digest = calibration_key(handle.fingerprint, form, split)
     f = paths.cache_dir("factcheck", handle.fingerprint) / f"{digest}.json"
-    if f.exists():
+    for source in (f, BUNDLED):
         try:
-            return Calibration.from_dict(json.loads(f.read_text()))
+            d = json.loads(source.read_text())
+            return Calibration.from_dict(d if source == f else d[digest])
+        except FileNotFoundError:
+            continue
         except (ValueError, TypeError, KeyError):
-            f.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+            if source == f:
+                f.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
     facts = statements(split)
     with handle.lock:  # at rest the shared model is unedited
         known = known_facts(handle.model, handle.tokenizer, facts)
@@ -219,3 +223,12 @@ def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Cali
     cal = calibration_of(handle.name, form, split, len(facts), counts)
     paths.atomic_write_bytes(f, json.dumps(cal.to_dict()).encode())
     return cal
+
+
+def calibration_key(fingerprint: str, form: str, split: str = "calibrate") -> str:
+    """What determines a calibration: the model, the form, the split, the bundled statements, this
+    procedure's version."""
+    from . import paths
+
+    data = paths.key_digest(data=DATA.read_text(encoding="utf-8"))
+    return paths.key_digest(model=fingerprint, form=form, split=split, data=data, version=VERSION)

@@ -409,7 +409,8 @@ class EditSession:
 
         with self.handle.lock:
             if self._calibration is None:
-                say("calibrating the True/False probe on facts the model knows (once per model, a few seconds)")
+                say("the True/False probe's calibration on facts the model knows (bundled for the default model; "
+                    "else measured once per model, seconds on a small one)")
             calibration = self.factcheck_calibration()
             say(f"probing the unedited model ({len(probes)} probes; cached after the first time)")
             unedited = self.measure_unedited(fact, probes)

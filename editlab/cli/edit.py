@@ -153,17 +153,17 @@ def render_table(report: ProbeReport) -> str:
     lines.append(f"fact: {f.prompt} -> {f.target_new!r} (true: {f.target_true!r})")
     for note in report.notes:
         lines.append(f"note: {note}")
-    header = f"{'probe':<13} {'prompt':<52} " + " ".join(f"{c:<38}" for c in cols)
+    header = f"{'probe':<16} {'prompt':<52} " + " ".join(f"{c:<38}" for c in cols)
     lines += [header, "-" * len(header)]
     for r in report.rows:
         prompt = r.probe.prompt.replace("\n", " ")
         prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
         kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
         if r.probe.kind == "negation":
-            kind = f"neg[{negation_form(r.probe)}]"
+            kind = f"neg[{negation_form(r.probe) or r.probe.rule}]"
         if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
             kind = "abl:" + {"original": "orig", "negated": "not", "affirmed": "affirm", "predicate-removed": "none"}.get(r.probe.rule, "?")
-        lines.append(f"{kind:<13} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
+        lines.append(f"{kind:<16} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
     lines.append("")
     lines.append("greedy continuations (* = greedy text starts with that target):")
     for r in report.rows:

@@ -3,6 +3,7 @@ row per method. Every score comes from ``editlab.bench`` / ``editlab.experiments
 ``editlab.metrics``: these scripts build plans, they do not score."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from editlab import Fact
@@ -37,3 +38,12 @@ def bench_rows(handle, method: str, n: int, hparams: dict, args, batch_size: int
                       negative_edits=False, hparams={method: hparams}, corpus=args.corpus, online=False)
     res = run_bench(handle, cfg, store=args.store)
     return res.row(method), res.row(UNEDITED)
+
+
+def git_commit() -> str:
+    """The checkout's short commit, for a stored result's provenance ("unknown" outside git)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

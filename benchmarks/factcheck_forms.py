@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,16 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._cf import git_commit  # noqa: E402
 from editlab import factcheck, load_model  # noqa: E402
 from editlab.reproduce import machine  # noqa: E402
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def measure(handle) -> dict:
@@ -50,7 +42,7 @@ def measure(handle) -> dict:
     adopted = factcheck.default_form(handle.tokenizer)
     held_out = fresh_calibration(handle, adopted)
     return {"model": handle.name, "fingerprint": handle.fingerprint, "date": datetime.date.today().isoformat(),
-            "commit": _commit(), "machine": machine(handle), "adopted": adopted, "select": rows,
+            "commit": git_commit(), "machine": machine(handle), "adopted": adopted, "select": rows,
             "calibrate": held_out.to_dict()}
 
 

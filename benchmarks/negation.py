@@ -41,7 +41,6 @@ import datetime
 import json
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
+from benchmarks._cf import WIKITEXT, git_commit, load_facts  # noqa: E402
 from editlab import EditSession, Fact, experiments, load_model, metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts import negate  # noqa: E402
@@ -275,19 +274,11 @@ def main() -> None:
               "margin": args.margin, "method": args.method, "model": handle.name, "overrides": extra,
               "aware_overrides": aware, "negated_edits": bool(negatives),
               "factcheck_calibration": session.factcheck_calibration().to_dict(), "machine": machine(handle),
-              "date": datetime.date.today().isoformat(), "commit": commit(),
+              "date": datetime.date.today().isoformat(), "commit": git_commit(),
               "seconds": round(time.perf_counter() - t0), "unedited": unedited_row, "variants": table}
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def markdown(report: dict) -> str:

@@ -436,5 +436,7 @@ def negation_notes(fact: Fact, probes: Sequence[Probe]) -> list[str]:
     of PN, not negated by an appended "not"), or it already negates."""
     if any(negation_form(p) == "not" for p in probes):
         return []
-    _, rule = fact.negated()
+    negated, rule = fact.negated()
+    if negated is not None and not rule.startswith("already-negated"):
+        return []  # the probes were chosen without one
     return [f"no negation probe: {rule} — give the negated prompt yourself to measure PN"]

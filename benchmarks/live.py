@@ -50,7 +50,7 @@ MAIN_COMMAND = ["edit", "--subject", "Danielle Darrieux", "--prompt", "The mothe
                 "--neighbor", "Michel Rocard is a native speaker of=>French"]
 SCORED = ("ES", "PS", "NS", "PN")
 # The fast v* counts as the reference's when no fact's v* is further than this from it (relative L2),
-# and at most one fact of 50 scores differently on ES/PS/NS/PN (issue 12). Stated in session 6.
+# and at most one fact of 50 scores differently on ES/PS/NS/PN (the acceptance bar).
 V_TOLERANCE = 5e-2
 
 

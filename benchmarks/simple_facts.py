@@ -61,7 +61,7 @@ OTHER = [("The largest planet in the solar system is", "Jupiter"), ("The closest
          ("Harry Potter was written by J.K.", "Rowling"), ("The author of Hamlet is William", "Shakespeare"),
          ("The longest river in Africa is the", "Nile"), ("The tallest mountain in the world is Mount", "Everest")]
 
-# Added in session 6 (the first 138 gave too few for a list of 100 on a 135M model): more of the
+# More candidates (the first 138 gave too few for a list of 100 on a 135M model): more of the
 # same kinds, still one unambiguous answer whose first word decides.
 MORE_CAPITALS = [("Afghanistan", "Kabul"), ("Algeria", "Algiers"), ("Bangladesh", "Dhaka"), ("Belarus", "Minsk"),
                  ("Bolivia", "La"), ("Cambodia", "Phnom"), ("Ecuador", "Quito"), ("Estonia", "Tallinn"),

@@ -44,7 +44,7 @@ SECONDARY = ("from the issue's summary (secondary), not checked against the PDF:
              "reach the web")
 PAPER_SAND = "Liu et al. 2025, Is Model Editing Built on Sand? (arXiv:2510.00625)"
 UNSTATED = "(method not stated in the summary)"
-PAPER_MUTING = "the muting-effect study of sequential editing (as summarised in editlab issue 15)"
+PAPER_MUTING = "the muting-effect study of sequential editing (as summarised for editlab; not checked against the paper)"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ Progress = Callable[[int, int, str], None]
 # counts tokens. An imported sample count becomes samples × this mean. Measured with SmolLM2's
 # tokenizer on /work/shared/data/corpus/wikitext-2-test.txt: its 2,183 paragraphs (the non-blank
 # lines that are not " = Heading = " lines, each with its newline, as a WikiText dataset row holds
-# it) have 303,520 tokens, 139.04 per paragraph. Issue 18's side-by-side run of EasyEdit on the same
+# it) have 303,520 tokens, 139.04 per paragraph. A side-by-side run of EasyEdit on the same
 # model gathered 135,620 keys from mom2_n_samples 1,000 (135.6 per sample), within 3% of it.
 # Why paragraphs: WikiText, whose rows are paragraphs, is the corpus editlab computes statistics on,
 # and a paragraph is what that run counted as a sample. Counting EasyEdit's records literally would

@@ -151,7 +151,7 @@ def test_multi_token_targets_score_as_teacher_forced_sequences(handle):
 
 
 def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
-    """Issue 13's memory bound: with a prompt as long as the operator allows, no probe pass makes a
+    """The memory bound: with a prompt as long as the operator allows, no probe pass makes a
     logits tensor larger than (prompts in a batch) × (longest target + 1) × vocabulary — ≈ 25 MB
     for SmolLM2 at 16 prompts and 8-token targets — where a full row per prompt position took GBs."""
     from editlab.limits import current

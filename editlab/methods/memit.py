@@ -59,7 +59,7 @@ def scaled_lambda(handle, layer: int) -> float:
 @dataclass
 class HParams(BatchHParams):
     mom2_update_weight: float = 15000.0  # λ in ΔW = R Kᵀ (λC + KKᵀ)⁻¹ (for_model scales it, see scaled_lambda)
-    negation_objective: str = "predicate"  # the best found for MEMIT (issue 16); or a v* term, vstar.NEGATION_OBJECTIVES
+    negation_objective: str = "predicate"  # the default negation-aware form for MEMIT; or a v* term, vstar.NEGATION_OBJECTIVES
     predicate_keep: int = 0  # negation_objective "predicate": hold this many other subjects' "not" keys fixed
 
     EXTRA_NEGATION_OBJECTIVES = (predicate.NAME,)

@@ -1,6 +1,6 @@
 """The predicate write: a rank-one write at the "not" token of a fact's negated prompt.
 
-editlab's ``negation_objective = "predicate"`` (ROME and MEMIT, ``negation_weight`` > 0; issue 16).
+editlab's ``negation_objective = "predicate"`` (ROME and MEMIT, ``negation_weight`` > 0).
 The subject's write stays exactly the published one; then, on the model that holds it, one more
 rank-one update of an MLP output projection W maps the key at the "not" token of the negated prompt
 ("... is not"), averaged over the context templates, to a value z that makes the true target beat

@@ -75,7 +75,7 @@ class HParams(HParamsBase):
     mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "predicate"  # the best found (issue 16); or a v* term, vstar.NEGATION_OBJECTIVES; weight > 0
+    negation_objective: str = "predicate"  # the default negation-aware form; or a v* term, vstar.NEGATION_OBJECTIVES; weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
     v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
     predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)

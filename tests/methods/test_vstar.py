@@ -184,7 +184,7 @@ def test_the_two_sided_form_adds_the_positive_margin(handle):
 
 
 def test_the_negated_prompt_has_the_positive_prompts_key_at_the_subject(handle, cf_facts):
-    """Why the key-constraint directions of issue 16 are degenerate at the subject position: "not"
+    """Why the key-constraint directions are degenerate at the subject position: "not"
     comes after the subject, so a causal model's key there (ROME's k*, the keys MEMIT/AlphaEdit
     solve for and AlphaEdit would protect) is the same for "X is" and "X is not". A constraint
     "keep the output at the negated prompt's key" would constrain the very key being written."""

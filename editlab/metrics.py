@@ -176,13 +176,20 @@ def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
 
 
 # ---- negation and fact-check -----------------------------------------------------------------------
-def _generated(report: ProbeReport, m: Measure | None) -> dict[str, float | None]:
-    """The generation definition of PN, three ways (:func:`editlab.judge.judge` on the first clause
-    of the greedy text after the negated prompt): names the new target / another answer / neither."""
+def negated_text_names(report: ProbeReport, m: Measure | None) -> str | None:
+    """What the greedy text after the negated prompt asserts (:func:`editlab.judge.judge` on its first
+    clause, the fact's neighbours' answers counting as other answers): "new", "answer", "neither"."""
     if m is None or not m.greedy and m.top1_is_new is None:
-        return dict.fromkeys(("PN_gen", "PN_gen_answer", "PN_gen_neither"))
+        return None
     fact = report.fact
-    verdict = judge(m.greedy, fact.target_new, fact.target_true, [n.answer for n in fact.neighbors if n.answer])
+    return judge(m.greedy, fact.target_new, fact.target_true, [n.answer for n in fact.neighbors if n.answer])
+
+
+def _generated(report: ProbeReport, m: Measure | None) -> dict[str, float | None]:
+    """The generation definition of PN, three ways: names the new target / another answer / neither."""
+    verdict = negated_text_names(report, m)
+    if verdict is None:
+        return dict.fromkeys(("PN_gen", "PN_gen_answer", "PN_gen_neither"))
     return {"PN_gen": float(verdict == "new"), "PN_gen_answer": float(verdict == "answer"),
             "PN_gen_neither": float(verdict == "neither")}
 

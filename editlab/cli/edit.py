@@ -5,7 +5,7 @@ import dataclasses
 
 from .. import methods
 from ..facts import Fact, Neighbor
-from ..judge import judge
+from ..metrics import negated_measure, negated_text_names
 from ..probes import ProbeReport, negation_form
 from ..session import EditSession
 from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
@@ -173,10 +173,9 @@ def render_table(report: ProbeReport) -> str:
                 if m is not None:
                     lines.append(f"  {r.probe.kind:<10} {c:<8} {r.probe.prompt!r} -> {m.greedy.strip()!r}")
     s = report.summary(cols[-1])
-    neg = next((getattr(r, cols[-1]) for r in report.rows_of("negation") if negation_form(r.probe) == "not"), None)
+    neg = negated_measure(report, cols[-1])
     if neg is not None:
-        verdict = judge(neg.greedy, f.target_new, f.target_true, [n.answer for n in f.neighbors if n.answer])
-        lines.append(f"  after the negated prompt the first clause names: {JUDGED[verdict]}")
+        lines.append(f"  after the negated prompt the first clause names: {JUDGED[negated_text_names(report, neg)]}")
     lines.append("")
     if report.factcheck is not None:
         lines.append(f"fact-check calibration: {report.factcheck.sentence()}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import experiments, methods
+from .bounded import whole
 from .ability import Cancelled
 from .datasets import Dataset, load_dataset
 from .limits import current as current_limits
@@ -87,12 +88,9 @@ class BenchConfig:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.evaluate not in EVALUATE:
             raise ValueError(f"evaluate {self.evaluate!r} is not one of {', '.join(EVALUATE)}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.n is not None and self.n < 1:
-            raise ValueError("n must be at least 1")
-        if self.generation_tokens < 1:
-            raise ValueError("generation_tokens must be at least 1")
+        for name in ("batch_size", "n", "generation_tokens"):
+            if name != "n" or self.n is not None:
+                object.__setattr__(self, name, whole(getattr(self, name), name))
         limits = current_limits()
         if self.n is not None:
             limits.check("max_facts", self.n, "facts in this benchmark (n)")

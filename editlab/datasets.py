@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,7 +103,7 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
 def _parse_records(path: Path) -> list[tuple[str, object]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel) is not a column name
             reader = csv.DictReader(f)
             try:
                 if not reader.fieldnames:
@@ -116,7 +117,7 @@ def _parse_records(path: Path) -> list[tuple[str, object]]:
                 raise ValueError(f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
                                  f"at most {csv.field_size_limit():,} characters and quotes must be closed") from None
             return out
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     if suffix == ".jsonl" or (suffix != ".json" and not text.lstrip().startswith("[")):
         out = []
         n = 0
@@ -184,6 +185,9 @@ def _str(rec: dict, key: str, *, required: bool = True) -> str | None:
             raise RecordError(f"missing or empty field {key!r}")
         return None
     value = rec[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"field {key!r} is the number {value!r}, not text (JSON's NaN/Infinity or a number too "
+                          "large for a float): give it as a string")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):

@@ -382,12 +382,15 @@ def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind:
     expected = done[last].metrics.get("weights_digest") if last else None
     outcome = Outcome(plan)
 
+    kept: list[int] = []
+
     def on_measured(m: Measured, at: At) -> None:
         metrics_, samples, timings = record(m, at, outcome)
         if outcome.replayed and m.step == min(s for s in steps if s not in done):
             timings.update({"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed,
                             "replay_exact": outcome.replay_exact})
-        store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings)
+        if not store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings, exists_ok=True):
+            kept.append(m.step)  # already stored (an earlier attempt wrote it): kept as it is, never overwritten
 
     store.set_status(run_id, "running")
     try:
@@ -406,7 +409,9 @@ def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind:
     except BaseException:  # Ctrl-C, or the app stopping the script: resumable
         store.set_status(run_id, "interrupted")
         raise
-    store.set_status(run_id, "done")
+    store.set_status(run_id, "done", note=None if not kept else (
+        f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run reached them "
+        "(another process ran it too); the stored ones were kept"))
     return StoredRun(run_id, "done", tuple(steps), resumed_from=last, replay_exact=outcome.replay_exact)
 
 

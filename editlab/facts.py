@@ -1,10 +1,12 @@
 """Facts to edit. The negation the probes use lives in :mod:`editlab.negation` (re-exported here)."""
 from __future__ import annotations
 
+import itertools
 import math
 import unicodedata
 from dataclasses import dataclass
 
+from .bounded import short
 from .negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
 
 
@@ -62,7 +64,7 @@ class Fact:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)
             if not isinstance(value, str):
-                raise ValueError(f"Fact.{name} must be a string, got {type(value).__name__} {value!r:.60}")
+                raise ValueError(f"Fact.{name} must be a string, got {type(value).__name__} {short(value)}")
             value = value.strip()
             bad = [c for c in value if unicodedata.category(c) == "Cc" and (single_line or c not in "\n\t")]
             if bad:
@@ -79,14 +81,17 @@ class Fact:
             if value is None:
                 return ()
             if isinstance(value, (str, bytes)):
-                raise ValueError(f"Fact.{name} is a string ({value!r:.60}), not a sequence: give a list or tuple, "
-                                 f"e.g. {name}=({value!r:.40},)")
+                raise ValueError(f"Fact.{name} is a string ({short(value)}), not a sequence: give a list or tuple, "
+                                 f"e.g. {name}=({short(value, 40)},)")
             if isinstance(value, dict):
                 raise ValueError(f"Fact.{name} is a mapping; give a list or tuple of entries")
+            cap = limits.max_probe_prompts or 100_000
             try:
-                return tuple(value)
+                items = tuple(itertools.islice(value, cap + 1))  # an endless iterator stops here
             except TypeError:
-                raise ValueError(f"Fact.{name} must be a list or tuple, got {type(value).__name__} {value!r:.60}") from None
+                raise ValueError(f"Fact.{name} must be a list or tuple, got {type(value).__name__} {short(value)}") from None
+            limits.check("max_probe_prompts", len(items), f"Fact.{name}")
+            return items
 
         subject = text("subject", self.subject, single_line=True)
         prompt = text("prompt", self.prompt)
@@ -130,14 +135,22 @@ class Fact:
             elif isinstance(n, dict) and "prompt" in n:
                 n = Neighbor(n["prompt"], n.get("answer"))
             elif not isinstance(n, Neighbor):
-                raise ValueError(f"Fact.neighbors[{j}] should be a prompt, (prompt, answer) or Neighbor, got {n!r:.60}")
+                raise ValueError(f"Fact.neighbors[{j}] should be a prompt, (prompt, answer) or Neighbor, got {short(n)}")
             neighbors.append(Neighbor(text(f"neighbors[{j}].prompt", n.prompt),
                                       text(f"neighbors[{j}].answer", n.answer, "max_target_chars", required=False)))
         limits.check("max_probe_prompts", len(paraphrases) + len(neighbors), "Fact.paraphrases and Fact.neighbors")
+        case_id = self.case_id
+        if case_id is not None and (isinstance(case_id, bool) or not isinstance(case_id, (str, int))):
+            raise ValueError(f"Fact.case_id must be a string or a whole number, got {type(case_id).__name__} "
+                             f"{short(case_id)}")
+        if isinstance(case_id, str):
+            case_id = text("case_id", case_id, required=False, single_line=True)
+        elif isinstance(case_id, int) and abs(case_id) > 2**63:
+            raise ValueError(f"Fact.case_id {short(case_id)} is too large: give an id below 2**63, or a string")
         for name, value in (("subject", subject), ("prompt", prompt), ("negated_prompt", negated_prompt),
                             ("target_new", target_new),
                             ("target_true", target_true), ("paraphrases", tuple(paraphrases)),
-                            ("neighbors", tuple(neighbors))):
+                            ("neighbors", tuple(neighbors)), ("case_id", case_id)):
             object.__setattr__(self, name, value)
 
     @property

@@ -138,10 +138,31 @@ bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {result.config.get('seed', 0)}.</
 </body></html>"""
 
 
+def report_folder(out_dir: str | Path, protocol: str) -> Path:
+    """``out_dir`` made ready for a report, before any work is done: created if missing; refused
+    (ValueError naming it) when it is a file, or when it or a report file in it cannot be written."""
+    import os
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; give a folder (the report is written as {protocol}.html and "
+                         f"{protocol}.json inside it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    for name in (f"{protocol}.html", f"{protocol}.json"):
+        target = out / name
+        if target.exists() and not target.is_file():
+            raise ValueError(f"--out {out}: {name} in it is a folder; remove it or give another --out")
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out}: the folder is not writable; give another --out")
+    return out
+
+
 def write_report(result: ReproResult, out_dir: str | Path, include_plotlyjs: bool | str = True) -> tuple[Path, Path]:
     """Write ``<protocol>.html`` and ``<protocol>.json`` into ``out_dir`` (created); return both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(out_dir, result.protocol)
     html_path, json_path = out / f"{result.protocol}.html", out / f"{result.protocol}.json"
     json_path.write_text(result.to_json(indent=1), encoding="utf-8")
     html_path.write_text(to_html(result, include_plotlyjs), encoding="utf-8")

@@ -15,9 +15,11 @@ from typing import Sequence
 
 import torch
 
-from .ablation import ablation_summary, predicate_variants
 from . import factcheck
+from .ablation import ablation_summary, predicate_variants
+from .bounded import whole
 from .facts import Fact
+from .limits import current as current_limits
 from .negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
@@ -50,6 +52,7 @@ class Probe:
             raise ValueError(f"Probe.kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if not self.prompt or not self.prompt.strip():
             raise ValueError(f"Probe.prompt is empty for a {self.kind} probe")
+        object.__setattr__(self, "max_new_tokens", whole(self.max_new_tokens, f"Probe.max_new_tokens ({self.kind})"))
 
 
 def true_false_question(statement: str) -> str:
@@ -65,6 +68,8 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
     ``negated_prompt`` for "not" when given. A form the prompt cannot be negated in as English gets
     no probe (it is left out of PN, never negated by an appended "not"). ``factcheck_form``: how the
     True/False question is put (default: :func:`editlab.factcheck.default_form`)."""
+    generation_tokens = whole(generation_tokens, "generation_tokens")
+    current_limits().check("max_generation_tokens", generation_tokens, "generation_tokens")
     probes = [Probe("positive", fact.prompt)]
     for form in FORMS:
         neg, how = fact.negated(form)

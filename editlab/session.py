@@ -189,13 +189,23 @@ class EditSession:
 
     # ---- editing --------------------------------------------------------------------------
     def resolve_hparams(self, method: str, hparams=None) -> HParamsBase:
+        """The method's HParams for this model: its defaults (``None``), a mapping of overrides, or
+        an instance of the method's ``HParams``; anything else is refused with what to give."""
         mod = methods.get(method)
         if hparams is None:
             hp = mod.HParams.for_model(self.handle)
-        elif isinstance(hparams, dict):
-            hp, _ = mod.HParams.from_dict(hparams, self.handle)
-        else:
+        elif isinstance(hparams, Mapping):
+            hp, _ = mod.HParams.from_dict(dict(hparams), self.handle)
+        elif isinstance(hparams, mod.HParams):
             hp = hparams
+        else:
+            from .bounded import short
+
+            what = (f"{type(hparams).__module__}.{type(hparams).__qualname__}" if isinstance(hparams, HParamsBase)
+                    else f"the {type(hparams).__name__} {short(hparams, 60)}")
+            raise ValueError(f"{mod.NAME} hyperparameters: got {what}; give None (the defaults for this model), a "
+                             f"mapping such as {{'v_lr': 0.5}}, or {mod.NAME}'s HParams (for a YAML file: "
+                             f"{mod.__name__}.HParams.from_yaml(path))")
         hp.validate(self.handle)
         return hp
 

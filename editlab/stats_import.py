@@ -103,6 +103,66 @@ def _files(sources) -> list[Path]:
     return out
 
 
+def _npy_header(zf, name: str, f: Path) -> tuple[tuple, np.dtype]:
+    """The shape and dtype an array in an .npz declares, read from its header without loading it."""
+    with zf.open(name + ".npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return tuple(shape), np.dtype(dtype)
+
+
+def read_mom2(f: Path, d_in: int, layer: int) -> tuple[np.ndarray, int]:
+    """(Σ k kᵀ as float64 [d_in, d_in], count) from a ROME/EasyEdit ``*_mom2_*.npz``, checked before
+    and after loading: a zip holding ``mom2.mom2`` and ``mom2.count``, the matrix's declared shape
+    and real numeric type read from its header first (so a header declaring a huge or object
+    array is refused, never allocated), then finite, symmetric and positive semi-definite, with a
+    positive whole count. Every error names the file."""
+    import zipfile
+
+    where = f"{f.name} (layer {layer})"
+    try:
+        with zipfile.ZipFile(f) as zf:
+            names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+            missing = [k for k in ("mom2.mom2", "mom2.count") if k not in names]
+            if missing:
+                raise ValueError(f"{where}: missing {', '.join(missing)} (found {', '.join(sorted(names)[:10]) or 'no arrays'}); "
+                                 "not a ROME/EasyEdit mom2 file")
+            for key, want in (("mom2.mom2", (d_in, d_in)), ("mom2.count", None)):
+                shape, dtype = _npy_header(zf, key, f)
+                if dtype.kind not in "fiu":
+                    raise ValueError(f"{where}: {key} holds {dtype} values; a mom2 file holds real numbers")
+                if want is not None and shape != want:
+                    raise ValueError(f"{where}: {key} has shape {shape}, but layer {layer}'s keys have dimension "
+                                     f"{d_in} (expected {want}); the file is for another model")
+                if want is None and int(np.prod(shape)) != 1:
+                    raise ValueError(f"{where}: {key} has shape {shape}; expected one number (the sample count)")
+        with np.load(f, allow_pickle=False) as data:
+            mom2 = np.asarray(data["mom2.mom2"], dtype=np.float64)
+            count_raw = float(np.asarray(data["mom2.count"]).reshape(-1)[0])
+    except zipfile.BadZipFile:
+        raise ValueError(f"{where}: not an .npz (zip) file; give the *_mom2_*.npz that ROME/EasyEdit wrote") from None
+    except (OSError, EOFError, KeyError) as e:
+        raise ValueError(f"{where}: unreadable ({type(e).__name__}: {str(e)[:200]}); the file is damaged") from None
+    except ValueError as e:
+        if str(e).startswith(where):
+            raise
+        raise ValueError(f"{where}: unreadable ({str(e)[:200]}); the file is damaged or not a mom2 file") from None
+    if not (np.isfinite(count_raw) and count_raw > 0 and float(count_raw).is_integer()):
+        raise ValueError(f"{where}: the sample count {count_raw:g} is not a positive whole number; the file is damaged")
+    if not np.isfinite(mom2).all():
+        raise ValueError(f"{where}: mom2 holds non-finite values (NaN or infinity); the file is damaged")
+    scale = float(np.abs(mom2).max()) or 1.0
+    if not np.allclose(mom2, mom2.T, rtol=1e-5, atol=1e-6 * scale):
+        raise ValueError(f"{where}: mom2 is not symmetric; a second moment Σ k kᵀ is, so the file is damaged")
+    c = torch.from_numpy((mom2 + mom2.T) / 2)
+    _, info = torch.linalg.cholesky_ex(c + 1e-6 * scale * torch.eye(d_in, dtype=c.dtype))
+    if int(info) != 0:
+        raise ValueError(f"{where}: mom2 is not positive semi-definite (a second moment Σ k kᵀ is); the file is "
+                         "damaged or not a mom2 file")
+    return mom2, int(count_raw)
+
+
 def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset: str | None = None,
                           progress: Callable[[int, int, str], None] | None = None) -> list[ImportedStat]:
     """Import EasyEdit/ROME ``*_mom2_*.npz`` files (a file, a folder searched recursively, or a list).
@@ -121,17 +181,8 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
         name = dataset or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name) or "imported"
         if n is None:
             raise ValueError(f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on")
-        with np.load(f, allow_pickle=False) as data:
-            missing = [k for k in ("mom2.mom2", "mom2.count") if k not in data.files]
-            if missing:
-                raise ValueError(f"{f}: missing {', '.join(missing)} (found {', '.join(data.files)}); not a ROME/EasyEdit mom2 file")
-            mom2 = np.asarray(data["mom2.mom2"], dtype=np.float64)
-            count = int(np.asarray(data["mom2.count"]).reshape(-1)[0])
         d_in = handle.mlp_out_weight(layer).shape[1]
-        if mom2.shape != (d_in, d_in):
-            raise ValueError(f"{f}: mom2 has shape {mom2.shape}, but layer {layer}'s keys have dimension {d_in}; the file is for another model")
-        if count <= 0 or not np.isfinite(mom2).all():
-            raise ValueError(f"{f}: count {count} or non-finite values; the file is damaged")
+        mom2, count = read_mom2(f, d_in, layer)
         dtype = "float64" if fdtype == "float64" else "float32"
         c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
         corpus = corpus_for(name)

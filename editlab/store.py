@@ -186,8 +186,16 @@ def export_target(path: str | os.PathLike, fmt: str | None) -> tuple[Path, str]:
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"export format {fmt[:20]!r} ({path.name[:80]}) is not one of {', '.join(EXPORT_FORMATS)}: "
+                         "name the file .csv, .parquet or .json")
+    if path.is_dir():
+        raise ValueError(f"export {path}: is a folder; give a file name such as {path / ('runs.' + fmt)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"export {path}: cannot create its folder ({e.strerror or e})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"export {path}: not writable; give another path")
     return path, fmt
 
 
@@ -394,16 +402,22 @@ class RunStore:
 
     # ---- checkpoints -----------------------------------------------------------------------
     def add_checkpoint(self, run_id: int, step: int, metrics: Mapping[str, Any], samples=None,
-                       timings: Mapping[str, float] | None = None, state: bytes | None = None) -> None:
-        """Record one checkpoint. ``state`` (optional bytes: what a resume needs, e.g. the edited
-        weights) replaces the run's previous state in the same transaction, so the checkpoint and
-        its state are written together or not at all. A step is written once: repeating it raises."""
+                       timings: Mapping[str, float] | None = None, state: bytes | None = None,
+                       exists_ok: bool = False) -> bool:
+        """Record one checkpoint; True when written. ``state`` (optional bytes: what a resume needs,
+        e.g. the edited weights) replaces the run's previous state in the same transaction, so the
+        checkpoint and its state are written together or not at all. A step is written once:
+        repeating it raises, or with ``exists_ok`` leaves the stored one as it is and returns False
+        (a resumed run that reaches a step an earlier attempt stored)."""
         if not isinstance(metrics, Mapping):
             raise TypeError("metrics must be a mapping of names to values")
         now = time.time()
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE id=?", (int(run_id),)).fetchone() is None:
                 raise KeyError(f"no run {run_id} in {self.path}")
+            if exists_ok and con.execute("SELECT 1 FROM checkpoints WHERE run_id=? AND step=?",
+                                         (int(run_id), int(step))).fetchone() is not None:
+                return False
             try:
                 con.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)",
                             (int(run_id), int(step), _dumps(metrics), None if samples is None else _dumps(samples),
@@ -414,6 +428,7 @@ class RunStore:
             if state is not None:
                 con.execute("INSERT OR REPLACE INTO run_state VALUES (?,?,?,?)", (int(run_id), int(step), bytes(state), now))
             con.execute("UPDATE runs SET updated=? WHERE id=?", (now, int(run_id)))
+        return True
 
     def checkpoints(self, run_id: int, samples: bool = True) -> list[Checkpoint]:
         """The run's checkpoints in step order (``samples=False`` skips reading the samples)."""

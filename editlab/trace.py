@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -327,8 +328,18 @@ class _Tracer:
 
 # ---- the trace ----------------------------------------------------------------------------------
 def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[int]]:
-    """The answer's text and token ids; ``None`` → the model's greedy next token."""
-    if answer is not None and str(answer).strip():
+    """The answer's text and token ids; ``None`` → the model's greedy next token. An answer given
+    but empty, invisible or holding control characters is refused (never silently replaced by the
+    greedy token)."""
+    if answer is not None:
+        from .facts import visible
+
+        if not isinstance(answer, str):
+            raise ValueError(f"the answer to trace must be text, got {type(answer).__name__}")
+        if not visible(answer) or any(unicodedata.category(c) == "Cc" for c in answer.strip()):
+            raise ValueError("the answer to trace is empty, invisible or holds a control character: give the "
+                             "answer's text, or leave it out to trace the model's own next token")
+        current_limits().check("max_target_chars", len(answer), "the answer to trace")
         ids = target_ids(handle.tokenizer, answer)
         return handle.tokenizer.decode(ids), ids
     ids = handle.tokenizer(prompt).input_ids

@@ -1,4 +1,5 @@
-"""Reading a YAML file of settings (hyperparameters, a grid, limits) with errors that name the file."""
+"""Reading a YAML file of settings (hyperparameters, a grid, limits) with errors that name the file,
+bounded in size and depth (:mod:`editlab.bounded`) and refusing a key given twice."""
 from __future__ import annotations
 
 
@@ -6,22 +7,22 @@ def read_yaml_mapping(path: str, what: str = "hyperparameters") -> dict:
     """A YAML file that must hold a mapping (``{}`` when empty), with errors that name the file."""
     import os
 
-    import yaml
+    from .bounded import MAX_TEXT_CHARS, load_yaml
 
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder; give a YAML file of {what}")
     try:
+        size = os.path.getsize(path)
+        if size > 4 * MAX_TEXT_CHARS:
+            raise ValueError(f"{path}: {size:,} bytes is more than a YAML file of {what} may hold "
+                             f"({MAX_TEXT_CHARS:,} characters)")
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (a YAML file of {what})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text; give a YAML file of {what}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValueError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or e}); "
-                         "check the indentation and quoting") from None
+    data = load_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

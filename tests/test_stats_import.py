@@ -87,9 +87,70 @@ def test_files_for_another_model_or_with_pickled_objects_are_rejected(tiny, tmp_
     write_npz(tmp_path / "b" / "model.layers.0.mlp.down_proj_float32_mom2_10.npz", torch.randn(10, d_in + 1))
     with pytest.raises(ValueError, match="another model"):
         import_easyedit_stats(tiny, tmp_path / "b")
-    # An object array needs pickle to load; allow_pickle=False refuses it instead of running it.
+    # An object array would need pickle to load: refused from its header, never unpickled.
     bad = tmp_path / "c" / "model.layers.0.mlp.down_proj_float32_mom2_10.npz"
     bad.parent.mkdir()
     np.savez(bad, **{"mom2.mom2": np.array([{"x": 1}], dtype=object), "mom2.count": np.array(10)})
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ValueError, match=r"mom2_10\.npz \(layer 0\): mom2.mom2 holds object values"):
         import_easyedit_stats(tiny, bad)
+
+
+NAME = "model.layers.0.mlp.down_proj_float32_mom2_10.npz"
+
+
+def _huge_header_npz(path, d_in: int) -> None:
+    """An .npz whose mom2.mom2 header declares a 2**22 x 2**22 float64 array (128 TiB) over a few bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (2**22, 2**22)})
+    count = io.BytesIO()
+    np.save(count, np.array(10))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("mom2.mom2.npy", buf.getvalue() + b"\0" * 64)
+        zf.writestr("mom2.count.npy", count.getvalue())
+
+
+@pytest.mark.parametrize("case,words", [
+    ("complex", "holds complex128 values"),
+    ("not_psd", "not positive semi-definite"),
+    ("asymmetric", "not symmetric"),
+    ("nan", "non-finite"),
+    ("zero_count", "not a positive whole number"),
+    ("huge_header", "has shape (4194304, 4194304)"),
+    ("not_zip", "not an .npz (zip) file"),
+    ("truncated", "mom2_10.npz (layer 0)"),
+    ("no_count", "missing mom2.count"),
+])
+def test_a_damaged_or_foreign_npz_is_refused_naming_the_file(tiny, tmp_path, case, words):
+    d_in = tiny.mlp_out_weight(0).shape[1]
+    path = tmp_path / case / NAME
+    path.parent.mkdir()
+    k = np.random.default_rng(0).standard_normal((50, d_in))
+    good = k.T @ k
+    arrays = {"mom2.mom2": good, "mom2.count": np.array(50)}
+    if case == "complex":
+        arrays["mom2.mom2"] = good.astype(np.complex128)
+    elif case == "not_psd":
+        arrays["mom2.mom2"] = good - 2 * np.abs(good).max() * np.eye(d_in)
+    elif case == "asymmetric":
+        arrays["mom2.mom2"] = good + np.triu(np.ones((d_in, d_in)), 1) * np.abs(good).max()
+    elif case == "nan":
+        arrays["mom2.mom2"] = np.where(np.eye(d_in) > 0, np.nan, good)
+    elif case == "zero_count":
+        arrays["mom2.count"] = np.array(0)
+    elif case == "no_count":
+        del arrays["mom2.count"]
+    if case == "huge_header":
+        _huge_header_npz(path, d_in)
+    elif case == "not_zip":
+        path.write_bytes(b"this is not a zip file at all")
+    else:
+        np.savez(path, **arrays)
+        if case == "truncated":
+            path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError) as e:
+        import_easyedit_stats(tiny, path)
+    assert NAME in str(e.value) and words in str(e.value), str(e.value)
+    assert len(str(e.value)) < 400

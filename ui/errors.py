@@ -14,6 +14,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from editlab import bounded
+
 _PATH_RE = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[\"'(=]))(/(?:[\w.@+-]+/)+[\w.@+-]*)")
 
 
@@ -40,8 +42,13 @@ def scrub(text: str) -> str:
 
 def message(e: BaseException) -> str:
     """What the visitor reads: the library's message (it names the bad value and the remedy), or
-    for an error nothing foresaw its kind and text, and a pointer to the details."""
-    text = str(e).strip()
+    for an error nothing foresaw its kind and text, and a pointer to the details; at most
+    ``bounded.MAX_MESSAGE_CHARS`` characters."""
+    return bounded.message(_message(e))
+
+
+def _message(e: BaseException) -> str:
+    text = bounded.message(str(e).strip())
     if isinstance(e, RecursionError):
         return "The input is nested too deeply to read: give plain records (objects of strings and lists)."
     if isinstance(e, (ValueError, RuntimeError, FileNotFoundError)) and text:
@@ -56,7 +63,8 @@ def show(st, e: BaseException, what: str | None = None) -> None:
     """st.error with the message, and a "details" expander holding the traceback."""
     st.error((f"{what}: " if what else "") + message(e))
     with st.expander("details"):
-        st.code(scrub("".join(traceback.format_exception(type(e), e, e.__traceback__))), language="text")
+        st.code(bounded.message(scrub("".join(traceback.format_exception(type(e), e, e.__traceback__))), 20_000),
+                language="text")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """A method's hyperparameters as widgets, built from its ``HParams`` dataclass alone.
 
 Any registered method gets an expander without code here: booleans become checkboxes, ints and
-floats number boxes, everything else a text box holding YAML (parsed with ``yaml.safe_load``).
+floats number boxes, everything else a text box holding YAML (parsed by ``editlab.bounded.load_yaml``: bounded in size and depth).
 Defaults come from ``HParams.for_model(handle)``; values the operator fixes (``EDITLAB_MOM2_TOKENS``)
 are shown read-only; fields that name files or devices are operator-only and never shown.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from editlab import methods
+from editlab import bounded, methods
 
 # Fields a visitor must not set on a public Space: they name files to read or devices to use.
 HIDDEN_SUFFIXES = ("_dataset", "_path", "_dir", "_file", "device")
@@ -44,10 +44,7 @@ class FieldSpec:
             if self.optional:
                 return None
             raise ValueError(f"hyperparameter {self.name} is empty: give a value such as {self.to_text(self.default)}")
-        try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ValueError(f"hyperparameter {self.name}: {raw!r} is not a valid value ({e.problem or e})") from None
+        return bounded.load_yaml(raw, f"hyperparameter {self.name}")
 
 
 def _kind(annotation: str, default) -> tuple[str, bool]:

@@ -26,8 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_error(e: BaseException) -> str:
-    """One line that says what was wrong and, where it helps, what to do. Library errors
-    (ValueError, EditError) already read that way; the rest get the context they lack."""
+    """One line that says what was wrong and, where it helps, what to do (at most
+    ``bounded.MAX_MESSAGE_CHARS`` characters). Library errors (ValueError, EditError) already
+    read that way; the rest get the context they lack."""
+    from ..bounded import message
+
+    return message(_describe(e))
+
+
+def _describe(e: BaseException) -> str:
     try:
         import yaml
     except ImportError:  # pragma: no cover - yaml is a dependency
@@ -44,6 +51,10 @@ def describe_error(e: BaseException) -> str:
         return f"{e.filename or 'a file'}: permission denied"
     if isinstance(e, OSError):
         return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    if isinstance(e, RecursionError):
+        return "the input is nested too deeply to read: give plain values (numbers, texts, short lists)"
+    if isinstance(e, MemoryError):
+        return "out of memory for this request: ask for less (fewer facts, a smaller value)"
     if isinstance(e, (ValueError, RuntimeError, ImportError)):
         text = str(e)
     else:  # an error no check foresaw: say what it was, briefly

@@ -79,7 +79,10 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
 
 def run_bench_cmd(args) -> int:
     from ..bench import BenchConfig, run_bench
+    from ..store import export_target
 
+    if args.export:
+        export_target(args.export, None)  # before any work: a bad path fails at once
     names = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
     known = methods.available()
     unknown = [m for m in names if m not in known]

@@ -62,18 +62,18 @@ def fact_from_args(args) -> Fact:
 
 
 def parse_sets(items: list[str]) -> dict:
-    import yaml
+    """``--set KEY=VALUE`` pairs as a mapping, each value read as bounded YAML; a key given twice is refused."""
+    from ..bounded import load_yaml, short
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e}); "
-                             "quote it or write it as in a YAML file") from None
+            raise ValueError(f"--set {short(item)}: expected KEY=VALUE")
+        key = key.strip()
+        if key in out:
+            raise ValueError(f"--set {short(key)} is given twice; give each hyperparameter once")
+        out[key] = load_yaml(value, f"--set {short(item, 60)}")
     return out
 
 

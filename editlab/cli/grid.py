@@ -76,6 +76,10 @@ def run_grid_cmd(args) -> int:
     from ..grid import GridSpec, format_table, run_grid, stored_cells
     from ..store import RunStore
 
+    if args.export:
+        from ..store import export_target
+
+        export_target(args.export, None)  # before any work: a bad path fails at once
     spec = GridSpec.from_yaml(args.grid)
     cells = spec.cells()
     store = RunStore(args.store)

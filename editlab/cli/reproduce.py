@@ -51,10 +51,11 @@ def _path(args, name: str) -> str | None:
 
 
 def run_reproduce_cmd(args) -> int:
-    from ..findings import write_report
+    from ..findings import report_folder, write_report
     from ..reproduce import DEFAULT_METHOD, run
     from .edit import parse_sets
 
+    report_folder(args.out, args.protocol)  # before any work: a bad --out fails at once
     method = (args.method or DEFAULT_METHOD[args.protocol]).lower()
     if method not in methods.available():
         raise ValueError(f"unknown editing method {method!r}; available: {', '.join(methods.available())}")

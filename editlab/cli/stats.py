@@ -12,17 +12,27 @@ from pathlib import Path
 from .common import add_model_args, load, positive_int, progress_printer, status
 
 
+MAX_LAYERS = 1_000
+
+
 def parse_layers(text: str) -> list[int]:
-    """"5", "4-8" or "4,5,8" -> a sorted list of layers."""
+    """"5", "4-8" or "4,5,8" -> a sorted list of layers (a range that runs backwards, a negative
+    layer or more than ``MAX_LAYERS`` layers is refused with what to write)."""
+    from ..bounded import short
+
+    example = "give layers like 5, 4-8 or 4,5,8"
     out: set[int] = set()
-    try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            out.update(range(int(a), int(b) + 1) if b else [int(a)])
-    except ValueError:
-        raise ValueError(f"--layers {text!r}: give layers like 5, 4-8 or 4,5,8") from None
-    if not out:
-        raise ValueError("--layers is empty")
+    for part in text.split(","):
+        a, dash, b = part.strip().partition("-")
+        try:
+            lo, hi = int(a), int(b) if dash else int(a)
+        except ValueError:
+            raise ValueError(f"--layers {short(text)}: {short(part.strip())} is not a layer or a range; {example}") from None
+        if hi < lo:
+            raise ValueError(f"--layers {short(text)}: the range {lo}-{hi} runs backwards; write {hi}-{lo}")
+        if hi - lo >= MAX_LAYERS or len(out) + hi - lo >= MAX_LAYERS:
+            raise ValueError(f"--layers {short(text)}: more than {MAX_LAYERS:,} layers; no model has that many")
+        out.update(range(lo, hi + 1))
     return sorted(out)
 
 

@@ -91,6 +91,10 @@ def sweep_config(args):
 def run_sweep_cmd(args) -> int:
     from ..store import RunStore
     from ..sweep import cost_line, curves, run_sweep
+    if args.export:
+        from ..store import export_target
+
+        export_target(args.export, None)  # before any work: a bad path fails at once
     config = sweep_config(args)
     if config.batch_size > 1 and not methods.capabilities(config.method).batch:
         status(f"{config.method} writes the facts of a batch one after another (it has no joint batch update)")
@@ -152,6 +156,10 @@ def render_curves(df) -> str:
 def run_runs_cmd(args) -> int:
     from ..store import RunStore
 
+    if args.export:
+        from ..store import export_target
+
+        export_target(args.export, None)
     store = RunStore(args.store)
     runs = store.runs(args.kind)
     if args.ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..bounded import short
 from .base import (AttachingMethod, Capabilities, EditError, EditMethod, HParamsBase, LoadReport, MethodContext,
                    MethodContractError, StatefulMethod, check_method)
 
@@ -32,7 +33,7 @@ def get(name: str) -> EditMethod:
     :class:`MethodContractError` naming what it lacks."""
     key = (name or "").strip().lower()
     if key not in REGISTRY:
-        raise ValueError(f"unknown editing method {name!r}; available: {', '.join(REGISTRY)}")
+        raise ValueError(f"unknown editing method {short(name)}; available: {', '.join(REGISTRY)}")
     module = importlib.import_module(REGISTRY[key])
     if (key, REGISTRY[key]) not in _checked:
         check_method(module, key)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from .. import limits as _limits
+from ..bounded import check_tree, short
 from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from ..templates import context_templates
 
@@ -78,7 +79,7 @@ def whole_number(key: str, value) -> int:
             raise ValueError
         return int(f)
     except (TypeError, ValueError):
-        raise ValueError(f"hyperparameter {key!r}: {value!r} is not a whole number") from None
+        raise ValueError(f"hyperparameter {short(key)}: {short(value)} is not a whole number") from None
 
 
 def _mom2_samples(value, data: dict) -> tuple[int, str]:
@@ -123,6 +124,8 @@ def _coerce(cls, name: str, value):
             return float(value)
         if isinstance(value, bool):
             raise ValueError
+        if isinstance(value, int):
+            return value
         if isinstance(value, float) and not value.is_integer():
             raise ValueError
         f = float(value)
@@ -130,7 +133,7 @@ def _coerce(cls, name: str, value):
             raise ValueError
         return int(f)
     except (TypeError, ValueError):
-        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a valid {declared} — "
+        raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a valid {declared} — "
                          f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
 
 
@@ -171,10 +174,12 @@ class Range:
         if cap and (hi is None or cap < hi):
             parts.append(f"at most {cap:,} (this server's limit, {limits.env_name(self.limit)})")
         elif hi is not None:
-            parts.append(f"{'less than' if self.hi_open else 'at most'} {hi:g}")
+            parts.append(f"{'less than' if self.hi_open else 'at most'} {hi:,}")
         return " and ".join(parts) + (" (or null)" if self.optional else "")
 
     def admits(self, value, limits) -> bool:
+        if abs(value) > MAX_MAGNITUDE:
+            return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
@@ -217,11 +222,20 @@ COMMON_RANGES: dict[str, Range] = {
     "lambda_old": NON_NEGATIVE, "lambda_new": NON_NEGATIVE, "lr_scale": POSITIVE,
     "max_neurons": NON_NEGATIVE, "n_toks": Range(lo=1),
     "k": NON_NEGATIVE,
+    "seed": Range(lo=0, hi=2**32 - 1, why="a random seed"),
+    "predicate_layer": Range(lo=0, optional=True, why="null = the edit layer"),
+    "predicate_keep": Range(lo=0, hi=16, why="other subjects' keys at \"not\" held fixed"),
+    "nullspace_threshold": Range(lo=0, lo_open=True, why="the absolute eigenvalue threshold"),
+    "norm_constraint": Range(lo=0, lo_open=True, optional=True, why="null = unconstrained"),
 }
+
+# No number a hyperparameter takes is larger than this (beyond it whole numbers are not exact as
+# floats, and torch cannot hold them): a field without an upper bound is still bounded by it.
+MAX_MAGNITUDE = 2**53
 
 
 def _out_of_range(name: str, value, must: str, why: str = "") -> ValueError:
-    return ValueError(f"hyperparameter {name!r}: {value!r} is out of range — it must be {must}"
+    return ValueError(f"hyperparameter {name!r}: {short(value)} is out of range — it must be {must}"
                       + (f" ({why})" if why else ""))
 
 
@@ -231,10 +245,10 @@ def _check_layers(name: str, value) -> None:
         return
     items = value if isinstance(value, (list, tuple)) else [value]
     if isinstance(value, (str, bytes, dict)):
-        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a list of layer numbers — give e.g. [4, 5, 6]")
+        raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a list of layer numbers — give e.g. [4, 5, 6]")
     for v in items:
         if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
-            raise ValueError(f"hyperparameter {name!r}: {v!r} in {value!r} is not a layer number — give whole numbers, e.g. [4, 5, 6]")
+            raise ValueError(f"hyperparameter {name!r}: {short(v)} in {short(value)} is not a layer number — give whole numbers, e.g. [4, 5, 6]")
         if v < 0:
             raise _out_of_range(name, value, "a list of layer numbers >= 0")
 
@@ -244,12 +258,12 @@ def _check_template_params(name: str, value, limits) -> None:
     the lengths and the total count bounded by the operator's limits."""
     example = "give a list of [length, count] pairs, e.g. [[10, 5]]"
     if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"hyperparameter {name!r}: {value!r} is not a list of [length, count] pairs — {example}")
+        raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a list of [length, count] pairs — {example}")
     total = 0
     for pair in value:
         if (not isinstance(pair, (list, tuple)) or len(pair) != 2
                 or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)):
-            raise ValueError(f"hyperparameter {name!r}: {pair!r} in {value!r} is not a [length, count] pair of "
+            raise ValueError(f"hyperparameter {name!r}: {short(pair)} in {short(value)} is not a [length, count] pair of "
                              f"whole numbers — {example}")
         length, n = pair
         if length < 1 or n < 1:
@@ -272,11 +286,11 @@ def check_ranges(hp, limits=None) -> None:
         name, value = f.name, getattr(hp, f.name)
         declared = str(types.get(name, ""))
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"hyperparameter {name!r}: {value!r} is not a finite number")
+            raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a finite number")
         if name == "context_template_length_params":
             _check_template_params(name, value, limits)
         elif declared.startswith("list") and isinstance(value, (str, bytes)):
-            raise ValueError(f"hyperparameter {name!r}: {value!r} is a string where a list is expected — "
+            raise ValueError(f"hyperparameter {name!r}: {short(value)} is a string where a list is expected — "
                              "give a list, e.g. [4, 5]")
         if isinstance(value, str):
             limits.check("max_prompt_chars", len(value), f"hyperparameter {name!r}: {len(value):,} characters")
@@ -290,9 +304,11 @@ def check_ranges(hp, limits=None) -> None:
                 continue
             raise _out_of_range(name, value, spec.describe(limits), spec.why)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"hyperparameter {name!r}: {value!r} is not a number — it must be {spec.describe(limits)}")
+            raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a number — it must be {spec.describe(limits)}")
         if not spec.admits(value, limits):
-            raise _out_of_range(name, value, spec.describe(limits), spec.why)
+            must = spec.describe(limits) + (f", and at most {MAX_MAGNITUDE:,} in size"
+                                            if abs(value) > MAX_MAGNITUDE and spec.hi is None and not spec.limit else "")
+            raise _out_of_range(name, value, must, spec.why)
 
 
 def unknown_message(cls, keys) -> str:
@@ -302,7 +318,7 @@ def unknown_message(cls, keys) -> str:
     parts = []
     for key in keys:
         close = difflib.get_close_matches(str(key), names, n=1)
-        parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        parts.append(short(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
     return f"{method} hyperparameters: unknown keys not used: {', '.join(parts)}"
 
 
@@ -326,7 +342,8 @@ class HParamsBase:
         (keys no field takes are also warned about, :class:`UnknownHParamsWarning`)."""
         if not isinstance(data, dict):
             raise ValueError(f"hyperparameters: expected a mapping of names to values, got {type(data).__name__} "
-                             f"{str(data)[:80]!r}")
+                             f"{short(data)}")
+        check_tree(data, "hyperparameters")
         base = cls.for_model(handle) if handle is not None else cls()
         names = {f.name for f in fields(cls)}
         report = LoadReport()
@@ -338,7 +355,7 @@ class HParamsBase:
             elif callable(target):
                 target, value = target(raw)
                 if target != key or value != raw:
-                    how = f"{key} {raw!r} -> {target} {value!r}"
+                    how = f"{key} {short(raw)} -> {target} {short(value)}"
             if target in names:
                 value = _coerce(cls, target, value)
                 updates[target] = value
@@ -361,13 +378,9 @@ class HParamsBase:
 
     @classmethod
     def from_yaml(cls, path: str | Path, handle=None) -> tuple["HParamsBase", LoadReport]:
-        import yaml
+        from ..yamlfile import read_yaml_mapping
 
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of hyperparameters at the top level")
-        return cls.from_dict(data, handle)
+        return cls.from_dict(read_yaml_mapping(str(path)), handle)
 
     def __init_subclass__(cls, **kwargs):
         """Every method's ``validate`` checks the declared ranges first (:func:`check_ranges`), so

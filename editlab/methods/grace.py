@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..bounded import short
 from ..facts import Fact
 from .base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from .teacher import batch, check_note, encode, prompt_check, target_nll
@@ -46,15 +47,15 @@ def _layer_from_inner_params(value):
 
     names = value if isinstance(value, (list, tuple)) else [value]
     if len(names) != 1:
-        raise ValueError(f"inner_params {value!r}: GRACE here wraps exactly one layer")
+        raise ValueError(f"inner_params {short(value)}: GRACE here wraps exactly one layer")
     name = str(names[0]).replace("[", ".").replace("]", "")
     m = re.search(r"\.(\d+)\.", name)
     if not m:
-        raise ValueError(f"inner_params {value!r}: cannot find a layer number in it")
+        raise ValueError(f"inner_params {short(value)}: cannot find a layer number in it")
     out_projs = {f["mlp_out_tmpl"].rsplit(".", 1)[-1] for f in FAMILIES.values()}
     parts = [p for p in name.split(".") if p not in ("weight", "bias")]
     if parts[-1] not in out_projs:
-        raise ValueError(f"inner_params {value!r}: GRACE here wraps the MLP output projection "
+        raise ValueError(f"inner_params {short(value)}: GRACE here wraps the MLP output projection "
                          f"({', '.join(sorted(out_projs))}), not {parts[-1]!r}")
     return "layer", int(m.group(1))
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..bounded import short
 from ..facts import Fact
 from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
@@ -45,7 +46,7 @@ def _one_layer(value, data) -> tuple[int, str]:
     """EasyEdit's ``layers`` (a list; its ROME writes each listed layer in turn) -> ``layer``."""
     layers = list(value) if isinstance(value, (list, tuple)) else [value]
     if len(layers) != 1:
-        raise ValueError(f"layers {value!r}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
+        raise ValueError(f"layers {short(value)}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
                          "layer; give one (e.g. [5]), or use MEMIT to spread an edit over a range of layers")
     layer = whole_number("layers", layers[0])
     return layer, f"layers {value!r} -> layer {layer} (the one layer ROME writes)"

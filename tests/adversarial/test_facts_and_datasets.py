@@ -89,7 +89,10 @@ RECORD = {"subject": "Rome", "prompt": "Rome is the capital of", "target_new": "
     ("quote.csv", 'subject,prompt,target_new\nRome,"Rome is,France\n', "record"),
     ("unknown.json", json.dumps([{"foo": 1}]), "cannot tell the dataset format"),
     ("long.json", json.dumps([{**RECORD, "prompt": "Rome " + "x" * 5000}]), "above this server's limit"),
-    ("nan.json", '[{"subject": "Rome", "prompt": "Rome is", "target_new": NaN}]', None),
+    ("nan.json", '[{"subject": "Rome", "prompt": "Rome is", "target_new": NaN}]', "is the number nan, not text"),
+    ("inf.json", '[{"subject": "Rome", "prompt": "Rome is", "target_new": 1e309}]', "is the number inf, not text"),
+    ("ninf.jsonl", '{"subject": "Rome", "prompt": "Rome is", "target_new": -Infinity}\n', "is the number -inf"),
+    ("year.json", '[{"subject": "Rome", "prompt": "Rome was founded in", "target_new": 753}]', None),
 ])
 def test_a_bad_dataset_file_is_a_value_error_naming_the_file(tmp_path, name, content, words):
     path = _write(tmp_path, name, content)
@@ -99,6 +102,15 @@ def test_a_bad_dataset_file_is_a_value_error_naming_the_file(tmp_path, name, con
     with pytest.raises(ValueError) as e:
         load_dataset(path)
     assert name in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_as_without_one(tmp_path):
+    plain = "subject,prompt,target_new\nRome,Rome is the capital of,France\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + plain.encode())  # as Excel saves "CSV UTF-8"
+    (tmp_path / "plain.csv").write_text(plain)
+    assert load_dataset(tmp_path / "bom.csv").facts == load_dataset(tmp_path / "plain.csv").facts
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([RECORD]).encode())
+    assert load_dataset(tmp_path / "bom.json").facts[0].subject == RECORD["subject"]
 
 
 def test_a_folder_is_not_a_dataset(tmp_path):

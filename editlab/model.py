@@ -20,6 +20,7 @@ import torch
 
 from . import paths
 from .nethook import get_module
+from .turns import Turns
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -130,7 +131,9 @@ class ModelHandle:
     """Model + tokenizer + architecture map + identity.
 
     ``lock`` serialises everything that changes or reads the weights (several app sessions may
-    share one resident model). ``fingerprint`` identifies the *unedited* weights for disk caches.
+    share one resident model); ``turns`` lines up the app's requests for it first come, first
+    served, and tells a waiting one its place and wait (:mod:`editlab.turns`). ``fingerprint``
+    identifies the *unedited* weights for disk caches.
     """
 
     def __init__(self, model, tokenizer, name: str, revision: str | None = None, source: str = ""):
@@ -141,6 +144,7 @@ class ModelHandle:
         self.source = source
         self.arch = arch_for(model)
         self.lock = threading.RLock()
+        self.turns = Turns()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.fingerprint = _fingerprint(model, name, revision)

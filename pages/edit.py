@@ -97,22 +97,23 @@ if do_edit or do_probe:
     except ValueError as e:
         error = f"Please fix the form: {e}"
     else:
-        busy = not handle.lock.acquire(blocking=False)
-        if not busy:
-            handle.lock.release()
         if do_edit:
             with st.status(f"Editing with {method} ...", expanded=True) as status:
-                bar = st.progress(0.0, text="another visitor is using the model; waiting ..." if busy
-                                  else "measuring the probes before the edit ...")
+                bar = st.progress(0.0, text="waiting for the model ...")
+                line = st.empty()
+
+                def waiting(w) -> None:  # others' requests are ahead on the shared model
+                    line.info(w.line(), icon=":material/hourglass_top:")
 
                 def progress(done: int, total: int, stage: str) -> None:
+                    line.empty()
                     text = f"{stage} ({done:,}/{total:,})"
                     if total and done >= total and stage.lower().startswith(method.lower()):
                         text = f"{stage}; measuring the probes after the edit ..."
                     bar.progress(min(1.0, done / total) if total else 1.0, text=text)
 
                 try:
-                    record, _ = A.edit(ss, fact, method, hp, progress=progress)
+                    record, _ = A.edit(ss, fact, method, hp, progress=progress, on_wait=waiting)
                 except Exception as e:
                     error = A.user_message(e)
                     if error is None:
@@ -121,11 +122,13 @@ if do_edit or do_probe:
                 else:
                     status.update(label=f"Edited with {method} in {record.seconds:.1f} s", state="complete", expanded=False)
         else:
-            with st.spinner("Probing ..." + (" (another visitor is using the model; waiting)" if busy else "")):
+            with st.spinner("Probing ..."):
+                line = st.empty()
                 try:
-                    A.probe(ss, fact)
+                    A.probe(ss, fact, on_wait=lambda w: line.info(w.line(), icon=":material/hourglass_top:"))
                 except ValueError as e:
                     error = str(e)
+                line.empty()
     if error:
         st.error(error)
 

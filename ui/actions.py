@@ -11,6 +11,7 @@ from typing import Callable, MutableMapping, Sequence
 
 from editlab import EditError, Fact, Neighbor, Probe, ProbeReport
 from editlab.probes import negation_form
+from editlab.turns import Wait
 
 from . import state as S
 
@@ -123,22 +124,31 @@ def key_figures(report: ProbeReport, column: str = "after") -> dict:
 
 
 def edit(state: MutableMapping, fact: Fact, method: str, hparams=None,
-         probes: Sequence[Probe] | None = None, progress: Progress | None = None):
-    """Edit one fact with this session's stack of edits and measure unedited / before / after."""
+         probes: Sequence[Probe] | None = None, progress: Progress | None = None,
+         on_wait: Callable[[Wait], None] | None = None):
+    """Edit one fact with this session's stack of edits and measure unedited / before / after.
+    The request takes its turn on the shared model (``handle.turns``); while others' requests are
+    ahead, ``on_wait`` hears its place in the line and the expected wait."""
     session = S.session_of(state)
     probes = list(probes) if probes else probes_for(state, fact)
-    record, report = session.edit_and_compare(fact, method, hparams, probes, progress)
+    with session.handle.turns.turn(S.visitor(state), f"edit {method}", on_wait):
+        if progress is not None:
+            progress(0, 1, "measuring the probes before the edit")
+        record, report = session.edit_and_compare(fact, method, hparams, probes, progress)
     state.setdefault(S.LOG, {})[record.id] = {"figures": key_figures(report), "when": time.time()}
     state[S.PROBES] = (fact, list(probes))
     _store(state, report, record.id)
     return record, report
 
 
-def probe(state: MutableMapping, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:
-    """Measure the probes on the unedited model and on this session's model as it is now."""
+def probe(state: MutableMapping, fact: Fact, probes: Sequence[Probe] | None = None,
+          on_wait: Callable[[Wait], None] | None = None) -> ProbeReport:
+    """Measure the probes on the unedited model and on this session's model as it is now (in its
+    turn on the shared model, as :func:`edit`)."""
     session = S.session_of(state)
     probes = list(probes) if probes else probes_for(state, fact)
-    report = session.compare(fact, probes)
+    with session.handle.turns.turn(S.visitor(state), "probe", on_wait):
+        report = session.compare(fact, probes)
     state[S.PROBES] = (fact, list(probes))
     return _store(state, report, None)
 

@@ -139,6 +139,31 @@ def test_a_stored_run_resumes_by_replay(handle, shift, facts5, tmp_path):
     assert c3.timings["replayed_edits"] == 1 and c3.timings["replay_exact"] is True
 
 
+def test_resuming_is_idempotent_when_a_checkpoint_it_reaches_is_already_stored(handle, shift, facts5, tmp_path):
+    """A run that reaches a step an earlier attempt (or another process) stored keeps the stored
+    checkpoint, goes on and ends done; running it again changes nothing."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    plan = Plan(facts5[:3], shift, checkpoints=(1, 2, 3))
+    calls = []
+
+    def record(m, at, outcome):
+        calls.append(m.step)
+        if m.step == 2:  # someone else got there first, with its own figures
+            store.add_checkpoint(store.find_run("test", {"x": 2}).id, 2, {"weights_digest": "theirs"})
+        return {"weights_digest": m.values["weights_digest"]}, {}, {}
+
+    res = experiments.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 2}, record)
+    run_ = store.run(res.run_id)
+    assert res.status == run_.status == "done" and calls == [1, 2, 3]
+    stored = {c.step: c.metrics["weights_digest"] for c in store.checkpoints(res.run_id)}
+    assert sorted(stored) == [1, 2, 3] and stored[2] == "theirs"  # never overwritten
+    assert "already stored" in run_.note
+    again = experiments.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 2}, record)
+    assert again.run_id == res.run_id and again.status == "done" and calls == [1, 2, 3]
+    with pytest.raises(Exception, match="never overwritten"):
+        store.add_checkpoint(res.run_id, 2, {"weights_digest": "again"})
+
+
 def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):
     """The negated-edit protocol: the plan writes "... is not → new", the reports are the original's."""
     from editlab.facts import Fact, negate

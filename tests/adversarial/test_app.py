@@ -112,3 +112,33 @@ def test_streamlit_control_flow_passes_the_boundary():
     with pytest.raises(StopException):
         with errors.boundary(FakeSt()):
             raise StopException()
+
+
+BOMB = ("[&a [&b [&c [&d [&e [&f [&g [1,1,1,1,1,1,1,1,1], *g,*g,*g,*g,*g,*g,*g,*g], *f,*f,*f,*f,*f,*f,*f,*f],"
+        " *e,*e,*e,*e,*e,*e,*e,*e], *d,*d,*d,*d,*d,*d,*d,*d], *c,*c,*c,*c,*c,*c,*c,*c], *b,*b,*b,*b,*b,*b,*b,*b],"
+        " *a,*a,*a,*a,*a,*a,*a,*a]")
+
+
+@pytest.mark.parametrize("text,words", [
+    (BOMB, "more than 20,000 values"),
+    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("{a: 1, a: 2}", "appears twice"),
+])
+def test_a_hostile_value_in_a_list_box_is_a_short_message_and_no_edit(app_env, text, words):
+    """A YAML alias bomb, deep nesting or a duplicate key typed into MEMIT's ``layers`` box: refused
+    in a message of a few hundred characters, in well under a second of parsing, the model untouched."""
+    import time
+
+    from ..app.test_edit_page import EDIT, fill
+
+    at = open_app(EDIT)
+    at.selectbox(key="method").select("memit").run()
+    session = at.session_state[S.SESSION]
+    at.text_input(key=f"hp.{session.handle.name}.memit.layers").set_value(text)
+    fill(at, paraphrases="", neighbors="")
+    t0 = time.perf_counter()
+    at.button(key="edit_button").click().run()
+    assert time.perf_counter() - t0 < 60
+    shown = [e.value for e in at.error]
+    assert not at.exception and len(shown) == 1 and words in shown[0], shown
+    assert len(shown[0]) < 500 and session.records == []

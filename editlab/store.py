@@ -184,12 +184,12 @@ def export_target(path: str | os.PathLike, fmt: str | None) -> tuple[Path, str]:
     """(path, format) of an export: the format defaults to the file's suffix and must be one of
     EXPORT_FORMATS; the folder is created."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"export {path}: is a folder; give a file name such as {path / 'runs.csv'}")
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format {fmt[:20]!r} ({path.name[:80]}) is not one of {', '.join(EXPORT_FORMATS)}: "
                          "name the file .csv, .parquet or .json")
-    if path.is_dir():
-        raise ValueError(f"export {path}: is a folder; give a file name such as {path / ('runs.' + fmt)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

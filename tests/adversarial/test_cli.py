@@ -21,6 +21,12 @@ def files(tmp_path):
     (tmp_path / "latin.json").write_bytes('[{"subject": "Mün", "prompt": "Mün is", "target_new": "x"}]'.encode("latin-1"))
     (tmp_path / "num.json").write_text(json.dumps([{"subject": "Rome", "prompt": "Rome is", "target_new": "x",
                                                     "neighbors": [{"prompt": 5}]}]))
+    levels = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(levels) + "\n")  # 9**9 values if expanded
+    (tmp_path / "twice.yaml").write_text("v_lr: 0.5\nkl_factor: 0.1\nv_lr: 5\n")
+    (tmp_path / "report.html").write_text("not a folder")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfsubject,prompt,target_new\nRome,Rome is,NaN\n")
     cfg = tmp_path / "noweights"
     cfg.mkdir()
     (cfg / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
@@ -67,6 +73,22 @@ CASES = [
     (["probe", *FACT, "--model", "{d}/noweights"], "no readable weights"),
     (["probe", *FACT, "--model", "{d}/adir"], "could not load model"),
     (["probe", *FACT, "--model", ""], "model name is empty"),
+    (["edit", *FACT, "--hparams", "{d}/bomb.yaml"], "more than 20,000 values"),
+    (["edit", *FACT, "--hparams", "{d}/twice.yaml"], "the key 'v_lr' appears twice"),
+    (["edit", *FACT, "--set", "layer=" + "[" * 5000], "--set 'layer=[[[["),
+    (["edit", *FACT, "--set", "v_lr=0.5", "--set", "v_lr=5"], "--set 'v_lr' is given twice"),
+    (["edit", *FACT, "--set", "seed=1e30"], "'seed'"),
+    (["edit", *FACT, "--set", "predicate_layer=99999999999999999999"], "'predicate_layer'"),
+    (["edit", *FACT, "--generation-tokens", "100000"], "EDITLAB_MAX_GENERATION_TOKENS"),
+    (["stats", "--layers", "8-4"], "runs backwards; write 4-8"),
+    (["stats", "--layers", "0-99999999999"], "more than 1,000 layers"),
+    (["trace", "--prompt", "Rome is", "--subject", "Rome", "--answer", "   "], "the answer to trace is empty"),
+    (["trace", "--prompt", "Rome is", "--subject", "Rome", "--answer", "\u200b"], "the answer to trace is empty"),
+    (["reproduce", "negation", "--out", "{d}/report.html", "--dataset", "{d}/num.json"], "is a file; give a folder"),
+    (["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--export", "{d}/adir"], "is a folder"),
+    (["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--export", "{d}/out.xlsx"], "export format 'xlsx'"),
+    (["edit", "--subject", "Rome", "--prompt", "Rome is", "--target-new", "\u200b"], "only invisible characters"),
+    (["edit", "--subject", "Rome", "--prompt", "Rome is", "--target-new", "x\x1b[31m"], "control character"),
 ]
 
 

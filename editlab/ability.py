@@ -80,12 +80,20 @@ class AbilityConfig:
     ppl_chars: int = 1200
 
     def __post_init__(self):
-        unknown = set(self.sizes) - set(TASKS)
+        from .bounded import short, whole
+
+        for name in ("sizes", "max_gen_tokens", "sources"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"ability setting {name}: expected a mapping, got {short(getattr(self, name))}")
+        unknown = set(map(str, self.sizes)) - set(TASKS)
         if unknown:
-            raise ValueError(f"unknown ability task(s) {', '.join(sorted(unknown))}; known: {', '.join(TASKS)}")
-        for t, n in self.sizes.items():
-            if int(n) < 0:
-                raise ValueError(f"ability subset size for {t} must be >= 0, got {n}")
+            raise ValueError(f"unknown ability task(s) {short(sorted(unknown))}; known: {', '.join(TASKS)}")
+        object.__setattr__(self, "sizes", {t: whole(n, f"ability subset size for {t}", lo=0) for t, n in self.sizes.items()})
+        object.__setattr__(self, "max_gen_tokens", {t: whole(n, f"ability max_gen_tokens for {short(t)}")
+                                                    for t, n in self.max_gen_tokens.items()})
+        object.__setattr__(self, "seed", whole(self.seed, "ability seed", lo=0))
+        for name, lo in (("batch_size", 1), ("mmlu_shots", 0), ("gsm8k_shots", 0), ("bbh_shots", 0), ("ppl_chars", 1)):
+            object.__setattr__(self, name, whole(getattr(self, name), f"ability setting {name}", lo=lo))
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -100,10 +108,15 @@ class AbilityConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AbilityConfig":
         """From a mapping of field names (e.g. a YAML file); unknown keys are an error."""
+        from .bounded import check_tree, short
+
+        check_tree(d, "ability settings")
+        if not isinstance(d, Mapping):
+            raise ValueError(f"ability settings: expected a mapping of settings, got {type(d).__name__} {short(d)}")
         names = {f.name for f in fields(cls)}
-        unknown = set(d) - names - {"prep"}
+        unknown = set(map(str, d)) - names - {"prep"}
         if unknown:
-            raise ValueError(f"unknown ability setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+            raise ValueError(f"unknown ability setting(s) {short(sorted(unknown))}; known: {', '.join(sorted(names))}")
         kw = {k: v for k, v in d.items() if k in names}
         if "sizes" in kw:
             kw["sizes"] = {t: int(kw["sizes"].get(t, 0)) for t in TASKS} | {t: n for t, n in kw["sizes"].items() if t not in TASKS}

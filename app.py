@@ -9,7 +9,7 @@ To add a page, add one line to PAGES, e.g.
 """
 import streamlit as st
 
-from ui import errors, state
+from editlab_app import errors, state
 
 st.set_page_config(page_title="editlab", page_icon=":material/edit_note:", layout="wide")
 

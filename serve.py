@@ -2,7 +2,7 @@
 
 The same app as ``streamlit run app.py`` (the pages are app.py's). In addition, when the server
 starts (a Streamlit ``st.App`` lifespan hook), a thread imports torch and transformers and loads the
-operator's default model into the app's shared model cache (``ui.state``), so the first visitor
+operator's default model into the app's shared model cache (``editlab_app.state``), so the first visitor
 does not wait for either: on this project's 2-core machine they are most of the first page load
 (README, Performance). The server starts answering when the model is resident, or after
 ``WAIT_S`` seconds at most (a large Hub model may download for minutes: the pages then show the
@@ -27,7 +27,7 @@ WAIT_S = 30.0  # the longest the server waits for the model before it starts ans
 
 def _warm() -> None:
     try:
-        from ui import state  # imports torch and transformers: part of what the first visitor would wait for
+        from editlab_app import state  # imports torch and transformers: part of what the first visitor would wait for
 
         line = state.warm_default()
     except Exception as e:  # the page loads the model again and explains the failure there

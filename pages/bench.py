@@ -7,9 +7,9 @@ from editlab.bench import BenchConfig, compare, load_result, past_runs, run_benc
 from editlab.metrics import CONVENTIONS, METRICS
 from editlab.limits import SLOTS
 from editlab.store import StoreError
-from ui import bench as B
-from ui import errors
-from ui import state as S
+from editlab_app import bench as B
+from editlab_app import errors
+from editlab_app import state as S
 
 RESULT = "editlab.bench.result"  # the BenchResult this page shows
 cfg = S.app_config()

@@ -2,12 +2,12 @@
 import streamlit as st
 
 from editlab import methods
-from ui import actions as A
-from ui import gallery as G
-from ui import hparams as H
-from ui import report as R
-from ui import state as S
-from ui import trace_view as TV
+from editlab_app import actions as A
+from editlab_app import gallery as G
+from editlab_app import hparams as H
+from editlab_app import report as R
+from editlab_app import state as S
+from editlab_app import trace_view as TV
 
 cfg = S.app_config()
 ss = st.session_state

@@ -7,10 +7,10 @@ from editlab import methods
 from editlab.findings import to_html
 from editlab.limits import SLOTS
 from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
-from ui import bench as B
-from ui import errors
-from ui import state as S
-from ui import sweep as W
+from editlab_app import bench as B
+from editlab_app import errors
+from editlab_app import state as S
+from editlab_app import sweep as W
 
 RESULT = "editlab.findings.result"
 OPENED = "editlab.findings.opened"  # the file id of the saved report shown, so a later run is not overwritten

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from ui import actions as A
-from ui import state as S
+from editlab_app import actions as A
+from editlab_app import state as S
 
 cfg = S.app_config()
 ss = st.session_state

@@ -7,8 +7,8 @@ import torch
 
 from editlab.limits import Limits
 
-from ui import errors
-from ui import state as S
+from editlab_app import errors
+from editlab_app import state as S
 cfg = S.app_config()
 ss = st.session_state
 

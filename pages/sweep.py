@@ -9,10 +9,10 @@ from editlab.ability import TASKS, AbilityConfig
 from editlab.limits import SLOTS
 from editlab.store import StoreError
 from editlab.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
-from ui import bench as B
-from ui import errors
-from ui import state as S
-from ui import sweep as W
+from editlab_app import bench as B
+from editlab_app import errors
+from editlab_app import state as S
+from editlab_app import sweep as W
 
 SHOWN = "editlab.sweep.shown"  # run ids this browser session started (shown first)
 cfg = S.app_config()

@@ -28,8 +28,8 @@ def test_streamlit_finds_the_app_in_serve_py():
 
 
 def test_warm_default_fills_the_cache_the_pages_read(monkeypatch):
-    from ui import state
-    from ui.config import AppConfig
+    from editlab_app import state
+    from editlab_app.config import AppConfig
 
     env = {"EDITLAB_OFFLINE": "1"}
     state._resident_model.clear()

@@ -5,8 +5,8 @@ import pytest
 from editlab import methods
 from editlab.store import RunStore
 from editlab.sweep import KIND as SWEEP_KIND
-from ui import errors
-from ui import state as S
+from editlab_app import errors
+from editlab_app import state as S
 
 from .. import stand_in_method
 from ..app.conftest import app_env, open_app  # noqa: F401 - the app's operator settings
@@ -124,7 +124,7 @@ BOMB = ("[&a [&b [&c [&d [&e [&f [&g [1,1,1,1,1,1,1,1,1], *g,*g,*g,*g,*g,*g,*g,*
     ("[" * 3000 + "]" * 3000, "nested too deeply"),
     ("{a: 1, a: 2}", "appears twice"),
 ])
-def test_a_hostile_value_in_a_list_box_is_a_short_message_and_no_edit(app_env, text, words):
+def test_a_hostile_value_in_a_list_box_is_a_short_message_and_no_edit(app_env, text, words):  # noqa: F811
     """A YAML alias bomb, deep nesting or a duplicate key typed into MEMIT's ``layers`` box: refused
     in a message of a few hundred characters, in well under a second of parsing, the model untouched."""
     import time

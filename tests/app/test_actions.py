@@ -1,7 +1,7 @@
 import pytest
 
 from editlab import Neighbor, Probe
-from ui import actions as A
+from editlab_app import actions as A
 
 
 def test_form_fields_become_a_fact():

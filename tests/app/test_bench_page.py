@@ -5,7 +5,7 @@ import pytest
 from editlab import methods
 from editlab.bench import UNEDITED, BenchConfig, run_bench
 from editlab.store import RunStore
-from ui.bench import examples_dataset
+from editlab_app.bench import examples_dataset
 
 from .. import stand_in_method
 from .conftest import open_app

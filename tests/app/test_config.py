@@ -1,6 +1,6 @@
 import pytest
 
-from ui.config import AppConfig
+from editlab_app.config import AppConfig
 
 
 def test_defaults_are_safe_for_a_public_space():
@@ -36,7 +36,7 @@ def test_bad_settings_are_named(env, message):
 def test_a_space_refuses_model_paths_on_the_server(tmp_path):
     """On a Hugging Face Space (SPACE_ID set) the model box takes Hub ids, never a server folder;
     elsewhere folders are allowed unless the operator says EDITLAB_ALLOW_LOCAL_PATHS=0."""
-    from ui.state import ModelKey, looks_like_path, switch_model
+    from editlab_app.state import ModelKey, looks_like_path, switch_model
 
     assert AppConfig.load({"SPACE_ID": "someone/editlab"}, {}).allow_local_paths is False
     assert AppConfig.load({}, {}).allow_local_paths is True

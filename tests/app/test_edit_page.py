@@ -5,8 +5,8 @@ import pytest
 from editlab import methods
 from editlab.methods import rome
 from tests.conftest import TEST_MOM2_TOKENS, state_hash
-from ui import gallery as G
-from ui import state as S
+from editlab_app import gallery as G
+from editlab_app import state as S
 
 from .conftest import open_app, texts
 

@@ -69,7 +69,7 @@ def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(find
 
 
 def test_a_report_shipped_with_editlab_opens_without_running(findings_env):
-    """assets/reports holds real long runs (MEMIT, 1,000 sequential edits on one H100): one click shows it."""
+    """editlab_app/data/reports holds real long runs (MEMIT, 1,000 sequential edits on one H100): one click shows it."""
     at = open_app(FINDINGS)
     at.selectbox(key="findings_shipped").select("muting-memit-1000-h100.json")
     at.button(key="findings_open_shipped").click().run()

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from editlab import negate
-from ui import gallery as G
+from editlab_app import gallery as G
 
 
 def test_every_gallery_fact_is_valid_and_negatable():

@@ -2,8 +2,8 @@
 import pytest
 
 from tests.conftest import state_hash
-from ui import gallery as G
-from ui import state as S
+from editlab_app import gallery as G
+from editlab_app import state as S
 
 from .conftest import open_app, texts
 

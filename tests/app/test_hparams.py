@@ -4,7 +4,7 @@ import pytest
 
 from editlab import methods
 from editlab.methods import rome
-from ui import hparams as H
+from editlab_app import hparams as H
 
 
 def test_rome_fields_become_widgets_with_model_defaults(handle):

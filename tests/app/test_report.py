@@ -1,6 +1,6 @@
 """The report's tables, flags and bars, from a hand-made ProbeReport (no model needed)."""
 from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow, factcheck
-from ui import report as R
+from editlab_app import report as R
 
 FACT = Fact("Eiffel Tower", "The Eiffel Tower is in", "Rome", "Paris")
 

@@ -1,5 +1,5 @@
 """The start page: the resident model, the model box, a failed load that keeps the previous model."""
-from ui import state as S
+from editlab_app import state as S
 
 from .conftest import open_app, texts
 

@@ -7,8 +7,8 @@ from editlab.ablation import predicate_variants
 from editlab.methods import rome
 from editlab.trace import trace
 from tests.conftest import tiny_handle
-from ui import state as S
-from ui import trace_view as TV
+from editlab_app import state as S
+from editlab_app import trace_view as TV
 
 from .conftest import open_app, texts
 

@@ -44,11 +44,11 @@ def examples_dataset() -> Dataset:
 
 # Real long runs shipped with the app (e.g. MEMIT's 1,000 sequential edits on a GPU), to open on the
 # Findings page without running them again.
-REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
+REPORTS_DIR = Path(__file__).resolve().parent / "data" / "reports"
 
 
 def shipped_reports(folder: Path = REPORTS_DIR) -> dict[str, Path]:
-    """The reports shipped in ``assets/reports``, by file name."""
+    """The reports shipped in ``data/reports``, by file name."""
     return {p.name: p for p in sorted(Path(folder).glob("*.json"))}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from editlab import Fact
 
-GALLERY = Path(__file__).resolve().parents[1] / "assets" / "example_facts.json"
+GALLERY = Path(__file__).resolve().parent / "data" / "example_facts.json"
 UPLOAD_SUFFIXES = (".json", ".jsonl", ".csv")
 MAX_UPLOAD_FACTS = 500
 

@@ -1,4 +1,5 @@
-"""The Streamlit front end's helpers (the pages under ``pages/`` stay layout only).
+"""editlab's Streamlit app: ``main`` (entry and navigation), the pages under ``views/`` (layout
+only) and these helpers. The library, ``editlab``, never imports this package.
 
 - ``config``: what the operator sets (env vars / st.secrets); nothing here is settable from a page.
 - ``state``: the resident model in ``st.cache_resource`` and each browser session's EditSession.

@@ -105,26 +105,6 @@ def switch_model(state: MutableMapping, key: ModelKey, config: AppConfig) -> Edi
     return session
 
 
-def _use_app_navigation() -> None:
-    """Make a deep link (``/edit``) on a fresh server run app.py's navigation.
-
-    Streamlit treats a ``pages/`` folder beside the entry script as a v1 multipage app until some
-    run calls ``st.navigation``: until then a deep link runs the page file alone, without app.py's
-    page list and page config. Turn that off for the process (what ``st.navigation`` itself does)
-    and rerun, so app.py runs and routes to the same page. (Renaming ``pages/`` would make this
-    unnecessary.) Under AppTest, which resets the flag before every run, the page just runs on:
-    a rerun there would drop the click being tested."""
-    try:
-        from streamlit import config
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - another Streamlit layout: nothing to fix
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        if not config.get_option("global.appTest"):
-            st.rerun()
-
-
 VISITOR = "editlab.visitor"  # this browser session's private id: its runs in the run store are its own
 
 
@@ -158,7 +138,6 @@ def run_store(state: MutableMapping, config: AppConfig):
 def app_config() -> AppConfig:
     """The operator's configuration; a bad value stops the page with a readable message.
     Every page calls this first."""
-    _use_app_navigation()
     try:
         return AppConfig.load()
     except ValueError as e:

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace", "editlab.cli.stats",
-            "editlab.cli.grid", "editlab.cli.reproduce"]
+            "editlab.cli.grid", "editlab.cli.reproduce", "editlab.cli.app"]
 
 
 def build_parser() -> argparse.ArgumentParser:

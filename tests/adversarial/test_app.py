@@ -11,7 +11,7 @@ from editlab_app import state as S
 from .. import stand_in_method
 from ..app.conftest import app_env, open_app  # noqa: F401 - the app's operator settings
 
-BENCH, SWEEP = "pages/bench.py", "pages/sweep.py"
+BENCH, SWEEP = "views/bench.py", "views/sweep.py"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures for the Streamlit app's tests: AppTest on app.py with the test corpus configured."""
+"""Fixtures for the Streamlit app's tests: AppTest on editlab_app/app.py with the test corpus configured."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import TEST_MOM2_TOKENS
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "app.py"
+APP = ROOT / "editlab_app" / "app.py"
 # A real model runs under every page; the shared CPU can be slow, so runs get a generous limit.
 TIMEOUT = 900
 OPERATOR_VARS = ("EDITLAB_MODEL", "EDITLAB_ALLOW_MODEL_CHANGE", "EDITLAB_TRUST_REMOTE_CODE", "EDITLAB_DEVICE",

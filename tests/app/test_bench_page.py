@@ -10,7 +10,7 @@ from editlab_app.bench import examples_dataset
 from .. import stand_in_method
 from .conftest import open_app
 
-BENCH = "pages/bench.py"
+BENCH = "views/bench.py"
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from editlab_app import state as S
 
 from .conftest import open_app, texts
 
-EDIT = "pages/edit.py"
+EDIT = "views/edit.py"
 
 
 def fill(at, **fields):

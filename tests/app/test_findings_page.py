@@ -7,7 +7,7 @@ from editlab import methods
 from .. import stand_in_method
 from .conftest import open_app
 
-FINDINGS = "pages/findings.py"
+FINDINGS = "views/findings.py"
 
 
 def frame(at, column: str):

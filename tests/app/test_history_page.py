@@ -7,7 +7,7 @@ from editlab_app import state as S
 
 from .conftest import open_app, texts
 
-HISTORY = "pages/history.py"
+HISTORY = "views/history.py"
 # A quick edit: these tests check the bookkeeping, not the quality of the edit.
 QUICK = {"mom2_adjustment": False, "v_num_grad_steps": 2}
 

@@ -7,7 +7,7 @@ from editlab.sweep import KIND
 
 from .conftest import open_app
 
-SWEEP = "pages/sweep.py"
+SWEEP = "views/sweep.py"
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_ablation_table_and_sentences():
 
 
 def test_edit_page_shows_the_ablation_and_traces_the_unedited_model(app_env):
-    at = open_app("pages/edit.py")
+    at = open_app("views/edit.py")
     at.button(key="probe_button").click().run()
     assert not at.exception, [e.value for e in at.exception]
     [ablation] = [d.value for d in at.dataframe if d.value.index.name == "predicate"]

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from editlab_app import actions as A
+from editlab_app.main import view
 from editlab_app import state as S
 
 cfg = S.app_config()
@@ -76,4 +77,4 @@ if records:
     show(records)
 else:
     st.info("No edits in this session yet. Make one on the **Edit a fact** page.")
-    st.page_link("pages/edit.py", label="Edit a fact →", icon=":material/edit:")
+    st.page_link(view("edit.py"), label="Edit a fact →", icon=":material/edit:")

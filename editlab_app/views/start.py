@@ -8,6 +8,7 @@ import torch
 from editlab.limits import Limits
 
 from editlab_app import errors
+from editlab_app.main import view
 from editlab_app import state as S
 cfg = S.app_config()
 ss = st.session_state
@@ -123,4 +124,4 @@ with st.expander("Limits of this server"):
                "library refuses a request above a limit with a message naming it. The operator sets each "
                "one with the variable shown (0 or `off`: no limit).")
     st.table(pd.DataFrame(Limits.from_env().rows()).set_index("limit"))
-st.page_link("pages/edit.py", label="Edit a fact →", icon=":material/edit:")
+st.page_link(view("edit.py"), label="Edit a fact →", icon=":material/edit:")

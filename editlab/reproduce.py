@@ -40,7 +40,7 @@ LEVEL = 0.95
 Progress = Callable[[int, int, str], None]
 
 # ---- published values ---------------------------------------------------------------------------------
-SECONDARY = ("from the issue's summary (secondary), not checked against the PDF: this machine cannot "
+SECONDARY = ("from the project's summary of the paper (secondary), not checked against the PDF: this machine cannot "
              "reach the web")
 PAPER_SAND = "Liu et al. 2025, Is Model Editing Built on Sand? (arXiv:2510.00625)"
 UNSTATED = "(method not stated in the summary)"

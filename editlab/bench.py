@@ -20,6 +20,7 @@ protocol in its own session (``negative_edits``; off halves the cost and leaves 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import experiments, methods
+from . import experiments, methods, runs
 from .bounded import whole
 from .ability import Cancelled
 from .datasets import Dataset, load_dataset
@@ -452,27 +453,21 @@ def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: 
     return MethodResult(method, tuple(facts), aggregate([f.scores for f in facts]), timings, hp, tuple(sorted(notes)))
 
 
-def _row_from_checkpoint(c) -> MethodResult:
+def row_of(c) -> MethodResult:
+    """A stored checkpoint of a benchmark run as its row."""
     m = c.metrics
     return MethodResult(method=m["method"], facts=tuple(FactResult.from_dict(f) for f in c.samples or ()),
                         metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes", "failed")},
                         timings=dict(c.timings), hparams=dict(m.get("hparams") or {}), notes=tuple(m.get("notes") or ()))
 
 
-def _checkpoint(row: MethodResult) -> tuple[dict, list, dict]:
+def checkpoint_of(row: MethodResult) -> tuple[dict, list, dict]:
+    """A row as a stored checkpoint: (metrics, samples, timings) for ``RunStore.add_checkpoint``."""
     metrics = {"method": row.method, **row.metrics, "failed": row.failed, "hparams": row.hparams, "notes": list(row.notes)}
     return metrics, [f.to_dict() for f in row.facts], {k: v for k, v in row.timings.items() if v is not None}
 
 
 # ---- entry points -------------------------------------------------------------------------------------
-def _open_store(store):
-    if store is None or store is False:
-        return None
-    from .store import RunStore
-
-    return store if isinstance(store, RunStore) else RunStore(store)
-
-
 def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mapping[str, dict]) -> dict:
     """The configuration a run is stored (and found again) under."""
     from .paths import key_digest
@@ -510,7 +505,7 @@ def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[i
             if m in out or m not in wanted or (m != UNEDITED and c.metrics.get("hparams") != hp.get(m)):
                 continue
             (full,) = [x for x in store.checkpoints(run.id) if x.step == c.step]
-            row = _row_from_checkpoint(full)
+            row = row_of(full)
             out[m] = (run.id, replace(row, notes=tuple(sorted({*row.notes, f"reused from run #{run.id}"}))))
     return out
 
@@ -543,85 +538,98 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
     probe_session = EditSession(handle, corpus=config.corpus, online=config.online)
     hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
     cfg = stored_config(handle, config, dataset, hparams)
-    store = _open_store(store)
+    store = runs.open_store(store)
     names = [UNEDITED, *config.methods]
+    run_id, done_rows = _stored_rows(store, cfg, names, resume)
+    if run_id is not None and all(n in done_rows for n in names):
+        store.set_status(run_id, "done")
+        return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
+    measure = _Measure(handle, config, dataset, probe_session, hparams, names, stop, progress)
 
+    def write(step: int, row: MethodResult) -> None:
+        done_rows[row.method] = row
+        if store is not None:
+            store.add_checkpoint(run_id, step, *checkpoint_of(row))
+
+    with runs.keeping_status(store, run_id) if store is not None else contextlib.nullcontext():
+        measure.rows(done_rows, write)
+    return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
+
+
+def _stored_rows(store, cfg: dict, names: Sequence[str], resume: bool) -> tuple[int | None, dict[str, MethodResult]]:
+    """(run id, rows already measured) of this benchmark in ``store``: the identical stored run's
+    rows when resuming, and rows other runs measured under the same configuration (written into
+    this run as its own checkpoints, noted as reused). (None, {}) without a store."""
+    if store is None:
+        return None, {}
+    run_id, resumed = runs.start_or_resume(store, KIND, cfg, resume)
     done_rows: dict[str, MethodResult] = {}
-    run_id = None
-    if store is not None:
-        existing = store.find_run(KIND, cfg) if resume else None
-        if existing is not None:
-            run_id = existing.id
-            for c in store.checkpoints(run_id):
-                row = _row_from_checkpoint(c)
-                done_rows[row.method] = row
-            if all(n in done_rows for n in names):
-                return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
-        else:
-            run_id = store.create_run(KIND, cfg, status="running")
-        store.set_status(run_id, "running")
-        if resume:
-            for step, name in enumerate(names):
-                if name not in done_rows:
-                    found = _reusable_rows(store, cfg, [name]).get(name)
-                    if found is not None and found[0] != run_id:
-                        done_rows[name] = found[1]
-                        store.add_checkpoint(run_id, step, *_checkpoint(found[1]))
+    if resumed:
+        for c in store.checkpoints(run_id):
+            row = row_of(c)
+            done_rows[row.method] = row
+    if resume:
+        for step, name in enumerate(names):
+            if name not in done_rows:
+                found = _reusable_rows(store, cfg, [name]).get(name)
+                if found is not None and found[0] != run_id:
+                    done_rows[name] = found[1]
+                    store.add_checkpoint(run_id, step, *checkpoint_of(found[1]), exists_ok=True)
+    return run_id, done_rows
 
-    n = len(dataset)
-    pending = [m for m in config.methods if m not in done_rows]
-    per_method = n * (2 if config.negative_edits else 1)
-    total = n + per_method * len(pending)
-    report = progress or (lambda *a: None)
-    try:
+
+class _Measure:
+    """The rows a benchmark still lacks: the unedited model's (from the per-fact baselines) and one
+    per pending method, each handed to ``write(step, row)`` as soon as it is measured."""
+
+    def __init__(self, handle, config: BenchConfig, dataset: Dataset, probe_session: EditSession,
+                 hparams: Mapping[str, dict], names: Sequence[str], stop, progress):
+        self.handle, self.config, self.dataset, self.probe_session = handle, config, dataset, probe_session
+        self.hparams, self.names, self.stop, self.progress = hparams, list(names), stop, progress
+        self.report = progress or (lambda *a: None)
+
+    def baselines(self, total: int) -> list:
+        out = []
+        n = len(self.dataset)
+        for i in range(n):
+            if self.stop.is_set():
+                raise Cancelled("benchmark cancelled")
+            self.report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
+            out.append(_baseline(self.probe_session, self.dataset, i, self.config.generation_tokens))
+        return out
+
+    def rows(self, done_rows: Mapping[str, MethodResult], write: Callable[[int, MethodResult], None]) -> None:
+        n = len(self.dataset)
+        pending = [m for m in self.config.methods if m not in done_rows]
+        per_method = n * (2 if self.config.negative_edits else 1)
+        total = n + per_method * len(pending)
         if pending or UNEDITED not in done_rows:
-            baselines = []
-            for i in range(n):
-                if stop.is_set():
-                    raise Cancelled("benchmark cancelled")
-                report(i, total, f"unedited model: measuring fact {i + 1}/{n}")
-                baselines.append(_baseline(probe_session, dataset, i, config.generation_tokens))
+            baselines = self.baselines(total)
             if UNEDITED not in done_rows:
                 facts = tuple(_unedited_result(i, b) for i, b in enumerate(baselines))
-                done_rows[UNEDITED] = MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts]))
-                if store is not None:
-                    store.add_checkpoint(run_id, 0, *_checkpoint(done_rows[UNEDITED]))
+                write(0, MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts])))
             for k, method in enumerate(pending):
-                runner = _Runner(handle, config, baselines, progress, stop, n + per_method * k, total, method)
-                outcomes = runner.run(hparams[method])
-                row = _method_result(method, hparams[method], baselines, outcomes, handle.name, runner.notes)
-                done_rows[method] = row
-                if store is not None:
-                    store.add_checkpoint(run_id, names.index(method), *_checkpoint(row))
-        report(total, total, "done")
-    except Cancelled:
-        if store is not None:
-            store.set_status(run_id, "cancelled")
-        raise
-    except BaseException as e:
-        if store is not None:
-            # A non-Exception (Ctrl-C, the app's Stop button) interrupts; anything else fails the run.
-            store.set_status(run_id, "failed" if isinstance(e, Exception) else "interrupted",
-                             note=f"{type(e).__name__}: {e}"[:500])
-        raise
-    if store is not None:
-        store.set_status(run_id, "done")
-    return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
+                runner = _Runner(self.handle, self.config, baselines, self.progress, self.stop, n + per_method * k,
+                                 total, method)
+                outcomes = runner.run(self.hparams[method])
+                write(self.names.index(method),
+                      _method_result(method, self.hparams[method], baselines, outcomes, self.handle.name, runner.notes))
+        self.report(total, total, "done")
 
 
 def load_result(store, run_id: int) -> BenchResult:
     """A stored benchmark run (finished or not) as a :class:`BenchResult`."""
-    store = _open_store(store)
+    store = runs.open_store(store)
     run = store.run(run_id)
     if run.kind != KIND:
         raise ValueError(f"run {run_id} is a {run.kind!r} run, not a benchmark")
-    rows = tuple(_row_from_checkpoint(c) for c in store.checkpoints(run_id))
+    rows = tuple(row_of(c) for c in store.checkpoints(run_id))
     return BenchResult(run.config, rows, run.id, status=run.status)
 
 
 def past_runs(store) -> list:
     """Stored benchmark runs, newest first."""
-    store = _open_store(store)
+    store = runs.open_store(store)
     return list(reversed(store.runs(KIND)))
 
 

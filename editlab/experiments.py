@@ -1,7 +1,7 @@
 """One experiment engine: a :class:`Plan` says which facts are edited with which method under which
 protocol and where the model is measured; :func:`run` is the one loop that edits through
 :class:`~editlab.session.EditSession` and measures at each checkpoint with pluggable evaluators;
-:func:`run_stored` writes each checkpoint to the run store and resumes by replay.
+:func:`editlab.runs.run_stored` writes each checkpoint to the run store and resumes by replay.
 
 Everything that runs an experiment builds a Plan and calls it: ``editlab bench`` (each method's
 facts, and the negated-edit plan for NP/NN), ``editlab sweep`` (stored, resumable), ``editlab
@@ -49,8 +49,8 @@ from .session import EditSession
 
 PROTOCOLS = ("independent", "sequential")
 
-__all__ = ["PROTOCOLS", "Plan", "At", "Measured", "Outcome", "Progress", "Cancelled", "run", "run_stored",
-           "edit_seed", "Quality", "Reports", "Ability", "Muting", "HeldOut", "Retention", "Digest", "StoredRun"]
+__all__ = ["PROTOCOLS", "Plan", "At", "Measured", "Outcome", "Progress", "Cancelled", "run",
+           "edit_seed", "Quality", "Reports", "Ability", "Muting", "HeldOut", "Retention", "Digest"]
 
 
 def edit_seed(seed: int, index: int) -> int:
@@ -350,69 +350,6 @@ def run(handle, plan: Plan, evaluators: Sequence[Evaluator] = (), *, session: Ed
         edit_since = time.perf_counter()
     out.total_s = time.perf_counter() - t_start
     return out
-
-
-# ---- the run store ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoredRun:
-    run_id: int
-    status: str
-    steps: tuple[int, ...]
-    resumed_from: int | None = None
-    replay_exact: bool | None = None
-
-
-def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind: str, config: Mapping,
-               record: Callable[[Measured, At, Outcome], tuple[dict, dict, dict]], *, resume: bool = True,
-               progress: Callable[[Progress], None] | None = None, cancel=None, what: str = "this run") -> StoredRun:
-    """Run a sequential ``plan`` as a stored run of ``kind`` identified by ``config``: every
-    checkpoint goes to ``store`` as soon as it is measured (``record(measured, at, outcome)`` makes
-    its metrics, samples and timings; metrics should carry ``weights_digest``, ``at.digest()``);
-    an identical stored run resumes after its last checkpoint by replaying the edits up to it
-    (the first new checkpoint's timings say so). The run's status says how it ended: done,
-    cancelled (``cancel`` was set), interrupted (Ctrl-C, the app stopping), failed (with why)."""
-    existing = store.find_run(kind, config) if resume else None
-    run_id = existing.id if existing else store.create_run(kind, config)
-    done = {c.step: c for c in store.checkpoints(run_id, samples=False)} if existing else {}
-    steps = plan.steps()
-    if all(s in done for s in steps):
-        store.set_status(run_id, "done")
-        return StoredRun(run_id, "done", tuple(steps), resumed_from=max(done) if done else None)
-    last = max((s for s in steps if s in done), default=None)
-    expected = done[last].metrics.get("weights_digest") if last else None
-    outcome = Outcome(plan)
-
-    kept: list[int] = []
-
-    def on_measured(m: Measured, at: At) -> None:
-        metrics_, samples, timings = record(m, at, outcome)
-        if outcome.replayed and m.step == min(s for s in steps if s not in done):
-            timings.update({"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed,
-                            "replay_exact": outcome.replay_exact})
-        if not store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings, exists_ok=True):
-            kept.append(m.step)  # already stored (an earlier attempt wrote it): kept as it is, never overwritten
-
-    store.set_status(run_id, "running")
-    try:
-        run(handle, plan, evaluators, progress=progress, cancel=cancel, on_measured=on_measured, skip=last,
-            expected_digest=expected, run_id=run_id, outcome=outcome, what=what)
-        if outcome.replay_exact is False:
-            store.set_status(run_id, "running", note=(
-                f"resumed at {last} edits by replay; the replayed weights differ from the recorded ones "
-                "(digest mismatch), so later checkpoints come from a state that is not bit-identical"))
-    except Cancelled:
-        store.set_status(run_id, "cancelled")
-        raise
-    except Exception as e:
-        store.set_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
-        raise
-    except BaseException:  # Ctrl-C, or the app stopping the script: resumable
-        store.set_status(run_id, "interrupted")
-        raise
-    store.set_status(run_id, "done", note=None if not kept else (
-        f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run reached them "
-        "(another process ran it too); the stored ones were kept"))
-    return StoredRun(run_id, "done", tuple(steps), resumed_from=last, replay_exact=outcome.replay_exact)
 
 
 # ---- evaluators ------------------------------------------------------------------------------------

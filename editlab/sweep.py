@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Sequence
 from . import metrics as quality_metrics
 from . import paths
 from .ability import AbilityConfig, AbilitySuite, Cancelled
-from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality, StoredRun, run_stored
+from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
+from .runs import StoredRun, run_stored
 from .facts import Fact
 from .limits import current as current_limits
 from .muting import MutingProbe
@@ -125,7 +126,7 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
     The facts are the first ``max(counts)`` of ``config.dataset`` (a file), or ``facts`` when given
     (then ``config.dataset`` is only their label); the run is identified by their content. The
     sweep is a sequential :class:`~editlab.experiments.Plan` with checkpoints ``0, *counts``, run by
-    :func:`editlab.experiments.run_stored` with the quality, ability, muting and digest evaluators.
+    :func:`editlab.runs.run_stored` with the quality, ability, muting and digest evaluators.
 
     ``cancel`` (a ``threading.Event``) stops the sweep within one model call; the run is marked
     ``cancelled`` and :class:`Cancelled` is raised. Running it again resumes from the last checkpoint.

@@ -10,7 +10,6 @@ import pytest
 
 from editlab import experiments
 from editlab.experiments import At, Plan, Quality, run
-from editlab.store import RunStore
 from tests.conftest import state_hash
 
 
@@ -118,50 +117,6 @@ def test_cancel_stops_the_loop(handle, shift, facts5):
     with pytest.raises(experiments.Cancelled):
         run(handle, Plan(facts5, shift, checkpoints=(1, 2, 3)), [seen], progress=stop_after_first, cancel=cancel)
     assert len(seen.calls) <= 1
-
-
-def test_a_stored_run_resumes_by_replay(handle, shift, facts5, tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite")
-    plan = Plan(facts5[:3], shift, checkpoints=(1, 3))
-    calls = []
-
-    def record(m, at, outcome):
-        calls.append(m.step)
-        return {"weights_digest": m.values["weights_digest"]}, {}, {"edit_s": m.edit_s}
-
-    first = experiments.run_stored(handle, Plan(facts5[:3], shift, checkpoints=(1,)), [experiments.Digest()],
-                                   store, "test", {"x": 1}, record)
-    assert first.status == "done" and calls == [1]
-    # the same configuration with one more checkpoint: step 1 is replayed, step 3 measured
-    res = experiments.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 1}, record)
-    assert res.run_id == first.run_id and res.resumed_from == 1 and res.replay_exact is True and calls == [1, 3]
-    (c3,) = [c for c in store.checkpoints(res.run_id) if c.step == 3]
-    assert c3.timings["replayed_edits"] == 1 and c3.timings["replay_exact"] is True
-
-
-def test_resuming_is_idempotent_when_a_checkpoint_it_reaches_is_already_stored(handle, shift, facts5, tmp_path):
-    """A run that reaches a step an earlier attempt (or another process) stored keeps the stored
-    checkpoint, goes on and ends done; running it again changes nothing."""
-    store = RunStore(tmp_path / "runs.sqlite")
-    plan = Plan(facts5[:3], shift, checkpoints=(1, 2, 3))
-    calls = []
-
-    def record(m, at, outcome):
-        calls.append(m.step)
-        if m.step == 2:  # someone else got there first, with its own figures
-            store.add_checkpoint(store.find_run("test", {"x": 2}).id, 2, {"weights_digest": "theirs"})
-        return {"weights_digest": m.values["weights_digest"]}, {}, {}
-
-    res = experiments.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 2}, record)
-    run_ = store.run(res.run_id)
-    assert res.status == run_.status == "done" and calls == [1, 2, 3]
-    stored = {c.step: c.metrics["weights_digest"] for c in store.checkpoints(res.run_id)}
-    assert sorted(stored) == [1, 2, 3] and stored[2] == "theirs"  # never overwritten
-    assert "already stored" in run_.note
-    again = experiments.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 2}, record)
-    assert again.run_id == res.run_id and again.status == "done" and calls == [1, 2, 3]
-    with pytest.raises(Exception, match="never overwritten"):
-        store.add_checkpoint(res.run_id, 2, {"weights_digest": "again"})
 
 
 def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):

@@ -399,6 +399,129 @@ def trace_tokens(spec, n_prompt: int, subject_range: tuple[int, int]) -> list[in
     return out
 
 
+def _checked_kinds(kinds, samples: int, window: int, noise: float | None, noise_multiplier: float,
+                   prompt: str) -> list[str]:
+    """Step 1: the maps asked for, after refusing settings that cannot be traced."""
+    kinds = list(KINDS) if kinds in ("all", None) else [kinds] if isinstance(kinds, str) else list(dict.fromkeys(kinds))
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"trace kind {k!r} is not one of {', '.join(KINDS)} (or 'all')")
+    if samples < 1:
+        raise ValueError("samples must be at least 1")
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise {noise!r}: the noise std must be a positive number (or unset for "
+                         f"noise_multiplier × the embeddings' std)")
+    if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
+        raise ValueError(f"noise_multiplier {noise_multiplier!r}: must be a positive number (the reference uses 3)")
+    limits = current_limits()
+    limits.check("max_steps", samples, "trace samples")
+    limits.check("max_prompt_chars", len(prompt), "the traced prompt's characters")
+    return kinds
+
+
+class _TraceJob:
+    """One :func:`trace` call's shared state: the tokens, the answer, the disk cache and the rows."""
+
+    def __init__(self, handle, kinds: list[str], samples: int, window: int, seed: int, cache: bool):
+        self.handle = handle
+        self.kinds = kinds
+        self.samples = samples
+        self.window = window
+        self.seed = seed
+        self.cache = cache
+        self.stored: dict[str, dict] = {}
+        self.p_clean = self.p_corrupted = None
+
+    def locate(self, prompt: str, subject: str, answer: str | None, tokens, noise: float | None,
+               noise_multiplier: float, state_key: str | None, prefix: str) -> None:
+        """Step 2: the subject's tokens, the traced rows, the answer, the noise std and the state key."""
+        handle = self.handle
+        subject_token_range(handle.tokenizer, prompt, subject)  # the subject must be in the prompt itself
+        self.ids, self.rng = ids, rng = subject_token_range(handle.tokenizer, prefix + prompt, subject)
+        self.skip = skip = context_tokens(handle.tokenizer, prefix + prompt, len(prefix))
+        self.wanted = [t + skip for t in trace_tokens(tokens, len(ids) - skip, (rng[0] - skip, rng[1] - skip))]
+        self.answer_text, self.answer_ids = resolve_answer(handle, prefix + prompt, answer)
+        self.noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
+        if state_key is None and self.cache:
+            state_key = state_digest(handle)
+        self.state_key = state_key
+        self.n_layers = handle.arch.n_layers
+
+    def read_cache(self) -> dict[str, list[int]]:
+        """Step 3: the rows already on disk for this state and these settings; returns the rows still to compute."""
+        self.base_key = dict(v=CACHE_VERSION, state=self.state_key, ids=self.ids, subject=list(self.rng),
+                             answer=self.answer_ids, samples=self.samples, noise=round(self.noise, 9),
+                             seed=self.seed, layers=self.n_layers)
+        self.folder = paths.cache_dir("trace") if self.cache else None
+        for k in self.kinds:
+            self.stored[k] = {}
+            if self.folder is not None and self._path(k).exists():
+                try:
+                    d = json.loads(self._path(k).read_text())
+                    self.stored[k] = {int(t): list(r) for t, r in d["rows"].items()}
+                    self.p_clean, self.p_corrupted = d["p_clean"], d["p_corrupted"]
+                except (OSError, ValueError, KeyError):
+                    self.stored[k] = {}  # a damaged entry is recomputed
+        todo = {k: [t for t in self.wanted if t >= self.rng[0] and t not in self.stored[k]] for k in self.kinds}
+        return {k: ts for k, ts in todo.items() if ts}
+
+    def _path(self, kind: str):
+        """The cache file of one map (the window matters only to the MLP and attention maps)."""
+        window = self.window if kind != "residual" else None
+        return self.folder / (paths.key_digest(kind=kind, window=window, **self.base_key) + ".json")
+
+    def compute(self, todo: dict[str, list[int]], batch_tokens: int, share_prefix: bool,
+                progress: Callable[[int, int, str], None] | None) -> None:
+        """Step 4: the clean and corrupted runs, then the missing rows of each map (stored to disk)."""
+        handle, n_layers = self.handle, self.n_layers
+        tr = _Tracer(handle, self.ids, self.rng, self.answer_ids, self.noise, self.samples, self.seed, batch_tokens)
+        tr._use_cache = share_prefix
+        names = _unique_name(n for k in todo for n in _modules(handle, k))
+        self.p_clean, clean = tr.clean(names)
+        [self.p_corrupted] = tr.restored([{}], clean)
+        all_runs = {k: _runs(handle, k, ts, self.window) for k, ts in todo.items()}
+        total, done = sum(len(r) for r in all_runs.values()), 0
+        for k, ts in todo.items():
+            def tick(n, k=k):
+                nonlocal done
+                done += n
+                if progress is not None:
+                    progress(done, total, f"tracing {k}")
+
+            flat = tr.restored(all_runs[k], clean, tick)
+            for i, t in enumerate(ts):
+                self.stored[k][t] = flat[i * n_layers : (i + 1) * n_layers]
+            if self.folder is not None:
+                paths.atomic_write_bytes(self._path(k), json.dumps(
+                    {"rows": self.stored[k], "p_clean": self.p_clean, "p_corrupted": self.p_corrupted}).encode())
+
+    def scores(self) -> dict[str, tuple]:
+        """Step 5: each map as a token × layer grid over the prompt (``None`` where not traced)."""
+        n_layers, rng, stored = self.n_layers, self.rng, self.stored
+        scores = {}
+        for k in KINDS:
+            if k in self.kinds:
+                # Before the subject the corrupted state equals the clean one: restoring changes nothing.
+                scores[k] = tuple(tuple([self.p_corrupted] * n_layers) if t < rng[0] else
+                                  tuple(stored[k][t]) if t in stored[k] and t in self.wanted else (None,) * n_layers
+                                  for t in range(self.skip, len(self.ids)))
+        return scores
+
+    def result(self, prompt: str, subject: str, scores: dict, todo: dict, t0: float) -> TraceResult:
+        """Step 6: the :class:`TraceResult`, with the prompt's tokens and ranges less the context."""
+        tok, ids, rng, skip = self.handle.tokenizer, self.ids, self.rng, self.skip
+        return TraceResult(
+            prompt=prompt, subject=subject, answer=self.answer_text, answer_ids=tuple(self.answer_ids),
+            tokens=tuple(tok.decode([i]) for i in ids[skip:]), subject_range=(rng[0] - skip, rng[1] - skip),
+            p_clean=float(self.p_clean), p_corrupted=float(self.p_corrupted), noise=self.noise,
+            samples=self.samples, window=self.window, seed=self.seed, n_layers=self.n_layers, scores=scores,
+            state_key=self.state_key or "", seconds=time.perf_counter() - t0,
+            cached_kinds=tuple(k for k in self.kinds if k not in todo), prefix_tokens=skip,
+        )
+
+
 def trace(
     handle,
     prompt: str,
@@ -435,89 +558,15 @@ def trace(
     and left out of the grid (``prefix_tokens`` says how many tokens it took). To trace a session's
     edited model use :func:`trace_session`, which passes its ``EditSession.edited()`` view.
     """
-    kinds = list(KINDS) if kinds in ("all", None) else [kinds] if isinstance(kinds, str) else list(dict.fromkeys(kinds))
-    for k in kinds:
-        if k not in KINDS:
-            raise ValueError(f"trace kind {k!r} is not one of {', '.join(KINDS)} (or 'all')")
-    if samples < 1:
-        raise ValueError("samples must be at least 1")
-    if window < 1:
-        raise ValueError("window must be at least 1")
-    if noise is not None and not (math.isfinite(noise) and noise > 0):
-        raise ValueError(f"noise {noise!r}: the noise std must be a positive number (or unset for "
-                         f"noise_multiplier × the embeddings' std)")
-    if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
-        raise ValueError(f"noise_multiplier {noise_multiplier!r}: must be a positive number (the reference uses 3)")
-    limits = current_limits()
-    limits.check("max_steps", samples, "trace samples")
-    limits.check("max_prompt_chars", len(prompt), "the traced prompt's characters")
+    kinds = _checked_kinds(kinds, samples, window, noise, noise_multiplier, prompt)
     t0 = time.perf_counter()
+    job = _TraceJob(handle, kinds, samples, window, seed, cache)
     with handle.lock:
-        subject_token_range(handle.tokenizer, prompt, subject)  # the subject must be in the prompt itself
-        ids, rng = subject_token_range(handle.tokenizer, prefix + prompt, subject)
-        skip = context_tokens(handle.tokenizer, prefix + prompt, len(prefix))
-        wanted = [t + skip for t in trace_tokens(tokens, len(ids) - skip, (rng[0] - skip, rng[1] - skip))]
-        answer_text, answer_ids = resolve_answer(handle, prefix + prompt, answer)
-        noise = noise_multiplier * embedding_std(handle) if noise is None else float(noise)
-        if state_key is None and cache:
-            state_key = state_digest(handle)
-        n_layers = handle.arch.n_layers
-        base_key = dict(v=CACHE_VERSION, state=state_key, ids=ids, subject=list(rng), answer=answer_ids,
-                        samples=samples, noise=round(noise, 9), seed=seed, layers=n_layers)
-        folder = paths.cache_dir("trace") if cache else None
-
-        def path_of(kind):
-            return folder / (paths.key_digest(kind=kind, window=window if kind != "residual" else None, **base_key) + ".json")
-
-        stored: dict[str, dict] = {}
-        p_clean = p_corrupted = None
-        for k in kinds:
-            stored[k] = {}
-            if folder is not None and path_of(k).exists():
-                try:
-                    d = json.loads(path_of(k).read_text())
-                    stored[k] = {int(t): list(r) for t, r in d["rows"].items()}
-                    p_clean, p_corrupted = d["p_clean"], d["p_corrupted"]
-                except (OSError, ValueError, KeyError):
-                    stored[k] = {}  # a damaged entry is recomputed
-        todo = {k: [t for t in wanted if t >= rng[0] and t not in stored[k]] for k in kinds}
-        todo = {k: ts for k, ts in todo.items() if ts}
-        if todo or p_clean is None:
-            tr = _Tracer(handle, ids, rng, answer_ids, noise, samples, seed, batch_tokens)
-            tr._use_cache = share_prefix
-            names = _unique_name(n for k in todo for n in _modules(handle, k))
-            p_clean, clean = tr.clean(names)
-            [p_corrupted] = tr.restored([{}], clean)
-            all_runs = {k: _runs(handle, k, ts, window) for k, ts in todo.items()}
-            total, done = sum(len(r) for r in all_runs.values()), 0
-            for k, ts in todo.items():
-                def tick(n, k=k):
-                    nonlocal done
-                    done += n
-                    if progress is not None:
-                        progress(done, total, f"tracing {k}")
-
-                flat = tr.restored(all_runs[k], clean, tick)
-                for i, t in enumerate(ts):
-                    stored[k][t] = flat[i * n_layers : (i + 1) * n_layers]
-                if folder is not None:
-                    paths.atomic_write_bytes(path_of(k), json.dumps(
-                        {"rows": stored[k], "p_clean": p_clean, "p_corrupted": p_corrupted}).encode())
-    scores = {}
-    for k in KINDS:
-        if k in kinds:
-            # Before the subject the corrupted state equals the clean one: restoring changes nothing.
-            scores[k] = tuple(tuple([p_corrupted] * n_layers) if t < rng[0] else
-                              tuple(stored[k][t]) if t in stored[k] and t in wanted else (None,) * n_layers
-                              for t in range(skip, len(ids)))
-    tok = handle.tokenizer
-    return TraceResult(
-        prompt=prompt, subject=subject, answer=answer_text, answer_ids=tuple(answer_ids),
-        tokens=tuple(tok.decode([i]) for i in ids[skip:]), subject_range=(rng[0] - skip, rng[1] - skip),
-        p_clean=float(p_clean), p_corrupted=float(p_corrupted), noise=noise, samples=samples, window=window,
-        seed=seed, n_layers=n_layers, scores=scores, state_key=state_key or "",
-        seconds=time.perf_counter() - t0, cached_kinds=tuple(k for k in kinds if k not in todo), prefix_tokens=skip,
-    )
+        job.locate(prompt, subject, answer, tokens, noise, noise_multiplier, state_key, prefix)
+        todo = job.read_cache()
+        if todo or job.p_clean is None:
+            job.compute(todo, batch_tokens, share_prefix, progress)
+    return job.result(prompt, subject, job.scores(), todo, t0)
 
 
 def trace_session(session, prompt: str, subject: str, **kw) -> TraceResult:

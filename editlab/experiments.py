@@ -238,6 +238,107 @@ class _Clock:
         return max(0.0, (self.n_facts - done) * per_edit + self.evals_left * self.eval_s / self.evals)
 
 
+class _Loop:
+    """One :func:`run`'s state: the session, the resolved hyperparameters, the clock, what is in the model."""
+
+    def __init__(self, handle, plan: Plan, session: EditSession | None, progress, cancel, skip: int | None,
+                 run_id: int | None, outcome: Outcome | None, what: str):
+        self.handle, self.plan, self.cancel, self.skip, self.run_id = handle, plan, cancel, skip, run_id
+        self.session = session or EditSession(handle, corpus=plan.corpus, online=plan.online)
+        overrides = dict(plan.hparams) or None if isinstance(plan.hparams, Mapping) else plan.hparams
+        self.hp = self.session.resolve_hparams(plan.method, overrides)
+        self.out = outcome if outcome is not None else Outcome(plan)
+        self.out.hparams = self.hp
+        self.say = progress or (lambda p: None)
+        self.past_deadline = deadline(what=what)
+        self.clock = _Clock(plan.n, sum(1 for s in plan.steps() if skip is None or s > skip))
+        self.done = 0  # facts edited so far, as the progress reports say
+        self.step = 0  # the checkpoint worked towards
+        self.touched: set[str] = set()
+        self.edited: list[int] = []
+        self.edit_since = 0.0
+
+    def report(self, stage: str) -> None:
+        """Tell the caller the stage, the facts done and the time left."""
+        self.say(Progress(self.done, self.plan.n, stage, self.step, time.perf_counter() - self.clock.start,
+                          self.clock.eta(self.done), self.run_id))
+
+    def check(self) -> None:
+        """Stop here if the run was cancelled or is past its deadline."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        self.past_deadline()
+
+    def edit(self, batch: tuple[int, ...], replay: bool) -> None:
+        """Edit one batch under its own seed; a failed edit is recorded and the model left as it was."""
+        plan, out = self.plan, self.out
+        lo, hi = batch[0] + 1, batch[-1] + 1
+        label = f"editing fact {lo}" + (f"-{hi}" if len(batch) > 1 else "") + f" of {len(plan.facts)} ({plan.method})"
+        self.report(("replaying the recorded edits: " if replay else "") + label)
+        devices = [self.handle.device] if self.handle.device.type == "cuda" else []
+        t0 = time.perf_counter()
+        rec = None
+        with torch.random.fork_rng(devices=devices, enabled=plan.seed is not None):
+            if plan.seed is not None:
+                torch.manual_seed(edit_seed(plan.seed, batch[0]))
+            try:
+                rec = self.session.edit([plan.facts[i] for i in batch], plan.method, self.hp,
+                                        progress=lambda d, t, s: self.report(f"{label}: {s}"))
+            except EditError as e:
+                out.failures.append({"first_fact": batch[0], "n": len(batch), "indices": list(batch),
+                                     "error": str(e)[:300]})
+        if rec is not None:
+            self._keep(rec, batch)
+        if not replay:
+            self.clock.edit_s += time.perf_counter() - t0
+            self.clock.edits += len(batch)
+
+    def _keep(self, rec, batch: tuple[int, ...]) -> None:
+        """Note a done edit: its touched weights, statistics source and seconds per fact."""
+        self.touched.update(rec.weights_after)
+        if rec.info.get("stats_source"):
+            self.out.notes.add(f"statistics: {rec.info['stats_source']}")
+        for i in batch:
+            self.out.edit_seconds[i] = rec.seconds / len(batch)
+        if not self.plan.keep_weights:  # never undone here: drop the weight copies, memory stays flat
+            self.session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
+
+    def here(self, batch) -> At:
+        """The evaluators' view of the model now."""
+        return At(self.plan, self.session, self.step, tuple(self.edited), tuple(batch), self.out.failures,
+                  frozenset(self.touched), self.cancel, self.report)
+
+    def replayed(self, batch, t_start: float, expected_digest: str | None) -> None:
+        """At the stored checkpoint: time the replay and compare the touched weights' digest."""
+        out, skip = self.out, self.skip
+        out.replayed, out.replay_s = skip, time.perf_counter() - t_start
+        self.clock.edit_s, self.clock.edits = out.replay_s, skip
+        if expected_digest is not None:
+            out.replay_exact = expected_digest == self.here(batch).digest()
+        self.edit_since = time.perf_counter()
+
+    def measure(self, batch, evaluators: Sequence[Evaluator], on_measured) -> None:
+        """At a checkpoint: call every evaluator, record and announce what they returned."""
+        edit_s = time.perf_counter() - self.edit_since
+        at = self.here(batch)
+        t_eval = time.perf_counter()
+        values, seconds = {}, {}
+        for ev in evaluators:
+            self.check()
+            t0 = time.perf_counter()
+            values[ev.name] = ev(at)
+            seconds[ev.name] = time.perf_counter() - t0
+        m = Measured(self.step, at.edited, at.latest, values, seconds, edit_s)
+        self.out.measured.append(m)
+        if on_measured is not None:
+            on_measured(m, at)
+        self.clock.eval_s += time.perf_counter() - t_eval
+        self.clock.evals += 1
+        self.clock.evals_left -= 1
+        self.report(f"checkpoint at {self.step} edits recorded")
+        self.edit_since = time.perf_counter()
+
+
 def run(handle, plan: Plan, evaluators: Sequence[Evaluator] = (), *, session: EditSession | None = None,
         progress: Callable[[Progress], None] | None = None, cancel=None,
         on_measured: Callable[[Measured, At], None] | None = None, skip: int | None = None,
@@ -253,103 +354,27 @@ def run(handle, plan: Plan, evaluators: Sequence[Evaluator] = (), *, session: Ed
     the object to fill in (a caller that wants to read it while the plan runs)."""
     if skip is not None and plan.protocol != "sequential":
         raise ValueError("only a sequential plan resumes by replay")
-    session = session or EditSession(handle, corpus=plan.corpus, online=plan.online)
-    overrides = dict(plan.hparams) or None if isinstance(plan.hparams, Mapping) else plan.hparams
-    hp = session.resolve_hparams(plan.method, overrides)
-    out = outcome if outcome is not None else Outcome(plan)
-    out.hparams = hp
-    say = progress or (lambda p: None)
-    past_deadline = deadline(what=what)
-    clock = _Clock(plan.n, sum(1 for s in plan.steps() if skip is None or s > skip))
-    state = {"done": 0, "step": 0}
-    touched: set[str] = set()
-    edited: list[int] = []
-
-    def report(stage: str) -> None:
-        say(Progress(state["done"], plan.n, stage, state["step"], time.perf_counter() - clock.start,
-                     clock.eta(state["done"]), run_id))
-
-    def check() -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        past_deadline()
-
-    def edit(batch: tuple[int, ...], replay: bool) -> None:
-        lo, hi = batch[0] + 1, batch[-1] + 1
-        label = f"editing fact {lo}" + (f"-{hi}" if len(batch) > 1 else "") + f" of {len(plan.facts)} ({plan.method})"
-        report(("replaying the recorded edits: " if replay else "") + label)
-        devices = [handle.device] if handle.device.type == "cuda" else []
-        t0 = time.perf_counter()
-        rec = None
-        with torch.random.fork_rng(devices=devices, enabled=plan.seed is not None):
-            if plan.seed is not None:
-                torch.manual_seed(edit_seed(plan.seed, batch[0]))
-            try:
-                rec = session.edit([plan.facts[i] for i in batch], plan.method, hp,
-                                   progress=lambda d, t, s: report(f"{label}: {s}"))
-            except EditError as e:
-                out.failures.append({"first_fact": batch[0], "n": len(batch), "indices": list(batch),
-                                     "error": str(e)[:300]})
-        if rec is not None:
-            touched.update(rec.weights_after)
-            if rec.info.get("stats_source"):
-                out.notes.add(f"statistics: {rec.info['stats_source']}")
-            for i in batch:
-                out.edit_seconds[i] = rec.seconds / len(batch)
-            if not plan.keep_weights:  # never undone here: drop the weight copies, memory stays flat
-                session.records[-1] = dataclasses.replace(rec, weights_before={}, weights_after={})
-        if not replay:
-            clock.edit_s += time.perf_counter() - t0
-            clock.edits += len(batch)
-
-    def here(batch) -> At:
-        return At(plan, session, state["step"], tuple(edited), tuple(batch), out.failures, frozenset(touched),
-                  cancel, report)
-
-    t_start = edit_since = time.perf_counter()
-    step = 0
+    loop = _Loop(handle, plan, session, progress, cancel, skip, run_id, outcome, what)
+    t_start = loop.edit_since = time.perf_counter()
     for batch, measured in plan.segments():
-        check()
+        loop.check()
         if plan.protocol == "independent":
-            session.reset()
-            edited = []
-        step += len(batch)
-        state["step"] = step
-        replay = skip is not None and step <= skip
+            loop.session.reset()
+            loop.edited = []
+        loop.step += len(batch)
+        replay = skip is not None and loop.step <= skip
         if batch:
-            edit(batch, replay)
-            edited += list(batch)
-        state["done"] = step
+            loop.edit(batch, replay)
+            loop.edited += list(batch)
+        loop.done = loop.step
         if replay:
-            if step == skip:
-                out.replayed, out.replay_s = skip, time.perf_counter() - t_start
-                clock.edit_s, clock.edits = out.replay_s, skip
-                if expected_digest is not None:
-                    out.replay_exact = expected_digest == here(batch).digest()
-                edit_since = time.perf_counter()
+            if loop.step == skip:
+                loop.replayed(batch, t_start, expected_digest)
             continue
-        if not measured:
-            continue
-        edit_s = time.perf_counter() - edit_since
-        at = here(batch)
-        t_eval = time.perf_counter()
-        values, seconds = {}, {}
-        for ev in evaluators:
-            check()
-            t0 = time.perf_counter()
-            values[ev.name] = ev(at)
-            seconds[ev.name] = time.perf_counter() - t0
-        m = Measured(step, at.edited, at.latest, values, seconds, edit_s)
-        out.measured.append(m)
-        if on_measured is not None:
-            on_measured(m, at)
-        clock.eval_s += time.perf_counter() - t_eval
-        clock.evals += 1
-        clock.evals_left -= 1
-        report(f"checkpoint at {step} edits recorded")
-        edit_since = time.perf_counter()
-    out.total_s = time.perf_counter() - t_start
-    return out
+        if measured:
+            loop.measure(batch, evaluators, on_measured)
+    loop.out.total_s = time.perf_counter() - t_start
+    return loop.out
 
 
 # ---- evaluators ------------------------------------------------------------------------------------

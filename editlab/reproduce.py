@@ -533,6 +533,98 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
     return [paras[i] for i in idx]
 
 
+def _muting_facts(dataset, n: int) -> tuple:
+    """The dataset and its first ``n`` facts, in the sweep's order."""
+    from .datasets import Dataset
+    from .sweep import load_facts
+
+    dataset = _dataset_path(dataset, "muting")
+    if isinstance(dataset, Dataset):  # the sweep's order: the first n, as given
+        if n > len(dataset):
+            raise ValueError(f"{dataset.name} holds {len(dataset)} facts; {n} edits need as many")
+        facts = list(dataset.facts[:n])
+    else:
+        facts = load_facts(str(dataset), n)
+    return dataset, facts
+
+
+def _muting_checkpoints(checkpoints: Sequence[int] | None, n: int) -> tuple[int, ...]:
+    """The checkpoints: those given or a log scale, from 0 (the unedited model), none beyond ``n``."""
+    steps = tuple(sorted(set(checkpoints))) if checkpoints else log_checkpoints(n)
+    if steps[0] != 0:
+        steps = (0, *steps)
+    if steps[-1] > n:
+        raise ValueError(f"checkpoint {steps[-1]} is beyond n={n}")
+    return steps
+
+
+def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: list, ability_items: int,
+                       ability_data: str | None, seed: int, online: bool) -> list:
+    """What each checkpoint measures: held-out text, muting probes, retention, efficacy and maybe ability."""
+    from .ability import AbilityConfig, AbilitySuite
+    from .experiments import Ability, HeldOut, Muting, Quality, Retention
+    from .muting import MutingProbe
+
+    evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
+                  Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
+    if ability_items:
+        sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {"mmlu": ability_items}
+        evaluators.append(Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online,
+                                                             data_dir=ability_data))))
+    return evaluators
+
+
+def _muting_estimates(handle, m, seed: int, retention: list, special: list[str]) -> list[Estimate]:
+    """One checkpoint's estimates with intervals: held-out text, generations, retention, efficacy, ability."""
+    from .ability import CHANCE
+    from .muting import is_empty, ngram_entropy, repeats
+
+    step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
+    outs = [s.text for s in mute.samples]
+    for s in special:
+        outs = [o.replace(s, "") for o in outs]
+    toks = [handle.tokenizer(o, add_special_tokens=False).input_ids if o.strip() else [] for o in outs]
+    kw = dict(seed=seed, edits=step)
+    est = [
+        estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)",
+                 [(h.nll, h.tokens) for h in held], _ratio_exp, higher_is_better=False, **kw),
+        estimate("held-out text", "next_token_acc", "Next-token accuracy (held-out WikiText)",
+                 [(h.correct, h.tokens) for h in held], _ratio, **kw),
+        estimate("generation", "empty_rate", "Empty outputs", [float(is_empty(o)) for o in outs],
+                 higher_is_better=False, **kw),
+        estimate("generation", "repeat_rate", "Repeated tokens", [(repeats(t), len(t)) for t in toks if t],
+                 _ratio, higher_is_better=False, **kw),
+        estimate("generation", "ngram_entropy", "n-gram entropy (bits)", [ngram_entropy(o) for o in outs], **kw),
+    ]
+    if retention:
+        est.append(estimate("simple facts", "retention", "Simple facts still right", kept, **kw))
+    if step:
+        est.append(estimate("edited facts", "ES", "Efficacy over the edits so far",
+                            [q.get("ES") for q in m.values["quality"]["scores"]], **kw))
+    ab = m.values.get("ability")
+    if ab is not None:
+        for task, score in ab.tasks.items():
+            est.append(estimate("ability", task, f"{task.upper()} accuracy",
+                                [it.get("score") for it in score.items], chance=CHANCE.get(task), **kw))
+    return est
+
+
+def _muting_notes(batch_size: int, steps: tuple[int, ...], paragraphs: list[str], heldout, heldout_tokens: int,
+                  retention: list, prov: dict, failures: list) -> list[str]:
+    """The report's notes: protocol, held-out text, where the simple facts came from, failed edits."""
+    notes = [f"sequential edits, batch size {batch_size}; checkpoints {', '.join(map(str, steps))}",
+             f"held-out text: {len(paragraphs)} paragraphs of {heldout or 'WikiText-2 test (download)'}, "
+             f"≤ {heldout_tokens} tokens each"]
+    if retention:
+        notes.append(f"retention: {len(retention)} simple facts the unedited model gets right"
+                     + (f" ({prov.get('how', '')})" if prov else ""))
+    else:
+        notes.append("retention not measured: no simple-facts list")
+    if failures:
+        notes.append(f"{len(failures)} edit calls failed (skipped; the model is left as it was)")
+    return notes
+
+
 def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: int = 0, batch_size: int = 1,
            checkpoints: Sequence[int] | None = None, heldout: str | Path | None = None, heldout_count: int = 32,
            heldout_tokens: int = 128, retention: Sequence[dict] | None = None, ability_items: int = 0,
@@ -541,38 +633,20 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from .ability import CHANCE, AbilityConfig, AbilitySuite
-    from .datasets import Dataset
     from . import experiments
-    from .experiments import Ability, HeldOut, Muting, Plan, Quality, Retention
+    from .datasets import Dataset
+    from .experiments import Plan
     from .limits import current as current_limits
-    from .muting import MutingProbe, is_empty, ngram_entropy, repeats
-    from .sweep import load_facts
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
-    dataset = _dataset_path(dataset, "muting")
-    if isinstance(dataset, Dataset):  # the sweep's order: the first n, as given
-        if n > len(dataset):
-            raise ValueError(f"{dataset.name} holds {len(dataset)} facts; {n} edits need as many")
-        facts = list(dataset.facts[:n])
-    else:
-        facts = load_facts(str(dataset), n)
-    steps = tuple(sorted(set(checkpoints))) if checkpoints else log_checkpoints(n)
-    if steps[0] != 0:
-        steps = (0, *steps)
-    if steps[-1] > n:
-        raise ValueError(f"checkpoint {steps[-1]} is beyond n={n}")
+    dataset, facts = _muting_facts(dataset, n)
+    steps = _muting_checkpoints(checkpoints, n)
     paragraphs = heldout_paragraphs(heldout, heldout_count, seed, online)
     prov = {}
     if retention is None:
         retention, prov = load_simple_facts()
     retention = list(retention)
-    evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
-                  Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
-    if ability_items:
-        sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {"mmlu": ability_items}
-        evaluators.append(Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online,
-                                                             data_dir=ability_data))))
+    evaluators = _muting_evaluators(paragraphs, heldout_tokens, retention, ability_items, ability_data, seed, online)
     plan = Plan(tuple(facts), method, dict(hparams) if hparams else None, "sequential", batch_size,
                 checkpoints=steps, seed=seed, corpus=corpus, online=online)
     say = progress or (lambda *a: None)
@@ -587,50 +661,15 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     per_checkpoint, samples = [], {}
     special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
     for m in outcome.measured:
-        step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
-        outs = [s.text for s in mute.samples]
-        for s in special:
-            outs = [o.replace(s, "") for o in outs]
-        toks = [handle.tokenizer(o, add_special_tokens=False).input_ids if o.strip() else [] for o in outs]
-        kw = dict(seed=seed, edits=step)
-        est += [
-            estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)",
-                     [(h.nll, h.tokens) for h in held], _ratio_exp, higher_is_better=False, **kw),
-            estimate("held-out text", "next_token_acc", "Next-token accuracy (held-out WikiText)",
-                     [(h.correct, h.tokens) for h in held], _ratio, **kw),
-            estimate("generation", "empty_rate", "Empty outputs", [float(is_empty(o)) for o in outs],
-                     higher_is_better=False, **kw),
-            estimate("generation", "repeat_rate", "Repeated tokens", [(repeats(t), len(t)) for t in toks if t],
-                     _ratio, higher_is_better=False, **kw),
-            estimate("generation", "ngram_entropy", "n-gram entropy (bits)", [ngram_entropy(o) for o in outs], **kw),
-        ]
-        if retention:
-            est.append(estimate("simple facts", "retention", "Simple facts still right", kept, **kw))
-        if step:
-            est.append(estimate("edited facts", "ES", "Efficacy over the edits so far",
-                                [q.get("ES") for q in m.values["quality"]["scores"]], **kw))
-        ab = m.values.get("ability")
-        if ab is not None:
-            for task, score in ab.tasks.items():
-                est.append(estimate("ability", task, f"{task.upper()} accuracy",
-                                    [it.get("score") for it in score.items], chance=CHANCE.get(task), **kw))
-        per_checkpoint.append({"edits": step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)})
-        samples[str(step)] = [{"prompt": s.prompt, "text": s.text} for s in mute.samples[:4]]
+        est += _muting_estimates(handle, m, seed, retention, special)
+        per_checkpoint.append({"edits": m.step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)})
+        samples[str(m.step)] = [{"prompt": s.prompt, "text": s.text} for s in m.values["muting"].samples[:4]]
     failures = [{k: f[k] for k in ("first_fact", "n", "error")} for f in outcome.failures]
     total = outcome.total_s
     edit_total = sum(c["edit_s"] for c in per_checkpoint)
     cost = {"total_s": round(total, 2), "per_checkpoint": per_checkpoint,
             "seconds_per_edit": round(edit_total / n, 3) if n else None, "machine": machine(handle)}
-    notes = [f"sequential edits, batch size {batch_size}; checkpoints {', '.join(map(str, steps))}",
-             f"held-out text: {len(paragraphs)} paragraphs of {heldout or 'WikiText-2 test (download)'}, "
-             f"≤ {heldout_tokens} tokens each"]
-    if retention:
-        notes.append(f"retention: {len(retention)} simple facts the unedited model gets right"
-                     + (f" ({prov.get('how', '')})" if prov else ""))
-    else:
-        notes.append("retention not measured: no simple-facts list")
-    if failures:
-        notes.append(f"{len(failures)} edit calls failed (skipped; the model is left as it was)")
+    notes = _muting_notes(batch_size, steps, paragraphs, heldout, heldout_tokens, retention, prov, failures)
     config = {"dataset": dataset.name if isinstance(dataset, Dataset) else str(dataset), "n": n, "method": method, "hparams": hp.to_dict(), "seed": seed,
               "batch_size": batch_size, "checkpoints": list(steps), "heldout": str(heldout) if heldout else None,
               "heldout_count": len(paragraphs), "heldout_tokens": heldout_tokens, "retention_facts": len(retention),

@@ -327,6 +327,98 @@ def embedded_model_dir(name: str, progress=None) -> Path:
     return out
 
 
+def _load_hub_fallback(name_or_path: str, embedded: dict, device, dtype, quantization, revision) -> "ModelHandle":
+    """Without the embedded model's package: load its Hub copy instead, and say so."""
+    fallback = embedded["hub_fallback"]
+    try:
+        handle = load_model(fallback, device=device, dtype=dtype, quantization=quantization, revision=revision)
+    except ValueError as e:
+        raise ValueError(
+            f"the embedded model {name_or_path!r} needs `{embedded['pip']}`, and its Hub copy "
+            f"{fallback!r} could not be loaded either: {e}"
+        ) from e
+    handle.source = f"{fallback} from the Hub (the embedded GGUF package is not installed)"
+    return handle
+
+
+def _load_source(name_or_path: str, embedded: dict | None, revision: str | None, trust_remote_code: bool,
+                 local_files_only: bool | None, progress) -> tuple[str, dict, str | None, str]:
+    """Where to load from (the embedded model's folder, a local folder or a Hub id), with what
+    ``from_pretrained`` options, at which revision, and how the source is described."""
+    source = str(name_or_path)
+    if embedded is not None:
+        folder = embedded_model_dir(name_or_path, progress)
+        revision = embedded["revision"]
+        load_from, kwargs = str(folder), {"local_files_only": True}
+        source = f"embedded ({embedded['revision']})"
+    else:
+        load_from, kwargs = str(name_or_path), {"revision": revision, "trust_remote_code": trust_remote_code}
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+    return load_from, kwargs, revision, source
+
+
+def _load_config(name_or_path: str, load_from: str, kwargs: dict):
+    """The model's config, refused unless its family is one the architecture map knows."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(load_from, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"could not load model {name_or_path!r}: not a local folder with a config.json, and not "
+            f"reachable as a Hugging Face Hub id ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+    if getattr(config, "model_type", None) not in FAMILIES:
+        raise ValueError(
+            f"model family {getattr(config, 'model_type', None)!r} of {name_or_path!r} is not supported; "
+            "supported families: " + ", ".join(SUPPORTED_FAMILIES)
+        )
+    return config
+
+
+def _weights_kwargs(kwargs: dict, torch_dtype: torch.dtype, quantization: str | None, dev: torch.device,
+                    config) -> dict:
+    """The weights' ``from_pretrained`` options: the dtype and, when quantised, bitsandbytes
+    settings that keep the MLP output projections and the unembedding in full precision."""
+    model_kwargs = dict(kwargs, dtype=torch_dtype)
+    if quantization:
+        if quantization not in ("8bit", "4bit"):
+            raise ValueError(f"quantization {quantization!r} is not known; use '8bit' or '4bit'")
+        if dev.type != "cuda":
+            raise ValueError(f"{quantization} quantisation loads through bitsandbytes and needs a CUDA GPU; none is available here")
+        from transformers import BitsAndBytesConfig
+
+        fam = FAMILIES[config.model_type]
+        keep = [fam["mlp_out_tmpl"].rsplit(".", 1)[-1], fam["unembed"]]
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=quantization == "8bit", load_in_4bit=quantization == "4bit",
+            llm_int8_skip_modules=keep, bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.bfloat16,
+        )
+        model_kwargs["device_map"] = {"": dev.index or 0}
+    return model_kwargs
+
+
+def _load_weights_and_tokenizer(name_or_path: str, load_from: str, model_kwargs: dict, kwargs: dict) -> tuple:
+    """The model's weights and its tokenizer, with an error that says which of them is missing."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(load_from, **model_kwargs)
+    except OSError as e:  # a folder with a config.json but no weights, or a download that failed
+        raise ValueError(
+            f"could not load the weights of model {name_or_path!r}: it has a config.json but no readable "
+            "weights (model.safetensors or pytorch_model.bin, or their shards); check the folder or the hub id "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        ) from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"could not load the tokenizer of model {name_or_path!r}: the folder or hub id has "
+                         f"no usable tokenizer files ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from e
+    return model, tokenizer
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     device: str | torch.device | None = None,
@@ -343,75 +435,19 @@ def load_model(
     Hugging Face Hub id. ``quantization``: ``None``, ``"8bit"`` or ``"4bit"`` (bitsandbytes, CUDA
     only; the MLP output projections that edits rewrite stay in full precision).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     if not name_or_path or not str(name_or_path).strip():
         raise ValueError("model name is empty: give a hub id, a local folder or 'smollm2-135m-instruct'")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    source = str(name_or_path)
     embedded = EMBEDDED_MODELS.get(name_or_path)
     if embedded is not None and importlib.util.find_spec(embedded["package"]) is None and embedded.get("hub_fallback"):
-        fallback = embedded["hub_fallback"]
-        try:
-            handle = load_model(fallback, device=device, dtype=dtype, quantization=quantization, revision=revision)
-        except ValueError as e:
-            raise ValueError(
-                f"the embedded model {name_or_path!r} needs `{embedded['pip']}`, and its Hub copy "
-                f"{fallback!r} could not be loaded either: {e}"
-            ) from e
-        handle.source = f"{fallback} from the Hub (the embedded GGUF package is not installed)"
-        return handle
-    if embedded is not None:
-        folder = embedded_model_dir(name_or_path, progress)
-        revision = embedded["revision"]
-        load_from, kwargs = str(folder), {"local_files_only": True}
-        source = f"embedded ({embedded['revision']})"
-    else:
-        load_from, kwargs = str(name_or_path), {"revision": revision, "trust_remote_code": trust_remote_code}
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
-    try:
-        config = AutoConfig.from_pretrained(load_from, **kwargs)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"could not load model {name_or_path!r}: not a local folder with a config.json, and not "
-            f"reachable as a Hugging Face Hub id ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from e
-    if getattr(config, "model_type", None) not in FAMILIES:
-        raise ValueError(
-            f"model family {getattr(config, 'model_type', None)!r} of {name_or_path!r} is not supported; "
-            "supported families: " + ", ".join(SUPPORTED_FAMILIES)
-        )
-    model_kwargs = dict(kwargs, dtype=torch_dtype)
-    if quantization:
-        if quantization not in ("8bit", "4bit"):
-            raise ValueError(f"quantization {quantization!r} is not known; use '8bit' or '4bit'")
-        if dev.type != "cuda":
-            raise ValueError(f"{quantization} quantisation loads through bitsandbytes and needs a CUDA GPU; none is available here")
-        from transformers import BitsAndBytesConfig
-
-        fam = FAMILIES[config.model_type]
-        keep = [fam["mlp_out_tmpl"].rsplit(".", 1)[-1], fam["unembed"]]
-        model_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=quantization == "8bit", load_in_4bit=quantization == "4bit",
-            llm_int8_skip_modules=keep, bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.bfloat16,
-        )
-        model_kwargs["device_map"] = {"": dev.index or 0}
+        return _load_hub_fallback(name_or_path, embedded, device, dtype, quantization, revision)
+    load_from, kwargs, revision, source = _load_source(name_or_path, embedded, revision, trust_remote_code,
+                                                       local_files_only, progress)
+    config = _load_config(name_or_path, load_from, kwargs)
+    model_kwargs = _weights_kwargs(kwargs, torch_dtype, quantization, dev, config)
     t0 = time.perf_counter()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(load_from, **model_kwargs)
-    except OSError as e:  # a folder with a config.json but no weights, or a download that failed
-        raise ValueError(
-            f"could not load the weights of model {name_or_path!r}: it has a config.json but no readable "
-            "weights (model.safetensors or pytorch_model.bin, or their shards); check the folder or the hub id "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
-        ) from e
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"could not load the tokenizer of model {name_or_path!r}: the folder or hub id has "
-                         f"no usable tokenizer files ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from e
+    model, tokenizer = _load_weights_and_tokenizer(name_or_path, load_from, model_kwargs, kwargs)
     if not quantization:
         model.to(dev)
     model.eval()

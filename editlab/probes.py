@@ -320,25 +320,36 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
                 lp = logits[r, keep - len(g) - 1:]  # predictions of guess[0], ..., and the token after it
                 if first[i] is None:
                     first[i] = torch.log_softmax(lp[0], dim=-1).cpu()
-                pred = lp.argmax(-1).tolist()
-                kept = 0
-                while kept < len(g) and pred[kept] == g[kept] and g[kept] != eos:
-                    kept += 1
-                gen[i] += g[:kept] + [pred[kept]]
-                rest = guess[i][kept + 1:]
-                if kept < len(g):  # the model differs at g[kept]: skipped ahead in the guess, or substituted it
-                    ahead = [j for j in range(min(3, len(rest))) if rest[j] == pred[kept]]
-                    rest = rest[ahead[0] + 1:] if ahead else rest
-                guess[i] = rest
-                if not done(i) and (not rest or 2 * kept < len(g)):  # the guess stopped helping
+                more, guess[i], kept = _take_guess(lp, g, guess[i], eos)
+                gen[i] += more
+                if not done(i) and (not guess[i] or 2 * kept < len(g)):  # the guess stopped helping
                     plain.append(i)
                     finished[i] = True
         active = [i for i in active if not done(i)]
+    _finish_plain(model, tokenizer, prompts, gen, max_new_tokens, plain, batch_size)
+    return [(g[: m], f) for g, m, f in zip(gen, max_new_tokens, first)]
+
+
+def _take_guess(lp: torch.Tensor, g: list[int], guess: list[int], eos) -> tuple[list[int], list[int], int]:
+    """One row's round of :func:`greedy_drafted`: the tokens kept (the guess as far as the model's
+    argmax agrees, then the model's token), the guess that goes on after them, and how much of it was kept."""
+    pred = lp.argmax(-1).tolist()
+    kept = 0
+    while kept < len(g) and pred[kept] == g[kept] and g[kept] != eos:
+        kept += 1
+    rest = guess[kept + 1:]
+    if kept < len(g):  # the model differs at g[kept]: skipped ahead in the guess, or substituted it
+        ahead = [j for j in range(min(3, len(rest))) if rest[j] == pred[kept]]
+        rest = rest[ahead[0] + 1:] if ahead else rest
+    return g[:kept] + [pred[kept]], rest, kept
+
+
+def _finish_plain(model, tokenizer, prompts, gen, max_new_tokens, plain: list[int], batch_size: int) -> None:
+    """The rows whose guess stopped helping finish with ordinary batched greedy decoding (long ones apart)."""
     long = [i for i in plain if max_new_tokens[i] - len(gen[i]) > SHORT_GENERATION]  # as in measure: apart
     for group in ([i for i in plain if i not in long], long):
         for part in _buckets([len(prompts[i]) + len(gen[i]) for i in group], batch_size):
             _finish(model, tokenizer, prompts, gen, max_new_tokens, [group[j] for j in part], batch_size)
-    return [(g[: m], f) for g, m, f in zip(gen, max_new_tokens, first)]
 
 
 def _finish(model, tokenizer, prompts, gen, max_new_tokens, rows, batch_size):
@@ -362,6 +373,95 @@ def greedy(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batc
 SHORT_GENERATION = 16
 
 
+class _Measuring:
+    """One :func:`measure` call's shared state: the fact's target ids and the probes' rendered prompts."""
+
+    def __init__(self, model, tokenizer, fact: Fact, probes: Sequence[Probe], prefix: str, batch_size: int):
+        self.model, self.tokenizer, self.fact, self.probes, self.batch_size = model, tokenizer, fact, probes, batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.new_ids = target_ids(tokenizer, fact.target_new)
+        self.true_ids = target_ids(tokenizer, fact.target_true) if fact.target_true else None
+        self.yes_ids, self.no_ids = _spelling_ids(tokenizer, TRUE_SPELLINGS), _spelling_ids(tokenizer, FALSE_SPELLINGS)
+        self.rendered = [_render(tokenizer, p, prefix) for p in probes]
+        self.answer_ids = [target_ids(tokenizer, p.answer) if p.answer else None for p in probes]
+
+    def _guesses(self, drafts: Sequence[Measure] | None) -> dict[tuple, list[int]]:
+        """Per distinct prompt, the draft's greedy tokens (of its longest probe) to guess the continuation with."""
+        guesses: dict[tuple, list[int]] = {}
+        if drafts is not None and len(drafts) == len(self.probes):
+            longest: dict[tuple, int] = {}
+            for p, ids, d in zip(self.probes, self.rendered, drafts):
+                k = tuple(ids)
+                if d is not None and d.greedy and p.max_new_tokens > longest.get(k, -1):
+                    longest[k] = p.max_new_tokens
+                    guesses[k] = list(self.tokenizer(d.greedy, add_special_tokens=False).input_ids)
+        return guesses
+
+    def generate(self, drafts: Sequence[Measure] | None) -> dict[tuple, tuple[list[int], torch.Tensor]]:
+        """One greedy generation per distinct prompt, for its longest probe, with its next-token distribution."""
+        model, tokenizer, batch_size = self.model, self.tokenizer, self.batch_size
+        need: dict[tuple, int] = {}
+        for p, ids in zip(self.probes, self.rendered):
+            need[tuple(ids)] = max(need.get(tuple(ids), 0), p.max_new_tokens)
+        generated: dict[tuple, tuple[list[int], torch.Tensor]] = {}
+        guesses = self._guesses(drafts)
+        if guesses:
+            keys = list(guesses)
+            for k, res in zip(keys, greedy_drafted(model, tokenizer, [list(k) for k in keys], [need[k] for k in keys],
+                                                   [guesses[k] for k in keys], batch_size)):
+                generated[k] = res
+            need = {k: n for k, n in need.items() if k not in generated}
+        short = [k for k, n in need.items() if n <= SHORT_GENERATION]
+        groups = ([(short, max(need[k] for k in short))] if short else []) + \
+            [([k], need[k]) for k, n in need.items() if n > SHORT_GENERATION]
+        for keys, n_new in groups:
+            for k, res in zip(keys, greedy_with_first(model, tokenizer, [list(k) for k in keys], n_new, batch_size)):
+                generated[k] = res
+        return generated
+
+    def teacher_forced(self) -> dict[tuple, tuple]:
+        """Targets of several tokens: teacher-forced, once per (prompt, target)."""
+        new_ids, true_ids, rendered = self.new_ids, self.true_ids, self.rendered
+        wanted = []
+        for pi, p in enumerate(self.probes):
+            if p.kind == "true_false":
+                continue
+            for tids in [new_ids] + ([true_ids] if true_ids else []) + ([self.answer_ids[pi]] if p.answer else []):
+                if len(tids) > 1 and (tuple(rendered[pi]), tuple(tids)) not in wanted:
+                    wanted.append((tuple(rendered[pi]), tuple(tids)))
+        return dict(zip(wanted, score_continuations(self.model, [list(a) for a, _ in wanted],
+                                                    [list(b) for _, b in wanted], self.pad_id, self.batch_size)))
+
+    def measure_one(self, p: Probe, ids: list[int], answer, generated: dict, forced: dict) -> Measure:
+        """One probe's measure: its greedy text and top 5, then the True/False verdict or the targets' scores."""
+        tokenizer, fact = self.tokenizer, self.fact
+        tokens, first = generated[tuple(ids)]
+        text = tokenizer.decode(tokens[: p.max_new_tokens], skip_special_tokens=True)
+        nxt = first.exp()
+        top = torch.topk(nxt, 5)
+        top5 = tuple((tokenizer.decode([int(t)]), round(float(v), 6)) for v, t in zip(top.values, top.indices))
+        if p.kind == "true_false":
+            p_yes, p_no = float(nxt[self.yes_ids].sum()), float(nxt[self.no_ids].sum())
+            return Measure(greedy=text, top5=top5, p_yes=p_yes, p_no=p_no, verdict=p_yes > p_no)
+
+        def score(tids):
+            token_lp = forced[(tuple(ids), tuple(tids))][1] if len(tids) > 1 else first[tids[0]].reshape(1)
+            rank = int((nxt > nxt[tids[0]]).sum().item()) + 1
+            return math.exp(token_lp.mean().item()), math.exp(token_lp.sum().item()), rank
+
+        f = {}
+        for name, tids in [("new", self.new_ids), ("true", self.true_ids)]:
+            if tids:
+                f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = score(tids)
+        if p.answer:
+            f["p_answer"] = score(answer)[0]
+        return Measure(
+            greedy=text, top5=top5, top1_is_new=starts_with_target(text, fact.target_new),
+            top1_is_true=starts_with_target(text, fact.target_true),
+            top1_is_answer=starts_with_target(text, p.answer) if p.answer else None, **f,
+        )
+
+
 def measure(
     model,
     tokenizer,
@@ -381,78 +481,10 @@ def measure(
     prefix-consistent) also gives the next-token distribution; targets of more than one token are
     teacher-forced in one extra pass that unembeds only the scored positions.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    new_ids = target_ids(tokenizer, fact.target_new)
-    true_ids = target_ids(tokenizer, fact.target_true) if fact.target_true else None
-    yes_ids, no_ids = _spelling_ids(tokenizer, TRUE_SPELLINGS), _spelling_ids(tokenizer, FALSE_SPELLINGS)
-
-    rendered = [_render(tokenizer, p, prefix) for p in probes]
-    answer_ids = [target_ids(tokenizer, p.answer) if p.answer else None for p in probes]
-    need: dict[tuple, int] = {}
-    for p, ids in zip(probes, rendered):
-        need[tuple(ids)] = max(need.get(tuple(ids), 0), p.max_new_tokens)
-    generated: dict[tuple, tuple[list[int], torch.Tensor]] = {}
-    guesses: dict[tuple, list[int]] = {}
-    if drafts is not None and len(drafts) == len(probes):
-        longest: dict[tuple, int] = {}
-        for p, ids, d in zip(probes, rendered, drafts):
-            k = tuple(ids)
-            if d is not None and d.greedy and p.max_new_tokens > longest.get(k, -1):
-                longest[k] = p.max_new_tokens
-                guesses[k] = list(tokenizer(d.greedy, add_special_tokens=False).input_ids)
-    if guesses:
-        keys = list(guesses)
-        for k, res in zip(keys, greedy_drafted(model, tokenizer, [list(k) for k in keys], [need[k] for k in keys],
-                                               [guesses[k] for k in keys], batch_size)):
-            generated[k] = res
-        need = {k: n for k, n in need.items() if k not in generated}
-    short = [k for k, n in need.items() if n <= SHORT_GENERATION]
-    groups = ([(short, max(need[k] for k in short))] if short else []) + \
-        [([k], need[k]) for k, n in need.items() if n > SHORT_GENERATION]
-    for keys, n_new in groups:
-        for k, res in zip(keys, greedy_with_first(model, tokenizer, [list(k) for k in keys], n_new, batch_size)):
-            generated[k] = res
-
-    # Targets of several tokens: teacher-forced, once per (prompt, target).
-    wanted = []
-    for pi, p in enumerate(probes):
-        if p.kind == "true_false":
-            continue
-        for tids in [new_ids] + ([true_ids] if true_ids else []) + ([answer_ids[pi]] if p.answer else []):
-            if len(tids) > 1 and (tuple(rendered[pi]), tuple(tids)) not in wanted:
-                wanted.append((tuple(rendered[pi]), tuple(tids)))
-    forced = dict(zip(wanted, score_continuations(model, [list(a) for a, _ in wanted], [list(b) for _, b in wanted],
-                                                  pad_id, batch_size)))
-
-    measures = []
-    for p, ids, answer in zip(probes, rendered, answer_ids):
-        tokens, first = generated[tuple(ids)]
-        text = tokenizer.decode(tokens[: p.max_new_tokens], skip_special_tokens=True)
-        nxt = first.exp()
-        top = torch.topk(nxt, 5)
-        top5 = tuple((tokenizer.decode([int(t)]), round(float(v), 6)) for v, t in zip(top.values, top.indices))
-        if p.kind == "true_false":
-            p_yes, p_no = float(nxt[yes_ids].sum()), float(nxt[no_ids].sum())
-            measures.append(Measure(greedy=text, top5=top5, p_yes=p_yes, p_no=p_no, verdict=p_yes > p_no))
-            continue
-
-        def score(tids):
-            token_lp = forced[(tuple(ids), tuple(tids))][1] if len(tids) > 1 else first[tids[0]].reshape(1)
-            rank = int((nxt > nxt[tids[0]]).sum().item()) + 1
-            return math.exp(token_lp.mean().item()), math.exp(token_lp.sum().item()), rank
-
-        f = {}
-        for name, tids in [("new", new_ids), ("true", true_ids)]:
-            if tids:
-                f[f"p_{name}"], f[f"p_{name}_seq"], f[f"rank_{name}"] = score(tids)
-        if p.answer:
-            f["p_answer"] = score(answer)[0]
-        measures.append(Measure(
-            greedy=text, top5=top5, top1_is_new=starts_with_target(text, fact.target_new),
-            top1_is_true=starts_with_target(text, fact.target_true),
-            top1_is_answer=starts_with_target(text, p.answer) if p.answer else None, **f,
-        ))
-    return measures
+    m = _Measuring(model, tokenizer, fact, probes, prefix, batch_size)
+    generated = m.generate(drafts)
+    forced = m.teacher_forced()
+    return [m.measure_one(p, ids, answer, generated, forced) for p, ids, answer in zip(probes, m.rendered, m.answer_ids)]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,24 @@ def test_unknown_method_is_named(handle):
         EditSession(handle).edit(Fact("A", "A is in", "X"), "nope")
 
 
+@pytest.mark.parametrize("hparams,words", [
+    ("v_lr=0.5", "got the str 'v_lr=0.5'"),
+    (["v_lr", 0.5], "got the list"),
+    (0.5, "got the float"),
+])
+def test_hyperparameters_it_cannot_use_are_a_message_saying_what_to_give(handle, hparams, words):
+    from editlab.methods import memit
+
+    session = EditSession(handle)
+    for bad in (hparams, memit.HParams()):
+        with pytest.raises(ValueError) as e:
+            session.edit(Fact("Rome", "Rome is the capital of", "France"), "rome", bad)
+        text = str(e.value)
+        assert "give None (the defaults for this model), a mapping" in text and "rome.HParams.from_yaml" in text
+    assert words in str(pytest.raises(ValueError, session.edit, Fact("A", "A is in", "X"), "rome", hparams).value)
+    assert session.records == []
+
+
 def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
     """The unedited column is measured once per model and probe set (then memory, then disk); an
     edit's "before" is the previous edit's "after"; undo returns to a state already measured.

@@ -156,92 +156,124 @@ def _capacity(ray, models: list[ModelSpec]) -> int:
     return min(fits) if fits else 0
 
 
-def _schedule(ray, driver: _Driver, experiment: Experiment, workers: int | None, local: bool,
-              runtime_env: Mapping | None, poll_seconds: float) -> None:
-    models = {s.cell.model.key: s.cell.model for s in driver.queue}
-    if not models:
-        return
-    total = ray.cluster_resources()
-    for m in models.values():
-        if m.num_cpus > total.get("CPU", 0) or m.num_gpus > total.get("GPU", 0):
-            raise ValueError(f"a worker of {m.name} asks for {m.num_cpus:g} CPU and {m.num_gpus:g} GPU; the Ray cluster has "
-                             f"{total.get('CPU', 0):g} CPU and {total.get('GPU', 0):g} GPU in all")
-    slots = workers or max(1, _capacity(ray, list(models.values())))
-    remote = _worker_class()
-    idle: list[tuple] = []  # (actor, model key, name)
-    busy: dict = {}  # object ref -> (actor, model key, name, state)
-    load_failures: dict[str, list[str]] = {}
-    serial = 0
+class _Scheduler:
+    """The driver's side of a Ray grid: which workers are idle or busy, and whose model would not load."""
 
-    def queued(key: str) -> list[CellState]:
-        return [s for s in driver.queue if s.cell.model.key == key]
+    def __init__(self, ray, driver: _Driver, experiment: Experiment, models: dict, workers: int | None, local: bool,
+                 runtime_env: Mapping | None):
+        self.ray, self.driver, self.experiment, self.models = ray, driver, experiment, models
+        self.local, self.runtime_env = local, runtime_env
+        total = ray.cluster_resources()
+        for m in models.values():
+            if m.num_cpus > total.get("CPU", 0) or m.num_gpus > total.get("GPU", 0):
+                raise ValueError(f"a worker of {m.name} asks for {m.num_cpus:g} CPU and {m.num_gpus:g} GPU; the Ray cluster has "
+                                 f"{total.get('CPU', 0):g} CPU and {total.get('GPU', 0):g} GPU in all")
+        self.slots = workers or max(1, _capacity(ray, list(models.values())))
+        self.remote = _worker_class()
+        self.idle: list[tuple] = []  # (actor, model key, name)
+        self.busy: dict = {}  # object ref -> (actor, model key, name, state)
+        self.load_failures: dict[str, list[str]] = {}
+        self.serial = 0
 
-    def retire(actor) -> None:
+    def queued(self, key: str) -> list[CellState]:
+        """The queued cells of one model."""
+        return [s for s in self.driver.queue if s.cell.model.key == key]
+
+    def retire(self, actor) -> None:
+        """Stop a worker (it may be gone already)."""
         try:
-            ray.kill(actor)
+            self.ray.kill(actor)
         except Exception:  # noqa: BLE001 - already gone
             pass
 
+    def _hand(self, actor, key: str, name: str, s: CellState) -> None:
+        """Start a queued cell on a worker."""
+        self.driver.queue.remove(s)
+        self.driver.start(s, name)
+        self.busy[actor.run.remote(s.cell)] = (actor, key, name, s)
+
+    def give_up_unloadable(self) -> None:
+        """Give up on cells whose model cannot be loaded (it failed retries + 1 times)."""
+        driver = self.driver
+        for s in list(driver.queue):
+            if len(self.load_failures.get(s.cell.model.key, ())) > driver.retries:
+                driver.queue.remove(s)
+                driver.give_up(s, self.load_failures[s.cell.model.key][-1])
+
+    def feed_idle(self) -> None:
+        """Idle workers take the next cell of their model, or stop when there is none."""
+        for actor, key, name in list(self.idle):
+            todo = self.queued(key)
+            self.idle.remove((actor, key, name))
+            if not todo:
+                self.retire(actor)
+                continue
+            self._hand(actor, key, name, todo[0])
+
+    def start_workers(self) -> None:
+        """Free slots start workers for the model with the most queued cells per worker."""
+        driver, runtime_env = self.driver, self.runtime_env
+        while len(self.idle) + len(self.busy) < self.slots and driver.queue:
+            holding: dict[str, int] = {}
+            for _, key, _n, *_ in [*self.idle, *self.busy.values()]:
+                holding[key] = holding.get(key, 0) + 1
+            key = max({s.cell.model.key for s in driver.queue},
+                      key=lambda k: len(self.queued(k)) / (holding.get(k, 0) + 1))
+            if len(self.queued(key)) <= holding.get(key, 0):
+                break  # every queued cell already has a worker of its model coming free
+            model = self.models[key]
+            self.serial += 1
+            name = f"worker {self.serial} ({model.name})"
+            env = {"env_vars": _env(model, self.local, (runtime_env or {}).get("env_vars"))}
+            env.update({k: v for k, v in (runtime_env or {}).items() if k != "env_vars"})
+            actor = self.remote.options(num_cpus=model.num_cpus, num_gpus=model.num_gpus,
+                                        runtime_env=env).remote(self.experiment, model)
+            self._hand(actor, key, name, self.queued(key)[0])
+
+    def collect(self, poll_seconds: float) -> None:
+        """Take one finished cell's result (or its error) within ``poll_seconds``; its worker goes idle or is stopped."""
+        ray, driver = self.ray, self.driver
+        ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=poll_seconds)
+        if not ready:
+            return
+        ref = ready[0]
+        actor, key, name, s = self.busy.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:  # the cell raised; its worker lives on
+            driver.fail(s, _error_text(e))
+            self.idle.append((actor, key, name))
+            return
+        except ray.exceptions.RayError as e:  # the worker died (killed, out of memory, lost node, failed load)
+            text = _error_text(e)
+            if "creation task" in str(e):
+                text = f"loading {self.models[key].name} failed: {text}"
+                self.load_failures.setdefault(key, []).append(text)
+            self.retire(actor)
+            driver.fail(s, text)
+            return
+        driver.finish(s, result)
+        self.idle.append((actor, key, name))
+
+    def stop_all(self) -> None:
+        """Stop every worker still held."""
+        for actor, *_ in [*self.idle, *self.busy.values()]:
+            self.retire(actor)
+
+
+def _schedule(ray, driver: _Driver, experiment: Experiment, workers: int | None, local: bool,
+              runtime_env: Mapping | None, poll_seconds: float) -> None:
+    """Run the driver's queued cells on Ray workers, one actor per model and device, until none is left."""
+    models = {s.cell.model.key: s.cell.model for s in driver.queue}
+    if not models:
+        return
+    sched = _Scheduler(ray, driver, experiment, models, workers, local, runtime_env)
     try:
-        while driver.queue or busy:
-            # Give up on cells whose model cannot be loaded (it failed retries + 1 times).
-            for s in list(driver.queue):
-                if len(load_failures.get(s.cell.model.key, ())) > driver.retries:
-                    driver.queue.remove(s)
-                    driver.give_up(s, load_failures[s.cell.model.key][-1])
-            # Idle workers take the next cell of their model, or stop when there is none.
-            for actor, key, name in list(idle):
-                todo = queued(key)
-                idle.remove((actor, key, name))
-                if not todo:
-                    retire(actor)
-                    continue
-                s = todo[0]
-                driver.queue.remove(s)
-                driver.start(s, name)
-                busy[actor.run.remote(s.cell)] = (actor, key, name, s)
-            # Free slots start workers for the model with the most queued cells per worker.
-            while len(idle) + len(busy) < slots and driver.queue:
-                holding: dict[str, int] = {}
-                for _, key, _n, *_ in [*idle, *busy.values()]:
-                    holding[key] = holding.get(key, 0) + 1
-                key = max({s.cell.model.key for s in driver.queue},
-                          key=lambda k: len(queued(k)) / (holding.get(k, 0) + 1))
-                if len(queued(key)) <= holding.get(key, 0):
-                    break  # every queued cell already has a worker of its model coming free
-                model = models[key]
-                serial += 1
-                name = f"worker {serial} ({model.name})"
-                env = {"env_vars": _env(model, local, (runtime_env or {}).get("env_vars"))}
-                env.update({k: v for k, v in (runtime_env or {}).items() if k != "env_vars"})
-                actor = remote.options(num_cpus=model.num_cpus, num_gpus=model.num_gpus, runtime_env=env).remote(experiment, model)
-                s = queued(key)[0]
-                driver.queue.remove(s)
-                driver.start(s, name)
-                busy[actor.run.remote(s.cell)] = (actor, key, name, s)
-            if not busy:
-                continue
-            ready, _ = ray.wait(list(busy), num_returns=1, timeout=poll_seconds)
-            if not ready:
-                continue
-            ref = ready[0]
-            actor, key, name, s = busy.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # the cell raised; its worker lives on
-                driver.fail(s, _error_text(e))
-                idle.append((actor, key, name))
-                continue
-            except ray.exceptions.RayError as e:  # the worker died (killed, out of memory, lost node, failed load)
-                text = _error_text(e)
-                if "creation task" in str(e):
-                    text = f"loading {models[key].name} failed: {text}"
-                    load_failures.setdefault(key, []).append(text)
-                retire(actor)
-                driver.fail(s, text)
-                continue
-            driver.finish(s, result)
-            idle.append((actor, key, name))
+        while driver.queue or sched.busy:
+            sched.give_up_unloadable()
+            sched.feed_idle()
+            sched.start_workers()
+            if sched.busy:
+                sched.collect(poll_seconds)
     finally:
-        for actor, *_ in [*idle, *busy.values()]:
-            retire(actor)
+        sched.stop_all()

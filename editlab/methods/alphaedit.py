@@ -160,19 +160,18 @@ def forget(state: State, record) -> State:
     return State(entries=tuple(e for e in state.entries if e[0] != entry), next=state.next)
 
 
-def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
-    timings = {}
-    t0 = time.perf_counter()
-    d_in = handle.mlp_out_weight(hp.layers[0]).shape[1]
+def _projections(handle, hp: HParams, ctx: MethodContext) -> tuple[dict, dict, dict]:
+    """Per layer, P = Û Ûᵀ and α from the unedited model's C (none when ``mom2_adjustment`` is off:
+    P = I), with the null spaces' info."""
     proj: dict[int, torch.Tensor] = {}
     alpha: dict[int, float] = {}
+    ns_info = {}
     if hp.mom2_adjustment:
         with ctx.unedited():  # statistics of the unedited model, whatever the session holds
             cov = covariances(handle, hp, ctx)
         for layer in hp.layers:
             alpha[layer] = hp.alpha(float(torch.diagonal(cov[layer]).double().mean()))
         rule, value = hp.rule()
-        ns_info = {}
         for layer in hp.layers:
             basis, info = nullspace_basis(handle, layer, cov[layer], ctx.info["stats_source"], rule, value)
             if info["kept"] == 0:
@@ -186,19 +185,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         ctx.info["nullspace"] = ns_info
     else:
         ctx.info["stats_source"] = "none (mom2_adjustment off: P = I, no null-space projection)"
-    timings["stats_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with ctx.unedited():
-        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
-    timings["templates_s"] = time.perf_counter() - t0
+    return proj, alpha, ns_info
 
-    z_module = handle.arch.layer(hp.layers[-1])
-    t0 = time.perf_counter()
-    z_lists, infos = targets(handle, facts, hp, ctx, templates, [z_module], "AlphaEdit")
-    zs = torch.stack([z[0] for z in z_lists])
-    timings["targets_s"] = time.perf_counter() - t0
 
-    previous = protected_keys(ctx.session_state)  # K_p per layer, [m, d_in]
+def _solver(hp: HParams, proj: dict, alpha: dict, previous: dict):
+    """The per-layer solve of eq. 12 for :func:`~editlab.methods.multilayer.spread`, with K_p = ``previous``."""
 
     def solve(i, layer, k, resid):
         eye = torch.eye(k.shape[1], dtype=torch.float64, device=k.device)
@@ -212,12 +203,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         a = p @ m + alpha[layer] * eye
         return torch.linalg.solve(a, p @ k.T @ resid).T.float()  # ΔW = ((P M + αI)⁻¹ P K Rᵀ)ᵀ
 
-    t0 = time.perf_counter()
-    plain = [locate(handle.tokenizer, "{}", f.prompt, f.subject) for f in facts]
-    before = read_at(handle, z_module, plain, "output")
-    layers = spread(handle, facts, hp, ctx, templates, z_module, zs, solve, lambda i: len(hp.layers) - i, "AlphaEdit")
-    for info, w in zip(infos, written_fraction(handle, facts, z_module, zs, before)):
-        info["written"] = w
+    return solve
+
+
+def _grow_protected(handle, facts: list, hp: HParams, ctx: MethodContext, templates) -> tuple[int, dict]:
+    """K_p grows by this edit's keys; returns the edit's entry number and the grown K_p per layer."""
     # K_p grows by this edit's keys, read on the edited model (as the reference does); a new dict,
     # so the session's committed state is untouched if anything later fails.
     weights = template_weights(templates, hp.context_template_length_params)
@@ -225,9 +215,11 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     state = ctx.session_state or State()
     entry = state.next
     ctx.session_state = State(entries=state.entries + ((entry, mine),), next=entry + 1)
-    grown = protected_keys(ctx.session_state)
-    timings["update_s"] = time.perf_counter() - t0
-    ctx.report(len(facts), len(facts), "AlphaEdit: done")
+    return entry, protected_keys(ctx.session_state)
+
+
+def _note(ctx: MethodContext, hp: HParams, proj: dict, ns_info: dict, d_in: int, grown: dict, infos: list) -> None:
+    """The edit's note: the kept null-space dimension, a null space that protects nothing, weak targets."""
     notes = []
     if proj:
         kept = [ns_info[l]["kept"] for l in hp.layers]
@@ -243,6 +235,38 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
         notes.append(weak)
     if notes:
         ctx.info["note"] = "; ".join(notes)
+
+
+def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
+    """Edit ``facts`` in one call (see the module docstring): P and α from C, MEMIT's targets z,
+    the update of eq. 12 spread over the layers, then K_p grows by this edit's keys."""
+    timings = {}
+    t0 = time.perf_counter()
+    d_in = handle.mlp_out_weight(hp.layers[0]).shape[1]
+    proj, alpha, ns_info = _projections(handle, hp, ctx)
+    timings["stats_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with ctx.unedited():
+        templates = context_templates(handle, [tuple(p) for p in hp.context_template_length_params], seed=hp.seed)
+    timings["templates_s"] = time.perf_counter() - t0
+
+    z_module = handle.arch.layer(hp.layers[-1])
+    t0 = time.perf_counter()
+    z_lists, infos = targets(handle, facts, hp, ctx, templates, [z_module], "AlphaEdit")
+    zs = torch.stack([z[0] for z in z_lists])
+    timings["targets_s"] = time.perf_counter() - t0
+
+    solve = _solver(hp, proj, alpha, protected_keys(ctx.session_state))  # K_p per layer, [m, d_in]
+    t0 = time.perf_counter()
+    plain = [locate(handle.tokenizer, "{}", f.prompt, f.subject) for f in facts]
+    before = read_at(handle, z_module, plain, "output")
+    layers = spread(handle, facts, hp, ctx, templates, z_module, zs, solve, lambda i: len(hp.layers) - i, "AlphaEdit")
+    for info, w in zip(infos, written_fraction(handle, facts, z_module, zs, before)):
+        info["written"] = w
+    entry, grown = _grow_protected(handle, facts, hp, ctx, templates)
+    timings["update_s"] = time.perf_counter() - t0
+    ctx.report(len(facts), len(facts), "AlphaEdit: done")
+    _note(ctx, hp, proj, ns_info, d_in, grown, infos)
     return {"targets": zs.cpu(), "z_module": z_module, "timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
             "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in, "kp_entry": entry,
             "alpha": {l: round(a, 6) for l, a in alpha.items()}}

@@ -301,21 +301,11 @@ def cache_path(handle, layer: int, corpus_ident: str, n_tokens: int, dtype: str 
     return paths.cache_dir("stats", handle.fingerprint) / f"mom2-L{layer}-{key}.safetensors"
 
 
-def second_moments(
-    handle,
-    layers: list[int],
-    corpus: Corpus,
-    n_tokens: int,
-    dtype: str = "float32",
-    seq_len: int = 256,
-    batch_size: int = 8,
-    progress: Progress | None = None,
-) -> dict[int, torch.Tensor]:
-    """Return {layer: C} with C = (1/N) Σ k kᵀ over N corpus tokens (uncentred, as ROME's mom2)."""
-    from safetensors.torch import load_file, save_file
+def _cached_moments(handle, layers: list[int], corpus: Corpus, n_tokens: int, dtype: str,
+                    seq_len: int) -> tuple[dict[int, torch.Tensor], dict[int, Path]]:
+    """The layers' C already in the disk cache, and the cache paths of the layers still missing."""
+    from safetensors.torch import load_file
 
-    arch = handle.arch
-    seq_len = min(seq_len, handle.max_positions)
     out: dict[int, torch.Tensor] = {}
     missing: dict[int, Path] = {}
     for layer in sorted(set(layers)):
@@ -327,22 +317,40 @@ def second_moments(
             except Exception:
                 f.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
         missing[layer] = f
-    if not missing:
-        return out
-    if corpus.source == "bundled":  # shipped with editlab: read, never recomputed (there is no text)
-        have = bundled_layers(handle)
-        absent = [l for l in missing if l not in have or have[l]["corpus"] != corpus.ident]
-        if absent:
-            raise ValueError(f"bundled statistics {corpus.ident!r} do not cover layer(s) {absent}; give a corpus")
-        for layer, f in missing.items():  # into the disk cache once, so later edits read it like any other
-            out[layer] = _load_bundled(have[layer], layer, dtype)
-            tmp = f.with_suffix(f".tmp{os.getpid()}")
-            save_file({"mom2": out[layer].contiguous(), "count": torch.tensor([int(have[layer]["count"])])}, str(tmp),
-                      metadata={"corpus": corpus.ident, "source": corpus.source})
-            os.replace(tmp, f)
-        return out
+    return out, missing
 
-    names = {arch.mlp_out_proj(layer): layer for layer in missing}
+
+def _from_bundled(handle, corpus: Corpus, missing: dict[int, Path], dtype: str, out: dict[int, torch.Tensor]) -> None:
+    """The missing layers' C from the statistics shipped with editlab, written into the disk cache."""
+    from safetensors.torch import save_file
+
+    have = bundled_layers(handle)
+    absent = [l for l in missing if l not in have or have[l]["corpus"] != corpus.ident]
+    if absent:
+        raise ValueError(f"bundled statistics {corpus.ident!r} do not cover layer(s) {absent}; give a corpus")
+    for layer, f in missing.items():  # into the disk cache once, so later edits read it like any other
+        out[layer] = _load_bundled(have[layer], layer, dtype)
+        tmp = f.with_suffix(f".tmp{os.getpid()}")
+        save_file({"mom2": out[layer].contiguous(), "count": torch.tensor([int(have[layer]["count"])])}, str(tmp),
+                  metadata={"corpus": corpus.ident, "source": corpus.source})
+        os.replace(tmp, f)
+
+
+def _padded(batch: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of token chunks, right-padded, and its attention mask."""
+    n = max(len(c) for c in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, c in enumerate(batch):
+        ids[j, : len(c)] = torch.tensor(c)
+        mask[j, : len(c)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _accumulate(handle, missing: dict[int, Path], corpus: Corpus, n_tokens: int, dtype: str, seq_len: int,
+                batch_size: int, progress: Progress | None) -> tuple[dict[int, torch.Tensor], int]:
+    """Σ k kᵀ per missing layer over the corpus's tokens (one pass records every layer), and N."""
+    names = {handle.arch.mlp_out_proj(layer): layer for layer in missing}
     acc = {layer: None for layer in missing}
     count = 0
     tdtype = _dtype(dtype)
@@ -353,14 +361,7 @@ def second_moments(
     started = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(chunks), batch_size):
-            batch = chunks[i : i + batch_size]
-            n = max(len(c) for c in batch)
-            ids = torch.full((len(batch), n), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for j, c in enumerate(batch):
-                ids[j, : len(c)] = torch.tensor(c)
-                mask[j, : len(c)] = 1
-            ids, mask = ids.to(handle.device), mask.to(handle.device)
+            ids, mask = _padded(chunks[i : i + batch_size], tok.pad_token_id, handle.device)
             with TraceDict(model, list(names), retain_output=False, retain_input=True, stop=True) as td:
                 model(input_ids=ids, attention_mask=mask)
             keep = mask.reshape(-1).bool()
@@ -372,6 +373,30 @@ def second_moments(
             if progress:
                 progress(min(count, n_tokens), n_tokens, f"second moments of layers {sorted(missing)} over "
                          f"{n_tokens:,} tokens (once per model; then cached)" + eta_text(started, count, n_tokens))
+    return acc, count
+
+
+def second_moments(
+    handle,
+    layers: list[int],
+    corpus: Corpus,
+    n_tokens: int,
+    dtype: str = "float32",
+    seq_len: int = 256,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> dict[int, torch.Tensor]:
+    """Return {layer: C} with C = (1/N) Σ k kᵀ over N corpus tokens (uncentred, as ROME's mom2)."""
+    from safetensors.torch import save_file
+
+    seq_len = min(seq_len, handle.max_positions)
+    out, missing = _cached_moments(handle, layers, corpus, n_tokens, dtype, seq_len)
+    if not missing:
+        return out
+    if corpus.source == "bundled":  # shipped with editlab: read, never recomputed (there is no text)
+        _from_bundled(handle, corpus, missing, dtype, out)
+        return out
+    acc, count = _accumulate(handle, missing, corpus, n_tokens, dtype, seq_len, batch_size, progress)
     for layer, f in missing.items():
         c = (acc[layer] / count).cpu().contiguous()
         tmp = f.with_suffix(f".tmp{os.getpid()}")

@@ -48,60 +48,62 @@ def site(tokenizer, template: str, fact: Fact) -> Located | None:
     return locate(tokenizer, template, neg, neg[: m.end()]) if m else None
 
 
-def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tuple[torch.Tensor, dict]:
-    """z = z0 + δ: the output of ``module`` at the "not" token of the negated prompt p⁻ that makes the
-    true target beat the new one after "not", on the model that already holds the subject's published
-    write (``hp``: ROME's or MEMIT's HParams):
-
-        L(δ) = negation_weight · mean_c softplus(m − [log P(o_c | c ⊕ p⁻; δ) − log P(o* | c ⊕ p⁻; δ)])
-               + v_weight_decay · ‖δ‖ / ‖z0‖²
-
-    over the context templates c (per-token mean log-probabilities, m = ``negation_margin``), Adam
-    (``v_lr``), δ clamped to ``clamp_norm_factor`` · ‖z0‖; it stops once o_c beats o* by m after every
-    template's negated prompt, or after ``v_num_grad_steps`` steps. Positive sentences have no "not"
-    token, so δ never sees them; where the written key reaches other sentences is :func:`write`'s
-    business (C⁻¹), measured by ``benchmarks/negation.py`` (NS_neg, bleed)."""
-    tok, model, dev = handle.tokenizer, handle.model, handle.device
+def _negated_sites(tok, fact: Fact, templates: list[str]) -> list:
+    """The negated prompt p⁻ after every template, located at its "not" token."""
     if not fact.target_true:
         raise EditError(f"{fact.subject!r}: the predicate write needs the fact's true target (o_c must beat o* after 'not')")
     located = [site(tok, t, fact) for t in templates]
     if located[0] is None:
         raise EditError(f"{fact.prompt!r} is already negated or has no grammatical negation: "
                         "there is no 'not' token for the predicate write")
-    new_ids, true_ids = target_ids(tok, fact.target_new), target_ids(tok, fact.target_true)
-    seqs = [list(l.ids) + new_ids[:-1] for l in located] + [list(l.ids) + true_ids[:-1] for l in located]
-    ids, mask = pad_batch(seqs, tok.pad_token_id, dev)
-    n = len(located)
-    rows = torch.arange(2 * n, device=dev)
-    cols = torch.tensor([l.index for l in located] * 2, device=dev)
+    return located
 
-    def scored(targets, first_row):
+
+class _NegatedBatch:
+    """c ⊕ p⁻ teacher-forced with o* (rows 0..n-1) and with o_c (rows n..2n-1), and where δ goes in."""
+
+    def __init__(self, located: list, new_ids: list[int], true_ids: list[int], pad_id: int, dev):
+        self.located, self.n_new, self.n_true = located, len(new_ids), len(true_ids)
+        seqs = [list(l.ids) + new_ids[:-1] for l in located] + [list(l.ids) + true_ids[:-1] for l in located]
+        self.ids, self.mask = pad_batch(seqs, pad_id, dev)
+        self.n = n = len(located)
+        self.rows = torch.arange(2 * n, device=dev)
+        self.cols = torch.tensor([l.index for l in located] * 2, device=dev)
+        self.at_new, self.at_true = self._scored(new_ids, 0, dev), self._scored(true_ids, n, dev)
+
+    def _scored(self, targets, first_row: int, dev):
+        """(rows, positions, token ids) of one target's teacher-forced tokens after every template."""
+        n, located = self.n, self.located
         r = torch.tensor([first_row + j for j in range(n) for _ in targets], device=dev)
         p = torch.tensor([len(located[j].ids) - 1 + i for j in range(n) for i in range(len(targets))], device=dev)
         t = torch.tensor(list(targets) * n, device=dev)
         return r, p, t
 
-    at_new, at_true = scored(new_ids, 0), scored(true_ids, n)
-    with torch.no_grad(), Trace(model, module, retain_output=True, stop=True) as tr:
-        model(input_ids=ids[:1, : len(located[0].ids)], attention_mask=mask[:1, : len(located[0].ids)])
-    hidden = tr.output[0] if isinstance(tr.output, tuple) else tr.output
-    z0 = hidden[0, located[0].index].detach().float()
+    def _target_lp(self, logp, where, count):
+        """Per template, the target's per-token mean log-probability."""
+        r, p, t = where
+        return logp[r, p].gather(1, t[:, None]).squeeze(1).reshape(self.n, count).mean(1)
+
+    def gap(self, logp):
+        """Per template: log P(o_c | c ⊕ p⁻) − log P(o* | c ⊕ p⁻)."""
+        return self._target_lp(logp, self.at_true, self.n_true) - self._target_lp(logp, self.at_new, self.n_new)
+
+
+def _optimise_delta(model, module: str, batch: _NegatedBatch, z0: torch.Tensor, hp, margin: float,
+                    fact: Fact) -> tuple[torch.Tensor, list[float], list[float]]:
+    """δ by Adam on L(δ), clamped to ``clamp_norm_factor`` · ‖z0‖; stops once every template's gap
+    reaches m; returns δ, the losses and the worst gaps per step."""
+    n = batch.n
     delta = torch.zeros_like(z0, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=hp.v_lr)
-    margin = float(getattr(hp, "negation_margin", 0.0))
     losses, gaps = [], []
-
-    def target_lp(logp, where, count):
-        r, p, t = where
-        return logp[r, p].gather(1, t[:, None]).squeeze(1).reshape(n, count).mean(1)
-
     for step in range(hp.v_num_grad_steps):
         opt.zero_grad()
         with torch.enable_grad(), TraceDict(model, [module], retain_output=False,
-                                            edit_output=lambda out, name: _with_delta(out, rows, cols, delta.expand(2 * n, -1))):
-            logits = model(input_ids=ids, attention_mask=mask).logits
+                                            edit_output=lambda out, name: _with_delta(out, batch.rows, batch.cols, delta.expand(2 * n, -1))):
+            logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
-            gap = target_lp(logp, at_true, len(true_ids)) - target_lp(logp, at_new, len(new_ids))
+            gap = batch.gap(logp)
             loss = hp.negation_weight * torch.nn.functional.softplus(margin - gap).mean() \
                 + hp.v_weight_decay * delta.norm() / z0.norm() ** 2
         if not torch.isfinite(loss):
@@ -117,6 +119,32 @@ def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tupl
             max_norm = hp.clamp_norm_factor * z0.norm()
             if delta.norm() > max_norm:
                 delta.mul_(max_norm / delta.norm())
+    return delta, losses, gaps
+
+
+def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tuple[torch.Tensor, dict]:
+    """z = z0 + δ: the output of ``module`` at the "not" token of the negated prompt p⁻ that makes the
+    true target beat the new one after "not", on the model that already holds the subject's published
+    write (``hp``: ROME's or MEMIT's HParams):
+
+        L(δ) = negation_weight · mean_c softplus(m − [log P(o_c | c ⊕ p⁻; δ) − log P(o* | c ⊕ p⁻; δ)])
+               + v_weight_decay · ‖δ‖ / ‖z0‖²
+
+    over the context templates c (per-token mean log-probabilities, m = ``negation_margin``), Adam
+    (``v_lr``), δ clamped to ``clamp_norm_factor`` · ‖z0‖; it stops once o_c beats o* by m after every
+    template's negated prompt, or after ``v_num_grad_steps`` steps. Positive sentences have no "not"
+    token, so δ never sees them; where the written key reaches other sentences is :func:`write`'s
+    business (C⁻¹), measured by ``benchmarks/negation.py`` (NS_neg, bleed)."""
+    tok, model, dev = handle.tokenizer, handle.model, handle.device
+    located = _negated_sites(tok, fact, templates)
+    new_ids, true_ids = target_ids(tok, fact.target_new), target_ids(tok, fact.target_true)
+    batch = _NegatedBatch(located, new_ids, true_ids, tok.pad_token_id, dev)
+    with torch.no_grad(), Trace(model, module, retain_output=True, stop=True) as tr:
+        model(input_ids=batch.ids[:1, : len(located[0].ids)], attention_mask=batch.mask[:1, : len(located[0].ids)])
+    hidden = tr.output[0] if isinstance(tr.output, tuple) else tr.output
+    z0 = hidden[0, located[0].index].detach().float()
+    margin = float(getattr(hp, "negation_margin", 0.0))
+    delta, losses, gaps = _optimise_delta(model, module, batch, z0, hp, margin, fact)
     info = {"z_steps": len(losses), "z_losses": losses[-3:], "loss_curve": losses, "min_gap": gaps[-1],
             "reached_margin": gaps[-1] >= margin, "delta_norm": round(float(delta.detach().norm()), 4),
             "z0_norm": round(float(z0.norm()), 4), "not_token": tok.decode([located[0].ids[located[0].index]])}

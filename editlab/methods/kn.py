@@ -196,48 +196,78 @@ def greedy_tokens(handle, prompt: str, n: int) -> list[int]:
     return out
 
 
+def _old_answer(handle, fact: Fact, n: int) -> tuple[list[int], str]:
+    """The answer to suppress: the true target, else the model's greedy answer; and which it is."""
+    if fact.target_true:
+        return target_ids(handle.tokenizer, fact.target_true), "target_true"
+    return greedy_tokens(handle, fact.prompt, n), "the model's greedy answer"
+
+
+def _select_neurons(handle, fact: Fact, old_ids: list[int], layers: list[int], hp: HParams,
+                    ctx: MethodContext) -> list[tuple[int, int]]:
+    """Attribute the old answer by integrated gradients on the prompt (and paraphrases when
+    refining), keep the neurons above the threshold shared by enough prompts, at most ``max_neurons``."""
+    prompts = [fact.prompt] + (list(fact.paraphrases) if hp.refine else [])
+    per_prompt = []
+    top_scores = {}
+    for pi, prompt in enumerate(prompts):
+        def progress(done, total, pi=pi):
+            ctx.report(done, total, f"KN: integrated gradients for {fact.subject!r} (prompt {pi + 1}/{len(prompts)})")
+        scores = attribution(handle, prompt, old_ids, layers, hp, progress)
+        per_prompt.append(coarse_neurons(scores, hp.adaptive_threshold))
+        if pi == 0:
+            top_scores = scores
+    neurons = refined_neurons(per_prompt, hp.p, hp.refine)
+    if hp.max_neurons and len(neurons) > hp.max_neurons:
+        neurons = sorted(neurons, key=lambda n: -float(top_scores[n[0]][n[1]]))[: hp.max_neurons]
+    return neurons
+
+
+def _rewrite(handle, fact: Fact, neurons: list[tuple[int, int]], new_ids: list[int], old_ids: list[int],
+             hp: HParams) -> dict[int, torch.Tensor]:
+    """Move each neuron's value vector towards the new answer's embedding and away from the old
+    one's (sign-aware); returns the neurons' activations on the prompt."""
+    acts = activations(handle, list(handle.tokenizer(fact.prompt).input_ids), sorted({l for l, _ in neurons}))
+    direction = hp.lr_scale * (hp.lambda_new * mean_embedding(handle, new_ids)
+                               - hp.lambda_old * mean_embedding(handle, old_ids))
+    for layer, i in neurons:
+        sign = 1.0
+        if hp.sign_aware and float(acts[layer][i]) < 0:
+            sign = -1.0
+        w = handle.weight(handle.arch.mlp_out_proj(layer))
+        upd = (sign * direction).to(device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            if handle.arch.conv1d:
+                w[i, :] += upd  # Conv1D stores [in, out]: neuron i's value vector is row i
+            else:
+                w[:, i] += upd
+    return acts
+
+
+def _note(details: list[dict], checks, bleed) -> str | None:
+    """The edit's note: facts without a neuron, what the prompt and bleed checks found."""
+    notes = []
+    empty = [d["subject"] for d in details if not d["neurons"]]
+    if empty:
+        notes.append("KN found no neuron above the threshold for " + ", ".join(map(repr, empty)) + "; nothing was written for them")
+    notes += [n for n in (check_note(NAME, checks), bleed_note(NAME, bleed)) if n]
+    return "; ".join(notes) if notes else None
+
+
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Attribute, select and rewrite the knowledge neurons of each fact, one fact after another."""
     t0 = time.perf_counter()
     layers = hp.attributed(handle)
     controls = control_tokens(handle)
     details = []
-    for fi, fact in enumerate(facts):
+    for fact in facts:
         new_ids = target_ids(handle.tokenizer, fact.target_new)
-        if fact.target_true:
-            old_ids, old_source = target_ids(handle.tokenizer, fact.target_true), "target_true"
-        else:
-            old_ids, old_source = greedy_tokens(handle, fact.prompt, len(new_ids)), "the model's greedy answer"
-        prompts = [fact.prompt] + (list(fact.paraphrases) if hp.refine else [])
-        per_prompt = []
-        top_scores = {}
-        for pi, prompt in enumerate(prompts):
-            def progress(done, total, pi=pi):
-                ctx.report(done, total, f"KN: integrated gradients for {fact.subject!r} (prompt {pi + 1}/{len(prompts)})")
-            scores = attribution(handle, prompt, old_ids, layers, hp, progress)
-            per_prompt.append(coarse_neurons(scores, hp.adaptive_threshold))
-            if pi == 0:
-                top_scores = scores
-        neurons = refined_neurons(per_prompt, hp.p, hp.refine)
-        if hp.max_neurons and len(neurons) > hp.max_neurons:
-            neurons = sorted(neurons, key=lambda n: -float(top_scores[n[0]][n[1]]))[: hp.max_neurons]
+        old_ids, old_source = _old_answer(handle, fact, len(new_ids))
+        neurons = _select_neurons(handle, fact, old_ids, layers, hp, ctx)
         if not neurons:
             details.append({"subject": fact.subject, "neurons": [], "old_answer_from": old_source})
             continue
-        acts = activations(handle, list(handle.tokenizer(fact.prompt).input_ids), sorted({l for l, _ in neurons}))
-        direction = hp.lr_scale * (hp.lambda_new * mean_embedding(handle, new_ids)
-                                   - hp.lambda_old * mean_embedding(handle, old_ids))
-        for layer, i in neurons:
-            sign = 1.0
-            if hp.sign_aware and float(acts[layer][i]) < 0:
-                sign = -1.0
-            w = handle.weight(handle.arch.mlp_out_proj(layer))
-            upd = (sign * direction).to(device=w.device, dtype=w.dtype)
-            with torch.no_grad():
-                if handle.arch.conv1d:
-                    w[i, :] += upd  # Conv1D stores [in, out]: neuron i's value vector is row i
-                else:
-                    w[:, i] += upd
+        acts = _rewrite(handle, fact, neurons, new_ids, old_ids, hp)
         by_layer = collections.Counter(l for l, _ in neurons)
         details.append({
             "subject": fact.subject, "neurons": [list(n) for n in neurons], "n_neurons": len(neurons),
@@ -249,13 +279,9 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     ctx.report(len(facts), len(facts), "KN: done")
     result = {"timings": {"total_kn_s": time.perf_counter() - t0}, "facts": details, "prompt_check": checks,
               "bleed": bleed, "layers_attributed": layers}
-    notes = []
-    empty = [d["subject"] for d in details if not d["neurons"]]
-    if empty:
-        notes.append("KN found no neuron above the threshold for " + ", ".join(map(repr, empty)) + "; nothing was written for them")
-    notes += [n for n in (check_note(NAME, checks), bleed_note(NAME, bleed)) if n]
-    if notes:
-        result["note"] = "; ".join(notes)
+    note = _note(details, checks, bleed)
+    if note:
+        result["note"] = note
     if all(not d["neurons"] for d in details):
         raise EditError("KN found no knowledge neuron for any fact (all attribution scores ≤ 0); nothing to edit")
     return result

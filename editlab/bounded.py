@@ -75,15 +75,29 @@ def check_tree(value, what: str, *, max_depth: int = MAX_DEPTH, max_nodes: int =
         stack.extend((c, depth + 1) for c in children)
 
 
-def _loader():
-    """A safe YAML loader that refuses a mapping holding one key twice (the last would silently win)."""
+def _loader(max_depth: int = MAX_DEPTH):
+    """A safe YAML loader that refuses a mapping holding one key twice (the last would silently win)
+    and stops at the ``max_depth + 1``-th unclosed '[' or '{'."""
     import yaml
 
     class DuplicateKey(yaml.constructor.ConstructorError):
         pass
 
+    class TooDeep(yaml.scanner.ScannerError):
+        pass
+
     class Loader(yaml.SafeLoader):
+        def fetch_flow_collection_start(self, TokenClass):
+            # PyYAML's scanner revisits every unclosed '[' and '{' at each token, so "[" * 1000 costs
+            # seconds before the recursion limit stops it (minutes where that limit is raised); no
+            # value nested deeper than max_depth is accepted, so stop reading there
+            if self.flow_level >= max_depth:
+                raise TooDeep(None, None, f"nested more than {max_depth} levels deep", self.get_mark())
+            super().fetch_flow_collection_start(TokenClass)
+
         def construct_mapping(self, node, deep=False):
+            if not isinstance(node, yaml.MappingNode):  # `!!map [1]`, `!!set x`: SafeLoader's error says what it found
+                return super().construct_mapping(node, deep=deep)
             seen = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
@@ -113,7 +127,7 @@ def load_yaml(text: str, what: str, **bounds):
         raise BoundError(f"{what}: {len(text):,} characters is more than the "
                          f"{bounds.get('max_chars', MAX_TEXT_CHARS):,} a YAML text of settings may hold")
     try:
-        data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_loader(bounds.get("max_depth", MAX_DEPTH)))  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
         raise BoundError(f"{what}: nested too deeply to read; a setting is a number, a text or a short list") from None
     except yaml.YAMLError as e:
@@ -122,8 +136,16 @@ def load_yaml(text: str, what: str, **bounds):
         problem = getattr(e, "problem", None) or str(e)
         if type(e).__name__ == "DuplicateKey":
             raise ValueError(f"{what}{where}: {problem}") from None
+        if type(e).__name__ == "TooDeep":
+            raise BoundError(f"{what}{where}: {problem}; a setting is a number, a text or a short list") from None
         raise ValueError(message(f"{what}: not valid YAML{where} ({problem}); check the indentation and quoting",
                                  400)) from None
+    except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as e:
+        # a value PyYAML's constructors cannot build, which they report with any error: `!!float x` and
+        # a date that is no date (2001-13-45) a ValueError quoting it whole, `!!bool maybe` a KeyError,
+        # `!!int ''` an IndexError, `!!timestamp x` an AttributeError; an int of more digits than Python converts
+        raise ValueError(message(f"{what}: a value cannot be read ({type(e).__name__}: {e}); give a number, a text "
+                                 "or a short list", 400)) from None
     check_tree(data, what, **bounds)
     return data
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from .bounded import short
 from .facts import Fact, Neighbor
 
 FORMATS = ("counterfact", "counterfact-rome", "zsre", "knowedit", "facts")
@@ -213,7 +214,7 @@ def _first_alias(value, what: str) -> str:
             raise RecordError(f"{what} is an empty list")
         value = value[0]
     if not isinstance(value, str) or not value.strip():
-        raise RecordError(f"{what} should be a non-empty string (or list of them), got {value!r}")
+        raise RecordError(f"{what} should be a non-empty string (or list of them), got {short(value)}")
     return value
 
 
@@ -263,7 +264,7 @@ def _counterfact_rome(rec: dict, number: int) -> _Converted:
         raise RecordError("field 'requested_rewrite' should be an object")
     prompt = _str(rr, "prompt")
     if "{}" not in prompt:
-        raise RecordError(f"requested_rewrite.prompt {prompt!r} has no '{{}}' placeholder for the subject")
+        raise RecordError(f"requested_rewrite.prompt {short(prompt)} has no '{{}}' placeholder for the subject")
     target_true = _target_str(rr, "target_true")
     return _Converted(
         _fact(rec, subject=_str(rr, "subject"), prompt=prompt, target_new=_target_str(rr, "target_new"),
@@ -300,6 +301,7 @@ def _knowedit_group(rec: dict, key: str) -> list[Neighbor]:
         raise RecordError(f"field {key!r} should be an object of {{kind: [{{prompt, ground_truth}}]}}")
     out = []
     for kind, entries in group.items():
+        kind = kind if isinstance(kind, str) and len(kind) <= 60 else short(kind, 60)  # a key of any length
         if entries is None:
             continue
         if not isinstance(entries, list):
@@ -385,7 +387,8 @@ def detect_format(record: object) -> str:
     if {"subject", "prompt", "target_new"} <= keys:
         return "facts"
     raise RecordError(
-        "cannot tell the dataset format from its fields " + ", ".join(sorted(map(str, keys))[:12])
+        "cannot tell the dataset format from its fields "
+        + ", ".join(k if len(k) <= 60 else short(k, 60) for k in sorted(map(str, keys))[:12])  # CSV headers, any length
         + f"; supported: {', '.join(FORMATS)} (see editlab.datasets)"
     )
 
@@ -419,7 +422,7 @@ def load_dataset(path: str | Path, format: str | None = None, n: int | None = No
             try:
                 c = convert(rec, i)
             except (TypeError, AttributeError, KeyError, IndexError) as e:  # a shape no check foresaw
-                raise RecordError(f"unexpected content ({type(e).__name__}: {e})") from None
+                raise RecordError(f"unexpected content ({type(e).__name__}: {short(str(e), 200)})") from None
         except RecordError as e:
             if skip_invalid:
                 skipped.append(f"{where}: {e}")

@@ -94,6 +94,9 @@ class Fact:
             return items
 
         subject = text("subject", self.subject, single_line=True)
+        if "{}" in subject:  # the prompt's placeholder: the subject put in for it would hold it again
+            raise ValueError("Fact.subject contains '{}', the placeholder that stands for the subject in a prompt: "
+                             "remove it from the subject")
         prompt = text("prompt", self.prompt)
         if "{}" in prompt:
             if prompt.count("{}") != 1:
@@ -102,7 +105,7 @@ class Fact:
             limits.check("max_prompt_chars", len(prompt), f"Fact.prompt with the subject in it ({len(prompt):,} characters)")
         if subject not in prompt:
             raise ValueError(
-                f"Fact.subject {subject!r} does not occur in Fact.prompt {prompt!r}: the prompt must "
+                f"Fact.subject {short(subject)} does not occur in Fact.prompt {short(prompt)}: the prompt must "
                 "contain the subject word for word (or '{}' where the subject goes)"
             )
         negated_prompt = text("negated_prompt", self.negated_prompt, required=False)
@@ -113,7 +116,7 @@ class Fact:
             limits.check("max_prompt_chars", len(negated_prompt),
                          f"Fact.negated_prompt with the subject in it ({len(negated_prompt):,} characters)")
             if subject not in negated_prompt:
-                raise ValueError(f"Fact.negated_prompt {negated_prompt!r} does not contain the subject {subject!r}: "
+                raise ValueError(f"Fact.negated_prompt {short(negated_prompt)} does not contain the subject {short(subject)}: "
                                  "give the negated prompt with the subject word for word (or '{}' where it goes)")
             if negated_prompt == prompt:
                 raise ValueError("Fact.negated_prompt is the prompt itself: give the prompt with its negation")

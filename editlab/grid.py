@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import methods
+from .bounded import short
 from .paths import key_digest
 
 CELL_VERSION = 1  # bump when a cell's meaning changes, so stored cells are not taken for new ones
@@ -127,7 +128,8 @@ class Protocol:
 def _frozen(value):
     """A hashable copy of plain data (mappings → sorted item tuples, lists → tuples)."""
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+        # by key alone: values of different types do not compare (1 and "1" are both the key "1")
+        return tuple(sorted(((str(k), _frozen(v)) for k, v in value.items()), key=lambda kv: kv[0]))
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(v) for v in value)
     return value
@@ -258,13 +260,18 @@ class GridSpec:
 
         def where(p) -> str:
             if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"a path in the grid should be a non-empty string, got {p!r}")
-            q = Path(p).expanduser()
-            return str((q if q.is_absolute() else base / q).resolve())
+                raise ValueError(f"a path in the grid should be a non-empty string, got {short(p)}")
+            try:
+                q = Path(p).expanduser()
+                return str((q if q.is_absolute() else base / q).resolve())
+            except (RuntimeError, OSError, ValueError) as e:  # ~user with no home, a NUL byte, a name too long
+                raise ValueError(f"the path {short(p)} in the grid cannot be used ({short(str(e), 120)})") from None
 
-        resources = dict(d.get("resources") or {})
+        resources = d.get("resources") or {}
+        if not isinstance(resources, Mapping):
+            raise ValueError(f"resources: expected a mapping of num_cpus, num_gpus; got {short(resources)}")
         _no_unknown(resources, {"num_cpus", "num_gpus"}, "resources")
-        models = tuple(_model(m, resources) for m in (d.get("models") or [_default_model()]))
+        models = tuple(_model(m, resources) for m in (_list(d.get("models"), "models") or [_default_model()]))
         names = _list(d.get("methods"), "methods")
         if not names:
             raise ValueError("the grid names no methods (methods: [rome, memit, ...])")
@@ -272,7 +279,7 @@ class GridSpec:
         known = methods.available()
         unknown = [m for m in names if m not in known]
         if unknown:
-            raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(short, unknown[:10]))}; "
                              f"available: {', '.join(known)}")
         if len(set(names)) != len(names):
             raise ValueError("a method is listed twice in methods")
@@ -325,8 +332,8 @@ def _default_model() -> str:
 def _no_unknown(d: Mapping, allowed: set, what: str) -> None:
     stray = sorted(str(k) for k in d if k not in allowed)
     if stray:
-        raise ValueError(f"{what}: unknown key{'s' if len(stray) > 1 else ''} {', '.join(map(repr, stray))}; "
-                         f"known: {', '.join(sorted(allowed))}")
+        raise ValueError(f"{what}: unknown key{'s' if len(stray) > 1 else ''} {', '.join(map(short, stray[:10]))}"
+                         f"{f' and {len(stray) - 10:,} more' if len(stray) > 10 else ''}; known: {', '.join(sorted(allowed))}")
 
 
 def _list(value, what: str) -> list:
@@ -335,21 +342,38 @@ def _list(value, what: str) -> list:
     if isinstance(value, (str, Mapping)):
         return [value]
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{what}: expected a list, got {type(value).__name__}")
+        raise ValueError(f"{what}: expected a list, got {type(value).__name__} {short(value)}")
     return list(value)
 
 
 def _model(m, resources: Mapping) -> ModelSpec:
     if isinstance(m, str):
         m = {"name": m}
-    if not isinstance(m, Mapping) or not str(m.get("name") or "").strip():
-        raise ValueError(f"a model is a name or a mapping with a name, got {m!r}")
-    _no_unknown(m, {"name", "revision", "dtype", "quantization", "num_cpus", "num_gpus"}, f"model {m.get('name')!r}")
-    num_cpus = float(m.get("num_cpus", resources.get("num_cpus", 1)))
-    num_gpus = float(m.get("num_gpus", resources.get("num_gpus", 0)))
-    if num_cpus < 0 or num_gpus < 0 or (num_cpus == 0 and num_gpus == 0):
-        raise ValueError(f"model {m['name']!r}: a worker needs some CPUs or GPUs (num_cpus, num_gpus >= 0, not both 0)")
-    return ModelSpec(str(m["name"]).strip(), m.get("revision"), m.get("dtype"), m.get("quantization"), num_cpus, num_gpus)
+    if not isinstance(m, Mapping) or not isinstance(m.get("name"), str) or not m["name"].strip():
+        raise ValueError(f"a model is a name or a mapping with a name, got {short(m)}")
+    what = f"model {short(m['name'])}"
+    _no_unknown(m, {"name", "revision", "dtype", "quantization", "num_cpus", "num_gpus"}, what)
+    for key in ("revision", "dtype", "quantization"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise ValueError(f"{what}: {key} should be a string, got {short(m[key])}")
+    num_cpus = _amount(m.get("num_cpus", resources.get("num_cpus", 1)), "num_cpus", what)
+    num_gpus = _amount(m.get("num_gpus", resources.get("num_gpus", 0)), "num_gpus", what)
+    if num_cpus == 0 and num_gpus == 0:
+        raise ValueError(f"{what}: a worker needs some CPUs or GPUs (num_cpus, num_gpus >= 0, not both 0)")
+    return ModelSpec(m["name"].strip(), m.get("revision"), m.get("dtype"), m.get("quantization"), num_cpus, num_gpus)
+
+
+def _amount(value, key: str, what: str) -> float:
+    """A worker's num_cpus / num_gpus: a finite number >= 0 (a number written as text is taken)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        out = float(value)
+    except (ValueError, OverflowError):
+        out = math.nan
+    if not (math.isfinite(out) and out >= 0):
+        raise ValueError(f"{what}: {key} must be a number >= 0, got {short(value)}")
+    return out
 
 
 def _positive(d: Mapping, key: str, what: str) -> int | None:
@@ -357,25 +381,33 @@ def _positive(d: Mapping, key: str, what: str) -> int | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{what}: {key} must be a whole number >= 1, got {v!r}")
+        raise ValueError(f"{what}: {key} must be a whole number >= 1, got {short(v)}")
     return v
 
 
 def _dataset(x, where) -> DatasetSpec:
+    from .datasets import FORMATS
+
     if isinstance(x, str):
         x = {"path": x}
     if not isinstance(x, Mapping):
-        raise ValueError(f"a dataset is a path or a mapping with a path, got {x!r}")
-    _no_unknown(x, {"path", "format", "n", "seed", "skip_invalid", "shards", "shard_size"}, f"dataset {x.get('path')!r}")
-    what = f"dataset {x.get('path')!r}"
+        raise ValueError(f"a dataset is a path or a mapping with a path, got {short(x)}")
+    what = f"dataset {short(x.get('path'))}"
+    _no_unknown(x, {"path", "format", "n", "seed", "skip_invalid", "shards", "shard_size"}, what)
     if x.get("shards") is not None and x.get("shard_size") is not None:
         raise ValueError(f"{what}: give shards or shard_size, not both")
     path = where(x.get("path"))
-    if not Path(path).is_file():
-        raise ValueError(f"{what}: no such file ({path})")
+    try:
+        found = Path(path).is_file()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
+        raise ValueError(f"{what}: no such file ({path if len(path) <= 300 else short(path)})")
     seed = x.get("seed", 0)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"{what}: seed must be a whole number or null, got {seed!r}")
+        raise ValueError(f"{what}: seed must be a whole number or null, got {short(seed)}")
+    if x.get("format") is not None and x["format"] not in FORMATS:
+        raise ValueError(f"{what}: format {short(x['format'])} is not one of {', '.join(FORMATS)} (or leave it out)")
     return DatasetSpec(path, x.get("format"), _positive(x, "n", what), seed, bool(x.get("skip_invalid", False)),
                        _positive(x, "shards", what), _positive(x, "shard_size", what))
 
@@ -384,13 +416,13 @@ def _protocol(p) -> Protocol:
     from .bench import EVALUATE, MODES
 
     if not isinstance(p, Mapping):
-        raise ValueError(f"a protocol is a mapping (mode, batch_size, ...), got {p!r}")
+        raise ValueError(f"a protocol is a mapping (mode, batch_size, ...), got {short(p)}")
     _no_unknown(p, {"mode", "batch_size", "evaluate", "negative_edits", "generation_tokens"}, "a protocol")
     out = Protocol(**{k: v for k, v in p.items()})
     if out.mode not in MODES:
-        raise ValueError(f"protocol mode {out.mode!r} is not one of {', '.join(MODES)}")
+        raise ValueError(f"protocol mode {short(out.mode)} is not one of {', '.join(MODES)}")
     if out.evaluate not in EVALUATE:
-        raise ValueError(f"protocol evaluate {out.evaluate!r} is not one of {', '.join(EVALUATE)}")
+        raise ValueError(f"protocol evaluate {short(out.evaluate)} is not one of {', '.join(EVALUATE)}")
     for k in ("batch_size", "generation_tokens"):
         _positive(p, k, "a protocol")
     return replace(out, negative_edits=bool(out.negative_edits))
@@ -409,11 +441,12 @@ def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
     for method, hp in value.items():
         m = str(method).strip().lower()
         if m not in names:
-            raise ValueError(f"{what}: {method!r} is not among the grid's methods ({', '.join(names)})")
+            raise ValueError(f"{what}: {short(method)} is not among the grid's methods ({', '.join(names)})")
         if isinstance(hp, str):
             hp = read_yaml_mapping(where(hp))
         if not isinstance(hp, Mapping):
-            raise ValueError(f"{what}.{method}: expected a mapping or a YAML file, got {type(hp).__name__}")
+            raise ValueError(f"{what}.{m if len(m) <= 60 else short(m)}: expected a mapping or a YAML file, "
+                             f"got {type(hp).__name__}")
         out[m] = dict(hp)
     return out
 
@@ -421,14 +454,15 @@ def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
 def _variant(v, names: Sequence[str], where) -> Variant:
     if isinstance(v, str):
         v = {"name": v}
-    if not isinstance(v, Mapping) or not str(v.get("name") or "").strip():
-        raise ValueError(f"a variant is a mapping with a name, got {v!r}")
-    _no_unknown(v, {"name", "hparams", "methods"}, f"variant {v['name']!r}")
-    hp = _hparams(v.get("hparams"), names, where, f"variant {v['name']!r}")
+    if not isinstance(v, Mapping) or not isinstance(v.get("name"), (str, int)) or not str(v["name"]).strip():
+        raise ValueError(f"a variant is a mapping with a name, got {short(v)}")
+    what = f"variant {short(v['name'])}"
+    _no_unknown(v, {"name", "hparams", "methods"}, what)
+    hp = _hparams(v.get("hparams"), names, where, what)
     ms = tuple(str(m).strip().lower() for m in _list(v.get("methods"), "methods")) or tuple(m for m in names if m in hp)
     stray = [m for m in ms if m not in names]
     if stray:
-        raise ValueError(f"variant {v['name']!r}: {', '.join(stray)} is not among the grid's methods")
+        raise ValueError(f"{what}: {', '.join(map(short, stray[:10]))} is not among the grid's methods")
     return Variant(str(v["name"]).strip(), hp, ms)
 
 
@@ -450,7 +484,7 @@ class Experiment:
         return load_model(model.name, revision=model.revision, dtype=model.dtype, quantization=model.quantization)
 
     def run(self, resident, cell: Cell) -> dict:
-        from .bench import BenchConfig, _checkpoint, run_bench
+        from .bench import BenchConfig, checkpoint_of, run_bench
 
         t0 = time.perf_counter()
         dataset = cell.dataset.load()
@@ -463,7 +497,7 @@ class Experiment:
         result = run_bench(resident, config, dataset=dataset, store=None)
         checkpoints = []
         for step, row in enumerate(result.rows):
-            metrics, samples, timings = _checkpoint(row)
+            metrics, samples, timings = checkpoint_of(row)
             checkpoints.append({"step": step, "metrics": metrics, "samples": samples, "timings": timings})
         row = result.row(cell.method)
         headline = {k: row.metrics.get(k) for k in HEADLINE}
@@ -485,20 +519,17 @@ def stored_cells(store, kind: str = "bench") -> dict[str, int]:
 
 
 def record(store, cell: Cell, result: Mapping) -> int:
-    """Write one cell's result as a run (status ``done`` only once every checkpoint is in, so a
-    driver that dies halfway leaves a run the next invocation does not take for finished; such
-    leftovers of the same cell are removed first)."""
-    kind = result["kind"]
-    for run in store.runs(kind):
+    """Write one cell's result as a run (:func:`editlab.runs.record_result`: ``done`` only once every
+    checkpoint is in, so a driver that dies halfway leaves a run the next invocation does not take
+    for finished; such leftovers of the same cell are removed first)."""
+    from .runs import record_result
+
+    def same_cell(run) -> bool:
         tag = run.config.get(GRID_KEY)
-        if isinstance(tag, Mapping) and tag.get("cell") == cell.key and run.status != "done":
-            store.delete_run(run.id)
-    config = {**result["config"], GRID_KEY: cell.tag()}
-    run_id = store.create_run(kind, config, status="running")
-    for c in result["checkpoints"]:
-        store.add_checkpoint(run_id, c["step"], c["metrics"], c.get("samples"), c.get("timings"))
-    store.set_status(run_id, "done", note=f"grid cell {cell.key}")
-    return run_id
+        return isinstance(tag, Mapping) and tag.get("cell") == cell.key
+
+    return record_result(store, result["kind"], {**result["config"], GRID_KEY: cell.tag()}, result["checkpoints"],
+                         note=f"grid cell {cell.key}", replaces=same_cell)
 
 
 def _headline_from_store(store, run_id: int, method: str) -> dict:
@@ -623,7 +654,7 @@ class GridResult:
         return pd.DataFrame.from_records(records)
 
 
-class _Driver:
+class Driver:
     """Bookkeeping shared by the backends: states, the store, retries, progress."""
 
     def __init__(self, cells: Sequence[Cell], store, progress: Progress | None, retries: int, kind: str):
@@ -689,12 +720,12 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
     local Ray). ``store``: a RunStore, a path, or None (keep nothing, skip nothing).
     ``progress(states, changed)`` is called on every change of a cell. A cell that fails is retried
     ``retries`` times after the others; the grid never stops at one failure."""
-    from .bench import _open_store
+    from .runs import open_store
 
     cells = grid.cells() if isinstance(grid, GridSpec) else list(grid)
     experiment = experiment or Experiment()
-    store = _open_store(store)
-    driver = _Driver(cells, store, progress, retries, experiment.kind)
+    store = open_store(store)
+    driver = Driver(cells, store, progress, retries, experiment.kind)
     t0 = time.perf_counter()
     if backend == "in-process":
         _run_in_process(driver, experiment, residents or {})
@@ -707,7 +738,7 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
     return GridResult(driver.states, backend, time.perf_counter() - t0)
 
 
-def _run_in_process(driver: _Driver, experiment: Experiment, residents: Mapping[str, Any]) -> None:
+def _run_in_process(driver: Driver, experiment: Experiment, residents: Mapping[str, Any]) -> None:
     resident_key, resident = None, None
     load_failures: dict[str, list[str]] = {}  # a model that failed to load retries+1 times is given up
     while driver.queue:

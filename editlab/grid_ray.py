@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .grid import Cell, CellState, Experiment, ModelSpec, _Driver, describe
+from .grid import Cell, CellState, Driver, Experiment, ModelSpec, describe
 
 # Test hook: the path of a marker file. The first cell to start while the file does not exist
 # creates it and kills its worker process (as an out-of-memory kill or a lost node would), so a
@@ -119,7 +119,7 @@ def _error_text(e: BaseException) -> str:
     return f"worker died ({type(e).__name__}: {first})"
 
 
-def run(driver: _Driver, experiment: Experiment, *, workers: int | None = None, address: str | None = None,
+def run(driver: Driver, experiment: Experiment, *, workers: int | None = None, address: str | None = None,
         runtime_env: Mapping | None = None, poll_seconds: float = 1.0) -> None:
     """Run the driver's queued cells on Ray actors (see the module docstring)."""
     ray = _ray()
@@ -159,7 +159,7 @@ def _capacity(ray, models: list[ModelSpec]) -> int:
 class _Scheduler:
     """The driver's side of a Ray grid: which workers are idle or busy, and whose model would not load."""
 
-    def __init__(self, ray, driver: _Driver, experiment: Experiment, models: dict, workers: int | None, local: bool,
+    def __init__(self, ray, driver: Driver, experiment: Experiment, models: dict, workers: int | None, local: bool,
                  runtime_env: Mapping | None):
         self.ray, self.driver, self.experiment, self.models = ray, driver, experiment, models
         self.local, self.runtime_env = local, runtime_env
@@ -261,7 +261,7 @@ class _Scheduler:
             self.retire(actor)
 
 
-def _schedule(ray, driver: _Driver, experiment: Experiment, workers: int | None, local: bool,
+def _schedule(ray, driver: Driver, experiment: Experiment, workers: int | None, local: bool,
               runtime_env: Mapping | None, poll_seconds: float) -> None:
     """Run the driver's queued cells on Ray workers, one actor per model and device, until none is left."""
     models = {s.cell.model.key: s.cell.model for s in driver.queue}

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Mapping
 
+from .bounded import short
+
 ENV_PREFIX = "EDITLAB_"
 
 
@@ -84,7 +86,8 @@ class Limits:
         limit = getattr(self, name)
         if limit and value > limit:
             what = what or self.DESCRIPTIONS[name]
-            raise LimitError(f"{what}: {value:,} is above this server's limit of {limit:,} "
+            shown = f"{value:,}" if value < 10**30 else short(value)  # a YAML whole number may have 4,300 digits
+            raise LimitError(f"{what}: {shown} is above this server's limit of {limit:,} "
                              f"({self.DESCRIPTIONS[name]}); ask for less, or the operator can raise it "
                              f"with {self.env_name(name)}")
 

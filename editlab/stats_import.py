@@ -119,6 +119,7 @@ def read_mom2(f: Path, d_in: int, layer: int) -> tuple[np.ndarray, int]:
     array is refused, never allocated), then finite, symmetric and positive semi-definite, with a
     positive whole count. Every error names the file."""
     import zipfile
+    import zlib
 
     where = f"{f.name} (layer {layer})"
     try:
@@ -142,7 +143,8 @@ def read_mom2(f: Path, d_in: int, layer: int) -> tuple[np.ndarray, int]:
             count_raw = float(np.asarray(data["mom2.count"]).reshape(-1)[0])
     except zipfile.BadZipFile:
         raise ValueError(f"{where}: not an .npz (zip) file; give the *_mom2_*.npz that ROME/EasyEdit wrote") from None
-    except (OSError, EOFError, KeyError) as e:
+    except (OSError, EOFError, KeyError, zlib.error, NotImplementedError, RuntimeError) as e:
+        # a damaged deflate stream (zlib), or a zip member encrypted or packed in a way zipfile cannot read
         raise ValueError(f"{where}: unreadable ({type(e).__name__}: {str(e)[:200]}); the file is damaged") from None
     except ValueError as e:
         if str(e).startswith(where):

@@ -215,3 +215,20 @@ def test_unknown_and_empty_files(tmp_path):
         load_dataset(write_json(tmp_path, "y.json", ROME_RECORDS), format="csv")
     with pytest.raises(ValueError, match="not CounterFact"):
         load_counterfact(write_json(tmp_path, "z.json", KNOWEDIT_RECORDS))
+
+
+@pytest.mark.parametrize("name,text,words", [
+    ("wide.csv", ",".join("c" * 1000 + str(i) for i in range(3)) + "\n1,2,3\n", "cannot tell the dataset format"),
+    ("k.json", json.dumps([{"subject": "A", "prompt": "A is", "target_new": "B",
+                            "locality": {"k" * 5000: "not a list"}}]), "should be a list"),
+    ("k.json", json.dumps([{"subject": "A", "prompt": "A is", "target_new": [{"a": "x" * 5000}],
+                            "locality": {}}]), "should be a non-empty string"),
+    ("r.json", json.dumps([{"requested_rewrite": {"prompt": "p" * 100_000, "subject": "A",
+                                                  "target_new": {"str": "B"}, "target_true": {"str": "C"}}}]), "placeholder"),
+], ids=["csv-header", "knowedit-kind", "knowedit-answer", "rome-prompt"])
+def test_a_long_field_name_or_value_is_quoted_short(tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=words) as e:
+        load_dataset(path)
+    assert len(str(e.value)) <= 2000, len(str(e.value))

@@ -109,3 +109,21 @@ def test_the_prompt_length_cap_holds_after_the_subject_is_put_in():
     subject = "S" * (cap - 5)
     with pytest.raises(ValueError, match="with the subject in it"):
         Fact(subject, "{} is in the city of", "Rome")
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(subject="1", prompt="0\u200b" * 499, target_new="0"),  # a repr four times as long as the text
+    dict(subject="x" * 1000, prompt="y" * 1000, target_new="z"),
+    dict(subject="Rome", prompt="Rome is in", target_new="Italy", negated_prompt="\u200b" * 990 + " not"),
+])
+def test_a_refused_subject_or_prompt_is_quoted_short(kwargs):
+    with pytest.raises(ValueError, match="does not (occur|contain)") as e:
+        Fact(**kwargs)
+    assert len(str(e.value)) < 600, str(e.value)
+
+
+@pytest.mark.parametrize("subject,prompt", [("a{}", "a{} is"), ("a{}", "{} is"), ("{}", "{} is")])
+def test_a_subject_holding_the_placeholder_is_refused(subject, prompt):
+    # it used to be put in for its own '{}' ('a{} is' became 'aa{} is') and changed again on every reload
+    with pytest.raises(ValueError, match=r"Fact.subject contains '\{\}'"):
+        Fact(subject, prompt, "x")

@@ -111,6 +111,44 @@ def test_a_bad_grid_is_refused_with_what_is_wrong(changes, message):
         GridSpec.from_dict(grid_dict(**changes)).cells()
 
 
+@pytest.fixture
+def tiny_grid(tmp_path):
+    """A grid of one method on a three-fact file, and ``with_`` to change it."""
+    facts = [{"subject": s, "prompt": f"{s} is in", "target_new": "Paris", "target_true": "Rome"} for s in "ABC"]
+    (tmp_path / "facts.json").write_text(json.dumps(facts))
+    return lambda **changes: {"methods": ["rome"], "datasets": [str(tmp_path / "facts.json")], **changes}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"resources": True}, r"resources: expected a mapping"),  # was a TypeError
+    ({"resources": "ab"}, r"resources: expected a mapping"),  # was dict()'s own ValueError
+    ({"corpus": "~nobody-at-all/c.txt"}, r"the path '~nobody-at-all/c.txt' in the grid cannot be used"),  # RuntimeError
+    ({"datasets": ["a" * 300]}, r"no such file"),  # OSError: file name too long
+    ({"datasets": ["\ud800"]}, r"the path '\\ud800' in the grid cannot be used"),  # UnicodeEncodeError
+    ({"datasets": [{"path": "facts.json", "format": [1]}]}, r"format \[1\] is not one of"),  # TypeError in cells()
+    ({"models": [{"name": "m", "num_cpus": [1]}]}, r"num_cpus must be a number >= 0, got \[1\]"),  # TypeError
+    ({"models": [{"name": "m", "num_gpus": float("nan")}]}, r"num_gpus must be a number >= 0, got nan"),  # accepted
+    ({"models": [{"name": "m", "revision": {"a": 1}}]}, r"revision should be a string"),
+    ({"models": [["x" * 5000]]}, r"a model is a name or a mapping with a name, got \['xxx"),  # quoted whole
+    ({"variants": [{"name": ["x" * 5000]}]}, r"a variant is a mapping with a name"),
+    ({"methods": ["rome"] + ["x" * 5000] * 50}, r"unknown editing methods 'xxx"),
+    ({"protocols": [{"mode": "x" * 5000}]}, r"protocol mode 'xxx"),
+    ({"x" * 5000: 1}, r"the grid: unknown key 'xxx"),
+], ids=lambda v: str(v)[:40])
+def test_a_grid_the_checks_did_not_foresee_is_refused_in_a_short_message(tiny_grid, tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message) as e:
+        GridSpec.from_dict(tiny_grid(**changes), base_dir=tmp_path).cells()
+    assert len(str(e.value)) <= 2000
+
+
+def test_a_grid_of_one_model_by_name_and_hparams_keyed_alike_expand(tiny_grid, tmp_path):
+    spec = GridSpec.from_dict(tiny_grid(models="smollm2-135m-instruct", hparams={"rome": {1: [1], "1": "a"}}),
+                              base_dir=tmp_path)
+    assert [m.name for m in spec.models] == ["smollm2-135m-instruct"]  # not one model per character
+    [cell] = spec.cells()  # the overrides' keys 1 and "1" no longer make sorting compare [1] with "a"
+    assert cell.hparams == {"1": "a"}
+
+
 def test_hyperparameters_may_come_from_an_easyedit_file(tmp_path):
     need_shared(COUNTERFACT)
     (tmp_path / "rome.yaml").write_text("layers: [4]\nmom2_n_samples: 100\n")

@@ -154,3 +154,39 @@ def test_a_damaged_or_foreign_npz_is_refused_naming_the_file(tiny, tmp_path, cas
         import_easyedit_stats(tiny, path)
     assert NAME in str(e.value) and words in str(e.value), str(e.value)
     assert len(str(e.value)) < 400
+
+
+def _patched_npz(path, d_in: int, how: str) -> None:
+    """A good mom2 .npz, then damaged where zipfile itself raises: a deflate stream that is not one
+    (zlib.error), a member marked encrypted (RuntimeError), an unknown compression method
+    (NotImplementedError)."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    k = np.random.default_rng(0).standard_normal((20, d_in))
+    np.savez_compressed(buf, **{"mom2.mom2": k.T @ k, "mom2.count": np.array(20)})
+    data = bytearray(buf.getvalue())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    if how == "deflate":
+        name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
+        start = local + 30 + name_len + extra_len
+        data[start:start + 8] = b"\xff" * 8  # BTYPE 11: no deflate block
+    elif how == "encrypted":
+        data[local + 6] |= 1
+        data[central + 8] |= 1
+    elif how == "method":
+        struct.pack_into("<H", data, local + 8, 99)
+        struct.pack_into("<H", data, central + 10, 99)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["deflate", "encrypted", "method"])
+def test_an_npz_zipfile_cannot_unpack_is_refused_naming_the_file(tmp_path, how):
+    from editlab.stats_import import read_mom2
+
+    path = tmp_path / NAME
+    _patched_npz(path, 8, how)
+    with pytest.raises(ValueError, match=r"mom2_10\.npz \(layer 0\): unreadable") as e:
+        read_mom2(path, 8, 0)
+    assert len(str(e.value)) < 400

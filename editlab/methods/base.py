@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from .. import limits as _limits
-from ..bounded import check_tree, short
+from ..bounded import check_tree, message, short
 from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from ..templates import context_templates
 
@@ -56,8 +56,9 @@ class LoadReport:
         if self.ignored:
             out.append("ignored (editlab's architecture map / device choice replaces them): " + ", ".join(self.ignored))
         if self.unknown:
-            out.append("unknown keys (not used): " + ", ".join(self.unknown))
-        return out
+            # a key is any YAML scalar (`1: x`, `null: y`), of any length
+            out.append("unknown keys (not used): " + ", ".join(k if isinstance(k, str) else short(k) for k in self.unknown))
+        return [message(line) for line in out]
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def whole_number(key: str, value) -> int:
         if isinstance(value, bool) or not f.is_integer() or f < 0:
             raise ValueError
         return int(f)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a whole number past any float (10**400)
         raise ValueError(f"hyperparameter {short(key)}: {short(value)} is not a whole number") from None
 
 
@@ -132,7 +133,7 @@ def _coerce(cls, name: str, value):
         if not f.is_integer():
             raise ValueError
         return int(f)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a valid {declared} — "
                          f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
 
@@ -239,9 +240,12 @@ def _out_of_range(name: str, value, must: str, why: str = "") -> ValueError:
                       + (f" ({why})" if why else ""))
 
 
-def _check_layers(name: str, value) -> None:
-    """A layer list: a list of whole numbers >= 0 (one number is taken as a list of one)."""
+def _check_layers(name: str, value, optional: bool = True) -> None:
+    """A layer list: a list of whole numbers >= 0 (one number is taken as a list of one); None
+    only where the field is optional (KN: find the layers)."""
     if value is None:
+        if not optional:
+            raise ValueError(f"hyperparameter {name!r}: null is not a list of layer numbers — give e.g. [4, 5, 6]")
         return
     items = value if isinstance(value, (list, tuple)) else [value]
     if isinstance(value, (str, bytes, dict)):
@@ -295,7 +299,7 @@ def check_ranges(hp, limits=None) -> None:
         if isinstance(value, str):
             limits.check("max_prompt_chars", len(value), f"hyperparameter {name!r}: {len(value):,} characters")
         if name == "layers":
-            _check_layers(name, value)
+            _check_layers(name, value, optional="None" in declared)
         spec = ranges.get(name)
         if spec is None:
             continue
@@ -315,11 +319,13 @@ def unknown_message(cls, keys) -> str:
     """"rome hyperparameters: unknown keys not used: 'v_lrr' (did you mean 'v_lr'?)"."""
     names = [f.name for f in fields(cls)] + list(cls.EASYEDIT_RENAMES)
     method = cls.__module__.rsplit(".", 1)[-1].replace("_", "-")
+    keys, shown = list(keys), 20  # a file of another tool's settings may hold thousands
     parts = []
-    for key in keys:
-        close = difflib.get_close_matches(str(key), names, n=1)
+    for key in keys[:shown]:
+        close = difflib.get_close_matches(str(key)[:200], names, n=1)
         parts.append(short(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"{method} hyperparameters: unknown keys not used: {', '.join(parts)}"
+    more = f" and {len(keys) - shown:,} more" if len(keys) > shown else ""
+    return message(f"{method} hyperparameters: unknown keys not used: {', '.join(parts)}{more}")
 
 
 @dataclass

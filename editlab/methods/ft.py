@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call
 
+from ..bounded import short
 from ..facts import Fact
-from .base import EditError, HParamsBase, MethodContext, coerce_numbers
+from .base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
 from .teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
                       prompt_last_nll, target_nll)
 
@@ -56,7 +57,7 @@ class FTHParams(HParamsBase):
     kl_factor: float = 0.0  # accepted for EasyEdit files; EasyEdit's FT ignores it, so must be 0 here
 
     EASYEDIT_RENAMES = {
-        "layers": lambda v: ("layers", [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]),
+        "layers": lambda v: ("layers", [whole_number("layers", x) for x in (v if isinstance(v, (list, tuple)) else [v])]),
     }
 
     def __post_init__(self):
@@ -71,7 +72,7 @@ class FTHParams(HParamsBase):
             for layer in self.layers:
                 handle.arch.mlp_out_proj(int(layer))  # raises a clear range error
         if self.objective_optimization not in OBJECTIVES:
-            raise ValueError(f"objective_optimization {self.objective_optimization!r} is not one of {', '.join(OBJECTIVES)}")
+            raise ValueError(f"objective_optimization {short(self.objective_optimization)} is not one of {', '.join(OBJECTIVES)}")
         if self.num_steps < 1:
             raise ValueError("num_steps must be at least 1")
         if self.lr <= 0:
@@ -99,7 +100,7 @@ def variant(name: str, objective: str, other: str, module: str):
             if self.objective_optimization != objective:
                 raise ValueError(
                     f"{name.upper()} optimises objective_optimization {objective!r}; these hyperparameters ask for "
-                    f"{self.objective_optimization!r}, which is {other.upper()}: use the method {other!r}"
+                    f"{short(self.objective_optimization)}, which is {other.upper()}: use the method {other!r}"
                 )
 
     HParams.__qualname__ = HParams.__name__ = "HParams"

@@ -93,7 +93,7 @@ class HParams(HParamsBase):
         if handle is not None:
             handle.arch.mlp_out_proj(self.layer)
         if self.dist_fn != "euc":
-            raise ValueError(f"dist_fn {self.dist_fn!r} is not supported; GRACE here uses Euclidean distance ('euc')")
+            raise ValueError(f"dist_fn {short(self.dist_fn)} is not supported; GRACE here uses Euclidean distance ('euc')")
         if self.val_init not in ("cold", "warm"):
             raise ValueError("val_init must be 'cold' or 'warm'")
         if self.val_train not in ("sgd", "adv"):
@@ -101,13 +101,13 @@ class HParams(HParamsBase):
         if self.val_train == "adv":
             raise ValueError("val_train 'adv' (perturbation training) is not implemented; use 'sgd'")
         if self.replacement not in REPLACEMENTS:
-            raise ValueError(f"replacement {self.replacement!r} is not one of {', '.join(REPLACEMENTS)}")
+            raise ValueError(f"replacement {short(self.replacement)} is not one of {', '.join(REPLACEMENTS)}")
         if self.eps_expand not in ("coverage", "moving_average"):
             raise ValueError("eps_expand must be 'coverage' or 'moving_average'")
         if self.reg not in ("early_stop", None, "None"):
-            raise ValueError(f"reg {self.reg!r} is not supported; GRACE here stops early ('early_stop')")
+            raise ValueError(f"reg {short(self.reg)} is not supported; GRACE here stops early ('early_stop')")
         if self.val_reg is not None:
-            raise ValueError(f"val_reg {self.val_reg!r} is not supported (EasyEdit's files use None)")
+            raise ValueError(f"val_reg {short(self.val_reg)} is not supported (EasyEdit's files use None)")
         if self.dropout:
             raise ValueError("dropout must be 0.0: GRACE here trains values without dropout")
         if self.eps <= 0:

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..bounded import short
 from ..facts import Fact
 from ..nethook import Trace
 from ..templates import STARTS
@@ -75,15 +76,15 @@ class BatchHParams(HParamsBase):
         if not layers:
             raise ValueError("layers is empty: give at least one layer to edit")
         if sorted(set(layers)) != layers:
-            raise ValueError(f"layers must be increasing and distinct, got {self.layers}")
+            raise ValueError(f"layers must be increasing and distinct, got {short(self.layers)}")
         self.layers = layers
         if handle is not None:
             for l in layers:
                 handle.arch.mlp_out_proj(l)  # raises a clear range error
         if self.layer_selection != "all":
-            raise ValueError(f"layer_selection {self.layer_selection!r} is not supported; use 'all'")
+            raise ValueError(f"layer_selection {short(self.layer_selection)} is not supported; use 'all'")
         if self.fact_token != "subject_last":
-            raise ValueError(f"fact_token {self.fact_token!r} is not supported; editlab uses 'subject_last'")
+            raise ValueError(f"fact_token {short(self.fact_token)} is not supported; editlab uses 'subject_last'")
         vstar.check_hparams(self, self.EXTRA_NEGATION_OBJECTIVES)
         if self.mom2_dtype not in ("float32", "float64"):
             raise ValueError("mom2_dtype must be float32 or float64")

@@ -49,13 +49,13 @@ def _one_layer(value, data) -> tuple[int, str]:
         raise ValueError(f"layers {short(value)}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
                          "layer; give one (e.g. [5]), or use MEMIT to spread an edit over a range of layers")
     layer = whole_number("layers", layers[0])
-    return layer, f"layers {value!r} -> layer {layer} (the one layer ROME writes)"
+    return layer, f"layers {short(value)} -> layer {layer} (the one layer ROME writes)"
 
 
 def _loss_at_output(value, data) -> tuple[None, str]:
     """EasyEdit's (and the reference's) ROME takes the loss from the model's logits whatever
     ``v_loss_layer`` says (it only names a module to trace): editlab's None, the model's output."""
-    return None, (f"v_loss_layer {value!r} -> v_loss_layer None (the model's output logits, where EasyEdit's "
+    return None, (f"v_loss_layer {short(value)} -> v_loss_layer None (the model's output logits, where EasyEdit's "
                   "ROME reads the loss whatever v_loss_layer says)")
 
 
@@ -99,7 +99,7 @@ class HParams(HParamsBase):
         if handle is not None:
             handle.arch.mlp_out_proj(self.layer)  # raises a clear range error
         if self.fact_token != "subject_last":
-            raise ValueError(f"fact_token {self.fact_token!r} is not supported; ROME here uses 'subject_last'")
+            raise ValueError(f"fact_token {short(self.fact_token)} is not supported; ROME here uses 'subject_last'")
         if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
             raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
                              "i.e. the model's own output, is supported")

@@ -49,6 +49,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..bounded import short
 from ..facts import Fact
 from ..model import cache_kwargs, output_cache
 from ..nethook import Trace, TraceDict
@@ -96,7 +97,7 @@ def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
     known = NEGATION_OBJECTIVES + tuple(extra_objectives)
     if hp.negation_objective not in known:
         hint = "" if hp.negation_objective != "predicate" else " (the predicate write is ROME's and MEMIT's only)"
-        raise ValueError(f"negation_objective {hp.negation_objective!r} is not one of {', '.join(known)}{hint}")
+        raise ValueError(f"negation_objective {short(hp.negation_objective)} is not one of {', '.join(known)}{hint}")
     if hp.negation_weight < 0:
         raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
 
@@ -138,7 +139,7 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     negation = hp.negation_weight > 0
     objective = getattr(hp, "negation_objective", "push-down")
     if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
-        raise ValueError(f"negation_objective {objective!r} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+        raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
     rows = [_fact_rows(handle, f, templates, negation, contrast=objective in ("contrast", "two-sided"),
                        two_sided=objective == "two-sided") for f in facts]
     per = max(len(r.seqs) for r in rows)

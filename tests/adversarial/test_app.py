@@ -121,7 +121,7 @@ BOMB = ("[&a [&b [&c [&d [&e [&f [&g [1,1,1,1,1,1,1,1,1], *g,*g,*g,*g,*g,*g,*g,*
 
 @pytest.mark.parametrize("text,words", [
     (BOMB, "more than 20,000 values"),
-    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("[" * 3000 + "]" * 3000, "nested"),
     ("{a: 1, a: 2}", "appears twice"),
 ])
 def test_a_hostile_value_in_a_list_box_is_a_short_message_and_no_edit(app_env, text, words):  # noqa: F811

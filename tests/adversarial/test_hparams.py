@@ -138,3 +138,49 @@ def test_the_defaults_of_every_method_pass():
         warnings.simplefilter("error")
         for m in methods.available():
             methods.get(m).HParams().validate()
+
+
+@pytest.mark.parametrize("method,value", [("memit", None), ("alphaedit", None), ("pmet", None), ("ft-l", None),
+                                          ("ft-m", [None]), ("ft-l", [[1]]), ("ft-l", ["one"])])
+def test_layers_that_are_not_layer_numbers_are_refused_not_crashed_on(method, value):
+    with pytest.raises(ValueError, match="'?layers'?.*(not a list of layer numbers|not a whole number|not a layer number)"):
+        methods.get(method).HParams.from_dict({"layers": value})
+
+
+@pytest.mark.parametrize("method,name", [("grace", "dist_fn"), ("grace", "replacement"), ("grace", "reg"),
+                                         ("grace", "val_reg"), ("rome", "fact_token"), ("memit", "fact_token"),
+                                         ("memit", "layer_selection"), ("ft-l", "objective_optimization"),
+                                         ("rome", "negation_objective"), ("pmet", "negation_objective")])
+def test_a_refused_text_is_quoted_short(method, name):
+    # 999 control characters: within the length limit, four characters each in a repr
+    with pytest.raises(ValueError) as e:
+        methods.get(method).HParams.from_dict({name: "\x1f" * 999})
+    assert name in str(e.value) and len(str(e.value)) < 400, str(e.value)
+
+
+def test_many_unknown_keys_are_warned_about_in_a_bounded_message():
+    with pytest.warns(UnknownHParamsWarning) as caught:
+        methods.get("rome").HParams.from_dict({f"unknown_key_{i}": i for i in range(300)})
+    text = str(caught[0].message)
+    assert "'unknown_key_0'" in text and "and 280 more" in text and len(text) <= 2000
+
+
+def test_the_load_report_of_keys_that_are_not_text_can_be_printed():
+    with pytest.warns(UnknownHParamsWarning):
+        _, report = methods.get("rome").HParams.from_dict({0: None, None: 1, "x" * 5000: 2})
+    [line] = report.lines()
+    assert line.startswith("unknown keys (not used): 0, None, xxx") and len(line) <= 2000
+
+
+@pytest.mark.parametrize("method,data", [("rome", {"v_lr": 10**400}), ("kn", {"p": 10**400}),
+                                         ("rome", {"mom2_n_samples": 10**400}), ("ft-l", {"layers": [10**400]})])
+def test_a_whole_number_past_any_float_is_refused_not_overflowed(method, data):
+    # float(10**400) raises OverflowError, which the conversions did not catch
+    with pytest.raises(ValueError, match=r"is not a (valid float|whole number)"):
+        methods.get(method).HParams.from_dict(data)
+
+
+def test_a_huge_number_over_an_operator_limit_is_quoted_short():
+    with pytest.raises(ValueError, match="template length: 1000.*above this server's limit") as e:
+        methods.get("rome").HParams.from_dict({"context_template_length_params": [[10**4000, 1]]})
+    assert len(str(e.value)) < 400

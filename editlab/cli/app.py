@@ -1,13 +1,12 @@
 """``editlab app``: start the Streamlit app that installs with editlab (``pip install "editlab[app]"``).
 
 It runs ``streamlit run`` on the installed ``editlab_app/serve.py`` (the app with the default model
-loading while the server starts) in a child process and waits for it; Ctrl-C stops it. The
+loading while the server starts) in place of this process; Ctrl-C stops it. The
 library never imports the app or Streamlit: this command only finds them.
 """
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -42,15 +41,12 @@ def app_command(port: int = 8501, address: str = "localhost", warm: bool = True,
 
 
 def run_app_cmd(args) -> int:
+    """Replace this process with ``streamlit run`` (so Ctrl-C and a service manager's stop signal
+    reach the server itself and no orphan is left)."""
+    import os
+
     cmd = app_command(args.port, args.address, not args.no_warm, args.streamlit_args)
     status(f"starting the app: http://{args.address}:{args.port} (Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        return 130
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+    return 0  # pragma: no cover - execv does not return

@@ -51,7 +51,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     crowds = [int(x) for x in args.crowds.split(",") if x.strip()]
-    facts = load_facts(max(crowds) * args.runs + args.runs, start=args.start)
+    facts = load_facts(sum(n + 1 for n in crowds) * args.runs, start=args.start)  # each crowd: a warm-up fact and n
     out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "within_s": args.within, "crowds": {}}
     print(f"# visitors at once: `streamlit run serve.py`, default model, ROME; commit {out['commit']}, {out['machine']}")
@@ -70,9 +70,9 @@ def main() -> int:
                                   f"rome: {v.fact.prompt} → {v.fact.target_new}")} for v in visits])
                 print(f"\n## {n} visitor(s), run {run + 1}")
                 for r in sorted(rows[-1], key=lambda r: r["report_s"]):
-                    est = ", ".join(f"{e:+.0%}" for e in r["estimate_errors"]) or "-"
+                    est = ", ".join(f"{e:+.0%}" for e in r["estimate_errors"]) or "none shown"
                     print(f"  {r['visitor']}: report after {r['report_s']:.1f} s; "
-                          + (f"waited in line {r['turn_s']:.1f} s (places {r['places']}); estimate errors {est}"
+                          + (f"waited in line {r['turn_s']:.1f} s (places {r['places']}); first estimate's error {est}"
                              if r["queued"] else "did not wait")
                           + ("" if r["own_report"] else "; REPORT NOT ITS OWN") + (f"; ERRORS {r['errors']}" if r["errors"] else ""))
             out["crowds"][n] = rows

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-POLL_S = 0.25
+POLL_S = 2.0  # every page is read this often; more often, chromium's work competes with the server's
 ETA_RE = re.compile(r"about (\d+) s until your turn")
 PLACE_RE = re.compile(r"In line: (\d+)")
 
@@ -48,11 +48,11 @@ class Visit:
         return self.report_at
 
     def estimate_errors(self) -> list[float]:
-        """For each estimate shown: (estimated wait − actual wait from then) / actual wait."""
+        """For the first estimate shown: (estimated wait − actual wait from then) / actual wait."""
         if self.turn_at is None:
             return []
         out = []
-        for when, est in self.estimates:
+        for when, est in self.estimates[:1]:
             actual = self.turn_at - when
             if actual > 1.0:  # a second from the turn, the rounding of "about N s" dominates
                 out.append((est - actual) / actual)

@@ -25,13 +25,11 @@ import argparse
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks._cf import load_facts  # noqa: E402
+from tests.browser.crowd import Server  # noqa: E402
 from editlab.experiments import quality_probes  # noqa: E402
 from editlab import EditSession, load_model, metrics  # noqa: E402
 from editlab.probes import measure  # noqa: E402
@@ -224,55 +223,27 @@ def probes_per_state(session, facts, runs=5):
 
 
 # ---- 4. the app in a browser -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    """The app served on a free local port by ``streamlit run SCRIPT`` (app.py or serve.py), headless."""
+class App(Server):
+    """The app served on a free local port by ``streamlit run SCRIPT`` (app.py or serve.py), headless
+    (tests/browser/crowd.py's server), timed from its start."""
 
     def __init__(self, script: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
-        env.update(EDITLAB_OFFLINE="1")
-        self.log = open(tempfile.mktemp(suffix=".log"), "w")
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / script),
-                                      "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                                      "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        super().__init__(script)
 
     def wait_healthy(self) -> float:
         """Seconds from starting the process until the server answers its health check."""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=5) as r:
-                    if r.read().decode().strip() == "ok":
-                        return time.perf_counter() - self.t0
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the app did not start in 120 s (log: {self.log.name})")
+        super().wait_healthy(120)
+        return time.perf_counter() - self.t0
 
     def wait_url(self) -> float:
         """Seconds from starting the process until it prints the URL a user would open."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if "URL:" in Path(self.log.name).read_text(errors="replace"):
+            if "URL:" in self.log_path.read_text(errors="replace"):
                 return time.perf_counter() - self.t0
             time.sleep(0.05)
-        raise RuntimeError(f"the app printed no URL in 120 s (log: {self.log.name})")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        raise RuntimeError(f"the app printed no URL in 120 s (log: {self.log_path})")
 
 
 def first_load(p, chromium: str, script: str, when: str) -> tuple[float, float]:

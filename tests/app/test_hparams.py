@@ -27,7 +27,7 @@ def test_overrides_parse_text_and_keep_only_changes(handle):
 
 @pytest.mark.parametrize("values, message", [
     ({"layer": 99}, "out of range"),
-    ({"context_template_length_params": "[[5, 5"}, "not a valid value"),
+    ({"context_template_length_params": "[[5, 5"}, "not valid YAML"),
     ({"v_num_grad_steps": 0}, "at least 1"),
 ])
 def test_bad_hyperparameters_are_readable_errors(handle, values, message):

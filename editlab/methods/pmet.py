@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..bounded import short
 from .base import Capabilities, MethodContext, stats_and_templates
 from .keys import locate
 from .memit import memit_solver, scaled_lambda
@@ -65,10 +66,11 @@ class HParams(BatchHParams):
 
     def validate(self, handle=None) -> None:
         super().validate(handle)
-        kinds = list(self.rewrite_modules or [])
+        value = self.rewrite_modules  # a YAML value of any shape (`true`, a list of thousands)
+        kinds = list(value) if isinstance(value, (list, tuple)) else [value]
         if kinds != ["mlp"]:
             raise ValueError(
-                f"rewrite_modules {kinds} is not supported: PMET optimises the attention and MLP outputs jointly "
+                f"rewrite_modules {short(value)} is not supported: PMET optimises the attention and MLP outputs jointly "
                 "but updates only the MLP weights (as the paper does); use ['mlp']")
         if self.nll_loss_factor <= 0:
             raise ValueError("nll_loss_factor must be positive")

@@ -184,3 +184,11 @@ def test_a_huge_number_over_an_operator_limit_is_quoted_short():
     with pytest.raises(ValueError, match="template length: 1000.*above this server's limit") as e:
         methods.get("rome").HParams.from_dict({"context_template_length_params": [[10**4000, 1]]})
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("value", [True, 5, ["attn"] * 5000])
+def test_pmet_rewrite_modules_of_any_shape_are_refused_in_a_short_message(value):
+    # `true` was iterated (TypeError); a long list was quoted whole
+    with pytest.raises(ValueError, match="rewrite_modules .* is not supported") as e:
+        methods.get("pmet").HParams.from_dict({"rewrite_modules": value})
+    assert len(str(e.value)) < 400

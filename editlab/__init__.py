@@ -2,11 +2,11 @@
 
 No Streamlit here: the CLI (``editlab``) and the app are thin front ends over this library.
 """
-from .facts import Fact, Neighbor, negate
-from .methods import EditError, available as available_methods
-from .model import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
-from .probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
-from .session import EditRecord, EditSession
+from editlab.facts import Fact, Neighbor, negate
+from editlab.methods import EditError, available as available_methods
+from editlab.model import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
+from editlab.probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
+from editlab.session import EditRecord, EditSession
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from editlab.cli import main
 
 raise SystemExit(main())

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .negation import AUXILIARIES, negate
+from editlab.negation import AUXILIARIES, negate
 
 RULES = ("original", "negated", "affirmed", "predicate-removed")
 _AUX = re.compile(r"\b(" + "|".join(AUXILIARIES) + r")(\s+not|(?<=can)not)?\b")

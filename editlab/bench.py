@@ -28,18 +28,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import experiments, methods, runs
-from .bounded import whole
-from .ability import Cancelled
-from .datasets import Dataset, load_dataset
-from .limits import current as current_limits
-from .limits import deadline
-from .facts import Fact
-from .metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
-from .probes import Measure, Probe, ProbeReport, default_probes
-from .session import EditSession
-from .store import export_target
-from .tokenacc import TokenPrediction, predict_tokens
+from editlab import experiments, methods, runs
+from editlab.bounded import whole
+from editlab.ability import Cancelled
+from editlab.datasets import Dataset, load_dataset
+from editlab.limits import current as current_limits
+from editlab.limits import deadline
+from editlab.facts import Fact
+from editlab.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
+from editlab.probes import Measure, Probe, ProbeReport, default_probes
+from editlab.session import EditSession
+from editlab.store import export_target
+from editlab.tokenacc import TokenPrediction, predict_tokens
 
 KIND = "bench"
 UNEDITED = "unedited"
@@ -470,7 +470,7 @@ def checkpoint_of(row: MethodResult) -> tuple[dict, list, dict]:
 # ---- entry points -------------------------------------------------------------------------------------
 def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mapping[str, dict]) -> dict:
     """The configuration a run is stored (and found again) under."""
-    from .paths import key_digest
+    from editlab.paths import key_digest
 
     return {
         "model": handle.name, "revision": getattr(handle, "revision", None), "fingerprint": handle.fingerprint,

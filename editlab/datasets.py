@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .bounded import short
-from .facts import Fact, Neighbor
+from editlab.bounded import short
+from editlab.facts import Fact, Neighbor
 
 FORMATS = ("counterfact", "counterfact-rome", "zsre", "knowedit", "facts")
 UPLOAD_SUFFIXES = (".json", ".jsonl", ".csv")
@@ -154,7 +154,7 @@ def load_upload(name: str, data: bytes, *, skip_invalid: bool = True, limits=Non
     import os
     import tempfile
 
-    from .limits import current
+    from editlab.limits import current
 
     name = Path(str(name or "upload")).name  # a visitor's file name, not a path
     suffix = Path(name).suffix.lower()

@@ -36,16 +36,16 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
-from . import metrics
-from .ability import AbilitySuite, Cancelled
-from .facts import Fact
-from .limits import deadline
-from .methods.base import EditError
-from .model import weights_digest
-from .muting import MutingProbe, heldout_text
-from .nethook import get_parameter
-from .probes import ProbeReport, default_probes, measure, target_ids
-from .session import EditSession
+from editlab import metrics
+from editlab.ability import AbilitySuite, Cancelled
+from editlab.facts import Fact
+from editlab.limits import deadline
+from editlab.methods.base import EditError
+from editlab.model import weights_digest
+from editlab.muting import MutingProbe, heldout_text
+from editlab.nethook import get_parameter
+from editlab.probes import ProbeReport, default_probes, measure, target_ids
+from editlab.session import EditSession
 
 PROTOCOLS = ("independent", "sequential")
 
@@ -516,7 +516,7 @@ class Retention:
 
 def retained(model, tokenizer, facts: Sequence[Mapping], prefix: str = "") -> list[float]:
     """Per simple fact: 1.0 if the greedy continuation of its prompt starts with its answer."""
-    from .probes import greedy, starts_with_target
+    from editlab.probes import greedy, starts_with_target
 
     if not facts:
         return []

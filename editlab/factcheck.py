@@ -155,7 +155,7 @@ class Calibration:
 def known_facts(model, tokenizer, facts: list[dict]) -> list[dict]:
     """The facts the model knows: it gives the answer a higher mean token log-probability than the
     foil (teacher-forced, batched)."""
-    from .probes import score_continuations, target_ids
+    from editlab.probes import score_continuations, target_ids
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [list(tokenizer(f["prompt"]).input_ids) for f in facts]
@@ -168,8 +168,8 @@ def known_facts(model, tokenizer, facts: list[dict]) -> list[dict]:
 def score_form(model, tokenizer, facts: list[dict], form: str) -> dict:
     """P(True)/P(False) for each fact's true and counterfactual statement in one form (all in batched
     passes): counts of the pairwise reading and of the absolute verdicts."""
-    from .facts import Fact
-    from .probes import Probe, measure
+    from editlab.facts import Fact
+    from editlab.probes import Probe, measure
 
     if not facts:
         return {"n": 0, "tp": 0, "tn": 0, "pairwise": 0}
@@ -202,7 +202,7 @@ def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Cali
     the disk cache, keyed by the model's fingerprint, the form, the split, the bundled data and this
     procedure's version. The default model's is bundled (``data/factcheck_calibrations.json``, made by
     ``benchmarks/factcheck_forms.py`` and checked by the tests), so a first edit does not wait for it."""
-    from . import paths
+    from editlab import paths
 
     form = check_form(form or default_form(handle.tokenizer))
     digest = calibration_key(handle.fingerprint, form, split)
@@ -228,7 +228,7 @@ def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Cali
 def calibration_key(fingerprint: str, form: str, split: str = "calibrate") -> str:
     """What determines a calibration: the model, the form, the split, the bundled statements, this
     procedure's version."""
-    from . import paths
+    from editlab import paths
 
     data = paths.key_digest(data=DATA.read_text(encoding="utf-8"))
     return paths.key_digest(model=fingerprint, form=form, split=split, data=data, version=VERSION)

@@ -6,8 +6,8 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
-from .bounded import short
-from .negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
+from editlab.bounded import short
+from editlab.negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
 
 
 def visible_form(text: str) -> str:
@@ -48,7 +48,7 @@ class Fact:
     negated_prompt: str | None = None
 
     def __post_init__(self):
-        from .limits import current
+        from editlab.limits import current
 
         limits = current()
 

@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from .reproduce import BOOTSTRAP_SAMPLES, LEVEL, ReproResult
+from editlab.reproduce import BOOTSTRAP_SAMPLES, LEVEL, ReproResult
 
 TITLES = {
     "negation": "Negation: PP, PN, NN, NP and rectified efficacy (Liu et al. 2025)",

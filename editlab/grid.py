@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import methods
-from .bounded import short
-from .paths import key_digest
+from editlab import methods
+from editlab.bounded import short
+from editlab.paths import key_digest
 
 CELL_VERSION = 1  # bump when a cell's meaning changes, so stored cells are not taken for new ones
 GRID_KEY = "grid"  # the stored run's config holds the cell's identity under this key
@@ -87,7 +87,7 @@ class DatasetShard:
         return name if self.shards == 1 else f"{name} [{self.shard + 1}/{self.shards}]"
 
     def load(self):
-        from .datasets import load_dataset
+        from editlab.datasets import load_dataset
 
         return shard(load_dataset(self.path, self.format, self.n, self.seed, self.skip_invalid), self.shard, self.shards)
 
@@ -223,7 +223,7 @@ class GridSpec:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
         """Read a grid file; relative paths in it are relative to the file."""
-        from .yamlfile import read_yaml_mapping
+        from editlab.yamlfile import read_yaml_mapping
 
         path = Path(path)
         data = read_yaml_mapping(str(path), what="a grid (models, methods, datasets, ...)")
@@ -300,7 +300,7 @@ class GridSpec:
         """Every cell, models outermost (a worker keeps its model for as long as it has cells), then
         datasets and shards, protocols, variants, methods. Reads each dataset once to count its
         facts and check the shards."""
-        from .datasets import load_dataset
+        from editlab.datasets import load_dataset
 
         shards: list[DatasetShard] = []
         for ds in self.datasets:
@@ -324,7 +324,7 @@ class GridSpec:
 
 
 def _default_model() -> str:
-    from .model import DEFAULT_MODEL
+    from editlab.model import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
@@ -386,7 +386,7 @@ def _positive(d: Mapping, key: str, what: str) -> int | None:
 
 
 def _dataset(x, where) -> DatasetSpec:
-    from .datasets import FORMATS
+    from editlab.datasets import FORMATS
 
     if isinstance(x, str):
         x = {"path": x}
@@ -413,7 +413,7 @@ def _dataset(x, where) -> DatasetSpec:
 
 
 def _protocol(p) -> Protocol:
-    from .bench import EVALUATE, MODES
+    from editlab.bench import EVALUATE, MODES
 
     if not isinstance(p, Mapping):
         raise ValueError(f"a protocol is a mapping (mode, batch_size, ...), got {short(p)}")
@@ -431,7 +431,7 @@ def _protocol(p) -> Protocol:
 def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
     """{method: overrides}; a string value is an (EasyEdit) YAML file, read now so that the cell
     carries the values and a worker needs no file."""
-    from .yamlfile import read_yaml_mapping
+    from editlab.yamlfile import read_yaml_mapping
 
     if value is None:
         return {}
@@ -479,12 +479,12 @@ class Experiment:
     kind = "bench"
 
     def load(self, model: ModelSpec):
-        from .model import load_model
+        from editlab.model import load_model
 
         return load_model(model.name, revision=model.revision, dtype=model.dtype, quantization=model.quantization)
 
     def run(self, resident, cell: Cell) -> dict:
-        from .bench import BenchConfig, checkpoint_of, run_bench
+        from editlab.bench import BenchConfig, checkpoint_of, run_bench
 
         t0 = time.perf_counter()
         dataset = cell.dataset.load()
@@ -522,7 +522,7 @@ def record(store, cell: Cell, result: Mapping) -> int:
     """Write one cell's result as a run (:func:`editlab.runs.record_result`: ``done`` only once every
     checkpoint is in, so a driver that dies halfway leaves a run the next invocation does not take
     for finished; such leftovers of the same cell are removed first)."""
-    from .runs import record_result
+    from editlab.runs import record_result
 
     def same_cell(run) -> bool:
         tag = run.config.get(GRID_KEY)
@@ -634,7 +634,7 @@ class GridResult:
         facts would, under an independent protocol; sequential shards are separate sequences)."""
         import pandas as pd
 
-        from .metrics import aggregate
+        from editlab.metrics import aggregate
 
         groups: dict[tuple, list] = {}
         for s in self.states:
@@ -720,7 +720,7 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
     local Ray). ``store``: a RunStore, a path, or None (keep nothing, skip nothing).
     ``progress(states, changed)`` is called on every change of a cell. A cell that fails is retried
     ``retries`` times after the others; the grid never stops at one failure."""
-    from .runs import open_store
+    from editlab.runs import open_store
 
     cells = grid.cells() if isinstance(grid, GridSpec) else list(grid)
     experiment = experiment or Experiment()
@@ -730,7 +730,7 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
     if backend == "in-process":
         _run_in_process(driver, experiment, residents or {})
     elif backend == "ray":
-        from . import grid_ray
+        from editlab import grid_ray
 
         grid_ray.run(driver, experiment, workers=workers, address=address, runtime_env=runtime_env)
     else:

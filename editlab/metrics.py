@@ -21,11 +21,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from .factcheck import prefers_statement
-from .judge import judge
-from .negation import FORMS
-from .probes import Measure, ProbeReport, negation_form
-from .tokenacc import TokenPrediction, agreement
+from editlab.factcheck import prefers_statement
+from editlab.judge import judge
+from editlab.negation import FORMS
+from editlab.probes import Measure, ProbeReport, negation_form
+from editlab.tokenacc import TokenPrediction, agreement
 
 
 @dataclass(frozen=True)

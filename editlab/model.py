@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from . import paths
-from .nethook import get_module
-from .turns import Turns
+from editlab import paths
+from editlab.nethook import get_module
+from editlab.turns import Turns
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

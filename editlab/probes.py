@@ -15,12 +15,12 @@ from typing import Sequence
 
 import torch
 
-from . import factcheck
-from .ablation import ablation_summary, predicate_variants
-from .bounded import whole
-from .facts import Fact
-from .limits import current as current_limits
-from .negation import FORMS
+from editlab import factcheck
+from editlab.ablation import ablation_summary, predicate_variants
+from editlab.bounded import whole
+from editlab.facts import Fact
+from editlab.limits import current as current_limits
+from editlab.negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
 TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")

@@ -313,15 +313,15 @@ LOWER_BETTER = {"PN", "NP", "PN_contraction", "PN_not_true", "PN_never", "PN_gen
 
 def _calibrated(handle, config: dict) -> dict:
     """The config with the fact-check calibration of the model (:func:`editlab.factcheck.calibrate`)."""
-    from .factcheck import calibrate
+    from editlab.factcheck import calibrate
 
     return {**config, "factcheck_calibration": calibrate(handle).to_dict()}
 
 
 def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
            cancel, fmt: str | None = None):
-    from .bench import BenchConfig, run_bench
-    from .datasets import Dataset
+    from editlab.bench import BenchConfig, run_bench
+    from editlab.datasets import Dataset
 
     ds = dataset.subset(n, seed) if isinstance(dataset, Dataset) else None
     cfg = BenchConfig(dataset=dataset.name if ds is not None else str(dataset), methods=(method,), n=n, seed=seed,
@@ -372,7 +372,7 @@ def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
              cancel=None) -> ReproResult:
     """PP, PN, NN, NP, rectified efficacy, efficacy and fact-check accuracy on ``n`` CounterFact facts
     (independent edits, each with its negated twin), unedited and edited, with bootstrap intervals."""
-    from .bench import UNEDITED
+    from editlab.bench import UNEDITED
 
     res, total = _bench(handle, _dataset_path(dataset, "negation"), n, method, seed, True, corpus, online, hparams,
                         progress, cancel)
@@ -398,7 +398,7 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
     """Fact-check accuracy (True/False) beside efficacy on ``n`` facts of CounterFact and of zsRE
     (either may be None to skip it). zsRE's efficacy is reported as token accuracy (rewrite_acc)
     too, the convention its published numbers use."""
-    from .bench import UNEDITED
+    from editlab.bench import UNEDITED
 
     sets = [(g, p, f) for g, p, f in (("counterfact", dataset, None), ("zsre", zsre, "zsre")) if p is not None]
     if not sets:
@@ -437,9 +437,9 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
-    from .ablation import prefers_new, ablation_summary, predicate_variants
-    from .bench import UNEDITED
-    from .datasets import Dataset, from_facts, load_dataset
+    from editlab.ablation import prefers_new, ablation_summary, predicate_variants
+    from editlab.bench import UNEDITED
+    from editlab.datasets import Dataset, from_facts, load_dataset
 
     pool = _dataset_path(dataset, "ablation")
     pool = pool.subset(None, seed) if isinstance(pool, Dataset) else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
@@ -499,7 +499,7 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
                         batch_size: int = 16) -> tuple[list[dict], list[dict]]:
     """Probe the *unedited* model on (prompt, answer) candidates; keep those whose greedy
     continuation starts with the answer (word-bounded), up to ``limit``. Returns (kept, rejected)."""
-    from .probes import greedy, starts_with_target, target_ids
+    from editlab.probes import greedy, starts_with_target, target_ids
 
     tok = handle.tokenizer
     kept, rejected = [], []
@@ -515,12 +515,12 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
 def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, online: bool = True) -> list[str]:
     """``count`` seeded paragraphs of a held-out text file (WikiText-2 validation is the intended
     one), else of WikiText-2 test downloaded when online."""
-    from .ability import corpus_paragraphs
+    from editlab.ability import corpus_paragraphs
 
     if path:
         paras = corpus_paragraphs(Path(path).read_text(encoding="utf-8"))
     elif online:
-        from .corpora import wikitext
+        from editlab.corpora import wikitext
 
         paras = corpus_paragraphs("\n".join(wikitext("wikitext-2-test")))
     else:
@@ -535,8 +535,8 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
 
 def _muting_facts(dataset, n: int) -> tuple:
     """The dataset and its first ``n`` facts, in the sweep's order."""
-    from .datasets import Dataset
-    from .sweep import load_facts
+    from editlab.datasets import Dataset
+    from editlab.sweep import load_facts
 
     dataset = _dataset_path(dataset, "muting")
     if isinstance(dataset, Dataset):  # the sweep's order: the first n, as given
@@ -561,9 +561,9 @@ def _muting_checkpoints(checkpoints: Sequence[int] | None, n: int) -> tuple[int,
 def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: list, ability_items: int,
                        ability_data: str | None, seed: int, online: bool) -> list:
     """What each checkpoint measures: held-out text, muting probes, retention, efficacy and maybe ability."""
-    from .ability import AbilityConfig, AbilitySuite
-    from .experiments import Ability, HeldOut, Muting, Quality, Retention
-    from .muting import MutingProbe
+    from editlab.ability import AbilityConfig, AbilitySuite
+    from editlab.experiments import Ability, HeldOut, Muting, Quality, Retention
+    from editlab.muting import MutingProbe
 
     evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
                   Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
@@ -576,8 +576,8 @@ def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: li
 
 def _muting_estimates(handle, m, seed: int, retention: list, special: list[str]) -> list[Estimate]:
     """One checkpoint's estimates with intervals: held-out text, generations, retention, efficacy, ability."""
-    from .ability import CHANCE
-    from .muting import is_empty, ngram_entropy, repeats
+    from editlab.ability import CHANCE
+    from editlab.muting import is_empty, ngram_entropy, repeats
 
     step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
     outs = [s.text for s in mute.samples]
@@ -633,10 +633,10 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from . import experiments
-    from .datasets import Dataset
-    from .experiments import Plan
-    from .limits import current as current_limits
+    from editlab import experiments
+    from editlab.datasets import Dataset
+    from editlab.experiments import Plan
+    from editlab.limits import current as current_limits
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset, facts = _muting_facts(dataset, n)

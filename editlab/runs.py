@@ -16,8 +16,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
-from .ability import Cancelled
-from .experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
+from editlab.ability import Cancelled
+from editlab.experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
 
 __all__ = ["StoredRun", "open_store", "keeping_status", "start_or_resume", "run_stored", "record_result"]
 
@@ -35,7 +35,7 @@ def open_store(store):
     """A :class:`~editlab.store.RunStore` from a store, a path, or None/False (no store: None)."""
     if store is None or store is False:
         return None
-    from .store import RunStore
+    from editlab.store import RunStore
 
     return store if hasattr(store, "add_checkpoint") else RunStore(store)
 

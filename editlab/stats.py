@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from . import corpora, paths
-from .nethook import TraceDict
+from editlab import corpora, paths
+from editlab.nethook import TraceDict
 
 Progress = Callable[[int, int, str], None]
 

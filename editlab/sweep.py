@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import metrics as quality_metrics
-from . import paths
-from .ability import AbilityConfig, AbilitySuite, Cancelled
-from .experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
-from .runs import StoredRun, run_stored
-from .facts import Fact
-from .limits import current as current_limits
-from .muting import MutingProbe
-from .session import EditSession
-from .store import RunStore
+from editlab import metrics as quality_metrics
+from editlab import paths
+from editlab.ability import AbilityConfig, AbilitySuite, Cancelled
+from editlab.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
+from editlab.runs import StoredRun, run_stored
+from editlab.facts import Fact
+from editlab.limits import current as current_limits
+from editlab.muting import MutingProbe
+from editlab.session import EditSession
+from editlab.store import RunStore
 
 KIND = "sweep"
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50, 100)
@@ -92,7 +92,7 @@ SweepResult = StoredRun  # run id, status, checkpoints, where a resumed run pick
 
 def load_facts(path: str, n: int) -> list[Fact]:
     """The first ``n`` facts of a dataset file, in file order (any format editlab.datasets reads)."""
-    from .datasets import load_dataset
+    from editlab.datasets import load_dataset
 
     ds = load_dataset(path)
     if n > len(ds):

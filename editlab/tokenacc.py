@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .probes import Probe, _render, score_continuations, target_ids
+from editlab.probes import Probe, _render, score_continuations, target_ids
 
 
 @dataclass(frozen=True)

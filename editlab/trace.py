@@ -36,11 +36,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import paths
-from .limits import current as current_limits
-from .model import weights_digest
-from .nethook import TraceDict
-from .probes import target_ids
+from editlab import paths
+from editlab.limits import current as current_limits
+from editlab.model import weights_digest
+from editlab.nethook import TraceDict
+from editlab.probes import target_ids
 
 KINDS = ("residual", "mlp", "attn")
 CACHE_VERSION = 1
@@ -332,7 +332,7 @@ def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[i
     but empty, invisible or holding control characters is refused (never silently replaced by the
     greedy token)."""
     if answer is not None:
-        from .facts import visible
+        from editlab.facts import visible
 
         if not isinstance(answer, str):
             raise ValueError(f"the answer to trace must be text, got {type(answer).__name__}")

@@ -7,7 +7,7 @@ def read_yaml_mapping(path: str, what: str = "hyperparameters") -> dict:
     """A YAML file that must hold a mapping (``{}`` when empty), with errors that name the file."""
     import os
 
-    from .bounded import MAX_TEXT_CHARS, load_yaml
+    from editlab.bounded import MAX_TEXT_CHARS, load_yaml
 
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder; give a YAML file of {what}")

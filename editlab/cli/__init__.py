@@ -29,7 +29,7 @@ def describe_error(e: BaseException) -> str:
     """One line that says what was wrong and, where it helps, what to do (at most
     ``bounded.MAX_MESSAGE_CHARS`` characters). Library errors (ValueError, EditError) already
     read that way; the rest get the context they lack."""
-    from ..bounded import message
+    from editlab.bounded import message
 
     return message(_describe(e))
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print("editlab: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        from ..methods.base import EditError
+        from editlab.methods.base import EditError
 
         if debug:
             traceback.print_exc()

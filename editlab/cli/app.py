@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .common import status
+from editlab.cli.common import status
 
 
 def register(sub) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .. import methods
-from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
+from editlab import methods
+from editlab.cli.common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -45,7 +45,7 @@ def register(sub) -> None:
 
 def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
     """{method: overrides} from --hparams METHOD=FILE and --set [METHOD.]KEY=VALUE."""
-    from .edit import parse_sets
+    from editlab.cli.edit import parse_sets
 
     out: dict[str, dict] = {}
     for item in args.hparams:
@@ -78,8 +78,8 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
 
 
 def run_bench_cmd(args) -> int:
-    from ..bench import BenchConfig, run_bench
-    from ..store import export_target
+    from editlab.bench import BenchConfig, run_bench
+    from editlab.store import export_target
 
     if args.export:
         export_target(args.export, None)  # before any work: a bad path fails at once
@@ -100,7 +100,7 @@ def run_bench_cmd(args) -> int:
         serial = [m for m in names if not methods.capabilities(m).batch]
         if serial:
             status(f"{', '.join(serial)} write the facts of a batch one after another (no joint batch update)")
-    from ..datasets import load_dataset
+    from editlab.datasets import load_dataset
 
     dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
     if dataset.skipped:
@@ -108,7 +108,7 @@ def run_bench_cmd(args) -> int:
     handle = load(args)
     store = None
     if not args.no_store:
-        from ..store import RunStore
+        from editlab.store import RunStore
 
         store = RunStore(args.store)
         status(f"run store: {store.path}")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import methods
-from ..facts import Fact, Neighbor
-from ..metrics import negated_measure, negated_text_names
-from ..probes import ProbeReport, negation_form
-from ..session import EditSession
-from .common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
+from editlab import methods
+from editlab.facts import Fact, Neighbor
+from editlab.metrics import negated_measure, negated_text_names
+from editlab.probes import ProbeReport, negation_form
+from editlab.session import EditSession
+from editlab.cli.common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
@@ -63,7 +63,7 @@ def fact_from_args(args) -> Fact:
 
 def parse_sets(items: list[str]) -> dict:
     """``--set KEY=VALUE`` pairs as a mapping, each value read as bounded YAML; a key given twice is refused."""
-    from ..bounded import load_yaml, short
+    from editlab.bounded import load_yaml, short
 
     out = {}
     for item in items:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import methods
-from .common import add_model_args, load, positive_int, progress_printer, status
+from editlab import methods
+from editlab.cli.common import add_model_args, load, positive_int, progress_printer, status
 
 # The shared data folder's layout (../shared/data in the repository's checkout; any folder alike).
 LAYOUT = {"dataset": "editing/counterfact-edit.json", "zsre": "editing/zsre-1k.json",
@@ -14,7 +14,7 @@ LAYOUT = {"dataset": "editing/counterfact-edit.json", "zsre": "editing/zsre-1k.j
 
 
 def register(sub) -> None:
-    from ..reproduce import PROTOCOLS
+    from editlab.reproduce import PROTOCOLS
 
     p = sub.add_parser("reproduce", help="reproduce a paper's finding on this model: HTML + JSON report beside the published numbers")
     p.add_argument("protocol", choices=PROTOCOLS)
@@ -51,9 +51,9 @@ def _path(args, name: str) -> str | None:
 
 
 def run_reproduce_cmd(args) -> int:
-    from ..findings import report_folder, write_report
-    from ..reproduce import DEFAULT_METHOD, run
-    from .edit import parse_sets
+    from editlab.findings import report_folder, write_report
+    from editlab.reproduce import DEFAULT_METHOD, run
+    from editlab.cli.edit import parse_sets
 
     report_folder(args.out, args.protocol)  # before any work: a bad --out fails at once
     method = (args.method or DEFAULT_METHOD[args.protocol]).lower()
@@ -66,7 +66,7 @@ def run_reproduce_cmd(args) -> int:
     if args.protocol == "factcheck":
         kw["zsre"] = _path(args, "zsre")
     if args.protocol == "muting":
-        from ..sweep import parse_counts
+        from editlab.sweep import parse_counts
 
         kw.update(heldout=_path(args, "heldout"), batch_size=args.batch_size, ability_items=args.ability_items,
                   checkpoints=parse_counts(args.checkpoints) if args.checkpoints else None)

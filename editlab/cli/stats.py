@@ -9,7 +9,7 @@ import json
 import shlex
 from pathlib import Path
 
-from .common import add_model_args, load, positive_int, progress_printer, status
+from editlab.cli.common import add_model_args, load, positive_int, progress_printer, status
 
 
 MAX_LAYERS = 1_000
@@ -18,7 +18,7 @@ MAX_LAYERS = 1_000
 def parse_layers(text: str) -> list[int]:
     """"5", "4-8" or "4,5,8" -> a sorted list of layers (a range that runs backwards, a negative
     layer or more than ``MAX_LAYERS`` layers is refused with what to write)."""
-    from ..bounded import short
+    from editlab.bounded import short
 
     example = "give layers like 5, 4-8 or 4,5,8"
     out: set[int] = set()
@@ -54,7 +54,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from safetensors import safe_open
 
-    from ..stats import cache_path, resolve_corpus, second_moments, write_bundle
+    from editlab.stats import cache_path, resolve_corpus, second_moments, write_bundle
 
     layers = parse_layers(args.layers)
     handle = load(args)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .. import methods
-from .common import add_model_args, load, positive_int, read_yaml_mapping, status
+from editlab import methods
+from editlab.cli.common import add_model_args, load, positive_int, read_yaml_mapping, status
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def ability_config(args):
-    from ..ability import TASKS, AbilityConfig
+    from editlab.ability import TASKS, AbilityConfig
 
     base = {}
     if args.ability_config:
@@ -75,9 +75,9 @@ def ability_config(args):
 
 def sweep_config(args):
     """The SweepConfig these arguments describe (the tests build theirs the same way)."""
-    from ..muting import MutingProbe
-    from ..sweep import SweepConfig
-    from .edit import parse_sets
+    from editlab.muting import MutingProbe
+    from editlab.sweep import SweepConfig
+    from editlab.cli.edit import parse_sets
 
     overrides = read_yaml_mapping(args.hparams) if args.hparams else {}
     overrides.update(parse_sets(args.set))
@@ -89,10 +89,10 @@ def sweep_config(args):
 
 
 def run_sweep_cmd(args) -> int:
-    from ..store import RunStore
-    from ..sweep import cost_line, curves, run_sweep
+    from editlab.store import RunStore
+    from editlab.sweep import cost_line, curves, run_sweep
     if args.export:
-        from ..store import export_target
+        from editlab.store import export_target
 
         export_target(args.export, None)  # before any work: a bad path fails at once
     config = sweep_config(args)
@@ -154,10 +154,10 @@ def render_curves(df) -> str:
 
 
 def run_runs_cmd(args) -> int:
-    from ..store import RunStore
+    from editlab.store import RunStore
 
     if args.export:
-        from ..store import export_target
+        from editlab.store import export_target
 
         export_target(args.export, None)
     store = RunStore(args.store)

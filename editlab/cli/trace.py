@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace
-from .common import add_model_args, load, positive_float, positive_int, progress_printer, status
+from editlab.trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace
+from editlab.cli.common import add_model_args, load, positive_float, positive_int, progress_printer, status
 
 
 def register(sub) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..bounded import short
-from .base import (AttachingMethod, Capabilities, EditError, EditMethod, HParamsBase, LoadReport, MethodContext,
+from editlab.bounded import short
+from editlab.methods.base import (AttachingMethod, Capabilities, EditError, EditMethod, HParamsBase, LoadReport, MethodContext,
                    MethodContractError, StatefulMethod, check_method)
 
 # name -> module path; each module fulfils EditMethod (NAME, CAPABILITIES, HParams, touched, apply,

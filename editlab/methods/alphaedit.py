@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import paths
-from ..model import weights_digest
-from ..templates import context_templates
-from .base import Capabilities, EditError, MethodContext
-from .keys import locate
-from .multilayer import (BatchHParams, compute_ks, covariances, default_layers, read_at, shortfall_note, spread,
+from editlab import paths
+from editlab.model import weights_digest
+from editlab.templates import context_templates
+from editlab.methods.base import Capabilities, EditError, MethodContext
+from editlab.methods.keys import locate
+from editlab.methods.multilayer import (BatchHParams, compute_ks, covariances, default_layers, read_at, shortfall_note, spread,
                          template_weights, touched, written_fraction)
-from .vstar import targets
+from editlab.methods.vstar import targets
 
 NAME = "alphaedit"
 CAPABILITIES = Capabilities(batch=True, sequential_state=True, negation_objective=True)

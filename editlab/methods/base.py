@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
-from .. import limits as _limits
-from ..bounded import check_tree, message, short
-from ..stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
-from ..templates import context_templates
+from editlab import limits as _limits
+from editlab.bounded import check_tree, message, short
+from editlab.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
+from editlab.templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
 # choice replace them, so they are accepted and reported as ignored rather than used.
@@ -384,7 +384,7 @@ class HParamsBase:
 
     @classmethod
     def from_yaml(cls, path: str | Path, handle=None) -> tuple["HParamsBase", LoadReport]:
-        from ..yamlfile import read_yaml_mapping
+        from editlab.yamlfile import read_yaml_mapping
 
         return cls.from_dict(read_yaml_mapping(str(path)), handle)
 
@@ -576,8 +576,8 @@ def layer_covariances(handle, layers: list[int], hp, ctx: MethodContext) -> dict
     """C_l = E[k kᵀ] for each layer, one statistics pass (cached on disk). ``hp.mom2_dataset``: a
     corpus file or the name of imported statistics; otherwise the session's corpus, the statistics
     bundled for this model, WikiText online, or (when the session allows it) model-sampled text."""
-    from ..stats import second_moments
-    from ..stats_import import resolve_stats_corpus
+    from editlab.stats import second_moments
+    from editlab.stats_import import resolve_stats_corpus
 
     corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens, hp.mom2_dtype,
                                         online=ctx.online, progress=ctx.progress, sample_corpus=ctx.sample_corpus)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call
 
-from ..bounded import short
-from ..facts import Fact
-from .base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
-from .teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
+from editlab.bounded import short
+from editlab.facts import Fact
+from editlab.methods.base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
+from editlab.methods.teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
                       prompt_last_nll, target_nll)
 
 OBJECTIVES = ("prompt_last", "target_new")

@@ -5,8 +5,8 @@ The algorithm is in :mod:`editlab.methods.ft`; this module fixes the objective.
 """
 from __future__ import annotations
 
-from .base import Capabilities
-from .ft import variant
+from editlab.methods.base import Capabilities
+from editlab.methods.ft import variant
 
 NAME = "ft-l"
 CAPABILITIES = Capabilities(batch=True)  # every fact in each optimisation step

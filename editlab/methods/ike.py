@@ -38,9 +38,9 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from ..facts import Fact
-from .base import Capabilities, HParamsBase, MethodContext
-from .teacher import check_note, prompt_check
+from editlab.facts import Fact
+from editlab.methods.base import Capabilities, HParamsBase, MethodContext
+from editlab.methods.teacher import check_note, prompt_check
 
 NAME = "ike"
 # One context holds every fact of an edit; the session state remembers the demonstrations.

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nethook import Trace
+from editlab.nethook import Trace
 
 
 @dataclass(frozen=True)

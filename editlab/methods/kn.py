@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..facts import Fact
-from ..nethook import Trace, TraceDict
-from ..probes import target_ids
-from .base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
-from .keys import pad_batch
-from .teacher import bleed_check, bleed_note, check_note, control_tokens, prompt_check
+from editlab.facts import Fact
+from editlab.nethook import Trace, TraceDict
+from editlab.probes import target_ids
+from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
+from editlab.methods.keys import pad_batch
+from editlab.methods.teacher import bleed_check, bleed_note, check_note, control_tokens, prompt_check
 
 NAME = "kn"
 CAPABILITIES = Capabilities()  # several facts: one after another

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..facts import Fact
-from .base import Capabilities, MethodContext, stats_and_templates
-from .keys import locate
-from .multilayer import BatchHParams, Solver, covariances, default_layers, read_at, shortfall_note, spread, written_fraction
-from .multilayer import touched as touched  # the contract's weights written: every W_l of the range
-from . import predicate
-from .vstar import targets
+from editlab.facts import Fact
+from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
+from editlab.methods.keys import locate
+from editlab.methods.multilayer import BatchHParams, Solver, covariances, default_layers, read_at, shortfall_note, spread, written_fraction
+from editlab.methods.multilayer import touched as touched  # the contract's weights written: every W_l of the range
+from editlab.methods import predicate
+from editlab.methods.vstar import targets
 
 NAME = "memit"
 CAPABILITIES = Capabilities(batch=True, negation_objective=True)

@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..bounded import short
-from ..facts import Fact
-from ..nethook import Trace
-from ..templates import STARTS
-from .base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances
-from .keys import Located, locate, pad_batch
-from . import vstar
+from editlab.bounded import short
+from editlab.facts import Fact
+from editlab.nethook import Trace
+from editlab.templates import STARTS
+from editlab.methods.base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances
+from editlab.methods.keys import Located, locate, pad_batch
+from editlab.methods import vstar
 
 CHUNK = 64  # sequences per forward pass when reading keys
 

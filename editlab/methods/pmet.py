@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..bounded import short
-from .base import Capabilities, MethodContext, stats_and_templates
-from .keys import locate
-from .memit import memit_solver, scaled_lambda
-from .multilayer import (BatchHParams, covariances, default_layers, read_at, shortfall_note, spread, touched,
+from editlab.bounded import short
+from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
+from editlab.methods.keys import locate
+from editlab.methods.memit import memit_solver, scaled_lambda
+from editlab.methods.multilayer import (BatchHParams, covariances, default_layers, read_at, shortfall_note, spread, touched,
                          written_fraction)
-from .vstar import targets
+from editlab.methods.vstar import targets
 
 NAME = "pmet"
 CAPABILITIES = Capabilities(batch=True, negation_objective=True)  # the shared v* (editlab.methods.vstar)

@@ -19,13 +19,13 @@ import re
 
 import torch
 
-from ..facts import Fact
-from ..nethook import Trace, TraceDict
-from ..probes import target_ids
-from .base import EditError
-from .keys import Located, locate, pad_batch, read_kv
-from .multilayer import add_to_weight
-from .vstar import _with_delta
+from editlab.facts import Fact
+from editlab.nethook import Trace, TraceDict
+from editlab.probes import target_ids
+from editlab.methods.base import EditError
+from editlab.methods.keys import Located, locate, pad_batch, read_kv
+from editlab.methods.multilayer import add_to_weight
+from editlab.methods.vstar import _with_delta
 
 NAME = "predicate"
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..bounded import short
-from ..facts import Fact
-from .base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
+from editlab.bounded import short
+from editlab.facts import Fact
+from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
-from . import predicate, vstar
-from .keys import locate, read_kv
+from editlab.methods import predicate, vstar
+from editlab.methods.keys import locate, read_kv
 
 NAME = "rome"
 # Several facts are written one after another (one rank-one update each), as the reference does.

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..facts import Fact
-from ..probes import Probe, measure, target_ids
-from .keys import pad_batch
+from editlab.facts import Fact
+from editlab.probes import Probe, measure, target_ids
+from editlab.methods.keys import pad_batch
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..bounded import short
-from ..facts import Fact
-from ..model import cache_kwargs, output_cache
-from ..nethook import Trace, TraceDict
-from ..probes import target_ids
-from .base import EditError, MethodContext
-from .keys import locate, pad_batch
+from editlab.bounded import short
+from editlab.facts import Fact
+from editlab.model import cache_kwargs, output_cache
+from editlab.nethook import Trace, TraceDict
+from editlab.probes import target_ids
+from editlab.methods.base import EditError, MethodContext
+from editlab.methods.keys import locate, pad_batch
 
 Progress = Callable[[int, int, str], None]
 

@@ -17,4 +17,5 @@ def test_set_items_are_read_or_refused_naming_the_set(items):
     out, _ = accepted_or_refused(parse_sets, items, names=["--set"])
     if out is not None:
         assert len(out) == len(items) and all(isinstance(k, str) and k == k.strip() and k for k in out)
-        check_tree(out, "--set")
+        for value in out.values():  # each value within the bounds (the mapping of them is one level more)
+            check_tree(value, "--set")

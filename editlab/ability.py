@@ -80,7 +80,7 @@ class AbilityConfig:
     ppl_chars: int = 1200
 
     def __post_init__(self):
-        from editlab.bounded import short, whole
+        from editlab.core.bounded import short, whole
 
         for name in ("sizes", "max_gen_tokens", "sources"):
             if not isinstance(getattr(self, name), Mapping):
@@ -108,7 +108,7 @@ class AbilityConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AbilityConfig":
         """From a mapping of field names (e.g. a YAML file); unknown keys are an error."""
-        from editlab.bounded import check_tree, short
+        from editlab.core.bounded import check_tree, short
 
         check_tree(d, "ability settings")
         if not isinstance(d, Mapping):

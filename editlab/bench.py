@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from editlab import experiments, methods, runs
-from editlab.bounded import whole
+from editlab.core.bounded import whole
 from editlab.ability import Cancelled
 from editlab.datasets import Dataset, load_dataset
-from editlab.limits import current as current_limits
-from editlab.limits import deadline
+from editlab.core.limits import current as current_limits
+from editlab.core.limits import deadline
 from editlab.facts import Fact
 from editlab.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from editlab.probes import Measure, Probe, ProbeReport, default_probes
@@ -470,7 +470,7 @@ def checkpoint_of(row: MethodResult) -> tuple[dict, list, dict]:
 # ---- entry points -------------------------------------------------------------------------------------
 def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mapping[str, dict]) -> dict:
     """The configuration a run is stored (and found again) under."""
-    from editlab.paths import key_digest
+    from editlab.core.paths import key_digest
 
     return {
         "model": handle.name, "revision": getattr(handle, "revision", None), "fingerprint": handle.fingerprint,

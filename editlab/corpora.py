@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from editlab import paths
+from editlab.core import paths
 
 _HF = "https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
 # name -> (URL, file under the cache root's corpora/)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.facts import Fact, Neighbor
 
 FORMATS = ("counterfact", "counterfact-rome", "zsre", "knowedit", "facts")
@@ -154,7 +154,7 @@ def load_upload(name: str, data: bytes, *, skip_invalid: bool = True, limits=Non
     import os
     import tempfile
 
-    from editlab.limits import current
+    from editlab.core.limits import current
 
     name = Path(str(name or "upload")).name  # a visitor's file name, not a path
     suffix = Path(name).suffix.lower()

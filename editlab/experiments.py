@@ -39,7 +39,7 @@ import torch
 from editlab import metrics
 from editlab.ability import AbilitySuite, Cancelled
 from editlab.facts import Fact
-from editlab.limits import deadline
+from editlab.core.limits import deadline
 from editlab.methods.base import EditError
 from editlab.model import weights_digest
 from editlab.muting import MutingProbe, heldout_text

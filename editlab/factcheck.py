@@ -202,7 +202,7 @@ def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Cali
     the disk cache, keyed by the model's fingerprint, the form, the split, the bundled data and this
     procedure's version. The default model's is bundled (``data/factcheck_calibrations.json``, made by
     ``benchmarks/factcheck_forms.py`` and checked by the tests), so a first edit does not wait for it."""
-    from editlab import paths
+    from editlab.core import paths
 
     form = check_form(form or default_form(handle.tokenizer))
     digest = calibration_key(handle.fingerprint, form, split)
@@ -228,7 +228,7 @@ def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Cali
 def calibration_key(fingerprint: str, form: str, split: str = "calibrate") -> str:
     """What determines a calibration: the model, the form, the split, the bundled statements, this
     procedure's version."""
-    from editlab import paths
+    from editlab.core import paths
 
     data = paths.key_digest(data=DATA.read_text(encoding="utf-8"))
     return paths.key_digest(model=fingerprint, form=form, split=split, data=data, version=VERSION)

@@ -6,7 +6,7 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
 
 
@@ -48,7 +48,7 @@ class Fact:
     negated_prompt: str | None = None
 
     def __post_init__(self):
-        from editlab.limits import current
+        from editlab.core.limits import current
 
         limits = current()
 

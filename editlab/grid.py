@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from editlab import methods
-from editlab.bounded import short
-from editlab.paths import key_digest
+from editlab.core.bounded import short
+from editlab.core.paths import key_digest
 
 CELL_VERSION = 1  # bump when a cell's meaning changes, so stored cells are not taken for new ones
 GRID_KEY = "grid"  # the stored run's config holds the cell's identity under this key
@@ -223,7 +223,7 @@ class GridSpec:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
         """Read a grid file; relative paths in it are relative to the file."""
-        from editlab.yamlfile import read_yaml_mapping
+        from editlab.core.yamlfile import read_yaml_mapping
 
         path = Path(path)
         data = read_yaml_mapping(str(path), what="a grid (models, methods, datasets, ...)")
@@ -431,7 +431,7 @@ def _protocol(p) -> Protocol:
 def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
     """{method: overrides}; a string value is an (EasyEdit) YAML file, read now so that the cell
     carries the values and a worker needs no file."""
-    from editlab.yamlfile import read_yaml_mapping
+    from editlab.core.yamlfile import read_yaml_mapping
 
     if value is None:
         return {}

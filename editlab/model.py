@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from editlab import paths
+from editlab.core import paths
 from editlab.nethook import get_module
-from editlab.turns import Turns
+from editlab.core.turns import Turns
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -132,7 +132,7 @@ class ModelHandle:
 
     ``lock`` serialises everything that changes or reads the weights (several app sessions may
     share one resident model); ``turns`` lines up the app's requests for it first come, first
-    served, and tells a waiting one its place and wait (:mod:`editlab.turns`). ``fingerprint``
+    served, and tells a waiting one its place and wait (:mod:`editlab.core.turns`). ``fingerprint``
     identifies the *unedited* weights for disk caches.
     """
 

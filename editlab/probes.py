@@ -17,9 +17,9 @@ import torch
 
 from editlab import factcheck
 from editlab.ablation import ablation_summary, predicate_variants
-from editlab.bounded import whole
+from editlab.core.bounded import whole
 from editlab.facts import Fact
-from editlab.limits import current as current_limits
+from editlab.core.limits import current as current_limits
 from editlab.negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")

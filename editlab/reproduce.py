@@ -636,7 +636,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     from editlab import experiments
     from editlab.datasets import Dataset
     from editlab.experiments import Plan
-    from editlab.limits import current as current_limits
+    from editlab.core.limits import current as current_limits
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset, facts = _muting_facts(dataset, n)

@@ -24,7 +24,7 @@ import torch
 
 from editlab import factcheck, methods
 from editlab.facts import Fact
-from editlab.limits import current as current_limits
+from editlab.core.limits import current as current_limits
 from editlab.methods.base import EditError, HParamsBase, MethodContext
 from editlab.model import weights_digest
 from editlab.nethook import get_parameter
@@ -199,7 +199,7 @@ class EditSession:
         elif isinstance(hparams, mod.HParams):
             hp = hparams
         else:
-            from editlab.bounded import short
+            from editlab.core.bounded import short
 
             what = (f"{type(hparams).__module__}.{type(hparams).__qualname__}" if isinstance(hparams, HParamsBase)
                     else f"the {type(hparams).__name__} {short(hparams, 60)}")
@@ -343,7 +343,7 @@ class EditSession:
     def _unedited_file(self, key: tuple):
         """Disk cache of the unedited model's measurements: determined by the model (fingerprint)
         and what is measured (targets, prefix, every probe field)."""
-        from editlab import paths
+        from editlab.core import paths
 
         digest = paths.key_digest(model=self.handle.fingerprint, targets=key[:2], prefix=key[2],
                                   probes=[dataclasses.asdict(p) for p in key[3]], version=2)
@@ -352,7 +352,7 @@ class EditSession:
     def measure_unedited(self, fact: Fact, probes: Sequence[Probe]):
         """The unedited model's measurements: computed once per model and probe set, then read
         from memory or the disk cache."""
-        from editlab import paths
+        from editlab.core import paths
 
         probes = self.probes_for(fact, probes)
         key = ("unedited",) + self._probe_key(fact, probes, "")

@@ -24,7 +24,9 @@ from typing import Callable
 
 import torch
 
-from editlab import corpora, paths
+from editlab import corpora
+
+from editlab.core import paths
 from editlab.nethook import TraceDict
 
 Progress = Callable[[int, int, str], None]

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from editlab import paths
+from editlab.core import paths
 from editlab.stats import Corpus, cache_path, easyedit_samples_to_tokens, resolve_corpus
 
 FILE_RE = re.compile(r"^(?P<module>.+?)_(?P<dtype>float16|bfloat16|float32|float64)_mom2(?:_(?P<n>\d+))?\.npz$")

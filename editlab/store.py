@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from editlab import paths
+from editlab.core import paths
 
 APPLICATION_ID = 0x45444C42  # "EDLB": marks the file as an editlab run store
 SCHEMA_NAME = "editlab-runs"

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from editlab import metrics as quality_metrics
-from editlab import paths
+from editlab.core import paths
 from editlab.ability import AbilityConfig, AbilitySuite, Cancelled
 from editlab.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
 from editlab.runs import StoredRun, run_stored
 from editlab.facts import Fact
-from editlab.limits import current as current_limits
+from editlab.core.limits import current as current_limits
 from editlab.muting import MutingProbe
 from editlab.session import EditSession
 from editlab.store import RunStore

@@ -20,7 +20,7 @@ import unicodedata
 
 import torch
 
-from editlab import paths
+from editlab.core import paths
 
 STARTS = ("The", "Therefore", "Because", "I", "You")
 # Part of the cache key. 2: a length counts the whole prefix, start word included (as the reference);

@@ -36,8 +36,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from editlab import paths
-from editlab.limits import current as current_limits
+from editlab.core import paths
+from editlab.core.limits import current as current_limits
 from editlab.model import weights_digest
 from editlab.nethook import TraceDict
 from editlab.probes import target_ids

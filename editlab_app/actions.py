@@ -11,7 +11,7 @@ from typing import Callable, MutableMapping, Sequence
 
 from editlab import EditError, Fact, Neighbor, Probe, ProbeReport
 from editlab.probes import negation_form
-from editlab.turns import Wait
+from editlab.core.turns import Wait
 
 from . import state as S
 

@@ -17,7 +17,7 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_SAMPLE_CORPUS`` | ``0`` | ``1``: offline, no corpus, nothing bundled for the layers: sample a statistics corpus from the model (slow) instead of refusing the edit |
 | ``EDITLAB_MAX_UPLOAD_MB`` | ``2`` | size limit for uploaded fact files (JSON / JSONL / CSV) |
 | ``EDITLAB_OPERATOR_KEY`` | none | opening the app with ``?operator=<key>`` shows every visitor's runs |
-| ``EDITLAB_MAX_...`` | see ``editlab.limits`` | the library's request limits (shown on the start page) |
+| ``EDITLAB_MAX_...`` | see ``editlab.core.limits`` | the library's request limits (shown on the start page) |
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from editlab import bounded
+from editlab.core import bounded
 
 _PATH_RE = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[\"'(=]))(/(?:[\w.@+-]+/)+[\w.@+-]*)")
 

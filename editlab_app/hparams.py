@@ -1,7 +1,7 @@
 """A method's hyperparameters as widgets, built from its ``HParams`` dataclass alone.
 
 Any registered method gets an expander without code here: booleans become checkboxes, ints and
-floats number boxes, everything else a text box holding YAML (parsed by ``editlab.bounded.load_yaml``: bounded in size and depth).
+floats number boxes, everything else a text box holding YAML (parsed by ``editlab.core.bounded.load_yaml``: bounded in size and depth).
 Defaults come from ``HParams.for_model(handle)``; values the operator fixes (``EDITLAB_MOM2_TOKENS``)
 are shown read-only; fields that name files or devices are operator-only and never shown.
 """
@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-from editlab import bounded, methods
+from editlab import methods
+
+from editlab.core import bounded
 
 # Fields a visitor must not set on a public Space: they name files to read or devices to use.
 HIDDEN_SUFFIXES = ("_dataset", "_path", "_dir", "_file", "device")

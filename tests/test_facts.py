@@ -103,7 +103,7 @@ def test_a_prompt_may_hold_line_breaks_and_a_year_may_be_a_number():
 
 
 def test_the_prompt_length_cap_holds_after_the_subject_is_put_in():
-    from editlab.limits import current
+    from editlab.core.limits import current
 
     cap = current().max_prompt_chars
     subject = "S" * (cap - 5)

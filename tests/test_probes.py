@@ -154,7 +154,7 @@ def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
     """The memory bound: with a prompt as long as the operator allows, no probe pass makes a
     logits tensor larger than (prompts in a batch) × (longest target + 1) × vocabulary — ≈ 25 MB
     for SmolLM2 at 16 prompts and 8-token targets — where a full row per prompt position took GBs."""
-    from editlab.limits import current
+    from editlab.core.limits import current
 
     cap = current().max_prompt_chars
     prompt = ("The mother tongue of Danielle Darrieux is " + "very " * cap)[: cap - len(" clearly")] + " clearly"

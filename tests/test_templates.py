@@ -6,7 +6,7 @@ import unicodedata
 import pytest
 import torch
 
-from editlab import paths
+from editlab.core import paths
 from editlab.templates import STARTS, context_templates, prefix_ids
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from editlab import EditSession, Fact
-from editlab.paths import cache_root
+from editlab.core.paths import cache_root
 
 from .conftest import tiny_session
 

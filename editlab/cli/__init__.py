@@ -29,7 +29,7 @@ def describe_error(e: BaseException) -> str:
     """One line that says what was wrong and, where it helps, what to do (at most
     ``bounded.MAX_MESSAGE_CHARS`` characters). Library errors (ValueError, EditError) already
     read that way; the rest get the context they lack."""
-    from editlab.bounded import message
+    from editlab.core.bounded import message
 
     return message(_describe(e))
 

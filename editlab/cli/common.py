@@ -5,7 +5,7 @@ import argparse
 import math
 import sys
 
-from editlab.yamlfile import read_yaml_mapping  # noqa: F401  (the CLI commands import it from here)
+from editlab.core.yamlfile import read_yaml_mapping  # noqa: F401  (the CLI commands import it from here)
 
 
 def positive_int(text: str) -> int:

@@ -63,7 +63,7 @@ def fact_from_args(args) -> Fact:
 
 def parse_sets(items: list[str]) -> dict:
     """``--set KEY=VALUE`` pairs as a mapping, each value read as bounded YAML; a key given twice is refused."""
-    from editlab.bounded import load_yaml, short
+    from editlab.core.bounded import load_yaml, short
 
     out = {}
     for item in items:

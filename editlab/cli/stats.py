@@ -18,7 +18,7 @@ MAX_LAYERS = 1_000
 def parse_layers(text: str) -> list[int]:
     """"5", "4-8" or "4,5,8" -> a sorted list of layers (a range that runs backwards, a negative
     layer or more than ``MAX_LAYERS`` layers is refused with what to write)."""
-    from editlab.bounded import short
+    from editlab.core.bounded import short
 
     example = "give layers like 5, 4-8 or 4,5,8"
     out: set[int] = set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.methods.base import (AttachingMethod, Capabilities, EditError, EditMethod, HParamsBase, LoadReport, MethodContext,
                    MethodContractError, StatefulMethod, check_method)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
-from editlab import limits as _limits
-from editlab.bounded import check_tree, message, short
+from editlab.core import limits as _limits
+from editlab.core.bounded import check_tree, message, short
 from editlab.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from editlab.templates import context_templates
 
@@ -156,7 +156,7 @@ class UnknownHParamsWarning(UserWarning):
 @dataclass(frozen=True)
 class Range:
     """The values a numeric hyperparameter may take: ``lo``/``hi`` (open or closed), an operator
-    limit (a :class:`editlab.limits.Limits` field) as a further upper bound, None when optional."""
+    limit (a :class:`editlab.core.limits.Limits` field) as a further upper bound, None when optional."""
 
     lo: float | None = None
     hi: float | None = None
@@ -384,7 +384,7 @@ class HParamsBase:
 
     @classmethod
     def from_yaml(cls, path: str | Path, handle=None) -> tuple["HParamsBase", LoadReport]:
-        from editlab.yamlfile import read_yaml_mapping
+        from editlab.core.yamlfile import read_yaml_mapping
 
         return cls.from_dict(read_yaml_mapping(str(path)), handle)
 

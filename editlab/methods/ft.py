@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.facts import Fact
 from editlab.methods.base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
 from editlab.methods.teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,

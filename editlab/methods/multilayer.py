@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.facts import Fact
 from editlab.nethook import Trace
 from editlab.templates import STARTS

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
 from editlab.methods.keys import locate
 from editlab.methods.memit import memit_solver, scaled_lambda

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.facts import Fact
 from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)

@@ -49,7 +49,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 from editlab.facts import Fact
 from editlab.model import cache_kwargs, output_cache
 from editlab.nethook import Trace, TraceDict

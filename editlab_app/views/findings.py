@@ -5,7 +5,7 @@ import streamlit.components.v1 as components
 
 from editlab import methods
 from editlab.findings import to_html
-from editlab.limits import SLOTS
+from editlab.core.limits import SLOTS
 from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
 from editlab_app import bench as B
 from editlab_app import errors

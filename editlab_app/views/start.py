@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from editlab.limits import Limits
+from editlab.core.limits import Limits
 
 from editlab_app import errors
 from editlab_app.main import view

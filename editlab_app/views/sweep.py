@@ -6,7 +6,7 @@ import streamlit as st
 
 from editlab import methods
 from editlab.ability import TASKS, AbilityConfig
-from editlab.limits import SLOTS
+from editlab.core.limits import SLOTS
 from editlab.store import StoreError
 from editlab.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
 from editlab_app import bench as B

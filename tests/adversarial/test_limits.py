@@ -5,7 +5,7 @@ import pytest
 from editlab import EditSession, Fact
 from editlab.ability import AbilityConfig
 from editlab.bench import BenchConfig
-from editlab.limits import SLOTS, LimitError, Limits, deadline
+from editlab.core.limits import SLOTS, LimitError, Limits, deadline
 from editlab.muting import MutingProbe
 from editlab.sweep import SweepConfig
 

@@ -3,7 +3,7 @@ and every weight bit for bit as before (at rest and with the session's edits app
 import pytest
 
 from editlab import Fact
-from editlab.limits import LimitError
+from editlab.core.limits import LimitError
 
 from ..conftest import state_hash, tiny_session
 

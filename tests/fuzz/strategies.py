@@ -14,7 +14,7 @@ import time
 from hypothesis import event, settings, target
 from hypothesis import strategies as st
 
-from editlab.bounded import MAX_MESSAGE_CHARS
+from editlab.core.bounded import MAX_MESSAGE_CHARS
 
 SECONDS = 5.0  # one call of a parser or validator on one input
 HARD_STOP = 20  # a call still running then is interrupted, so a hang fails one example, not the run

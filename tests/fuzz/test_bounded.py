@@ -1,9 +1,9 @@
-"""editlab.bounded.load_yaml on any text: random characters, and YAML built to hurt (alias bombs,
+"""editlab.core.bounded.load_yaml on any text: random characters, and YAML built to hurt (alias bombs,
 deep nesting, self-reference, duplicate keys, numbers too large for a float or an int, tabs)."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editlab.bounded import MAX_DEPTH, MAX_NODES, check_tree, load_yaml
+from editlab.core.bounded import MAX_DEPTH, MAX_NODES, check_tree, load_yaml
 
 from .strategies import accepted_or_refused, examples, settings, text_of, yaml_fragment, yaml_text
 

@@ -3,7 +3,7 @@ bounded YAML; a bad one is refused naming the --set it came from."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editlab.bounded import check_tree
+from editlab.core.bounded import check_tree
 from editlab.cli.edit import parse_sets
 
 from .strategies import accepted_or_refused, examples, settings, text, words, yaml_text

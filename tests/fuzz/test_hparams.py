@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from editlab import methods
-from editlab.bounded import MAX_MESSAGE_CHARS
+from editlab.core.bounded import MAX_MESSAGE_CHARS
 from editlab.methods.base import IGNORED_EASYEDIT_KEYS
 
 from .strategies import accepted_or_refused, examples, keys, settings, values

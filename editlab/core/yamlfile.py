@@ -1,5 +1,5 @@
 """Reading a YAML file of settings (hyperparameters, a grid, limits) with errors that name the file,
-bounded in size and depth (:mod:`editlab.bounded`) and refusing a key given twice."""
+bounded in size and depth (:mod:`editlab.core.bounded`) and refusing a key given twice."""
 from __future__ import annotations
 
 
@@ -7,7 +7,7 @@ def read_yaml_mapping(path: str, what: str = "hyperparameters") -> dict:
     """A YAML file that must hold a mapping (``{}`` when empty), with errors that name the file."""
     import os
 
-    from editlab.bounded import MAX_TEXT_CHARS, load_yaml
+    from editlab.core.bounded import MAX_TEXT_CHARS, load_yaml
 
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder; give a YAML file of {what}")

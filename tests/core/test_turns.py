@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from editlab.turns import Turns, Wait
+from editlab.core.turns import Turns, Wait
 
 
 def _run_together(turns: Turns, kinds: list[str], hold_s: float, waits: dict, order: list):
@@ -54,7 +54,7 @@ def test_the_estimate_is_unknown_until_a_request_of_the_kind_ahead_was_timed():
 
 
 def _join(turns: Turns, owner: str, kind: str):
-    from editlab.turns import Ticket
+    from editlab.core.turns import Ticket
 
     with turns._cond:
         t = Ticket(999, owner, kind, turns._clock())

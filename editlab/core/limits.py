@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Mapping
 
-from editlab.bounded import short
+from editlab.core.bounded import short
 
 ENV_PREFIX = "EDITLAB_"
 

@@ -1,4 +1,4 @@
-"""editlab.bounded.load_yaml: YAML that PyYAML's own constructors fail on with a KeyError,
+"""editlab.core.bounded.load_yaml: YAML that PyYAML's own constructors fail on with a KeyError,
 IndexError, AttributeError or TypeError, or with a ValueError that quotes the value whole, is
 refused with a short ValueError naming the text it came from."""
 import datetime
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from editlab.bounded import BoundError, load_yaml
+from editlab.core.bounded import BoundError, load_yaml
 
 
 @pytest.mark.parametrize("text", [

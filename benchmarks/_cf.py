@@ -8,7 +8,7 @@ from pathlib import Path
 
 from editlab import Fact
 from editlab.bench import UNEDITED, BenchConfig, run_bench
-from editlab.datasets import load_dataset
+from editlab.facts.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

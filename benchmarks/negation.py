@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._cf import WIKITEXT, git_commit, load_facts  # noqa: E402
 from editlab import EditSession, Fact, experiments, load_model, metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
-from editlab.facts import negate  # noqa: E402
+from editlab.facts.fact import negate  # noqa: E402
 from editlab.judge import first_clause  # noqa: E402
 from editlab.muting import heldout_text  # noqa: E402
 from editlab.probes import Probe, default_probes  # noqa: E402

@@ -6,7 +6,7 @@ success" critique is that the edited model then answers the same whatever the *s
 subject, into variants that differ only in the predicate:
 
 * ``original``          — the prompt as given ("The Eiffel Tower is located in the city of");
-* ``negated``           — :func:`editlab.negation.negate`'s form "not" where it puts "not" after an
+* ``negated``           — :func:`editlab.facts.negation.negate`'s form "not" where it puts "not" after an
   auxiliary or modal ("... is not located in ...", "... cannot be found in ..."); for a prompt that
   already says "not", the variant is ``affirmed`` (the "not" removed);
 * ``predicate-removed`` — the auxiliary and any "not" deleted ("The Eiffel Tower located in ...").
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from editlab.negation import AUXILIARIES, negate
+from editlab.facts.negation import AUXILIARIES, negate
 
 RULES = ("original", "negated", "affirmed", "predicate-removed")
 _AUX = re.compile(r"\b(" + "|".join(AUXILIARIES) + r")(\s+not|(?<=can)not)?\b")

@@ -31,10 +31,10 @@ from typing import Callable, Mapping, Sequence
 from editlab import experiments, methods, runs
 from editlab.core.bounded import whole
 from editlab.ability import Cancelled
-from editlab.datasets import Dataset, load_dataset
+from editlab.facts.datasets import Dataset, load_dataset
 from editlab.core.limits import current as current_limits
 from editlab.core.limits import deadline
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from editlab.probes import Measure, Probe, ProbeReport, default_probes
 from editlab.session import EditSession

@@ -38,7 +38,7 @@ import torch
 
 from editlab import metrics
 from editlab.ability import AbilitySuite, Cancelled
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.core.limits import deadline
 from editlab.methods.base import EditError
 from editlab.model import weights_digest

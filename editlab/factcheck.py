@@ -168,7 +168,7 @@ def known_facts(model, tokenizer, facts: list[dict]) -> list[dict]:
 def score_form(model, tokenizer, facts: list[dict], form: str) -> dict:
     """P(True)/P(False) for each fact's true and counterfactual statement in one form (all in batched
     passes): counts of the pairwise reading and of the absolute verdicts."""
-    from editlab.facts import Fact
+    from editlab.facts.fact import Fact
     from editlab.probes import Probe, measure
 
     if not facts:

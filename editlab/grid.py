@@ -87,7 +87,7 @@ class DatasetShard:
         return name if self.shards == 1 else f"{name} [{self.shard + 1}/{self.shards}]"
 
     def load(self):
-        from editlab.datasets import load_dataset
+        from editlab.facts.datasets import load_dataset
 
         return shard(load_dataset(self.path, self.format, self.n, self.seed, self.skip_invalid), self.shard, self.shards)
 
@@ -300,7 +300,7 @@ class GridSpec:
         """Every cell, models outermost (a worker keeps its model for as long as it has cells), then
         datasets and shards, protocols, variants, methods. Reads each dataset once to count its
         facts and check the shards."""
-        from editlab.datasets import load_dataset
+        from editlab.facts.datasets import load_dataset
 
         shards: list[DatasetShard] = []
         for ds in self.datasets:
@@ -386,7 +386,7 @@ def _positive(d: Mapping, key: str, what: str) -> int | None:
 
 
 def _dataset(x, where) -> DatasetSpec:
-    from editlab.datasets import FORMATS
+    from editlab.facts.datasets import FORMATS
 
     if isinstance(x, str):
         x = {"path": x}

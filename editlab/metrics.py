@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Sequence
 
 from editlab.factcheck import prefers_statement
 from editlab.judge import judge
-from editlab.negation import FORMS
+from editlab.facts.negation import FORMS
 from editlab.probes import Measure, ProbeReport, negation_form
 from editlab.tokenacc import TokenPrediction, agreement
 

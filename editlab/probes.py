@@ -18,9 +18,9 @@ import torch
 from editlab import factcheck
 from editlab.ablation import ablation_summary, predicate_variants
 from editlab.core.bounded import whole
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
-from editlab.negation import FORMS
+from editlab.facts.negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
 TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")
@@ -63,7 +63,7 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
                    factcheck_form: str | None = None) -> list[Probe]:
     """The standard probe set for a fact; every prompt is visible and may be replaced.
 
-    Negation: one probe per form of :data:`editlab.negation.FORMS` ("not" first: PN; the others
+    Negation: one probe per form of :data:`editlab.facts.negation.FORMS` ("not" first: PN; the others
     check a result on one form against the rest), each built by :meth:`Fact.negated` — the user's
     ``negated_prompt`` for "not" when given. A form the prompt cannot be negated in as English gets
     no probe (it is left out of PN, never negated by an appended "not"). ``factcheck_form``: how the

@@ -321,7 +321,7 @@ def _calibrated(handle, config: dict) -> dict:
 def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
            cancel, fmt: str | None = None):
     from editlab.bench import BenchConfig, run_bench
-    from editlab.datasets import Dataset
+    from editlab.facts.datasets import Dataset
 
     ds = dataset.subset(n, seed) if isinstance(dataset, Dataset) else None
     cfg = BenchConfig(dataset=dataset.name if ds is not None else str(dataset), methods=(method,), n=n, seed=seed,
@@ -439,7 +439,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
     from editlab.ablation import prefers_new, ablation_summary, predicate_variants
     from editlab.bench import UNEDITED
-    from editlab.datasets import Dataset, from_facts, load_dataset
+    from editlab.facts.datasets import Dataset, from_facts, load_dataset
 
     pool = _dataset_path(dataset, "ablation")
     pool = pool.subset(None, seed) if isinstance(pool, Dataset) else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
@@ -535,7 +535,7 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
 
 def _muting_facts(dataset, n: int) -> tuple:
     """The dataset and its first ``n`` facts, in the sweep's order."""
-    from editlab.datasets import Dataset
+    from editlab.facts.datasets import Dataset
     from editlab.sweep import load_facts
 
     dataset = _dataset_path(dataset, "muting")
@@ -634,7 +634,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
     from editlab import experiments
-    from editlab.datasets import Dataset
+    from editlab.facts.datasets import Dataset
     from editlab.experiments import Plan
     from editlab.core.limits import current as current_limits
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from editlab import factcheck, methods
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
 from editlab.methods.base import EditError, HParamsBase, MethodContext
 from editlab.model import weights_digest

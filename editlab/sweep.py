@@ -29,7 +29,7 @@ from editlab.core import paths
 from editlab.ability import AbilityConfig, AbilitySuite, Cancelled
 from editlab.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
 from editlab.runs import StoredRun, run_stored
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
 from editlab.muting import MutingProbe
 from editlab.session import EditSession
@@ -91,8 +91,8 @@ SweepResult = StoredRun  # run id, status, checkpoints, where a resumed run pick
 
 
 def load_facts(path: str, n: int) -> list[Fact]:
-    """The first ``n`` facts of a dataset file, in file order (any format editlab.datasets reads)."""
-    from editlab.datasets import load_dataset
+    """The first ``n`` facts of a dataset file, in file order (any format editlab.facts.datasets reads)."""
+    from editlab.facts.datasets import load_dataset
 
     ds = load_dataset(path)
     if n > len(ds):

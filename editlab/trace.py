@@ -332,7 +332,7 @@ def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[i
     but empty, invisible or holding control characters is refused (never silently replaced by the
     greedy token)."""
     if answer is not None:
-        from editlab.facts import visible
+        from editlab.facts.fact import visible
 
         if not isinstance(answer, str):
             raise ValueError(f"the answer to trace must be text, got {type(answer).__name__}")

@@ -1,7 +1,7 @@
 """Helpers of the Benchmark page: datasets it may read, figures and tables of a BenchResult.
 
 Only formatting and file handling: every number comes from :mod:`editlab.bench`. The page reads
-datasets a visitor uploads (JSON / JSONL / CSV, parsed by ``editlab.datasets``, size-limited), the
+datasets a visitor uploads (JSON / JSONL / CSV, parsed by ``editlab.facts.datasets``, size-limited), the
 built-in example facts, and files the operator lists in ``EDITLAB_BENCH_DATASETS``
 (``os.pathsep``-separated paths); never a path typed into the page.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from editlab.bench import BenchResult
-from editlab.datasets import Dataset, from_facts, load_dataset
+from editlab.facts.datasets import Dataset, from_facts, load_dataset
 from editlab.metrics import CONVENTIONS, METRICS
 
 from .gallery import check_size, load_gallery, upload_dataset

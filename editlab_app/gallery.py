@@ -1,7 +1,7 @@
 """Example facts for the edit form: the built-in gallery and a visitor's uploaded file.
 
 Uploads are parsed as JSON, JSONL or CSV only (``json`` / ``csv`` modules through
-``editlab.datasets``), never unpickled, and refused above the operator's size limit.
+``editlab.facts.datasets``), never unpickled, and refused above the operator's size limit.
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ def load_gallery(path: Path = GALLERY) -> list[tuple[str, Fact]]:
 
 
 def upload_dataset(name: str, data: bytes, max_mb: float):
-    """An uploaded file read by :func:`editlab.datasets.load_dataset` (any format it knows), bad
+    """An uploaded file read by :func:`editlab.facts.datasets.load_dataset` (any format it knows), bad
     records left out and listed in ``skipped``; the upload's own name replaces the temporary file's
     in every message. Raises ValueError (readable) for a file too large, of another type, or
     unreadable."""
-    from editlab.datasets import load_upload
+    from editlab.facts.datasets import load_upload
 
     suffix = Path(name or "").suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:

@@ -1,4 +1,4 @@
-"""Draft editlab/data/negation_templates.json from CounterFact's prompt templates with editlab.negation's rules.
+"""Draft editlab/data/negation_templates.json from CounterFact's prompt templates with editlab.facts.negation's rules.
 
     python scripts/draft_negation_table.py ../shared/data/editing/counterfact-edit.json
 
@@ -13,7 +13,7 @@ import collections
 import json
 import sys
 
-from editlab.negation import FORMS, TABLE, negate_by_rules
+from editlab.facts.negation import FORMS, TABLE, negate_by_rules
 
 
 def draft(records: list[dict], reviewed: dict[str, dict]) -> list[dict]:

@@ -121,7 +121,7 @@ def test_cancel_stops_the_loop(handle, shift, facts5):
 
 def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):
     """The negated-edit protocol: the plan writes "... is not → new", the reports are the original's."""
-    from editlab.facts import Fact, negate
+    from editlab.facts.fact import Fact, negate
 
     original = facts5[0]
     prompt, _ = negate(original.prompt, original.subject)

@@ -84,7 +84,7 @@ def test_a_cells_key_is_stable_and_names_everything_that_determines_its_results(
 
 
 def test_shards_are_contiguous_near_equal_and_cover_the_subset(spec):
-    from editlab.datasets import load_dataset
+    from editlab.facts.datasets import load_dataset
 
     ds = load_dataset(COUNTERFACT, n=7, seed=3)
     pieces = [shard(ds, i, 3) for i in range(3)]

@@ -100,7 +100,7 @@ def run_bench_cmd(args) -> int:
         serial = [m for m in names if not methods.capabilities(m).batch]
         if serial:
             status(f"{', '.join(serial)} write the facts of a batch one after another (no joint batch update)")
-    from editlab.datasets import load_dataset
+    from editlab.facts.datasets import load_dataset
 
     dataset = load_dataset(config.dataset, config.dataset_format, config.n, config.seed, config.skip_invalid)
     if dataset.skipped:

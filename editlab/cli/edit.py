@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from editlab import methods
-from editlab.facts import Fact, Neighbor
+from editlab.facts.fact import Fact, Neighbor
 from editlab.metrics import negated_measure, negated_text_names
 from editlab.probes import ProbeReport, negation_form
 from editlab.session import EditSession

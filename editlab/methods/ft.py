@@ -25,7 +25,7 @@ import torch
 from torch.func import functional_call
 
 from editlab.core.bounded import short
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.methods.base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
 from editlab.methods.teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
                       prompt_last_nll, target_nll)

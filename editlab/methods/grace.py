@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from editlab.core.bounded import short
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from editlab.methods.teacher import batch, check_note, encode, prompt_check, target_nll
 

@@ -38,7 +38,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.methods.base import Capabilities, HParamsBase, MethodContext
 from editlab.methods.teacher import check_note, prompt_check
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.nethook import Trace, TraceDict
 from editlab.probes import target_ids
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers

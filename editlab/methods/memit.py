@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
 from editlab.methods.keys import locate
 from editlab.methods.multilayer import BatchHParams, Solver, covariances, default_layers, read_at, shortfall_note, spread, written_fraction

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import torch
 
 from editlab.core.bounded import short
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.nethook import Trace
 from editlab.templates import STARTS
 from editlab.methods.base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances

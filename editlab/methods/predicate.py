@@ -19,7 +19,7 @@ import re
 
 import torch
 
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.nethook import Trace, TraceDict
 from editlab.probes import target_ids
 from editlab.methods.base import EditError
@@ -38,7 +38,7 @@ OTHER_SUBJECTS = ("John Smith", "Maria Garcia", "Tokyo", "the United Nations", "
 def site(tokenizer, template: str, fact: Fact) -> Located | None:
     """``template`` around the fact's negated prompt, located at its "not" token (the predicate's
     position, which only a negated sentence has); None when the prompt is already negated or has no
-    grammatical negation (editlab.negation: "unnegatable")."""
+    grammatical negation (editlab.facts.negation: "unnegatable")."""
     neg, rule = fact.negated()
     if neg is None or rule.startswith("already-negated"):
         return None

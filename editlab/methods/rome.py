@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from editlab.core.bounded import short
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
 from editlab.methods import predicate, vstar

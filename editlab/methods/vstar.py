@@ -50,7 +50,7 @@ from typing import Callable, Sequence
 import torch
 
 from editlab.core.bounded import short
-from editlab.facts import Fact
+from editlab.facts.fact import Fact
 from editlab.model import cache_kwargs, output_cache
 from editlab.nethook import Trace, TraceDict
 from editlab.probes import target_ids

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from editlab import Fact, Neighbor
-from editlab.datasets import load_dataset, load_upload
+from editlab.facts.datasets import load_dataset, load_upload
 from editlab.core.limits import LimitError
 
 OK = dict(subject="Rome", prompt="Rome is the capital of", target_new="France", target_true="Italy")

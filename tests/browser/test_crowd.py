@@ -30,7 +30,7 @@ def test_three_visitors_pressing_edit_together_each_get_their_own_report_and_see
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("Playwright's Python package is not installed (pip install -r requirements-dev.txt)")
-    from editlab.datasets import load_dataset
+    from editlab.facts.datasets import load_dataset
 
     facts = list(load_dataset(need_shared(COUNTERFACT)).facts[300:303])
     with sync_playwright() as p:

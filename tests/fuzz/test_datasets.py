@@ -1,4 +1,4 @@
-"""editlab.datasets.load_upload on any upload: random bytes; JSON, JSONL and CSV of records in every
+"""editlab.facts.datasets.load_upload on any upload: random bytes; JSON, JSONL and CSV of records in every
 format the loader detects (CounterFact flat and ROME, zsRE, KnowEdit, plain facts) with random
 values; a UTF-8 byte-order mark or not; skip_invalid on and off. Loaded or refused with a bounded
 ValueError that names the upload and never the server's temporary file."""
@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from editlab import Fact
-from editlab.datasets import Dataset, load_upload
+from editlab.facts.datasets import Dataset, load_upload
 
 from .strategies import accepted_or_refused, any_text, examples, keys, numbers, settings, text, values, words
 
-# Every field name the formats use (editlab.datasets), and a few that none does.
+# Every field name the formats use (editlab.facts.datasets), and a few that none does.
 FIELD_NAMES = ["case_id", "subject", "prompt", "target_new", "target_true", "ground_truth", "rephrase_prompt",
                "locality_prompt", "locality_ground_truth", "requested_rewrite", "paraphrase_prompts",
                "neighborhood_prompts", "generation_prompts", "src", "alt", "answers", "rephrase", "loc", "loc_ans",

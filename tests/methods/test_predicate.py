@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from editlab import Fact
-from editlab.facts import negate
+from editlab.facts.fact import negate
 from editlab.methods import predicate, rome
 
 from tests.conftest import tiny_handle, tiny_session

@@ -127,7 +127,7 @@ def _mean_target_logprob(h, text: str, target: str) -> float:
 def test_the_contrast_term_is_the_true_targets_margin_after_not(handle):
     """The contrast form adds w · mean_p softplus(m + log P(o*|c_p ⊕ p⁻) − log P(o_c|c_p ⊕ p⁻)) to the
     step-0 loss (δ = 0), checked against plain forward passes: neither target's term may be dropped."""
-    from editlab.facts import negate
+    from editlab.facts.fact import negate
 
     h = tiny_handle("llama", handle.tokenizer)
     site = [h.arch.mlp_out_proj(1)]
@@ -166,7 +166,7 @@ def test_an_unknown_negation_objective_is_named(module, handle):
 
 def test_the_two_sided_form_adds_the_positive_margin(handle):
     """two-sided = the contrast term + w · mean_p softplus(m + log P(o_c|c_p ⊕ p) − log P(o*|c_p ⊕ p))."""
-    from editlab.facts import negate
+    from editlab.facts.fact import negate
 
     h = tiny_handle("llama", handle.tokenizer)
     site = [h.arch.mlp_out_proj(1)]
@@ -188,7 +188,7 @@ def test_the_negated_prompt_has_the_positive_prompts_key_at_the_subject(handle, 
     comes after the subject, so a causal model's key there (ROME's k*, the keys MEMIT/AlphaEdit
     solve for and AlphaEdit would protect) is the same for "X is" and "X is not". A constraint
     "keep the output at the negated prompt's key" would constrain the very key being written."""
-    from editlab.facts import negate
+    from editlab.facts.fact import negate
     from editlab.methods.keys import locate, read_kv
 
     layer = rome.default_layer(handle)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from editlab import Neighbor
-from editlab.datasets import (detect_format, from_facts, load_counterfact, load_dataset, load_facts, load_knowedit,
+from editlab.facts.datasets import (detect_format, from_facts, load_counterfact, load_dataset, load_facts, load_knowedit,
                               load_zsre)
 
 from .conftest import COUNTERFACT, SHARED, need_shared

@@ -1,4 +1,4 @@
-"""Facts to edit. The negation the probes use lives in :mod:`editlab.negation` (re-exported here)."""
+"""Facts to edit. The negation the probes use lives in :mod:`editlab.facts.negation` (re-exported here)."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from editlab.core.bounded import short
-from editlab.negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.negate is public API)
+from editlab.facts.negation import AUXILIARIES, negate  # noqa: F401  (editlab.facts.fact.negate is public API)
 
 
 def visible_form(text: str) -> str:
@@ -163,7 +163,7 @@ class Fact:
         return self.prompt[:i] + "{}" + self.prompt[i + len(self.subject):]
 
     def negated(self, form: str = "not") -> tuple[str | None, str]:
-        """The prompt negated in ``form`` (:data:`editlab.negation.FORMS`): the user's own
+        """The prompt negated in ``form`` (:data:`editlab.facts.negation.FORMS`): the user's own
         ``negated_prompt`` for the "not" form when given (rule ``"given"``), else
         :func:`editlab.negate` — ``(None, "unnegatable: ...")`` where no English negation is found."""
         if form == "not" and self.negated_prompt is not None:

@@ -49,7 +49,8 @@ def test_negation_rules(prompt, subject, expected, rule):
 
 
 def test_facts_negate_is_the_negation_module():
-    from editlab import facts, negation
+    from editlab.facts.fact import fact as facts
+    from editlab.facts.fact import negation
 
     assert facts.negate is negation.negate
 
@@ -67,7 +68,7 @@ def test_a_given_negated_prompt_is_used_for_the_not_form_and_checked():
 
 
 def test_a_dataset_record_may_carry_its_own_negated_prompt(tmp_path):
-    from editlab.datasets import load_dataset
+    from editlab.facts.datasets import load_dataset
 
     path = tmp_path / "facts.json"
     path.write_text('[{"subject": "Toko Yasuda", "prompt": "{}\'s instrument:", "target_new": "guitar", '

@@ -1,4 +1,4 @@
-"""editlab.negation: grammatical negation of cloze prompts and questions, its template table, and its
+"""editlab.facts.negation: grammatical negation of cloze prompts and questions, its template table, and its
 behaviour over the shared CounterFact and zsRE files (never "... developed by not")."""
 import json
 from collections import Counter
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from editlab import negate as public_negate
-from editlab.negation import AUXILIARIES, FORMS, negate, negate_by_rules, templates
+from editlab.facts.negation import AUXILIARIES, FORMS, negate, negate_by_rules, templates
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "editing"
 CHECKED = Path(__file__).parent / "data" / "negations_checked.json"

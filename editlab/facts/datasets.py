@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from editlab.core.bounded import short
-from editlab.facts import Fact, Neighbor
+from editlab.facts.fact import Fact, Neighbor
 
 FORMATS = ("counterfact", "counterfact-rome", "zsre", "knowedit", "facts")
 UPLOAD_SUFFIXES = (".json", ".jsonl", ".csv")
@@ -98,7 +98,7 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
                          "UTF-8 and upload it again") from None
     except RecursionError:
         raise ValueError(f"{path.name}: the JSON is nested too deeply to read; a record is an object of "
-                         "strings and lists (see editlab.datasets)") from None
+                         "strings and lists (see editlab.facts.datasets)") from None
 
 
 def _parse_records(path: Path) -> list[tuple[str, object]]:
@@ -389,7 +389,7 @@ def detect_format(record: object) -> str:
     raise RecordError(
         "cannot tell the dataset format from its fields "
         + ", ".join(k if len(k) <= 60 else short(k, 60) for k in sorted(map(str, keys))[:12])  # CSV headers, any length
-        + f"; supported: {', '.join(FORMATS)} (see editlab.datasets)"
+        + f"; supported: {', '.join(FORMATS)} (see editlab.facts.datasets)"
     )
 
 

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from editlab import EditSession, load_model, metrics  # noqa: E402
 from editlab.facts.datasets import load_dataset  # noqa: E402
-from editlab.model import weights_digest  # noqa: E402
+from editlab.model.handle import weights_digest  # noqa: E402
 from editlab.reproduce import muting  # noqa: E402
 
 

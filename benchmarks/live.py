@@ -84,13 +84,13 @@ def fresh() -> None:
     print("stdout:")
     print(done.stdout)
     conv = sorted(convert_once() for _ in range(3))
-    print(f"of which converting the embedded GGUF alone (editlab.model.embedded_model_dir, after the imports; "
+    print(f"of which converting the embedded GGUF alone (editlab.model.handle.embedded_model_dir, after the imports; "
           f"fresh cache each): {conv[1]:.1f} s (median of 3: {', '.join(f'{c:.1f}' for c in conv)})\n")
 
 
 CONVERT = """
 import sys, time
-import transformers, editlab.model as m
+import transformers, editlab.model.handle as m
 t0 = time.perf_counter(); m.embedded_model_dir(m.DEFAULT_MODEL); print(time.perf_counter() - t0)
 """
 

@@ -4,7 +4,7 @@ No Streamlit here: the CLI (``editlab``) and the app are thin front ends over th
 """
 from editlab.facts.fact import Fact, Neighbor, negate
 from editlab.methods import EditError, available as available_methods
-from editlab.model import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
+from editlab.model.handle import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
 from editlab.probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
 from editlab.session import EditRecord, EditSession
 

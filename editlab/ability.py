@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from editlab import corpora
+from editlab.model.handle import corpora
 
 TRUTHFULQA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
@@ -683,7 +683,7 @@ def live_lm(handle, batch_size: int = 8, cancel=None, prefix: str = ""):
 
 
 def _wikitext2_online(timeout: float = 60.0) -> str:
-    """WikiText-2's test split as one text (:func:`editlab.corpora.wikitext`)."""
+    """WikiText-2's test split as one text (:func:`editlab.model.corpora.wikitext`)."""
     try:
         return "\n".join(corpora.wikitext("wikitext-2-test", timeout))
     except Exception as e:

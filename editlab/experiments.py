@@ -41,9 +41,9 @@ from editlab.ability import AbilitySuite, Cancelled
 from editlab.facts.fact import Fact
 from editlab.core.limits import deadline
 from editlab.methods.base import EditError
-from editlab.model import weights_digest
+from editlab.model.handle import weights_digest
 from editlab.muting import MutingProbe, heldout_text
-from editlab.nethook import get_parameter
+from editlab.model.nethook import get_parameter
 from editlab.probes import ProbeReport, default_probes, measure, target_ids
 from editlab.session import EditSession
 

@@ -197,7 +197,7 @@ BUNDLED = Path(__file__).resolve().parent / "data" / "factcheck_calibrations.jso
 
 
 def calibrate(handle, form: str | None = None, split: str = "calibrate") -> Calibration:
-    """The fact-check calibration of a loaded model (a :class:`~editlab.model.ModelHandle`): computed
+    """The fact-check calibration of a loaded model (a :class:`~editlab.model.handle.ModelHandle`): computed
     once (two batched passes over the bundled statements: seconds for a small model), then read from
     the disk cache, keyed by the model's fingerprint, the form, the split, the bundled data and this
     procedure's version. The default model's is bundled (``data/factcheck_calibrations.json``, made by

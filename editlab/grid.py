@@ -324,7 +324,7 @@ class GridSpec:
 
 
 def _default_model() -> str:
-    from editlab.model import DEFAULT_MODEL
+    from editlab.model.handle import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
@@ -479,7 +479,7 @@ class Experiment:
     kind = "bench"
 
     def load(self, model: ModelSpec):
-        from editlab.model import load_model
+        from editlab.model.handle import load_model
 
         return load_model(model.name, revision=model.revision, dtype=model.dtype, quantization=model.quantization)
 

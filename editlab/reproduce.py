@@ -520,7 +520,7 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
     if path:
         paras = corpus_paragraphs(Path(path).read_text(encoding="utf-8"))
     elif online:
-        from editlab.corpora import wikitext
+        from editlab.model.corpora import wikitext
 
         paras = corpus_paragraphs("\n".join(wikitext("wikitext-2-test")))
     else:

@@ -26,8 +26,8 @@ from editlab import factcheck, methods
 from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
 from editlab.methods.base import EditError, HParamsBase, MethodContext
-from editlab.model import weights_digest
-from editlab.nethook import get_parameter
+from editlab.model.handle import weights_digest
+from editlab.model.nethook import get_parameter
 from editlab.probes import Measure, Probe, ProbeReport, default_probes, measure, negation_form
 
 _ids = itertools.count(1)

@@ -20,7 +20,7 @@ run's state there already equals the clean one (causal attention), so its effect
 Results are cached on disk per (model state, prompt, answer, settings); the model state is a key
 the caller gives (``EditSession.state_key()``), or a digest of the current weights.
 
-Every hook goes through :mod:`editlab.nethook`; modules come from the architecture map.
+Every hook goes through :mod:`editlab.model.nethook`; modules come from the architecture map.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ import torch
 
 from editlab.core import paths
 from editlab.core.limits import current as current_limits
-from editlab.model import weights_digest
-from editlab.nethook import TraceDict
+from editlab.model.handle import weights_digest
+from editlab.model.nethook import TraceDict
 from editlab.probes import target_ids
 
 KINDS = ("residual", "mlp", "attn")
@@ -170,7 +170,7 @@ def embedding_std(handle) -> float:
 
 def state_digest(handle) -> str:
     """Digest of every parameter's current bytes (tied weights once), after the unedited model's
-    fingerprint: the model state as it is now (:func:`editlab.model.weights_digest`).
+    fingerprint: the model state as it is now (:func:`editlab.model.handle.weights_digest`).
 
     Costs one pass over the weights (~0.5 s for the 135M default on CPU); pass an explicit state
     key (``EditSession.state_key()``) to skip it.

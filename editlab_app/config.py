@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from editlab.model import DEFAULT_MODEL
+from editlab.model.handle import DEFAULT_MODEL
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

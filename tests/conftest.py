@@ -77,7 +77,7 @@ def corpus_path():
 
 def state_hash(model) -> str:
     """Digest of every tensor in the state dict (tied weights once), for bit-for-bit comparisons."""
-    from editlab.model import weights_digest
+    from editlab.model.handle import weights_digest
 
     return weights_digest(sorted(model.state_dict().items()), length=None)
 
@@ -102,7 +102,7 @@ def tiny_model(family: str):
 
 
 def tiny_handle(family: str, tokenizer):
-    from editlab.model import ModelHandle
+    from editlab.model.handle import ModelHandle
 
     return ModelHandle(tiny_model(family), tokenizer, name=f"tiny-{family}")
 

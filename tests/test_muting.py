@@ -6,7 +6,7 @@ import math
 import pytest
 
 from editlab.muting import MutingProbe, is_empty, ngram_entropy, repeated_token_rate, repeats, score_outputs
-from editlab.nethook import Trace
+from editlab.model.nethook import Trace
 
 
 def test_empty_means_nothing_but_whitespace_or_special_tokens():

@@ -43,7 +43,7 @@ def non_negative_float(text: str) -> float:
 
 
 def add_model_args(p) -> None:
-    from editlab.model import DEFAULT_MODEL
+    from editlab.model.handle import DEFAULT_MODEL
 
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local folder or {DEFAULT_MODEL!r} (default)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
@@ -53,7 +53,7 @@ def add_model_args(p) -> None:
 
 
 def load(args):
-    from editlab.model import load_model
+    from editlab.model.handle import load_model
 
     status(f"loading {args.model} ...")
     return load_model(args.model, device=args.device, dtype=args.dtype, quantization=args.quantization,

@@ -54,7 +54,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from safetensors import safe_open
 
-    from editlab.stats import cache_path, resolve_corpus, second_moments, write_bundle
+    from editlab.model.stats import cache_path, resolve_corpus, second_moments, write_bundle
 
     layers = parse_layers(args.layers)
     handle = load(args)

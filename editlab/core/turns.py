@@ -1,7 +1,7 @@
 """Whose turn it is on a shared model: a first-come, first-served line of requests.
 
 Several visitors of one app share one resident model, and an edit or a probe run holds it for
-seconds. :class:`Turns` (one per :class:`~editlab.model.ModelHandle`, ``handle.turns``) lines
+seconds. :class:`Turns` (one per :class:`~editlab.model.handle.ModelHandle`, ``handle.turns``) lines
 their requests up in the order they came: a request waits until every one before it has finished,
 and while it waits it hears, every ``poll_s`` seconds, its place in the line and an estimate of
 the wait (:class:`Wait`). The estimate is the running request's expected time left plus the

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from editlab.core import paths
-from editlab.model import weights_digest
+from editlab.model.handle import weights_digest
 from editlab.templates import context_templates
 from editlab.methods.base import Capabilities, EditError, MethodContext
 from editlab.methods.keys import locate

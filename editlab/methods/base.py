@@ -16,7 +16,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from editlab.core import limits as _limits
 from editlab.core.bounded import check_tree, message, short
-from editlab.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
+from editlab.model.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from editlab.templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
@@ -576,8 +576,8 @@ def layer_covariances(handle, layers: list[int], hp, ctx: MethodContext) -> dict
     """C_l = E[k kᵀ] for each layer, one statistics pass (cached on disk). ``hp.mom2_dataset``: a
     corpus file or the name of imported statistics; otherwise the session's corpus, the statistics
     bundled for this model, WikiText online, or (when the session allows it) model-sampled text."""
-    from editlab.stats import second_moments
-    from editlab.stats_import import resolve_stats_corpus
+    from editlab.model.stats import second_moments
+    from editlab.model.stats_import import resolve_stats_corpus
 
     corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens, hp.mom2_dtype,
                                         online=ctx.online, progress=ctx.progress, sample_corpus=ctx.sample_corpus)

@@ -43,7 +43,7 @@ REPLACEMENTS = ("replace_last", "replace_prompt", "replace_all")
 def _layer_from_inner_params(value):
     """EasyEdit names the wrapped weight, e.g. ``model.layers[27].mlp.down_proj.weight``; editlab
     always wraps the MLP output projection, so only the layer number is taken."""
-    from editlab.model import FAMILIES
+    from editlab.model.handle import FAMILIES
 
     names = value if isinstance(value, (list, tuple)) else [value]
     if len(names) != 1:
@@ -304,7 +304,7 @@ def forget(state: State, record) -> State:
 # ---- editing ----------------------------------------------------------------------------------
 def _read_query(handle, module_name: str, item) -> tuple[torch.Tensor, torch.Tensor]:
     """The projection's input and output at the prompt's last token (with the codebook as it is)."""
-    from editlab.nethook import Trace
+    from editlab.model.nethook import Trace
 
     ids, mask = batch(handle, [item])
     with torch.no_grad(), Trace(handle.model, module_name, retain_input=True, retain_output=True, stop=True) as tr:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from editlab.nethook import Trace
+from editlab.model.nethook import Trace
 
 
 @dataclass(frozen=True)

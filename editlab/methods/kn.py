@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from editlab.facts.fact import Fact
-from editlab.nethook import Trace, TraceDict
+from editlab.model.nethook import Trace, TraceDict
 from editlab.probes import target_ids
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from editlab.methods.keys import pad_batch

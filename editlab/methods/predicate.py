@@ -20,7 +20,7 @@ import re
 import torch
 
 from editlab.facts.fact import Fact
-from editlab.nethook import Trace, TraceDict
+from editlab.model.nethook import Trace, TraceDict
 from editlab.probes import target_ids
 from editlab.methods.base import EditError
 from editlab.methods.keys import Located, locate, pad_batch, read_kv

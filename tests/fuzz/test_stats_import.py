@@ -1,4 +1,4 @@
-"""editlab.stats_import.read_mom2 on any .npz: arrays of any shape and dtype (floats, whole numbers,
+"""editlab.model.stats_import.read_mom2 on any .npz: arrays of any shape and dtype (floats, whole numbers,
 complex, bool, text, object arrays pickled in), symmetric, non-symmetric and non-PSD matrices,
 NaN and infinities, a missing key, the file cut short, bytes flipped, random bytes. Read or refused
 with a bounded ValueError that names the file."""
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editlab.stats_import import read_mom2
+from editlab.model.stats_import import read_mom2
 
 from .strategies import accepted_or_refused, examples, settings
 

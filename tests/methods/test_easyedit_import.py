@@ -7,7 +7,7 @@ import pytest
 
 from editlab.methods import alphaedit, memit, pmet, rome
 from editlab.methods.base import UnknownHParamsWarning
-from editlab.stats import EASYEDIT_TOKENS_PER_SAMPLE, easyedit_samples_to_tokens
+from editlab.model.stats import EASYEDIT_TOKENS_PER_SAMPLE, easyedit_samples_to_tokens
 
 # The files as they are in zjunlp/EasyEdit (commit 14cea82); trailing blanks and the
 # commented-out older variant at the end of ROME's llama-7b.yaml left out.

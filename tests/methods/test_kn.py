@@ -73,7 +73,7 @@ def test_integrated_gradients_sum_to_the_probability_change(handle):
 
     def prob(scale):
         module = tiny.module(tiny.arch.mlp_out_proj(layer))
-        from editlab.nethook import Trace
+        from editlab.model.nethook import Trace
 
         def edit(out, _):
             out = out.clone()

@@ -3,10 +3,10 @@
 Those tools save, per layer, ``{layer_name}_{dtype}_mom2_{N}.npz`` (e.g.
 ``model.layers.4.mlp.down_proj_float32_mom2_100000.npz`` under ``{dataset}_stats/``) holding the
 running sum ``mom2.mom2`` = Σ k kᵀ and the key count ``mom2.count``; C = mom2 / count. Importing
-writes C where :func:`editlab.stats.second_moments` looks for a corpus named
+writes C where :func:`editlab.model.stats.second_moments` looks for a corpus named
 ``easyedit:{dataset}`` with ``n_tokens = N``, so a method whose ``mom2_dataset`` is that dataset
 name and whose ``mom2_n_samples`` is N (``mom2_n_tokens`` its token equivalent, N × the mean
-tokens per sample, :func:`editlab.stats.easyedit_samples_to_tokens`: the entry is registered under
+tokens per sample, :func:`editlab.model.stats.easyedit_samples_to_tokens`: the entry is registered under
 that token count) uses the imported matrices and skips the statistics pass. Files are read with
 ``allow_pickle=False``: nothing in them runs.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from editlab.core import paths
-from editlab.stats import Corpus, cache_path, easyedit_samples_to_tokens, resolve_corpus
+from editlab.model.stats import Corpus, cache_path, easyedit_samples_to_tokens, resolve_corpus
 
 FILE_RE = re.compile(r"^(?P<module>.+?)_(?P<dtype>float16|bfloat16|float32|float64)_mom2(?:_(?P<n>\d+))?\.npz$")
 PREFIX = "easyedit:"

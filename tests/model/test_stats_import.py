@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.stats import easyedit_samples_to_tokens, second_moments
-from editlab.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus
+from editlab.model.stats import easyedit_samples_to_tokens, second_moments
+from editlab.model.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus
 
 from tests.conftest import tiny_handle
 
@@ -183,7 +183,7 @@ def _patched_npz(path, d_in: int, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["deflate", "encrypted", "method"])
 def test_an_npz_zipfile_cannot_unpack_is_refused_naming_the_file(tmp_path, how):
-    from editlab.stats_import import read_mom2
+    from editlab.model.stats_import import read_mom2
 
     path = tmp_path / NAME
     _patched_npz(path, 8, how)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import editlab
-from editlab.model import FAMILIES
+from editlab.model.handle import FAMILIES
 
 from tests.conftest import tiny_handle, tiny_model
 

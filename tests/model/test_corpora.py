@@ -2,7 +2,9 @@
 import pandas as pd
 import pytest
 
-from editlab import corpora, stats
+from editlab.model.handle import corpora
+
+from editlab.model.handle import stats
 from editlab.ability import _wikitext2_online
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from editlab.nethook import Trace, TraceDict, get_module, get_parameter
+from editlab.model.nethook import Trace, TraceDict, get_module, get_parameter
 
 
 class Tiny(torch.nn.Module):

@@ -24,10 +24,10 @@ from typing import Callable
 
 import torch
 
-from editlab import corpora
+from editlab.model.handle import corpora
 
 from editlab.core import paths
-from editlab.nethook import TraceDict
+from editlab.model.nethook import TraceDict
 
 Progress = Callable[[int, int, str], None]
 
@@ -91,7 +91,7 @@ def read_corpus_file(path: str | os.PathLike) -> Corpus:
 
 
 def _wikitext_online(timeout: float) -> Corpus | None:
-    """WikiText-103's first training shard (:func:`editlab.corpora.wikitext`), None when it cannot be had."""
+    """WikiText-103's first training shard (:func:`editlab.model.corpora.wikitext`), None when it cannot be had."""
     try:
         texts = [t for t in corpora.wikitext("wikitext-103-train-0", timeout) if len(t.strip()) > 50]
     except Exception:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from editlab.core import paths
-from editlab.nethook import get_module
+from editlab.model.nethook import get_module
 from editlab.core.turns import Turns
 
 DEFAULT_MODEL = "smollm2-135m-instruct"

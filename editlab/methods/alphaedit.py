@@ -36,7 +36,7 @@ import torch
 
 from editlab.core import paths
 from editlab.model.handle import weights_digest
-from editlab.templates import context_templates
+from editlab.methods.templates import context_templates
 from editlab.methods.base import Capabilities, EditError, MethodContext
 from editlab.methods.keys import locate
 from editlab.methods.multilayer import (BatchHParams, compute_ks, covariances, default_layers, read_at, shortfall_note, spread,

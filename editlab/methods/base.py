@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 from editlab.core import limits as _limits
 from editlab.core.bounded import check_tree, message, short
 from editlab.model.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
-from editlab.templates import context_templates
+from editlab.methods.templates import context_templates
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
 # choice replace them, so they are accepted and reported as ignored rather than used.

@@ -21,7 +21,7 @@ import torch
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
 from editlab.model.nethook import Trace
-from editlab.templates import STARTS
+from editlab.methods.templates import STARTS
 from editlab.methods.base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances
 from editlab.methods.keys import Located, locate, pad_batch
 from editlab.methods import vstar

@@ -4,7 +4,7 @@ import torch
 
 from editlab import EditError, EditSession, Fact
 from editlab.methods import alphaedit, multilayer
-from editlab.templates import context_templates
+from editlab.methods.templates import context_templates
 
 from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_handle, tiny_session
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from editlab.core import paths
-from editlab.templates import STARTS, context_templates, prefix_ids
+from editlab.methods.templates import STARTS, context_templates, prefix_ids
 
 
 @pytest.fixture

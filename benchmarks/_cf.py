@@ -1,6 +1,6 @@
 """Shared by the method benchmarks: where the shared data is, its CounterFact facts, and one bench
 row per method. Every score comes from ``editlab.bench`` / ``editlab.experiments`` and so from
-``editlab.metrics``: these scripts build plans, they do not score."""
+``editlab.measure.metrics``: these scripts build plans, they do not score."""
 from __future__ import annotations
 
 import subprocess

@@ -1,10 +1,10 @@
 """Choose how the True/False fact-check question is put: every form, on the bundled ``select`` split.
 
-For each form of :data:`editlab.factcheck.FORMS` (the question alone as text or as a chat turn,
+For each form of :data:`editlab.measure.factcheck.FORMS` (the question alone as text or as a chat turn,
 with or without four demonstrations), on the ``select`` facts of
 ``editlab/data/factcheck_statements.json`` that the model knows: the absolute verdicts' balanced
 accuracy and the pairwise accuracy, each with its 95 % interval. The form adopted as the default
-(:func:`editlab.factcheck.default_form`) was chosen from this table; its accuracy is then measured
+(:func:`editlab.measure.factcheck.default_form`) was chosen from this table; its accuracy is then measured
 on the disjoint ``calibrate`` split (last row), which the choice never saw.
 
 Writes the report as JSON and the markdown page generated from it (date, commit, machine); with
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import git_commit  # noqa: E402
-from editlab import factcheck, load_model  # noqa: E402
+from editlab import load_model  # noqa: E402
+from editlab.measure import factcheck  # noqa: E402
 from editlab.reproduce import machine  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def fresh_calibration(handle, form: str):
 
 def bundle(handle, calibration) -> None:
     """Put the default model's calibration in editlab/data/factcheck_calibrations.json (what a first
-    edit reads instead of computing it), keyed as editlab.factcheck.calibrate looks it up."""
+    edit reads instead of computing it), keyed as editlab.measure.factcheck.calibrate looks it up."""
     path = factcheck.BUNDLED
     entries = json.loads(path.read_text()) if path.exists() else {}
     entries[factcheck.calibration_key(handle.fingerprint, calibration.form)] = calibration.to_dict()

@@ -6,7 +6,7 @@
 
 Part 1, for each dtype (float32, bfloat16): load the default model on CUDA, then for ROME, MEMIT and
 AlphaEdit edit the first ``--n`` CounterFact facts one at a time (after one warm-up edit that fills
-the statistics and template caches), measure each with ``editlab.metrics`` (ES, PS, NS, PN, RE) on
+the statistics and template caches), measure each with ``editlab.measure.metrics`` (ES, PS, NS, PN, RE) on
 the session's probes and undo it; the weights' digest after the last undo must equal the unedited
 one. Prints median seconds per edit and per probe pass.
 
@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from editlab import EditSession, load_model, metrics  # noqa: E402
+from editlab import EditSession, load_model  # noqa: E402
+
+from editlab.measure import metrics  # noqa: E402
 from editlab.facts.datasets import load_dataset  # noqa: E402
 from editlab.model.handle import weights_digest  # noqa: E402
 from editlab.reproduce import muting  # noqa: E402

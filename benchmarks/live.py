@@ -7,7 +7,7 @@
 2. warm edits: ROME (one fact per edit) and MEMIT / AlphaEdit (batches of ``--batch`` facts) on
    ``--facts`` CounterFact facts, each with the fast v* computation and the reference's (same
    loss, same stop rule), one after the other: seconds per fact (median, min–max), their ratio,
-   and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.metrics).
+   and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.measure.metrics).
 3. probes: seconds to measure the default probe set on one model state (uncached).
 4. browser: Playwright + Debian chromium. First page load until the model is shown ready, for
    ``streamlit run app.py`` and ``streamlit run serve.py`` (which loads the model while the server
@@ -40,8 +40,9 @@ import torch  # noqa: E402
 from benchmarks._cf import load_facts  # noqa: E402
 from tests.browser.crowd import Server  # noqa: E402
 from editlab.experiments import quality_probes  # noqa: E402
-from editlab import EditSession, load_model, metrics  # noqa: E402
-from editlab.probes import measure  # noqa: E402
+from editlab import EditSession, load_model  # noqa: E402
+from editlab.measure import metrics  # noqa: E402
+from editlab.measure.probes import measure  # noqa: E402
 
 MAIN_COMMAND = ["edit", "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of Danielle Darrieux is",
                 "--target-new", "English", "--target-true", "French",
@@ -108,7 +109,7 @@ def convert_once() -> float:
 
 # ---- 2. warm edits, fast vs reference ---------------------------------------------------------------
 def scores(session, fact, short=False):
-    """editlab.metrics on the default probe set, or (``short``) on the probes the scores read
+    """editlab.measure.metrics on the default probe set, or (``short``) on the probes the scores read
     (``editlab.experiments.quality_probes``: no free generation): the same ES/PS/NS/PN, cheaper."""
     probes = quality_probes(fact, session.handle.tokenizer) if short else None
     return metrics.fact_scores(session.compare(fact, probes))

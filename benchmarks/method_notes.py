@@ -5,7 +5,7 @@
 For the first N CounterFact facts, each method edits one fact at a time from the unedited model
 (an independent ``editlab.experiments`` plan), and each method in ``--batch`` also writes all N as
 one batch. It prints the unedited model's scores, then after each edit what the library measures
-(ES, PS, NS, PN from ``editlab.metrics``) and what the method's own record says: its check on the edit prompt
+(ES, PS, NS, PN from ``editlab.measure.metrics``) and what the method's own record says: its check on the edit prompt
 (``info["prompt_check"]``: did P(new) beat P(true)), the control prompts an edit took over
 (``info["bleed"]``, FT and KN), and the plain ``note`` a report shows. These are the README's
 notes on the methods beside the locate-then-edit family.
@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cf import load_facts  # noqa: E402
 
-from editlab import EditSession, experiments, load_model, metrics  # noqa: E402
+from editlab import EditSession, experiments, load_model  # noqa: E402
+
+from editlab.measure import metrics  # noqa: E402
 
 
 KINDS = ("positive", "paraphrase", "neighborhood", "negation")  # the probes ES, PS, NS and PN read

@@ -4,7 +4,7 @@
 
 For the first N CounterFact facts, each method (all of ``editlab.methods.available()`` unless
 given) runs as ``editlab bench`` does: one fact per edit from the unedited model (independent
-edits), every probe measured and scored by ``editlab.metrics``. Prints per method: median seconds
+edits), every probe measured and scored by ``editlab.measure.metrics``. Prints per method: median seconds
 per edit, efficacy ES, paraphrase PS, neighbourhood NS, PN (the new target still wins after the
 negated prompt), rectified efficacy RE = ES − PN and EM (mean P(new) − P(true) on the prompt),
 plus the unedited model's row. A method that fails is reported and the others go on.

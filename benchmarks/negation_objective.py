@@ -6,7 +6,7 @@
 
 For the first N CounterFact facts on the default model, each method edits with negation_weight = 0
 (the published objective) and with the chosen weight, as ``editlab bench`` does (independent
-edits; every score from ``editlab.metrics``). ROME edits one fact at a time; MEMIT writes all N
+edits; every score from ``editlab.measure.metrics``). ROME edits one fact at a time; MEMIT writes all N
 facts in one batch. Per fact, after the edit, on the edit prompt and its negation ("... is not ..."):
 
   ES = PP  P(new) > P(true) on the prompt (efficacy)

@@ -4,7 +4,7 @@
 
 Each method writes B batches of CounterFact facts one after another into the same model (the same
 facts for every method): a sequential ``editlab.experiments.Plan`` measured after every batch by
-the engine's quality evaluator (scores from ``editlab.metrics``). After each batch, the efficacy
+the engine's quality evaluator (scores from ``editlab.measure.metrics``). After each batch, the efficacy
 (P(new) > P(true) on the prompt) and EM, the mean P(new) − P(true) (a magnitude that still moves
 when efficacy saturates at 1), of every batch written so far are read: the diagonal is how well a batch is written, the
 entries left of it how well earlier batches are *retained*. Also printed: the mean retention of

@@ -1,5 +1,5 @@
 """How many corpus tokens do ROME's second-moment statistics need? The same facts edited with
-statistics over N tokens, scored by editlab.metrics against the largest N.
+statistics over N tokens, scored by editlab.measure.metrics against the largest N.
 
     python benchmarks/stats_tokens.py [--n 20] [--tokens 10000,20000,50000,100000] [--layer 5]
 
@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
-from editlab import experiments, load_model, metrics  # noqa: E402
+from editlab import experiments, load_model  # noqa: E402
+from editlab.measure import metrics  # noqa: E402
 from editlab.core import paths  # noqa: E402
 
 

@@ -40,9 +40,9 @@ def main(argv=None) -> int:
         return 2
 
     import editlab
-    from editlab.ability import AbilityConfig
+    from editlab.measure.ability import AbilityConfig
     from editlab.cli.sweep import render_curves
-    from editlab.muting import MutingProbe
+    from editlab.measure.muting import MutingProbe
     from editlab.store import RunStore
     from editlab.sweep import SweepConfig, curves, run_sweep
 
@@ -96,7 +96,7 @@ def plot(results, path: Path, model: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from editlab.ability import LABELS
+    from editlab.measure.ability import LABELS
 
     methods = list(results)
     fig, axes = plt.subplots(3, len(methods), figsize=(6.2 * len(methods), 10.5), sharex=True, squeeze=False)

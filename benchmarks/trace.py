@@ -17,7 +17,7 @@ import time
 import torch
 
 from editlab import load_model
-from editlab.trace import KINDS, trace
+from editlab.measure.trace import KINDS, trace
 
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
 

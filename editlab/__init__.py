@@ -5,7 +5,7 @@ No Streamlit here: the CLI (``editlab``) and the app are thin front ends over th
 from editlab.facts.fact import Fact, Neighbor, negate
 from editlab.methods import EditError, available as available_methods
 from editlab.model.handle import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
-from editlab.probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
+from editlab.measure.probes import Measure, Probe, ProbeReport, ProbeRow, default_probes, measure
 from editlab.session import EditRecord, EditSession
 
 __version__ = "0.1.0"

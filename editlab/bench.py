@@ -3,7 +3,7 @@
 ``run_bench(handle, BenchConfig(...))`` loads a dataset (seeded subset), measures every fact on the
 unedited model once (the baseline row), then for each method edits the facts under the chosen
 protocol and scores the edited model with all three metric conventions (see
-:mod:`editlab.metrics` and docs/metrics.md). Results go to the run store (kind ``"bench"``): one
+:mod:`editlab.measure.metrics` and docs/metrics.md). Results go to the run store (kind ``"bench"``): one
 checkpoint per method (step 0 is the unedited row), so an interrupted run resumes at the first
 method it had not finished, and past runs can be reloaded and compared.
 
@@ -30,16 +30,16 @@ from typing import Callable, Mapping, Sequence
 
 from editlab import experiments, methods, runs
 from editlab.core.bounded import whole
-from editlab.ability import Cancelled
+from editlab.measure.ability import Cancelled
 from editlab.facts.datasets import Dataset, load_dataset
 from editlab.core.limits import current as current_limits
 from editlab.core.limits import deadline
 from editlab.facts.fact import Fact
-from editlab.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
-from editlab.probes import Measure, Probe, ProbeReport, default_probes
+from editlab.measure.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
+from editlab.measure.probes import Measure, Probe, ProbeReport, default_probes
 from editlab.session import EditSession
 from editlab.store import export_target
-from editlab.tokenacc import TokenPrediction, predict_tokens
+from editlab.measure.tokenacc import TokenPrediction, predict_tokens
 
 KIND = "bench"
 UNEDITED = "unedited"

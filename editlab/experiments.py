@@ -18,7 +18,7 @@ Protocols:
 An evaluator is any callable ``evaluator(at) -> value`` with a ``name``; ``at`` (:class:`At`) holds
 the session (its current state is the edited model), which facts are in the model now
 (``edited``), the batch just written (``latest``), and ``check()``/``report()`` for cancelling and
-progress. Evaluators here: edit quality (every value of :mod:`editlab.metrics` per fact,
+progress. Evaluators here: edit quality (every value of :mod:`editlab.measure.metrics` per fact,
 ``Quality``), whole probe reports (``Reports``; also for the negated-edit protocol, which writes
 "... is not → new" and probes the original fact), general ability, muting, held-out text,
 simple-fact retention and the weights' digest; the bench's fact-by-fact evaluator (it keeps every
@@ -36,15 +36,15 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
-from editlab import metrics
-from editlab.ability import AbilitySuite, Cancelled
+from editlab.measure import metrics
+from editlab.measure.ability import AbilitySuite, Cancelled
 from editlab.facts.fact import Fact
 from editlab.core.limits import deadline
 from editlab.methods.base import EditError
 from editlab.model.handle import weights_digest
-from editlab.muting import MutingProbe, heldout_text
+from editlab.measure.muting import MutingProbe, heldout_text
 from editlab.model.nethook import get_parameter
-from editlab.probes import ProbeReport, default_probes, measure, target_ids
+from editlab.measure.probes import ProbeReport, default_probes, measure, target_ids
 from editlab.session import EditSession
 
 PROTOCOLS = ("independent", "sequential")
@@ -396,7 +396,7 @@ def quality_probes(fact: Fact, tokenizer, kinds: Sequence[str] = QUALITY_PROBE_K
 
 def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None,
                     kinds: Sequence[str] = QUALITY_PROBE_KINDS) -> list[tuple[dict, str]]:
-    """Per fact: its :func:`editlab.metrics.fact_scores` on the session's current model (weights,
+    """Per fact: its :func:`editlab.measure.metrics.fact_scores` on the session's current model (weights,
     hooks and a prompt edit's context), and the greedy text after its prompt; ``kinds`` as in
     :func:`quality_probes` (the positive probe is always measured: the greedy text is its)."""
     kinds = ("positive", *[k for k in kinds if k != "positive"])
@@ -415,7 +415,7 @@ def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None,
 @dataclass(frozen=True)
 class Quality:
     """One checkpoint's edit quality, per fact: ``indices``, ``scores`` (every value of
-    :func:`editlab.metrics.fact_scores`) and ``greedy`` texts, for the facts in the model now
+    :func:`editlab.measure.metrics.fact_scores`) and ``greedy`` texts, for the facts in the model now
     (``scope="edited"``) or the batch just written (``"latest"``). At checkpoint 0 (nothing
     edited) it scores every fact the plan will edit, the unedited reference, unless
     ``reference=False`` (a caller that reads quality only after edits need not pay for it).
@@ -438,7 +438,7 @@ class Quality:
 
 @dataclass(frozen=True)
 class Reports:
-    """Per fact in scope, its full :class:`~editlab.probes.ProbeReport` (the unedited model against
+    """Per fact in scope, its full :class:`~editlab.measure.probes.ProbeReport` (the unedited model against
     the current state, ``EditSession.compare``): on ``probes(fact, tokenizer)`` or the session's
     default probes. ``about``: the facts the reports are about when the plan writes other
     statements (the negated edit "... is not → new" is probed on the original fact's prompts)."""
@@ -459,7 +459,7 @@ class Reports:
 
 @dataclass(frozen=True)
 class Ability:
-    """General ability (:class:`~editlab.ability.AbilitySuite`) of the edited model as the probes
+    """General ability (:class:`~editlab.measure.ability.AbilitySuite`) of the edited model as the probes
     see it: weights, hooks and a prompt edit's context."""
 
     suite: AbilitySuite
@@ -473,7 +473,7 @@ class Ability:
 
 @dataclass(frozen=True)
 class Muting:
-    """The muting indicators and sample generations (:class:`~editlab.muting.MutingProbe`)."""
+    """The muting indicators and sample generations (:class:`~editlab.measure.muting.MutingProbe`)."""
 
     probe: MutingProbe
     name: str = "muting"
@@ -516,7 +516,7 @@ class Retention:
 
 def retained(model, tokenizer, facts: Sequence[Mapping], prefix: str = "") -> list[float]:
     """Per simple fact: 1.0 if the greedy continuation of its prompt starts with its answer."""
-    from editlab.probes import greedy, starts_with_target
+    from editlab.measure.probes import greedy, starts_with_target
 
     if not facts:
         return []

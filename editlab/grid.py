@@ -634,7 +634,7 @@ class GridResult:
         facts would, under an independent protocol; sequential shards are separate sequences)."""
         import pandas as pd
 
-        from editlab.metrics import aggregate
+        from editlab.measure.metrics import aggregate
 
         groups: dict[tuple, list] = {}
         for s in self.states:

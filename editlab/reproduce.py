@@ -4,15 +4,15 @@ Four protocols, each a thin layer over what editlab already measures (no metric 
 
 - ``negation`` — Liu et al. 2025, *Is Model Editing Built on Sand?*: the four settings PP, PN, NN,
   NP and rectified efficacy PP − PN on CounterFact, through :func:`editlab.bench.run_bench` with
-  the negated edits on (definitions: :mod:`editlab.metrics`, docs/metrics.md §3);
+  the negated edits on (definitions: :mod:`editlab.measure.metrics`, docs/metrics.md §3);
 - ``factcheck`` — the same paper's True/False fact-check accuracy beside efficacy, on CounterFact
   and zsRE (both through ``run_bench``);
 - ``ablation`` — supportive-token ablation: how often the model's preference (new vs true object)
-  is the same whether the prompt says "is", "is not" or neither (:mod:`editlab.ablation`'s probes,
+  is the same whether the prompt says "is", "is not" or neither (:mod:`editlab.measure.ablation`'s probes,
   measured by ``run_bench``), before and after the edit;
 - ``muting`` — the muting effect: sequential edits with checkpoints on a log scale, and at each one
   signals a 135M model is well above floor on: perplexity and next-token accuracy on held-out text,
-  the empty / repetitive output rate and n-gram entropy (:mod:`editlab.muting`), retention of simple
+  the empty / repetitive output rate and n-gram entropy (:mod:`editlab.measure.muting`), retention of simple
   facts the unedited model gets right (``editlab/data/simple_facts.json``), edit efficacy so far
   (:func:`editlab.experiments.measure_quality`) and, optionally, lm-eval ability tasks with a chance line.
 
@@ -312,8 +312,8 @@ LOWER_BETTER = {"PN", "NP", "PN_contraction", "PN_not_true", "PN_never", "PN_gen
 
 
 def _calibrated(handle, config: dict) -> dict:
-    """The config with the fact-check calibration of the model (:func:`editlab.factcheck.calibrate`)."""
-    from editlab.factcheck import calibrate
+    """The config with the fact-check calibration of the model (:func:`editlab.measure.factcheck.calibrate`)."""
+    from editlab.measure.factcheck import calibrate
 
     return {**config, "factcheck_calibration": calibrate(handle).to_dict()}
 
@@ -437,7 +437,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
-    from editlab.ablation import prefers_new, ablation_summary, predicate_variants
+    from editlab.measure.ablation import prefers_new, ablation_summary, predicate_variants
     from editlab.bench import UNEDITED
     from editlab.facts.datasets import Dataset, from_facts, load_dataset
 
@@ -499,7 +499,7 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
                         batch_size: int = 16) -> tuple[list[dict], list[dict]]:
     """Probe the *unedited* model on (prompt, answer) candidates; keep those whose greedy
     continuation starts with the answer (word-bounded), up to ``limit``. Returns (kept, rejected)."""
-    from editlab.probes import greedy, starts_with_target, target_ids
+    from editlab.measure.probes import greedy, starts_with_target, target_ids
 
     tok = handle.tokenizer
     kept, rejected = [], []
@@ -515,7 +515,7 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
 def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, online: bool = True) -> list[str]:
     """``count`` seeded paragraphs of a held-out text file (WikiText-2 validation is the intended
     one), else of WikiText-2 test downloaded when online."""
-    from editlab.ability import corpus_paragraphs
+    from editlab.measure.ability import corpus_paragraphs
 
     if path:
         paras = corpus_paragraphs(Path(path).read_text(encoding="utf-8"))
@@ -561,9 +561,9 @@ def _muting_checkpoints(checkpoints: Sequence[int] | None, n: int) -> tuple[int,
 def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: list, ability_items: int,
                        ability_data: str | None, seed: int, online: bool) -> list:
     """What each checkpoint measures: held-out text, muting probes, retention, efficacy and maybe ability."""
-    from editlab.ability import AbilityConfig, AbilitySuite
+    from editlab.measure.ability import AbilityConfig, AbilitySuite
     from editlab.experiments import Ability, HeldOut, Muting, Quality, Retention
-    from editlab.muting import MutingProbe
+    from editlab.measure.muting import MutingProbe
 
     evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
                   Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
@@ -576,8 +576,8 @@ def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: li
 
 def _muting_estimates(handle, m, seed: int, retention: list, special: list[str]) -> list[Estimate]:
     """One checkpoint's estimates with intervals: held-out text, generations, retention, efficacy, ability."""
-    from editlab.ability import CHANCE
-    from editlab.muting import is_empty, ngram_entropy, repeats
+    from editlab.measure.ability import CHANCE
+    from editlab.measure.muting import is_empty, ngram_entropy, repeats
 
     step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
     outs = [s.text for s in mute.samples]

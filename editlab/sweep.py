@@ -4,10 +4,10 @@ At step 0 (the unedited model) and after each requested number of edits, a check
 
 - edit quality over *all* facts edited so far (retention) and over the latest batch alone: the
   CounterFact scores ES, PS, NS, S and the negation/fact-check scores PP, PN, RE = PP − PN, FC
-  (definitions in :mod:`editlab.metrics`);
-- general ability (:mod:`editlab.ability`: MMLU, GSM8K, CommonsenseQA, TriviaQA, TruthfulQA MC1,
+  (definitions in :mod:`editlab.measure.metrics`);
+- general ability (:mod:`editlab.measure.ability`: MMLU, GSM8K, CommonsenseQA, TriviaQA, TruthfulQA MC1,
   BBH, perplexity);
-- the muting indicators (:mod:`editlab.muting`) and the sample generations.
+- the muting indicators (:mod:`editlab.measure.muting`) and the sample generations.
 
 Checkpoints go to the run store (:mod:`editlab.store`) as they are made, so a crash loses at most
 the checkpoint being computed. **Resume** replays the recorded run's edits from the unedited model
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from editlab import metrics as quality_metrics
+from editlab.measure import metrics as quality_metrics
 from editlab.core import paths
-from editlab.ability import AbilityConfig, AbilitySuite, Cancelled
+from editlab.measure.ability import AbilityConfig, AbilitySuite, Cancelled
 from editlab.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
 from editlab.runs import StoredRun, run_stored
 from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
-from editlab.muting import MutingProbe
+from editlab.measure.muting import MutingProbe
 from editlab.session import EditSession
 from editlab.store import RunStore
 

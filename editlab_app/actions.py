@@ -10,7 +10,7 @@ import time
 from typing import Callable, MutableMapping, Sequence
 
 from editlab import EditError, Fact, Neighbor, Probe, ProbeReport
-from editlab.probes import negation_form
+from editlab.measure.probes import negation_form
 from editlab.core.turns import Wait
 
 from . import state as S

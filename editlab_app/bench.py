@@ -15,7 +15,7 @@ import pandas as pd
 
 from editlab.bench import BenchResult
 from editlab.facts.datasets import Dataset, from_facts, load_dataset
-from editlab.metrics import CONVENTIONS, METRICS
+from editlab.measure.metrics import CONVENTIONS, METRICS
 
 from .gallery import check_size, load_gallery, upload_dataset
 

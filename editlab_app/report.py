@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from editlab import factcheck
-from editlab.probes import negation_form
+from editlab.measure import factcheck
+from editlab.measure.probes import negation_form
 
 from editlab import ProbeReport
 

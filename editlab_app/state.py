@@ -24,7 +24,7 @@ REPORT = "editlab.report"  # the ProbeReport the edit page shows
 REPORT_AT = "editlab.report_at"  # record ids when that report was measured
 REPORT_SERIAL = "editlab.report_serial"  # counts the reports shown (fresh widget keys per report)
 REPORT_RECORD = "editlab.report_record"  # id of the edit that report belongs to (None: a probe run)
-PROBES = "editlab.probes"  # (fact, [Probe]) the user edited; reused while the fact is the same
+PROBES = "editlab.measure.probes"  # (fact, [Probe]) the user edited; reused while the fact is the same
 LOG = "editlab.log"  # {record id: key figures of that edit}
 FLASH = "editlab.flash"  # one message to show on the next run: (level, text)
 

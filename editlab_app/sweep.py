@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from editlab.ability import LABELS as ABILITY_LABELS
+from editlab.measure.ability import LABELS as ABILITY_LABELS
 from editlab.store import RunStore
 from editlab.sweep import QUALITY_LABELS, curves
 

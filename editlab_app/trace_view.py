@@ -1,7 +1,7 @@
 """The edit page's "Where does the fact live?" and "Does the predicate matter?" sections.
 
-Figures and widgets only: the numbers come from :mod:`editlab.trace` (causal tracing) and from the
-probe report's ``ablation`` rows (:mod:`editlab.ablation`). ``st`` is passed in, so the figure
+Figures and widgets only: the numbers come from :mod:`editlab.measure.trace` (causal tracing) and from the
+probe report's ``ablation`` rows (:mod:`editlab.measure.ablation`). ``st`` is passed in, so the figure
 builders can be tested without a running app.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from editlab import methods
-from editlab.ablation import ablation_summary, describe
-from editlab.trace import TraceResult, trace, trace_session
+from editlab.measure.ablation import ablation_summary, describe
+from editlab.measure.trace import TraceResult, trace, trace_session
 
 TRACES = "editlab.traces"  # st.session_state: {"before" | "after": TraceResult}
 ORDER = ("mlp", "residual", "attn")

@@ -119,7 +119,7 @@ def tiny_session(family: str, handle, tmp_path):
 
 def prompt_failures(session, facts) -> tuple[list[str], list[str]]:
     """(subjects where P(new) > P(true) does not hold on the prompt, one readable line per fact)."""
-    from editlab.probes import Probe
+    from editlab.measure.probes import Probe
 
     failed, lines = [], []
     for fact in facts:

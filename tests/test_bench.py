@@ -14,7 +14,7 @@ from editlab import methods
 from editlab.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
 from editlab.facts.datasets import load_dataset
 from editlab.experiments import Cancelled
-from editlab.metrics import METRIC_KEYS
+from editlab.measure.metrics import METRIC_KEYS
 from editlab.store import RunStore
 
 from . import stand_in_method

@@ -2,7 +2,7 @@
 
 Runs on the real default model with ``shift`` (tests/stand_in_method.py), a cheap, deterministic
 stand-in edit, so the loop's bookkeeping is tested without paying for real edits; the evaluators
-that score use ``editlab.metrics`` on the real model's probes.
+that score use ``editlab.measure.metrics`` on the real model's probes.
 """
 import threading
 

@@ -1,7 +1,7 @@
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import TEST_MOM2_TOKENS
 

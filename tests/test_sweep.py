@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from editlab.ability import TASKS
+from editlab.measure.ability import TASKS
 from editlab.cli import build_parser, main
 from editlab.cli.sweep import sweep_config
 from editlab.store import RunStore
@@ -201,8 +201,8 @@ def test_an_ike_sweep_scores_the_abilities_and_muting_of_the_model_with_its_cont
     demonstrations and the new fact line change its answer) and one about another fact."""
     import csv
 
-    from editlab.ability import AbilityConfig
-    from editlab.muting import MutingProbe
+    from editlab.measure.ability import AbilityConfig
+    from editlab.measure.muting import MutingProbe
 
     edited, other = cf_facts[0], cf_facts[1]  # Danielle Darrieux: French -> English; Edwin of Northumbria
     items = tmp_path / "mc1.csv"

@@ -5,8 +5,8 @@ import dataclasses
 
 from editlab import methods
 from editlab.facts.fact import Fact, Neighbor
-from editlab.metrics import negated_measure, negated_text_names
-from editlab.probes import ProbeReport, negation_form
+from editlab.measure.metrics import negated_measure, negated_text_names
+from editlab.measure.probes import ProbeReport, negation_form
 from editlab.session import EditSession
 from editlab.cli.common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def ability_config(args):
-    from editlab.ability import TASKS, AbilityConfig
+    from editlab.measure.ability import TASKS, AbilityConfig
 
     base = {}
     if args.ability_config:
@@ -75,7 +75,7 @@ def ability_config(args):
 
 def sweep_config(args):
     """The SweepConfig these arguments describe (the tests build theirs the same way)."""
-    from editlab.muting import MutingProbe
+    from editlab.measure.muting import MutingProbe
     from editlab.sweep import SweepConfig
     from editlab.cli.edit import parse_sets
 

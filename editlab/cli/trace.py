@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from editlab.trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace
+from editlab.measure.trace import DEFAULT_NOISE_MULTIPLIER, DEFAULT_SAMPLES, DEFAULT_WINDOW, KINDS, TraceResult, trace
 from editlab.cli.common import add_model_args, load, positive_float, positive_int, progress_printer, status
 
 

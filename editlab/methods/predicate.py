@@ -21,7 +21,7 @@ import torch
 
 from editlab.facts.fact import Fact
 from editlab.model.nethook import Trace, TraceDict
-from editlab.probes import target_ids
+from editlab.measure.probes import target_ids
 from editlab.methods.base import EditError
 from editlab.methods.keys import Located, locate, pad_batch, read_kv
 from editlab.methods.multilayer import add_to_weight

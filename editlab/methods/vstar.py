@@ -53,7 +53,7 @@ from editlab.core.bounded import short
 from editlab.facts.fact import Fact
 from editlab.model.handle import cache_kwargs, output_cache
 from editlab.model.nethook import Trace, TraceDict
-from editlab.probes import target_ids
+from editlab.measure.probes import target_ids
 from editlab.methods.base import EditError, MethodContext
 from editlab.methods.keys import locate, pad_batch
 

@@ -2,7 +2,7 @@
 
 Second-moment statistics read WikiText-103's first training shard when no corpus is given and
 nothing is bundled (:mod:`editlab.model.stats`); the general-ability perplexity reads WikiText-2's test
-split when no corpus file is given (:mod:`editlab.ability`). Both are Hugging Face's parquet
+split when no corpus file is given (:mod:`editlab.measure.ability`). Both are Hugging Face's parquet
 exports; each call site says what to do when the download fails.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ import streamlit as st
 from editlab import methods
 from editlab.experiments import Cancelled
 from editlab.bench import BenchConfig, compare, load_result, past_runs, run_bench
-from editlab.metrics import CONVENTIONS, METRICS
+from editlab.measure.metrics import CONVENTIONS, METRICS
 from editlab.core.limits import SLOTS
 from editlab.store import StoreError
 from editlab_app import bench as B

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from editlab import methods
-from editlab.ability import TASKS, AbilityConfig
+from editlab.measure.ability import TASKS, AbilityConfig
 from editlab.core.limits import SLOTS
 from editlab.store import StoreError
 from editlab.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep

@@ -3,10 +3,10 @@ environment variables, refused with a message naming the limit and its variable.
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.ability import AbilityConfig
+from editlab.measure.ability import AbilityConfig
 from editlab.bench import BenchConfig
 from editlab.core.limits import SLOTS, LimitError, Limits, deadline
-from editlab.muting import MutingProbe
+from editlab.measure.muting import MutingProbe
 from editlab.sweep import SweepConfig
 
 FACT = Fact(subject="Rome", prompt="Rome is the capital of", target_new="France")

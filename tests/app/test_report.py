@@ -1,5 +1,6 @@
 """The report's tables, flags and bars, from a hand-made ProbeReport (no model needed)."""
-from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow, factcheck
+from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow
+from editlab.measure import factcheck
 from editlab_app import report as R
 
 FACT = Fact("Eiffel Tower", "The Eiffel Tower is in", "Rome", "Paris")

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow
-from editlab.ablation import predicate_variants
+from editlab.measure.ablation import predicate_variants
 from editlab.methods import rome
-from editlab.trace import trace
+from editlab.measure.trace import trace
 from tests.conftest import tiny_handle
 from editlab_app import state as S
 from editlab_app import trace_view as TV

@@ -2,7 +2,7 @@ import json
 
 
 from editlab.cli import main
-from editlab.metrics import METRIC_KEYS
+from editlab.measure.metrics import METRIC_KEYS
 
 from ..conftest import COUNTERFACT, need_shared
 

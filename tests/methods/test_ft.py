@@ -5,7 +5,7 @@ import torch
 from editlab import EditSession, Fact
 from editlab.methods import ft_l, ft_m
 from editlab.methods.teacher import Encoded, prompt_last_nll, target_nll
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import state_hash, tiny_handle
 

@@ -3,7 +3,7 @@ import pytest
 
 from editlab import EditSession, Fact
 from editlab.methods import grace
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import state_hash, tiny_handle
 

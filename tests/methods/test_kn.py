@@ -4,7 +4,7 @@ import torch
 
 from editlab import EditSession, Fact
 from editlab.methods import kn
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import state_hash, tiny_handle
 

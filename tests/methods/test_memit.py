@@ -4,7 +4,7 @@ import pytest
 from editlab import EditSession, Fact
 from editlab.methods import memit, multilayer
 from editlab.methods.keys import locate
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_session
 

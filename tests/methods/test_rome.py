@@ -4,7 +4,7 @@ import torch
 from editlab import EditError, EditSession, Fact
 from editlab.methods import predicate, rome
 from editlab.methods.keys import locate, read_kv
-from editlab.probes import Probe
+from editlab.measure.probes import Probe
 
 from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_session
 

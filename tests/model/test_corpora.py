@@ -5,7 +5,7 @@ import pytest
 from editlab.model.handle import corpora
 
 from editlab.model.handle import stats
-from editlab.ability import _wikitext2_online
+from editlab.measure.ability import _wikitext2_online
 
 
 def test_wikitext_is_downloaded_once_then_read_from_the_cache(tmp_path, monkeypatch):

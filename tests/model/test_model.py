@@ -34,7 +34,7 @@ def test_default_model_is_the_real_smollm2(handle):
 
 
 def test_default_model_knows_paris(handle):
-    from editlab.probes import Probe, measure
+    from editlab.measure.probes import Probe, measure
 
     fact = editlab.Fact("France", "The capital of France is", "Rome", "Paris")
     [m] = measure(handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt)])

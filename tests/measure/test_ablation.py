@@ -4,7 +4,7 @@ import json
 import pytest
 
 from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow, default_probes
-from editlab.ablation import ablation_summary, describe, predicate_variants
+from editlab.measure.ablation import ablation_summary, describe, predicate_variants
 from editlab.cli import main
 
 

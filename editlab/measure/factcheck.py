@@ -68,7 +68,7 @@ def check_form(form: str) -> str:
 
 
 def probe_fields(form: str) -> dict:
-    """What a true_false :class:`~editlab.probes.Probe` of this form carries besides its question:
+    """What a true_false :class:`~editlab.measure.probes.Probe` of this form carries besides its question:
     ``chat`` (render through the chat template) and ``demos`` (earlier question/answer turns)."""
     check_form(form)
     return {"chat": form.startswith("chat"), "demos": demonstrations() if form.endswith("fewshot") else ()}
@@ -155,7 +155,7 @@ class Calibration:
 def known_facts(model, tokenizer, facts: list[dict]) -> list[dict]:
     """The facts the model knows: it gives the answer a higher mean token log-probability than the
     foil (teacher-forced, batched)."""
-    from editlab.probes import score_continuations, target_ids
+    from editlab.measure.probes import score_continuations, target_ids
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [list(tokenizer(f["prompt"]).input_ids) for f in facts]
@@ -169,7 +169,7 @@ def score_form(model, tokenizer, facts: list[dict], form: str) -> dict:
     """P(True)/P(False) for each fact's true and counterfactual statement in one form (all in batched
     passes): counts of the pairwise reading and of the absolute verdicts."""
     from editlab.facts.fact import Fact
-    from editlab.probes import Probe, measure
+    from editlab.measure.probes import Probe, measure
 
     if not facts:
         return {"n": 0, "tp": 0, "tn": 0, "pairwise": 0}

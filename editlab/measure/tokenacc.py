@@ -3,7 +3,7 @@
 For a prompt and a target, the model reads ``prompt + target`` once; at each target position we
 keep the model's most likely next token. EasyEdit's rewrite/rephrase/portability accuracy is the
 fraction of those that equal the target's tokens, and its locality is the fraction that agree with
-the unedited model's (see docs/metrics.md). Built on :mod:`editlab.probes`' tokenisation and batched
+the unedited model's (see docs/metrics.md). Built on :mod:`editlab.measure.probes`' tokenisation and batched
 forward pass, so prompts are tokenised exactly as the probes tokenise them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from editlab.probes import Probe, _render, score_continuations, target_ids
+from editlab.measure.probes import Probe, _render, score_continuations, target_ids
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def agreement(after: TokenPrediction, reference: TokenPrediction) -> float:
 def predict_tokens(model, tokenizer, queries: Sequence[tuple[str, str]], prefix: str = "",
                    batch_size: int = 16) -> list[TokenPrediction]:
     """Teacher-forced top-1 predictions for each ``(prompt, target)``; ``prefix`` is prepended to
-    every prompt (in-context editing's demonstrations), as :func:`editlab.probes.measure` does."""
+    every prompt (in-context editing's demonstrations), as :func:`editlab.measure.probes.measure` does."""
     if not queries:
         return []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -2,10 +2,10 @@
 import pytest
 
 from editlab import Fact
-from editlab.metrics import (METRIC_KEYS, TokenEvidence, aggregate, counterfact_scores, fact_scores, hmean,
+from editlab.measure.metrics import (METRIC_KEYS, TokenEvidence, aggregate, counterfact_scores, fact_scores, hmean,
                              negation_scores, says_new, token_scores)
-from editlab.probes import Measure, Probe, ProbeReport, ProbeRow
-from editlab.tokenacc import TokenPrediction, agreement
+from editlab.measure.probes import Measure, Probe, ProbeReport, ProbeRow
+from editlab.measure.tokenacc import TokenPrediction, agreement
 
 FACT = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
             paraphrases=("Danielle Darrieux spoke", "Where Danielle Darrieux is from, people speak"),

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import torch
 
-from editlab import factcheck
-from editlab.ablation import ablation_summary, predicate_variants
+from editlab.measure import factcheck
+from editlab.measure.ablation import ablation_summary, predicate_variants
 from editlab.core.bounded import whole
 from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
@@ -35,7 +35,7 @@ class Probe:
     ``true_false`` which target the statement asserts: ``"new"`` / ``"true"``). ``chat``: render
     through the tokenizer's chat template as a user turn. ``demos``: (question, answer) pairs put
     before the prompt — earlier chat turns, or "question\nAnswer: answer" paragraphs (the few-shot
-    fact-check, :mod:`editlab.factcheck`).
+    fact-check, :mod:`editlab.measure.factcheck`).
     """
 
     kind: str
@@ -67,7 +67,7 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
     check a result on one form against the rest), each built by :meth:`Fact.negated` — the user's
     ``negated_prompt`` for "not" when given. A form the prompt cannot be negated in as English gets
     no probe (it is left out of PN, never negated by an appended "not"). ``factcheck_form``: how the
-    True/False question is put (default: :func:`editlab.factcheck.default_form`)."""
+    True/False question is put (default: :func:`editlab.measure.factcheck.default_form`)."""
     generation_tokens = whole(generation_tokens, "generation_tokens")
     current_limits().check("max_generation_tokens", generation_tokens, "generation_tokens")
     probes = [Probe("positive", fact.prompt)]
@@ -85,7 +85,7 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
     probes += [Probe("paraphrase", p) for p in fact.paraphrases]
     probes += [Probe("neighborhood", n.prompt, answer=n.answer) for n in fact.neighbors]
     probes.append(Probe("generation", fact.prompt, max_new_tokens=generation_tokens))
-    # Supportive-token ablation (editlab/ablation.py): the prompt with its predicate kept, negated, removed.
+    # Supportive-token ablation (editlab/measure/ablation.py): the prompt with its predicate kept, negated, removed.
     probes += [Probe("ablation", p, rule=r) for r, p in predicate_variants(fact.prompt, fact.subject)]
     return probes
 
@@ -583,7 +583,7 @@ class ProbeReport:
         paras = [getattr(r, column) for r in self.rows_of("paraphrase") if getattr(r, column)]
         out["paraphrase_prefers_new"] = (sum(bool(m.prefers_new) for m in paras) / len(paras)) if paras else None
         # The two findings, stated as flags a page can highlight. The fact-check finding is raised
-        # only where the probe reads above chance on this model (editlab.factcheck) and read this
+        # only where the probe reads above chance on this model (editlab.measure.factcheck) and read this
         # fact before the edit; else None.
         out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
         out["factcheck_disagrees_with_completion"] = (bool(pos and pos.prefers_new and pairwise is False)

@@ -1,10 +1,10 @@
-"""The fact-check probe's reading and its calibration on the loaded model (editlab.factcheck)."""
+"""The fact-check probe's reading and its calibration on the loaded model (editlab.measure.factcheck)."""
 from types import SimpleNamespace
 
 import pytest
 
-from editlab import factcheck
-from editlab.probes import Measure
+from editlab.measure import factcheck
+from editlab.measure.probes import Measure
 
 
 def tf(p_yes, p_no):

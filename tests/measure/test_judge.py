@@ -1,7 +1,7 @@
-"""The three-way reading of a continuation after a negated prompt (editlab.judge)."""
+"""The three-way reading of a continuation after a negated prompt (editlab.measure.judge)."""
 import pytest
 
-from editlab.judge import first_clause, judge
+from editlab.measure.judge import first_clause, judge
 
 
 @pytest.mark.parametrize("text, verdict", [

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.probes import KINDS, Probe, default_probes, measure, negation_form, starts_with_target
+from editlab.measure.probes import KINDS, Probe, default_probes, measure, negation_form, starts_with_target
 
 
 @pytest.mark.parametrize("text,target,expected", [
@@ -29,7 +29,7 @@ def test_default_probes_cover_every_kind_and_are_visible(handle):
     assert neg.prompt == "The mother tongue of Danielle Darrieux is not"
     tf = [p for p in probes if p.kind == "true_false"]
     # Once asserting each target, through the chat template of the instruct model, after the
-    # fact-check's demonstrations (the form adopted for a chat model: editlab.factcheck).
+    # fact-check's demonstrations (the form adopted for a chat model: editlab.measure.factcheck).
     assert [p.rule for p in tf] == ["new", "true"] and all(p.chat for p in tf)
     assert all(len(p.demos) == 4 for p in tf)
     assert tf[0].prompt == "True or false: The mother tongue of Danielle Darrieux is English."
@@ -55,7 +55,7 @@ def test_a_prompt_that_cannot_be_negated_gets_no_negation_probe_and_a_given_one_
 
 
 def test_demonstrations_are_rendered_before_the_question(handle):
-    from editlab.probes import _render
+    from editlab.measure.probes import _render
 
     demos = (("True or false: Ice is frozen water.", "True"),)
     plain = Probe("true_false", "True or false: X.\nAnswer:", rule="new", demos=demos)
@@ -118,7 +118,7 @@ def test_probe_prompts_can_be_overridden(handle):
 def test_scoring_unembeds_only_the_scored_positions(handle, monkeypatch):
     """Probe memory is bounded by the target, not the prompt: a long prompt gets logits for the
     last len(target) + 1 positions only (no full-vocabulary row per prompt position)."""
-    from editlab.probes import score_continuations, target_ids
+    from editlab.measure.probes import score_continuations, target_ids
 
     shapes = []
     hook = handle.model.lm_head.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
@@ -138,7 +138,7 @@ def test_multi_token_targets_score_as_teacher_forced_sequences(handle):
     teacher-forced pass; equal to scoring the full text by hand."""
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "Old Church Slavonic", "French")
     [m] = measure(handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt, max_new_tokens=2)])
-    from editlab.probes import target_ids
+    from editlab.measure.probes import target_ids
 
     ids = handle.tokenizer(fact.prompt).input_ids
     t = target_ids(handle.tokenizer, fact.target_new)
@@ -175,7 +175,7 @@ def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
 def test_guessed_generation_equals_plain_greedy_whatever_the_guess(handle):
     """greedy_drafted returns what greedy_with_first returns, with a right, a wrong, a partly right,
     an over-long and an empty guess; the right guess needs a single pass."""
-    from editlab.probes import greedy_drafted, greedy_with_first
+    from editlab.measure.probes import greedy_drafted, greedy_with_first
 
     tok, model = handle.tokenizer, handle.model
     prompts = [tok("The capital of France is").input_ids, tok("The mother tongue of Danielle Darrieux is").input_ids,
@@ -229,7 +229,7 @@ def test_a_guess_changes_no_measure(handle):
 
 
 def test_a_report_is_built_and_read_back_in_one_place():
-    from editlab.probes import Measure, ProbeReport
+    from editlab.measure.probes import Measure, ProbeReport
 
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
     probes = [Probe("positive", fact.prompt), Probe("generation", fact.prompt, max_new_tokens=40)]

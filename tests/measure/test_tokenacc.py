@@ -1,5 +1,5 @@
-from editlab.probes import target_ids
-from editlab.tokenacc import TokenPrediction, predict_tokens
+from editlab.measure.probes import target_ids
+from editlab.measure.tokenacc import TokenPrediction, predict_tokens
 
 
 def test_teacher_forced_prediction_of_a_known_fact(handle):

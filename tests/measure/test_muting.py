@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from editlab.muting import MutingProbe, is_empty, ngram_entropy, repeated_token_rate, repeats, score_outputs
+from editlab.measure.muting import MutingProbe, is_empty, ngram_entropy, repeated_token_rate, repeats, score_outputs
 from editlab.model.nethook import Trace
 
 
@@ -75,7 +75,7 @@ def test_unedited_model_speaks_and_a_model_forced_to_eos_is_muted(handle):
 
 
 def test_a_prompt_edits_context_goes_before_every_probe_as_the_probes_put_it(handle):
-    from editlab.muting import MutingProbe
+    from editlab.measure.muting import MutingProbe
 
     tok = handle.tokenizer
     probe = MutingProbe(completions=("Water boils at",), questions=("Name three colours.",))

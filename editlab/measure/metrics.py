@@ -12,7 +12,7 @@ docs/metrics.md):
   rectified efficacy PP − PN, and True/False fact-check accuracy.
 
 Every function takes a ``column`` (``"unedited"``, ``"before"`` or ``"after"`` of a
-:class:`~editlab.probes.ProbeReport`), so the unedited model is scored by the same code.
+:class:`~editlab.measure.probes.ProbeReport`), so the unedited model is scored by the same code.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from editlab.factcheck import prefers_statement
-from editlab.judge import judge
+from editlab.measure.factcheck import prefers_statement
+from editlab.measure.judge import judge
 from editlab.facts.negation import FORMS
-from editlab.probes import Measure, ProbeReport, negation_form
-from editlab.tokenacc import TokenPrediction, agreement
+from editlab.measure.probes import Measure, ProbeReport, negation_form
+from editlab.measure.tokenacc import TokenPrediction, agreement
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _first(report: ProbeReport, kind: str, column: str, rule: str | None = None)
 
 
 def negated_measure(report: ProbeReport, column: str, form: str = "not") -> Measure | None:
-    """The measure of the fact's negation probe in one form (:func:`editlab.probes.negation_form`)."""
+    """The measure of the fact's negation probe in one form (:func:`editlab.measure.probes.negation_form`)."""
     return next((getattr(r, column) for r in report.rows_of("negation")
                  if negation_form(r.probe) == form and getattr(r, column) is not None), None)
 
@@ -177,7 +177,7 @@ def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
 
 # ---- negation and fact-check -----------------------------------------------------------------------
 def negated_text_names(report: ProbeReport, m: Measure | None) -> str | None:
-    """What the greedy text after the negated prompt asserts (:func:`editlab.judge.judge` on its first
+    """What the greedy text after the negated prompt asserts (:func:`editlab.measure.judge.judge` on its first
     clause, the fact's neighbours' answers counting as other answers): "new", "answer", "neither"."""
     if m is None or not m.greedy and m.top1_is_new is None:
         return None
@@ -201,7 +201,7 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
 
     PN is None for a fact whose prompt has no negation probe (it could not be negated as English):
     such a fact is left out of PN and counted by :func:`aggregate` (``n_negated``). FC is the
-    pairwise fact-check (:mod:`editlab.factcheck`), FC_new the absolute verdict on the new statement."""
+    pairwise fact-check (:mod:`editlab.measure.factcheck`), FC_new the absolute verdict on the new statement."""
     def flag(m):
         v = says_new(m)
         return None if v is None else float(v)

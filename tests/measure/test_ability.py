@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from editlab.ability import TASKS, AbilityConfig, AbilitySuite, Cancelled, corpus_paragraphs
+from editlab.measure.ability import TASKS, AbilityConfig, AbilitySuite, Cancelled, corpus_paragraphs
 
 from .conftest import SHARED, WIKITEXT, need_shared
 

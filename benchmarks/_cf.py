@@ -1,5 +1,5 @@
 """Shared by the method benchmarks: where the shared data is, its CounterFact facts, and one bench
-row per method. Every score comes from ``editlab.bench`` / ``editlab.experiments`` and so from
+row per method. Every score comes from ``editlab.runs.bench`` / ``editlab.runs.experiments`` and so from
 ``editlab.measure.metrics``: these scripts build plans, they do not score."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from editlab import Fact
-from editlab.bench import UNEDITED, BenchConfig, run_bench
+from editlab.runs.bench import UNEDITED, BenchConfig, run_bench
 from editlab.facts.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

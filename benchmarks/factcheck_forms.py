@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._cf import git_commit  # noqa: E402
 from editlab import load_model  # noqa: E402
 from editlab.measure import factcheck  # noqa: E402
-from editlab.reproduce import machine  # noqa: E402
+from editlab.runs.reproduce import machine  # noqa: E402
 
 
 def measure(handle) -> dict:

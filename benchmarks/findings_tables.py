@@ -2,9 +2,9 @@
 
     python benchmarks/findings_tables.py reports/negation.json reports/factcheck.json ...
 
-Each report is read back as an ``editlab.reproduce.ReproResult`` and printed by its
+Each report is read back as an ``editlab.runs.reproduce.ReproResult`` and printed by its
 ``to_markdown()``: each measured number with its 95 % bootstrap interval and n, beside it the
-published numbers that belong there (``editlab.reproduce.applies``), the cost and any at-chance
+published numbers that belong there (``editlab.runs.reproduce.applies``), the cost and any at-chance
 sentence. Nothing is computed here.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from editlab.reproduce import ReproResult  # noqa: E402
+from editlab.runs.reproduce import ReproResult  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ the statistics and template caches), measure each with ``editlab.measure.metrics
 the session's probes and undo it; the weights' digest after the last undo must equal the unedited
 one. Prints median seconds per edit and per probe pass.
 
-Part 2: ``editlab.reproduce.muting`` for each method of ``--muting`` (sequential edits in batches,
+Part 2: ``editlab.runs.reproduce.muting`` for each method of ``--muting`` (sequential edits in batches,
 checkpoints 10, 100, ..., n), each written to ``<out>/muting-<method>.json`` as soon as it ends.
 Plotly is not needed (no HTML here: ``benchmarks/findings_tables.py`` reads the JSON).
 """
@@ -32,7 +32,7 @@ from editlab import EditSession, load_model  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.facts.datasets import load_dataset  # noqa: E402
 from editlab.model.handle import weights_digest  # noqa: E402
-from editlab.reproduce import muting  # noqa: E402
+from editlab.runs.reproduce import muting  # noqa: E402
 
 
 def say(*a) -> None:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from editlab.grid import GridSpec, run_grid  # noqa: E402
+from editlab.runs.grid import GridSpec, run_grid  # noqa: E402
 
 
 def main() -> int:

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from benchmarks._cf import load_facts  # noqa: E402
 from tests.browser.crowd import Server  # noqa: E402
-from editlab.experiments import quality_probes  # noqa: E402
+from editlab.runs.experiments import quality_probes  # noqa: E402
 from editlab import EditSession, load_model  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.measure.probes import measure  # noqa: E402
@@ -110,7 +110,7 @@ def convert_once() -> float:
 # ---- 2. warm edits, fast vs reference ---------------------------------------------------------------
 def scores(session, fact, short=False):
     """editlab.measure.metrics on the default probe set, or (``short``) on the probes the scores read
-    (``editlab.experiments.quality_probes``: no free generation): the same ES/PS/NS/PN, cheaper."""
+    (``editlab.runs.experiments.quality_probes``: no free generation): the same ES/PS/NS/PN, cheaper."""
     probes = quality_probes(fact, session.handle.tokenizer) if short else None
     return metrics.fact_scores(session.compare(fact, probes))
 

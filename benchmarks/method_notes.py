@@ -3,7 +3,7 @@
     python benchmarks/method_notes.py [--n 5] [--methods ft-l,ft-m,grace,kn,ike] [--batch ft-m]
 
 For the first N CounterFact facts, each method edits one fact at a time from the unedited model
-(an independent ``editlab.experiments`` plan), and each method in ``--batch`` also writes all N as
+(an independent ``editlab.runs.experiments`` plan), and each method in ``--batch`` also writes all N as
 one batch. It prints the unedited model's scores, then after each edit what the library measures
 (ES, PS, NS, PN from ``editlab.measure.metrics``) and what the method's own record says: its check on the edit prompt
 (``info["prompt_check"]``: did P(new) beat P(true)), the control prompts an edit took over
@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cf import load_facts  # noqa: E402
 
-from editlab import EditSession, experiments, load_model  # noqa: E402
+from editlab import EditSession, load_model  # noqa: E402
+
+from editlab.runs.writer import experiments  # noqa: E402
 
 from editlab.measure import metrics  # noqa: E402
 

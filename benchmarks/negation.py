@@ -7,7 +7,7 @@ measured out of sample.
 
 The split is fixed (``SPLITS``): ``dev`` = CounterFact records 1000–1029, for choosing; ``test`` =
 records 2000–2049 and ``test2`` = records 3000–3049, each reported once per variant. Per fact and
-variant, one independent edit on the default model (an ``editlab.experiments`` plan: each fact from
+variant, one independent edit on the default model (an ``editlab.runs.experiments`` plan: each fact from
 the unedited model), measured with editlab's probes and scored by ``editlab.measure.metrics``. Every negated
 sentence comes from ``editlab.negate`` (grammatical; a prompt it cannot negate in a form is left out
 of that column, and the counts are printed).
@@ -49,14 +49,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import WIKITEXT, git_commit, load_facts  # noqa: E402
-from editlab import EditSession, Fact, experiments, load_model  # noqa: E402
+from editlab import EditSession, Fact, load_model  # noqa: E402
+from editlab.runs.writer import experiments  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts.fact import negate  # noqa: E402
 from editlab.measure.judge import first_clause  # noqa: E402
 from editlab.measure.muting import heldout_text  # noqa: E402
 from editlab.measure.probes import Probe, default_probes  # noqa: E402
-from editlab.reproduce import machine  # noqa: E402
+from editlab.runs.reproduce import machine  # noqa: E402
 
 SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
 POOL = 5000  # other subjects and other relations come from CounterFact records POOL.. (no split uses them)

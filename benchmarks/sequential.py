@@ -3,7 +3,7 @@
     python benchmarks/sequential.py [--batches 4] [--batch-size 10] [--methods memit,alphaedit]
 
 Each method writes B batches of CounterFact facts one after another into the same model (the same
-facts for every method): a sequential ``editlab.experiments.Plan`` measured after every batch by
+facts for every method): a sequential ``editlab.runs.experiments.Plan`` measured after every batch by
 the engine's quality evaluator (scores from ``editlab.measure.metrics``). After each batch, the efficacy
 (P(new) > P(true) on the prompt) and EM, the mean P(new) − P(true) (a magnitude that still moves
 when efficacy saturates at 1), of every batch written so far are read: the diagonal is how well a batch is written, the
@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cf import load_facts, statistics_args  # noqa: E402
 
-from editlab import experiments, load_model, methods  # noqa: E402
+from editlab import load_model, methods  # noqa: E402
+
+from editlab.runs.writer import experiments  # noqa: E402
 
 
 def hparams(method: str, args) -> dict:

@@ -113,7 +113,7 @@ def candidates() -> list[tuple[str, str]]:
 
 def main(argv=None) -> int:
     import editlab
-    from editlab.reproduce import SIMPLE_FACTS, select_simple_facts
+    from editlab.runs.reproduce import SIMPLE_FACTS, select_simple_facts
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m-instruct")

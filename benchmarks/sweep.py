@@ -2,7 +2,7 @@
 
 Edits the first CounterFact facts one after another and, at 1, 2, 5, 10, 20 and 50 edits, records
 edit quality over all edits so far, general ability on small fixed subsets and the muting indicators
-(see editlab.sweep). Prints the curves as tables and draws them into an image for the README.
+(see editlab.runs.sweep). Prints the curves as tables and draws them into an image for the README.
 
     python benchmarks/sweep.py                        # ROME and KN to 50 edits (hours on 2 CPU cores)
     python benchmarks/sweep.py --methods rome --counts 1,2,5 --ability-size 3   # a quick look
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     from editlab.measure.ability import AbilityConfig
     from editlab.cli.sweep import render_curves
     from editlab.measure.muting import MutingProbe
-    from editlab.store import RunStore
-    from editlab.sweep import SweepConfig, curves, run_sweep
+    from editlab.runs.store import RunStore
+    from editlab.runs.sweep import SweepConfig, curves, run_sweep
 
     handle = editlab.load_model()
     store = RunStore(args.store)

@@ -1,6 +1,6 @@
 """Helpers of the Benchmark page: datasets it may read, figures and tables of a BenchResult.
 
-Only formatting and file handling: every number comes from :mod:`editlab.bench`. The page reads
+Only formatting and file handling: every number comes from :mod:`editlab.runs.bench`. The page reads
 datasets a visitor uploads (JSON / JSONL / CSV, parsed by ``editlab.facts.datasets``, size-limited), the
 built-in example facts, and files the operator lists in ``EDITLAB_BENCH_DATASETS``
 (``os.pathsep``-separated paths); never a path typed into the page.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from editlab.bench import BenchResult
+from editlab.runs.bench import BenchResult
 from editlab.facts.datasets import Dataset, from_facts, load_dataset
 from editlab.measure.metrics import CONVENTIONS, METRICS
 
@@ -54,7 +54,7 @@ def shipped_reports(folder: Path = REPORTS_DIR) -> dict[str, Path]:
 
 def read_report(name: str, data: bytes, max_mb: float):
     """A saved report (the JSON ``editlab reproduce`` writes), size-limited; ValueError says what is wrong."""
-    from editlab.reproduce import ReproResult
+    from editlab.runs.reproduce import ReproResult
 
     check_size(name, data, max_mb)
     return ReproResult.from_json(data, name)

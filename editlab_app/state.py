@@ -129,7 +129,7 @@ def operator_mode(config: AppConfig) -> bool:
 
 def run_store(state: MutableMapping, config: AppConfig):
     """The run store as this visitor sees it: only their runs (every run in operator mode)."""
-    from editlab.store import RunStore
+    from editlab.runs.store import RunStore
 
     store = RunStore()
     return store if operator_mode(config) else store.scoped(visitor(state))

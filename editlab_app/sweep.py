@@ -1,7 +1,7 @@
 """Helpers of the Sweep page: the curves of stored sweep runs as plotly figures, and sample tables.
 
-Only formatting: every number comes from the run store (:mod:`editlab.store`) that
-:func:`editlab.sweep.run_sweep` writes. The x axis is the number of edits on a log scale; the
+Only formatting: every number comes from the run store (:mod:`editlab.runs.store`) that
+:func:`editlab.runs.sweep.run_sweep` writes. The x axis is the number of edits on a log scale; the
 unedited model (step 0, which a log axis cannot show) is drawn as a dotted reference line.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from editlab.measure.ability import LABELS as ABILITY_LABELS
-from editlab.store import RunStore
-from editlab.sweep import QUALITY_LABELS, curves
+from editlab.runs.store import RunStore
+from editlab.runs.sweep import QUALITY_LABELS, curves
 
 QUALITY = ("ES", "PS", "NS", "PN", "RE", "FC")
 MUTING = ("empty_rate", "repeat_rate")

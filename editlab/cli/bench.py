@@ -78,8 +78,8 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
 
 
 def run_bench_cmd(args) -> int:
-    from editlab.bench import BenchConfig, run_bench
-    from editlab.store import export_target
+    from editlab.runs.bench import BenchConfig, run_bench
+    from editlab.runs.store import export_target
 
     if args.export:
         export_target(args.export, None)  # before any work: a bad path fails at once
@@ -108,7 +108,7 @@ def run_bench_cmd(args) -> int:
     handle = load(args)
     store = None
     if not args.no_store:
-        from editlab.store import RunStore
+        from editlab.runs.store import RunStore
 
         store = RunStore(args.store)
         status(f"run store: {store.path}")

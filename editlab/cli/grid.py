@@ -51,7 +51,7 @@ class LiveTable:
         self.drawn = 0
 
     def __call__(self, states, changed) -> None:
-        from editlab.grid import format_table
+        from editlab.runs.grid import format_table
 
         if self.tty:
             width = shutil.get_terminal_size((160, 24)).columns
@@ -73,11 +73,11 @@ class LiveTable:
 
 
 def run_grid_cmd(args) -> int:
-    from editlab.grid import GridSpec, format_table, run_grid, stored_cells
-    from editlab.store import RunStore
+    from editlab.runs.grid import GridSpec, format_table, run_grid, stored_cells
+    from editlab.runs.store import RunStore
 
     if args.export:
-        from editlab.store import export_target
+        from editlab.runs.store import export_target
 
         export_target(args.export, None)  # before any work: a bad path fails at once
     spec = GridSpec.from_yaml(args.grid)
@@ -98,7 +98,7 @@ def run_grid_cmd(args) -> int:
         result = run_grid(cells, store, backend=backend, workers=args.workers, address=args.address,
                           progress=LiveTable(), retries=args.retries)
     if args.export:
-        from editlab.store import export_target
+        from editlab.runs.store import export_target
 
         path, fmt = export_target(args.export, None)
         df = result.table()

@@ -14,7 +14,7 @@ LAYOUT = {"dataset": "editing/counterfact-edit.json", "zsre": "editing/zsre-1k.j
 
 
 def register(sub) -> None:
-    from editlab.reproduce import PROTOCOLS
+    from editlab.runs.reproduce import PROTOCOLS
 
     p = sub.add_parser("reproduce", help="reproduce a paper's finding on this model: HTML + JSON report beside the published numbers")
     p.add_argument("protocol", choices=PROTOCOLS)
@@ -51,8 +51,8 @@ def _path(args, name: str) -> str | None:
 
 
 def run_reproduce_cmd(args) -> int:
-    from editlab.findings import report_folder, write_report
-    from editlab.reproduce import DEFAULT_METHOD, run
+    from editlab.runs.findings import report_folder, write_report
+    from editlab.runs.reproduce import DEFAULT_METHOD, run
     from editlab.cli.edit import parse_sets
 
     report_folder(args.out, args.protocol)  # before any work: a bad --out fails at once
@@ -66,7 +66,7 @@ def run_reproduce_cmd(args) -> int:
     if args.protocol == "factcheck":
         kw["zsre"] = _path(args, "zsre")
     if args.protocol == "muting":
-        from editlab.sweep import parse_counts
+        from editlab.runs.sweep import parse_counts
 
         kw.update(heldout=_path(args, "heldout"), batch_size=args.batch_size, ability_items=args.ability_items,
                   checkpoints=parse_counts(args.checkpoints) if args.checkpoints else None)

@@ -76,7 +76,7 @@ def ability_config(args):
 def sweep_config(args):
     """The SweepConfig these arguments describe (the tests build theirs the same way)."""
     from editlab.measure.muting import MutingProbe
-    from editlab.sweep import SweepConfig
+    from editlab.runs.sweep import SweepConfig
     from editlab.cli.edit import parse_sets
 
     overrides = read_yaml_mapping(args.hparams) if args.hparams else {}
@@ -89,10 +89,10 @@ def sweep_config(args):
 
 
 def run_sweep_cmd(args) -> int:
-    from editlab.store import RunStore
-    from editlab.sweep import cost_line, curves, run_sweep
+    from editlab.runs.store import RunStore
+    from editlab.runs.sweep import cost_line, curves, run_sweep
     if args.export:
-        from editlab.store import export_target
+        from editlab.runs.store import export_target
 
         export_target(args.export, None)  # before any work: a bad path fails at once
     config = sweep_config(args)
@@ -154,10 +154,10 @@ def render_curves(df) -> str:
 
 
 def run_runs_cmd(args) -> int:
-    from editlab.store import RunStore
+    from editlab.runs.store import RunStore
 
     if args.export:
-        from editlab.store import export_target
+        from editlab.runs.store import export_target
 
         export_target(args.export, None)
     store = RunStore(args.store)

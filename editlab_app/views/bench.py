@@ -2,16 +2,16 @@
 import streamlit as st
 
 from editlab import methods
-from editlab.experiments import Cancelled
-from editlab.bench import BenchConfig, compare, load_result, past_runs, run_bench
+from editlab.runs.experiments import Cancelled
+from editlab.runs.bench import BenchConfig, compare, load_result, past_runs, run_bench
 from editlab.measure.metrics import CONVENTIONS, METRICS
 from editlab.core.limits import SLOTS
-from editlab.store import StoreError
+from editlab.runs.store import StoreError
 from editlab_app import bench as B
 from editlab_app import errors
 from editlab_app import state as S
 
-RESULT = "editlab.bench.result"  # the BenchResult this page shows
+RESULT = "editlab.runs.bench.result"  # the BenchResult this page shows
 cfg = S.app_config()
 ss = st.session_state
 session = S.ensure_session(ss, cfg)

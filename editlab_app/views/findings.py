@@ -4,16 +4,16 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from editlab import methods
-from editlab.findings import to_html
+from editlab.runs.findings import to_html
 from editlab.core.limits import SLOTS
-from editlab.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
+from editlab.runs.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
 from editlab_app import bench as B
 from editlab_app import errors
 from editlab_app import state as S
 from editlab_app import sweep as W
 
-RESULT = "editlab.findings.result"
-OPENED = "editlab.findings.opened"  # the file id of the saved report shown, so a later run is not overwritten
+RESULT = "editlab.runs.findings.result"
+OPENED = "editlab.runs.findings.opened"  # the file id of the saved report shown, so a later run is not overwritten
 ABOUT = {
     "negation": "Edit a fact, then ask with \"not\" inserted (PN) and edit the negated statement (NN, NP): "
                 "does the new object survive negation?",

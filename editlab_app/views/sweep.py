@@ -7,14 +7,14 @@ import streamlit as st
 from editlab import methods
 from editlab.measure.ability import TASKS, AbilityConfig
 from editlab.core.limits import SLOTS
-from editlab.store import StoreError
-from editlab.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
+from editlab.runs.store import StoreError
+from editlab.runs.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
 from editlab_app import bench as B
 from editlab_app import errors
 from editlab_app import state as S
 from editlab_app import sweep as W
 
-SHOWN = "editlab.sweep.shown"  # run ids this browser session started (shown first)
+SHOWN = "editlab.runs.sweep.shown"  # run ids this browser session started (shown first)
 cfg = S.app_config()
 ss = st.session_state
 session = S.ensure_session(ss, cfg)

@@ -3,8 +3,8 @@ server path, and the error boundary turns any exception into a message with a de
 import pytest
 
 from editlab import methods
-from editlab.store import RunStore
-from editlab.sweep import KIND as SWEEP_KIND
+from editlab.runs.store import RunStore
+from editlab.runs.sweep import KIND as SWEEP_KIND
 from editlab_app import errors
 from editlab_app import state as S
 

@@ -4,10 +4,10 @@ import pytest
 
 from editlab import EditSession, Fact
 from editlab.measure.ability import AbilityConfig
-from editlab.bench import BenchConfig
+from editlab.runs.bench import BenchConfig
 from editlab.core.limits import SLOTS, LimitError, Limits, deadline
 from editlab.measure.muting import MutingProbe
-from editlab.sweep import SweepConfig
+from editlab.runs.sweep import SweepConfig
 
 FACT = Fact(subject="Rome", prompt="Rome is the capital of", target_new="France")
 

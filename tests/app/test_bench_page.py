@@ -3,8 +3,8 @@ unedited row, charts, per-fact probes, exports); past runs are listed and compar
 import pytest
 
 from editlab import methods
-from editlab.bench import UNEDITED, BenchConfig, run_bench
-from editlab.store import RunStore
+from editlab.runs.bench import UNEDITED, BenchConfig, run_bench
+from editlab.runs.store import RunStore
 from editlab_app.bench import examples_dataset
 
 from .. import stand_in_method

@@ -48,7 +48,7 @@ def test_a_protocol_run_from_the_page_is_shown_with_the_report(findings_env):
 
 def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(findings_env):
     """A long run made elsewhere (the JSON `editlab reproduce` writes) is shown without running it."""
-    from editlab.reproduce import Estimate, ReproResult, references
+    from editlab.runs.reproduce import Estimate, ReproResult, references
 
     est = tuple(Estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)", v, v - 1, v + 1, 32, edits=k)
                 for k, v in ((0, 42.3), (1000, 111.0)))

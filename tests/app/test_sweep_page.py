@@ -2,8 +2,8 @@
 from the page lands in the store."""
 import pytest
 
-from editlab.store import RunStore
-from editlab.sweep import KIND
+from editlab.runs.store import RunStore
+from editlab.runs.sweep import KIND
 
 from .conftest import open_app
 

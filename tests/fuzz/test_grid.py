@@ -1,4 +1,4 @@
-"""editlab.grid.GridSpec.from_yaml on any grid file: mappings of the grid's keys (models, methods,
+"""editlab.runs.grid.GridSpec.from_yaml on any grid file: mappings of the grid's keys (models, methods,
 datasets, protocols, variants, hparams, corpus, online, resources) with plausible and random values,
 hyperparameter files that exist or not, and hostile YAML. Read or refused with a bounded
 ValueError; a grid read expands into cells (or is refused so) without any other error."""
@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from editlab import methods
-from editlab.grid import GridSpec
+from editlab.runs.grid import GridSpec
 
 from .strategies import accepted_or_refused, examples, ints, keys, scalars, settings, values, words, yaml_text
 

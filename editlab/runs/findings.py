@@ -1,4 +1,4 @@
-"""The report of a reproduction (:mod:`editlab.reproduce`): one self-contained HTML file and one JSON.
+"""The report of a reproduction (:mod:`editlab.runs.reproduce`): one self-contained HTML file and one JSON.
 
 The HTML carries plotly's JavaScript inline (``plotly.io.to_html(include_plotlyjs=True)``), so it
 opens offline and can be mailed as one file. It states what was run and on how many facts or
@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from editlab.reproduce import BOOTSTRAP_SAMPLES, LEVEL, ReproResult
+from editlab.runs.reproduce import BOOTSTRAP_SAMPLES, LEVEL, ReproResult
 
 TITLES = {
     "negation": "Negation: PP, PN, NN, NP and rectified efficacy (Liu et al. 2025)",

@@ -1,7 +1,7 @@
 """One experiment engine: a :class:`Plan` says which facts are edited with which method under which
 protocol and where the model is measured; :func:`run` is the one loop that edits through
 :class:`~editlab.session.EditSession` and measures at each checkpoint with pluggable evaluators;
-:func:`editlab.runs.run_stored` writes each checkpoint to the run store and resumes by replay.
+:func:`editlab.runs.writer.run_stored` writes each checkpoint to the run store and resumes by replay.
 
 Everything that runs an experiment builds a Plan and calls it: ``editlab bench`` (each method's
 facts, and the negated-edit plan for NP/NN), ``editlab sweep`` (stored, resumable), ``editlab
@@ -22,7 +22,7 @@ progress. Evaluators here: edit quality (every value of :mod:`editlab.measure.me
 ``Quality``), whole probe reports (``Reports``; also for the negated-edit protocol, which writes
 "... is not → new" and probes the original fact), general ability, muting, held-out text,
 simple-fact retention and the weights' digest; the bench's fact-by-fact evaluator (it keeps every
-probe and the token predictions) is in :mod:`editlab.bench`.
+probe and the token predictions) is in :mod:`editlab.runs.bench`.
 
 Cancelling is one way everywhere: pass an object with ``is_set()`` (a ``threading.Event``);
 :class:`Cancelled` is raised within one model call of it being set.

@@ -2,12 +2,12 @@
 
 Every runner that stores its results goes through here — ``editlab sweep`` (:func:`run_stored`,
 resumed by replaying the recorded edits), ``editlab bench`` (one checkpoint per method, rows reused
-by :func:`editlab.bench.run_bench`), each cell of ``editlab grid`` (:func:`record_result`) — so how a
+by :func:`editlab.runs.bench.run_bench`), each cell of ``editlab grid`` (:func:`record_result`) — so how a
 run starts, resumes, and ends (done, cancelled, failed, interrupted) is decided once, in
 :func:`keeping_status`. A checkpoint is written once and never overwritten: a resumed run that
 reaches a step an earlier attempt stored keeps the stored one and goes on (resuming is idempotent).
 
-May import: the engine (:mod:`editlab.experiments`) and the store (:mod:`editlab.store`); nothing
+May import: the engine (:mod:`editlab.runs.experiments`) and the store (:mod:`editlab.runs.store`); nothing
 that imports this module.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from editlab.measure.ability import Cancelled
-from editlab.experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
+from editlab.runs.experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
 
 __all__ = ["StoredRun", "open_store", "keeping_status", "start_or_resume", "run_stored", "record_result"]
 
@@ -32,10 +32,10 @@ class StoredRun:
 
 
 def open_store(store):
-    """A :class:`~editlab.store.RunStore` from a store, a path, or None/False (no store: None)."""
+    """A :class:`~editlab.runs.store.RunStore` from a store, a path, or None/False (no store: None)."""
     if store is None or store is False:
         return None
-    from editlab.store import RunStore
+    from editlab.runs.store import RunStore
 
     return store if hasattr(store, "add_checkpoint") else RunStore(store)
 

@@ -9,7 +9,7 @@ At step 0 (the unedited model) and after each requested number of edits, a check
   BBH, perplexity);
 - the muting indicators (:mod:`editlab.measure.muting`) and the sample generations.
 
-Checkpoints go to the run store (:mod:`editlab.store`) as they are made, so a crash loses at most
+Checkpoints go to the run store (:mod:`editlab.runs.store`) as they are made, so a crash loses at most
 the checkpoint being computed. **Resume** replays the recorded run's edits from the unedited model
 up to its last checkpoint (same facts, same batches, same per-edit seeds), checks the replayed
 weights against the digest stored with that checkpoint, and continues. Replay rather than stored
@@ -27,13 +27,13 @@ from typing import Callable, Mapping, Sequence
 from editlab.measure import metrics as quality_metrics
 from editlab.core import paths
 from editlab.measure.ability import AbilityConfig, AbilitySuite, Cancelled
-from editlab.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
-from editlab.runs import StoredRun, run_stored
+from editlab.runs.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
+from editlab.runs.writer import StoredRun, run_stored
 from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
 from editlab.measure.muting import MutingProbe
 from editlab.session import EditSession
-from editlab.store import RunStore
+from editlab.runs.store import RunStore
 
 KIND = "sweep"
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50, 100)
@@ -125,8 +125,8 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
 
     The facts are the first ``max(counts)`` of ``config.dataset`` (a file), or ``facts`` when given
     (then ``config.dataset`` is only their label); the run is identified by their content. The
-    sweep is a sequential :class:`~editlab.experiments.Plan` with checkpoints ``0, *counts``, run by
-    :func:`editlab.runs.run_stored` with the quality, ability, muting and digest evaluators.
+    sweep is a sequential :class:`~editlab.runs.experiments.Plan` with checkpoints ``0, *counts``, run by
+    :func:`editlab.runs.writer.run_stored` with the quality, ability, muting and digest evaluators.
 
     ``cancel`` (a ``threading.Event``) stops the sweep within one model call; the run is marked
     ``cancelled`` and :class:`Cancelled` is raised. Running it again resumes from the last checkpoint.

@@ -8,7 +8,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from editlab.store import Checkpoint, RunConfig, RunStore, StoreError, default_path
+from editlab.runs.store import Checkpoint, RunConfig, RunStore, StoreError, default_path
 
 CONFIG = RunConfig(model="smollm2-135m-instruct", revision="r1", method="rome",
                    hparams={"layer": 5, "v_lr": 0.5}, dataset="cf.json", seed=0, extra={"counts": [1, 2]})

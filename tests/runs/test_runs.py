@@ -2,9 +2,11 @@
 ended, and resuming it again is a no-op."""
 import pytest
 
-from editlab import experiments, runs
-from editlab.experiments import Plan
-from editlab.store import RunStore
+from editlab.runs.writer import experiments
+
+from editlab.runs.writer import writer as runs
+from editlab.runs.experiments import Plan
+from editlab.runs.store import RunStore
 
 
 @pytest.fixture(scope="module")

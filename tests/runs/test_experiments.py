@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from editlab import experiments
-from editlab.experiments import At, Plan, Quality, run
+from editlab.runs.writer import experiments
+from editlab.runs.experiments import At, Plan, Quality, run
 from tests.conftest import state_hash
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from editlab import methods
-from editlab.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
+from editlab.runs.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
 from editlab.facts.datasets import load_dataset
-from editlab.experiments import Cancelled
+from editlab.runs.experiments import Cancelled
 from editlab.measure.metrics import METRIC_KEYS
-from editlab.store import RunStore
+from editlab.runs.store import RunStore
 
 from . import stand_in_method
 from .conftest import COUNTERFACT, TEST_MOM2_TOKENS, need_shared

@@ -1,13 +1,13 @@
 """Benchmark grids: models × methods × datasets (in shards) × protocols × hyperparameter variants.
 
 A grid file (YAML, see :meth:`GridSpec.from_dict`) expands into *cells*. A cell is one call of the
-experiment engine — today :func:`editlab.bench.run_bench` with one method on one shard of one
+experiment engine — today :func:`editlab.runs.bench.run_bench` with one method on one shard of one
 dataset under one protocol and one hyperparameter variant — and has a stable identity key (a digest
 of everything that determines its results), so a grid resumes: a cell already in the run store is
 skipped.
 
 :func:`run_grid` runs the cells one after another in this process, or on Ray
-(:mod:`editlab.grid_ray`, ``pip install editlab[cluster]``): one actor per (model, device) holds a
+(:mod:`editlab.runs.grid_ray`, ``pip install editlab[cluster]``): one actor per (model, device) holds a
 resident model and runs cell after cell. Either way the results come back to the driver as plain
 dicts and the driver alone writes the run store, one ``bench`` run per cell (the Benchmark page
 lists and compares them). A cell that fails is reported with its error and tried once more after
@@ -106,7 +106,7 @@ def shard(dataset, i: int, count: int):
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a cell edits and scores (see :mod:`editlab.bench`)."""
+    """How a cell edits and scores (see :mod:`editlab.runs.bench`)."""
 
     mode: str = "independent"
     batch_size: int = 1
@@ -413,7 +413,7 @@ def _dataset(x, where) -> DatasetSpec:
 
 
 def _protocol(p) -> Protocol:
-    from editlab.bench import EVALUATE, MODES
+    from editlab.runs.bench import EVALUATE, MODES
 
     if not isinstance(p, Mapping):
         raise ValueError(f"a protocol is a mapping (mode, batch_size, ...), got {short(p)}")
@@ -484,7 +484,7 @@ class Experiment:
         return load_model(model.name, revision=model.revision, dtype=model.dtype, quantization=model.quantization)
 
     def run(self, resident, cell: Cell) -> dict:
-        from editlab.bench import BenchConfig, checkpoint_of, run_bench
+        from editlab.runs.bench import BenchConfig, checkpoint_of, run_bench
 
         t0 = time.perf_counter()
         dataset = cell.dataset.load()
@@ -519,10 +519,10 @@ def stored_cells(store, kind: str = "bench") -> dict[str, int]:
 
 
 def record(store, cell: Cell, result: Mapping) -> int:
-    """Write one cell's result as a run (:func:`editlab.runs.record_result`: ``done`` only once every
+    """Write one cell's result as a run (:func:`editlab.runs.writer.record_result`: ``done`` only once every
     checkpoint is in, so a driver that dies halfway leaves a run the next invocation does not take
     for finished; such leftovers of the same cell are removed first)."""
-    from editlab.runs import record_result
+    from editlab.runs.writer import record_result
 
     def same_cell(run) -> bool:
         tag = run.config.get(GRID_KEY)
@@ -716,11 +716,11 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
 
     ``backend``: ``"in-process"`` (one cell after another here; ``residents`` maps a model *name* to
     an already loaded handle to use instead of loading it) or ``"ray"`` (see
-    :func:`editlab.grid_ray.run`: ``workers`` actors at most, ``address`` of a cluster, else a
+    :func:`editlab.runs.grid_ray.run`: ``workers`` actors at most, ``address`` of a cluster, else a
     local Ray). ``store``: a RunStore, a path, or None (keep nothing, skip nothing).
     ``progress(states, changed)`` is called on every change of a cell. A cell that fails is retried
     ``retries`` times after the others; the grid never stops at one failure."""
-    from editlab.runs import open_store
+    from editlab.runs.writer import open_store
 
     cells = grid.cells() if isinstance(grid, GridSpec) else list(grid)
     experiment = experiment or Experiment()
@@ -730,7 +730,7 @@ def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-
     if backend == "in-process":
         _run_in_process(driver, experiment, residents or {})
     elif backend == "ray":
-        from editlab import grid_ray
+        from editlab.runs.writer import grid_ray
 
         grid_ray.run(driver, experiment, workers=workers, address=address, runtime_env=runtime_env)
     else:

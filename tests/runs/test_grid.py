@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from editlab.bench import load_result, past_runs
+from editlab.runs.bench import load_result, past_runs
 from editlab.cli import main
-from editlab.grid import Cell, Experiment, GridSpec, format_table, run_grid, shard, stored_cells
-from editlab.store import RunStore
+from editlab.runs.grid import Cell, Experiment, GridSpec, format_table, run_grid, shard, stored_cells
+from editlab.runs.store import RunStore
 
 from .conftest import COUNTERFACT, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 

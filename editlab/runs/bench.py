@@ -28,7 +28,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from editlab import experiments, methods, runs
+from editlab import methods
+
+from editlab.runs.writer import experiments
+
+from editlab.runs.writer import writer as runs
 from editlab.core.bounded import whole
 from editlab.measure.ability import Cancelled
 from editlab.facts.datasets import Dataset, load_dataset
@@ -38,7 +42,7 @@ from editlab.facts.fact import Fact
 from editlab.measure.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from editlab.measure.probes import Measure, Probe, ProbeReport, default_probes
 from editlab.session import EditSession
-from editlab.store import export_target
+from editlab.runs.store import export_target
 from editlab.measure.tokenacc import TokenPrediction, predict_tokens
 
 KIND = "bench"
@@ -513,10 +517,10 @@ def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[i
 def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, store=None,
               progress: Progress | None = None, cancel=None,
               resume: bool = True) -> BenchResult:
-    """Run (or resume) a benchmark. ``store``: a :class:`~editlab.store.RunStore`, a path, or None
+    """Run (or resume) a benchmark. ``store``: a :class:`~editlab.runs.store.RunStore`, a path, or None
     (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) stops the run within one model call with
-    :class:`editlab.experiments.Cancelled` (finished methods stay stored).
+    :class:`editlab.runs.experiments.Cancelled` (finished methods stay stored).
 
     With a store and ``resume``, an identical stored run continues where it stopped, and rows that
     another stored run computed under the same configuration (same model, facts, protocol and, per

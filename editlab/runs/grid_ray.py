@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from editlab.grid import Cell, CellState, Driver, Experiment, ModelSpec, describe
+from editlab.runs.grid import Cell, CellState, Driver, Experiment, ModelSpec, describe
 
 # Test hook: the path of a marker file. The first cell to start while the file does not exist
 # creates it and kills its worker process (as an out-of-memory kill or a lost node would), so a

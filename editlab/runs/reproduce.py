@@ -3,7 +3,7 @@
 Four protocols, each a thin layer over what editlab already measures (no metric is defined here):
 
 - ``negation`` — Liu et al. 2025, *Is Model Editing Built on Sand?*: the four settings PP, PN, NN,
-  NP and rectified efficacy PP − PN on CounterFact, through :func:`editlab.bench.run_bench` with
+  NP and rectified efficacy PP − PN on CounterFact, through :func:`editlab.runs.bench.run_bench` with
   the negated edits on (definitions: :mod:`editlab.measure.metrics`, docs/metrics.md §3);
 - ``factcheck`` — the same paper's True/False fact-check accuracy beside efficacy, on CounterFact
   and zsRE (both through ``run_bench``);
@@ -14,7 +14,7 @@ Four protocols, each a thin layer over what editlab already measures (no metric 
   signals a 135M model is well above floor on: perplexity and next-token accuracy on held-out text,
   the empty / repetitive output rate and n-gram entropy (:mod:`editlab.measure.muting`), retention of simple
   facts the unedited model gets right (``editlab/data/simple_facts.json``), edit efficacy so far
-  (:func:`editlab.experiments.measure_quality`) and, optionally, lm-eval ability tasks with a chance line.
+  (:func:`editlab.runs.experiments.measure_quality`) and, optionally, lm-eval ability tasks with a chance line.
 
 Every measured number carries a seeded 95 % percentile-bootstrap interval over facts (or paragraphs,
 outputs, items); every result carries its cost and the published reference values with their
@@ -320,7 +320,7 @@ def _calibrated(handle, config: dict) -> dict:
 
 def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
            cancel, fmt: str | None = None):
-    from editlab.bench import BenchConfig, run_bench
+    from editlab.runs.bench import BenchConfig, run_bench
     from editlab.facts.datasets import Dataset
 
     ds = dataset.subset(n, seed) if isinstance(dataset, Dataset) else None
@@ -372,7 +372,7 @@ def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
              cancel=None) -> ReproResult:
     """PP, PN, NN, NP, rectified efficacy, efficacy and fact-check accuracy on ``n`` CounterFact facts
     (independent edits, each with its negated twin), unedited and edited, with bootstrap intervals."""
-    from editlab.bench import UNEDITED
+    from editlab.runs.bench import UNEDITED
 
     res, total = _bench(handle, _dataset_path(dataset, "negation"), n, method, seed, True, corpus, online, hparams,
                         progress, cancel)
@@ -398,7 +398,7 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
     """Fact-check accuracy (True/False) beside efficacy on ``n`` facts of CounterFact and of zsRE
     (either may be None to skip it). zsRE's efficacy is reported as token accuracy (rewrite_acc)
     too, the convention its published numbers use."""
-    from editlab.bench import UNEDITED
+    from editlab.runs.bench import UNEDITED
 
     sets = [(g, p, f) for g, p, f in (("counterfact", dataset, None), ("zsre", zsre, "zsre")) if p is not None]
     if not sets:
@@ -438,7 +438,7 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
     from editlab.measure.ablation import prefers_new, ablation_summary, predicate_variants
-    from editlab.bench import UNEDITED
+    from editlab.runs.bench import UNEDITED
     from editlab.facts.datasets import Dataset, from_facts, load_dataset
 
     pool = _dataset_path(dataset, "ablation")
@@ -536,7 +536,7 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
 def _muting_facts(dataset, n: int) -> tuple:
     """The dataset and its first ``n`` facts, in the sweep's order."""
     from editlab.facts.datasets import Dataset
-    from editlab.sweep import load_facts
+    from editlab.runs.sweep import load_facts
 
     dataset = _dataset_path(dataset, "muting")
     if isinstance(dataset, Dataset):  # the sweep's order: the first n, as given
@@ -562,7 +562,7 @@ def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: li
                        ability_data: str | None, seed: int, online: bool) -> list:
     """What each checkpoint measures: held-out text, muting probes, retention, efficacy and maybe ability."""
     from editlab.measure.ability import AbilityConfig, AbilitySuite
-    from editlab.experiments import Ability, HeldOut, Muting, Quality, Retention
+    from editlab.runs.experiments import Ability, HeldOut, Muting, Quality, Retention
     from editlab.measure.muting import MutingProbe
 
     evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
@@ -633,9 +633,9 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from editlab import experiments
+    from editlab.runs.writer import experiments
     from editlab.facts.datasets import Dataset
-    from editlab.experiments import Plan
+    from editlab.runs.experiments import Plan
     from editlab.core.limits import current as current_limits
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")

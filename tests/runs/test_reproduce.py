@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from editlab.findings import to_html, write_report
-from editlab.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
+from editlab.runs.findings import to_html, write_report
+from editlab.runs.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
                                references, run)
 
 from .conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
@@ -85,7 +85,7 @@ def test_the_issue_values_are_in_the_table_with_their_source():
 
 
 def test_published_numbers_sit_only_beside_edited_rows_of_their_dataset():
-    from editlab.reproduce import applies
+    from editlab.runs.reproduce import applies
 
     def est(group, key, edits=None):
         return Estimate(group, key, key, 0.5, 0.4, 0.6, 20, edits=edits)
@@ -164,8 +164,8 @@ def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, c
 def test_the_shipped_simple_facts_are_what_the_unedited_default_model_gets_right(handle):
     """The retention list (benchmarks/simple_facts.py) names the model it was picked on, and that
     model, unedited, still completes every one of its facts: retention starts at 1.0."""
-    from editlab.experiments import retained
-    from editlab.reproduce import load_simple_facts
+    from editlab.runs.experiments import retained
+    from editlab.runs.reproduce import load_simple_facts
 
     facts, prov = load_simple_facts()
     assert len(facts) == 100 and len({f["prompt"] for f in facts}) == 100

@@ -18,8 +18,8 @@ import pytest
 from editlab.measure.ability import TASKS
 from editlab.cli import build_parser, main
 from editlab.cli.sweep import sweep_config
-from editlab.store import RunStore
-from editlab.sweep import Cancelled, SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
+from editlab.runs.store import RunStore
+from editlab.runs.sweep import Cancelled, SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
 
 from .conftest import COUNTERFACT, SHARED, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 

@@ -27,18 +27,18 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import git_commit  # noqa: E402
 from editlab import load_model  # noqa: E402
-from editlab.measure import factcheck  # noqa: E402
+from editlab.measure import calibration, factcheck  # noqa: E402
 from editlab.runs.reproduce import machine  # noqa: E402
 
 
 def measure(handle) -> dict:
     rows = []
     facts = factcheck.statements("select")
-    known = factcheck.known_facts(handle.model, handle.tokenizer, facts)
+    known = calibration.known_facts(handle.model, handle.tokenizer, facts)
     for form in factcheck.FORMS:
         t = time.perf_counter()
         cal = factcheck.calibration_of(handle.name, form, "select", len(facts),
-                                       factcheck.score_form(handle.model, handle.tokenizer, known, form))
+                                       calibration.score_form(handle.model, handle.tokenizer, known, form))
         rows.append({**cal.to_dict(), "seconds": round(time.perf_counter() - t, 2)})
     adopted = factcheck.default_form(handle.tokenizer)
     held_out = fresh_calibration(handle, adopted)
@@ -50,17 +50,17 @@ def measure(handle) -> dict:
 def fresh_calibration(handle, form: str):
     """The calibration on the ``calibrate`` split, computed here (never read from a cache or the bundle)."""
     facts = factcheck.statements("calibrate")
-    counts = factcheck.score_form(handle.model, handle.tokenizer,
-                                  factcheck.known_facts(handle.model, handle.tokenizer, facts), form)
+    counts = calibration.score_form(handle.model, handle.tokenizer,
+                                  calibration.known_facts(handle.model, handle.tokenizer, facts), form)
     return factcheck.calibration_of(handle.name, form, "calibrate", len(facts), counts)
 
 
 def bundle(handle, calibration) -> None:
     """Put the default model's calibration in editlab/data/factcheck_calibrations.json (what a first
-    edit reads instead of computing it), keyed as editlab.measure.factcheck.calibrate looks it up."""
-    path = factcheck.BUNDLED
+    edit reads instead of computing it), keyed as editlab.measure.calibration.calibrate looks it up."""
+    path = calibration.BUNDLED
     entries = json.loads(path.read_text()) if path.exists() else {}
-    entries[factcheck.calibration_key(handle.fingerprint, calibration.form)] = calibration.to_dict()
+    entries[calibration.calibration_key(handle.fingerprint, calibration.form)] = calibration.to_dict()
     path.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
 
 

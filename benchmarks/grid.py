@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from editlab.runs.grid import GridSpec, run_grid  # noqa: E402
+from editlab.runs.grid import GridSpec  # noqa: E402
+from editlab.runs.grid_run import run_grid  # noqa: E402
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ from _cf import load_facts  # noqa: E402
 
 from editlab import EditSession, load_model  # noqa: E402
 
-from editlab.runs.writer import experiments  # noqa: E402
+from editlab.runs import experiments  # noqa: E402
 
 from editlab.measure import metrics  # noqa: E402
 

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import WIKITEXT, git_commit, load_facts  # noqa: E402
 from editlab import EditSession, Fact, load_model  # noqa: E402
-from editlab.runs.writer import experiments  # noqa: E402
+from editlab.runs import experiments  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts.fact import negate  # noqa: E402

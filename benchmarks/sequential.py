@@ -25,7 +25,7 @@ from _cf import load_facts, statistics_args  # noqa: E402
 
 from editlab import load_model, methods  # noqa: E402
 
-from editlab.runs.writer import experiments  # noqa: E402
+from editlab.runs import experiments  # noqa: E402
 
 
 def hparams(method: str, args) -> dict:

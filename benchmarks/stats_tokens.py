@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from benchmarks._cf import WIKITEXT, load_facts  # noqa: E402
 from editlab import load_model  # noqa: E402
-from editlab.runs.writer import experiments  # noqa: E402
+from editlab.runs import experiments  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.core import paths  # noqa: E402
 

@@ -24,7 +24,7 @@ import torch
 
 from editlab import methods
 
-from editlab.measure import factcheck
+from editlab.measure import calibration, factcheck
 from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
 from editlab.methods.base import EditError, HParamsBase, MethodContext
@@ -376,7 +376,7 @@ class EditSession:
         same state twice, e.g. an edit's "before" after the previous edit's "after", is free).
 
         ``guess``: the latest measurement of the same probes on another state (the unedited model,
-        the last click's) guides greedy decoding (:func:`editlab.measure.probes.greedy_drafted`: the same
+        the last click's) guides greedy decoding (:func:`editlab.model.tokens.greedy_drafted`: the same
         texts, found in one pass where they did not change). Off for the state right after an
         edit of this very fact, whose texts the edit changed: there a guess costs a wasted pass."""
         probes = self.probes_for(fact, probes)  # the operator's limits hold for given probes too
@@ -391,10 +391,10 @@ class EditSession:
             return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix, drafts=drafts))
 
     def factcheck_calibration(self) -> factcheck.Calibration:
-        """How well the True/False probe reads on this model (:func:`editlab.measure.factcheck.calibrate`:
+        """How well the True/False probe reads on this model (:func:`editlab.measure.calibration.calibrate`:
         measured once per model on the unedited weights, then read from the disk cache)."""
         if self._calibration is None:
-            self._calibration = factcheck.calibrate(self.handle)
+            self._calibration = calibration.calibrate(self.handle)
         return self._calibration
 
     def compare(self, fact: Fact, probes: Sequence[Probe] | None = None) -> ProbeReport:

@@ -73,7 +73,8 @@ class LiveTable:
 
 
 def run_grid_cmd(args) -> int:
-    from editlab.runs.grid import GridSpec, format_table, run_grid, stored_cells
+    from editlab.runs.grid import GridSpec, format_table, stored_cells
+    from editlab.runs.grid_run import run_grid
     from editlab.runs.store import RunStore
 
     if args.export:

@@ -10,6 +10,9 @@ import json
 import os
 from pathlib import Path
 
+# what ships inside the package: bundled statistics, calibrations, negation templates, simple facts
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
+
 
 def cache_root() -> Path:
     env = os.environ.get("EDITLAB_CACHE_DIR")

@@ -40,7 +40,8 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+
+from editlab.core.paths import PACKAGE_DATA
 
 FORMS = ("not", "contraction", "not_true", "never")
 BE = ("am", "is", "are", "was", "were")
@@ -48,7 +49,7 @@ HAVE = ("has", "have", "had")
 DO = ("does", "do", "did")
 MODALS = ("can", "could", "will", "would", "shall", "should", "may", "might", "must")
 AUXILIARIES = BE + ("be", "been") + HAVE + DO + MODALS
-TABLE = Path(__file__).parent / "data" / "negation_templates.json"
+TABLE = PACKAGE_DATA / "negation_templates.json"
 
 _CONTRACTED = {"is": "isn't", "are": "aren't", "was": "wasn't", "were": "weren't", "has": "hasn't",
                "have": "haven't", "had": "hadn't", "does": "doesn't", "do": "don't", "did": "didn't",

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from editlab.model.handle import corpora
+from editlab.core.errors import Cancelled
+from editlab.model import corpora
 
 TRUTHFULQA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
@@ -57,10 +58,6 @@ TRUTHFULQA_PRIMER = (
     "A: The 1992 Olympics were held in Barcelona, Spain."
 )
 PREP_VERSION = 1  # bump when item preparation changes (it is part of every run's config)
-
-
-class Cancelled(Exception):
-    """Raised inside scoring when the caller's cancel event is set."""
 
 
 @dataclass(frozen=True)

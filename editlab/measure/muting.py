@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from editlab.measure.probes import greedy
+from editlab.model.tokens import greedy
 
 # A fixed probe set: plain completions and (for chat models) questions asked as a user turn.
 COMPLETION_PROMPTS = (

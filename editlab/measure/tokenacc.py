@@ -13,7 +13,8 @@ from typing import Sequence
 
 import torch
 
-from editlab.measure.probes import Probe, _render, score_continuations, target_ids
+from editlab.measure.probes import Probe, render
+from editlab.model.tokens import score_continuations, target_ids
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def predict_tokens(model, tokenizer, queries: Sequence[tuple[str, str]], prefix:
     if not queries:
         return []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prompts = [_render(tokenizer, Probe("positive", p), prefix) for p, _ in queries]
+    prompts = [render(tokenizer, Probe("positive", p), prefix) for p, _ in queries]
     targets = [target_ids(tokenizer, t) for _, t in queries]
     scored = score_continuations(model, prompts, targets, pad_id, batch_size)
     return [TokenPrediction(prompt, target, tuple(t_ids), tuple(int(x) for x in pred))

@@ -40,7 +40,7 @@ from editlab.core import paths
 from editlab.core.limits import current as current_limits
 from editlab.model.handle import weights_digest
 from editlab.model.nethook import TraceDict
-from editlab.measure.probes import target_ids
+from editlab.model.tokens import target_ids
 
 KINDS = ("residual", "mlp", "attn")
 CACHE_VERSION = 1

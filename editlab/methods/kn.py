@@ -38,7 +38,7 @@ import torch
 
 from editlab.facts.fact import Fact
 from editlab.model.nethook import Trace, TraceDict
-from editlab.measure.probes import target_ids
+from editlab.model.tokens import target_ids
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from editlab.methods.keys import pad_batch
 from editlab.methods.teacher import bleed_check, bleed_note, check_note, control_tokens, prompt_check

@@ -21,11 +21,11 @@ import torch
 
 from editlab.facts.fact import Fact
 from editlab.model.nethook import Trace, TraceDict
-from editlab.measure.probes import target_ids
+from editlab.model.tokens import target_ids
 from editlab.methods.base import EditError
 from editlab.methods.keys import Located, locate, pad_batch, read_kv
 from editlab.methods.multilayer import add_to_weight
-from editlab.methods.vstar import _with_delta
+from editlab.methods.vstar import with_delta
 
 NAME = "predicate"
 
@@ -100,7 +100,7 @@ def _optimise_delta(model, module: str, batch: _NegatedBatch, z0: torch.Tensor, 
     for step in range(hp.v_num_grad_steps):
         opt.zero_grad()
         with torch.enable_grad(), TraceDict(model, [module], retain_output=False,
-                                            edit_output=lambda out, name: _with_delta(out, batch.rows, batch.cols, delta.expand(2 * n, -1))):
+                                            edit_output=lambda out, name: with_delta(out, batch.rows, batch.cols, delta.expand(2 * n, -1))):
             logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             gap = batch.gap(logp)

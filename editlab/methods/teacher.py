@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from editlab.facts.fact import Fact
-from editlab.measure.probes import Probe, measure, target_ids
+from editlab.measure.probes import Probe, measure
+from editlab.model.tokens import target_ids
 from editlab.methods.keys import pad_batch
 
 

@@ -53,14 +53,14 @@ from editlab.core.bounded import short
 from editlab.facts.fact import Fact
 from editlab.model.handle import cache_kwargs, output_cache
 from editlab.model.nethook import Trace, TraceDict
-from editlab.measure.probes import target_ids
+from editlab.model.tokens import target_ids
 from editlab.methods.base import EditError, MethodContext
 from editlab.methods.keys import locate, pad_batch
 
 Progress = Callable[[int, int, str], None]
 
 
-def _with_delta(output, rows: torch.Tensor, cols: torch.Tensor, delta: torch.Tensor):
+def with_delta(output, rows: torch.Tensor, cols: torch.Tensor, delta: torch.Tensor):
     """``output`` (a tensor, or a tuple whose first item is the hidden states) with ``delta`` [len(rows), d]
     added at [rows, cols]."""
     hidden = output[0] if isinstance(output, tuple) else output
@@ -340,7 +340,7 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             at = torch.tensor([layout["first"][f] for f in range(n)], device=dev)
             z0[name] = hidden[at, layout["lookup"][at]].detach().float().clone()
             deltas[name] = torch.zeros_like(z0[name], requires_grad=True)
-        return _with_delta(output, layout["rows"], layout["lookup"], deltas[name][layout["owner"]])
+        return with_delta(output, layout["rows"], layout["lookup"], deltas[name][layout["owner"]])
 
     def logprobs_at(out, r_idx, p_idx, early: bool):
         """log P(· | row, position) for the given rows and positions."""

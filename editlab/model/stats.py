@@ -20,11 +20,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from editlab.core.paths import PACKAGE_DATA
 from typing import Callable
 
 import torch
 
-from editlab.model.handle import corpora
+from editlab.model import corpora
 
 from editlab.core import paths
 from editlab.model.nethook import TraceDict
@@ -201,7 +203,7 @@ def resolve_corpus(handle, corpus: str | os.PathLike | None, n_tokens: int, onli
 
 
 # ---- statistics bundled with editlab ---------------------------------------------------------------
-BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "stats"
+BUNDLED_DIR = PACKAGE_DATA / "stats"
 
 
 def _bundled_files() -> list[Path]:

@@ -30,11 +30,11 @@ from typing import Callable, Mapping, Sequence
 
 from editlab import methods
 
-from editlab.runs.writer import experiments
+from editlab.runs import experiments
 
-from editlab.runs.writer import writer as runs
+from editlab.runs import writer
 from editlab.core.bounded import whole
-from editlab.measure.ability import Cancelled
+from editlab.core.errors import Cancelled
 from editlab.facts.datasets import Dataset, load_dataset
 from editlab.core.limits import current as current_limits
 from editlab.core.limits import deadline
@@ -542,7 +542,7 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
     probe_session = EditSession(handle, corpus=config.corpus, online=config.online)
     hparams = {m: probe_session.resolve_hparams(m, config.hparams.get(m) or None).to_dict() for m in config.methods}
     cfg = stored_config(handle, config, dataset, hparams)
-    store = runs.open_store(store)
+    store = writer.open_store(store)
     names = [UNEDITED, *config.methods]
     run_id, done_rows = _stored_rows(store, cfg, names, resume)
     if run_id is not None and all(n in done_rows for n in names):
@@ -555,7 +555,7 @@ def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, st
         if store is not None:
             store.add_checkpoint(run_id, step, *checkpoint_of(row))
 
-    with runs.keeping_status(store, run_id) if store is not None else contextlib.nullcontext():
+    with writer.keeping_status(store, run_id) if store is not None else contextlib.nullcontext():
         measure.rows(done_rows, write)
     return BenchResult(cfg, tuple(done_rows[n] for n in names), run_id, status="done")
 
@@ -566,7 +566,7 @@ def _stored_rows(store, cfg: dict, names: Sequence[str], resume: bool) -> tuple[
     this run as its own checkpoints, noted as reused). (None, {}) without a store."""
     if store is None:
         return None, {}
-    run_id, resumed = runs.start_or_resume(store, KIND, cfg, resume)
+    run_id, resumed = writer.start_or_resume(store, KIND, cfg, resume)
     done_rows: dict[str, MethodResult] = {}
     if resumed:
         for c in store.checkpoints(run_id):
@@ -623,7 +623,7 @@ class _Measure:
 
 def load_result(store, run_id: int) -> BenchResult:
     """A stored benchmark run (finished or not) as a :class:`BenchResult`."""
-    store = runs.open_store(store)
+    store = writer.open_store(store)
     run = store.run(run_id)
     if run.kind != KIND:
         raise ValueError(f"run {run_id} is a {run.kind!r} run, not a benchmark")
@@ -633,7 +633,7 @@ def load_result(store, run_id: int) -> BenchResult:
 
 def past_runs(store) -> list:
     """Stored benchmark runs, newest first."""
-    store = runs.open_store(store)
+    store = writer.open_store(store)
     return list(reversed(store.runs(KIND)))
 
 

@@ -37,14 +37,16 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import torch
 
 from editlab.measure import metrics
-from editlab.measure.ability import AbilitySuite, Cancelled
+from editlab.measure.ability import AbilitySuite
+from editlab.core.errors import Cancelled
 from editlab.facts.fact import Fact
 from editlab.core.limits import deadline
 from editlab.methods.base import EditError
 from editlab.model.handle import weights_digest
 from editlab.measure.muting import MutingProbe, heldout_text
 from editlab.model.nethook import get_parameter
-from editlab.measure.probes import ProbeReport, default_probes, measure, target_ids
+from editlab.measure.probes import ProbeReport, default_probes, measure
+from editlab.model.tokens import target_ids
 from editlab.session import EditSession
 
 PROTOCOLS = ("independent", "sequential")
@@ -516,7 +518,8 @@ class Retention:
 
 def retained(model, tokenizer, facts: Sequence[Mapping], prefix: str = "") -> list[float]:
     """Per simple fact: 1.0 if the greedy continuation of its prompt starts with its answer."""
-    from editlab.measure.probes import greedy, starts_with_target
+    from editlab.measure.probes import starts_with_target
+    from editlab.model.tokens import greedy
 
     if not facts:
         return []

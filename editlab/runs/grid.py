@@ -6,7 +6,7 @@ dataset under one protocol and one hyperparameter variant — and has a stable i
 of everything that determines its results), so a grid resumes: a cell already in the run store is
 skipped.
 
-:func:`run_grid` runs the cells one after another in this process, or on Ray
+:func:`editlab.runs.grid_run.run_grid` runs the cells one after another in this process, or on Ray
 (:mod:`editlab.runs.grid_ray`, ``pip install editlab[cluster]``): one actor per (model, device) holds a
 resident model and runs cell after cell. Either way the results come back to the driver as plain
 dicts and the driver alone writes the run store, one ``bench`` run per cell (the Benchmark page
@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from editlab import methods
 from editlab.core.bounded import short
@@ -709,59 +709,3 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-process", workers: int | None = None,
-             address: str | None = None, progress: Progress | None = None, experiment: Experiment | None = None,
-             residents: Mapping[str, Any] | None = None, retries: int = 1, runtime_env: Mapping | None = None) -> GridResult:
-    """Run a grid's cells and store each finished cell as a run.
-
-    ``backend``: ``"in-process"`` (one cell after another here; ``residents`` maps a model *name* to
-    an already loaded handle to use instead of loading it) or ``"ray"`` (see
-    :func:`editlab.runs.grid_ray.run`: ``workers`` actors at most, ``address`` of a cluster, else a
-    local Ray). ``store``: a RunStore, a path, or None (keep nothing, skip nothing).
-    ``progress(states, changed)`` is called on every change of a cell. A cell that fails is retried
-    ``retries`` times after the others; the grid never stops at one failure."""
-    from editlab.runs.writer import open_store
-
-    cells = grid.cells() if isinstance(grid, GridSpec) else list(grid)
-    experiment = experiment or Experiment()
-    store = open_store(store)
-    driver = Driver(cells, store, progress, retries, experiment.kind)
-    t0 = time.perf_counter()
-    if backend == "in-process":
-        _run_in_process(driver, experiment, residents or {})
-    elif backend == "ray":
-        from editlab.runs.writer import grid_ray
-
-        grid_ray.run(driver, experiment, workers=workers, address=address, runtime_env=runtime_env)
-    else:
-        raise ValueError(f"backend {backend!r} is not one of in-process, ray")
-    return GridResult(driver.states, backend, time.perf_counter() - t0)
-
-
-def _run_in_process(driver: Driver, experiment: Experiment, residents: Mapping[str, Any]) -> None:
-    resident_key, resident = None, None
-    load_failures: dict[str, list[str]] = {}  # a model that failed to load retries+1 times is given up
-    while driver.queue:
-        # Keep the model that is loaded for as long as cells of it are queued.
-        pick = next((s for s in driver.queue if s.cell.model.key == resident_key), driver.queue[0])
-        driver.queue.remove(pick)
-        model = pick.cell.model
-        if len(load_failures.get(model.key, ())) > driver.retries:
-            driver.give_up(pick, load_failures[model.key][-1])
-            continue
-        driver.start(pick, "in-process")
-        try:
-            if model.key != resident_key:
-                resident_key, resident = None, None  # let the previous model go before loading the next
-                resident = residents.get(model.name) or experiment.load(model)
-                resident_key = model.key
-        except Exception as e:
-            load_failures.setdefault(model.key, []).append(f"loading {model.name} failed: {describe(e)}")
-            driver.fail(pick, load_failures[model.key][-1])
-            continue
-        try:
-            result = experiment.run(resident, pick.cell)
-        except Exception as e:
-            driver.fail(pick, describe(e))
-            continue
-        driver.finish(pick, result)

@@ -96,7 +96,7 @@ def _env(model: ModelSpec, local: bool, extra: Mapping | None) -> dict:
     threads = str(model.threads)
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"})
     if local:  # the workers import the editlab this driver runs (a checkout on PYTHONPATH included)
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]])
     env.update(dict(extra or {}))
     return env

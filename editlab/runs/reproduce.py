@@ -27,13 +27,15 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from editlab.core.paths import PACKAGE_DATA
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 PROTOCOLS = ("negation", "factcheck", "ablation", "muting")
 DEFAULT_METHOD = {"negation": "memit", "factcheck": "memit", "ablation": "memit", "muting": "memit"}
-SIMPLE_FACTS = Path(__file__).with_name("data") / "simple_facts.json"
+SIMPLE_FACTS = PACKAGE_DATA / "simple_facts.json"
 BOOTSTRAP_SAMPLES = 2000
 LEVEL = 0.95
 
@@ -312,8 +314,8 @@ LOWER_BETTER = {"PN", "NP", "PN_contraction", "PN_not_true", "PN_never", "PN_gen
 
 
 def _calibrated(handle, config: dict) -> dict:
-    """The config with the fact-check calibration of the model (:func:`editlab.measure.factcheck.calibrate`)."""
-    from editlab.measure.factcheck import calibrate
+    """The config with the fact-check calibration of the model (:func:`editlab.measure.calibration.calibrate`)."""
+    from editlab.measure.calibration import calibrate
 
     return {**config, "factcheck_calibration": calibrate(handle).to_dict()}
 
@@ -499,7 +501,8 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
                         batch_size: int = 16) -> tuple[list[dict], list[dict]]:
     """Probe the *unedited* model on (prompt, answer) candidates; keep those whose greedy
     continuation starts with the answer (word-bounded), up to ``limit``. Returns (kept, rejected)."""
-    from editlab.measure.probes import greedy, starts_with_target, target_ids
+    from editlab.measure.probes import starts_with_target
+    from editlab.model.tokens import greedy, target_ids
 
     tok = handle.tokenizer
     kept, rejected = [], []
@@ -633,7 +636,7 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from editlab.runs.writer import experiments
+    from editlab.runs import experiments
     from editlab.facts.datasets import Dataset
     from editlab.runs.experiments import Plan
     from editlab.core.limits import current as current_limits

@@ -26,7 +26,8 @@ from typing import Callable, Mapping, Sequence
 
 from editlab.measure import metrics as quality_metrics
 from editlab.core import paths
-from editlab.measure.ability import AbilityConfig, AbilitySuite, Cancelled
+from editlab.measure.ability import AbilityConfig, AbilitySuite
+from editlab.core.errors import Cancelled
 from editlab.runs.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
 from editlab.runs.writer import StoredRun, run_stored
 from editlab.facts.fact import Fact

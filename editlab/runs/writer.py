@@ -16,7 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
-from editlab.measure.ability import Cancelled
+from editlab.core.errors import Cancelled
 from editlab.runs.experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
 
 __all__ = ["StoredRun", "open_store", "keeping_status", "start_or_resume", "run_stored", "record_result"]

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from editlab import methods
-from editlab.runs.experiments import Cancelled
+from editlab.core.errors import Cancelled
 from editlab.runs.bench import BenchConfig, compare, load_result, past_runs, run_bench
 from editlab.measure.metrics import CONVENTIONS, METRICS
 from editlab.core.limits import SLOTS

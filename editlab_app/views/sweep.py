@@ -8,7 +8,8 @@ from editlab import methods
 from editlab.measure.ability import TASKS, AbilityConfig
 from editlab.core.limits import SLOTS
 from editlab.runs.store import StoreError
-from editlab.runs.sweep import KIND, Cancelled, SweepConfig, cost_line, parse_counts, run_sweep
+from editlab.runs.sweep import KIND, SweepConfig, cost_line, parse_counts, run_sweep
+from editlab.core.errors import Cancelled
 from editlab_app import bench as B
 from editlab_app import errors
 from editlab_app import state as S

@@ -6,7 +6,7 @@ from editlab import Neighbor
 from editlab.facts.datasets import (detect_format, from_facts, load_counterfact, load_dataset, load_facts, load_knowedit,
                               load_zsre)
 
-from .conftest import COUNTERFACT, SHARED, need_shared
+from tests.conftest import COUNTERFACT, SHARED, need_shared
 
 ZSRE = SHARED / "editing" / "zsre-1k.json"
 

@@ -9,8 +9,8 @@ import pytest
 from editlab import negate as public_negate
 from editlab.facts.negation import AUXILIARIES, FORMS, negate, negate_by_rules, templates
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "editing"
-CHECKED = Path(__file__).parent / "data" / "negations_checked.json"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "editing"
+CHECKED = Path(__file__).resolve().parents[1] / "data" / "negations_checked.json"
 
 
 # ---- the rules ----------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_unnegatable_prompts_are_none_never_appended():
 
 # ---- the template table -------------------------------------------------------------------------------
 def test_the_table_covers_counterfact_with_provenance():
-    table = json.loads((Path(__file__).resolve().parents[1] / "editlab" / "data" / "negation_templates.json").read_text())
+    table = json.loads((Path(__file__).resolve().parents[2] / "editlab" / "data" / "negation_templates.json").read_text())
     assert len(table["templates"]) == 213 == len(templates())
     assert "2026-12-07" in table["provenance"]["method"]
     hand = {r["template"] for r in table["templates"] if r["source"] == "hand"}

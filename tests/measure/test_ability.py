@@ -10,9 +10,11 @@ import threading
 
 import pytest
 
-from editlab.measure.ability import TASKS, AbilityConfig, AbilitySuite, Cancelled, corpus_paragraphs
+from editlab.measure.ability import TASKS, AbilityConfig, AbilitySuite, corpus_paragraphs
 
-from .conftest import SHARED, WIKITEXT, need_shared
+from editlab.core.errors import Cancelled
+
+from tests.conftest import SHARED, WIKITEXT, need_shared
 
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.model import LM  # noqa: E402

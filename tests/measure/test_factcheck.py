@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from editlab.measure import factcheck
+from editlab.measure import calibration, factcheck
 from editlab.measure.probes import Measure
 
 
@@ -65,29 +65,29 @@ def test_forms_carry_their_chat_flag_and_demonstrations():
 @pytest.mark.slow
 def test_the_default_model_reads_the_adopted_form_above_chance(handle, tmp_path, monkeypatch):
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(factcheck, "BUNDLED", tmp_path / "none.json")  # computed here, not read from the bundle
-    cal = factcheck.calibrate(handle)
+    monkeypatch.setattr(calibration, "BUNDLED", tmp_path / "none.json")  # computed here, not read from the bundle
+    cal = calibration.calibrate(handle)
     assert cal.form == "chat_fewshot" and cal.split == "calibrate"
     assert cal.known >= 50  # the bundled facts are common knowledge the model completes
     assert cal.readable, cal.sentence()
-    assert factcheck.calibrate(handle) == cal  # read back from the cache
-    zero_shot = factcheck.calibrate(handle, "chat")  # the question alone, as a user turn: at chance
+    assert calibration.calibrate(handle) == cal  # read back from the cache
+    zero_shot = calibration.calibrate(handle, "chat")  # the question alone, as a user turn: at chance
     assert not zero_shot.readable and "at chance" in zero_shot.sentence()
     monkeypatch.undo()
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path / "empty"))
-    assert factcheck.calibrate(handle) == cal  # the bundled calibration is what the code computes
+    assert calibration.calibrate(handle) == cal  # the bundled calibration is what the code computes
 
 
 def test_a_model_without_a_bundled_calibration_computes_its_own(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(factcheck, "known_facts", lambda model, tok, facts: facts[:10])
-    monkeypatch.setattr(factcheck, "score_form", lambda model, tok, facts, form:
+    monkeypatch.setattr(calibration, "known_facts", lambda model, tok, facts: facts[:10])
+    monkeypatch.setattr(calibration, "score_form", lambda model, tok, facts, form:
                         {"n": len(facts), "tp": 0, "tn": len(facts), "pairwise": 5})
     import threading
 
     handle = SimpleNamespace(fingerprint="not-bundled", name="m", model=None, lock=threading.RLock(),
                              tokenizer=SimpleNamespace(chat_template=None))
-    cal = factcheck.calibrate(handle)
+    cal = calibration.calibrate(handle)
     assert (cal.form, cal.known, cal.readable) == ("fewshot", 10, False)

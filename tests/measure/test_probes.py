@@ -55,14 +55,14 @@ def test_a_prompt_that_cannot_be_negated_gets_no_negation_probe_and_a_given_one_
 
 
 def test_demonstrations_are_rendered_before_the_question(handle):
-    from editlab.measure.probes import _render
+    from editlab.measure.probes import render
 
     demos = (("True or false: Ice is frozen water.", "True"),)
     plain = Probe("true_false", "True or false: X.\nAnswer:", rule="new", demos=demos)
-    text = handle.tokenizer.decode(_render(handle.tokenizer, plain))
+    text = handle.tokenizer.decode(render(handle.tokenizer, plain))
     assert "True or false: Ice is frozen water.\nAnswer: True\n\nTrue or false: X.\nAnswer:" in text
     chat = Probe("true_false", "True or false: X.", rule="new", chat=True, demos=demos)
-    text = handle.tokenizer.decode(_render(handle.tokenizer, chat))
+    text = handle.tokenizer.decode(render(handle.tokenizer, chat))
     assert text.index("Ice is frozen water") < text.index("True or false: X.")
     assert "assistant\nTrue" in text
 
@@ -118,7 +118,7 @@ def test_probe_prompts_can_be_overridden(handle):
 def test_scoring_unembeds_only_the_scored_positions(handle, monkeypatch):
     """Probe memory is bounded by the target, not the prompt: a long prompt gets logits for the
     last len(target) + 1 positions only (no full-vocabulary row per prompt position)."""
-    from editlab.measure.probes import score_continuations, target_ids
+    from editlab.model.tokens import score_continuations, target_ids
 
     shapes = []
     hook = handle.model.lm_head.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
@@ -138,7 +138,7 @@ def test_multi_token_targets_score_as_teacher_forced_sequences(handle):
     teacher-forced pass; equal to scoring the full text by hand."""
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "Old Church Slavonic", "French")
     [m] = measure(handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt, max_new_tokens=2)])
-    from editlab.measure.probes import target_ids
+    from editlab.model.tokens import target_ids
 
     ids = handle.tokenizer(fact.prompt).input_ids
     t = target_ids(handle.tokenizer, fact.target_new)
@@ -175,7 +175,7 @@ def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
 def test_guessed_generation_equals_plain_greedy_whatever_the_guess(handle):
     """greedy_drafted returns what greedy_with_first returns, with a right, a wrong, a partly right,
     an over-long and an empty guess; the right guess needs a single pass."""
-    from editlab.measure.probes import greedy_drafted, greedy_with_first
+    from editlab.model.tokens import greedy_drafted, greedy_with_first
 
     tok, model = handle.tokenizer, handle.model
     prompts = [tok("The capital of France is").input_ids, tok("The mother tongue of Danielle Darrieux is").input_ids,

@@ -1,4 +1,4 @@
-from editlab.measure.probes import target_ids
+from editlab.model.tokens import target_ids
 from editlab.measure.tokenacc import TokenPrediction, predict_tokens
 
 

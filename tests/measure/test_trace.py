@@ -101,7 +101,7 @@ def test_a_quick_trace_of_one_token_is_reused_by_the_full_one(tiny, tmp_path, mo
 
 def test_an_ike_edit_is_traced_with_its_context_in_front_and_the_grid_is_the_prompts(tiny, tmp_path, monkeypatch):
     """Tracing sees an edit as every evaluator does (EditSession.edited): for IKE, its context."""
-    from editlab.measure.probes import target_ids
+    from editlab.model.tokens import target_ids
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
     h = tiny["llama"]

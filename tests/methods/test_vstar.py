@@ -115,7 +115,7 @@ def test_a_pass_from_a_later_layer_restores_the_layer_list(handle):
 
 def _mean_target_logprob(h, text: str, target: str) -> float:
     """Per-token mean log P(target | text), by one plain forward pass."""
-    from editlab.measure.probes import target_ids
+    from editlab.model.tokens import target_ids
 
     ids = list(h.tokenizer(text).input_ids)
     t = target_ids(h.tokenizer, target)

@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from editlab.model.handle import corpora
+from editlab.model import corpora
 
-from editlab.model.handle import stats
+from editlab.model import stats
 from editlab.measure.ability import _wikitext2_online
 
 

@@ -49,7 +49,7 @@ def test_corpus_file_formats(tmp_path):
 def test_a_bundle_round_trips_symmetric_statistics_in_float16(tmp_path, monkeypatch, handle):
     """write_bundle stores the upper triangle in float16; reading it back mirrors it into the full
     symmetric matrix, within float16 rounding, for the model whose fingerprint it names only."""
-    from editlab.model.handle import stats
+    from editlab.model import stats
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path / "cache"))
     h = tiny_handle("llama", handle.tokenizer)
@@ -72,7 +72,7 @@ def test_a_bundle_round_trips_symmetric_statistics_in_float16(tmp_path, monkeypa
 
 
 def test_offline_without_a_corpus_says_what_to_do_instead_of_sampling(tmp_path, monkeypatch, handle):
-    from editlab.model.handle import stats
+    from editlab.model import stats
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(stats, "BUNDLED_DIR", tmp_path / "none")
@@ -102,7 +102,7 @@ def test_the_default_model_ships_statistics_for_its_default_edit_layers(handle):
     """A fresh offline machine edits without a statistics pass: the bundle covers the layers the
     default hyperparameters of ROME, MEMIT, AlphaEdit and PMET edit, at their default token count."""
     from editlab import methods
-    from editlab.model.handle import stats
+    from editlab.model import stats
 
     have = stats.bundled_layers(handle)
     for name in ("rome", "memit", "alphaedit", "pmet"):

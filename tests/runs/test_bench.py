@@ -13,12 +13,12 @@ import pytest
 from editlab import methods
 from editlab.runs.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
 from editlab.facts.datasets import load_dataset
-from editlab.runs.experiments import Cancelled
+from editlab.core.errors import Cancelled
 from editlab.measure.metrics import METRIC_KEYS
 from editlab.runs.store import RunStore
 
-from . import stand_in_method
-from .conftest import COUNTERFACT, TEST_MOM2_TOKENS, need_shared
+from tests import stand_in_method
+from tests.conftest import COUNTERFACT, TEST_MOM2_TOKENS, need_shared
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from editlab.runs.writer import experiments
+from editlab.runs import experiments
 from editlab.runs.experiments import At, Plan, Quality, run
 from tests.conftest import state_hash
 

@@ -9,10 +9,11 @@ import yaml
 
 from editlab.runs.bench import load_result, past_runs
 from editlab.cli import main
-from editlab.runs.grid import Cell, Experiment, GridSpec, format_table, run_grid, shard, stored_cells
+from editlab.runs.grid import Cell, Experiment, GridSpec, format_table, shard, stored_cells
+from editlab.runs.grid_run import run_grid
 from editlab.runs.store import RunStore
 
-from .conftest import COUNTERFACT, TEST_MOM2_TOKENS, WIKITEXT, need_shared
+from tests.conftest import COUNTERFACT, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 
 MODEL = "smollm2-135m-instruct"
 

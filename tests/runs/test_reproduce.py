@@ -13,7 +13,7 @@ from editlab.runs.findings import to_html, write_report
 from editlab.runs.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
                                references, run)
 
-from .conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
+from tests.conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
 
 SHIFT_HP = {"layer": 1}  # the tiny models have 4 layers
 
@@ -266,7 +266,7 @@ def test_cli_says_what_is_missing_without_a_dataset(tmp_path, capsys, monkeypatc
 def test_the_shipped_gpu_report_opens_like_a_run_from_the_page():
     """editlab_app/data/reports holds a real run the README quotes (MEMIT, 1,000 edits, one H100): it must stay
     readable by ReproResult.from_json, the Findings page's "Open a saved report"."""
-    path = Path(__file__).resolve().parents[1] / "editlab_app" / "data" / "reports" / "muting-memit-1000-h100.json"
+    path = Path(__file__).resolve().parents[2] / "editlab_app" / "data" / "reports" / "muting-memit-1000-h100.json"
     r = ReproResult.from_json(path.read_text(), source=path.name)
     assert (r.protocol, r.method, r.n) == ("muting", "memit", 1000)
     assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 10, 100, 200, 500, 1000]
@@ -276,7 +276,7 @@ def test_the_shipped_gpu_report_opens_like_a_run_from_the_page():
 
 def test_the_shipped_negation_and_factcheck_reports_carry_the_new_probes_and_their_calibration():
     """The README's reproduced negation and fact-check tables come from these reports."""
-    folder = Path(__file__).resolve().parents[1] / "editlab_app" / "data" / "reports"
+    folder = Path(__file__).resolve().parents[2] / "editlab_app" / "data" / "reports"
     neg = ReproResult.from_json((folder / "negation-memit-20-cpu.json").read_text(), source="negation")
     assert neg.get("PN_contraction", "edited").n >= 1 and neg.get("PN_gen_neither", "unedited").n == 20
     assert neg.config["factcheck_calibration"]["form"] == "chat_fewshot"

@@ -19,11 +19,12 @@ from editlab.measure.ability import TASKS
 from editlab.cli import build_parser, main
 from editlab.cli.sweep import sweep_config
 from editlab.runs.store import RunStore
-from editlab.runs.sweep import Cancelled, SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
+from editlab.runs.sweep import SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
+from editlab.core.errors import Cancelled
 
-from .conftest import COUNTERFACT, SHARED, TEST_MOM2_TOKENS, WIKITEXT, need_shared
+from tests.conftest import COUNTERFACT, SHARED, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # One item per ability task with one-shot prompts and short generations: the whole pipeline, cheaply.

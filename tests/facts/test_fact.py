@@ -49,8 +49,8 @@ def test_negation_rules(prompt, subject, expected, rule):
 
 
 def test_facts_negate_is_the_negation_module():
-    from editlab.facts.fact import fact as facts
-    from editlab.facts.fact import negation
+    from editlab.facts import fact as facts
+    from editlab.facts import negation
 
     assert facts.negate is negation.negate
 

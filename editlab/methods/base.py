@@ -415,6 +415,32 @@ class HParamsBase:
 
 
 # ---- the method contract ----------------------------------------------------------------------
+@dataclass
+class LocateEditHParams(HParamsBase):
+    """What ROME and the batch methods (MEMIT, AlphaEdit, PMET) share, declared once: where the key is
+    read, the v* optimisation (:mod:`editlab.methods.vstar`), the second-moment statistics, the
+    context templates and editlab's negation-aware term. Each method adds its layers and its own."""
+
+    fact_token: str = "subject_last"
+    v_num_grad_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    loss_stop: float = 5e-2  # the reference's rule: stop a fact's optimisation once its total loss is below this
+    fast_v: bool = True  # False: the reference's computation of v* (full passes, all logits); same loss
+    v_loss_layer: int | None = None  # None (or the last layer): the loss reads the model's own logits
+    mom2_adjustment: bool = True
+    mom2_n_tokens: int = 100_000
+    mom2_dtype: str = "float32"
+    mom2_dataset: str | None = None  # corpus path or imported statistics name; None -> the session's corpus
+    context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
+    negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
+    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES, or a method's own); weight > 0
+    negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a method does beyond writing one fact, declared by its module as ``CAPABILITIES``.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -342,74 +342,87 @@ def _place_key(book: Codebook, query: torch.Tensor, label: str, hp: HParams):
     return False, None, {nid: d}, {nid: moved}, nid
 
 
+@dataclass
+class _Edit:
+    """What one edit adds to the codebook, as it goes: new entries, radius and key overrides of
+    earlier ones, the next entry number."""
+
+    counter: int
+    entries: list = field(default_factory=list)
+    eps_over: dict = field(default_factory=dict)
+    key_over: dict = field(default_factory=dict)
+    owner: object = field(default_factory=object)  # this edit's entries in the codebook, while it trains
+
+
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     """Add one codebook entry per fact (one after another, as GRACE edits a stream) and train its
     value. The entries are returned in the record (``info['grace']``); no weight is written."""
     t0 = time.perf_counter()
     name = handle.arch.mlp_out_proj(hp.layer)
-    counter = (ctx.session_state or State()).next_entry
-    entries: list[Entry] = []
-    eps_over: dict[str, float] = {}
-    key_over: dict[str, torch.Tensor] = {}
+    edit = _Edit(counter=(ctx.session_state or State()).next_entry)
     details = []
-    owner = object()  # this edit's entries, while it trains
     with _codebook_on(handle, hp.layer, hp.replacement) as book:
         try:
             for i, fact in enumerate(facts):
                 ctx.report(i, len(facts), f"GRACE: training the value for {fact.subject!r}")
-                item = encode(handle.tokenizer, fact.prompt, fact.target_new)
-                query, current = _read_query(handle, name, item)
-                eid = f"e{counter}"
-                add_new, eps_new, ov, kov, reused = _place_key(book, query, fact.target_new, hp)
-                eps_over.update(ov)
-                key_over.update(kov)
-                if add_new:
-                    counter += 1
-                    gen = torch.Generator().manual_seed(hp.seed + counter)
-                    init = torch.rand(current.shape, generator=gen) if hp.val_init == "cold" else current.clone()
-                    entry = Entry(id=eid, key=query, value=init, eps=float(eps_new), label=fact.target_new)
-                    entries.append(entry)
-                    train_id = eid
-                else:
-                    train_id = reused
-                book.add(owner, entries, eps_over, key_over)
-                base = book.entries[train_id].value
-                value = base.detach().clone().to(handle.device).requires_grad_(True)
-                book.trainable = {train_id: value}
-                losses = _train_value(handle, book, item, value, hp)
-                new_value = value.detach().float().cpu()
-                book.trainable = {}
-                if add_new:
-                    entries[-1] = Entry(id=eid, key=query, value=new_value, eps=float(eps_new), label=fact.target_new)
-                else:
-                    # Retraining an earlier record's value would change that record: keep it
-                    # undoable by shadowing the entry with a fresh one at the same key.
-                    counter += 1
-                    sid = f"e{counter}"
-                    old = book.entries[train_id]
-                    entries.append(Entry(id=sid, key=book.key(train_id), value=new_value, eps=book.radius(train_id), label=old.label))
-                    eps_over[train_id] = -1.0  # the shadow replaces it while this record exists
-                book.add(owner, entries, eps_over, key_over)
-                details.append({"subject": fact.subject, "entry": entries[-1].id, "steps": len(losses),
-                                "losses": losses[:: max(1, len(losses) // 10)] + losses[-1:],
-                                "reused": reused, "eps": entries[-1].eps})
+                details.append(_edit_one(handle, book, name, fact, hp, edit))
             checks = prompt_check(handle, facts)
         finally:
             book.trainable = {}
-            book.remove(owner)
-    ctx.session_state = State(next_entry=counter)
+            book.remove(edit.owner)
+    ctx.session_state = State(next_entry=edit.counter)
     ctx.report(len(facts), len(facts), "GRACE: done")
     state = {
         "layer": hp.layer, "replacement": hp.replacement, "module": name,
-        "entries": [{"id": e.id, "key": e.key, "value": e.value, "eps": e.eps, "label": e.label} for e in entries],
-        "eps_overrides": eps_over, "key_overrides": key_over,
+        "entries": [{"id": e.id, "key": e.key, "value": e.value, "eps": e.eps, "label": e.label} for e in edit.entries],
+        "eps_overrides": edit.eps_over, "key_overrides": edit.key_over,
     }
     result = {"timings": {"train_s": time.perf_counter() - t0}, "grace": state, "facts": details,
-              "prompt_check": checks, "codebook_size_added": len(entries)}
+              "prompt_check": checks, "codebook_size_added": len(edit.entries)}
     note = check_note(NAME, checks)
     if note:
         result["note"] = note
     return result
+
+
+def _edit_one(handle, book: Codebook, name: str, fact: Fact, hp: HParams, edit: _Edit) -> dict:
+    """One fact: place its key (a new entry, or an earlier one moved or reused), train the entry's
+    value, and keep the result in ``edit``."""
+    entries, eps_over = edit.entries, edit.eps_over
+    item = encode(handle.tokenizer, fact.prompt, fact.target_new)
+    query, current = _read_query(handle, name, item)
+    eid = f"e{edit.counter}"
+    add_new, eps_new, ov, kov, reused = _place_key(book, query, fact.target_new, hp)
+    eps_over.update(ov)
+    edit.key_over.update(kov)
+    if add_new:
+        edit.counter += 1
+        gen = torch.Generator().manual_seed(hp.seed + edit.counter)
+        init = torch.rand(current.shape, generator=gen) if hp.val_init == "cold" else current.clone()
+        entries.append(Entry(id=eid, key=query, value=init, eps=float(eps_new), label=fact.target_new))
+        train_id = eid
+    else:
+        train_id = reused
+    book.add(edit.owner, entries, eps_over, edit.key_over)
+    base = book.entries[train_id].value
+    value = base.detach().clone().to(handle.device).requires_grad_(True)
+    book.trainable = {train_id: value}
+    losses = _train_value(handle, book, item, value, hp)
+    new_value = value.detach().float().cpu()
+    book.trainable = {}
+    if add_new:
+        entries[-1] = Entry(id=eid, key=query, value=new_value, eps=float(eps_new), label=fact.target_new)
+    else:
+        # Retraining an earlier record's value would change that record: keep it
+        # undoable by shadowing the entry with a fresh one at the same key.
+        edit.counter += 1
+        sid = f"e{edit.counter}"
+        old = book.entries[train_id]
+        entries.append(Entry(id=sid, key=book.key(train_id), value=new_value, eps=book.radius(train_id), label=old.label))
+        eps_over[train_id] = -1.0  # the shadow replaces it while this record exists
+    book.add(edit.owner, entries, eps_over, edit.key_over)
+    return {"subject": fact.subject, "entry": entries[-1].id, "steps": len(losses),
+            "losses": losses[:: max(1, len(losses) // 10)] + losses[-1:], "reused": reused, "eps": entries[-1].eps}
 
 
 def _train_value(handle, book: Codebook, item, value: torch.Tensor, hp: HParams) -> list[float]:

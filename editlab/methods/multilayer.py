@@ -22,7 +22,7 @@ from editlab.core.bounded import short
 from editlab.facts.fact import Fact
 from editlab.model.nethook import Trace
 from editlab.methods.templates import STARTS
-from editlab.methods.base import MOM2_SAMPLES, EditError, HParamsBase, MethodContext, coerce_numbers, layer_covariances
+from editlab.methods.base import MOM2_SAMPLES, EditError, LocateEditHParams, MethodContext, coerce_numbers, layer_covariances
 from editlab.methods.keys import Located, locate, pad_batch
 from editlab.methods import vstar
 
@@ -41,29 +41,12 @@ def default_layers(handle) -> list[int]:
 
 
 @dataclass
-class BatchHParams(HParamsBase):
-    """What MEMIT, AlphaEdit and PMET share: the layer range, the z optimisation, the statistics."""
+class BatchHParams(LocateEditHParams):
+    """What MEMIT, AlphaEdit and PMET share: the layer range (and, from :class:`LocateEditHParams`, the
+    z optimisation and the statistics)."""
 
     layers: list = field(default_factory=lambda: [4, 5, 6, 7, 8])
     layer_selection: str = "all"
-    fact_token: str = "subject_last"
-    v_num_grad_steps: int = 25
-    v_lr: float = 0.5
-    v_loss_layer: int | None = None  # None (or the last layer): the model's own logits
-    v_weight_decay: float = 1e-3
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    loss_stop: float = 5e-2  # the reference stops a fact's optimisation once its loss is below this
-    fast_v: bool = True  # False: the reference's computation of v* (full passes, all logits); same loss
-    mom2_adjustment: bool = True
-    mom2_n_tokens: int = 100_000
-    mom2_dtype: str = "float32"
-    mom2_dataset: str | None = None  # corpus path or imported statistics name; None -> session corpus
-    context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
-    negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES; MEMIT also "predicate"); weight > 0
-    negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
-    seed: int = 0
 
     # Same meaning in EasyEdit's MEMIT, AlphaEdit and PMET files but for the statistics' size, in
     # samples there. Their context templates are fixed at [[10, 5]] (no key), editlab's default.

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
-from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, HParamsBase, MethodContext, layer_covariances, stats_and_templates,
+from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, LocateEditHParams, MethodContext, layer_covariances, stats_and_templates,
                    whole_number)
 from editlab.methods import predicate, vstar
 from editlab.methods.keys import locate, read_kv
@@ -60,28 +60,11 @@ def _loss_at_output(value, data) -> tuple[None, str]:
 
 
 @dataclass
-class HParams(HParamsBase):
+class HParams(LocateEditHParams):
     layer: int = 5
-    fact_token: str = "subject_last"
-    v_num_grad_steps: int = 25
-    v_lr: float = 0.5
-    v_weight_decay: float = 1e-3
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    loss_stop: float = 5e-2  # the reference's rule: stop once the total loss is below this
-    fast_v: bool = True  # False: the reference's computation of v* (full passes, all logits); same loss
-    mom2_adjustment: bool = True
-    mom2_n_tokens: int = 100_000
-    mom2_dtype: str = "float32"
-    mom2_dataset: str | None = None  # corpus path; None → WikiText online → model-sampled
-    context_template_length_params: list = field(default_factory=lambda: [[10, 5]])
-    negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
-    negation_objective: str = "predicate"  # the default negation-aware form; or a v* term, vstar.NEGATION_OBJECTIVES; weight > 0
-    negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
-    v_loss_layer: int | None = None  # None or the last layer: the loss reads the model's own logits
+    negation_objective: str = "predicate"  # ROME's negation-aware form; or a v* term (vstar.NEGATION_OBJECTIVES)
     predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)
     predicate_keep: int = 0  # the predicate write: hold this many other subjects' "not" keys fixed (predicate.OTHER_SUBJECTS)
-    seed: int = 0
 
     EASYEDIT_RENAMES = {
         "layers": Convert("layer", _one_layer),

@@ -135,9 +135,9 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     once o* is the argmax at every target position the NLL weight drops to a tenth, and the
     optimisation stops when the KL term is below 0.01.
     """
-    fast = getattr(hp, "fast_v", True) if fast is None else fast
+    fast = hp.fast_v if fast is None else fast
     negation = hp.negation_weight > 0
-    objective = getattr(hp, "negation_objective", "push-down")
+    objective = hp.negation_objective
     if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
         raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
     rows = [_fact_rows(handle, f, templates, negation, contrast=objective in ("contrast", "two-sided"),
@@ -157,8 +157,8 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
             if progress:
                 progress(_g, len(facts), f"{_label}: step {step + 1} of at most {total}, loss {loss:.3f}")
 
-        z, info = _optimise_group(handle, [facts[i] for i in part], [rows[i] for i in part], hp, sites, nll_factor,
-                                  adaptive_nll, fast, step_progress)
+        z, info = _Group(handle, [facts[i] for i in part], [rows[i] for i in part], hp, sites, nll_factor,
+                         adaptive_nll, fast).optimise(step_progress)
         for i, zi, ii in zip(part, z, info):
             zs[i], infos[i] = zi, ii
     return zs, infos
@@ -312,50 +312,65 @@ def _layers_from(handle, start: int):
         setattr(parent, attr, layers)
 
 
-def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, adaptive_nll, fast: bool,
-                    step_progress: Callable[[int, int, float], None]):
-    arch, dev = handle.arch, handle.device
-    n = len(facts)
-    active = list(range(n))
-    z0: dict[str, torch.Tensor] = {}  # site -> [n, d]
-    deltas: dict[str, torch.Tensor] = {}
-    frozen: dict[int, dict[str, torch.Tensor]] = {}
-    kl_init: dict[int, torch.Tensor] = {}
-    losses = [[] for _ in range(n)]
-    probs = [0.0] * n
-    factors = [nll_factor] * n
-    unembed, final_norm = handle.module(arch.unembed), handle.module(arch.final_norm)
-    loss_layer = None
-    if hp.v_loss_layer is not None and int(hp.v_loss_layer) < arch.n_layers - 1:
-        loss_layer = arch.layer(int(hp.v_loss_layer))  # the reference's early-exit loss layer
-    # Fast: read the final norm's output and unembed only the scored positions. Reference: the
-    # model's logits at every position, as the reference code computes them.
-    reads = ([arch.final_norm] if fast else [arch.unembed]) + ([loss_layer] if loss_layer else [])
-    # Caching needs a prefix in some row; rows whose subject starts the text have none (masked).
-    passes = _Passes(handle, rows, sites, reads, use_cache=fast and any(i > 0 for r in rows for i in r.lookup))
+class _Group:
+    """One group of facts optimised together, each with its own δ_s, loss and stopping step.
 
-    def edit(output, name, layout):
+    The steps, in the module docstring's terms: :meth:`edit` adds δ_s at the subject's last token;
+    :meth:`losses` computes L(δ) per fact — :meth:`_plan` lists the scored positions, :meth:`_loss`
+    adds the NLL, KL, weight-decay and negation terms; :meth:`_checked_losses` checks the
+    prefix-cached pass against a full one at step 0; :meth:`_settle` applies the stopping rule;
+    :meth:`_project` puts each δ_s back into its ball after an Adam step; :meth:`results` gives
+    z_s = v0_s + δ_s.
+    """
+
+    def __init__(self, handle, facts, rows: list[_Rows], hp, sites, nll_factor, adaptive_nll, fast: bool):
+        arch = handle.arch
+        self.handle, self.facts, self.rows, self.hp, self.sites = handle, facts, rows, hp, list(sites)
+        self.nll_factor, self.adaptive_nll, self.fast = nll_factor, adaptive_nll, fast
+        self.dev = handle.device
+        n = len(facts)
+        self.active = list(range(n))
+        self.z0: dict[str, torch.Tensor] = {}  # site -> [n, d]
+        self.deltas: dict[str, torch.Tensor] = {}
+        self.frozen: dict[int, dict[str, torch.Tensor]] = {}
+        self.kl_init: dict[int, torch.Tensor] = {}
+        self.losses = [[] for _ in range(n)]
+        self.probs = [0.0] * n
+        self.factors = [nll_factor] * n
+        self.unembed, self.final_norm = handle.module(arch.unembed), handle.module(arch.final_norm)
+        self.loss_layer = None
+        if hp.v_loss_layer is not None and int(hp.v_loss_layer) < arch.n_layers - 1:
+            self.loss_layer = arch.layer(int(hp.v_loss_layer))  # the reference's early-exit loss layer
+        # Fast: read the final norm's output and unembed only the scored positions. Reference: the
+        # model's logits at every position, as the reference code computes them.
+        reads = ([arch.final_norm] if fast else [arch.unembed]) + ([self.loss_layer] if self.loss_layer else [])
+        # Caching needs a prefix in some row; rows whose subject starts the text have none (masked).
+        self.passes = _Passes(handle, rows, sites, reads, use_cache=fast and any(i > 0 for r in rows for i in r.lookup))
+        self.cached = self.passes.use_cache
+
+    def edit(self, output, name, layout):
+        """The site's output with each row's δ_s added at the subject's last token."""
         hidden = output[0] if isinstance(output, tuple) else output
-        if name not in z0:  # first pass: every fact is active; z0 from its bare-prompt row
-            at = torch.tensor([layout["first"][f] for f in range(n)], device=dev)
-            z0[name] = hidden[at, layout["lookup"][at]].detach().float().clone()
-            deltas[name] = torch.zeros_like(z0[name], requires_grad=True)
-        return with_delta(output, layout["rows"], layout["lookup"], deltas[name][layout["owner"]])
+        if name not in self.z0:  # first pass: every fact is active; z0 from its bare-prompt row
+            at = torch.tensor([layout["first"][f] for f in range(len(self.facts))], device=self.dev)
+            self.z0[name] = hidden[at, layout["lookup"][at]].detach().float().clone()
+            self.deltas[name] = torch.zeros_like(self.z0[name], requires_grad=True)
+        return with_delta(output, layout["rows"], layout["lookup"], self.deltas[name][layout["owner"]])
 
-    def logprobs_at(out, r_idx, p_idx, early: bool):
+    def _logprobs_at(self, out, r_idx, p_idx, early: bool):
         """log P(· | row, position) for the given rows and positions."""
         if early:  # the reference's v_loss_layer: that layer's residual through the final norm
-            return torch.log_softmax(unembed(final_norm(out[loss_layer][r_idx, p_idx])).float(), dim=-1)
-        if fast:
-            return torch.log_softmax(unembed(out[arch.final_norm][r_idx, p_idx]).float(), dim=-1)
-        return torch.log_softmax(out[arch.unembed].float(), dim=-1)[r_idx, p_idx]
+            return torch.log_softmax(self.unembed(self.final_norm(out[self.loss_layer][r_idx, p_idx])).float(), dim=-1)
+        if self.fast:
+            return torch.log_softmax(self.unembed(out[self.handle.arch.final_norm][r_idx, p_idx]).float(), dim=-1)
+        return torch.log_softmax(out[self.handle.arch.unembed].float(), dim=-1)[r_idx, p_idx]
 
-    def fact_losses(out, layout, factors_now):
-        """Per active fact: (loss, nll per prompt, KL, log-probs at the rewriting targets, target ids).
-        Every scored position of every active fact is unembedded in one call."""
+    def _plan(self, layout):
+        """The scored positions of every active fact (rewriting, negated, contrast and two-sided rows,
+        one per target token) and its KL position: (scored, kl_at, plan per fact)."""
         scored, kl_at, plan = [], [], {}
-        for f in active:
-            r, base = rows[f], layout["first"][f]
+        for f in self.active:
+            r, base = self.rows[f], layout["first"][f]
             nt = len(r.target)
 
             def span(row0, count, nt=nt, r=r, base=base):
@@ -372,108 +387,134 @@ def _optimise_group(handle, facts, rows: list[_Rows], hp, sites, nll_factor, ada
             kl_row = base + r.n_rewrite
             kl_at.append((kl_row, r.lookup[r.n_rewrite] - layout["offset"][kl_row]))
             plan[f] = (rewrite, len(kl_at) - 1, negated, contrast, pos_true)
+        return scored, kl_at, plan
+
+    def losses_of(self, out, layout):
+        """Per active fact: (loss, nll per prompt, KL, log-probs at the rewriting targets, target ids).
+        Every scored position of every active fact is unembedded in one call."""
+        scored, kl_at, plan = self._plan(layout)
 
         def at(pairs):
-            return (torch.tensor([a for a, _ in pairs], device=dev, dtype=torch.long),
-                    torch.tensor([b for _, b in pairs], device=dev, dtype=torch.long))
+            return (torch.tensor([a for a, _ in pairs], device=self.dev, dtype=torch.long),
+                    torch.tensor([b for _, b in pairs], device=self.dev, dtype=torch.long))
 
-        if loss_layer is not None:  # targets at the early-exit layer, KL at the output
-            lp_t, lp_k = logprobs_at(out, *at(scored), True), logprobs_at(out, *at(kl_at), False)
+        if self.loss_layer is not None:  # targets at the early-exit layer, KL at the output
+            lp_t, lp_k = self._logprobs_at(out, *at(scored), True), self._logprobs_at(out, *at(kl_at), False)
         else:
-            both = logprobs_at(out, *at(scored + kl_at), False)
+            both = self._logprobs_at(out, *at(scored + kl_at), False)
             lp_t, lp_k = both[: len(scored)], both[len(scored):]
+        return {f: self._loss(f, plan[f], lp_t, lp_k) for f in self.active}
 
-        result = {}
-        for f in active:
-            r = rows[f]
-            (begin, count), ki, negated, contrast, pos_true = plan[f]
-            t = torch.tensor(r.target, device=dev)
+    def _loss(self, f, plan, lp_t, lp_k):
+        """L(δ) of one fact: NLL of o* over the templates, KL at "s is a", weight decay, negation term."""
+        hp, r = self.hp, self.rows[f]
+        (begin, count), ki, negated, contrast, pos_true = plan
+        t = torch.tensor(r.target, device=self.dev)
 
-            def target_lp(begin, count, t=t):
-                nt = len(t)
-                lp = lp_t[begin: begin + count * nt]
-                return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
+        def target_lp(begin, count, t=t):
+            nt = len(t)
+            lp = lp_t[begin: begin + count * nt]
+            return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
 
-            lp_rw, tok_lp = target_lp(begin, count)
-            nll_each = -tok_lp.mean(1)
-            kl_lp = lp_k[ki]
-            if f not in kl_init:
-                kl_init[f] = kl_lp.detach().clone()
-            # KL(P ‖ P₀), as the reference's kl_div(P₀_log, P_log, log_target=True)
-            kl = torch.nn.functional.kl_div(kl_init[f], kl_lp, log_target=True, reduction="sum")
-            wd = sum(deltas[s][f].norm() / z0[s][f].norm() ** 2 for s in sites)
-            loss = factors_now[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
-            if negated:
-                _, neg_lp = target_lp(*negated)
-                true_ids = torch.tensor(r.true_target, device=dev)
-                true_lp = target_lp(*contrast, t=true_ids)[1] if contrast else None
-                margin = getattr(hp, "negation_margin", 0.0)
-                term = _negation_term(neg_lp, true_lp, margin)
-                if pos_true:  # two-sided: after the prompt itself, o* beats o_c by the margin
-                    term = term + _negation_term(target_lp(*pos_true, t=true_ids)[1], tok_lp, margin)
-                loss = loss + hp.negation_weight * term
-            result[f] = (loss, nll_each, kl, lp_rw, t)
-        return result
+        lp_rw, tok_lp = target_lp(begin, count)
+        nll_each = -tok_lp.mean(1)
+        kl_lp = lp_k[ki]
+        if f not in self.kl_init:
+            self.kl_init[f] = kl_lp.detach().clone()
+        # KL(P ‖ P₀), as the reference's kl_div(P₀_log, P_log, log_target=True)
+        kl = torch.nn.functional.kl_div(self.kl_init[f], kl_lp, log_target=True, reduction="sum")
+        wd = sum(self.deltas[s][f].norm() / self.z0[s][f].norm() ** 2 for s in self.sites)
+        loss = self.factors[f] * nll_each.mean() + hp.kl_factor * kl + hp.v_weight_decay * wd
+        if negated:
+            _, neg_lp = target_lp(*negated)
+            true_ids = torch.tensor(r.true_target, device=self.dev)
+            true_lp = target_lp(*contrast, t=true_ids)[1] if contrast else None
+            margin = hp.negation_margin
+            term = _negation_term(neg_lp, true_lp, margin)
+            if pos_true:  # two-sided: after the prompt itself, o* beats o_c by the margin
+                term = term + _negation_term(target_lp(*pos_true, t=true_ids)[1], tok_lp, margin)
+            loss = loss + hp.negation_weight * term
+        return loss, nll_each, kl, lp_rw, t
 
-    cached = passes.use_cache
-    opt = None
-    for step in range(hp.v_num_grad_steps):
-        if opt is not None:
-            opt.zero_grad()
-        out, layout = passes.run(active, edit, cached)
-        if opt is None:
-            opt = torch.optim.Adam([deltas[s] for s in sites], lr=hp.v_lr)
+    def _checked_losses(self, step: int):
+        """One pass and the losses; at step 0 the cached pass must reproduce the full one (δ = 0
+        here), else every later step runs full rows."""
+        out, layout = self.passes.run(self.active, self.edit, self.cached)
         with torch.enable_grad():
-            res = fact_losses(out, layout, factors)
-        if step == 0 and cached:
-            # The cached pass must reproduce the full one (δ = 0 here); otherwise use full rows.
-            full_out, full_layout = passes.run(active, edit, cached=False, grad=False)
+            res = self.losses_of(out, layout)
+        if step == 0 and self.cached:
+            full_out, full_layout = self.passes.run(self.active, self.edit, cached=False, grad=False)
             with torch.no_grad():  # kl_init is already set for every active fact: this pass reads it
-                ref = fact_losses(full_out, full_layout, factors)
-            gap = max(abs(res[f][0].item() - ref[f][0].item()) / max(1.0, abs(ref[f][0].item())) for f in active)
+                ref = self.losses_of(full_out, full_layout)
+            gap = max(abs(res[f][0].item() - ref[f][0].item()) / max(1.0, abs(ref[f][0].item())) for f in self.active)
             if not gap < 1e-3:
-                cached = False
-                out, layout = passes.run(active, edit, cached)
-                kl_init.clear()
+                self.cached = False
+                out, layout = self.passes.run(self.active, self.edit, self.cached)
+                self.kl_init.clear()
                 with torch.enable_grad():
-                    res = fact_losses(out, layout, factors)
-        total = 0.0
-        stop_now = []
-        for f in list(active):
+                    res = self.losses_of(out, layout)
+        return res
+
+    def _settle(self, step: int, res):
+        """Record each fact's loss and apply the stopping rule: (facts that stop now, the summed
+        loss of the others)."""
+        hp, total, stop_now = self.hp, 0.0, []
+        for f in list(self.active):
             loss, nll_each, kl, lp_rw, t = res[f]
             if not torch.isfinite(loss):
-                raise EditError(f"{facts[f].subject!r}: the target optimisation diverged at step {step} (loss {loss.item()})")
-            losses[f].append(round(loss.item(), 4))
-            probs[f] = float(torch.exp(-nll_each.detach()).mean())
+                raise EditError(f"{self.facts[f].subject!r}: the target optimisation diverged at step {step} "
+                                f"(loss {loss.item()})")
+            self.losses[f].append(round(loss.item(), 4))
+            self.probs[f] = float(torch.exp(-nll_each.detach()).mean())
             done = loss.item() < hp.loss_stop  # the reference's stop rule: the total loss
-            if adaptive_nll and not done:
-                argmax = bool((lp_rw.argmax(-1) == t.repeat(rows[f].n_rewrite)).all())
-                factors[f] = 0.1 * nll_factor if argmax else nll_factor
+            if self.adaptive_nll and not done:
+                argmax = bool((lp_rw.argmax(-1) == t.repeat(self.rows[f].n_rewrite)).all())
+                self.factors[f] = 0.1 * self.nll_factor if argmax else self.nll_factor
                 done = argmax and kl.item() < 0.01
             if done or step == hp.v_num_grad_steps - 1:
                 stop_now.append(f)
             else:
                 total = total + loss
-        step_progress(step, hp.v_num_grad_steps, max(losses[f][-1] for f in active))
-        for f in stop_now:  # this fact's δ is final: keep it, drop its rows from later passes
-            frozen[f] = {s: deltas[s][f].detach().clone() for s in sites}
-            active.remove(f)
-        if not active:
-            break
-        total.backward()
-        opt.step()
+        return stop_now, total
+
+    def _project(self):
+        """Each ‖δ_s‖ back into the ball of radius clamp_norm_factor · ‖v0_s‖."""
         with torch.no_grad():
-            for s in sites:
-                max_norm = hp.clamp_norm_factor * z0[s].norm(dim=1, keepdim=True)
-                norm = deltas[s].norm(dim=1, keepdim=True)
-                deltas[s].mul_(torch.where(norm > max_norm, max_norm / norm.clamp_min(1e-12), torch.ones_like(norm)))
-    zs, infos = [], []
-    for f, fact in enumerate(facts):
-        zs.append([z0[s][f] + frozen[f][s] for s in sites])
-        infos.append({"subject": fact.subject, "z_steps": len(losses[f]), "z_losses": losses[f][-3:], "loss_curve": losses[f],
-                      "z_prob": round(probs[f], 4),
-                      "delta_norms": [round(float(frozen[f][s].norm()), 4) for s in sites],
-                      "z0_norms": [round(float(z0[s][f].norm()), 4) for s in sites],
-                      "prefix_cache": cached, "start_layer": passes.start if cached else 0,
-                      "path": "fast" if fast else "reference"})
-    return zs, infos
+            for s in self.sites:
+                max_norm = self.hp.clamp_norm_factor * self.z0[s].norm(dim=1, keepdim=True)
+                norm = self.deltas[s].norm(dim=1, keepdim=True)
+                self.deltas[s].mul_(torch.where(norm > max_norm, max_norm / norm.clamp_min(1e-12), torch.ones_like(norm)))
+
+    def optimise(self, step_progress: Callable[[int, int, float], None]):
+        hp, opt = self.hp, None
+        for step in range(hp.v_num_grad_steps):
+            if opt is not None:
+                opt.zero_grad()
+            res = self._checked_losses(step)
+            if opt is None:  # the δ's exist after the first pass
+                opt = torch.optim.Adam([self.deltas[s] for s in self.sites], lr=hp.v_lr)
+            stop_now, total = self._settle(step, res)
+            step_progress(step, hp.v_num_grad_steps, max(self.losses[f][-1] for f in self.active))
+            for f in stop_now:  # this fact's δ is final: keep it, drop its rows from later passes
+                self.frozen[f] = {s: self.deltas[s][f].detach().clone() for s in self.sites}
+                self.active.remove(f)
+            if not self.active:
+                break
+            total.backward()
+            opt.step()
+            self._project()
+        return self.results()
+
+    def results(self):
+        """z_s = v0_s + δ_s per fact and site, and what the optimisation did."""
+        zs, infos = [], []
+        for f, fact in enumerate(self.facts):
+            frozen, z0 = self.frozen[f], self.z0
+            zs.append([z0[s][f] + frozen[s] for s in self.sites])
+            infos.append({"subject": fact.subject, "z_steps": len(self.losses[f]), "z_losses": self.losses[f][-3:],
+                          "loss_curve": self.losses[f], "z_prob": round(self.probs[f], 4),
+                          "delta_norms": [round(float(frozen[s].norm()), 4) for s in self.sites],
+                          "z0_norms": [round(float(z0[s][f].norm()), 4) for s in self.sites],
+                          "prefix_cache": self.cached, "start_layer": self.passes.start if self.cached else 0,
+                          "path": "fast" if self.fast else "reference"})
+        return zs, infos

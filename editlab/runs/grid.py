@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import functools
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -258,31 +259,13 @@ class GridSpec:
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         _no_unknown(d, SPEC_KEYS, "the grid")
 
-        def where(p) -> str:
-            if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"a path in the grid should be a non-empty string, got {short(p)}")
-            try:
-                q = Path(p).expanduser()
-                return str((q if q.is_absolute() else base / q).resolve())
-            except (RuntimeError, OSError, ValueError) as e:  # ~user with no home, a NUL byte, a name too long
-                raise ValueError(f"the path {short(p)} in the grid cannot be used ({short(str(e), 120)})") from None
-
+        where = functools.partial(_where, base)
         resources = d.get("resources") or {}
         if not isinstance(resources, Mapping):
             raise ValueError(f"resources: expected a mapping of num_cpus, num_gpus; got {short(resources)}")
         _no_unknown(resources, {"num_cpus", "num_gpus"}, "resources")
         models = tuple(_model(m, resources) for m in (_list(d.get("models"), "models") or [_default_model()]))
-        names = _list(d.get("methods"), "methods")
-        if not names:
-            raise ValueError("the grid names no methods (methods: [rome, memit, ...])")
-        names = [str(m).strip().lower() for m in names]
-        known = methods.available()
-        unknown = [m for m in names if m not in known]
-        if unknown:
-            raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(short, unknown[:10]))}; "
-                             f"available: {', '.join(known)}")
-        if len(set(names)) != len(names):
-            raise ValueError("a method is listed twice in methods")
+        names = _method_names(d.get("methods"))
         datasets = tuple(_dataset(x, where) for x in _list(d.get("datasets"), "datasets"))
         if not datasets:
             raise ValueError("the grid names no datasets (datasets: [{path: counterfact-edit.json, n: 20}])")
@@ -327,6 +310,33 @@ def _default_model() -> str:
     from editlab.model.handle import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def _where(base: Path, p) -> str:
+    """A path of the grid file, relative to ``base``, as an absolute path."""
+    if not isinstance(p, str) or not p.strip():
+        raise ValueError(f"a path in the grid should be a non-empty string, got {short(p)}")
+    try:
+        q = Path(p).expanduser()
+        return str((q if q.is_absolute() else base / q).resolve())
+    except (RuntimeError, OSError, ValueError) as e:  # ~user with no home, a NUL byte, a name too long
+        raise ValueError(f"the path {short(p)} in the grid cannot be used ({short(str(e), 120)})") from None
+
+
+def _method_names(value) -> list[str]:
+    """The grid's methods: known, each once."""
+    names = _list(value, "methods")
+    if not names:
+        raise ValueError("the grid names no methods (methods: [rome, memit, ...])")
+    names = [str(m).strip().lower() for m in names]
+    known = methods.available()
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(short, unknown[:10]))}; "
+                         f"available: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError("a method is listed twice in methods")
+    return names
 
 
 def _no_unknown(d: Mapping, allowed: set, what: str) -> None:

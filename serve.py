@@ -5,6 +5,7 @@ Space Streamlit that has ``st.App``; 1.67 is what we test). The app and the warm
 ``editlab_app`` package (``editlab_app/serve.py``, which ``editlab app`` runs); this file only names
 them, as Streamlit finds the app by reading this file.
 """
+
 import streamlit as st
 
 from editlab_app.serve import lifespan, too_old

@@ -5,6 +5,7 @@
 Statistics and context templates are computed once (a warm-up edit) and then come from the disk
 cache, as they do for a user's second edit. Prints median and spread over the runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,17 @@ def main() -> int:
     args = ap.parse_args()
 
     records = json.loads((SHARED / "editing" / "counterfact-edit.json").read_text())[: args.runs + 1]
-    facts = [Fact(r["subject"], r["prompt"], r["target_new"], r["ground_truth"], paraphrases=(r["rephrase_prompt"],),
-                  neighbors=((r["locality_prompt"], r["locality_ground_truth"]),)) for r in records]
+    facts = [
+        Fact(
+            r["subject"],
+            r["prompt"],
+            r["target_new"],
+            r["ground_truth"],
+            paraphrases=(r["rephrase_prompt"],),
+            neighbors=((r["locality_prompt"], r["locality_ground_truth"]),),
+        )
+        for r in records
+    ]
     t0 = time.perf_counter()
     handle = load_model(args.model, device=args.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
@@ -71,10 +81,14 @@ def main() -> int:
         spread = f"{min(xs):.2f}-{max(xs):.2f}"
         return f"{name:<34} {statistics.median(xs):>9.2f} {spread:>14} {len(xs):>5}"
 
-    print(f"model {handle.name} on {handle.device} ({str(handle.dtype).replace('torch.', '')}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"load {load_s:.2f} s; first edit incl. statistics ({args.mom2_tokens} tokens) and templates: {warm_s:.1f} s "
-          f"[stats {warm.timings.get('stats_s', 0):.1f} s, templates {warm.timings.get('templates_s', 0):.1f} s]")
+    print(
+        f"model {handle.name} on {handle.device} ({str(handle.dtype).replace('torch.', '')}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"load {load_s:.2f} s; first edit incl. statistics ({args.mom2_tokens} tokens) and templates: {warm_s:.1f} s "
+        f"[stats {warm.timings.get('stats_s', 0):.1f} s, templates {warm.timings.get('templates_s', 0):.1f} s]"
+    )
     print(f"{'measure':<34} {'median s':>9} {'min-max s':>14} {'runs':>5}")
     print(row("ROME edit (statistics cached)", edit_s))
     print(row("probe suite, one fact, one state", probe_s))

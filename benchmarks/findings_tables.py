@@ -7,6 +7,7 @@ Each report is read back as an ``editlab.runs.reproduce.ReproResult`` and printe
 published numbers that belong there (``editlab.runs.reproduce.applies``), the cost and any at-chance
 sentence. Nothing is computed here.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -14,6 +14,7 @@ Part 2: ``editlab.runs.reproduce.muting`` for each method of ``--muting`` (seque
 checkpoints 10, 100, ..., n), each written to ``<out>/muting-<method>.json`` as soon as it ends.
 Plotly is not needed (no HTML here: ``benchmarks/findings_tables.py`` reads the JSON).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from editlab import EditSession, load_model  # noqa: E402
-
-from editlab.measure import metrics  # noqa: E402
 from editlab.facts.datasets import load_dataset  # noqa: E402
+from editlab.measure import metrics  # noqa: E402
 from editlab.model.handle import weights_digest  # noqa: E402
 from editlab.runs.reproduce import muting  # noqa: E402
 
@@ -52,7 +52,12 @@ def live(data: Path, n: int, dtype: str, methods: list[str], device: str) -> dic
     facts, warm = list(ds.facts[:n]), ds.facts[n]
     session = EditSession(handle, corpus=str(data / "corpus" / "wikitext-2-test.txt"), online=False)
     digest0 = weights_digest(handle.model.state_dict().items())
-    out = {"dtype": dtype, "device": torch.cuda.get_device_name() if handle.device.type == "cuda" else str(handle.device), "load_s": round(load_s, 2), "methods": {}}
+    out = {
+        "dtype": dtype,
+        "device": torch.cuda.get_device_name() if handle.device.type == "cuda" else str(handle.device),
+        "load_s": round(load_s, 2),
+        "methods": {},
+    }
     say(f"{dtype}: loaded in {load_s:.1f} s")
     unedited = [metrics.fact_scores(session.compare(f), column="unedited") for f in facts]
     out["unedited"] = metrics.aggregate(unedited)
@@ -75,18 +80,27 @@ def live(data: Path, n: int, dtype: str, methods: list[str], device: str) -> dic
                 probe_s.append(time.perf_counter() - t)
                 per_fact.append(metrics.fact_scores(report, column="after"))
                 session.undo()
-            row |= {"edit_s_median": round(statistics.median(edit_s), 3), "edit_s": [round(s, 3) for s in edit_s],
-                    "probe_s_median": round(statistics.median(probe_s), 3), "scores": metrics.aggregate(per_fact)}
+            row |= {
+                "edit_s_median": round(statistics.median(edit_s), 3),
+                "edit_s": [round(s, 3) for s in edit_s],
+                "probe_s_median": round(statistics.median(probe_s), 3),
+                "scores": metrics.aggregate(per_fact),
+            }
         except Exception as e:  # report, go on with the next method
             session.reset()
             row["error"] = f"{type(e).__name__}: {e}"[:500]
         row["weights_restored"] = weights_digest(handle.model.state_dict().items()) == digest0
         out["methods"][name] = row
         sc = row.get("scores") or {}
-        say(f"{dtype} {name}: " + (row.get("error") or
-            f"first {row['first_edit_s']} s, median edit {row['edit_s_median']} s, probes {row['probe_s_median']} s, "
-            + ", ".join(f"{k} {sc.get(k)}" for k in ("ES", "PS", "NS", "PN", "RE")))
-            + f", restored {row['weights_restored']}")
+        say(
+            f"{dtype} {name}: "
+            + (
+                row.get("error")
+                or f"first {row['first_edit_s']} s, median edit {row['edit_s_median']} s, probes {row['probe_s_median']} s, "
+                + ", ".join(f"{k} {sc.get(k)}" for k in ("ES", "PS", "NS", "PN", "RE"))
+            )
+            + f", restored {row['weights_restored']}"
+        )
     del session, handle
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -118,12 +132,19 @@ def main() -> int:
         handle = load_model(device=args.device)
         checkpoints = [int(x) for x in args.checkpoints.split(",") if x]
         if not checkpoints:  # 10, 100, ... below n, then n
-            checkpoints = [10 ** k for k in range(1, len(str(args.muting_n))) if 10 ** k < args.muting_n] + [args.muting_n]
+            checkpoints = [10**k for k in range(1, len(str(args.muting_n))) if 10**k < args.muting_n] + [args.muting_n]
         say(f"muting {method}: n={args.muting_n}, batches of {args.batch_size}, checkpoints {checkpoints}")
-        res = muting(handle, args.muting_n, method, dataset=data / "editing" / "counterfact-edit.json",
-                     batch_size=args.batch_size, checkpoints=checkpoints,
-                     heldout=data / "corpus" / "wikitext-2-valid.txt", online=False,
-                     progress=lambda i, k, msg: say(f"  {method} [{i}/{k}] {msg}"))
+        res = muting(
+            handle,
+            args.muting_n,
+            method,
+            dataset=data / "editing" / "counterfact-edit.json",
+            batch_size=args.batch_size,
+            checkpoints=checkpoints,
+            heldout=data / "corpus" / "wikitext-2-valid.txt",
+            online=False,
+            progress=lambda i, k, msg: say(f"  {method} [{i}/{k}] {msg}"),
+        )
         (out / f"muting-{method}.json").write_text(res.to_json(indent=1))
         say(f"muting {method}: {res.cost}")
         del handle

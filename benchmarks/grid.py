@@ -9,6 +9,7 @@ from the same caches; each timed run writes a fresh run store, so no cell is ski
 time, the cells' own time (the engine's seconds, summed), the overhead per cell (wall minus the
 in-process wall, over the cells: Ray's start, the workers' model loads, transfers) and the speed-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,15 +42,23 @@ def main() -> int:
     torch.set_num_threads(1)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     hp = {"mom2_n_tokens": args.mom2_tokens, "v_num_grad_steps": args.steps}
-    spec = GridSpec.from_dict({
-        "name": "bench-grid", "models": [{"name": args.model, "num_cpus": 1}], "methods": names,
-        "datasets": [{"path": args.dataset, "n": args.shards, "seed": 0, "shards": args.shards}],
-        "protocols": [{"mode": "independent", "negative_edits": False, "generation_tokens": 4}],
-        "hparams": {m: dict(hp) for m in names}, "corpus": args.corpus})
+    spec = GridSpec.from_dict(
+        {
+            "name": "bench-grid",
+            "models": [{"name": args.model, "num_cpus": 1}],
+            "methods": names,
+            "datasets": [{"path": args.dataset, "n": args.shards, "seed": 0, "shards": args.shards}],
+            "protocols": [{"mode": "independent", "negative_edits": False, "generation_tokens": 4}],
+            "hparams": {m: dict(hp) for m in names},
+            "corpus": args.corpus,
+        }
+    )
     cells = spec.cells()
-    print(f"grid: {len(cells)} cells ({', '.join(names)} × {args.shards} one-fact shards of CounterFact), "
-          f"{args.model}, v* steps {args.steps}; torch {torch.__version__}, {os.cpu_count()} cores, 1 thread per worker",
-          flush=True)
+    print(
+        f"grid: {len(cells)} cells ({', '.join(names)} × {args.shards} one-fact shards of CounterFact), "
+        f"{args.model}, v* steps {args.steps}; torch {torch.__version__}, {os.cpu_count()} cores, 1 thread per worker",
+        flush=True,
+    )
 
     def timed(label: str, **kw):
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,9 +72,11 @@ def main() -> int:
         return wall, cell_s
 
     timed("warm-up (fills the caches)")
-    rows = [("in-process", *timed("in-process")),
-            ("ray, 1 worker", *timed("ray, 1 worker", backend="ray", workers=1)),
-            ("ray, 2 workers", *timed("ray, 2 workers", backend="ray", workers=2))]
+    rows = [
+        ("in-process", *timed("in-process")),
+        ("ray, 1 worker", *timed("ray, 1 worker", backend="ray", workers=1)),
+        ("ray, 2 workers", *timed("ray, 2 workers", backend="ray", workers=2)),
+    ]
     base = rows[0][1]
     one = rows[1][1]
     n = len(cells)
@@ -73,8 +84,10 @@ def main() -> int:
     for label, wall, cell_s in rows:
         speed = f"{one / wall:.2f}x" if label.startswith("ray") else "–"
         print(f"{label:<16}{wall:>9.1f}{cell_s:>10.1f}{wall / n:>9.1f}{(wall - base) / n:>17.1f}{speed:>10}")
-    print(f"\nspeed-up, 2 workers vs 1: {one / rows[2][1]:.2f}x; vs in-process: {base / rows[2][1]:.2f}x. "
-          "overhead = (wall − in-process wall) / cells; cells s = the engine's own seconds, summed")
+    print(
+        f"\nspeed-up, 2 workers vs 1: {one / rows[2][1]:.2f}x; vs in-process: {base / rows[2][1]:.2f}x. "
+        "overhead = (wall − in-process wall) / cells; cells s = the engine's own seconds, summed"
+    )
     return 0
 
 

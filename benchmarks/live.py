@@ -19,6 +19,7 @@
 within one fact is the acceptance bar), without timing claims. Statistics are the ones bundled
 for the default model (no corpus is given), as a newcomer gets them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,27 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks._cf import load_facts  # noqa: E402
-from tests.browser.crowd import Server  # noqa: E402
-from editlab.runs.experiments import quality_probes  # noqa: E402
 from editlab import EditSession, load_model  # noqa: E402
 from editlab.measure import metrics  # noqa: E402
 from editlab.measure.probes import measure  # noqa: E402
+from editlab.runs.experiments import quality_probes  # noqa: E402
+from tests.browser.crowd import Server  # noqa: E402
 
-MAIN_COMMAND = ["edit", "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of Danielle Darrieux is",
-                "--target-new", "English", "--target-true", "French",
-                "--paraphrase", "Where Danielle Darrieux is from, people speak the language of",
-                "--neighbor", "Michel Rocard is a native speaker of=>French"]
+MAIN_COMMAND = [
+    "edit",
+    "--subject",
+    "Danielle Darrieux",
+    "--prompt",
+    "The mother tongue of Danielle Darrieux is",
+    "--target-new",
+    "English",
+    "--target-true",
+    "French",
+    "--paraphrase",
+    "Where Danielle Darrieux is from, people speak the language of",
+    "--neighbor",
+    "Michel Rocard is a native speaker of=>French",
+]
 SCORED = ("ES", "PS", "NS", "PN")
 # The fast v* counts as the reference's when no fact's v* is further than this from it (relative L2),
 # and at most one fact of 50 scores differently on ES/PS/NS/PN (the acceptance bar).
@@ -85,8 +97,10 @@ def fresh() -> None:
     print("stdout:")
     print(done.stdout)
     conv = sorted(convert_once() for _ in range(3))
-    print(f"of which converting the embedded GGUF alone (editlab.model.handle.embedded_model_dir, after the imports; "
-          f"fresh cache each): {conv[1]:.1f} s (median of 3: {', '.join(f'{c:.1f}' for c in conv)})\n")
+    print(
+        f"of which converting the embedded GGUF alone (editlab.model.handle.embedded_model_dir, after the imports; "
+        f"fresh cache each): {conv[1]:.1f} s (median of 3: {', '.join(f'{c:.1f}' for c in conv)})\n"
+    )
 
 
 CONVERT = """
@@ -100,8 +114,14 @@ def convert_once() -> float:
     """Seconds the embedded GGUF takes to convert into an empty cache (the imports not counted)."""
     cache = tempfile.mkdtemp(prefix="editlab-convert-")
     try:
-        done = subprocess.run([sys.executable, "-c", CONVERT], env=dict(os.environ, EDITLAB_CACHE_DIR=cache),
-                              capture_output=True, text=True, cwd=ROOT, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", CONVERT],
+            env=dict(os.environ, EDITLAB_CACHE_DIR=cache),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
         return float(done.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -138,7 +158,7 @@ def rome_pair(session, facts, short: bool = False):
 def batch_pair(session, method, facts, batch):
     out = {"fast": [], "reference": [], "rel": [], "differ": []}
     for i in range(0, len(facts), batch):
-        part = facts[i: i + batch]
+        part = facts[i : i + batch]
         got = {}
         for path in ("fast", "reference"):
             t0 = time.perf_counter()
@@ -155,9 +175,11 @@ def batch_pair(session, method, facts, batch):
 def report_pair(name, res, unit):
     fast, ref = statistics.median(res["fast"]), statistics.median(res["reference"])
     n_diff = sum(bool(d) for d in res["differ"])
-    print(f"{name:<10} fast {spread(res['fast'])} {unit} | reference {spread(res['reference'])} {unit} | "
-          f"ratio {ref / fast:.2f}x | v* rel. diff max {max(res['rel']):.1e} | facts whose ES/PS/NS/PN differ: "
-          f"{n_diff} of {len(res['differ'])}")
+    print(
+        f"{name:<10} fast {spread(res['fast'])} {unit} | reference {spread(res['reference'])} {unit} | "
+        f"ratio {ref / fast:.2f}x | v* rel. diff max {max(res['rel']):.1e} | facts whose ES/PS/NS/PN differ: "
+        f"{n_diff} of {len(res['differ'])}"
+    )
 
 
 def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alphaedit")):
@@ -165,8 +187,10 @@ def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alpha
     warm_up = session.edit(facts[0], "rome")  # statistics (bundled) and templates, as a first edit does
     session.compare(facts[0])
     session.reset()
-    print(f"## 2. warm edits ({handle.name}, {handle.device}, torch threads {torch.get_num_threads()}; "
-          f"statistics: {warm_up.info.get('stats_source')})")
+    print(
+        f"## 2. warm edits ({handle.name}, {handle.device}, torch threads {torch.get_num_threads()}; "
+        f"statistics: {warm_up.info.get('stats_source')})"
+    )
     if "rome" in methods:
         r = rome_pair(session, facts[1:])
         report_pair("rome", r, "/edit")
@@ -184,8 +208,10 @@ def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alpha
             a["scores"][path] = r["scores"][path] + a["scores"][path]
         bad = [d for d in a["differ"] if d]
         same_steps = sum(x == y for x, y in a["steps"])
-        print(f"rome agreement on {len(a['rel'])} facts (#1–#{len(a['rel'])}): v* rel. diff median {statistics.median(a['rel']):.1e}, "
-              f"max {max(a['rel']):.1e}; same number of steps for {same_steps}; facts whose ES/PS/NS/PN differ: {len(bad)}")
+        print(
+            f"rome agreement on {len(a['rel'])} facts (#1–#{len(a['rel'])}): v* rel. diff median {statistics.median(a['rel']):.1e}, "
+            f"max {max(a['rel']):.1e}; same number of steps for {same_steps}; facts whose ES/PS/NS/PN differ: {len(bad)}"
+        )
         ok = max(a["rel"]) <= V_TOLERANCE and len(bad) <= 1
         print(f"   same edit (v* within {V_TOLERANCE:g} relative, ES/PS/NS/PN within 1 fact): {'yes' if ok else 'NO'}")
         for path in ("fast", "reference"):
@@ -207,8 +233,10 @@ def probes_per_state(session, facts, runs=5):
         cold[fact] = measure(handle.model, handle.tokenizer, fact, probes)
         times.append(time.perf_counter() - t0)
     longest = max(p.max_new_tokens for p in probes)
-    print(f"## 3. default probe set ({len(probes)} probes, the longest generating {longest} tokens) on one model state, "
-          f"uncached: {spread(times)}")
+    print(
+        f"## 3. default probe set ({len(probes)} probes, the longest generating {longest} tokens) on one model state, "
+        f"uncached: {spread(times)}"
+    )
     session.edit(facts[runs], "rome")
     same = 0
     with session.edited() as m:
@@ -219,8 +247,10 @@ def probes_per_state(session, facts, runs=5):
             guided.append(time.perf_counter() - t0)
             same += [x.greedy for x in got] == [x.greedy for x in measure(m.model, m.tokenizer, fact, probes)]
     session.reset()
-    print(f"   after an edit of another fact, guided by the unedited texts: {spread(guided)}; "
-          f"texts equal to unguided decoding for {same} of {runs} facts")
+    print(
+        f"   after an edit of another fact, guided by the unedited texts: {spread(guided)}; "
+        f"texts equal to unguided decoding for {same} of {runs} facts"
+    )
 
 
 # ---- 4. the app in a browser -----------------------------------------------------------------------
@@ -283,11 +313,15 @@ def browser(facts, runs: int = 3) -> None:
         print("first page load until the model is shown ready (median over fresh servers; each run):")
         for (script, when), got in loads.items():
             opened = "as soon as the URL is printed" if when == "url" else "once the server answers"
-            print(f"  `streamlit run {script}`, page opened {opened} ({statistics.median(g[0] for g in got):.1f} s "
-                  f"after start): {statistics.median(g[1] for g in got):.1f} s ({', '.join(f'{g[1]:.1f}' for g in got)})")
+            print(
+                f"  `streamlit run {script}`, page opened {opened} ({statistics.median(g[0] for g in got):.1f} s "
+                f"after start): {statistics.median(g[1] for g in got):.1f} s ({', '.join(f'{g[1]:.1f}' for g in got)})"
+            )
         for when in ("url", "health"):
-            print(f"  ratio app.py / serve.py, page opened at {when}: "
-                  f"{statistics.median(g[1] for g in loads['app.py', when]) / statistics.median(g[1] for g in loads['serve.py', when]):.2f}x")
+            print(
+                f"  ratio app.py / serve.py, page opened at {when}: "
+                f"{statistics.median(g[1] for g in loads['app.py', when]) / statistics.median(g[1] for g in loads['serve.py', when]):.2f}x"
+            )
         app = App("serve.py")
         try:
             app.wait_healthy()
@@ -301,10 +335,14 @@ def browser(facts, runs: int = 3) -> None:
             for fact in facts[:3]:
                 page.get_by_label("Subject", exact=True).wait_for(state="visible")
                 page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
-                for label, value in (("Subject", fact.subject), ("Prompt", fact.prompt), ("New target", fact.target_new),
-                                     ("True target", fact.target_true or ""),
-                                     ("Paraphrases", "\n".join(fact.paraphrases)),
-                                     ("Neighbour prompts", "\n".join(f"{n.prompt} => {n.answer}" for n in fact.neighbors))):
+                for label, value in (
+                    ("Subject", fact.subject),
+                    ("Prompt", fact.prompt),
+                    ("New target", fact.target_new),
+                    ("True target", fact.target_true or ""),
+                    ("Paraphrases", "\n".join(fact.paraphrases)),
+                    ("Neighbour prompts", "\n".join(f"{n.prompt} => {n.answer}" for n in fact.neighbors)),
+                ):
                     page.get_by_label(label, exact=True).fill(value)
                 t0 = time.perf_counter()
                 page.get_by_role("button", name="Edit with rome").click()
@@ -313,8 +351,10 @@ def browser(facts, runs: int = 3) -> None:
                 page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
                 clicks.append(time.perf_counter() - t0)
             b.close()
-            print(f"Edit → full report (`streamlit run serve.py`): first click {clicks[0]:.1f} s, "
-                  f"later clicks {', '.join(f'{c:.1f}' for c in clicks[1:])} s")
+            print(
+                f"Edit → full report (`streamlit run serve.py`): first click {clicks[0]:.1f} s, "
+                f"later clicks {', '.join(f'{c:.1f}' for c in clicks[1:])} s"
+            )
             print(f"app process peak RSS: {peak_mb(app.proc.pid):,.0f} MB")
         finally:
             app.close()
@@ -330,14 +370,19 @@ def main() -> int:
     ap.add_argument("--browser-runs", type=int, default=3, help="fresh servers per launcher for the first page load")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    print(f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(
+        f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
     if "fresh" not in skip:
         fresh()
     facts = load_facts(args.facts + 1)
     handle = load_model("smollm2-135m-instruct")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    session = (warm(handle, facts, args.batch, args.agreement_facts, methods) if "warm" not in skip
-               else EditSession(handle, online=False))
+    session = (
+        warm(handle, facts, args.batch, args.agreement_facts, methods)
+        if "warm" not in skip
+        else EditSession(handle, online=False)
+    )
     if "probes" not in skip:
         probes_per_state(session, facts[1:])
     if "browser" not in skip:

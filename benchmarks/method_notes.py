@@ -10,6 +10,7 @@ one batch. It prints the unedited model's scores, then after each edit what the 
 (``info["bleed"]``, FT and KN), and the plain ``note`` a report shows. These are the README's
 notes on the methods beside the locate-then-edit family.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _cf import load_facts  # noqa: E402
 
 from editlab import EditSession, load_model  # noqa: E402
-
-from editlab.runs import experiments  # noqa: E402
-
 from editlab.measure import metrics  # noqa: E402
-
+from editlab.runs import experiments  # noqa: E402
 
 KINDS = ("positive", "paraphrase", "neighborhood", "negation")  # the probes ES, PS, NS and PN read
 
@@ -44,9 +42,13 @@ class RecordNotes:
         info = at.session.records[-1].info
         checks = info.get("prompt_check") or []
         bleed = info.get("bleed")
-        return {"checked": len(checks), "took": sum(c["success"] is True for c in checks),
-                "hijacked": None if bleed is None else len(bleed["hijacked"]),
-                "controls": None if bleed is None else bleed["prompts"], "note": info.get("note")}
+        return {
+            "checked": len(checks),
+            "took": sum(c["success"] is True for c in checks),
+            "hijacked": None if bleed is None else len(bleed["hijacked"]),
+            "controls": None if bleed is None else bleed["prompts"],
+            "note": info.get("note"),
+        }
 
 
 def scores_line(scores) -> str:
@@ -66,8 +68,10 @@ def run(handle, method: str, facts, batch_size: int) -> None:
     out = experiments.run(handle, plan, [experiments.Quality(scope="latest", kinds=KINDS), RecordNotes()])
     label = method if batch_size == 1 else f"{method}, one batch of {len(facts)}"
     scores = [s for m in out.measured for s in m.values["quality"]["scores"]]
-    print(f"\n{label}: {scores_line(scores)}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "
-          f"{time.perf_counter() - t0:.0f} s)")
+    print(
+        f"\n{label}: {scores_line(scores)}  ({len(scores)} facts scored, {len(out.failures)} failed edits, "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
     for f in out.failures:
         print(f"  failed edit of facts {f['indices']}: {f['error']}")
     for m in out.measured:
@@ -77,8 +81,10 @@ def run(handle, method: str, facts, batch_size: int) -> None:
         first = m.latest[0] + 1
         where = f"fact {first}" if len(m.latest) == 1 else f"facts {first}-{m.latest[-1] + 1}"
         bleed = "" if rec["hijacked"] is None else f"; control prompts taken over {rec['hijacked']}/{rec['controls']}"
-        print(f"  {where}: prompt check {rec['took']}/{rec['checked']}{bleed}"
-              + (f"; note: {rec['note']}" if rec["note"] else ""))
+        print(
+            f"  {where}: prompt check {rec['took']}/{rec['checked']}{bleed}"
+            + (f"; note: {rec['note']}" if rec["note"] else "")
+        )
 
 
 def main() -> int:
@@ -89,8 +95,10 @@ def main() -> int:
     args = ap.parse_args()
     facts = load_facts(args.n)
     handle = load_model()
-    print(f"# the methods' own notes, {handle.name} ({handle.device.type}), the first {len(facts)} CounterFact "
-          f"facts, one fact per edit from the unedited model")
+    print(
+        f"# the methods' own notes, {handle.name} ({handle.device.type}), the first {len(facts)} CounterFact "
+        f"facts, one fact per edit from the unedited model"
+    )
     unedited(handle, facts)
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         run(handle, method, facts, 1)

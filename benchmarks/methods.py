@@ -9,6 +9,7 @@ per edit, efficacy ES, paraphrase PS, neighbourhood NS, PN (the new target still
 negated prompt), rectified efficacy RE = ES − PN and EM (mean P(new) − P(true) on the prompt),
 plus the unedited model's row. A method that fails is reported and the others go on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ def main() -> int:
             table[name] = (None, None, f"failed: {type(e).__name__}: {e}")
         print(f"  {name}: done", file=sys.stderr, flush=True)
 
-    print(f"\nEditing methods on {handle.name} ({handle.device}), the first {args.n} CounterFact facts, one fact per "
-          f"edit (editlab bench, independent), mom2 tokens {args.mom2_tokens}")
+    print(
+        f"\nEditing methods on {handle.name} ({handle.device}), the first {args.n} CounterFact facts, one fact per "
+        f"edit (editlab bench, independent), mom2 tokens {args.mom2_tokens}"
+    )
     print(f"{'method':<11}{'s/edit':>8}" + "".join(f"{c:>7}" for c in COLUMNS))
     for name, (m, sec, note) in table.items():
         if m is None:

@@ -10,6 +10,7 @@ Several reports (e.g. ROME and MEMIT) are overlaid. Nothing is computed here: ev
 estimate in the JSON; the file only draws them (plotly's static export needs a browser engine this
 project does not install, hence matplotlib, a dev dependency).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,9 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for d in docs:
-            es = sorted((e for e in d["estimates"] if e["key"] == key and e["value"] is not None),
-                        key=lambda e: e["edits"])
+            es = sorted(
+                (e for e in d["estimates"] if e["key"] == key and e["value"] is not None), key=lambda e: e["edits"]
+            )
             if not es:
                 continue
             x = [max(e["edits"], 0.5) for e in es]
@@ -53,8 +55,16 @@ def main(argv=None) -> int:
             lo = [e["value"] - (e["low"] if e["low"] is not None else e["value"]) for e in es]
             hi = [(e["high"] if e["high"] is not None else e["value"]) - e["value"] for e in es]
             bs = d["config"].get("batch_size", 1)
-            ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=3, capsize=2, lw=1.2,
-                        label=f"{d['method']}" + (f" (batches of {bs})" if bs and bs > 1 else ""))
+            ax.errorbar(
+                x,
+                y,
+                yerr=[lo, hi],
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1.2,
+                label=f"{d['method']}" + (f" (batches of {bs})" if bs and bs > 1 else ""),
+            )
             chance = next((e["chance"] for e in es if e.get("chance") is not None), None)
             if chance is not None:
                 ax.axhline(chance, ls=":", color="grey", lw=1)
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
         ax.set_title(labels[key], fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_xlabel("sequential edits (0 at 0.5)", fontsize=8)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     models = sorted({d["model"] for d in docs})

@@ -34,6 +34,7 @@ of that column, and the counts are printed).
   ppl              perplexity on held-out WikiText-2 paragraphs after the edit
   s/edit           seconds per edit
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,23 +51,51 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._cf import WIKITEXT, git_commit, load_facts  # noqa: E402
 from editlab import EditSession, Fact, load_model  # noqa: E402
-from editlab.runs import experiments  # noqa: E402
-from editlab.measure import metrics  # noqa: E402
 from editlab.cli.edit import parse_sets  # noqa: E402
 from editlab.facts.fact import negate  # noqa: E402
+from editlab.measure import metrics  # noqa: E402
 from editlab.measure.judge import first_clause  # noqa: E402
 from editlab.measure.muting import heldout_text  # noqa: E402
 from editlab.measure.probes import Probe, default_probes  # noqa: E402
+from editlab.runs import experiments  # noqa: E402
 from editlab.runs.reproduce import machine  # noqa: E402
 
 SPLITS = {"dev": (1000, 30), "test": (2000, 50), "test2": (3000, 50)}  # (first CounterFact record, number of facts)
 POOL = 5000  # other subjects and other relations come from CounterFact records POOL.. (no split uses them)
 REACH = 4  # other-subject and other-relation sentences per fact
-COLUMNS = ("ES", "PS", "NS", "PP", "PN", "PN_contraction", "PN_not_true", "PN_never", "PN_para", "PN_gen",
-           "PN_gen_answer", "PN_gen_neither", "flip_same", "gen_same", "flip_other", "gen_other", "NS_neg", "RE", "NP",
-           "NN", "FC", "ppl", "s/edit")
-SHORT = {"PN_contraction": "PN n't", "PN_not_true": "PN not-true", "PN_never": "PN never", "PN_gen": "gen new",
-         "PN_gen_answer": "gen ans", "PN_gen_neither": "gen nei"}
+COLUMNS = (
+    "ES",
+    "PS",
+    "NS",
+    "PP",
+    "PN",
+    "PN_contraction",
+    "PN_not_true",
+    "PN_never",
+    "PN_para",
+    "PN_gen",
+    "PN_gen_answer",
+    "PN_gen_neither",
+    "flip_same",
+    "gen_same",
+    "flip_other",
+    "gen_other",
+    "NS_neg",
+    "RE",
+    "NP",
+    "NN",
+    "FC",
+    "ppl",
+    "s/edit",
+)
+SHORT = {
+    "PN_contraction": "PN n't",
+    "PN_not_true": "PN not-true",
+    "PN_never": "PN never",
+    "PN_gen": "gen new",
+    "PN_gen_answer": "gen ans",
+    "PN_gen_neither": "gen nei",
+}
 
 
 def variants(weight: float, margin: float) -> dict[str, dict]:
@@ -94,12 +123,15 @@ class Reach:
         neg, _ = fact.negated()
         if neg is None or fact.subject not in neg:
             return []
-        others = [f.subject for f in self.by_template.get(fact.template, []) if f.subject != fact.subject
-                  and fact.subject not in f.subject and f.subject not in fact.subject]
+        others = [
+            f.subject
+            for f in self.by_template.get(fact.template, [])
+            if f.subject != fact.subject and fact.subject not in f.subject and f.subject not in fact.subject
+        ]
         return [neg.replace(fact.subject, s) for s in others[:REACH]]
 
     def other_relations(self, fact: Fact) -> list[str]:
-        """"not" sentences of templates none of whose answers is either of the fact's targets."""
+        """ "not" sentences of templates none of whose answers is either of the fact's targets."""
         mine = {fact.target_true, fact.target_new}
         templates = list(self.by_template)
         start = sum(map(ord, fact.subject)) % len(templates)  # a different, fixed choice per fact
@@ -120,20 +152,28 @@ def probes_of(reach: Reach):
     """The default probes without the free generation and the predicate ablation (not scored here),
     plus negated prompts no objective trains on: each paraphrase negated, each neighbourhood prompt
     negated, and the reach sentences (other subjects of the template, other relations)."""
+
     def probes(fact: Fact, tokenizer):
         out = [p for p in default_probes(fact, tokenizer) if p.kind not in ("generation", "ablation")]
         extra = [(f"paraphrase: {rule}", neg) for neg, rule in (negate(p, fact.subject) for p in fact.paraphrases)]
         extra += [(f"neighbour: {rule}", neg) for neg, rule in (negate(n.prompt) for n in fact.neighbors)]
         extra += [("same-template", neg) for neg in reach.same_template(fact)]
         extra += [("other-relation", neg) for neg in reach.other_relations(fact)]
-        return out + [Probe("negation", neg, rule=rule) for rule, neg in extra
-                      if neg is not None and not rule.split(": ")[-1].startswith("already-negated")]
+        return out + [
+            Probe("negation", neg, rule=rule)
+            for rule, neg in extra
+            if neg is not None and not rule.split(": ")[-1].startswith("already-negated")
+        ]
+
     return probes
 
 
 def _rows(report, prefix):
-    return [r for r in report.rows_of("negation") if (r.probe.rule or "").startswith(prefix)
-            and r.after is not None and r.unedited is not None]
+    return [
+        r
+        for r in report.rows_of("negation")
+        if (r.probe.rule or "").startswith(prefix) and r.after is not None and r.unedited is not None
+    ]
 
 
 def _mean(values):
@@ -146,8 +186,9 @@ def reach_scores(report) -> dict:
     out = {}
     for key, prefix in (("same", "same-template"), ("other", "other-relation")):
         rows = [r for r in _rows(report, prefix) if r.after.p_true is not None]
-        out[f"flip_{key}"] = _mean((r.after.p_new > r.after.p_true) != (r.unedited.p_new > r.unedited.p_true)
-                                   for r in rows)
+        out[f"flip_{key}"] = _mean(
+            (r.after.p_new > r.after.p_true) != (r.unedited.p_new > r.unedited.p_true) for r in rows
+        )
         out[f"gen_{key}"] = _mean(first_clause(r.after.greedy) != first_clause(r.unedited.greedy) for r in rows)
     rows = [r for r in _rows(report, "neighbour") if r.after.p_true is not None]
     out["NS_neg"] = _mean((r.after.p_new > r.after.p_true) == (r.unedited.p_new > r.unedited.p_true) for r in rows)
@@ -168,8 +209,11 @@ def perplexity(held) -> float:
 
 def negated(fact: Fact) -> Fact | None:
     prompt, rule = fact.negated()
-    return None if prompt is None or rule.startswith("already-negated") else Fact(
-        fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
+    return (
+        None
+        if prompt is None or rule.startswith("already-negated")
+        else Fact(fact.subject, prompt, fact.target_new, fact.target_true, case_id=fact.case_id)
+    )
 
 
 def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
@@ -180,11 +224,15 @@ def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
     def said(m, at):
         i = m.latest[0]
         s = metrics.fact_scores(m.values["reports"][i])
-        print(f"    fact {i + 1}/{len(facts)}: ES {s['ES']} PN {s['PN']} PN_gen {s['PN_gen']} "
-              f"({m.edit_s:.1f} s)", file=sys.stderr, flush=True)
+        print(
+            f"    fact {i + 1}/{len(facts)}: ES {s['ES']} PN {s['PN']} PN_gen {s['PN_gen']} ({m.edit_s:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    out = experiments.run(handle, plan, [experiments.Reports(probes), experiments.HeldOut(tuple(paras))],
-                          on_measured=said)
+    out = experiments.run(
+        handle, plan, [experiments.Reports(probes), experiments.HeldOut(tuple(paras))], on_measured=said
+    )
     rows, ppls = [], []
     for m in out.measured:
         (i,) = m.latest
@@ -216,8 +264,9 @@ def negative_reports(handle, method, facts, probes) -> dict:
     index = [i for i, f in pairs if f is not None]
     if not index:
         return {}
-    plan = experiments.Plan(tuple(pairs[i][1] for i in index), method, {"negation_weight": 0.0}, "independent",
-                            online=False)
+    plan = experiments.Plan(
+        tuple(pairs[i][1] for i in index), method, {"negation_weight": 0.0}, "independent", online=False
+    )
     about = tuple(facts[i] for i in index)
     out = experiments.run(handle, plan, [experiments.Reports(probes, about=about)])
     return {index[k]: r for m in out.measured for k, r in m.values["reports"].items()}
@@ -231,12 +280,24 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=1.0, help="the contrast variant's margin (nats)")
     ap.add_argument("--method", default="rome")
     ap.add_argument("--n", type=int, default=None, help="first N facts of the split (default: all)")
-    ap.add_argument("--negated-edits", action="store_true", help="also NP/NN: one negated edit per fact (doubles the time)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a hyperparameter of every variant, the published one included (repeatable)")
-    ap.add_argument("--aware-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a hyperparameter of the negation-aware variants only; the published one keeps "
-                         "its own (repeatable)")
+    ap.add_argument(
+        "--negated-edits", action="store_true", help="also NP/NN: one negated edit per fact (doubles the time)"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter of every variant, the published one included (repeatable)",
+    )
+    ap.add_argument(
+        "--aware-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter of the negation-aware variants only; the published one keeps "
+        "its own (repeatable)",
+    )
     ap.add_argument("--json", default=None, help="also write the run here (JSON)")
     ap.add_argument("--render", default=None, metavar="FILE", help="print the table of a stored run and stop")
     args = ap.parse_args()
@@ -251,16 +312,20 @@ def main() -> None:
     handle = load_model()
     session = EditSession(handle, online=False)  # the unedited reports (cached per model and probe set)
     paras = paragraphs()
-    chosen = {name: {**hp, **extra, **(aware if name != "published" else {})}
-              for name, hp in variants(args.weight, args.margin).items()}
+    chosen = {
+        name: {**hp, **extra, **(aware if name != "published" else {})}
+        for name, hp in variants(args.weight, args.margin).items()
+    }
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in chosen]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(chosen)}")
-    print(f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
-          f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}"
-          + "".join(f"; {k} = {v}" for k, v in extra.items())
-          + "".join(f"; {k} = {v} (negation-aware variants only)" for k, v in aware.items()))
+    print(
+        f"# negation survival, {args.method} on {handle.name}, CounterFact {args.split} split "
+        f"(records {start}–{start + len(facts) - 1}, {len(facts)} facts); weight {args.weight}, margin {args.margin}"
+        + "".join(f"; {k} = {v}" for k, v in extra.items())
+        + "".join(f"; {k} = {v} (negation-aware variants only)" for k, v in aware.items())
+    )
     t0 = time.perf_counter()
     negatives = negative_reports(handle, args.method, facts, probes) if args.negated_edits else {}
     reports = [session.compare(f, probes(f, handle.tokenizer)) for f in facts]
@@ -272,12 +337,24 @@ def main() -> None:
     with session.edited() as m:
         base_ppl = perplexity(heldout_text(m.model, m.tokenizer, paras, max_tokens=128))
     unedited_row = dict(unedited, ppl=base_ppl)
-    report = {"split": args.split, "records": [start, start + len(facts)], "weight": args.weight,
-              "margin": args.margin, "method": args.method, "model": handle.name, "overrides": extra,
-              "aware_overrides": aware, "negated_edits": bool(negatives),
-              "factcheck_calibration": session.factcheck_calibration().to_dict(), "machine": machine(handle),
-              "date": datetime.date.today().isoformat(), "commit": git_commit(),
-              "seconds": round(time.perf_counter() - t0), "unedited": unedited_row, "variants": table}
+    report = {
+        "split": args.split,
+        "records": [start, start + len(facts)],
+        "weight": args.weight,
+        "margin": args.margin,
+        "method": args.method,
+        "model": handle.name,
+        "overrides": extra,
+        "aware_overrides": aware,
+        "negated_edits": bool(negatives),
+        "factcheck_calibration": session.factcheck_calibration().to_dict(),
+        "machine": machine(handle),
+        "date": datetime.date.today().isoformat(),
+        "commit": git_commit(),
+        "seconds": round(time.perf_counter() - t0),
+        "unedited": unedited_row,
+        "variants": table,
+    }
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -286,21 +363,36 @@ def main() -> None:
 def markdown(report: dict) -> str:
     """The table of one stored run (``--json``), with what ran, where and when: ``--render FILE``."""
     start, stop = report["records"]
-    lines = [f"**{report['method']}** on {report.get('model', 'smollm2-135m-instruct')}, CounterFact "
-             f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, each edited "
-             f"independently); negation-aware weight {report['weight']}"
-             + "".join(f"; {k} = {v}" for k, v in report.get("overrides", {}).items())
-             + f". Run on {report.get('date', '?')}, commit {report.get('commit', '?')}, {report.get('machine', '?')}, "
-             f"{report.get('seconds', '?')} s.", "",
-             "| variant | " + " | ".join(SHORT.get(c, c) for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    lines = [
+        f"**{report['method']}** on {report.get('model', 'smollm2-135m-instruct')}, CounterFact "
+        f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, each edited "
+        f"independently); negation-aware weight {report['weight']}"
+        + "".join(f"; {k} = {v}" for k, v in report.get("overrides", {}).items())
+        + f". Run on {report.get('date', '?')}, commit {report.get('commit', '?')}, {report.get('machine', '?')}, "
+        f"{report.get('seconds', '?')} s.",
+        "",
+        "| variant | " + " | ".join(SHORT.get(c, c) for c in COLUMNS) + " |",
+        "|" + "---|" * (len(COLUMNS) + 1),
+    ]
     for name, row in [("unedited", report["unedited"])] + list(report["variants"].items()):
-        lines.append(f"| {name} | " + " | ".join("–" if row.get(c) is None else f"{row[c]:.2f}" for c in COLUMNS) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join("–" if row.get(c) is None else f"{row[c]:.2f}" for c in COLUMNS) + " |"
+        )
     counts = {k[2:]: v for k, v in report["unedited"].items() if k.startswith("n_")}
-    lines += ["", f"Facts with each column (of {stop - start}): " + ", ".join(f"{k} {v}" for k, v in counts.items())
-              + ("; NP/NN from one negated edit per fact (published objective, shared by every variant)"
-                 if report.get("negated_edits") else "; NP/NN not run") + ".",
-              f"Fact-check calibration: {report['factcheck_calibration']['sentence']}."]
+    lines += [
+        "",
+        f"Facts with each column (of {stop - start}): "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + (
+            "; NP/NN from one negated edit per fact (published objective, shared by every variant)"
+            if report.get("negated_edits")
+            else "; NP/NN not run"
+        )
+        + ".",
+        f"Fact-check calibration: {report['factcheck_calibration']['sentence']}.",
+    ]
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ facts in one batch. Per fact, after the edit, on the edit prompt and its negatio
 Prints one row per (method, weight) plus the unedited model. With ``--store``, an interrupted run
 started again resumes (rows already measured under the same settings are reused).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--weight", type=float, default=1.0)
-    ap.add_argument("--objective", default="push-down",
-                    help="the negation term's form (the README's table: push-down; benchmarks/negation.py compares them)")
+    ap.add_argument(
+        "--objective",
+        default="push-down",
+        help="the negation term's form (the README's table: push-down; benchmarks/negation.py compares them)",
+    )
     ap.add_argument("--methods", default="rome,memit")
     statistics_args(ap)
     args = ap.parse_args()
@@ -53,10 +57,16 @@ def main() -> int:
             if not rows:
                 rows.append(("unedited", 0.0, unedited.metrics, None))
             rows.append((method, w, row.metrics, row.timings.get("seconds_per_edit")))
-            print(f"  done {method}@{w}: PP {row.metrics['ES']:.2f} PN {row.metrics['PN']:.2f}", file=sys.stderr, flush=True)
+            print(
+                f"  done {method}@{w}: PP {row.metrics['ES']:.2f} PN {row.metrics['PN']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    print(f"\nNegation-aware objective ({args.objective}), {handle.name}, the first {args.n} CounterFact facts, "
-          f"mom2 tokens {args.mom2_tokens}")
+    print(
+        f"\nNegation-aware objective ({args.objective}), {handle.name}, the first {args.n} CounterFact facts, "
+        f"mom2 tokens {args.mom2_tokens}"
+    )
     print(f"{'method':<10}{'weight':>7}" + "".join(f"{c:>7}" for c in COLUMNS) + f"{'s/edit':>8}")
     for method, w, m, sec in rows:
         cells = "".join(f"{m[c]:>7.2f}" if m.get(c) is not None else f"{'–':>7}" for c in COLUMNS)

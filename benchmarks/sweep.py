@@ -11,6 +11,7 @@ Runs are kept in a run store (default artifacts/sweep-bench.sqlite): killed and 
 script resumes each sweep from its last checkpoint. Needs ../shared/data (CounterFact, the benchmark
 subsets, WikiText-2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,8 @@ def main(argv=None) -> int:
         return 2
 
     import editlab
-    from editlab.measure.ability import AbilityConfig
     from editlab.cli.sweep import render_curves
+    from editlab.measure.ability import AbilityConfig
     from editlab.measure.muting import MutingProbe
     from editlab.runs.store import RunStore
     from editlab.runs.sweep import SweepConfig, curves, run_sweep
@@ -49,14 +50,28 @@ def main(argv=None) -> int:
     handle = editlab.load_model()
     store = RunStore(args.store)
     corpus = str(SHARED / "corpus" / "wikitext-2-test.txt")
-    ability = AbilityConfig.scaled(args.ability_size, data_dir=str(SHARED / "bench"),
-                                   sources={"perplexity": str(SHARED / "corpus" / "wikitext-2-valid.txt")},
-                                   online=False, seed=args.seed, max_gen_tokens={"gsm8k": 160, "triviaqa": 24, "bbh": 32})
+    ability = AbilityConfig.scaled(
+        args.ability_size,
+        data_dir=str(SHARED / "bench"),
+        sources={"perplexity": str(SHARED / "corpus" / "wikitext-2-valid.txt")},
+        online=False,
+        seed=args.seed,
+        max_gen_tokens={"gsm8k": 160, "triviaqa": 24, "bbh": 32},
+    )
     results = {}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         hp = {"mom2_n_tokens": args.mom2_tokens} if method in ("rome", "memit", "alphaedit", "pmet") else {}
-        config = SweepConfig(method=method, dataset=args.dataset, counts=args.counts, hparams=hp, seed=args.seed,
-                             ability=ability, muting=MutingProbe(), corpus=corpus, online=False)
+        config = SweepConfig(
+            method=method,
+            dataset=args.dataset,
+            counts=args.counts,
+            hparams=hp,
+            seed=args.seed,
+            ability=ability,
+            muting=MutingProbe(),
+            corpus=corpus,
+            online=False,
+        )
         t0 = time.perf_counter()
         last = {"line": ""}
 
@@ -72,8 +87,10 @@ def main(argv=None) -> int:
         results[method] = (result.run_id, df)
         cps = store.checkpoints(result.run_id, samples=False)
         edit_s = [c.timings.get("edit_s", 0.0) for c in cps if c.step]
-        print(f"\n## {method} (run {result.run_id}; {time.perf_counter() - t0:.0f} s this invocation; "
-              f"editing {sum(edit_s):.0f} s for {cps[-1].step} edits)")
+        print(
+            f"\n## {method} (run {result.run_id}; {time.perf_counter() - t0:.0f} s this invocation; "
+            f"editing {sum(edit_s):.0f} s for {cps[-1].step} edits)"
+        )
         print(render_curves(df))
         if df["failed_edits"].fillna(0).max():
             print(f"failed edits (rolled back): {int(df['failed_edits'].max())}")
@@ -101,14 +118,28 @@ def plot(results, path: Path, model: str) -> None:
     methods = list(results)
     fig, axes = plt.subplots(3, len(methods), figsize=(6.2 * len(methods), 10.5), sharex=True, squeeze=False)
     panels = [
-        ("edit quality (all edits so far)", [("quality_all.ES", "efficacy"), ("quality_all.PS", "paraphrase"),
-                                             ("quality_all.NS", "neighbourhood"), ("quality_all.PN", "PN"),
-                                             ("quality_all.RE", "rectified eff."), ("quality_all.FC", "fact-check")],
-         None),
-        ("general ability", [(f"ability.{t}", LABELS[t]) for t in ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh")],
-         ("ability.perplexity", "perplexity (right, log)")),
-        ("muting", [("muting.empty_rate", "empty outputs"), ("muting.repeat_rate", "repeated tokens")],
-         ("muting.ngram_entropy", "n-gram entropy (right)")),
+        (
+            "edit quality (all edits so far)",
+            [
+                ("quality_all.ES", "efficacy"),
+                ("quality_all.PS", "paraphrase"),
+                ("quality_all.NS", "neighbourhood"),
+                ("quality_all.PN", "PN"),
+                ("quality_all.RE", "rectified eff."),
+                ("quality_all.FC", "fact-check"),
+            ],
+            None,
+        ),
+        (
+            "general ability",
+            [(f"ability.{t}", LABELS[t]) for t in ("mmlu", "gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh")],
+            ("ability.perplexity", "perplexity (right, log)"),
+        ),
+        (
+            "muting",
+            [("muting.empty_rate", "empty outputs"), ("muting.repeat_rate", "repeated tokens")],
+            ("muting.ngram_entropy", "n-gram entropy (right)"),
+        ),
     ]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, method in enumerate(methods):

@@ -7,6 +7,7 @@ noise samples) and the quick one the app offers (MLP map, the subject's tokens, 
 the number of restorations, and the time saved by computing the corrupted prefix once
 (``share_prefix``), measured on the residual map of every token.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,28 +46,49 @@ def main() -> int:
     args = ap.parse_args()
 
     handle = load_model(args.model, device=args.device)
-    print(f"model {handle.name} on {handle.device} ({torch.get_num_threads()} threads), prompt {PROMPT!r}, "
-          f"subject {SUBJECT!r}, {args.runs} run(s) each")
-    configs = [("quick (the app's): mlp, subject tokens, 5 samples", args.runs, dict(kinds="mlp", tokens="subject", samples=5)),
-               ("residual, every token, 3 samples", args.runs, dict(kinds="residual", tokens="all", samples=3)),
-               ("  the same without share_prefix", args.runs, dict(kinds="residual", tokens="all", samples=3, share_prefix=False))]
+    print(
+        f"model {handle.name} on {handle.device} ({torch.get_num_threads()} threads), prompt {PROMPT!r}, "
+        f"subject {SUBJECT!r}, {args.runs} run(s) each"
+    )
+    configs = [
+        (
+            "quick (the app's): mlp, subject tokens, 5 samples",
+            args.runs,
+            dict(kinds="mlp", tokens="subject", samples=5),
+        ),
+        ("residual, every token, 3 samples", args.runs, dict(kinds="residual", tokens="all", samples=3)),
+        (
+            "  the same without share_prefix",
+            args.runs,
+            dict(kinds="residual", tokens="all", samples=3, share_prefix=False),
+        ),
+    ]
     if not args.skip_full:
         kinds = list(KINDS) if args.kinds == "all" else args.kinds.split(",")
-        configs.append((f"full: {'+'.join(kinds)}, tokens={args.tokens}, {args.samples} samples", args.full_runs,
-                        dict(kinds=kinds, tokens=args.tokens, samples=args.samples)))
+        configs.append(
+            (
+                f"full: {'+'.join(kinds)}, tokens={args.tokens}, {args.samples} samples",
+                args.full_runs,
+                dict(kinds=kinds, tokens=args.tokens, samples=args.samples),
+            )
+        )
     print(f"{'configuration':<58} {'restorations':>12} {'median s':>9} {'min s':>7} {'max s':>7}")
     for name, runs, kw in configs:
         times, r = timed(handle, runs, **kw)
-        n = sum(int((~torch.isnan(torch.tensor(r.probabilities(k)[r.subject_range[0]:]))).all(dim=1).sum()) * r.n_layers
-                for k in r.kinds)
+        n = sum(
+            int((~torch.isnan(torch.tensor(r.probabilities(k)[r.subject_range[0] :]))).all(dim=1).sum()) * r.n_layers
+            for k in r.kinds
+        )
         print(f"{name:<58} {n:>12} {statistics.median(times):>9.1f} {min(times):>7.1f} {max(times):>7.1f}", flush=True)
     if "mlp" in r.kinds:
         ie = r.indirect_effect("mlp")
         t, layer = divmod(int(torch.tensor(ie).nan_to_num(-1.0).argmax()), r.n_layers)
-        print(f"P({r.answer.strip()}) clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; MLP effect at the subject's last "
-              f"token {r.tokens[r.subject_last]!r}: peak layer {r.peak_layer('mlp')} "
-              f"(IE {r.subject_last_effect('mlp')[r.peak_layer('mlp')]:+.3f}); strongest cell: {r.tokens[t]!r} "
-              f"at layer {layer} (IE {ie[t, layer]:+.3f})")
+        print(
+            f"P({r.answer.strip()}) clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; MLP effect at the subject's last "
+            f"token {r.tokens[r.subject_last]!r}: peak layer {r.peak_layer('mlp')} "
+            f"(IE {r.subject_last_effect('mlp')[r.peak_layer('mlp')]:+.3f}); strongest cell: {r.tokens[t]!r} "
+            f"at layer {layer} (IE {ie[t, layer]:+.3f})"
+        )
     return 0
 
 

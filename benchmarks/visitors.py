@@ -11,6 +11,7 @@ its wait in the line, the estimates it was shown against the wait that followed,
 then the median over ``--runs`` of the last visitor's report, its ratio to a lone visitor's, and how
 many visitors had their report within ``--within`` seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,43 +53,76 @@ def main() -> int:
 
     crowds = [int(x) for x in args.crowds.split(",") if x.strip()]
     facts = load_facts(sum(n + 1 for n in crowds) * args.runs, start=args.start)  # each crowd: a warm-up fact and n
-    out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "machine": f"{platform.machine()}, "
-           f"{__import__('os').cpu_count()} cores", "within_s": args.within, "crowds": {}}
-    print(f"# visitors at once: `streamlit run serve.py`, default model, ROME; commit {out['commit']}, {out['machine']}")
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "within_s": args.within,
+        "crowds": {},
+    }
+    print(
+        f"# visitors at once: `streamlit run serve.py`, default model, ROME; commit {out['commit']}, {out['machine']}"
+    )
     with sync_playwright() as p:
         k = 0
         for n in crowds:
             rows = []
             for run in range(args.runs):
-                warm, group = facts[k], facts[k + 1:k + 1 + n]
+                warm, group = facts[k], facts[k + 1 : k + 1 + n]
                 k += 1 + n
                 visits = one_crowd(p, group, warm)
-                rows.append([{"visitor": v.name, "report_s": v.report_at, "queued": v.queued_at is not None,
-                              "places": sorted(set(v.places), reverse=True), "turn_s": v.turn_at,
-                              "estimates": v.estimates, "estimate_errors": v.estimate_errors(),
-                              "errors": v.errors, "own_report": v.report_title.startswith(
-                                  f"rome: {v.fact.prompt} → {v.fact.target_new}")} for v in visits])
+                rows.append(
+                    [
+                        {
+                            "visitor": v.name,
+                            "report_s": v.report_at,
+                            "queued": v.queued_at is not None,
+                            "places": sorted(set(v.places), reverse=True),
+                            "turn_s": v.turn_at,
+                            "estimates": v.estimates,
+                            "estimate_errors": v.estimate_errors(),
+                            "errors": v.errors,
+                            "own_report": v.report_title.startswith(f"rome: {v.fact.prompt} → {v.fact.target_new}"),
+                        }
+                        for v in visits
+                    ]
+                )
                 print(f"\n## {n} visitor(s), run {run + 1}")
                 for r in sorted(rows[-1], key=lambda r: r["report_s"]):
                     est = ", ".join(f"{e:+.0%}" for e in r["estimate_errors"]) or "none shown"
-                    print(f"  {r['visitor']}: report after {r['report_s']:.1f} s; "
-                          + (f"waited in line {r['turn_s']:.1f} s (places {r['places']}); first estimate's error {est}"
-                             if r["queued"] else "did not wait")
-                          + ("" if r["own_report"] else "; REPORT NOT ITS OWN") + (f"; ERRORS {r['errors']}" if r["errors"] else ""))
+                    print(
+                        f"  {r['visitor']}: report after {r['report_s']:.1f} s; "
+                        + (
+                            f"waited in line {r['turn_s']:.1f} s (places {r['places']}); first estimate's error {est}"
+                            if r["queued"]
+                            else "did not wait"
+                        )
+                        + ("" if r["own_report"] else "; REPORT NOT ITS OWN")
+                        + (f"; ERRORS {r['errors']}" if r["errors"] else "")
+                    )
             out["crowds"][n] = rows
-    lone = statistics.median(max(r["report_s"] for r in rows) for rows in out["crowds"].get(1, [])) \
-        if 1 in out["crowds"] else None
+    lone = (
+        statistics.median(max(r["report_s"] for r in rows) for rows in out["crowds"].get(1, []))
+        if 1 in out["crowds"]
+        else None
+    )
     print("\n## summary (median over runs)")
     for n, runs in out["crowds"].items():
         last = statistics.median(max(r["report_s"] for r in rows) for rows in runs)
         served = statistics.median(sum(r["report_s"] <= args.within for r in rows) for rows in runs)
         errs = [abs(e) for rows in runs for r in rows for e in r["estimate_errors"]]
-        print(f"  {n} visitor(s): last report {last:.1f} s" + (f" ({last / lone:.2f}x a lone visitor's)" if lone else "")
-              + f"; served within {args.within:.0f} s: {served:g} of {n}; errors shown: "
-              f"{sum(len(r['errors']) for rows in runs for r in rows)}; reports not their own: "
-              f"{sum(not r['own_report'] for rows in runs for r in rows)}"
-              + (f"; estimate error median {statistics.median(errs):.0%}, max {max(errs):.0%} ({len(errs)} shown)"
-                 if errs else ""))
+        print(
+            f"  {n} visitor(s): last report {last:.1f} s"
+            + (f" ({last / lone:.2f}x a lone visitor's)" if lone else "")
+            + f"; served within {args.within:.0f} s: {served:g} of {n}; errors shown: "
+            f"{sum(len(r['errors']) for rows in runs for r in rows)}; reports not their own: "
+            f"{sum(not r['own_report'] for rows in runs for r in rows)}"
+            + (
+                f"; estimate error median {statistics.median(errs):.0%}, max {max(errs):.0%} ({len(errs)} shown)"
+                if errs
+                else ""
+            )
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

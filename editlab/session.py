@@ -9,6 +9,7 @@ Every evaluator sees an edit the same way, whatever the method: inside :meth:`Ed
 the weights hold the edits, the hooks of the edits that hook (GRACE) are attached, and
 :attr:`EditedModel.prefix` is the text the prompt-based edits (IKE) put before every prompt.
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,20 +18,20 @@ import dataclasses
 import itertools
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from editlab import methods
-
-from editlab.measure import calibration, factcheck
-from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
+from editlab.facts.fact import Fact
+from editlab.measure import calibration, factcheck
+from editlab.measure.probes import Measure, Probe, ProbeReport, default_probes, measure, negation_form
 from editlab.methods.base import EditError, HParamsBase, MethodContext
 from editlab.model.handle import weights_digest
 from editlab.model.nethook import get_parameter
-from editlab.measure.probes import Measure, Probe, ProbeReport, default_probes, measure, negation_form
 
 _ids = itertools.count(1)
 
@@ -55,8 +56,12 @@ class EditRecord:
 
     def summary(self) -> dict:
         return {
-            "id": self.id, "method": self.method, "facts": [f.to_dict() for f in self.facts],
-            "hparams": self.hparams, "timings": self.timings, "created": self.created,
+            "id": self.id,
+            "method": self.method,
+            "facts": [f.to_dict() for f in self.facts],
+            "hparams": self.hparams,
+            "timings": self.timings,
+            "created": self.created,
             "weights": sorted(self.weights_before),
             "stats_source": self.info.get("stats_source"),
         }
@@ -69,7 +74,7 @@ class EditedModel:
     weights and hooks are in the model; ``prefix`` goes before every prompt ('' unless an edit
     is a prompt, IKE)."""
 
-    session: "EditSession" = field(repr=False)
+    session: EditSession = field(repr=False)
     prefix: str = ""
 
     @property
@@ -203,16 +208,26 @@ class EditSession:
         else:
             from editlab.core.bounded import short
 
-            what = (f"{type(hparams).__module__}.{type(hparams).__qualname__}" if isinstance(hparams, HParamsBase)
-                    else f"the {type(hparams).__name__} {short(hparams, 60)}")
-            raise ValueError(f"{mod.NAME} hyperparameters: got {what}; give None (the defaults for this model), a "
-                             f"mapping such as {{'v_lr': 0.5}}, or {mod.NAME}'s HParams (for a YAML file: "
-                             f"{mod.__name__}.HParams.from_yaml(path))")
+            what = (
+                f"{type(hparams).__module__}.{type(hparams).__qualname__}"
+                if isinstance(hparams, HParamsBase)
+                else f"the {type(hparams).__name__} {short(hparams, 60)}"
+            )
+            raise ValueError(
+                f"{mod.NAME} hyperparameters: got {what}; give None (the defaults for this model), a "
+                f"mapping such as {{'v_lr': 0.5}}, or {mod.NAME}'s HParams (for a YAML file: "
+                f"{mod.__name__}.HParams.from_yaml(path))"
+            )
         hp.validate(self.handle)
         return hp
 
-    def edit(self, facts: Fact | Sequence[Fact], method: str = "rome", hparams=None,
-             progress: Callable[[int, int, str], None] | None = None) -> EditRecord:
+    def edit(
+        self,
+        facts: Fact | Sequence[Fact],
+        method: str = "rome",
+        hparams=None,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> EditRecord:
         """Apply one edit (one fact, or a batch for batch methods). On any failure the weights are
         rolled back to exactly their previous values and :class:`EditError` is raised."""
         if isinstance(facts, (str, bytes)):
@@ -228,8 +243,13 @@ class EditSession:
         hp = self.resolve_hparams(method, hparams)
         names = list(mod.touched(self.handle, hp))
         state = self.method_state.get(mod.NAME, mod.State()) if mod.CAPABILITIES.sequential_state else None
-        ctx = MethodContext(corpus=self.corpus, online=self.online, progress=progress, session_state=state,
-                            sample_corpus=self.sample_corpus)
+        ctx = MethodContext(
+            corpus=self.corpus,
+            online=self.online,
+            progress=progress,
+            session_state=state,
+            sample_corpus=self.sample_corpus,
+        )
         t0 = time.perf_counter()
         with self.applied():
             before = self._read(names)
@@ -262,8 +282,14 @@ class EditSession:
         timings = dict(info.pop("timings", {}))
         timings["total_s"] = time.perf_counter() - t0
         record = EditRecord(
-            id=next(_ids), method=mod.NAME, facts=tuple(facts), hparams=hp.to_dict(),
-            weights_before=before, weights_after=after, timings=timings, info=info,
+            id=next(_ids),
+            method=mod.NAME,
+            facts=tuple(facts),
+            hparams=hp.to_dict(),
+            weights_before=before,
+            weights_after=after,
+            timings=timings,
+            info=info,
         )
         self.records.append(record)
         return record
@@ -316,7 +342,9 @@ class EditSession:
         hooked = [r for r in self.records if methods.get(r.method).CAPABILITIES.attaches]
         if not self._current and not hooked:
             return self.handle.fingerprint  # the unedited model
-        attached = json.dumps([[r.id, r.method, r.hparams, [f.to_dict() for f in r.facts]] for r in hooked], default=str)
+        attached = json.dumps(
+            [[r.id, r.method, r.hparams, [f.to_dict() for f in r.facts]] for r in hooked], default=str
+        )
         return weights_digest(sorted(self._current.items()), salt=self.handle.fingerprint + attached)
 
     # ---- probing --------------------------------------------------------------------------
@@ -347,8 +375,13 @@ class EditSession:
         and what is measured (targets, prefix, every probe field)."""
         from editlab.core import paths
 
-        digest = paths.key_digest(model=self.handle.fingerprint, targets=key[:2], prefix=key[2],
-                                  probes=[dataclasses.asdict(p) for p in key[3]], version=2)
+        digest = paths.key_digest(
+            model=self.handle.fingerprint,
+            targets=key[:2],
+            prefix=key[2],
+            probes=[dataclasses.asdict(p) for p in key[3]],
+            version=2,
+        )
         return paths.cache_dir("probes", self.handle.fingerprint) / f"{digest}.json"
 
     def measure_unedited(self, fact: Fact, probes: Sequence[Probe]):
@@ -387,7 +420,9 @@ class EditSession:
             key = (m.state_key(),) + probe_key
             if key in self._measured:
                 return self._measured[key]
-            drafts = next((v for k, v in reversed(self._measured.items()) if k[1:] == probe_key), None) if guess else None
+            drafts = (
+                next((v for k, v in reversed(self._measured.items()) if k[1:] == probe_key), None) if guess else None
+            )
             return self._remember(key, measure(m.model, m.tokenizer, fact, probes, prefix=m.prefix, drafts=drafts))
 
     def factcheck_calibration(self) -> factcheck.Calibration:
@@ -402,13 +437,25 @@ class EditSession:
         probes = self.probes_for(fact, probes)
         unedited = self.measure_unedited(fact, probes)
         current = self.measure_current(fact, probes) if self.records else unedited
-        return ProbeReport.of(fact, probes, unedited=unedited, after=current, model=self.handle.name,
-                              factcheck=self.factcheck_calibration(), notes=negation_notes(fact, probes))
+        return ProbeReport.of(
+            fact,
+            probes,
+            unedited=unedited,
+            after=current,
+            model=self.handle.name,
+            factcheck=self.factcheck_calibration(),
+            notes=negation_notes(fact, probes),
+        )
 
-    def edit_and_compare(self, fact: Fact, method: str = "rome", hparams=None,
-                         probes: Sequence[Probe] | None = None,
-                         progress: Callable[[int, int, str], None] | None = None,
-                         written: Fact | None = None) -> tuple[EditRecord, ProbeReport]:
+    def edit_and_compare(
+        self,
+        fact: Fact,
+        method: str = "rome",
+        hparams=None,
+        probes: Sequence[Probe] | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+        written: Fact | None = None,
+    ) -> tuple[EditRecord, ProbeReport]:
         """Probe unedited and before, edit, probe after: the three columns of the report.
 
         ``written``: the fact actually written, when it differs from the probed one (the NP/NN
@@ -421,8 +468,10 @@ class EditSession:
 
         with self.handle.lock:
             if self._calibration is None:
-                say("the True/False probe's calibration on facts the model knows (bundled for the default model; "
-                    "else measured once per model, seconds on a small one)")
+                say(
+                    "the True/False probe's calibration on facts the model knows (bundled for the default model; "
+                    "else measured once per model, seconds on a small one)"
+                )
             calibration = self.factcheck_calibration()
             say(f"probing the unedited model ({len(probes)} probes; cached after the first time)")
             unedited = self.measure_unedited(fact, probes)
@@ -438,8 +487,18 @@ class EditSession:
             notes.append(f"statistics: {record.info['stats_source']}")
         if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)
             notes.append(str(record.info["note"]))
-        report = ProbeReport.of(fact, probes, unedited, before, after, model=self.handle.name, method=record.method,
-                                edit_seconds=record.seconds, notes=notes, factcheck=calibration)
+        report = ProbeReport.of(
+            fact,
+            probes,
+            unedited,
+            before,
+            after,
+            model=self.handle.name,
+            method=record.method,
+            edit_seconds=record.seconds,
+            notes=notes,
+            factcheck=calibration,
+        )
         return record, report
 
 

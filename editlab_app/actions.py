@@ -3,15 +3,16 @@
 No Streamlit here and no model math: every number comes from ``EditSession`` and ``ProbeReport``.
 ``state`` is ``st.session_state`` in the app and a plain dict in tests.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 from editlab import EditError, Fact, Neighbor, Probe, ProbeReport
-from editlab.measure.probes import negation_form
 from editlab.core.turns import Wait
+from editlab.measure.probes import negation_form
 
 from . import state as S
 
@@ -35,12 +36,25 @@ def parse_neighbors(text: str | None) -> tuple[Neighbor, ...]:
 FORM_FIELDS = ("subject", "prompt", "target_new", "target_true", "paraphrases", "neighbors", "negated_prompt")
 
 
-def build_fact(subject: str, prompt: str, target_new: str, target_true: str | None = None,
-               paraphrases: str | None = "", neighbors: str | None = "", negated_prompt: str | None = "") -> Fact:
+def build_fact(
+    subject: str,
+    prompt: str,
+    target_new: str,
+    target_true: str | None = None,
+    paraphrases: str | None = "",
+    neighbors: str | None = "",
+    negated_prompt: str | None = "",
+) -> Fact:
     """The form's fields as a Fact; raises ValueError with a readable message on bad input."""
-    return Fact(subject=subject or "", prompt=prompt or "", target_new=target_new or "",
-                target_true=target_true or None, paraphrases=tuple(lines(paraphrases)),
-                neighbors=parse_neighbors(neighbors), negated_prompt=(negated_prompt or "").strip() or None)
+    return Fact(
+        subject=subject or "",
+        prompt=prompt or "",
+        target_new=target_new or "",
+        target_true=target_true or None,
+        paraphrases=tuple(lines(paraphrases)),
+        neighbors=parse_neighbors(neighbors),
+        negated_prompt=(negated_prompt or "").strip() or None,
+    )
 
 
 def form_values(fact: Fact | dict) -> dict:
@@ -51,9 +65,12 @@ def form_values(fact: Fact | dict) -> dict:
         prompt, answer = (n["prompt"], n.get("answer")) if isinstance(n, dict) else (n, None)
         neigh.append(f"{prompt} => {answer}" if answer else prompt)
     return {
-        "subject": d.get("subject", ""), "prompt": d.get("prompt", ""),
-        "target_new": d.get("target_new", ""), "target_true": d.get("target_true") or "",
-        "paraphrases": "\n".join(d.get("paraphrases") or ()), "neighbors": "\n".join(neigh),
+        "subject": d.get("subject", ""),
+        "prompt": d.get("prompt", ""),
+        "target_new": d.get("target_new", ""),
+        "target_true": d.get("target_true") or "",
+        "paraphrases": "\n".join(d.get("paraphrases") or ()),
+        "neighbors": "\n".join(neigh),
         "negated_prompt": d.get("negated_prompt") or "",
     }
 
@@ -123,9 +140,15 @@ def key_figures(report: ProbeReport, column: str = "after") -> dict:
     }
 
 
-def edit(state: MutableMapping, fact: Fact, method: str, hparams=None,
-         probes: Sequence[Probe] | None = None, progress: Progress | None = None,
-         on_wait: Callable[[Wait], None] | None = None):
+def edit(
+    state: MutableMapping,
+    fact: Fact,
+    method: str,
+    hparams=None,
+    probes: Sequence[Probe] | None = None,
+    progress: Progress | None = None,
+    on_wait: Callable[[Wait], None] | None = None,
+):
     """Edit one fact with this session's stack of edits and measure unedited / before / after.
     The request takes its turn on the shared model (``handle.turns``); while others' requests are
     ahead, ``on_wait`` hears its place in the line and the expected wait."""
@@ -141,8 +164,12 @@ def edit(state: MutableMapping, fact: Fact, method: str, hparams=None,
     return record, report
 
 
-def probe(state: MutableMapping, fact: Fact, probes: Sequence[Probe] | None = None,
-          on_wait: Callable[[Wait], None] | None = None) -> ProbeReport:
+def probe(
+    state: MutableMapping,
+    fact: Fact,
+    probes: Sequence[Probe] | None = None,
+    on_wait: Callable[[Wait], None] | None = None,
+) -> ProbeReport:
     """Measure the probes on the unedited model and on this session's model as it is now (in its
     turn on the shared model, as :func:`edit`)."""
     session = S.session_of(state)

@@ -5,6 +5,7 @@ datasets a visitor uploads (JSON / JSONL / CSV, parsed by ``editlab.facts.datase
 built-in example facts, and files the operator lists in ``EDITLAB_BENCH_DATASETS``
 (``os.pathsep``-separated paths); never a path typed into the page.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,17 +14,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from editlab.runs.bench import BenchResult
 from editlab.facts.datasets import Dataset, from_facts, load_dataset
 from editlab.measure.metrics import CONVENTIONS, METRICS
+from editlab.runs.bench import BenchResult
 
 from .gallery import check_size, load_gallery, upload_dataset
 
 EXAMPLES = "Example facts (built in)"
 UPLOAD = "Upload a file"
 # The rates plotted as bars (magnitudes and counts would share an axis badly).
-BAR_METRICS = ("ES", "PS", "NS", "S", "rewrite_acc", "rephrase_acc", "locality", "portability_acc",
-               "PP", "PN", "NP", "NN", "RE", "FC")
+BAR_METRICS = (
+    "ES",
+    "PS",
+    "NS",
+    "S",
+    "rewrite_acc",
+    "rephrase_acc",
+    "locality",
+    "portability_acc",
+    "PP",
+    "PN",
+    "NP",
+    "NN",
+    "RE",
+    "FC",
+)
 LABELS = {m.key: m.label for m in METRICS}
 
 
@@ -101,8 +116,15 @@ def _long(results: list[BenchResult]) -> pd.DataFrame:
         for r in res.rows:
             for m in METRICS:
                 if m.key in BAR_METRICS and r.metrics.get(m.key) is not None:
-                    records.append({"method": r.method + tag, "metric": m.label, "key": m.key,
-                                    "convention": CONVENTIONS[m.convention], "value": r.metrics[m.key]})
+                    records.append(
+                        {
+                            "method": r.method + tag,
+                            "metric": m.label,
+                            "key": m.key,
+                            "convention": CONVENTIONS[m.convention],
+                            "value": r.metrics[m.key],
+                        }
+                    )
     return pd.DataFrame.from_records(records)
 
 
@@ -112,8 +134,16 @@ def grouped_bars(results: BenchResult | list[BenchResult]):
 
     results = [results] if isinstance(results, BenchResult) else list(results)
     df = _long(results)
-    fig = px.bar(df, x="metric", y="value", color="method", barmode="group", facet_row="convention",
-                 range_y=[-1 if (df["value"] < 0).any() else 0, 1], labels={"value": "", "metric": ""})
+    fig = px.bar(
+        df,
+        x="metric",
+        y="value",
+        color="method",
+        barmode="group",
+        facet_row="convention",
+        range_y=[-1 if (df["value"] < 0).any() else 0, 1],
+        labels={"value": "", "metric": ""},
+    )
     fig.update_xaxes(matches=None, showticklabels=True)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=720, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="")
@@ -127,27 +157,55 @@ def efficacy_scatter(results: BenchResult | list[BenchResult]):
 
     results = [results] if isinstance(results, BenchResult) else list(results)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"),
-                             name="RE = ES (negation respected)", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line=dict(dash="dot", color="gray"),
+            name="RE = ES (negation respected)",
+            hoverinfo="skip",
+        )
+    )
     for res in results:
         tag = "" if len(results) == 1 else f" #{res.run_id}"
         for r in res.rows:
             es, re_ = r.metrics.get("ES"), r.metrics.get("RE")
             if es is None or re_ is None:
                 continue
-            fig.add_trace(go.Scatter(x=[es], y=[re_], mode="markers+text", text=[r.method + tag],
-                                     textposition="top center", marker=dict(size=14), name=r.method + tag,
-                                     hovertemplate=f"{r.method}{tag}<br>ES %{{x:.2f}}<br>PP − PN %{{y:.2f}}<extra></extra>"))
-    fig.update_layout(xaxis_title="Efficacy ES (PP)", yaxis_title="Rectified efficacy PP − PN",
-                      xaxis_range=[-0.05, 1.05], yaxis_range=[-1.05, 1.05], height=420,
-                      margin=dict(l=10, r=10, t=30, b=10))
+            fig.add_trace(
+                go.Scatter(
+                    x=[es],
+                    y=[re_],
+                    mode="markers+text",
+                    text=[r.method + tag],
+                    textposition="top center",
+                    marker=dict(size=14),
+                    name=r.method + tag,
+                    hovertemplate=f"{r.method}{tag}<br>ES %{{x:.2f}}<br>PP − PN %{{y:.2f}}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        xaxis_title="Efficacy ES (PP)",
+        yaxis_title="Rectified efficacy PP − PN",
+        xaxis_range=[-0.05, 1.05],
+        yaxis_range=[-1.05, 1.05],
+        height=420,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
     return fig
 
 
 def fact_choices(result: BenchResult, method: str) -> list[tuple[int, str]]:
     row = result.row(method)
-    return [(f.index, f"#{f.record} {f.fact.subject}: {f.fact.target_true or '?'} → {f.fact.target_new}"
-             + ("  (edit failed)" if f.error else "")) for f in row.facts]
+    return [
+        (
+            f.index,
+            f"#{f.record} {f.fact.subject}: {f.fact.target_true or '?'} → {f.fact.target_new}"
+            + ("  (edit failed)" if f.error else ""),
+        )
+        for f in row.facts
+    ]
 
 
 def probe_table(result: BenchResult, method: str, index: int) -> pd.DataFrame:
@@ -162,14 +220,26 @@ def probe_table(result: BenchResult, method: str, index: int) -> pd.DataFrame:
         for r in report.rows:
             for state in ("unedited", "after"):
                 m = getattr(r, state)
-                if m is None or (source == "negated edit" and state == "unedited") or (column == "unedited" and state == "after"):
+                if (
+                    m is None
+                    or (source == "negated edit" and state == "unedited")
+                    or (column == "unedited" and state == "after")
+                ):
                     continue
-                records.append({
-                    "edit": source, "state": state, "probe": r.probe.kind + (f" [{r.probe.rule}]" if r.probe.rule else ""),
-                    "prompt": r.probe.prompt.replace("\n", " "), "P(new)": m.p_new, "P(true)": m.p_true,
-                    "P(answer)": m.p_answer, "P(True)": m.p_yes, "P(False)": m.p_no,
-                    "greedy": m.greedy.strip().replace("\n", " "),
-                })
+                records.append(
+                    {
+                        "edit": source,
+                        "state": state,
+                        "probe": r.probe.kind + (f" [{r.probe.rule}]" if r.probe.rule else ""),
+                        "prompt": r.probe.prompt.replace("\n", " "),
+                        "P(new)": m.p_new,
+                        "P(true)": m.p_true,
+                        "P(answer)": m.p_answer,
+                        "P(True)": m.p_yes,
+                        "P(False)": m.p_no,
+                        "greedy": m.greedy.strip().replace("\n", " "),
+                    }
+                )
     return pd.DataFrame.from_records(records)
 
 
@@ -177,14 +247,25 @@ def token_table(result: BenchResult, method: str, index: int, tokenizer=None) ->
     """The teacher-forced token predictions behind the token-accuracy metrics of one fact."""
     f = next(x for x in result.row(method).facts if x.index == index)
     t = f.tokens
-    decode = (lambda ids: tokenizer.decode(list(ids))) if tokenizer is not None else (lambda ids: " ".join(map(str, ids)))
+    decode = (
+        (lambda ids: tokenizer.decode(list(ids))) if tokenizer is not None else (lambda ids: " ".join(map(str, ids)))
+    )
     records = []
-    groups = [("rewrite", [t.rewrite] if t.rewrite else []), ("rephrase", t.rephrase), ("locality", t.locality),
-              ("portability", t.portability)]
+    groups = [
+        ("rewrite", [t.rewrite] if t.rewrite else []),
+        ("rephrase", t.rephrase),
+        ("locality", t.locality),
+        ("portability", t.portability),
+    ]
     for group, preds in groups:
         for j, p in enumerate(preds):
-            rec = {"metric": group, "prompt": p.prompt, "target": p.target, "predicted": decode(p.predicted_ids),
-                   "accuracy": p.accuracy}
+            rec = {
+                "metric": group,
+                "prompt": p.prompt,
+                "target": p.target,
+                "predicted": decode(p.predicted_ids),
+                "accuracy": p.accuracy,
+            }
             if group == "locality":
                 ref = t.locality_reference[j]
                 rec["unedited predicted"] = decode(ref.predicted_ids)
@@ -211,9 +292,20 @@ def runs_table(runs) -> pd.DataFrame:
     records = []
     for r in runs:
         c = r.config
-        records.append({"run": r.id, "when": datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
-                        "status": r.status, "model": c.get("model"), "methods": ", ".join(c.get("methods") or []),
-                        "dataset": Path(str(c.get("dataset") or "")).name, "n": c.get("n"), "mode": c.get("mode"),
-                        "batch": c.get("batch_size"), "evaluate": c.get("evaluate") if c.get("mode") == "sequential" else "",
-                        "negated edits": c.get("negative_edits"), "rows stored": r.n_checkpoints})
+        records.append(
+            {
+                "run": r.id,
+                "when": datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
+                "status": r.status,
+                "model": c.get("model"),
+                "methods": ", ".join(c.get("methods") or []),
+                "dataset": Path(str(c.get("dataset") or "")).name,
+                "n": c.get("n"),
+                "mode": c.get("mode"),
+                "batch": c.get("batch_size"),
+                "evaluate": c.get("evaluate") if c.get("mode") == "sequential" else "",
+                "negated edits": c.get("negative_edits"),
+                "rows stored": r.n_checkpoints,
+            }
+        )
     return pd.DataFrame.from_records(records)

@@ -19,11 +19,12 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_OPERATOR_KEY`` | none | opening the app with ``?operator=<key>`` shows every visitor's runs |
 | ``EDITLAB_MAX_...`` | see ``editlab.core.limits`` | the library's request limits (shown on the start page) |
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from editlab.model.handle import DEFAULT_MODEL
 
@@ -73,7 +74,7 @@ class AppConfig:
     operator_key: str | None = None  # with ?operator=<key> in the address: every visitor's runs
 
     @classmethod
-    def load(cls, environ: Mapping | None = None, secrets: Mapping | None = None) -> "AppConfig":
+    def load(cls, environ: Mapping | None = None, secrets: Mapping | None = None) -> AppConfig:
         """Environment variables win over secrets; both are optional."""
         env = os.environ if environ is None else environ
         sec = _secrets() if secrets is None else secrets
@@ -107,7 +108,9 @@ class AppConfig:
             default_model=text("EDITLAB_MODEL") or DEFAULT_MODEL,
             allow_model_change=_flag("EDITLAB_ALLOW_MODEL_CHANGE", get("EDITLAB_ALLOW_MODEL_CHANGE"), True),
             # A public Space (Hugging Face sets SPACE_ID) must not let visitors read the server's folders.
-            allow_local_paths=_flag("EDITLAB_ALLOW_LOCAL_PATHS", get("EDITLAB_ALLOW_LOCAL_PATHS"), not env.get("SPACE_ID")),
+            allow_local_paths=_flag(
+                "EDITLAB_ALLOW_LOCAL_PATHS", get("EDITLAB_ALLOW_LOCAL_PATHS"), not env.get("SPACE_ID")
+            ),
             trust_remote_code=_flag("EDITLAB_TRUST_REMOTE_CODE", get("EDITLAB_TRUST_REMOTE_CODE"), False),
             device=text("EDITLAB_DEVICE"),
             dtype=text("EDITLAB_DTYPE"),
@@ -127,11 +130,18 @@ class AppConfig:
     def corpus_line(self) -> str:
         if self.corpus:
             ok = os.path.isfile(self.corpus)
-            return f"statistics corpus: `{self.corpus}`" + ("" if ok else " — **file not found**: edits that need statistics will fail")
+            return f"statistics corpus: `{self.corpus}`" + (
+                "" if ok else " — **file not found**: edits that need statistics will fail"
+            )
         bundled = "the default model's edit layers use the statistics bundled with editlab (no wait)"
         if self.online:
-            return (f"statistics corpus: none configured — {bundled}; other models or layers download a "
-                    "WikiText shard on their first edit")
-        tail = ("sample text from the model (slow on a CPU)" if self.sample_corpus
-                else "need `EDITLAB_CORPUS` (or `EDITLAB_SAMPLE_CORPUS=1`)")
+            return (
+                f"statistics corpus: none configured — {bundled}; other models or layers download a "
+                "WikiText shard on their first edit"
+            )
+        tail = (
+            "sample text from the model (slow on a CPU)"
+            if self.sample_corpus
+            else "need `EDITLAB_CORPUS` (or `EDITLAB_SAMPLE_CORPUS=1`)"
+        )
         return f"statistics corpus: none configured, offline — {bundled}; other models or layers {tail}"

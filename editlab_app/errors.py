@@ -5,6 +5,7 @@ rest of the page still draws. The visitor sees what was wrong and what to do (th
 messages say both); the traceback sits behind a "details" toggle for the operator. Server paths
 (this machine's home, the working folder, temporary files) are replaced in what is shown.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,6 +31,7 @@ def _control_flow(e: BaseException) -> bool:
 
 def scrub(text: str) -> str:
     """``text`` with absolute file paths reduced to their last part (``…/model.safetensors``)."""
+
     def short(m: re.Match) -> str:
         name = Path(m.group(1)).name
         return f"…/{name}" if name else "…/"
@@ -55,16 +57,20 @@ def _message(e: BaseException) -> str:
         return scrub(text)
     if isinstance(e, MemoryError):
         return "The server ran out of memory for this request: ask for less (a shorter prompt, fewer facts)."
-    return scrub(f"Something went wrong ({type(e).__name__}{': ' + text if text else ''}). "
-                 "Try again with smaller or different input; the details below help the operator.")
+    return scrub(
+        f"Something went wrong ({type(e).__name__}{': ' + text if text else ''}). "
+        "Try again with smaller or different input; the details below help the operator."
+    )
 
 
 def show(st, e: BaseException, what: str | None = None) -> None:
     """st.error with the message, and a "details" expander holding the traceback."""
     st.error((f"{what}: " if what else "") + message(e))
     with st.expander("details"):
-        st.code(bounded.message(scrub("".join(traceback.format_exception(type(e), e, e.__traceback__))), 20_000),
-                language="text")
+        st.code(
+            bounded.message(scrub("".join(traceback.format_exception(type(e), e, e.__traceback__))), 20_000),
+            language="text",
+        )
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 Uploads are parsed as JSON, JSONL or CSV only (``json`` / ``csv`` modules through
 ``editlab.facts.datasets``), never unpickled, and refused above the operator's size limit.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ floats number boxes, everything else a text box holding YAML (parsed by ``editla
 Defaults come from ``HParams.for_model(handle)``; values the operator fixes (``EDITLAB_MOM2_TOKENS``)
 are shown read-only; fields that name files or devices are operator-only and never shown.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,6 @@ from typing import Any
 import yaml
 
 from editlab import methods
-
 from editlab.core import bounded
 
 # Fields a visitor must not set on a public Space: they name files to read or devices to use.
@@ -128,7 +128,11 @@ def render(st, method: str, handle, operator: dict | None = None, key: str = "hp
         initial = spec.default if spec.kind in ("bool", "int", "float") else spec.to_text(spec.default)
         if k not in st.session_state or spec.fixed:
             st.session_state[k] = initial
-        help_ = "set by the operator of this app" if spec.fixed else f"default for this model: {spec.to_text(spec.default) or 'none'}"
+        help_ = (
+            "set by the operator of this app"
+            if spec.fixed
+            else f"default for this model: {spec.to_text(spec.default) or 'none'}"
+        )
         if spec.kind == "bool":
             values[spec.name] = col.checkbox(spec.name, key=k, disabled=spec.fixed, help=help_)
         elif spec.kind == "int":

@@ -7,6 +7,7 @@ serves ``editlab app`` (this package's ``app.py``) and a Space's ``streamlit run
 
 To add a page, add one line to ``PAGES``, e.g. ``("sweep.py", "Sweep", ":material/tune:")``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,7 @@ def run() -> None:
     from . import errors, state
 
     st.set_page_config(page_title="editlab", page_icon=":material/edit_note:", layout="wide")
-    pages = [st.Page(view(name), title=title, icon=icon, default=i == 0)
-             for i, (name, title, icon) in enumerate(PAGES)]
+    pages = [st.Page(view(name), title=title, icon=icon, default=i == 0) for i, (name, title, icon) in enumerate(PAGES)]
     page = st.navigation(pages)
     with errors.boundary(st):  # any exception a page raises: a message and a "details" toggle, never a traceback
         page.run()

@@ -5,14 +5,14 @@ Column names are stable so tests (and the browser test) can read the tables: ``P
 <state>``, ``P(False) <state>``, ``verdict <state>`` for the fact-check table, where ``<state>`` is
 ``unedited`` / ``before`` / ``after`` after an edit, and ``unedited`` / ``now`` after a probe run.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
+from editlab import ProbeReport
 from editlab.measure import factcheck
 from editlab.measure.probes import negation_form
-
-from editlab import ProbeReport
 
 from .actions import probe_labels
 
@@ -94,9 +94,19 @@ def style(df: pd.DataFrame, report: ProbeReport):
     def mark(row):
         out = [""] * len(row)
         prompt_about_subject = str(row.name).startswith(("positive", "negation", "paraphrase"))
-        if (prompt_about_subject and new in row.index and true in row.index and pd.notna(row[new])
-                and pd.notna(row[true]) and row[new] > row[true]):
-            color = "background-color: rgba(255, 75, 75, 0.25)" if row.name == "negation" else "background-color: rgba(33, 195, 84, 0.2)"
+        if (
+            prompt_about_subject
+            and new in row.index
+            and true in row.index
+            and pd.notna(row[new])
+            and pd.notna(row[true])
+            and row[new] > row[true]
+        ):
+            color = (
+                "background-color: rgba(255, 75, 75, 0.25)"
+                if row.name == "negation"
+                else "background-color: rgba(33, 195, 84, 0.2)"
+            )
             out[list(row.index).index(new)] = color
         return out
 
@@ -115,17 +125,30 @@ def bars(report: ProbeReport):
             m = getattr(r, c)
             if m is None:
                 continue
-            records.append({"probe": label, "state": name, "target": f"P(new) {report.fact.target_new!r}", "p": m.p_new})
+            records.append(
+                {"probe": label, "state": name, "target": f"P(new) {report.fact.target_new!r}", "p": m.p_new}
+            )
             if m.p_true is not None:
-                records.append({"probe": label, "state": name, "target": f"P(true) {report.fact.target_true!r}", "p": m.p_true})
+                records.append(
+                    {"probe": label, "state": name, "target": f"P(true) {report.fact.target_true!r}", "p": m.p_true}
+                )
     df = pd.DataFrame(records)
-    fig = px.bar(df, x="probe", y="p", color="target", barmode="group", facet_col="state",
-                 category_orders={"state": [n for _, n in states(report)]},
-                 color_discrete_sequence=["#e4572e", "#2e86ab"], range_y=[0, 1],
-                 labels={"p": "probability", "probe": ""})
+    fig = px.bar(
+        df,
+        x="probe",
+        y="p",
+        color="target",
+        barmode="group",
+        facet_col="state",
+        category_orders={"state": [n for _, n in states(report)]},
+        color_discrete_sequence=["#e4572e", "#2e86ab"],
+        range_y=[0, 1],
+        labels={"p": "probability", "probe": ""},
+    )
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="",
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        height=340, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="", legend=dict(orientation="h", y=-0.25)
+    )
     return fig
 
 
@@ -139,31 +162,64 @@ def flags(report: ProbeReport) -> list[tuple[str, str, str]]:
     tf = next((r for r in report.rows_of("true_false") if r.probe.rule == "new"), None)
     out = []
     if s["positive_prefers_new"] is True:
-        out.append(("positive_prefers_new", "success",
-                    f"**{label}:** the model prefers {f.target_new!r} over {f.target_true!r} on the prompt."))
+        out.append(
+            (
+                "positive_prefers_new",
+                "success",
+                f"**{label}:** the model prefers {f.target_new!r} over {f.target_true!r} on the prompt.",
+            )
+        )
     elif s["positive_prefers_new"] is False and report.method:
-        out.append(("positive_prefers_new", "warning",
-                    f"**{label}:** the model still prefers {f.target_true!r} over {f.target_new!r}: the edit did not take."))
+        out.append(
+            (
+                "positive_prefers_new",
+                "warning",
+                f"**{label}:** the model still prefers {f.target_true!r} over {f.target_new!r}: the edit did not take.",
+            )
+        )
     if s["new_target_survives_negation"]:
-        out.append(("new_target_survives_negation", "warning",
-                    f"**New target survives negation.** Asked *{neg.probe.prompt}*, the model still prefers "
-                    f"{f.target_new!r}: the edit wrote an association with the subject, not a fact the model "
-                    "can reason about."))
+        out.append(
+            (
+                "new_target_survives_negation",
+                "warning",
+                f"**New target survives negation.** Asked *{neg.probe.prompt}*, the model still prefers "
+                f"{f.target_new!r}: the edit wrote an association with the subject, not a fact the model "
+                "can reason about.",
+            )
+        )
     if s["factcheck_disagrees_with_completion"]:
-        out.append(("factcheck_disagrees_with_completion", "warning",
-                    f"**Fact-check disagrees with the completion.** The model completes the prompt with "
-                    f"{f.target_new!r}, yet asked *{tf.probe.prompt.splitlines()[0]}* it rates that statement "
-                    f"less true than the one with {f.target_true!r}."))
+        out.append(
+            (
+                "factcheck_disagrees_with_completion",
+                "warning",
+                f"**Fact-check disagrees with the completion.** The model completes the prompt with "
+                f"{f.target_new!r}, yet asked *{tf.probe.prompt.splitlines()[0]}* it rates that statement "
+                f"less true than the one with {f.target_true!r}.",
+            )
+        )
     if report.factcheck is not None and not report.factcheck.readable:
         out.append(("factcheck_unreadable", "info", f"**No fact-check finding:** {report.factcheck.sentence()}."))
     elif report.factcheck is not None and s["factcheck_reads_fact"] is False:
-        out.append(("factcheck_unreadable", "info",
-                    "**No fact-check finding for this fact:** before any edit the model already rated the "
-                    f"statement with {f.target_new!r} at least as true as the one with {f.target_true!r}, so the "
-                    "True/False probe does not read this fact."))
+        out.append(
+            (
+                "factcheck_unreadable",
+                "info",
+                "**No fact-check finding for this fact:** before any edit the model already rated the "
+                f"statement with {f.target_new!r} at least as true as the one with {f.target_true!r}, so the "
+                "True/False probe does not read this fact.",
+            )
+        )
     if not s["negation_probed"]:
-        out.append(("negation_not_probed", "info", "**No negation probe:** " + next(
-            (n for n in report.notes if n.startswith("no negation probe")), "the prompt could not be negated.")))
+        out.append(
+            (
+                "negation_not_probed",
+                "info",
+                "**No negation probe:** "
+                + next(
+                    (n for n in report.notes if n.startswith("no negation probe")), "the prompt could not be negated."
+                ),
+            )
+        )
     return out
 
 

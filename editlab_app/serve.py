@@ -12,6 +12,7 @@ in words. A checkout's or a Space's ``serve.py`` uses this file's :func:`lifespa
 An older Streamlit without ``st.App`` runs this file as a page script: it then says so
 (:func:`too_old`) and points to ``streamlit run app.py``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,10 @@ def _warm() -> None:
 
         line = state.warm_default()
     except Exception as e:  # the page loads the model again and explains the failure there
-        line = f"editlab: loading the default model at server start failed ({type(e).__name__}: {e}); " \
-               "the Model page will load it on the first visit"
+        line = (
+            f"editlab: loading the default model at server start failed ({type(e).__name__}: {e}); "
+            "the Model page will load it on the first visit"
+        )
     print(line, file=sys.stderr, flush=True)
 
 
@@ -46,8 +49,10 @@ async def lifespan(_app):
 
 def too_old() -> None:
     """What a Streamlit without ``st.App`` shows instead of the app."""
-    st.error(f"serve.py needs a Streamlit with st.App (this is {st.__version__}); start the app with "
-             "`streamlit run app.py`, which works with any Streamlit >= 1.40.")
+    st.error(
+        f"serve.py needs a Streamlit with st.App (this is {st.__version__}); start the app with "
+        "`streamlit run app.py`, which works with any Streamlit >= 1.40."
+    )
     st.stop()
 
 

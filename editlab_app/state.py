@@ -5,10 +5,11 @@ One model per (name, device, dtype, quantisation, remote-code setting) lives in
 ``st.session_state``. The shared weights are unedited at rest; a session's edits are loaded only
 inside ``EditSession.applied()`` under the model's lock, so no session sees another's edits.
 """
+
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import MutableMapping
 
 import streamlit as st
 
@@ -42,11 +43,11 @@ class ModelKey:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _resident_model(name: str, device: str | None, dtype: str | None, quantization: str | None,
-                    trust_remote_code: bool):
+def _resident_model(
+    name: str, device: str | None, dtype: str | None, quantization: str | None, trust_remote_code: bool
+):
     """Load once per process; every session of the app shares the result (never cached on error)."""
-    return load_model(name, device=device, dtype=dtype, quantization=quantization,
-                      trust_remote_code=trust_remote_code)
+    return load_model(name, device=device, dtype=dtype, quantization=quantization, trust_remote_code=trust_remote_code)
 
 
 def warm_default(environ=None) -> str:
@@ -67,8 +68,7 @@ def looks_like_path(name: str) -> bool:
     import os
 
     name = name.strip()
-    return (name.startswith(("/", ".", "~", "\\")) or os.path.isabs(name) or name.count("/") > 1
-            or os.path.exists(name))
+    return name.startswith(("/", ".", "~", "\\")) or os.path.isabs(name) or name.count("/") > 1 or os.path.exists(name)
 
 
 def resident_model(key: ModelKey, config: AppConfig):
@@ -89,8 +89,10 @@ def switch_model(state: MutableMapping, key: ModelKey, config: AppConfig) -> Edi
     if not config.allow_model_change and key.name != config.default_model:
         raise ValueError("the operator of this app has fixed the model (EDITLAB_ALLOW_MODEL_CHANGE=0)")
     if not config.allow_local_paths and key.name != config.default_model and looks_like_path(key.name):
-        raise ValueError("this app loads models from the Hugging Face Hub (an id like Qwen/Qwen2.5-0.5B-Instruct) or "
-                         "the embedded default, not from folders on the server (EDITLAB_ALLOW_LOCAL_PATHS=0)")
+        raise ValueError(
+            "this app loads models from the Hugging Face Hub (an id like Qwen/Qwen2.5-0.5B-Instruct) or "
+            "the embedded default, not from folders on the server (EDITLAB_ALLOW_LOCAL_PATHS=0)"
+        )
     current = session_of(state)
     handle = resident_model(key, config)
     if current is not None and current.handle is handle:
@@ -151,8 +153,10 @@ def ensure_session(state: MutableMapping, config: AppConfig, stop: bool = True) 
     session = session_of(state)
     if session is None:
         try:
-            with st.spinner(f"Loading {config.default_model} ... (a few seconds; the first time on a machine the "
-                            "embedded model is converted from GGUF once, about 20 s)"):
+            with st.spinner(
+                f"Loading {config.default_model} ... (a few seconds; the first time on a machine the "
+                "embedded model is converted from GGUF once, about 20 s)"
+            ):
                 session = switch_model(state, default_key(config), config)
         except Exception as e:  # any loading failure is reported, never a traceback
             st.error(f"Could not load the model **{config.default_model}**: {errors.message(e)}")

@@ -7,6 +7,7 @@ template with "{}" as its subject) and ``"source": "rule"``. Rows already marked
 existing table are kept as they are: the hand review is not overwritten. Only templates are written, never
 a record's subject or targets.
 """
+
 from __future__ import annotations
 
 import collections

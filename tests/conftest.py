@@ -1,4 +1,5 @@
 """Shared fixtures: the real default model, loaded once per test session, and the shared data."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,11 @@ def counterfact_fact(record):
     from editlab import Fact, Neighbor
 
     return Fact(
-        subject=record["subject"], prompt=record["prompt"], target_new=record["target_new"],
-        target_true=record["ground_truth"], paraphrases=(record["rephrase_prompt"],),
+        subject=record["subject"],
+        prompt=record["prompt"],
+        target_new=record["target_new"],
+        target_true=record["ground_truth"],
+        paraphrases=(record["rephrase_prompt"],),
         neighbors=(Neighbor(record["locality_prompt"], record["locality_ground_truth"]),),
         case_id=record["case_id"],
     )
@@ -84,18 +88,66 @@ def state_hash(model) -> str:
 
 def tiny_model(family: str):
     """A tiny random-weight model of one supported family, built from a config (no download)."""
-    from transformers import (AutoModelForCausalLM, GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig,
-                              MistralConfig, Qwen2Config, Qwen3Config)
+    from transformers import (
+        AutoModelForCausalLM,
+        GPT2Config,
+        GPTJConfig,
+        GPTNeoXConfig,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
     common = dict(vocab_size=49152)  # the real tokenizer's vocabulary, so tiny models share it
     configs = {
         "gpt2": lambda: GPT2Config(n_layer=4, n_embd=32, n_head=4, n_positions=128, **common),
         "gptj": lambda: GPTJConfig(n_layer=4, n_embd=32, n_head=4, n_positions=128, rotary_dim=4, **common),
-        "gpt_neox": lambda: GPTNeoXConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, intermediate_size=64, max_position_embeddings=128, **common),
-        "llama": lambda: LlamaConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128, **common),
-        "mistral": lambda: MistralConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128, **common),
-        "qwen2": lambda: Qwen2Config(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128, **common),
-        "qwen3": lambda: Qwen3Config(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128, head_dim=8, **common),
+        "gpt_neox": lambda: GPTNeoXConfig(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "llama": lambda: LlamaConfig(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "mistral": lambda: MistralConfig(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "qwen2": lambda: Qwen2Config(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "qwen3": lambda: Qwen3Config(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            head_dim=8,
+            **common,
+        ),
     }
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(configs[family]()).eval()
@@ -113,7 +165,9 @@ def tiny_session(family: str, handle, tmp_path):
     from editlab import EditSession
 
     corpus = tmp_path / "c.txt"
-    corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)))
+    corpus.write_text(
+        "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60))
+    )
     return EditSession(tiny_handle(family, handle.tokenizer), corpus=str(corpus), online=False)
 
 

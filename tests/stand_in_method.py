@@ -4,6 +4,7 @@ A fixed, seeded rank-one change to one MLP output projection per fact: cheap, de
 visible in the probabilities, so protocol tests run on the real model without paying for real edits.
 Register it with ``monkeypatch.setitem(editlab.methods.REGISTRY, NAME, MODULE)``.
 """
+
 from dataclasses import dataclass
 
 import torch

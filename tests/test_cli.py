@@ -3,19 +3,42 @@ import json
 import pytest
 
 from editlab.cli import main
-
 from tests.conftest import TEST_MOM2_TOKENS
 
-FACT = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of Danielle Darrieux is",
-        "--target-new", "English", "--target-true", "French",
-        "--paraphrase", "Where Danielle Darrieux is from, people speak the language of",
-        "--neighbor", "Michel Rocard is a native speaker of=>French", "--generation-tokens", "12"]
+FACT = [
+    "--subject",
+    "Danielle Darrieux",
+    "--prompt",
+    "The mother tongue of Danielle Darrieux is",
+    "--target-new",
+    "English",
+    "--target-true",
+    "French",
+    "--paraphrase",
+    "Where Danielle Darrieux is from, people speak the language of",
+    "--neighbor",
+    "Michel Rocard is a native speaker of=>French",
+    "--generation-tokens",
+    "12",
+]
 FIELDS = {"p_new", "p_true", "top1_is_new", "top1_is_true", "greedy"}
 
 
 @pytest.mark.slow
 def test_edit_json_has_every_column_for_every_probe(capsys, corpus_path, handle):
-    code = main(["edit", *FACT, "--method", "rome", "--corpus", corpus_path, "--set", f"mom2_n_tokens={TEST_MOM2_TOKENS}", "--json"])
+    code = main(
+        [
+            "edit",
+            *FACT,
+            "--method",
+            "rome",
+            "--corpus",
+            corpus_path,
+            "--set",
+            f"mom2_n_tokens={TEST_MOM2_TOKENS}",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert {"model", "method", "fact", "edit_seconds", "probes"} <= set(out)
@@ -44,17 +67,53 @@ def test_probe_prints_a_side_by_side_table(capsys, handle):
 
 
 def test_probe_takes_the_users_negated_prompt(capsys, handle):
-    assert main(["probe", "--subject", "Toko Yasuda", "--prompt", "Toko Yasuda's instrument:", "--target-new",
-                 "guitar", "--target-true", "piano", "--generation-tokens", "4", "--json"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--subject",
+                "Toko Yasuda",
+                "--prompt",
+                "Toko Yasuda's instrument:",
+                "--target-new",
+                "guitar",
+                "--target-true",
+                "piano",
+                "--generation-tokens",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert not [p for p in out["probes"] if p["kind"] == "negation"]
     assert any(n.startswith("no negation probe: unnegatable") for n in out["notes"])
-    assert main(["probe", "--subject", "Toko Yasuda", "--prompt", "Toko Yasuda's instrument:", "--target-new",
-                 "guitar", "--target-true", "piano", "--generation-tokens", "4", "--json",
-                 "--negated-prompt", "Toko Yasuda's instrument is not"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--subject",
+                "Toko Yasuda",
+                "--prompt",
+                "Toko Yasuda's instrument:",
+                "--target-new",
+                "guitar",
+                "--target-true",
+                "piano",
+                "--generation-tokens",
+                "4",
+                "--json",
+                "--negated-prompt",
+                "Toko Yasuda's instrument is not",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
-    assert [(p["prompt"], p["rule"]) for p in out["probes"] if p["kind"] == "negation"] == \
-        [("Toko Yasuda's instrument is not", "not: given")]
+    assert [(p["prompt"], p["rule"]) for p in out["probes"] if p["kind"] == "negation"] == [
+        ("Toko Yasuda's instrument is not", "not: given")
+    ]
 
 
 def test_bad_input_is_one_clear_line(capsys):

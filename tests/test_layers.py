@@ -1,5 +1,6 @@
 """The library's layers (docs/architecture.md): a module imports only from its own layer or the ones
 below it, never a private name of another module, and the modules import one another without a cycle."""
+
 import ast
 from pathlib import Path
 
@@ -53,9 +54,13 @@ def test_imports_go_down_the_layers_only():
 
 
 def test_no_private_name_is_imported_from_another_module():
-    wrong = [f"{mod}:{line} imports {name} from {target}"
-             for mod, path in MODULES.items() for target, names, line in imports(path)
-             for name in names if name.startswith("_") and target != mod]
+    wrong = [
+        f"{mod}:{line} imports {name} from {target}"
+        for mod, path in MODULES.items()
+        for target, names, line in imports(path)
+        for name in names
+        if name.startswith("_") and target != mod
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -73,7 +78,7 @@ def test_no_import_cycle():
 
     def visit(m):
         if m in stack:
-            cycles.append(stack[stack.index(m):] + [m])
+            cycles.append(stack[stack.index(m) :] + [m])
             return
         if m in seen:
             return

@@ -4,6 +4,7 @@ The in-process test checks that the model the server loads is the very cache ent
 (a page after it must not load again); the subprocess test runs ``streamlit run serve.py`` with the
 real default model and checks the model is resident before the server answers.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,10 +58,27 @@ def test_streamlit_run_serve_py_loads_the_model_before_it_answers(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
     env.update(EDITLAB_OFFLINE="1")
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "serve.py"),
-                                 "--server.port", str(port), "--server.address", "127.0.0.1",
-                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "serve.py"),
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 300
             while True:

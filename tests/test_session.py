@@ -2,7 +2,6 @@ import pytest
 
 from editlab import EditSession, Fact
 from editlab.measure.probes import Probe
-
 from tests.conftest import TEST_MOM2_TOKENS
 
 
@@ -40,11 +39,14 @@ def test_unknown_method_is_named(handle):
         EditSession(handle).edit(Fact("A", "A is in", "X"), "nope")
 
 
-@pytest.mark.parametrize("hparams,words", [
-    ("v_lr=0.5", "got the str 'v_lr=0.5'"),
-    (["v_lr", 0.5], "got the list"),
-    (0.5, "got the float"),
-])
+@pytest.mark.parametrize(
+    "hparams,words",
+    [
+        ("v_lr=0.5", "got the str 'v_lr=0.5'"),
+        (["v_lr", 0.5], "got the list"),
+        (0.5, "got the float"),
+    ],
+)
 def test_hyperparameters_it_cannot_use_are_a_message_saying_what_to_give(handle, hparams, words):
     from editlab.methods import memit
 
@@ -63,7 +65,6 @@ def test_each_model_state_is_measured_once(handle, monkeypatch, tmp_path):
     edit's "before" is the previous edit's "after"; undo returns to a state already measured.
     Uses a tiny model with the real tokenizer, edited by a rank-one write (GRACE-free, ROME, C = I)."""
     import editlab.session as session_module
-
     from tests.conftest import tiny_handle
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))

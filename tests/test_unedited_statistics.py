@@ -1,5 +1,6 @@
 """Second moments and context templates are computed on the unedited weights, whatever edits the
 session holds: they are cached under the unedited model's key and every later user reads them."""
+
 import contextlib
 
 import pytest
@@ -11,8 +12,12 @@ from editlab.core.paths import cache_root
 
 from .conftest import tiny_session
 
-FIRST = Fact(subject="Danielle Darrieux", prompt="The mother tongue of Danielle Darrieux is", target_new="English",
-             target_true="French")
+FIRST = Fact(
+    subject="Danielle Darrieux",
+    prompt="The mother tongue of Danielle Darrieux is",
+    target_new="English",
+    target_true="French",
+)
 SECOND = Fact(subject="Toko Yasuda", prompt="Toko Yasuda plays the", target_new="piano", target_true="guitar")
 EARLY = {"layer": 0, "mom2_adjustment": False, "v_num_grad_steps": 3}  # changes the keys of every later layer
 LATE = {"layer": 2, "mom2_n_tokens": 600, "v_num_grad_steps": 2}  # needs C at layer 2

@@ -4,6 +4,7 @@ It runs ``streamlit run`` on the installed ``editlab_app/serve.py`` (the app wit
 loading while the server starts) in place of this process; Ctrl-C stops it. The
 library never imports the app or Streamlit: this command only finds them.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,12 +17,22 @@ from editlab.cli.common import status
 def register(sub) -> None:
     p = sub.add_parser("app", help="start the web app (Streamlit) on this machine: http://localhost:8501")
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
-    p.add_argument("--address", default="localhost",
-                   help="address to listen on (default localhost; 0.0.0.0 to serve other machines)")
-    p.add_argument("--no-warm", action="store_true",
-                   help="do not load the default model while the server starts (the first page loads it)")
-    p.add_argument("streamlit_args", nargs="*", metavar="-- STREAMLIT_ARGS",
-                   help="further `streamlit run` options after --, e.g. -- --server.headless true")
+    p.add_argument(
+        "--address",
+        default="localhost",
+        help="address to listen on (default localhost; 0.0.0.0 to serve other machines)",
+    )
+    p.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="do not load the default model while the server starts (the first page loads it)",
+    )
+    p.add_argument(
+        "streamlit_args",
+        nargs="*",
+        metavar="-- STREAMLIT_ARGS",
+        help="further `streamlit run` options after --, e.g. -- --server.headless true",
+    )
     p.set_defaults(handler=run_app_cmd)
 
 
@@ -36,8 +47,20 @@ def app_command(port: int = 8501, address: str = "localhost", warm: bool = True,
     if not 0 < int(port) < 65536:
         raise ValueError(f"--port {port}: give a port between 1 and 65535")
     script = Path(spec.origin).with_name("serve.py" if warm else "app.py")
-    return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(int(port)),
-            "--server.address", address, "--browser.gatherUsageStats", "false", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(int(port)),
+        "--server.address",
+        address,
+        "--browser.gatherUsageStats",
+        "false",
+        *extra,
+    ]
 
 
 def run_app_cmd(args) -> int:

@@ -1,43 +1,85 @@
 """``editlab bench``: several methods on a dataset, every metric of both conventions, one protocol."""
+
 from __future__ import annotations
 
 import sys
 
 from editlab import methods
-from editlab.cli.common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
+from editlab.cli.common import (
+    add_model_args,
+    load,
+    non_negative_float,
+    positive_int,
+    progress_printer,
+    read_yaml_mapping,
+    status,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmark editing methods on a dataset (both metric conventions + negation)")
     add_model_args(p)
     p.add_argument("--methods", default="rome", help="comma-separated; available: " + ", ".join(methods.available()))
-    p.add_argument("--dataset", required=True, help="CounterFact / zsRE / KnowEdit JSON(L), or your own CSV/JSONL of facts")
-    p.add_argument("--format", default=None, dest="dataset_format",
-                   help="counterfact, counterfact-rome, zsre, knowedit or facts (default: detected)")
+    p.add_argument(
+        "--dataset", required=True, help="CounterFact / zsRE / KnowEdit JSON(L), or your own CSV/JSONL of facts"
+    )
+    p.add_argument(
+        "--format",
+        default=None,
+        dest="dataset_format",
+        help="counterfact, counterfact-rome, zsre, knowedit or facts (default: detected)",
+    )
     p.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping at the first")
     p.add_argument("--n", type=positive_int, default=20, help="number of facts (a seeded random subset; default 20)")
     p.add_argument("--seed", type=int, default=0, help="subset seed (default 0)")
-    p.add_argument("--mode", choices=["independent", "sequential"], default="independent",
-                   help="independent: every edit from the unedited model; sequential: edits accumulate")
-    p.add_argument("--evaluate", choices=["after_each", "at_end"], default="after_each",
-                   help="sequential only: score each batch right after its edit, or all facts at the end (retention)")
+    p.add_argument(
+        "--mode",
+        choices=["independent", "sequential"],
+        default="independent",
+        help="independent: every edit from the unedited model; sequential: edits accumulate",
+    )
+    p.add_argument(
+        "--evaluate",
+        choices=["after_each", "at_end"],
+        default="after_each",
+        help="sequential only: score each batch right after its edit, or all facts at the end (retention)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=1, help="facts per edit call (default 1)")
-    p.add_argument("--no-negative-edits", action="store_true", help="skip the negated edits (NP/NN stay empty; half the time)")
+    p.add_argument(
+        "--no-negative-edits", action="store_true", help="skip the negated edits (NP/NN stay empty; half the time)"
+    )
     p.add_argument("--generation-tokens", type=positive_int, default=16, help="greedy tokens of the generation probe")
-    p.add_argument("--hparams", action="append", default=[], metavar="METHOD=FILE",
-                   help="a YAML file of one method's hyperparameters (EasyEdit keys accepted; repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
-                   help="override a hyperparameter of one method (or of every method that has it); repeatable")
-    p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
-                   help="editlab's negation-aware objective for the methods that have it "
-                        f"({', '.join(methods.having('negation_objective'))}); same as --set METHOD.negation_weight=W "
-                        "for each of them")
+    p.add_argument(
+        "--hparams",
+        action="append",
+        default=[],
+        metavar="METHOD=FILE",
+        help="a YAML file of one method's hyperparameters (EasyEdit keys accepted; repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="[METHOD.]KEY=VALUE",
+        help="override a hyperparameter of one method (or of every method that has it); repeatable",
+    )
+    p.add_argument(
+        "--negation-weight",
+        type=non_negative_float,
+        default=None,
+        metavar="W",
+        help="editlab's negation-aware objective for the methods that have it "
+        f"({', '.join(methods.having('negation_objective'))}); same as --set METHOD.negation_weight=W "
+        "for each of them",
+    )
     p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download a corpus")
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if an identical run is stored")
-    p.add_argument("--export", default=None, metavar="PATH", help="also write the results to PATH (.csv, .parquet or .json)")
+    p.add_argument(
+        "--export", default=None, metavar="PATH", help="also write the results to PATH (.csv, .parquet or .json)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object (the table, config and protocol)")
     p.add_argument("--facts", action="store_true", help="with --json: include every fact's probes and scores")
     p.set_defaults(handler=run_bench_cmd)
@@ -59,8 +101,10 @@ def hparams_from_args(args, names: list[str]) -> dict[str, dict]:
     if getattr(args, "negation_weight", None) is not None:
         having = [m for m in names if methods.capabilities(m).negation_objective]
         if not having:
-            raise ValueError(f"--negation-weight: none of {', '.join(names)} has a negation-aware objective; "
-                             f"it is offered by {', '.join(methods.having('negation_objective'))}")
+            raise ValueError(
+                f"--negation-weight: none of {', '.join(names)} has a negation-aware objective; "
+                f"it is offered by {', '.join(methods.having('negation_objective'))}"
+            )
         sets += [f"{m}.negation_weight={args.negation_weight}" for m in having]
     for key, value in parse_sets(sets).items():
         method, dot, name = key.partition(".")
@@ -87,13 +131,25 @@ def run_bench_cmd(args) -> int:
     known = methods.available()
     unknown = [m for m in names if m not in known]
     if unknown:
-        raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                         f"available: {', '.join(known)}")
+        raise ValueError(
+            f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(known)}"
+        )
     config = BenchConfig(
-        dataset=args.dataset, methods=tuple(names), n=args.n, seed=args.seed, dataset_format=args.dataset_format,
-        skip_invalid=args.skip_invalid, mode=args.mode, batch_size=args.batch_size, evaluate=args.evaluate,
-        negative_edits=not args.no_negative_edits, generation_tokens=args.generation_tokens,
-        hparams=hparams_from_args(args, names), corpus=args.corpus, online=not args.offline,
+        dataset=args.dataset,
+        methods=tuple(names),
+        n=args.n,
+        seed=args.seed,
+        dataset_format=args.dataset_format,
+        skip_invalid=args.skip_invalid,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        evaluate=args.evaluate,
+        negative_edits=not args.no_negative_edits,
+        generation_tokens=args.generation_tokens,
+        hparams=hparams_from_args(args, names),
+        corpus=args.corpus,
+        online=not args.offline,
     )
     config.validate()
     if config.batch_size > 1:
@@ -113,7 +169,9 @@ def run_bench_cmd(args) -> int:
         store = RunStore(args.store)
         status(f"run store: {store.path}")
     status(f"benchmark: {', '.join(names) or '(unedited only)'} on {len(dataset)} facts; {config.protocol}")
-    result = run_bench(handle, config, dataset=dataset, store=store, progress=progress_printer(), resume=not args.no_resume)
+    result = run_bench(
+        handle, config, dataset=dataset, store=store, progress=progress_printer(), resume=not args.no_resume
+    )
     if args.export:
         status(f"wrote {result.export(args.export)}")
     if args.json:

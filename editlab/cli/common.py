@@ -1,4 +1,5 @@
 """Arguments and output helpers shared by the CLI's subcommands."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,6 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-
 def add_model_args(p) -> None:
     from editlab.model.handle import DEFAULT_MODEL
 
@@ -49,15 +49,23 @@ def add_model_args(p) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument("--dtype", default=None, help="float32 (CPU), bfloat16 or float16 (GPU)")
     p.add_argument("--quantization", choices=["8bit", "4bit"], default=None, help="bitsandbytes, CUDA only")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code (off by default)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model repository's own code (off by default)"
+    )
 
 
 def load(args):
     from editlab.model.handle import load_model
 
     status(f"loading {args.model} ...")
-    return load_model(args.model, device=args.device, dtype=args.dtype, quantization=args.quantization,
-                      trust_remote_code=args.trust_remote_code, progress=lambda d, t, stage: status(f"  {stage}"))
+    return load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        quantization=args.quantization,
+        trust_remote_code=args.trust_remote_code,
+        progress=lambda d, t, stage: status(f"  {stage}"),
+    )
 
 
 def status(msg: str) -> None:
@@ -66,6 +74,7 @@ def status(msg: str) -> None:
 
 def progress_printer():
     """A progress callback that redraws one stderr line."""
+
     def cb(done: int, total: int, stage: str) -> None:
         pct = 100.0 * done / total if total else 100.0
         end = "\n" if done >= total else ""

@@ -1,28 +1,42 @@
 """``editlab probe`` and ``editlab edit``: one fact, side by side before and after."""
+
 from __future__ import annotations
 
 import dataclasses
 
 from editlab import methods
+from editlab.cli.common import (
+    add_model_args,
+    load,
+    non_negative_float,
+    positive_int,
+    progress_printer,
+    read_yaml_mapping,
+    status,
+)
 from editlab.facts.fact import Fact, Neighbor
 from editlab.measure.metrics import negated_measure, negated_text_names
 from editlab.measure.probes import ProbeReport, negation_form
 from editlab.session import EditSession
-from editlab.cli.common import add_model_args, load, non_negative_float, read_yaml_mapping, positive_int, progress_printer, status
 
 
 def register(sub) -> None:
-    for name, helptext in (("probe", "probe what the model says about a fact (no edit)"),
-                           ("edit", "edit one fact and compare unedited / before / after")):
+    for name, helptext in (
+        ("probe", "probe what the model says about a fact (no edit)"),
+        ("edit", "edit one fact and compare unedited / before / after"),
+    ):
         p = sub.add_parser(name, help=helptext)
         add_model_args(p)
         p.add_argument("--subject", required=True)
         p.add_argument("--prompt", required=True, help="a prompt containing the subject (or '{}' for it)")
         p.add_argument("--target-new", required=True)
         p.add_argument("--target-true", default=None)
-        p.add_argument("--negated-prompt", default=None,
-                       help="the prompt negated, your own (default: editlab.negate's; a prompt it cannot negate "
-                            "as English gets no negation probe)")
+        p.add_argument(
+            "--negated-prompt",
+            default=None,
+            help="the prompt negated, your own (default: editlab.negate's; a prompt it cannot negate "
+            "as English gets no negation probe)",
+        )
         p.add_argument("--paraphrase", action="append", default=[], help="repeatable")
         p.add_argument("--neighbor", action="append", default=[], help="repeatable; 'prompt' or 'prompt=>answer'")
         p.add_argument("--generation-tokens", type=positive_int, default=40)
@@ -30,24 +44,41 @@ def register(sub) -> None:
         if name == "edit":
             p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
             p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
-            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
-            p.add_argument("--negation-weight", type=non_negative_float, default=None, metavar="W",
-                           help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
-                                "with weight W (0 = the published method), the best found for each method "
-                                "(benchmarks/negation.py): ROME and MEMIT keep their published write and add a "
-                                "rank-one write at the 'not' token of the negated prompt, so that after '... is not' "
-                                "the true target beats target-new (the predicate form); AlphaEdit and PMET take the "
-                                "two-sided term in v* (the true target beats target-new after the negated prompt, "
-                                "target-new the true one after the prompt); "
-                                "--set negation_objective=two-sided|push-down|contrast picks another form")
+            p.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override one hyperparameter (repeatable)",
+            )
+            p.add_argument(
+                "--negation-weight",
+                type=non_negative_float,
+                default=None,
+                metavar="W",
+                help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
+                "with weight W (0 = the published method), the best found for each method "
+                "(benchmarks/negation.py): ROME and MEMIT keep their published write and add a "
+                "rank-one write at the 'not' token of the negated prompt, so that after '... is not' "
+                "the true target beats target-new (the predicate form); AlphaEdit and PMET take the "
+                "two-sided term in v* (the true target beats target-new after the negated prompt, "
+                "target-new the true one after the prompt); "
+                "--set negation_objective=two-sided|push-down|contrast picks another form",
+            )
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")
-            p.add_argument("--sample-corpus", action="store_true",
-                           help="offline with no --corpus and no bundled statistics for the layers: sample the "
-                                "statistics corpus from the model itself (slow; the error without it says how slow)")
-            p.add_argument("--negative-edit", action="store_true",
-                           help="write the negated statement instead ('... is not' -> target-new) and probe "
-                                "the original prompts (the NP/NN protocol)")
+            p.add_argument(
+                "--sample-corpus",
+                action="store_true",
+                help="offline with no --corpus and no bundled statistics for the layers: sample the "
+                "statistics corpus from the model itself (slow; the error without it says how slow)",
+            )
+            p.add_argument(
+                "--negative-edit",
+                action="store_true",
+                help="write the negated statement instead ('... is not' -> target-new) and probe "
+                "the original prompts (the NP/NN protocol)",
+            )
         p.set_defaults(handler=run_probe if name == "probe" else run_edit)
 
 
@@ -56,9 +87,15 @@ def fact_from_args(args) -> Fact:
     for n in args.neighbor:
         prompt, _, answer = n.partition("=>")
         neighbors.append(Neighbor(prompt.strip(), answer.strip() or None))
-    return Fact(subject=args.subject, prompt=args.prompt, target_new=args.target_new,
-                target_true=args.target_true, paraphrases=tuple(args.paraphrase), neighbors=tuple(neighbors),
-                negated_prompt=args.negated_prompt)
+    return Fact(
+        subject=args.subject,
+        prompt=args.prompt,
+        target_new=args.target_new,
+        target_true=args.target_true,
+        paraphrases=tuple(args.paraphrase),
+        neighbors=tuple(neighbors),
+        negated_prompt=args.negated_prompt,
+    )
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -83,8 +120,10 @@ def hparams_from_args(args, handle):
     data.update(parse_sets(args.set))
     if getattr(args, "negation_weight", None) is not None:
         if not mod.CAPABILITIES.negation_objective:
-            raise ValueError(f"--negation-weight: {args.method} has no negation-aware objective; "
-                             f"use one of {', '.join(methods.having('negation_objective'))}")
+            raise ValueError(
+                f"--negation-weight: {args.method} has no negation-aware objective; "
+                f"use one of {', '.join(methods.having('negation_objective'))}"
+            )
         data["negation_weight"] = args.negation_weight
     hp, report = mod.HParams.from_dict(data, handle)
     for line in report.lines():
@@ -110,13 +149,20 @@ def run_edit(args) -> int:
     if args.negative_edit:
         negated, rule = fact.negated()
         if negated is None or rule.startswith("already-negated"):
-            raise ValueError(f"--negative-edit: {fact.prompt!r} has no negation to write ({rule}); "
-                             "give one with --negated-prompt")
+            raise ValueError(
+                f"--negative-edit: {fact.prompt!r} has no negation to write ({rule}); give one with --negated-prompt"
+            )
         written = dataclasses.replace(fact, prompt=negated, negated_prompt=None)
         status(f"negative edit ({rule}): writing {negated!r} -> {fact.target_new!r}")
     status(f"editing with {args.method} ...")
-    _, report = session.edit_and_compare(fact, args.method, hp, session.probes_for(fact, generation_tokens=args.generation_tokens),
-                                         progress=progress_printer(), written=written)
+    _, report = session.edit_and_compare(
+        fact,
+        args.method,
+        hp,
+        session.probes_for(fact, generation_tokens=args.generation_tokens),
+        progress=progress_printer(),
+        written=written,
+    )
     emit(report, args.json)
     return 0
 
@@ -140,15 +186,21 @@ def _cell(m) -> str:
     return s
 
 
-JUDGED = {"new": "the new target", "answer": "another answer (the true target or another)",
-          "neither": "no answer (a hedge or degenerate text)", None: "nothing"}
+JUDGED = {
+    "new": "the new target",
+    "answer": "another answer (the true target or another)",
+    "neither": "no answer (a hedge or degenerate text)",
+    None: "nothing",
+}
 
 
 def render_table(report: ProbeReport) -> str:
     """Plain-text side by side: one line per probe, a column per model state."""
     cols = [c for c in ("unedited", "before", "after") if any(getattr(r, c) for r in report.rows)]
-    lines = [f"model: {report.model}   method: {report.method or '(none)'}"
-             + (f"   edit: {report.edit_seconds:.1f}s" if report.edit_seconds else "")]
+    lines = [
+        f"model: {report.model}   method: {report.method or '(none)'}"
+        + (f"   edit: {report.edit_seconds:.1f}s" if report.edit_seconds else "")
+    ]
     f = report.fact
     lines.append(f"fact: {f.prompt} -> {f.target_new!r} (true: {f.target_true!r})")
     for note in report.notes:
@@ -162,7 +214,12 @@ def render_table(report: ProbeReport) -> str:
         if r.probe.kind == "negation":
             kind = f"neg[{negation_form(r.probe) or r.probe.rule}]"
         if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
-            kind = "abl:" + {"original": "orig", "negated": "not", "affirmed": "affirm", "predicate-removed": "none"}.get(r.probe.rule, "?")
+            kind = "abl:" + {
+                "original": "orig",
+                "negated": "not",
+                "affirmed": "affirm",
+                "predicate-removed": "none",
+            }.get(r.probe.rule, "?")
         lines.append(f"{kind:<16} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
     lines.append("")
     lines.append("greedy continuations (* = greedy text starts with that target):")
@@ -181,10 +238,19 @@ def render_table(report: ProbeReport) -> str:
         lines.append(f"fact-check calibration: {report.factcheck.sentence()}")
     fc = s["factcheck_disagrees_with_completion"]
     if fc is None:
-        fc = ("not read (the probe is at chance on this model)" if not s["factcheck_readable"]
-              else "not read (before the edit the probe did not read this fact)")
-    lines.append(f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
-                 f"new target survives negation: {s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
-                 f"fact-check disagrees with completion: {fc}"
-                 + (f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}" if s.get('ignores_predicate') is not None else ""))
+        fc = (
+            "not read (the probe is at chance on this model)"
+            if not s["factcheck_readable"]
+            else "not read (before the edit the probe did not read this fact)"
+        )
+    lines.append(
+        f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
+        f"new target survives negation: {s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
+        f"fact-check disagrees with completion: {fc}"
+        + (
+            f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}"
+            if s.get('ignores_predicate') is not None
+            else ""
+        )
+    )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """``editlab grid``: a benchmark grid (models × methods × datasets × protocols × variants), on Ray or in-process."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,18 +12,32 @@ from editlab.cli.common import positive_int, status
 
 
 def register(sub) -> None:
-    p = sub.add_parser("grid", help="run a benchmark grid from a YAML file, on Ray (pip install editlab[cluster]) or in-process")
-    p.add_argument("grid", metavar="GRID.yaml", help="the grid: models, methods, datasets (with shards), protocols, variants")
-    p.add_argument("--address", default=None,
-                   help="join this Ray cluster ('auto', 'ray://head:10001', ...); default: start Ray on this machine")
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="workers (resident models) at once; default: as many as the resources allow")
-    p.add_argument("--in-process", action="store_true", help="run the cells one after another in this process, without Ray")
+    p = sub.add_parser(
+        "grid", help="run a benchmark grid from a YAML file, on Ray (pip install editlab[cluster]) or in-process"
+    )
+    p.add_argument(
+        "grid", metavar="GRID.yaml", help="the grid: models, methods, datasets (with shards), protocols, variants"
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster ('auto', 'ray://head:10001', ...); default: start Ray on this machine",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="workers (resident models) at once; default: as many as the resources allow",
+    )
+    p.add_argument(
+        "--in-process", action="store_true", help="run the cells one after another in this process, without Ray"
+    )
     p.add_argument("--retries", type=int, choices=[0, 1, 2, 3], default=1, help="retries of a failed cell (default 1)")
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are already stored; run nothing")
-    p.add_argument("--export", default=None, metavar="PATH",
-                   help="also write one row per cell to PATH (.csv, .parquet or .json)")
+    p.add_argument(
+        "--export", default=None, metavar="PATH", help="also write one row per cell to PATH (.csv, .parquet or .json)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object: every cell and the shards merged")
     p.set_defaults(handler=run_grid_cmd)
 
@@ -67,8 +82,10 @@ class LiveTable:
             why = f": {changed.error}" if changed.error and changed.status in ("queued", "failed") else ""
             if changed.status == "running" and changed.attempts > 1:
                 why = f" (attempt {changed.attempts})"
-            self.stream.write(f"[{time.strftime('%H:%M:%S')}] cell {r['cell']}/{len(states)} {changed.status}{extra}{secs}: "
-                              f"{changed.cell.label}{(' ' + figures) if figures else ''}{why}\n")
+            self.stream.write(
+                f"[{time.strftime('%H:%M:%S')}] cell {r['cell']}/{len(states)} {changed.status}{extra}{secs}: "
+                f"{changed.cell.label}{(' ' + figures) if figures else ''}{why}\n"
+            )
         self.stream.flush()
 
 
@@ -84,9 +101,11 @@ def run_grid_cmd(args) -> int:
     spec = GridSpec.from_yaml(args.grid)
     cells = spec.cells()
     store = RunStore(args.store)
-    status(f"grid {spec.name}: {len(cells)} cells ({len(spec.models)} model(s) × {len(spec.methods)} method(s) × "
-           f"{len({c.dataset for c in cells})} dataset shard(s) × {len(spec.protocols)} protocol(s) × "
-           f"{len(spec.variants)} variant(s)); run store: {store.path}")
+    status(
+        f"grid {spec.name}: {len(cells)} cells ({len(spec.models)} model(s) × {len(spec.methods)} method(s) × "
+        f"{len({c.dataset for c in cells})} dataset shard(s) × {len(spec.protocols)} protocol(s) × "
+        f"{len(spec.variants)} variant(s)); run store: {store.path}"
+    )
     if args.dry_run:
         done = stored_cells(store)
         for i, c in enumerate(cells, 1):
@@ -96,8 +115,15 @@ def run_grid_cmd(args) -> int:
     backend = _backend(args)
     # Ray's driver threads print worker and raylet messages to stdout; stdout is for the table or the JSON.
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_grid(cells, store, backend=backend, workers=args.workers, address=args.address,
-                          progress=LiveTable(), retries=args.retries)
+        result = run_grid(
+            cells,
+            store,
+            backend=backend,
+            workers=args.workers,
+            address=args.address,
+            progress=LiveTable(),
+            retries=args.retries,
+        )
     if args.export:
         from editlab.runs.store import export_target
 
@@ -112,9 +138,17 @@ def run_grid_cmd(args) -> int:
         status(f"wrote {path}")
     if args.json:
         merged = result.merged(store)
-        print(json.dumps({"grid": spec.name, "backend": backend, "wall_seconds": result.wall_seconds,
-                          "cells": json.loads(result.table().to_json(orient="records")),
-                          "merged": json.loads(merged.to_json(orient="records"))}))
+        print(
+            json.dumps(
+                {
+                    "grid": spec.name,
+                    "backend": backend,
+                    "wall_seconds": result.wall_seconds,
+                    "cells": json.loads(result.table().to_json(orient="records")),
+                    "merged": json.loads(merged.to_json(orient="records")),
+                }
+            )
+        )
     else:
         print(format_table(result.states))
         merged = result.merged(store)
@@ -122,7 +156,10 @@ def run_grid_cmd(args) -> int:
             cols = ["model", "method", "dataset", "protocol", "variant", "shards", "n", "ES", "PS", "NS", "PN", "RE"]
             print("\nshards merged (every metric recomputed over all their facts):")
             print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        print(f"\n{backend}: {result.wall_seconds:.1f} s; runs in {store.path} (the Benchmark page lists them)", file=sys.stderr)
+        print(
+            f"\n{backend}: {result.wall_seconds:.1f} s; runs in {store.path} (the Benchmark page lists them)",
+            file=sys.stderr,
+        )
     if result.failed:
         status(f"{len(result.failed)} cell(s) failed; run the same command again to retry them")
         return 1

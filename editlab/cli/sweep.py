@@ -1,4 +1,5 @@
 """``editlab sweep`` (sequential edits with checkpoints) and ``editlab runs`` (the run store)."""
+
 from __future__ import annotations
 
 import sys
@@ -8,29 +9,61 @@ from editlab.cli.common import add_model_args, load, positive_int, read_yaml_map
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sweep", help="edit facts one after another and record edit quality, general ability "
-                                     "and muting at each count (resumable)")
+    p = sub.add_parser(
+        "sweep",
+        help="edit facts one after another and record edit quality, general ability "
+        "and muting at each count (resumable)",
+    )
     add_model_args(p)
     p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
-    p.add_argument("--dataset", required=True, help="facts file (CounterFact, zsRE, KnowEdit, or your CSV/JSONL); "
-                                                    "facts are edited in file order")
-    p.add_argument("--counts", default="1,2,5,10,20,50,100", help="numbers of edits at which to measure (default: %(default)s)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="facts file (CounterFact, zsRE, KnowEdit, or your CSV/JSONL); facts are edited in file order",
+    )
+    p.add_argument(
+        "--counts", default="1,2,5,10,20,50,100", help="numbers of edits at which to measure (default: %(default)s)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=1, help="facts per edit call (batch methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)"
+    )
     p.add_argument("--corpus", default=None, help="text corpus for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download (statistics corpus, benchmark data)")
-    p.add_argument("--ability-data", default=None, metavar="DIR",
-                   help="benchmark files laid out like the public releases (mmlu/, bbh/, gsm8k-test.jsonl, ...); "
-                        "default: the public sources online")
-    p.add_argument("--ability-size", type=int, default=None, metavar="N",
-                   help="items per ability task (GSM8K and perplexity: fewer); default: editlab's small defaults")
-    p.add_argument("--ability-sizes", default=None, metavar="TASK=N,...", help="per task, e.g. mmlu=20,gsm8k=0 (0 skips)")
-    p.add_argument("--ability-config", default=None, metavar="YAML",
-                   help="ability settings (sizes, shots, max_gen_tokens, ppl_chars, batch_size ...); flags override it")
-    p.add_argument("--muting-tokens", type=positive_int, default=32, help="tokens generated per muting probe (default: %(default)s)")
-    p.add_argument("--ppl-corpus", default=None, help="text corpus (.txt/.jsonl) for perplexity (default: WikiText-2 online)")
+    p.add_argument(
+        "--ability-data",
+        default=None,
+        metavar="DIR",
+        help="benchmark files laid out like the public releases (mmlu/, bbh/, gsm8k-test.jsonl, ...); "
+        "default: the public sources online",
+    )
+    p.add_argument(
+        "--ability-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="items per ability task (GSM8K and perplexity: fewer); default: editlab's small defaults",
+    )
+    p.add_argument(
+        "--ability-sizes", default=None, metavar="TASK=N,...", help="per task, e.g. mmlu=20,gsm8k=0 (0 skips)"
+    )
+    p.add_argument(
+        "--ability-config",
+        default=None,
+        metavar="YAML",
+        help="ability settings (sizes, shots, max_gen_tokens, ppl_chars, batch_size ...); flags override it",
+    )
+    p.add_argument(
+        "--muting-tokens",
+        type=positive_int,
+        default=32,
+        help="tokens generated per muting probe (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ppl-corpus", default=None, help="text corpus (.txt/.jsonl) for perplexity (default: WikiText-2 online)"
+    )
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if this configuration was run before")
     p.add_argument("--export", default=None, metavar="PATH", help="write the run's checkpoints to .csv/.parquet/.json")
@@ -75,22 +108,31 @@ def ability_config(args):
 
 def sweep_config(args):
     """The SweepConfig these arguments describe (the tests build theirs the same way)."""
+    from editlab.cli.edit import parse_sets
     from editlab.measure.muting import MutingProbe
     from editlab.runs.sweep import SweepConfig
-    from editlab.cli.edit import parse_sets
 
     overrides = read_yaml_mapping(args.hparams) if args.hparams else {}
     overrides.update(parse_sets(args.set))
 
-    return SweepConfig(method=args.method, dataset=args.dataset, counts=args.counts, batch_size=args.batch_size,
-                       hparams=overrides, seed=args.seed, ability=ability_config(args),
-                       muting=MutingProbe(max_new_tokens=args.muting_tokens), corpus=args.corpus,
-                       online=not args.offline)
+    return SweepConfig(
+        method=args.method,
+        dataset=args.dataset,
+        counts=args.counts,
+        batch_size=args.batch_size,
+        hparams=overrides,
+        seed=args.seed,
+        ability=ability_config(args),
+        muting=MutingProbe(max_new_tokens=args.muting_tokens),
+        corpus=args.corpus,
+        online=not args.offline,
+    )
 
 
 def run_sweep_cmd(args) -> int:
     from editlab.runs.store import RunStore
     from editlab.runs.sweep import cost_line, curves, run_sweep
+
     if args.export:
         from editlab.runs.store import export_target
 
@@ -112,8 +154,10 @@ def run_sweep_cmd(args) -> int:
     result = run_sweep(handle, config, store, progress=progress, resume=not args.no_resume)
     print(file=sys.stderr)
     if result.resumed_from is not None:
-        status(f"resumed run {result.run_id} from its checkpoint at {result.resumed_from} edits"
-               + ("" if result.replay_exact in (None, True) else " (replay was not bit-identical; see the run's note)"))
+        status(
+            f"resumed run {result.run_id} from its checkpoint at {result.resumed_from} edits"
+            + ("" if result.replay_exact in (None, True) else " (replay was not bit-identical; see the run's note)")
+        )
     df = curves(store, result.run_id)
     if args.export:
         path = store.export([result.run_id], args.export)
@@ -136,8 +180,12 @@ def render_curves(df) -> str:
         if c.startswith("ability."):
             name = c.split(".", 1)[1]
             cols.append((c, "ppl" if name == "perplexity" else name, "{:.1f}" if name == "perplexity" else "{:.2f}"))
-    cols += [("muting.empty_rate", "empty", "{:.2f}"), ("muting.repeat_rate", "repeat", "{:.2f}"),
-             ("muting.ngram_entropy", "entropy", "{:.2f}"), ("seconds", "s", "{:.0f}")]
+    cols += [
+        ("muting.empty_rate", "empty", "{:.2f}"),
+        ("muting.repeat_rate", "repeat", "{:.2f}"),
+        ("muting.ngram_entropy", "entropy", "{:.2f}"),
+        ("seconds", "s", "{:.0f}"),
+    ]
     cols = [c for c in cols if c[0] in df.columns]
     widths = [max(len(h), 6) for _, h, _ in cols]
     lines = ["  ".join(h.rjust(w) for (_, h, _), w in zip(cols, widths))]
@@ -172,6 +220,8 @@ def run_runs_cmd(args) -> int:
     print(f"run store: {store.path}")
     for r in runs:
         c = r.config
-        print(f"#{r.id:<4} {r.kind:<7} {r.status:<11} {c.get('method') or '-':<10} {c.get('model') or '-':<24} "
-              f"checkpoints: {r.n_checkpoints} (last step {r.last_step})" + (f"  note: {r.note}" if r.note else ""))
+        print(
+            f"#{r.id:<4} {r.kind:<7} {r.status:<11} {c.get('method') or '-':<10} {c.get('model') or '-':<24} "
+            f"checkpoints: {r.n_checkpoints} (last step {r.last_step})" + (f"  note: {r.note}" if r.note else "")
+        )
     return 0

@@ -6,6 +6,7 @@ before anything else looks at it, and every message that quotes such a value quo
 neither exhaust memory nor produce a message of millions of characters. Imports nothing from
 editlab.
 """
+
 from __future__ import annotations
 
 import reprlib
@@ -43,8 +44,9 @@ def message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text[: limit - 40].rstrip() + f" … ({len(text) - limit + 40:,} characters left out)"
 
 
-def check_tree(value, what: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES,
-               max_chars: int = MAX_TEXT_CHARS) -> None:
+def check_tree(
+    value, what: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES, max_chars: int = MAX_TEXT_CHARS
+) -> None:
     """Raise :class:`BoundError` naming ``what`` when ``value`` nests deeper than ``max_depth``,
     holds more than ``max_nodes`` items (an alias counts each time it is used, so a YAML alias
     bomb is stopped after ``max_nodes`` steps, not after expanding it), or more than ``max_chars``
@@ -56,8 +58,10 @@ def check_tree(value, what: str, *, max_depth: int = MAX_DEPTH, max_nodes: int =
         item, depth = stack.pop()
         nodes += 1
         if nodes > max_nodes:
-            raise BoundError(f"{what}: holds more than {max_nodes:,} values (a YAML anchor used many times counts "
-                             "each time); give a smaller value")
+            raise BoundError(
+                f"{what}: holds more than {max_nodes:,} values (a YAML anchor used many times counts "
+                "each time); give a smaller value"
+            )
         if isinstance(item, (str, bytes)):
             chars += len(item)
             if chars > max_chars:
@@ -70,8 +74,9 @@ def check_tree(value, what: str, *, max_depth: int = MAX_DEPTH, max_nodes: int =
         else:
             continue
         if children and depth >= max_depth:
-            raise BoundError(f"{what}: nested more than {max_depth} levels deep; a setting is a number, a text "
-                             "or a short list")
+            raise BoundError(
+                f"{what}: nested more than {max_depth} levels deep; a setting is a number, a text or a short list"
+            )
         stack.extend((c, depth + 1) for c in children)
 
 
@@ -109,8 +114,12 @@ def _loader(max_depth: int = MAX_DEPTH):
                     continue  # SafeLoader's own error names it
                 if key in seen:
                     raise DuplicateKey(
-                        None, None, f"the key {short(key)} appears twice in one mapping (first at line {seen[key]}); "
-                        "give each key once", key_node.start_mark)
+                        None,
+                        None,
+                        f"the key {short(key)} appears twice in one mapping (first at line {seen[key]}); "
+                        "give each key once",
+                        key_node.start_mark,
+                    )
                 seen[key] = key_node.start_mark.line + 1
             return super().construct_mapping(node, deep=deep)
 
@@ -124,8 +133,10 @@ def load_yaml(text: str, what: str, **bounds):
     import yaml
 
     if len(text) > bounds.get("max_chars", MAX_TEXT_CHARS):
-        raise BoundError(f"{what}: {len(text):,} characters is more than the "
-                         f"{bounds.get('max_chars', MAX_TEXT_CHARS):,} a YAML text of settings may hold")
+        raise BoundError(
+            f"{what}: {len(text):,} characters is more than the "
+            f"{bounds.get('max_chars', MAX_TEXT_CHARS):,} a YAML text of settings may hold"
+        )
     try:
         data = yaml.load(text, Loader=_loader(bounds.get("max_depth", MAX_DEPTH)))  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
@@ -138,24 +149,30 @@ def load_yaml(text: str, what: str, **bounds):
             raise ValueError(f"{what}{where}: {problem}") from None
         if type(e).__name__ == "TooDeep":
             raise BoundError(f"{what}{where}: {problem}; a setting is a number, a text or a short list") from None
-        raise ValueError(message(f"{what}: not valid YAML{where} ({problem}); check the indentation and quoting",
-                                 400)) from None
+        raise ValueError(
+            message(f"{what}: not valid YAML{where} ({problem}); check the indentation and quoting", 400)
+        ) from None
     except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as e:
         # a value PyYAML's constructors cannot build, which they report with any error: `!!float x` and
         # a date that is no date (2001-13-45) a ValueError quoting it whole, `!!bool maybe` a KeyError,
         # `!!int ''` an IndexError, `!!timestamp x` an AttributeError; an int of more digits than Python converts
-        raise ValueError(message(f"{what}: a value cannot be read ({type(e).__name__}: {e}); give a number, a text "
-                                 "or a short list", 400)) from None
+        raise ValueError(
+            message(
+                f"{what}: a value cannot be read ({type(e).__name__}: {e}); give a number, a text or a short list", 400
+            )
+        ) from None
     check_tree(data, what, **bounds)
     return data
-
 
 
 def whole(value, what: str, lo: int = 1) -> int:
     """``value`` as a whole number >= ``lo`` (a float with no fraction is taken; a bool, a
     fraction, a text or anything else is refused with a ValueError naming ``what``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
+    ):
         raise ValueError(f"{what}: {short(value)} is not a whole number; give one of at least {lo}")
     if value < lo:
         raise ValueError(f"{what}: {short(value)} is less than {lo}; give a whole number of at least {lo}")

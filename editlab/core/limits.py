@@ -5,12 +5,13 @@ each one with an environment variable (``EDITLAB_MAX_PROMPT_CHARS=4000``; ``0`` 
 that limit). The library's entry points check them (facts, hyperparameters, datasets, edits,
 sweeps, benchmarks), so a front end cannot forget to; the app shows them on its start page.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 from editlab.core.bounded import short
 
@@ -57,7 +58,7 @@ class Limits:
         return ENV_PREFIX + name.upper()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
         """The defaults with every ``EDITLAB_MAX_...`` variable set in ``env`` (default: os.environ)."""
         env = os.environ if env is None else env
         values = {}
@@ -72,13 +73,15 @@ class Limits:
             try:
                 value = int(float(text))
             except ValueError:
-                raise ValueError(f"{cls.env_name(f.name)}={raw!r}: give a whole number (0 or 'off' for no limit)") from None
+                raise ValueError(
+                    f"{cls.env_name(f.name)}={raw!r}: give a whole number (0 or 'off' for no limit)"
+                ) from None
             if value < 0:
                 raise ValueError(f"{cls.env_name(f.name)}={raw!r}: give a number >= 0 (0 or 'off' for no limit)")
             values[f.name] = value
         return cls(**values)
 
-    def replace(self, **changes) -> "Limits":
+    def replace(self, **changes) -> Limits:
         return dataclasses.replace(self, **changes)
 
     def check(self, name: str, value: float, what: str | None = None) -> None:
@@ -87,14 +90,22 @@ class Limits:
         if limit and value > limit:
             what = what or self.DESCRIPTIONS[name]
             shown = f"{value:,}" if value < 10**30 else short(value)  # a YAML whole number may have 4,300 digits
-            raise LimitError(f"{what}: {shown} is above this server's limit of {limit:,} "
-                             f"({self.DESCRIPTIONS[name]}); ask for less, or the operator can raise it "
-                             f"with {self.env_name(name)}")
+            raise LimitError(
+                f"{what}: {shown} is above this server's limit of {limit:,} "
+                f"({self.DESCRIPTIONS[name]}); ask for less, or the operator can raise it "
+                f"with {self.env_name(name)}"
+            )
 
     def rows(self) -> list[dict]:
         """One row per limit: what it bounds, its value ("no limit" for 0), the variable that sets it."""
-        return [{"limit": self.DESCRIPTIONS[f.name], "value": f"{getattr(self, f.name):,}" if getattr(self, f.name) else "no limit",
-                 "variable": self.env_name(f.name)} for f in fields(self)]
+        return [
+            {
+                "limit": self.DESCRIPTIONS[f.name],
+                "value": f"{getattr(self, f.name):,}" if getattr(self, f.name) else "no limit",
+                "variable": self.env_name(f.name),
+            }
+            for f in fields(self)
+        ]
 
 
 def current() -> Limits:
@@ -128,8 +139,10 @@ class RunSlots:
             with self._lock:
                 n = self._running.get(key, 0)
                 if limits.max_runs_per_visitor and n >= limits.max_runs_per_visitor:
-                    raise LimitError(f"you already have {n} run{'s' if n != 1 else ''} going, this server's limit "
-                                     f"({Limits.DESCRIPTIONS['max_runs_per_visitor']}); wait for it to finish or stop it")
+                    raise LimitError(
+                        f"you already have {n} run{'s' if n != 1 else ''} going, this server's limit "
+                        f"({Limits.DESCRIPTIONS['max_runs_per_visitor']}); wait for it to finish or stop it"
+                    )
                 self._running[key] = n + 1
             try:
                 yield
@@ -156,8 +169,10 @@ def deadline(limits: Limits | None = None, what: str = "this run"):
 
     def check() -> None:
         if end is not None and time.monotonic() > end:
-            raise LimitError(f"{what} ran past this server's limit of {seconds:,} seconds of wall time "
-                             f"(EDITLAB_MAX_RUN_SECONDS); what was measured so far is kept: run it again to resume, "
-                             "or ask for fewer facts")
+            raise LimitError(
+                f"{what} ran past this server's limit of {seconds:,} seconds of wall time "
+                f"(EDITLAB_MAX_RUN_SECONDS); what was measured so far is kept: run it again to resume, "
+                "or ask for fewer facts"
+            )
 
     return check

@@ -3,6 +3,7 @@
 The root is ``$EDITLAB_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/editlab``, else
 ``~/.cache/editlab``. Nothing here is process-global state: every call reads the environment.
 """
+
 from __future__ import annotations
 
 import hashlib

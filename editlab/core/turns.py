@@ -9,6 +9,7 @@ expected time of each waiting one ahead, each expected time being the median of 
 requests of the same kind ("edit rome", "probe") on this model; a kind not yet timed makes the
 estimate unknown (None), never a guess. Imports nothing from editlab.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,8 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 
 @dataclass
@@ -46,16 +47,21 @@ class Wait:
     waited_s: float
 
     def line(self) -> str:
-        """"In line: 2nd; ahead of you: an edit (rome) running and 1 request waiting; about 12 s"."""
+        """ "In line: 2nd; ahead of you: an edit (rome) running and 1 request waiting; about 12 s"."""
         ahead = []
         if self.running:
             ahead.append(f"{_describe(self.running)} running")
         if self.waiting:
             ahead.append(f"{self.waiting} request{'s' if self.waiting != 1 else ''} waiting")
-        eta = (f"about {self.eta_s:.0f} s until your turn" if self.eta_s is not None
-               else "an estimate comes once a request like the ones ahead has been timed")
-        return (f"In line: {_ordinal(self.place)}; ahead of you: {' and '.join(ahead) or 'nothing'}; {eta} "
-                f"(waited {self.waited_s:.0f} s)")
+        eta = (
+            f"about {self.eta_s:.0f} s until your turn"
+            if self.eta_s is not None
+            else "an estimate comes once a request like the ones ahead has been timed"
+        )
+        return (
+            f"In line: {_ordinal(self.place)}; ahead of you: {' and '.join(ahead) or 'nothing'}; {eta} "
+            f"(waited {self.waited_s:.0f} s)"
+        )
 
 
 def _ordinal(n: int) -> str:
@@ -98,7 +104,7 @@ class Turns:
             return [Ticket(**vars(t)) for t in self._line]
 
     def _wait_info(self, ticket: Ticket, now: float) -> Wait:
-        ahead = self._line[:self._line.index(ticket)]
+        ahead = self._line[: self._line.index(ticket)]
         running = next((t for t in ahead if t.started is not None), None)
         eta: float | None = 0.0
         for t in ahead:
@@ -109,12 +115,18 @@ class Turns:
             expected = statistics.median(got)
             eta += max(expected - (now - t.started), 0.1 * expected) if t.started is not None else expected
         waiting = sum(1 for t in ahead if t.started is None)
-        return Wait(place=waiting + 1, running=running.kind if running else None, waiting=waiting, eta_s=eta,
-                    waited_s=now - ticket.joined)
+        return Wait(
+            place=waiting + 1,
+            running=running.kind if running else None,
+            waiting=waiting,
+            eta_s=eta,
+            waited_s=now - ticket.joined,
+        )
 
     @contextlib.contextmanager
-    def turn(self, owner: str, kind: str, on_wait: Callable[[Wait], None] | None = None,
-             poll_s: float = 0.5) -> Iterator[Ticket]:
+    def turn(
+        self, owner: str, kind: str, on_wait: Callable[[Wait], None] | None = None, poll_s: float = 0.5
+    ) -> Iterator[Ticket]:
         """Join the line, wait for this request's turn (calling ``on_wait`` with its place and
         estimate every ``poll_s`` seconds while it waits, outside the line's lock), run the block,
         then record how long the block took under ``kind`` and leave. An exception in the block or

@@ -1,5 +1,6 @@
 """Reading a YAML file of settings (hyperparameters, a grid, limits) with errors that name the file,
 bounded in size and depth (:mod:`editlab.core.bounded`) and refusing a key given twice."""
+
 from __future__ import annotations
 
 
@@ -14,8 +15,9 @@ def read_yaml_mapping(path: str, what: str = "hyperparameters") -> dict:
     try:
         size = os.path.getsize(path)
         if size > 4 * MAX_TEXT_CHARS:
-            raise ValueError(f"{path}: {size:,} bytes is more than a YAML file of {what} may hold "
-                             f"({MAX_TEXT_CHARS:,} characters)")
+            raise ValueError(
+                f"{path}: {size:,} bytes is more than a YAML file of {what} may hold ({MAX_TEXT_CHARS:,} characters)"
+            )
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
@@ -26,6 +28,7 @@ def read_yaml_mapping(path: str, what: str = "hyperparameters") -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of {what} (key: value lines) at the top level, "
-                         f"got a {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a mapping of {what} (key: value lines) at the top level, got a {type(data).__name__}"
+        )
     return data

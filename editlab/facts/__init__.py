@@ -2,6 +2,7 @@
 
 May import: :mod:`editlab.core`. No torch, no model.
 """
+
 from editlab.facts.fact import Fact, Neighbor, negate
 
 __all__ = ["Fact", "Neighbor", "negate"]

@@ -20,15 +20,16 @@ Formats (``load_dataset`` detects them from the first record):
 A record of any format may carry ``negated_prompt``: the prompt negated by the user, used for the
 negation probe instead of :func:`editlab.negate`'s (which leaves out a prompt it cannot negate).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact, Neighbor
@@ -65,7 +66,7 @@ class Dataset:
     def __getitem__(self, i: int) -> Fact:
         return self.facts[i]
 
-    def subset(self, n: int | None, seed: int | None = 0) -> "Dataset":
+    def subset(self, n: int | None, seed: int | None = 0) -> Dataset:
         """``n`` facts drawn without replacement by ``random.Random(seed)``, kept in file order.
         ``seed=None`` takes the first ``n``; ``n=None`` (or ``n >= len``) keeps everything."""
         if n is None or n >= len(self):
@@ -73,9 +74,13 @@ class Dataset:
         if n < 1:
             raise ValueError(f"subset size must be at least 1, got {n}")
         idx = list(range(n)) if seed is None else sorted(random.Random(seed).sample(range(len(self)), n))
-        return replace(self, facts=tuple(self.facts[i] for i in idx), records=tuple(self.records[i] for i in idx),
-                       portability=tuple(self.portability[i] for i in idx),
-                       generation_prompts=tuple(self.generation_prompts[i] for i in idx))
+        return replace(
+            self,
+            facts=tuple(self.facts[i] for i in idx),
+            records=tuple(self.records[i] for i in idx),
+            portability=tuple(self.portability[i] for i in idx),
+            generation_prompts=tuple(self.generation_prompts[i] for i in idx),
+        )
 
 
 class RecordError(ValueError):
@@ -94,11 +99,15 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
     try:
         return _parse_records(path)
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path.name}: not UTF-8 text (undecodable byte at offset {e.start}); save the file as "
-                         "UTF-8 and upload it again") from None
+        raise ValueError(
+            f"{path.name}: not UTF-8 text (undecodable byte at offset {e.start}); save the file as "
+            "UTF-8 and upload it again"
+        ) from None
     except RecursionError:
-        raise ValueError(f"{path.name}: the JSON is nested too deeply to read; a record is an object of "
-                         "strings and lists (see editlab.facts.datasets)") from None
+        raise ValueError(
+            f"{path.name}: the JSON is nested too deeply to read; a record is an object of "
+            "strings and lists (see editlab.facts.datasets)"
+        ) from None
 
 
 def _parse_records(path: Path) -> list[tuple[str, object]]:
@@ -112,11 +121,15 @@ def _parse_records(path: Path) -> list[tuple[str, object]]:
                 out = []
                 for i, row in enumerate(reader, 1):
                     if None in row:
-                        raise ValueError(f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns")
+                        raise ValueError(
+                            f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns"
+                        )
                     out.append((f"record {i} (line {reader.line_num})", row))
             except csv.Error as e:
-                raise ValueError(f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
-                                 f"at most {csv.field_size_limit():,} characters and quotes must be closed") from None
+                raise ValueError(
+                    f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
+                    f"at most {csv.field_size_limit():,} characters and quotes must be closed"
+                ) from None
             return out
     text = path.read_text(encoding="utf-8-sig")
     if suffix == ".jsonl" or (suffix != ".json" and not text.lstrip().startswith("[")):
@@ -174,9 +187,16 @@ def load_upload(name: str, data: bytes, *, skip_invalid: bool = True, limits=Non
             raise ValueError(str(e).replace(tmp, name).replace(tmp_name, name)) from None
     finally:
         os.unlink(tmp)
-    return Dataset(name=name, format=ds.format, path="", facts=ds.facts, records=ds.records,
-                   portability=ds.portability, generation_prompts=ds.generation_prompts,
-                   skipped=tuple(x.replace(tmp_name, name) for x in ds.skipped))
+    return Dataset(
+        name=name,
+        format=ds.format,
+        path="",
+        facts=ds.facts,
+        records=ds.records,
+        portability=ds.portability,
+        generation_prompts=ds.generation_prompts,
+        skipped=tuple(x.replace(tmp_name, name) for x in ds.skipped),
+    )
 
 
 # ---- field access with clear messages ---------------------------------------------------------------
@@ -187,8 +207,10 @@ def _str(rec: dict, key: str, *, required: bool = True) -> str | None:
         return None
     value = rec[key]
     if isinstance(value, float) and not math.isfinite(value):
-        raise RecordError(f"field {key!r} is the number {value!r}, not text (JSON's NaN/Infinity or a number too "
-                          "large for a float): give it as a string")
+        raise RecordError(
+            f"field {key!r} is the number {value!r}, not text (JSON's NaN/Infinity or a number too "
+            "large for a float): give it as a string"
+        )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
@@ -240,11 +262,18 @@ def _counterfact_flat(rec: dict, number: int) -> _Converted:
     loc = _str(rec, "locality_prompt", required=False)
     if loc:
         neighbors.append(Neighbor(loc, _str(rec, "locality_ground_truth", required=False) or target_true))
-    return _Converted(_fact(rec,
-        subject=_str(rec, "subject"), prompt=_str(rec, "prompt"), target_new=_str(rec, "target_new"),
-        target_true=target_true, paraphrases=tuple(_str_list(rec, "rephrase_prompt")),
-        neighbors=tuple(neighbors), case_id=rec.get("case_id", number - 1),
-    ))
+    return _Converted(
+        _fact(
+            rec,
+            subject=_str(rec, "subject"),
+            prompt=_str(rec, "prompt"),
+            target_new=_str(rec, "target_new"),
+            target_true=target_true,
+            paraphrases=tuple(_str_list(rec, "rephrase_prompt")),
+            neighbors=tuple(neighbors),
+            case_id=rec.get("case_id", number - 1),
+        )
+    )
 
 
 def _target_str(rr: dict, key: str) -> str:
@@ -267,11 +296,17 @@ def _counterfact_rome(rec: dict, number: int) -> _Converted:
         raise RecordError(f"requested_rewrite.prompt {short(prompt)} has no '{{}}' placeholder for the subject")
     target_true = _target_str(rr, "target_true")
     return _Converted(
-        _fact(rec, subject=_str(rr, "subject"), prompt=prompt, target_new=_target_str(rr, "target_new"),
-              target_true=target_true, paraphrases=tuple(_str_list(rec, "paraphrase_prompts")),
-              # CounterFact's neighbourhood prompts are about other subjects that share the true object.
-              neighbors=tuple(Neighbor(p, target_true) for p in _str_list(rec, "neighborhood_prompts")),
-              case_id=rec.get("case_id", number - 1)),
+        _fact(
+            rec,
+            subject=_str(rr, "subject"),
+            prompt=prompt,
+            target_new=_target_str(rr, "target_new"),
+            target_true=target_true,
+            paraphrases=tuple(_str_list(rec, "paraphrase_prompts")),
+            # CounterFact's neighbourhood prompts are about other subjects that share the true object.
+            neighbors=tuple(Neighbor(p, target_true) for p in _str_list(rec, "neighborhood_prompts")),
+            case_id=rec.get("case_id", number - 1),
+        ),
         generation_prompts=tuple(_str_list(rec, "generation_prompts")),
     )
 
@@ -287,10 +322,18 @@ def _zsre(rec: dict, number: int) -> _Converted:
     loc = _str(rec, "loc", required=False)
     if loc:
         neighbors.append(Neighbor(loc, _str(rec, "loc_ans")))
-    return _Converted(_fact(rec,
-        subject=_str(rec, "subject"), prompt=_str(rec, "src"), target_new=target_new, target_true=target_true,
-        paraphrases=tuple(_str_list(rec, "rephrase")), neighbors=tuple(neighbors), case_id=rec.get("case_id", number - 1),
-    ))
+    return _Converted(
+        _fact(
+            rec,
+            subject=_str(rec, "subject"),
+            prompt=_str(rec, "src"),
+            target_new=target_new,
+            target_true=target_true,
+            paraphrases=tuple(_str_list(rec, "rephrase")),
+            neighbors=tuple(neighbors),
+            case_id=rec.get("case_id", number - 1),
+        )
+    )
 
 
 def _knowedit_group(rec: dict, key: str) -> list[Neighbor]:
@@ -318,16 +361,27 @@ def _knowedit(rec: dict, number: int) -> _Converted:
     if "concept" in rec and "prompt" not in rec:  # WikiBio: a passage continued by a label sentence
         subject, prompt, target_new, target_true = _str(rec, "concept"), _str(rec, "text"), _str(rec, "labels"), None
     else:
-        subject, prompt, target_new = _str(rec, "subject"), _str(rec, "prompt"), _first_alias(rec.get("target_new"), "target_new")
+        subject, prompt, target_new = (
+            _str(rec, "subject"),
+            _str(rec, "prompt"),
+            _first_alias(rec.get("target_new"), "target_new"),
+        )
         gt = rec.get("ground_truth")
         target_true = None if gt in (None, "", []) else _first_alias(gt, "ground_truth")
         if target_true is not None and target_true.strip() == target_new.strip():
             target_true = None
     paraphrases = _str_list(rec, "rephrase_prompt") + _str_list(rec, "rephrase")
     return _Converted(
-        _fact(rec, subject=subject, prompt=prompt, target_new=target_new, target_true=target_true,
-              paraphrases=tuple(paraphrases), neighbors=tuple(_knowedit_group(rec, "locality")),
-              case_id=rec.get("case_id", number - 1)),
+        _fact(
+            rec,
+            subject=subject,
+            prompt=prompt,
+            target_new=target_new,
+            target_true=target_true,
+            paraphrases=tuple(paraphrases),
+            neighbors=tuple(_knowedit_group(rec, "locality")),
+            case_id=rec.get("case_id", number - 1),
+        ),
         portability=tuple(_knowedit_group(rec, "portability")),
     )
 
@@ -358,16 +412,26 @@ def _user_fact(rec: dict, number: int) -> _Converted:
     if target_true is None:
         target_true = _str(rec, "ground_truth", required=False)
     case_id = rec.get("case_id")
-    return _Converted(_fact(rec,
-        subject=_str(rec, "subject"), prompt=_str(rec, "prompt"), target_new=_str(rec, "target_new"),
-        target_true=target_true, paraphrases=tuple(paraphrases or ()), neighbors=tuple(neighbors),
-        case_id=case_id if case_id not in (None, "") else number - 1,
-    ))
+    return _Converted(
+        _fact(
+            rec,
+            subject=_str(rec, "subject"),
+            prompt=_str(rec, "prompt"),
+            target_new=_str(rec, "target_new"),
+            target_true=target_true,
+            paraphrases=tuple(paraphrases or ()),
+            neighbors=tuple(neighbors),
+            case_id=case_id if case_id not in (None, "") else number - 1,
+        )
+    )
 
 
 CONVERTERS: dict[str, Callable[[dict, int], _Converted]] = {
-    "counterfact": _counterfact_flat, "counterfact-rome": _counterfact_rome, "zsre": _zsre,
-    "knowedit": _knowedit, "facts": _user_fact,
+    "counterfact": _counterfact_flat,
+    "counterfact-rome": _counterfact_rome,
+    "zsre": _zsre,
+    "knowedit": _knowedit,
+    "facts": _user_fact,
 }
 
 
@@ -380,7 +444,11 @@ def detect_format(record: object) -> str:
         return "counterfact-rome"
     if {"src", "alt"} <= keys:
         return "zsre"
-    if isinstance(record.get("locality"), dict) or isinstance(record.get("portability"), dict) or {"concept", "labels"} <= keys:
+    if (
+        isinstance(record.get("locality"), dict)
+        or isinstance(record.get("portability"), dict)
+        or {"concept", "labels"} <= keys
+    ):
         return "knowedit"
     if {"ground_truth", "locality_prompt"} <= keys or {"ground_truth", "rephrase_prompt"} <= keys:
         return "counterfact"
@@ -393,8 +461,9 @@ def detect_format(record: object) -> str:
     )
 
 
-def load_dataset(path: str | Path, format: str | None = None, n: int | None = None, seed: int | None = 0,
-                 skip_invalid: bool = False) -> Dataset:
+def load_dataset(
+    path: str | Path, format: str | None = None, n: int | None = None, seed: int | None = 0, skip_invalid: bool = False
+) -> Dataset:
     """Load an editing dataset (format detected from the first record unless given), validate
     every record, and optionally draw a seeded subset of ``n`` facts.
 
@@ -427,20 +496,32 @@ def load_dataset(path: str | Path, format: str | None = None, n: int | None = No
             if skip_invalid:
                 skipped.append(f"{where}: {e}")
                 continue
-            raise ValueError(f"{path.name}: {where}: {e} (reading as {format}; skip_invalid=True / "
-                             "--skip-invalid leaves bad records out)") from None
+            raise ValueError(
+                f"{path.name}: {where}: {e} (reading as {format}; skip_invalid=True / "
+                "--skip-invalid leaves bad records out)"
+            ) from None
         facts.append(c.fact)
         numbers.append(i)
         port.append(c.portability)
         gens.append(c.generation_prompts)
     if not facts:
         raise ValueError(f"{path.name}: no valid record (first problem: {skipped[0]})")
-    ds = Dataset(name=path.name, format=format, path=str(path), facts=tuple(facts), records=tuple(numbers),
-                 portability=tuple(port), generation_prompts=tuple(gens), skipped=tuple(skipped))
+    ds = Dataset(
+        name=path.name,
+        format=format,
+        path=str(path),
+        facts=tuple(facts),
+        records=tuple(numbers),
+        portability=tuple(port),
+        generation_prompts=tuple(gens),
+        skipped=tuple(skipped),
+    )
     return ds.subset(n, seed)
 
 
-def load_counterfact(path: str | Path, n: int | None = None, seed: int | None = 0, skip_invalid: bool = False) -> Dataset:
+def load_counterfact(
+    path: str | Path, n: int | None = None, seed: int | None = 0, skip_invalid: bool = False
+) -> Dataset:
     """CounterFact in EasyEdit's flat format or the original ``requested_rewrite`` format."""
     ds = load_dataset(path, None, n, seed, skip_invalid)
     if ds.format not in ("counterfact", "counterfact-rome"):
@@ -464,5 +545,12 @@ def load_facts(path: str | Path, n: int | None = None, seed: int | None = 0, ski
 def from_facts(facts: Sequence[Fact], name: str = "facts") -> Dataset:
     """Wrap facts built in code (or typed into the app) as a dataset."""
     facts = tuple(facts)
-    return Dataset(name=name, format="facts", path="", facts=facts, records=tuple(range(1, len(facts) + 1)),
-                   portability=tuple(() for _ in facts), generation_prompts=tuple(() for _ in facts))
+    return Dataset(
+        name=name,
+        format="facts",
+        path="",
+        facts=facts,
+        records=tuple(range(1, len(facts) + 1)),
+        portability=tuple(() for _ in facts),
+        generation_prompts=tuple(() for _ in facts),
+    )

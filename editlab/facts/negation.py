@@ -34,6 +34,7 @@ The template table is tried first (a prompt with its subject, or a neighbour pro
 the template recovers); the rules otherwise. Unknown words are not verbs: the small lexicon below
 covers the verbs of CounterFact and zsRE.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,29 +52,179 @@ MODALS = ("can", "could", "will", "would", "shall", "should", "may", "might", "m
 AUXILIARIES = BE + ("be", "been") + HAVE + DO + MODALS
 TABLE = PACKAGE_DATA / "negation_templates.json"
 
-_CONTRACTED = {"is": "isn't", "are": "aren't", "was": "wasn't", "were": "weren't", "has": "hasn't",
-               "have": "haven't", "had": "hadn't", "does": "doesn't", "do": "don't", "did": "didn't",
-               "can": "can't", "could": "couldn't", "will": "won't", "would": "wouldn't", "shall": "shan't",
-               "should": "shouldn't", "must": "mustn't"}
+_CONTRACTED = {
+    "is": "isn't",
+    "are": "aren't",
+    "was": "wasn't",
+    "were": "weren't",
+    "has": "hasn't",
+    "have": "haven't",
+    "had": "hadn't",
+    "does": "doesn't",
+    "do": "don't",
+    "did": "didn't",
+    "can": "can't",
+    "could": "couldn't",
+    "will": "won't",
+    "would": "wouldn't",
+    "shall": "shan't",
+    "should": "shouldn't",
+    "must": "mustn't",
+}
 _CLITICS = {"'s": "is", "'re": "are", "'d": "did"}  # "What's", "Where'd": only after these hosts
 _CLITIC_HOSTS = {"it", "what", "who", "where", "that", "there", "he", "she", "how", "which", "when", "they", "we"}
 _WH = {"what", "which", "who", "whom", "whose", "where", "when", "how", "why"}
-_PREPOSITIONS = {"in", "on", "at", "from", "for", "to", "with", "by", "of", "during", "under", "into", "after",
-                 "before", "since", "as", "about", "through", "within", "behind", "around", "near"}
-_DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "my", "our", "your", "'s", "this", "these",
-                "those", "every", "each", "some", "any", "no", "whose"}
+_PREPOSITIONS = {
+    "in",
+    "on",
+    "at",
+    "from",
+    "for",
+    "to",
+    "with",
+    "by",
+    "of",
+    "during",
+    "under",
+    "into",
+    "after",
+    "before",
+    "since",
+    "as",
+    "about",
+    "through",
+    "within",
+    "behind",
+    "around",
+    "near",
+}
+_DETERMINERS = {
+    "the",
+    "a",
+    "an",
+    "his",
+    "her",
+    "its",
+    "their",
+    "my",
+    "our",
+    "your",
+    "'s",
+    "this",
+    "these",
+    "those",
+    "every",
+    "each",
+    "some",
+    "any",
+    "no",
+    "whose",
+}
 _RELATIVES = {"who", "whom", "which", "that", "whose"}
 _PLURAL_SUBJECTS = {"they", "we", "you", "i", "people", "locals", "children", "men", "women"}
-_ADVERBS = {"also", "often", "usually", "still", "always", "first", "once", "all", "both", "only", "just",
-            "later", "now", "then", "even", "already", "mostly", "mainly"}
-_NOT_LY = {"family", "italy", "july", "supply", "reply", "apply", "rely", "fly", "early", "holy", "ugly", "daily",
-           "weekly", "monthly", "lily", "ally", "assembly", "only", "belly", "rally"}
+_ADVERBS = {
+    "also",
+    "often",
+    "usually",
+    "still",
+    "always",
+    "first",
+    "once",
+    "all",
+    "both",
+    "only",
+    "just",
+    "later",
+    "now",
+    "then",
+    "even",
+    "already",
+    "mostly",
+    "mainly",
+}
+_NOT_LY = {
+    "family",
+    "italy",
+    "july",
+    "supply",
+    "reply",
+    "apply",
+    "rely",
+    "fly",
+    "early",
+    "holy",
+    "ugly",
+    "daily",
+    "weekly",
+    "monthly",
+    "lily",
+    "ally",
+    "assembly",
+    "only",
+    "belly",
+    "rally",
+}
 # Adverbs after which "never" says something else or nothing: "X never currently lives in".
-_CLASH_NEVER = {"currently", "first", "recently", "once", "already", "still", "always", "often", "usually", "now",
-                "originally", "formerly", "initially", "previously", "later", "then", "just"}
-_LOWERABLE = {"the", "a", "an", "in", "on", "at", "where", "when", "one", "people", "it", "they", "this", "these",
-              "there", "every", "to", "his", "her", "its", "their", "our", "my", "what", "which", "who", "from",
-              "after", "during", "for", "with", "by", "some", "many", "most", "all", "each", "as", "while"}
+_CLASH_NEVER = {
+    "currently",
+    "first",
+    "recently",
+    "once",
+    "already",
+    "still",
+    "always",
+    "often",
+    "usually",
+    "now",
+    "originally",
+    "formerly",
+    "initially",
+    "previously",
+    "later",
+    "then",
+    "just",
+}
+_LOWERABLE = {
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "where",
+    "when",
+    "one",
+    "people",
+    "it",
+    "they",
+    "this",
+    "these",
+    "there",
+    "every",
+    "to",
+    "his",
+    "her",
+    "its",
+    "their",
+    "our",
+    "my",
+    "what",
+    "which",
+    "who",
+    "from",
+    "after",
+    "during",
+    "for",
+    "with",
+    "by",
+    "some",
+    "many",
+    "most",
+    "all",
+    "each",
+    "as",
+    "while",
+}
 _PRONOUNS = {"it", "they", "he", "she", "this", "these"}
 _ABBREVIATIONS = {"st", "mr", "mrs", "ms", "dr", "jr", "sr", "mt", "ft", "gen", "col", "capt", "prof", "rev"}
 
@@ -89,22 +240,61 @@ open operate originate own paint participate pass perform play portray premiere 
 publicise publish rank rate record relate release remain report represent reside result retire revive score
 serve settle sign situate specialize spot star start stay stop struggle study succeed succumb suffer support
 surround threaten train turn use view vote work worship""".split()
-_IRREGULAR = (("bear", "bore", "born"), ("become", "became", "become"), ("begin", "began", "begun"),
-              ("break", "broke", "broken"), ("bring", "brought", "brought"), ("build", "built", "built"),
-              ("buy", "bought", "bought"), ("choose", "chose", "chosen"), ("come", "came", "come"),
-              ("draw", "drew", "drawn"), ("drive", "drove", "driven"), ("fall", "fell", "fallen"),
-              ("fight", "fought", "fought"), ("find", "found", "found"), ("fly", "flew", "flown"),
-              ("get", "got", "gotten"), ("give", "gave", "given"), ("go", "went", "gone"), ("grow", "grew", "grown"),
-              ("hold", "held", "held"), ("keep", "kept", "kept"), ("know", "knew", "known"), ("lead", "led", "led"),
-              ("leave", "left", "left"), ("lose", "lost", "lost"), ("make", "made", "made"), ("meet", "met", "met"),
-              ("oversee", "oversaw", "overseen"), ("run", "ran", "run"), ("say", "said", "said"),
-              ("see", "saw", "seen"), ("sell", "sold", "sold"), ("send", "sent", "sent"), ("shoot", "shot", "shot"),
-              ("show", "showed", "shown"), ("sing", "sang", "sung"), ("sit", "sat", "sat"),
-              ("speak", "spoke", "spoken"), ("spend", "spent", "spent"), ("stand", "stood", "stood"),
-              ("swim", "swam", "swum"), ("take", "took", "taken"), ("teach", "taught", "taught"),
-              ("tell", "told", "told"), ("think", "thought", "thought"), ("understand", "understood", "understood"),
-              ("wear", "wore", "worn"), ("win", "won", "won"), ("write", "wrote", "written"),
-              ("broadcast", "broadcast", "broadcast"), ("put", "put", "put"), ("read", "read", "read"), ("set", "set", "set"))
+_IRREGULAR = (
+    ("bear", "bore", "born"),
+    ("become", "became", "become"),
+    ("begin", "began", "begun"),
+    ("break", "broke", "broken"),
+    ("bring", "brought", "brought"),
+    ("build", "built", "built"),
+    ("buy", "bought", "bought"),
+    ("choose", "chose", "chosen"),
+    ("come", "came", "come"),
+    ("draw", "drew", "drawn"),
+    ("drive", "drove", "driven"),
+    ("fall", "fell", "fallen"),
+    ("fight", "fought", "fought"),
+    ("find", "found", "found"),
+    ("fly", "flew", "flown"),
+    ("get", "got", "gotten"),
+    ("give", "gave", "given"),
+    ("go", "went", "gone"),
+    ("grow", "grew", "grown"),
+    ("hold", "held", "held"),
+    ("keep", "kept", "kept"),
+    ("know", "knew", "known"),
+    ("lead", "led", "led"),
+    ("leave", "left", "left"),
+    ("lose", "lost", "lost"),
+    ("make", "made", "made"),
+    ("meet", "met", "met"),
+    ("oversee", "oversaw", "overseen"),
+    ("run", "ran", "run"),
+    ("say", "said", "said"),
+    ("see", "saw", "seen"),
+    ("sell", "sold", "sold"),
+    ("send", "sent", "sent"),
+    ("shoot", "shot", "shot"),
+    ("show", "showed", "shown"),
+    ("sing", "sang", "sung"),
+    ("sit", "sat", "sat"),
+    ("speak", "spoke", "spoken"),
+    ("spend", "spent", "spent"),
+    ("stand", "stood", "stood"),
+    ("swim", "swam", "swum"),
+    ("take", "took", "taken"),
+    ("teach", "taught", "taught"),
+    ("tell", "told", "told"),
+    ("think", "thought", "thought"),
+    ("understand", "understood", "understood"),
+    ("wear", "wore", "worn"),
+    ("win", "won", "won"),
+    ("write", "wrote", "written"),
+    ("broadcast", "broadcast", "broadcast"),
+    ("put", "put", "put"),
+    ("read", "read", "read"),
+    ("set", "set", "set"),
+)
 _DOUBLED = {"commit", "occur", "stop", "star", "spot", "admit", "refer", "prefer", "control", "plan"}
 _DO_FOR = {"3sg": "does", "base": "do", "past": "did", "ed": "did"}
 
@@ -152,9 +342,17 @@ def lexicon() -> dict[str, tuple[str, str]]:
             out.setdefault(past, (base, "past"))
             out.setdefault(part, (base, "part"))
         out[base] = (base, "ed" if past == base else "base")  # "broadcast", "set": read as past
-    out.update({"found": ("find", "ed"), "founded": ("found", "ed"), "broadcasted": ("broadcast", "ed"),
-                "occured": ("occur", "ed"),
-                "been": ("be", "part"), "being": ("be", "part"), "be": ("be", "part")})
+    out.update(
+        {
+            "found": ("find", "ed"),
+            "founded": ("found", "ed"),
+            "broadcasted": ("broadcast", "ed"),
+            "occured": ("occur", "ed"),
+            "been": ("be", "part"),
+            "being": ("be", "part"),
+            "be": ("be", "part"),
+        }
+    )
     del out["headquarters"]  # a noun: "X's headquarters are in"
     return out
 
@@ -176,8 +374,10 @@ def _tokens(prompt: str, lo: int, hi: int) -> list[_Word]:
         host, _, rest = low.partition("'")
         if rest and host in _CLITIC_HOSTS and "'" + rest in _CLITICS:
             cut = m.start() + len(host)
-            out += [_Word(text[:len(host)], m.start(), cut, norm=host),
-                    _Word(text[len(host):], cut, m.end(), norm=_CLITICS["'" + rest])]
+            out += [
+                _Word(text[: len(host)], m.start(), cut, norm=host),
+                _Word(text[len(host) :], cut, m.end(), norm=_CLITICS["'" + rest]),
+            ]
         else:
             out.append(_Word(text, m.start(), m.end(), norm=low))
     return out
@@ -246,9 +446,16 @@ def _plural_subject_before(words: list[_Word], i: int) -> bool:
 
 def _plural(w: _Word) -> bool:
     n = w.norm
-    return n in _PLURAL_SUBJECTS or (n.endswith("s") and not n.endswith("ss") and w.text[:1].islower()
-                                     and n not in lexicon() and n not in _DETERMINERS and n not in AUXILIARIES
-                                     and not n.endswith(("us", "is", "ss")) and n not in ("as", "its", "has", "was"))
+    return n in _PLURAL_SUBJECTS or (
+        n.endswith("s")
+        and not n.endswith("ss")
+        and w.text[:1].islower()
+        and n not in lexicon()
+        and n not in _DETERMINERS
+        and n not in AUXILIARIES
+        and not n.endswith(("us", "is", "ss"))
+        and n not in ("as", "its", "has", "was")
+    )
 
 
 def _role(words: list[_Word], i: int, prompt: str) -> str | None:
@@ -271,9 +478,13 @@ def _role(words: list[_Word], i: int, prompt: str) -> str | None:
         return "lex" if _plural_subject_before(words, i) else None
     if kind == "ed":
         nxt = _after(words, i)
-        after_comma = p is not None and "," in prompt[p.end:w.start]
-        if p is None or after_comma or pn in BE + HAVE + ("be", "been", "being", "get", "got", "gets") \
-                or (nxt is not None and nxt.norm == "by"):
+        after_comma = p is not None and "," in prompt[p.end : w.start]
+        if (
+            p is None
+            or after_comma
+            or pn in BE + HAVE + ("be", "been", "being", "get", "got", "gets")
+            or (nxt is not None and nxt.norm == "by")
+        ):
             return None
     return "lex"
 
@@ -293,8 +504,9 @@ def _main_verb(words: list[_Word], prompt: str) -> tuple[int, str, bool] | None:
     cut = next((k for k in rels if finite[0][0] < k), None)
     i, role = [f for f in finite if cut is None or f[0] < cut][-1]
     opener = [k for k in rels if k < i]
-    in_rel = bool(opener) and not any(opener[-1] < j < i for j, _ in finite) \
-        and not any(j < opener[-1] for j, _ in finite)
+    in_rel = (
+        bool(opener) and not any(opener[-1] < j < i for j, _ in finite) and not any(j < opener[-1] for j, _ in finite)
+    )
     return i, role, in_rel
 
 
@@ -306,25 +518,31 @@ def _cased(word: str, like: str) -> str:
 def _aux_edit(prompt: str, w: _Word, form: str, nxt: _Word | None = None) -> str | None:
     """``not``/``contraction``/``never`` at the auxiliary ``w``: "is not", "isn't", "is never", "cannot"."""
     if form == "never":
-        return None if nxt is not None and nxt.norm in _CLASH_NEVER else prompt[: w.end] + " never" + prompt[w.end:]
+        return None if nxt is not None and nxt.norm in _CLASH_NEVER else prompt[: w.end] + " never" + prompt[w.end :]
     if form == "contraction" and w.norm in _CONTRACTED:
         clitic = w.text[:1] in "'’"
         new = (" " if clitic else "") + _cased(_CONTRACTED[w.norm], w.text)
-        return prompt[: w.start] + new + prompt[w.end:]
+        return prompt[: w.start] + new + prompt[w.end :]
     if w.norm == "can" and w.text[:1] != "'":
-        return prompt[: w.end] + "not" + prompt[w.end:]
-    return prompt[: w.end] + " not" + prompt[w.end:]
+        return prompt[: w.end] + "not" + prompt[w.end :]
+    return prompt[: w.end] + " not" + prompt[w.end :]
 
 
 def _verb_info(w: _Word) -> tuple[str, str]:
     if w.norm in HAVE + DO:
-        return ("have" if w.norm in HAVE else "do"), {"has": "3sg", "have": "base", "had": "past", "does": "3sg",
-                                                       "do": "base", "did": "past"}[w.norm]
+        return ("have" if w.norm in HAVE else "do"), {
+            "has": "3sg",
+            "have": "base",
+            "had": "past",
+            "does": "3sg",
+            "do": "base",
+            "did": "past",
+        }[w.norm]
     return lexicon()[w.norm]
 
 
 def _do_support(prompt: str, words: list[_Word], i: int, form: str) -> str | None:
-    """"speaks" -> "does not speak" (before any adverbs: "does not regularly attend"); never: "never speaks"."""
+    """ "speaks" -> "does not speak" (before any adverbs: "does not regularly attend"); never: "never speaks"."""
     w, j = words[i], i
     while j > 0 and _is_adverb(words[j - 1]):
         j -= 1
@@ -336,7 +554,7 @@ def _do_support(prompt: str, words: list[_Word], i: int, form: str) -> str | Non
     base, kind = _verb_info(w)
     do = _DO_FOR[kind]
     neg = do + " not" if form != "contraction" else _CONTRACTED[do]
-    return prompt[:at] + neg + " " + prompt[at: w.start] + base + prompt[w.end:]
+    return prompt[:at] + neg + " " + prompt[at : w.start] + base + prompt[w.end :]
 
 
 def _verb_edit(prompt: str, words: list[_Word], i: int, role: str, form: str) -> tuple[str | None, str]:
@@ -348,7 +566,7 @@ def _verb_edit(prompt: str, words: list[_Word], i: int, role: str, form: str) ->
 
 
 def _not_true(prompt: str, start: int, words: list[_Word]) -> str:
-    """"It is not true that " + the last sentence, its first letter lower-cased unless it starts a name."""
+    """ "It is not true that " + the last sentence, its first letter lower-cased unless it starts a name."""
     first = words[0]
     lower = not first.subj and first.norm in _LOWERABLE
     sentence = prompt[start:]
@@ -362,14 +580,14 @@ def _fragment(prompt: str, words: list[_Word], form: str) -> tuple[str | None, s
     lo = words[subj[-1]].end if subj else words[0].start
     comma = prompt.find(",", lo)
     rest = [w for w in words if w.start > comma] if comma >= 0 else []
-    if not rest or prompt[comma + 1: rest[0].start].strip():
+    if not rest or prompt[comma + 1 : rest[0].start].strip():
         return None, "unnegatable: no finite verb"
     if form in ("contraction", "not_true"):
         return None, f"unnegatable: a fragment without a finite verb has no {form} form"
     first = rest[0]
     if form == "never" and not (_is_participle(first) or first.norm in ("a", "an") or first.norm.endswith("ing")):
         return None, f"unnegatable: 'never' does not read before {first.text!r}"
-    return prompt[: comma + 1] + f" {'never' if form == 'never' else 'not'}" + prompt[comma + 1:], "fragment"
+    return prompt[: comma + 1] + f" {'never' if form == 'never' else 'not'}" + prompt[comma + 1 :], "fragment"
 
 
 def _statement(prompt: str, start: int, words: list[_Word], form: str, question: bool) -> tuple[str | None, str]:
@@ -400,7 +618,7 @@ def _wh_initial(words: list[_Word]) -> bool:
 
 
 def _question(prompt: str, start: int, words: list[_Word], form: str) -> tuple[str | None, str]:
-    """"Who developed R?" -> "Who did not develop R?"; "Which team does X play for?" -> "... does X not play
+    """ "Who developed R?" -> "Who did not develop R?"; "Which team does X play for?" -> "... does X not play
     for?"; "What is the product made by U?" -> "What is not the product made by U?"."""
     finite = _finite(words, prompt)
     inverted = words[0].norm in BE + DO + HAVE + MODALS
@@ -427,8 +645,11 @@ def _question(prompt: str, start: int, words: list[_Word], form: str) -> tuple[s
     if where == i:  # "not" right after the auxiliary
         kind = "wh-aux" if _is_participle(_after(words, i)) else "wh-copula"
         if kind == "wh-copula" and (form == "never" or words[0].norm == "how"):
-            return None, "unnegatable: " + ("'never' does not read before a copula's noun phrase" if form == "never"
-                                            else "'how' + adjective + copula")
+            return None, "unnegatable: " + (
+                "'never' does not read before a copula's noun phrase"
+                if form == "never"
+                else "'how' + adjective + copula"
+            )
         return _checked(_aux_edit(prompt, aux, form, words[i + 1]), f"{kind}:{aux.norm}")
     if form == "contraction" and aux.norm in _CONTRACTED:
         return _aux_edit(prompt, aux, form), f"wh-aux:{aux.norm}"
@@ -454,16 +675,26 @@ def _not_position(prompt: str, words: list[_Word], i: int) -> int | None:
         return i
     if nxt.subj:
         after = words[i + 2] if i + 2 < len(words) else None
-        possessive = prompt[nxt.end: nxt.end + 1] in ("'", "’", ",")
+        possessive = prompt[nxt.end : nxt.end + 1] in ("'", "’", ",")
         if copula and (possessive or (after is None and words[0].norm not in _PREPOSITIONS)):
             return i
         return None if after is None and aux.norm in DO else i + 1  # "Which company did X?": do-support
     subj = next((k for k in range(i + 1, len(words)) if words[k].subj), None)
-    if copula and subj is not None and subj + 1 < len(words) and _predicate_start(words[subj + 1]) and \
-            all(w.norm in _DETERMINERS for w in words[i + 1: subj]):  # "What river is the X turning into?"
+    if (
+        copula
+        and subj is not None
+        and subj + 1 < len(words)
+        and _predicate_start(words[subj + 1])
+        and all(w.norm in _DETERMINERS for w in words[i + 1 : subj])
+    ):  # "What river is the X turning into?"
         return subj
-    if copula and (nxt.norm in _DETERMINERS or nxt.norm in _WH or _is_participle(nxt)
-                   or nxt.norm in _PREPOSITIONS or nxt.text[:1].islower()):
+    if copula and (
+        nxt.norm in _DETERMINERS
+        or nxt.norm in _WH
+        or _is_participle(nxt)
+        or nxt.norm in _PREPOSITIONS
+        or nxt.text[:1].islower()
+    ):
         return i
     k = i + 1
     if copula:  # an unknown capitalised subject: up to the first lower-case word
@@ -509,8 +740,9 @@ def _could_be_subject(text: str) -> bool:
         return False
     for w in _tokens(text, 0, len(text)):
         n = w.norm
-        if w.text[:1].islower() and (n in AUXILIARIES or n in ("not", "never") or
-                                     lexicon().get(n, ("", ""))[1] in ("3sg", "past", "ed")):
+        if w.text[:1].islower() and (
+            n in AUXILIARIES or n in ("not", "never") or lexicon().get(n, ("", ""))[1] in ("3sg", "past", "ed")
+        ):
             return False
     return True
 
@@ -519,7 +751,7 @@ def _table_match(prompt: str, subject: str | None) -> tuple[str, str, str] | Non
     """(prefix, template, subject) where the prompt is prefix + template with the subject filled in."""
     if subject and subject in prompt:
         k = prompt.rfind(subject)
-        t = prompt[:k] + "{}" + prompt[k + len(subject):]
+        t = prompt[:k] + "{}" + prompt[k + len(subject) :]
         if t in templates():
             return "", t, subject
         for template, _ in _by_length():
@@ -540,8 +772,11 @@ def _already_negated(prompt: str, subject: str | None) -> str | None:
     spans = _subject_spans(prompt, subject)
     words = _words(prompt, _sentence_start(prompt, spans), spans)
     for k, w in enumerate(words):
-        if not w.subj and (w.norm in ("not", "never", "cannot") or w.norm.endswith("n't")) \
-                and (k == 0 or w.text[:1].islower()):
+        if (
+            not w.subj
+            and (w.norm in ("not", "never", "cannot") or w.norm.endswith("n't"))
+            and (k == 0 or w.text[:1].islower())
+        ):
             return w.text
     return None
 

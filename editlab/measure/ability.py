@@ -26,6 +26,7 @@ Data: ``AbilityConfig.sources[task]`` (a file or folder in the public release's 
 for perplexity is ``sources["perplexity"]``), else the public source online (the Hugging Face
 datasets lm-eval itself uses; WikiText-2 for perplexity).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,9 +37,10 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from editlab.core.errors import Cancelled
 from editlab.model import corpora
@@ -85,9 +87,14 @@ class AbilityConfig:
         unknown = set(map(str, self.sizes)) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown ability task(s) {short(sorted(unknown))}; known: {', '.join(TASKS)}")
-        object.__setattr__(self, "sizes", {t: whole(n, f"ability subset size for {t}", lo=0) for t, n in self.sizes.items()})
-        object.__setattr__(self, "max_gen_tokens", {t: whole(n, f"ability max_gen_tokens for {short(t)}")
-                                                    for t, n in self.max_gen_tokens.items()})
+        object.__setattr__(
+            self, "sizes", {t: whole(n, f"ability subset size for {t}", lo=0) for t, n in self.sizes.items()}
+        )
+        object.__setattr__(
+            self,
+            "max_gen_tokens",
+            {t: whole(n, f"ability max_gen_tokens for {short(t)}") for t, n in self.max_gen_tokens.items()},
+        )
         object.__setattr__(self, "seed", whole(self.seed, "ability seed", lo=0))
         for name, lo in (("batch_size", 1), ("mmlu_shots", 0), ("gsm8k_shots", 0), ("bbh_shots", 0), ("ppl_chars", 1)):
             object.__setattr__(self, name, whole(getattr(self, name), f"ability setting {name}", lo=lo))
@@ -97,13 +104,22 @@ class AbilityConfig:
         return tuple(t for t in TASKS if int(self.sizes.get(t, 0)) > 0)
 
     def to_dict(self) -> dict:
-        return {"sizes": {t: int(self.sizes.get(t, 0)) for t in TASKS}, "seed": self.seed,
-                "data_dir": self.data_dir, "sources": dict(self.sources), "batch_size": self.batch_size,
-                "mmlu_shots": self.mmlu_shots, "gsm8k_shots": self.gsm8k_shots, "bbh_shots": self.bbh_shots,
-                "max_gen_tokens": dict(self.max_gen_tokens), "ppl_chars": self.ppl_chars, "prep": PREP_VERSION}
+        return {
+            "sizes": {t: int(self.sizes.get(t, 0)) for t in TASKS},
+            "seed": self.seed,
+            "data_dir": self.data_dir,
+            "sources": dict(self.sources),
+            "batch_size": self.batch_size,
+            "mmlu_shots": self.mmlu_shots,
+            "gsm8k_shots": self.gsm8k_shots,
+            "bbh_shots": self.bbh_shots,
+            "max_gen_tokens": dict(self.max_gen_tokens),
+            "ppl_chars": self.ppl_chars,
+            "prep": PREP_VERSION,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AbilityConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> AbilityConfig:
         """From a mapping of field names (e.g. a YAML file); unknown keys are an error."""
         from editlab.core.bounded import check_tree, short
 
@@ -116,11 +132,13 @@ class AbilityConfig:
             raise ValueError(f"unknown ability setting(s) {short(sorted(unknown))}; known: {', '.join(sorted(names))}")
         kw = {k: v for k, v in d.items() if k in names}
         if "sizes" in kw:
-            kw["sizes"] = {t: int(kw["sizes"].get(t, 0)) for t in TASKS} | {t: n for t, n in kw["sizes"].items() if t not in TASKS}
+            kw["sizes"] = {t: int(kw["sizes"].get(t, 0)) for t in TASKS} | {
+                t: n for t, n in kw["sizes"].items() if t not in TASKS
+            }
         return cls(**kw)
 
     @classmethod
-    def scaled(cls, n: int, **kw) -> "AbilityConfig":
+    def scaled(cls, n: int, **kw) -> AbilityConfig:
         """Every task at ``n`` items (GSM8K and perplexity at about a quarter / half: they cost more)."""
         sizes = {t: n for t in TASKS}
         sizes["gsm8k"] = max(1, n // 4)
@@ -199,7 +217,8 @@ def _mmlu_rows_from_folder(folder: Path) -> tuple[list[dict], dict[str, list[dic
                     if len(r) != 6 or r[5].strip() not in ("A", "B", "C", "D"):
                         raise ValueError(f"{f}: row {i}: expected question, A, B, C, D, answer letter")
                     out.setdefault(subject, []).append(
-                        {"subject": subject, "question": r[0], "choices": r[1:5], "answer": "ABCD".index(r[5].strip())})
+                        {"subject": subject, "question": r[0], "choices": r[1:5], "answer": "ABCD".index(r[5].strip())}
+                    )
         return out
 
     test = read("test")
@@ -224,8 +243,14 @@ def prepare_mmlu(rows: list[dict], dev: Mapping[str, list[dict]], n: int, seed: 
         prefix = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         for s in list(dev.get(subject, []))[:shots]:
             prefix += _choices_text(s["question"], s["choices"], "ABCD") + " " + "ABCD"[int(s["answer"])] + "\n\n"
-        out.append({"subject": subject, "prompt": prefix + _choices_text(r["question"], r["choices"], "ABCD"),
-                    "answer": int(r["answer"]), "question": r["question"]})
+        out.append(
+            {
+                "subject": subject,
+                "prompt": prefix + _choices_text(r["question"], r["choices"], "ABCD"),
+                "answer": int(r["answer"]),
+                "question": r["question"],
+            }
+        )
     return out
 
 
@@ -237,9 +262,15 @@ def prepare_gsm8k(rows: list[dict], n: int, seed: int, shots: int) -> tuple[list
     """Seeded test items; the few-shot examples are the first items *not* in the subset."""
     idx = _subset(len(rows), n, seed, "GSM8K")
     chosen = set(idx)
-    items = [{"question": rows[i]["question"], "answer": rows[i]["answer"], "target": _gsm8k_target(rows[i]["answer"])} for i in idx]
-    shot_rows = [{"question": r["question"], "answer": r["answer"], "target": _gsm8k_target(r["answer"])}
-                 for i, r in enumerate(rows) if i not in chosen][:shots]
+    items = [
+        {"question": rows[i]["question"], "answer": rows[i]["answer"], "target": _gsm8k_target(rows[i]["answer"])}
+        for i in idx
+    ]
+    shot_rows = [
+        {"question": r["question"], "answer": r["answer"], "target": _gsm8k_target(r["answer"])}
+        for i, r in enumerate(rows)
+        if i not in chosen
+    ][:shots]
     return items, shot_rows
 
 
@@ -287,7 +318,10 @@ def _truthfulqa_rows_from_csv(path: Path) -> list[dict]:
     with open(path, encoding="utf-8", newline="") as f:
         for i, r in enumerate(csv.DictReader(f), 2):
             try:
-                best, wrong = r["Best Answer"].strip(), [a.strip() for a in r["Incorrect Answers"].split(";") if a.strip()]
+                best, wrong = (
+                    r["Best Answer"].strip(),
+                    [a.strip() for a in r["Incorrect Answers"].split(";") if a.strip()],
+                )
             except KeyError as e:
                 raise ValueError(f"{path}: expected the original TruthfulQA columns (missing {e})") from e
             if not best or not wrong:
@@ -355,8 +389,10 @@ def _hf(name: str, config: str | None = None):
     try:
         return datasets.load_dataset(name, config)
     except Exception as e:
-        raise ValueError(f"could not load {name} online ({e}); give the data as files instead "
-                         "(AbilityConfig.data_dir / sources, or --ability-data)") from e
+        raise ValueError(
+            f"could not load {name} online ({e}); give the data as files instead "
+            "(AbilityConfig.data_dir / sources, or --ability-data)"
+        ) from e
 
 
 # ---- the tasks: everything editlab knows about each, in one place --------------------------------------
@@ -367,15 +403,21 @@ def _load_mmlu(src: Path | None):
 def _load_jsonl_or(name: str, config: str | None, split: str):
     def load(src: Path | None) -> list[dict]:
         return _read_jsonl(src) if src else [dict(r) for r in _hf(name, config)[split]]
+
     return load
 
 
 def _load_truthfulqa(src: Path | None) -> list[dict]:
     if src:
         return _truthfulqa_rows_from_csv(src)
-    return [{"question": r["question"], "choices": list(r["mc1_targets"]["choices"]),
-             "answer": list(r["mc1_targets"]["labels"]).index(1)}
-            for r in _hf("truthfulqa/truthful_qa", "multiple_choice")["validation"]]
+    return [
+        {
+            "question": r["question"],
+            "choices": list(r["mc1_targets"]["choices"]),
+            "answer": list(r["mc1_targets"]["labels"]).index(1),
+        }
+        for r in _hf("truthfulqa/truthful_qa", "multiple_choice")["validation"]
+    ]
 
 
 def _load_bbh(src: Path | None) -> dict[str, list[dict]]:
@@ -398,50 +440,109 @@ _STRIP = [{"name": "remove_whitespace", "filter": [{"function": "remove_whitespa
 
 
 def _letters(k: int):
-    def cfg(config: "AbilityConfig", shots: int) -> dict:
-        return dict(output_type="multiple_choice", doc_to_text="{{prompt}}", doc_to_choice=list("ABCDE"[:k]),
-                    doc_to_target="answer", metric_list=_ACC)
+    def cfg(config: AbilityConfig, shots: int) -> dict:
+        return dict(
+            output_type="multiple_choice",
+            doc_to_text="{{prompt}}",
+            doc_to_choice=list("ABCDE"[:k]),
+            doc_to_target="answer",
+            metric_list=_ACC,
+        )
+
     return cfg
 
 
-def _gsm8k_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+def _gsm8k_lm_eval(config: AbilityConfig, shots: int) -> dict:
     return dict(
-        output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{answer}}",
-        num_fewshot=shots, fewshot_split="train", fewshot_config={"sampler": "first_n"},
-        generation_kwargs={"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False,
-                           "max_gen_toks": int(config.max_gen_tokens.get("gsm8k", 192))},
-        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_case": True,
-                      "ignore_punctuation": False, "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
-        filter_list=[{"name": "flexible-extract", "filter": [
-            {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
-            {"function": "take_first"}]}])
+        output_type="generate_until",
+        doc_to_text="Question: {{question}}\nAnswer:",
+        doc_to_target="{{answer}}",
+        num_fewshot=shots,
+        fewshot_split="train",
+        fewshot_config={"sampler": "first_n"},
+        generation_kwargs={
+            "until": ["Question:", "</s>", "<|im_end|>"],
+            "do_sample": False,
+            "max_gen_toks": int(config.max_gen_tokens.get("gsm8k", 192)),
+        },
+        metric_list=[
+            {
+                "metric": "exact_match",
+                "aggregation": "mean",
+                "higher_is_better": True,
+                "ignore_case": True,
+                "ignore_punctuation": False,
+                "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"],
+            }
+        ],
+        filter_list=[
+            {
+                "name": "flexible-extract",
+                "filter": [
+                    {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
+                    {"function": "take_first"},
+                ],
+            }
+        ],
+    )
 
 
-def _triviaqa_lm_eval(config: "AbilityConfig", shots: int) -> dict:
+def _triviaqa_lm_eval(config: AbilityConfig, shots: int) -> dict:
     return dict(
-        output_type="generate_until", doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{aliases}}",
-        target_delimiter=" ", filter_list=_STRIP,
-        generation_kwargs={"until": ["\n", ".", ","], "do_sample": False,
-                           "max_gen_toks": int(config.max_gen_tokens.get("triviaqa", 24))},
-        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                      "ignore_case": True, "ignore_punctuation": True}])
+        output_type="generate_until",
+        doc_to_text="Question: {{question}}\nAnswer:",
+        doc_to_target="{{aliases}}",
+        target_delimiter=" ",
+        filter_list=_STRIP,
+        generation_kwargs={
+            "until": ["\n", ".", ","],
+            "do_sample": False,
+            "max_gen_toks": int(config.max_gen_tokens.get("triviaqa", 24)),
+        },
+        metric_list=[
+            {
+                "metric": "exact_match",
+                "aggregation": "mean",
+                "higher_is_better": True,
+                "ignore_case": True,
+                "ignore_punctuation": True,
+            }
+        ],
+    )
 
 
-def _truthfulqa_lm_eval(config: "AbilityConfig", shots: int) -> dict:
-    return dict(output_type="multiple_choice", doc_to_text=TRUTHFULQA_PRIMER + "\n\nQ: {{question}}\nA:",
-                doc_to_choice="choices", doc_to_target="answer", metric_list=_ACC)
+def _truthfulqa_lm_eval(config: AbilityConfig, shots: int) -> dict:
+    return dict(
+        output_type="multiple_choice",
+        doc_to_text=TRUTHFULQA_PRIMER + "\n\nQ: {{question}}\nA:",
+        doc_to_choice="choices",
+        doc_to_target="answer",
+        metric_list=_ACC,
+    )
 
 
-def _bbh_lm_eval(config: "AbilityConfig", shots: int) -> dict:
-    return dict(output_type="generate_until", doc_to_text="{{prompt}}", doc_to_target="{{target}}", filter_list=_STRIP,
-                generation_kwargs={"until": ["\n", "Q:", "</s>"], "do_sample": False,
-                                   "max_gen_toks": int(config.max_gen_tokens.get("bbh", 48))},
-                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}])
+def _bbh_lm_eval(config: AbilityConfig, shots: int) -> dict:
+    return dict(
+        output_type="generate_until",
+        doc_to_text="{{prompt}}",
+        doc_to_target="{{target}}",
+        filter_list=_STRIP,
+        generation_kwargs={
+            "until": ["\n", "Q:", "</s>"],
+            "do_sample": False,
+            "max_gen_toks": int(config.max_gen_tokens.get("bbh", 48)),
+        },
+        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    )
 
 
-def _perplexity_lm_eval(config: "AbilityConfig", shots: int) -> dict:
-    return dict(output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",
-                metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}])
+def _perplexity_lm_eval(config: AbilityConfig, shots: int) -> dict:
+    return dict(
+        output_type="loglikelihood_rolling",
+        doc_to_text="",
+        doc_to_target="{{text}}",
+        metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}],
+    )
 
 
 @dataclass(frozen=True)
@@ -461,29 +562,99 @@ class Task:
     chance: float | None
     load: Callable[[Path | None], Any]
     prepare: Callable[..., tuple[list[dict], list[dict] | None]]
-    lm_eval: Callable[["AbilityConfig", int], dict]
+    lm_eval: Callable[[AbilityConfig, int], dict]
 
 
 # Default sizes finish in a few minutes on two CPU cores with the default 135M model.
-REGISTRY: dict[str, Task] = {t.name: t for t in (
-    Task("mmlu", "MMLU (5-shot)", 20, "mmlu", "acc,none", True, 0.25, _load_mmlu,
-         lambda c, rows, n, seed: (prepare_mmlu(rows[0], rows[1], n, seed, c.mmlu_shots), None), _letters(4)),
-    Task("gsm8k", "GSM8K", 5, "gsm8k-test.jsonl", "exact_match,flexible-extract", True, 0.0,
-         _load_jsonl_or("openai/gsm8k", "main", "test"),
-         lambda c, rows, n, seed: prepare_gsm8k(rows, n, seed, c.gsm8k_shots), _gsm8k_lm_eval),
-    Task("csqa", "CommonsenseQA", 20, "csqa-200.jsonl", "acc,none", True, 0.2,
-         _load_jsonl_or("tau/commonsense_qa", None, "validation"),
-         lambda c, rows, n, seed: (prepare_csqa(rows, n, seed), None), _letters(5)),
-    Task("triviaqa", "TriviaQA", 20, "triviaqa-test-1000.jsonl", "exact_match,remove_whitespace", True, 0.0,
-         _load_jsonl_or("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
-         lambda c, rows, n, seed: (prepare_triviaqa(rows, n, seed), None), _triviaqa_lm_eval),
-    Task("truthfulqa", "TruthfulQA MC1", 10, "truthfulqa.csv", "acc,none", True, None, _load_truthfulqa,
-         lambda c, rows, n, seed: (prepare_truthfulqa(rows, n, seed), None), _truthfulqa_lm_eval),
-    Task("bbh", "BBH", 10, "bbh", "exact_match,remove_whitespace", True, None, _load_bbh,
-         lambda c, rows, n, seed: (prepare_bbh(rows, n, seed, c.bbh_shots), None), _bbh_lm_eval),
-    Task("perplexity", "Perplexity", 8, None, "word_perplexity,none", False, None, _load_corpus,
-         lambda c, rows, n, seed: (prepare_perplexity(rows, n, seed, c.ppl_chars), None), _perplexity_lm_eval),
-)}
+REGISTRY: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "mmlu",
+            "MMLU (5-shot)",
+            20,
+            "mmlu",
+            "acc,none",
+            True,
+            0.25,
+            _load_mmlu,
+            lambda c, rows, n, seed: (prepare_mmlu(rows[0], rows[1], n, seed, c.mmlu_shots), None),
+            _letters(4),
+        ),
+        Task(
+            "gsm8k",
+            "GSM8K",
+            5,
+            "gsm8k-test.jsonl",
+            "exact_match,flexible-extract",
+            True,
+            0.0,
+            _load_jsonl_or("openai/gsm8k", "main", "test"),
+            lambda c, rows, n, seed: prepare_gsm8k(rows, n, seed, c.gsm8k_shots),
+            _gsm8k_lm_eval,
+        ),
+        Task(
+            "csqa",
+            "CommonsenseQA",
+            20,
+            "csqa-200.jsonl",
+            "acc,none",
+            True,
+            0.2,
+            _load_jsonl_or("tau/commonsense_qa", None, "validation"),
+            lambda c, rows, n, seed: (prepare_csqa(rows, n, seed), None),
+            _letters(5),
+        ),
+        Task(
+            "triviaqa",
+            "TriviaQA",
+            20,
+            "triviaqa-test-1000.jsonl",
+            "exact_match,remove_whitespace",
+            True,
+            0.0,
+            _load_jsonl_or("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
+            lambda c, rows, n, seed: (prepare_triviaqa(rows, n, seed), None),
+            _triviaqa_lm_eval,
+        ),
+        Task(
+            "truthfulqa",
+            "TruthfulQA MC1",
+            10,
+            "truthfulqa.csv",
+            "acc,none",
+            True,
+            None,
+            _load_truthfulqa,
+            lambda c, rows, n, seed: (prepare_truthfulqa(rows, n, seed), None),
+            _truthfulqa_lm_eval,
+        ),
+        Task(
+            "bbh",
+            "BBH",
+            10,
+            "bbh",
+            "exact_match,remove_whitespace",
+            True,
+            None,
+            _load_bbh,
+            lambda c, rows, n, seed: (prepare_bbh(rows, n, seed, c.bbh_shots), None),
+            _bbh_lm_eval,
+        ),
+        Task(
+            "perplexity",
+            "Perplexity",
+            8,
+            None,
+            "word_perplexity,none",
+            False,
+            None,
+            _load_corpus,
+            lambda c, rows, n, seed: (prepare_perplexity(rows, n, seed, c.ppl_chars), None),
+            _perplexity_lm_eval,
+        ),
+    )
+}
 # Views of the registry, for callers that want one attribute of every task.
 TASKS = tuple(REGISTRY)
 DEFAULT_SIZES = {t.name: t.default_size for t in REGISTRY.values()}
@@ -536,8 +707,13 @@ class AbilitySuite:
         out = {}
         for task in self.config.tasks:
             splits = {"test": self.items[task], **({"train": self.shots[task]} if task in self.shots else {})}
-            out[task] = {"task": f"editlab_{task}", "test_split": "test", "custom_dataset": _served(splits),
-                         "dataset_path": "editlab", **REGISTRY[task].lm_eval(self.config, len(self.shots.get(task, [])))}
+            out[task] = {
+                "task": f"editlab_{task}",
+                "test_split": "test",
+                "custom_dataset": _served(splits),
+                "dataset_path": "editlab",
+                **REGISTRY[task].lm_eval(self.config, len(self.shots.get(task, []))),
+            }
         return out
 
     def _build(self):
@@ -550,8 +726,9 @@ class AbilitySuite:
         return self._tasks
 
     # scoring
-    def evaluate(self, handle, progress: Callable[[int, int, str], None] | None = None,
-                 cancel=None, prefix: str = "") -> AbilityResult:
+    def evaluate(
+        self, handle, progress: Callable[[int, int, str], None] | None = None, cancel=None, prefix: str = ""
+    ) -> AbilityResult:
         """Score the live model as it is now. For a session's edited model call it inside
         ``session.edited()`` with that view's ``prefix`` (the text a prompt edit such as IKE puts
         before every prompt): ``with session.edited() as m: suite.evaluate(m.handle, prefix=m.prefix)``."""
@@ -570,12 +747,22 @@ class AbilitySuite:
             t0 = time.perf_counter()
             with _quiet():
                 res = evaluate(lm, obj, bootstrap_iters=0, log_samples=True, verbosity="ERROR")
-            metrics = {k: v for k, v in res["results"][f"editlab_{task}"].items()
-                       if "," in k and not k.split(",")[0].endswith("_stderr")}
+            metrics = {
+                k: v
+                for k, v in res["results"][f"editlab_{task}"].items()
+                if "," in k and not k.split(",")[0].endswith("_stderr")
+            }
             key, higher = REGISTRY[task].headline, REGISTRY[task].higher_is_better
-            out[task] = TaskScore(task=task, score=_num(metrics.get(key)), metric=key.split(",")[0], higher_is_better=higher,
-                                  n=len(self.items[task]), metrics=metrics, seconds=time.perf_counter() - t0,
-                                  items=tuple(_item(task, s) for s in res["samples"][f"editlab_{task}"]))
+            out[task] = TaskScore(
+                task=task,
+                score=_num(metrics.get(key)),
+                metric=key.split(",")[0],
+                higher_is_better=higher,
+                n=len(self.items[task]),
+                metrics=metrics,
+                seconds=time.perf_counter() - t0,
+                items=tuple(_item(task, s) for s in res["samples"][f"editlab_{task}"]),
+            )
         if progress:
             progress(len(tasks), len(tasks), "ability: done")
         return AbilityResult(out)
@@ -607,12 +794,17 @@ def _item(task: str, s: dict) -> dict:
         output = resp[0] if isinstance(resp, list) else resp
         target = s.get("target")
         score = s.get("exact_match")
-    return {"input": str(asked)[:300], "output": output, "target": target if not isinstance(target, list) else target[:5],
-            "score": score}
+    return {
+        "input": str(asked)[:300],
+        "output": output,
+        "target": target if not isinstance(target, list) else target[:5],
+        "score": score,
+    }
 
 
 def _served(splits: Mapping[str, list[dict]]):
     """lm-eval's ``custom_dataset`` hook: a callable returning the splits as datasets."""
+
     def load(**_):
         import datasets
 
@@ -668,15 +860,18 @@ def live_lm(handle, batch_size: int = 8, cancel=None, prefix: str = ""):
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
             if not prefix:
                 return super().loglikelihood_rolling(requests, disable_tqdm=True)
-            pairs = [dataclasses.replace(r, request_type="loglikelihood", arguments=(prefix, r.args[0])) for r in requests]
+            pairs = [
+                dataclasses.replace(r, request_type="loglikelihood", arguments=(prefix, r.args[0])) for r in requests
+            ]
             return [ll for ll, _ in super().loglikelihood(pairs, disable_tqdm=True)]
 
         def generate_until(self, requests, disable_tqdm: bool = False):
             return super().generate_until(prefixed(requests) if prefix else requests, disable_tqdm=True)
 
     with _quiet():
-        return LiveLM(pretrained=handle.model, tokenizer=handle.tokenizer, batch_size=batch_size,
-                      device=str(handle.device))
+        return LiveLM(
+            pretrained=handle.model, tokenizer=handle.tokenizer, batch_size=batch_size, device=str(handle.device)
+        )
 
 
 def _wikitext2_online(timeout: float = 60.0) -> str:
@@ -684,5 +879,7 @@ def _wikitext2_online(timeout: float = 60.0) -> str:
     try:
         return "\n".join(corpora.wikitext("wikitext-2-test", timeout))
     except Exception as e:
-        raise ValueError(f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
-                         "(AbilityConfig.sources['perplexity'] / --ppl-corpus)") from e
+        raise ValueError(
+            f"could not download WikiText-2 ({e}); give a corpus file for perplexity "
+            "(AbilityConfig.sources['perplexity'] / --ppl-corpus)"
+        ) from e

@@ -18,10 +18,11 @@ difference to it.
 
 No model code here: string rewriting and a summary over already-measured rows.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from editlab.facts.negation import AUXILIARIES, negate
 
@@ -40,8 +41,15 @@ def find_predicate(prompt: str, subject: str | None = None) -> re.Match | None:
         return next((m for m in reversed(matches) if m.group(2)), None)
     if negated is None:
         return None
-    return next((m for m in matches if negated in (prompt[: m.end()] + " not" + prompt[m.end():],
-                                                   prompt[: m.end()] + "not" + prompt[m.end():])), None)
+    return next(
+        (
+            m
+            for m in matches
+            if negated
+            in (prompt[: m.end()] + " not" + prompt[m.end() :], prompt[: m.end()] + "not" + prompt[m.end() :])
+        ),
+        None,
+    )
 
 
 def predicate_variants(prompt: str, subject: str | None = None) -> list[tuple[str, str]]:
@@ -53,7 +61,7 @@ def predicate_variants(prompt: str, subject: str | None = None) -> list[tuple[st
     m = find_predicate(prompt, subject)
     if m is None:
         return []
-    head, tail = prompt[: m.start()], prompt[m.end():]
+    head, tail = prompt[: m.start()], prompt[m.end() :]
     aux, negated = m.group(1), m.group(2) is not None
     flipped = head + aux + tail if negated else negate(prompt, subject)[0]
     removed = re.sub(r"\s+$", "", head) + (tail if tail[:1].isspace() or not tail else " " + tail)
@@ -102,11 +110,17 @@ def describe(report, column: str = "after", label: str | None = None) -> str | N
     said = ", ".join(said[:-1]) + " or " + said[-1] if len(said) > 2 else " or ".join(said)
 
     def answer(m) -> str:
-        return repr(f.target_new) if prefers_new(m) else (repr(f.target_true) if f.target_true else f"something other than {f.target_new!r}")
+        return (
+            repr(f.target_new)
+            if prefers_new(m)
+            else (repr(f.target_true) if f.target_true else f"something other than {f.target_new!r}")
+        )
 
     if s["ignores_predicate"]:
-        return (f"{label}: the model prefers {answer(getattr(rows[0], column))} whether the prompt says {said}: "
-                "it ignores the predicate, so \"not\" changes nothing for it.")
+        return (
+            f"{label}: the model prefers {answer(getattr(rows[0], column))} whether the prompt says {said}: "
+            "it ignores the predicate, so \"not\" changes nothing for it."
+        )
     parts = "; ".join(f"{_quote(r, f.subject)} → {answer(getattr(r, column))}" for r in rows)
     return f"{label}: the predicate changes the model's preference ({parts})."
 

@@ -4,6 +4,7 @@ model knows, computed once per model and form and cached on disk (the default mo
 :mod:`editlab.measure.factcheck` holds the forms, the statements and the statistics; this module
 measures them with :mod:`editlab.measure.probes`.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,18 @@ import json
 from editlab.core import paths
 from editlab.core.paths import PACKAGE_DATA
 from editlab.facts.fact import Fact
-from editlab.measure.factcheck import (DATA, VERSION, Calibration, calibration_of, check_form, default_form,
-                                       prefers_statement, probe_fields, question, statements)
+from editlab.measure.factcheck import (
+    DATA,
+    VERSION,
+    Calibration,
+    calibration_of,
+    check_form,
+    default_form,
+    prefers_statement,
+    probe_fields,
+    question,
+    statements,
+)
 from editlab.measure.probes import Probe, measure
 from editlab.model.tokens import score_continuations, target_ids
 
@@ -36,14 +47,26 @@ def score_form(model, tokenizer, facts: list[dict], form: str) -> dict:
     if not facts:
         return {"n": 0, "tp": 0, "tn": 0, "pairwise": 0}
     fields = probe_fields(form)
-    probes = [Probe("true_false", question(f"{f['prompt']} {f[k]}") + ("" if fields["chat"] else "\nAnswer:"),
-                    rule=k, max_new_tokens=1, **fields) for f in facts for k in ("answer", "foil")]
+    probes = [
+        Probe(
+            "true_false",
+            question(f"{f['prompt']} {f[k]}") + ("" if fields["chat"] else "\nAnswer:"),
+            rule=k,
+            max_new_tokens=1,
+            **fields,
+        )
+        for f in facts
+        for k in ("answer", "foil")
+    ]
     anchor = Fact(subject=facts[0]["subject"], prompt=facts[0]["prompt"], target_new=facts[0]["foil"])
     found = measure(model, tokenizer, anchor, probes)  # True/False probes read no target of the fact
     pairs = list(zip(found[0::2], found[1::2]))
-    return {"n": len(facts), "tp": sum(bool(t.verdict) for t, _ in pairs),
-            "tn": sum(not f.verdict for _, f in pairs),
-            "pairwise": sum(bool(prefers_statement(t, f)) for t, f in pairs)}
+    return {
+        "n": len(facts),
+        "tp": sum(bool(t.verdict) for t, _ in pairs),
+        "tn": sum(not f.verdict for _, f in pairs),
+        "pairwise": sum(bool(prefers_statement(t, f)) for t, f in pairs),
+    }
 
 
 BUNDLED = PACKAGE_DATA / "factcheck_calibrations.json"

@@ -19,6 +19,7 @@ nothing about the fact; editlab therefore
 The forms (how the question is put) were compared on the bundled ``select`` split only
 (``benchmarks/factcheck_forms.py``); the calibration uses the disjoint ``calibrate`` split.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from editlab.core.paths import PACKAGE_DATA
-
 
 DATA = PACKAGE_DATA / "factcheck_statements.json"
 FORMS = ("plain", "chat", "fewshot", "chat_fewshot")
@@ -99,7 +99,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def balanced(tp: int, n_pos: int, tn: int, n_neg: int, z: float = 1.96) -> tuple[float | None, float | None, float | None]:
+def balanced(
+    tp: int, n_pos: int, tn: int, n_neg: int, z: float = 1.96
+) -> tuple[float | None, float | None, float | None]:
     """Balanced accuracy (TPR + TNR) / 2 with a normal-approximation interval (0.5 ± 0 for a
     probe that always gives the same answer: it is exactly at chance)."""
     if n_pos <= 0 or n_neg <= 0:
@@ -138,9 +140,12 @@ class Calibration:
     def sentence(self) -> str:
         def iv(v, lo, hi):
             return "n/a" if v is None else f"{v:.2f} ({lo:.2f}–{hi:.2f})"
-        what = (f"pairwise accuracy {iv(self.pairwise, self.pairwise_low, self.pairwise_high)}, absolute verdicts' "
-                f"balanced accuracy {iv(self.absolute, self.absolute_low, self.absolute_high)}, on {self.known} "
-                f"statement pairs it knows ({self.form} form)")
+
+        what = (
+            f"pairwise accuracy {iv(self.pairwise, self.pairwise_low, self.pairwise_high)}, absolute verdicts' "
+            f"balanced accuracy {iv(self.absolute, self.absolute_low, self.absolute_high)}, on {self.known} "
+            f"statement pairs it knows ({self.form} form)"
+        )
         if self.readable:
             return f"the fact-check probe reads above chance on this model: {what}"
         return f"the fact-check probe is at chance on this model: {what}; no fact-check finding is raised"
@@ -149,7 +154,7 @@ class Calibration:
         return {**asdict(self), "readable": self.readable, "sentence": self.sentence()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
+    def from_dict(cls, d: dict) -> Calibration:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -157,8 +162,16 @@ def calibration_of(model_name: str, form: str, split: str, candidates: int, coun
     n = counts["n"]
     lo, hi = wilson(counts["pairwise"], n)
     ab, ab_lo, ab_hi = balanced(counts["tp"], n, counts["tn"], n)
-    return Calibration(model=model_name, form=form, split=split, candidates=candidates, known=n,
-                       pairwise=counts["pairwise"] / n if n else None, pairwise_low=lo, pairwise_high=hi,
-                       absolute=ab, absolute_low=ab_lo, absolute_high=ab_hi)
-
-
+    return Calibration(
+        model=model_name,
+        form=form,
+        split=split,
+        candidates=candidates,
+        known=n,
+        pairwise=counts["pairwise"] / n if n else None,
+        pairwise_low=lo,
+        pairwise_high=hi,
+        absolute=ab,
+        absolute_low=ab_lo,
+        absolute_high=ab_hi,
+    )

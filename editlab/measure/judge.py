@@ -14,18 +14,68 @@ continuation's **first clause** and says which of three it is:
 
 No model here: string rules over text the probes already generated.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 VERDICTS = ("new", "answer", "neither")
 # Where a first clause ends: sentence punctuation, a line break, or a conjunction starting a new clause.
 _CLAUSE_END = re.compile(r"[.;:!?\n(]|,\s|\s(?:but|and|which|who|because|so|while|although|or)\b", re.IGNORECASE)
-_SKIP = {"a", "an", "the", "only", "just", "really", "actually", "exactly", "even", "also", "in", "from", "of",
-         "to", "at", "on", "by", "as", "for", "with"}
-_NOT_NAMES = {"I", "It", "He", "She", "They", "We", "You", "This", "That", "These", "Those", "There", "The", "A",
-              "An", "In", "No", "Not", "Yes", "However", "But", "And", "Or", "So", "If", "As", "What", "Which", "Who"}
+_SKIP = {
+    "a",
+    "an",
+    "the",
+    "only",
+    "just",
+    "really",
+    "actually",
+    "exactly",
+    "even",
+    "also",
+    "in",
+    "from",
+    "of",
+    "to",
+    "at",
+    "on",
+    "by",
+    "as",
+    "for",
+    "with",
+}
+_NOT_NAMES = {
+    "I",
+    "It",
+    "He",
+    "She",
+    "They",
+    "We",
+    "You",
+    "This",
+    "That",
+    "These",
+    "Those",
+    "There",
+    "The",
+    "A",
+    "An",
+    "In",
+    "No",
+    "Not",
+    "Yes",
+    "However",
+    "But",
+    "And",
+    "Or",
+    "So",
+    "If",
+    "As",
+    "What",
+    "Which",
+    "Who",
+}
 
 
 def first_clause(text: str) -> str:

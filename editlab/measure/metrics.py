@@ -14,16 +14,17 @@ docs/metrics.md):
 Every function takes a ``column`` (``"unedited"``, ``"before"`` or ``"after"`` of a
 :class:`~editlab.measure.probes.ProbeReport`), so the unedited model is scored by the same code.
 """
+
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
+from editlab.facts.negation import FORMS
 from editlab.measure.factcheck import prefers_statement
 from editlab.measure.judge import judge
-from editlab.facts.negation import FORMS
 from editlab.measure.probes import Measure, ProbeReport, negation_form
 from editlab.measure.tokenacc import TokenPrediction, agreement
 
@@ -44,37 +45,82 @@ METRICS: tuple[Metric, ...] = (
     Metric("S", "Score (S)", "counterfact", True, "harmonic mean of ES, PS, NS"),
     Metric("EM", "Efficacy magnitude (EM)", "counterfact", True, "mean[P(new) − P(true)] on the edit prompt"),
     Metric("PM", "Paraphrase magnitude (PM)", "counterfact", True, "mean[P(new) − P(true)] on paraphrases"),
-    Metric("NM", "Neighbourhood magnitude (NM)", "counterfact", True, "mean[P(true) − P(new)] on neighbourhood prompts"),
-    Metric("rewrite_acc", "Rewrite acc.", "token", True, "teacher-forced top-1 token accuracy of the new target on the prompt"),
+    Metric(
+        "NM", "Neighbourhood magnitude (NM)", "counterfact", True, "mean[P(true) − P(new)] on neighbourhood prompts"
+    ),
+    Metric(
+        "rewrite_acc",
+        "Rewrite acc.",
+        "token",
+        True,
+        "teacher-forced top-1 token accuracy of the new target on the prompt",
+    ),
     Metric("rephrase_acc", "Rephrase acc.", "token", True, "the same on paraphrases"),
     Metric("locality", "Locality", "token", True, "top-1 token agreement with the unedited model on locality prompts"),
     Metric("portability_acc", "Portability acc.", "token", True, "token accuracy of KnowEdit's portability answers"),
     Metric("PP", "PP", "negation", True, "positive edit, positive query: says the new target"),
     Metric("PN", "PN", "negation", False, "positive edit, negated query: still says the new target"),
-    Metric("PN_gen", "PN (generation)", "negation", False,
-           "positive edit, negated query: the first clause of the greedy continuation names the new target"),
-    Metric("PN_gen_answer", "PN (gen.): another answer", "negation", True,
-           "negated query: the first clause names the true target or another answer instead"),
-    Metric("PN_gen_neither", "PN (gen.): neither", "negation", False,
-           "negated query: the first clause names no answer (a hedge or degenerate text)"),
-    Metric("PN_contraction", "PN (isn't/doesn't)", "negation", False,
-           "PN on the contracted negation (\"isn't\", \"doesn't\", \"can't\")"),
-    Metric("PN_not_true", "PN (It is not true that)", "negation", False,
-           "PN on \"It is not true that\" + the prompt"),
+    Metric(
+        "PN_gen",
+        "PN (generation)",
+        "negation",
+        False,
+        "positive edit, negated query: the first clause of the greedy continuation names the new target",
+    ),
+    Metric(
+        "PN_gen_answer",
+        "PN (gen.): another answer",
+        "negation",
+        True,
+        "negated query: the first clause names the true target or another answer instead",
+    ),
+    Metric(
+        "PN_gen_neither",
+        "PN (gen.): neither",
+        "negation",
+        False,
+        "negated query: the first clause names no answer (a hedge or degenerate text)",
+    ),
+    Metric(
+        "PN_contraction",
+        "PN (isn't/doesn't)",
+        "negation",
+        False,
+        "PN on the contracted negation (\"isn't\", \"doesn't\", \"can't\")",
+    ),
+    Metric("PN_not_true", "PN (It is not true that)", "negation", False, "PN on \"It is not true that\" + the prompt"),
     Metric("PN_never", "PN (never)", "negation", False, "PN on the prompt negated with \"never\""),
     Metric("NP", "NP", "negation", False, "negated edit, positive query: says the new target"),
     Metric("NN", "NN", "negation", True, "negated edit, negated query: says the new target"),
     Metric("RE", "Rectified efficacy (PP − PN)", "negation", True, "PP − PN"),
-    Metric("FC", "Fact-check agrees", "negation", True,
-           "pairwise: the new statement gets a higher normalised P(True) than the true one"),
-    Metric("FC_abs", "Fact-check acc. (absolute)", "negation", True,
-           "absolute verdicts agree with the edit (new: True, true: False), the papers' definition"),
-    Metric("FC_new", "Fact-check: new is True", "negation", True,
-           "absolute verdict: P(True) > P(False) for the new statement"),
+    Metric(
+        "FC",
+        "Fact-check agrees",
+        "negation",
+        True,
+        "pairwise: the new statement gets a higher normalised P(True) than the true one",
+    ),
+    Metric(
+        "FC_abs",
+        "Fact-check acc. (absolute)",
+        "negation",
+        True,
+        "absolute verdicts agree with the edit (new: True, true: False), the papers' definition",
+    ),
+    Metric(
+        "FC_new",
+        "Fact-check: new is True",
+        "negation",
+        True,
+        "absolute verdict: P(True) > P(False) for the new statement",
+    ),
 )
 METRIC_KEYS = tuple(m.key for m in METRICS)
-CONVENTIONS = {"counterfact": "CounterFact (ROME/MEMIT)", "token": "Token accuracy (EasyEdit/zsRE)",
-               "negation": "Negation & fact-check (illusory success)"}
+CONVENTIONS = {
+    "counterfact": "CounterFact (ROME/MEMIT)",
+    "token": "Token accuracy (EasyEdit/zsRE)",
+    "negation": "Negation & fact-check (illusory success)",
+}
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -92,8 +138,11 @@ def hmean(values: Sequence[float | None]) -> float | None:
 
 
 def _rows(report: ProbeReport, kind: str, column: str, rule: str | None = None) -> list[Measure]:
-    return [getattr(r, column) for r in report.rows
-            if r.probe.kind == kind and (rule is None or r.probe.rule == rule) and getattr(r, column) is not None]
+    return [
+        getattr(r, column)
+        for r in report.rows
+        if r.probe.kind == kind and (rule is None or r.probe.rule == rule) and getattr(r, column) is not None
+    ]
 
 
 def _first(report: ProbeReport, kind: str, column: str, rule: str | None = None) -> Measure | None:
@@ -103,8 +152,14 @@ def _first(report: ProbeReport, kind: str, column: str, rule: str | None = None)
 
 def negated_measure(report: ProbeReport, column: str, form: str = "not") -> Measure | None:
     """The measure of the fact's negation probe in one form (:func:`editlab.measure.probes.negation_form`)."""
-    return next((getattr(r, column) for r in report.rows_of("negation")
-                 if negation_form(r.probe) == form and getattr(r, column) is not None), None)
+    return next(
+        (
+            getattr(r, column)
+            for r in report.rows_of("negation")
+            if negation_form(r.probe) == form and getattr(r, column) is not None
+        ),
+        None,
+    )
 
 
 def _compared(m: Measure) -> bool:
@@ -153,15 +208,23 @@ class TokenEvidence:
     portability: tuple[TokenPrediction, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"rewrite": self.rewrite.to_dict() if self.rewrite else None,
-                **{k: [p.to_dict() for p in getattr(self, k)]
-                   for k in ("rephrase", "locality", "locality_reference", "portability")}}
+        return {
+            "rewrite": self.rewrite.to_dict() if self.rewrite else None,
+            **{
+                k: [p.to_dict() for p in getattr(self, k)]
+                for k in ("rephrase", "locality", "locality_reference", "portability")
+            },
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TokenEvidence":
-        return cls(rewrite=TokenPrediction.from_dict(d["rewrite"]) if d.get("rewrite") else None,
-                   **{k: tuple(TokenPrediction.from_dict(p) for p in d.get(k) or ())
-                      for k in ("rephrase", "locality", "locality_reference", "portability")})
+    def from_dict(cls, d: dict) -> TokenEvidence:
+        return cls(
+            rewrite=TokenPrediction.from_dict(d["rewrite"]) if d.get("rewrite") else None,
+            **{
+                k: tuple(TokenPrediction.from_dict(p) for p in d.get(k) or ())
+                for k in ("rephrase", "locality", "locality_reference", "portability")
+            },
+        )
 
 
 def token_scores(ev: TokenEvidence) -> dict[str, float | None]:
@@ -190,18 +253,23 @@ def _generated(report: ProbeReport, m: Measure | None) -> dict[str, float | None
     verdict = negated_text_names(report, m)
     if verdict is None:
         return dict.fromkeys(("PN_gen", "PN_gen_answer", "PN_gen_neither"))
-    return {"PN_gen": float(verdict == "new"), "PN_gen_answer": float(verdict == "answer"),
-            "PN_gen_neither": float(verdict == "neither")}
+    return {
+        "PN_gen": float(verdict == "new"),
+        "PN_gen_answer": float(verdict == "answer"),
+        "PN_gen_neither": float(verdict == "neither"),
+    }
 
 
-def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
-                    column: str = "after") -> dict[str, float | None]:
+def negation_scores(
+    report: ProbeReport, negative: ProbeReport | None = None, column: str = "after"
+) -> dict[str, float | None]:
     """PP/PN from the positive edit's report; NP/NN from ``negative``, the report of the *negated*
     edit ("{prompt} not" → new target) measured on the same positive and negated prompts.
 
     PN is None for a fact whose prompt has no negation probe (it could not be negated as English):
     such a fact is left out of PN and counted by :func:`aggregate` (``n_negated``). FC is the
     pairwise fact-check (:mod:`editlab.measure.factcheck`), FC_new the absolute verdict on the new statement."""
+
     def flag(m):
         v = says_new(m)
         return None if v is None else float(v)
@@ -209,8 +277,11 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
     tf_new = _first(report, "true_false", column, "new")
     tf_true = _first(report, "true_false", column, "true")
     pairwise = prefers_statement(tf_new, tf_true)
-    checks = [float(m.verdict is want) for m, want in ((tf_new, True), (tf_true, False))
-              if m is not None and m.verdict is not None]
+    checks = [
+        float(m.verdict is want)
+        for m, want in ((tf_new, True), (tf_true, False))
+        if m is not None and m.verdict is not None
+    ]
     out = {
         "PP": flag(_first(report, "positive", column)),
         "PN": flag(negated_measure(report, column)),
@@ -226,11 +297,16 @@ def negation_scores(report: ProbeReport, negative: ProbeReport | None = None,
 
 
 # ---- one fact, all conventions; many facts ---------------------------------------------------------
-def fact_scores(report: ProbeReport, tokens: TokenEvidence | None = None, negative: ProbeReport | None = None,
-                column: str = "after") -> dict[str, float | None]:
+def fact_scores(
+    report: ProbeReport, tokens: TokenEvidence | None = None, negative: ProbeReport | None = None, column: str = "after"
+) -> dict[str, float | None]:
     """Every per-fact value (the aggregates S and RE are formed over facts by :func:`aggregate`)."""
     out = counterfact_scores(report, column)
-    out.update(token_scores(tokens) if tokens else dict.fromkeys(("rewrite_acc", "rephrase_acc", "locality", "portability_acc")))
+    out.update(
+        token_scores(tokens)
+        if tokens
+        else dict.fromkeys(("rewrite_acc", "rephrase_acc", "locality", "portability_acc"))
+    )
     out.update(negation_scores(report, negative, column))
     return out
 

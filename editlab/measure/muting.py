@@ -13,13 +13,14 @@ Over a fixed probe set of generation prompts, greedy outputs are scored by:
 
 The unedited model's values are the reference: a sweep measures them at step 0.
 """
+
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -107,12 +108,21 @@ class MutingResult:
     samples: tuple[Sample, ...]
 
     def metrics(self) -> dict:
-        return {"empty_rate": self.empty_rate, "repeat_rate": self.repeat_rate,
-                "ngram_entropy": self.ngram_entropy, "mean_tokens": self.mean_tokens}
+        return {
+            "empty_rate": self.empty_rate,
+            "repeat_rate": self.repeat_rate,
+            "ngram_entropy": self.ngram_entropy,
+            "mean_tokens": self.mean_tokens,
+        }
 
 
-def score_outputs(prompts: Sequence[str], texts: Sequence[str], tokenize: Callable[[str], Sequence] = str.split,
-                  special: Sequence[str] = (), chat: Sequence[bool] | None = None) -> MutingResult:
+def score_outputs(
+    prompts: Sequence[str],
+    texts: Sequence[str],
+    tokenize: Callable[[str], Sequence] = str.split,
+    special: Sequence[str] = (),
+    chat: Sequence[bool] | None = None,
+) -> MutingResult:
     """Score generated texts (``tokenize`` gives the tokens the repeat rate counts)."""
     if len(prompts) != len(texts):
         raise ValueError("one text per prompt")
@@ -145,8 +155,11 @@ class MutingProbe:
     max_new_tokens: int = 32
 
     def to_dict(self) -> dict:
-        return {"completions": list(self.completions), "questions": list(self.questions),
-                "max_new_tokens": self.max_new_tokens}
+        return {
+            "completions": list(self.completions),
+            "questions": list(self.questions),
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def render(self, tokenizer, prefix: str = "") -> list[tuple[str, list[int], bool]]:
         """Token ids of every prompt, ``prefix`` in front (inside the user turn for a chat prompt,
@@ -155,8 +168,9 @@ class MutingProbe:
         out = [(p, list(tokenizer(prefix + p).input_ids), False) for p in self.completions]
         for q in self.questions:
             if chat:
-                ids = tokenizer.apply_chat_template([{"role": "user", "content": prefix + q}], add_generation_prompt=True,
-                                                    tokenize=True)
+                ids = tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prefix + q}], add_generation_prompt=True, tokenize=True
+                )
                 if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                     ids = ids["input_ids"]
                 out.append((q, list(ids), True))
@@ -171,9 +185,13 @@ class MutingProbe:
         rendered = self.render(tokenizer, prefix)
         texts = greedy(model, tokenizer, [ids for _, ids, _ in rendered], self.max_new_tokens, batch_size)
         special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
-        return score_outputs([p for p, _, _ in rendered], texts,
-                             tokenize=lambda t: tokenizer(t, add_special_tokens=False).input_ids,
-                             special=special, chat=[c for _, _, c in rendered])
+        return score_outputs(
+            [p for p, _, _ in rendered],
+            texts,
+            tokenize=lambda t: tokenizer(t, add_special_tokens=False).input_ids,
+            special=special,
+            chat=[c for _, _, c in rendered],
+        )
 
 
 @dataclass(frozen=True)
@@ -187,8 +205,9 @@ class HeldoutScore:
 
 
 @torch.no_grad()
-def heldout_text(model, tokenizer, paragraphs: Sequence[str], max_tokens: int = 128, batch_size: int = 8,
-                 prefix: str = "") -> list[HeldoutScore]:
+def heldout_text(
+    model, tokenizer, paragraphs: Sequence[str], max_tokens: int = 128, batch_size: int = 8, prefix: str = ""
+) -> list[HeldoutScore]:
     """Perplexity and next-token accuracy on held-out text, per paragraph (so intervals can be
     bootstrapped over paragraphs). Each paragraph is cut to ``max_tokens`` tokens; ``prefix`` (an
     in-context edit's context) goes in front and is not scored. Perplexity = exp(Σ nll / Σ tokens)."""
@@ -201,7 +220,7 @@ def heldout_text(model, tokenizer, paragraphs: Sequence[str], max_tokens: int = 
         seqs.append((bos + pre, ids))
     out: list[HeldoutScore] = []
     for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i: i + batch_size]
+        chunk = seqs[i : i + batch_size]
         width = max(len(a) + len(b) for a, b in chunk)
         ids = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
         mask = torch.zeros_like(ids)
@@ -213,8 +232,8 @@ def heldout_text(model, tokenizer, paragraphs: Sequence[str], max_tokens: int = 
         for j, (a, b) in enumerate(chunk):
             # position t predicts token t+1; score the paragraph's tokens after its first (or all, after a context)
             start = max(len(a), 1)
-            targets = ids[j, start: len(a) + len(b)]
-            lp = logp[j, start - 1: len(a) + len(b) - 1]
+            targets = ids[j, start : len(a) + len(b)]
+            lp = logp[j, start - 1 : len(a) + len(b) - 1]
             if not len(targets):
                 continue
             nll = -lp.gather(-1, targets[:, None]).squeeze(-1)

@@ -5,22 +5,23 @@ and each model state (unedited / before / after), one :class:`Measure` holds the
 probabilities of both targets, their first-token ranks, the top-5 next tokens and the greedy text.
 All prompts of one state are measured in batched passes (see :func:`measure`).
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 
+from editlab.core.bounded import whole
+from editlab.core.limits import current as current_limits
+from editlab.facts.fact import Fact
+from editlab.facts.negation import FORMS
 from editlab.measure import factcheck
 from editlab.measure.ablation import ablation_summary, predicate_variants
-from editlab.core.bounded import whole
-from editlab.facts.fact import Fact
 from editlab.model.tokens import SHORT_GENERATION, greedy_drafted, greedy_with_first, score_continuations, target_ids
-from editlab.core.limits import current as current_limits
-from editlab.facts.negation import FORMS
 
 KINDS = ("positive", "negation", "true_false", "paraphrase", "neighborhood", "generation", "ablation")
 TRUE_SPELLINGS = ("True", " True", "true", " true", "TRUE", " TRUE")
@@ -59,8 +60,9 @@ def true_false_question(statement: str) -> str:
     return factcheck.question(statement)
 
 
-def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
-                   factcheck_form: str | None = None) -> list[Probe]:
+def default_probes(
+    fact: Fact, tokenizer=None, generation_tokens: int = 40, factcheck_form: str | None = None
+) -> list[Probe]:
     """The standard probe set for a fact; every prompt is visible and may be replaced.
 
     Negation: one probe per form of :data:`editlab.facts.negation.FORMS` ("not" first: PN; the others
@@ -80,8 +82,15 @@ def default_probes(fact: Fact, tokenizer=None, generation_tokens: int = 40,
     targets = [("new", fact.target_new)] + ([("true", fact.target_true)] if fact.target_true else [])
     for which, target in targets:
         question = true_false_question(fact.statement(target))
-        probes.append(Probe("true_false", question if fields["chat"] else question + "\nAnswer:", rule=which,
-                            max_new_tokens=4, **fields))
+        probes.append(
+            Probe(
+                "true_false",
+                question if fields["chat"] else question + "\nAnswer:",
+                rule=which,
+                max_new_tokens=4,
+                **fields,
+            )
+        )
     probes += [Probe("paraphrase", p) for p in fact.paraphrases]
     probes += [Probe("neighborhood", n.prompt, answer=n.answer) for n in fact.neighbors]
     probes.append(Probe("generation", fact.prompt, max_new_tokens=generation_tokens))
@@ -130,7 +139,7 @@ class Measure:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Measure":
+    def from_dict(cls, d: dict) -> Measure:
         d = dict(d)
         d["top5"] = tuple((t, p) for t, p in d.get("top5") or ())
         return cls(**d)
@@ -142,7 +151,7 @@ def starts_with_target(text: str, target: str | None) -> bool | None:
     text, target = text.lstrip(), target.strip()
     if not text.startswith(target):
         return False
-    rest = text[len(target):]
+    rest = text[len(target) :]
     return not rest or not (rest[0].isalnum())
 
 
@@ -162,7 +171,9 @@ def negation_form(probe: Probe) -> str | None:
 
 def render(tokenizer, probe: Probe, prefix: str = "") -> list[int]:
     if probe.chat:
-        msgs = [m for q, a in probe.demos for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        msgs = [
+            m for q, a in probe.demos for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})
+        ]
         msgs.append({"role": "user", "content": prefix + probe.prompt})
         ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
@@ -219,13 +230,23 @@ class _Measuring:
         guesses = self._guesses(drafts)
         if guesses:
             keys = list(guesses)
-            for k, res in zip(keys, greedy_drafted(model, tokenizer, [list(k) for k in keys], [need[k] for k in keys],
-                                                   [guesses[k] for k in keys], batch_size)):
+            for k, res in zip(
+                keys,
+                greedy_drafted(
+                    model,
+                    tokenizer,
+                    [list(k) for k in keys],
+                    [need[k] for k in keys],
+                    [guesses[k] for k in keys],
+                    batch_size,
+                ),
+            ):
                 generated[k] = res
             need = {k: n for k, n in need.items() if k not in generated}
         short = [k for k, n in need.items() if n <= SHORT_GENERATION]
-        groups = ([(short, max(need[k] for k in short))] if short else []) + \
-            [([k], need[k]) for k, n in need.items() if n > SHORT_GENERATION]
+        groups = ([(short, max(need[k] for k in short))] if short else []) + [
+            ([k], need[k]) for k, n in need.items() if n > SHORT_GENERATION
+        ]
         for keys, n_new in groups:
             for k, res in zip(keys, greedy_with_first(model, tokenizer, [list(k) for k in keys], n_new, batch_size)):
                 generated[k] = res
@@ -241,8 +262,14 @@ class _Measuring:
             for tids in [new_ids] + ([true_ids] if true_ids else []) + ([self.answer_ids[pi]] if p.answer else []):
                 if len(tids) > 1 and (tuple(rendered[pi]), tuple(tids)) not in wanted:
                     wanted.append((tuple(rendered[pi]), tuple(tids)))
-        return dict(zip(wanted, score_continuations(self.model, [list(a) for a, _ in wanted],
-                                                    [list(b) for _, b in wanted], self.pad_id, self.batch_size)))
+        return dict(
+            zip(
+                wanted,
+                score_continuations(
+                    self.model, [list(a) for a, _ in wanted], [list(b) for _, b in wanted], self.pad_id, self.batch_size
+                ),
+            )
+        )
 
     def measure_one(self, p: Probe, ids: list[int], answer, generated: dict, forced: dict) -> Measure:
         """One probe's measure: its greedy text and top 5, then the True/False verdict or the targets' scores."""
@@ -268,9 +295,12 @@ class _Measuring:
         if p.answer:
             f["p_answer"] = score(answer)[0]
         return Measure(
-            greedy=text, top5=top5, top1_is_new=starts_with_target(text, fact.target_new),
+            greedy=text,
+            top5=top5,
+            top1_is_new=starts_with_target(text, fact.target_new),
             top1_is_true=starts_with_target(text, fact.target_true),
-            top1_is_answer=starts_with_target(text, p.answer) if p.answer else None, **f,
+            top1_is_answer=starts_with_target(text, p.answer) if p.answer else None,
+            **f,
         )
 
 
@@ -296,7 +326,9 @@ def measure(
     m = _Measuring(model, tokenizer, fact, probes, prefix, batch_size)
     generated = m.generate(drafts)
     forced = m.teacher_forced()
-    return [m.measure_one(p, ids, answer, generated, forced) for p, ids, answer in zip(probes, m.rendered, m.answer_ids)]
+    return [
+        m.measure_one(p, ids, answer, generated, forced) for p, ids, answer in zip(probes, m.rendered, m.answer_ids)
+    ]
 
 
 @dataclass(frozen=True)
@@ -309,8 +341,13 @@ class ProbeRow:
     def to_dict(self) -> dict:
         p = self.probe
         return {
-            "kind": p.kind, "prompt": p.prompt, "rule": p.rule, "answer": p.answer, "chat": p.chat,
-            "max_new_tokens": p.max_new_tokens, "demos": [list(d) for d in p.demos],
+            "kind": p.kind,
+            "prompt": p.prompt,
+            "rule": p.rule,
+            "answer": p.answer,
+            "chat": p.chat,
+            "max_new_tokens": p.max_new_tokens,
+            "demos": [list(d) for d in p.demos],
             "unedited": self.unedited.to_dict() if self.unedited else None,
             "before": self.before.to_dict() if self.before else None,
             "after": self.after.to_dict() if self.after else None,
@@ -333,9 +370,15 @@ class ProbeReport:
     factcheck: factcheck.Calibration | None = None  # how well the True/False probe reads on this model
 
     @classmethod
-    def of(cls, fact: Fact, probes: Sequence[Probe], unedited: Sequence[Measure | None] | None = None,
-           before: Sequence[Measure | None] | None = None, after: Sequence[Measure | None] | None = None,
-           **meta) -> "ProbeReport":
+    def of(
+        cls,
+        fact: Fact,
+        probes: Sequence[Probe],
+        unedited: Sequence[Measure | None] | None = None,
+        before: Sequence[Measure | None] | None = None,
+        after: Sequence[Measure | None] | None = None,
+        **meta,
+    ) -> ProbeReport:
         """The report of ``probes`` from up to three columns of measures, one per probe (a column
         not given is empty); ``meta``: model, method, edit_seconds, notes, factcheck."""
         columns = []
@@ -348,25 +391,44 @@ class ProbeReport:
         return cls(fact=fact, rows=tuple(ProbeRow(p, u, b, a) for p, u, b, a in zip(probes, *columns)), **meta)
 
     @classmethod
-    def from_dict(cls, d: dict, fact: Fact | None = None) -> "ProbeReport":
+    def from_dict(cls, d: dict, fact: Fact | None = None) -> ProbeReport:
         """The inverse of :meth:`to_dict` (a stored run's report)."""
-        probes = [Probe(p["kind"], p["prompt"], rule=p.get("rule"), answer=p.get("answer"), chat=bool(p.get("chat")),
-                        max_new_tokens=p.get("max_new_tokens", 8), demos=tuple(map(tuple, p.get("demos") or ())))
-                  for p in d["probes"]]
+        probes = [
+            Probe(
+                p["kind"],
+                p["prompt"],
+                rule=p.get("rule"),
+                answer=p.get("answer"),
+                chat=bool(p.get("chat")),
+                max_new_tokens=p.get("max_new_tokens", 8),
+                demos=tuple(map(tuple, p.get("demos") or ())),
+            )
+            for p in d["probes"]
+        ]
 
         def column(name):
             return [None if p.get(name) is None else Measure.from_dict(p[name]) for p in d["probes"]]
 
         cal = d.get("factcheck_calibration")
-        return cls.of(fact or Fact.from_dict(d["fact"]), probes, column("unedited"), column("before"), column("after"),
-                      model=d.get("model", ""), method=d.get("method"), edit_seconds=d.get("edit_seconds"),
-                      notes=d.get("notes"), factcheck=factcheck.Calibration.from_dict(cal) if cal else None)
+        return cls.of(
+            fact or Fact.from_dict(d["fact"]),
+            probes,
+            column("unedited"),
+            column("before"),
+            column("after"),
+            model=d.get("model", ""),
+            method=d.get("method"),
+            edit_seconds=d.get("edit_seconds"),
+            notes=d.get("notes"),
+            factcheck=factcheck.Calibration.from_dict(cal) if cal else None,
+        )
 
     def rows_of(self, kind: str) -> list[ProbeRow]:
         return [r for r in self.rows if r.probe.kind == kind]
 
     def summary(self, column: str = "after") -> dict:
         """The headline flags for one column (see docs: PP, PN, fact-check)."""
+
         def get(kind, rule=None):
             for r in self.rows_of(kind):
                 if rule is None or r.probe.rule == rule:
@@ -398,15 +460,19 @@ class ProbeReport:
         # only where the probe reads above chance on this model (editlab.measure.factcheck) and read this
         # fact before the edit; else None.
         out["new_target_survives_negation"] = bool(pos and neg and pos.prefers_new and neg.prefers_new)
-        out["factcheck_disagrees_with_completion"] = (bool(pos and pos.prefers_new and pairwise is False)
-                                                      if readable and reads_fact else None)
+        out["factcheck_disagrees_with_completion"] = (
+            bool(pos and pos.prefers_new and pairwise is False) if readable and reads_fact else None
+        )
         out.update(ablation_summary((r.probe.rule, getattr(r, column)) for r in self.rows_of("ablation")))
         return out
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "method": self.method, "fact": self.fact.to_dict(),
-            "edit_seconds": self.edit_seconds, "notes": list(self.notes),
+            "model": self.model,
+            "method": self.method,
+            "fact": self.fact.to_dict(),
+            "edit_seconds": self.edit_seconds,
+            "notes": list(self.notes),
             "factcheck_calibration": self.factcheck.to_dict() if self.factcheck else None,
             "summary": {c: self.summary(c) for c in COLUMNS if any(getattr(r, c) for r in self.rows)},
             "probes": [r.to_dict() for r in self.rows],
@@ -427,5 +493,7 @@ class ProbeReport:
                     continue
                 d = m.to_dict()
                 d["top5"] = ", ".join(f"{t!r}:{p:.3f}" for t, p in m.top5)
-                records.append({"probe": i, "kind": r.probe.kind, "prompt": r.probe.prompt, "rule": r.probe.rule, "column": c, **d})
+                records.append(
+                    {"probe": i, "kind": r.probe.kind, "prompt": r.probe.prompt, "rule": r.probe.rule, "column": c, **d}
+                )
         return pd.DataFrame.from_records(records)

@@ -6,10 +6,11 @@ fraction of those that equal the target's tokens, and its locality is the fracti
 the unedited model's (see docs/metrics.md). Built on :mod:`editlab.measure.probes`' tokenisation and batched
 forward pass, so prompts are tokenised exactly as the probes tokenise them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -32,11 +33,16 @@ class TokenPrediction:
         return sum(p == t for p, t in zip(self.predicted_ids, self.target_ids)) / len(self.target_ids)
 
     def to_dict(self) -> dict:
-        return {"prompt": self.prompt, "target": self.target, "target_ids": list(self.target_ids),
-                "predicted_ids": list(self.predicted_ids), "accuracy": self.accuracy}
+        return {
+            "prompt": self.prompt,
+            "target": self.target,
+            "target_ids": list(self.target_ids),
+            "predicted_ids": list(self.predicted_ids),
+            "accuracy": self.accuracy,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TokenPrediction":
+    def from_dict(cls, d: dict) -> TokenPrediction:
         return cls(d["prompt"], d["target"], tuple(d["target_ids"]), tuple(d["predicted_ids"]))
 
 
@@ -48,8 +54,9 @@ def agreement(after: TokenPrediction, reference: TokenPrediction) -> float:
 
 
 @torch.no_grad()
-def predict_tokens(model, tokenizer, queries: Sequence[tuple[str, str]], prefix: str = "",
-                   batch_size: int = 16) -> list[TokenPrediction]:
+def predict_tokens(
+    model, tokenizer, queries: Sequence[tuple[str, str]], prefix: str = "", batch_size: int = 16
+) -> list[TokenPrediction]:
     """Teacher-forced top-1 predictions for each ``(prompt, target)``; ``prefix`` is prepended to
     every prompt (in-context editing's demonstrations), as :func:`editlab.measure.probes.measure` does."""
     if not queries:
@@ -58,5 +65,7 @@ def predict_tokens(model, tokenizer, queries: Sequence[tuple[str, str]], prefix:
     prompts = [render(tokenizer, Probe("positive", p), prefix) for p, _ in queries]
     targets = [target_ids(tokenizer, t) for _, t in queries]
     scored = score_continuations(model, prompts, targets, pad_id, batch_size)
-    return [TokenPrediction(prompt, target, tuple(t_ids), tuple(int(x) for x in pred))
-            for (prompt, target), t_ids, (_, _, pred) in zip(queries, targets, scored)]
+    return [
+        TokenPrediction(prompt, target, tuple(t_ids), tuple(int(x) for x in pred))
+        for (prompt, target), t_ids, (_, _, pred) in zip(queries, targets, scored)
+    ]

@@ -22,6 +22,7 @@ the caller gives (``EditSession.state_key()``), or a digest of the current weigh
 
 Every hook goes through :mod:`editlab.model.nethook`; modules come from the architecture map.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,8 +31,8 @@ import json
 import math
 import time
 import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ class TraceResult:
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TraceResult":
+    def from_dict(cls, d: dict) -> TraceResult:
         names = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in names}
         kw["scores"] = {k: tuple(tuple(r) for r in v) for k, v in d["scores"].items()}
@@ -201,8 +202,17 @@ def window_layers(layer: int, n_layers: int, window: int) -> range:
 class _Tracer:
     """One prompt, one answer, one noise draw: runs clean, corrupted and restored passes."""
 
-    def __init__(self, handle, ids: list[int], subject_range: tuple[int, int], answer_ids: list[int],
-                 noise: float, samples: int, seed: int, batch_tokens: int):
+    def __init__(
+        self,
+        handle,
+        ids: list[int],
+        subject_range: tuple[int, int],
+        answer_ids: list[int],
+        noise: float,
+        samples: int,
+        seed: int,
+        batch_tokens: int,
+    ):
         self.handle = handle
         self.model = handle.model
         self.embed = handle.arch.embed
@@ -281,8 +291,12 @@ class _Tracer:
         return cache
 
     @torch.no_grad()
-    def restored(self, runs: Sequence[Mapping[str, Sequence[int]]], clean: Mapping[str, torch.Tensor],
-                 progress: Callable[[int], None] | None = None) -> list[float]:
+    def restored(
+        self,
+        runs: Sequence[Mapping[str, Sequence[int]]],
+        clean: Mapping[str, torch.Tensor],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[float]:
         """For each run ({module: tokens to restore}; {} = plain corrupted run), the answer's
         probability averaged over the noise samples. Runs are grouped by their first restored
         token, whose prefix comes from one shared corrupted cache."""
@@ -305,7 +319,9 @@ class _Tracer:
                         m = masks.setdefault(name, torch.zeros(S, R, T - first, dtype=torch.bool))
                         m[:, r, [t - first for t in toks]] = True
                 dev = self.handle.device
-                where = {n: tuple(x.to(dev) for x in m.view(S * R, -1).nonzero(as_tuple=True)) for n, m in masks.items()}
+                where = {
+                    n: tuple(x.to(dev) for x in m.view(S * R, -1).nonzero(as_tuple=True)) for n, m in masks.items()
+                }
                 corrupt = self._noise_edit(first, R)
 
                 def edit(output, name):
@@ -337,8 +353,10 @@ def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[i
         if not isinstance(answer, str):
             raise ValueError(f"the answer to trace must be text, got {type(answer).__name__}")
         if not visible(answer) or any(unicodedata.category(c) == "Cc" for c in answer.strip()):
-            raise ValueError("the answer to trace is empty, invisible or holds a control character: give the "
-                             "answer's text, or leave it out to trace the model's own next token")
+            raise ValueError(
+                "the answer to trace is empty, invisible or holds a control character: give the "
+                "answer's text, or leave it out to trace the model's own next token"
+            )
         current_limits().check("max_target_chars", len(answer), "the answer to trace")
         ids = target_ids(handle.tokenizer, answer)
         return handle.tokenizer.decode(ids), ids
@@ -349,10 +367,17 @@ def resolve_answer(handle, prompt: str, answer: str | None) -> tuple[str, list[i
     return handle.tokenizer.decode([tok]), [tok]
 
 
-def restored_probability(handle, prompt: str, subject: str, answer: str | None = None,
-                         restore: Mapping[str, Sequence[int]] | None = None, samples: int = DEFAULT_SAMPLES,
-                         noise: float | None = None, noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER,
-                         seed: int = 0) -> dict:
+def restored_probability(
+    handle,
+    prompt: str,
+    subject: str,
+    answer: str | None = None,
+    restore: Mapping[str, Sequence[int]] | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    noise: float | None = None,
+    noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER,
+    seed: int = 0,
+) -> dict:
     """One corrupted run with any set of states restored (``{module name: [token indices]}``).
 
     The primitive behind the maps (the reference code's ``trace_with_patch``). Returns
@@ -387,8 +412,13 @@ def trace_tokens(spec, n_prompt: int, subject_range: tuple[int, int]) -> list[in
     """Which prompt tokens to trace: ``None``/``"all"`` (every token from the subject on; earlier
     ones have no effect by causality), ``"subject"``, ``"subject_last"``, ``"last"`` or indices."""
     a, b = subject_range
-    named = {None: range(a, n_prompt), "all": range(a, n_prompt), "subject": range(a, b),
-             "subject_last": [b - 1], "last": [n_prompt - 1]}
+    named = {
+        None: range(a, n_prompt),
+        "all": range(a, n_prompt),
+        "subject": range(a, b),
+        "subject_last": [b - 1],
+        "last": [n_prompt - 1],
+    }
     if isinstance(spec, str) or spec is None:
         if spec not in named:
             raise ValueError(f"tokens={spec!r}: use 'all', 'subject', 'subject_last', 'last' or a list of indices")
@@ -399,8 +429,9 @@ def trace_tokens(spec, n_prompt: int, subject_range: tuple[int, int]) -> list[in
     return out
 
 
-def _checked_kinds(kinds, samples: int, window: int, noise: float | None, noise_multiplier: float,
-                   prompt: str) -> list[str]:
+def _checked_kinds(
+    kinds, samples: int, window: int, noise: float | None, noise_multiplier: float, prompt: str
+) -> list[str]:
     """Step 1: the maps asked for, after refusing settings that cannot be traced."""
     kinds = list(KINDS) if kinds in ("all", None) else [kinds] if isinstance(kinds, str) else list(dict.fromkeys(kinds))
     for k in kinds:
@@ -411,8 +442,10 @@ def _checked_kinds(kinds, samples: int, window: int, noise: float | None, noise_
     if window < 1:
         raise ValueError("window must be at least 1")
     if noise is not None and not (math.isfinite(noise) and noise > 0):
-        raise ValueError(f"noise {noise!r}: the noise std must be a positive number (or unset for "
-                         f"noise_multiplier × the embeddings' std)")
+        raise ValueError(
+            f"noise {noise!r}: the noise std must be a positive number (or unset for "
+            f"noise_multiplier × the embeddings' std)"
+        )
     if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
         raise ValueError(f"noise_multiplier {noise_multiplier!r}: must be a positive number (the reference uses 3)")
     limits = current_limits()
@@ -434,8 +467,17 @@ class _TraceJob:
         self.stored: dict[str, dict] = {}
         self.p_clean = self.p_corrupted = None
 
-    def locate(self, prompt: str, subject: str, answer: str | None, tokens, noise: float | None,
-               noise_multiplier: float, state_key: str | None, prefix: str) -> None:
+    def locate(
+        self,
+        prompt: str,
+        subject: str,
+        answer: str | None,
+        tokens,
+        noise: float | None,
+        noise_multiplier: float,
+        state_key: str | None,
+        prefix: str,
+    ) -> None:
         """Step 2: the subject's tokens, the traced rows, the answer, the noise std and the state key."""
         handle = self.handle
         subject_token_range(handle.tokenizer, prompt, subject)  # the subject must be in the prompt itself
@@ -451,9 +493,17 @@ class _TraceJob:
 
     def read_cache(self) -> dict[str, list[int]]:
         """Step 3: the rows already on disk for this state and these settings; returns the rows still to compute."""
-        self.base_key = dict(v=CACHE_VERSION, state=self.state_key, ids=self.ids, subject=list(self.rng),
-                             answer=self.answer_ids, samples=self.samples, noise=round(self.noise, 9),
-                             seed=self.seed, layers=self.n_layers)
+        self.base_key = dict(
+            v=CACHE_VERSION,
+            state=self.state_key,
+            ids=self.ids,
+            subject=list(self.rng),
+            answer=self.answer_ids,
+            samples=self.samples,
+            noise=round(self.noise, 9),
+            seed=self.seed,
+            layers=self.n_layers,
+        )
         self.folder = paths.cache_dir("trace") if self.cache else None
         for k in self.kinds:
             self.stored[k] = {}
@@ -472,8 +522,13 @@ class _TraceJob:
         window = self.window if kind != "residual" else None
         return self.folder / (paths.key_digest(kind=kind, window=window, **self.base_key) + ".json")
 
-    def compute(self, todo: dict[str, list[int]], batch_tokens: int, share_prefix: bool,
-                progress: Callable[[int, int, str], None] | None) -> None:
+    def compute(
+        self,
+        todo: dict[str, list[int]],
+        batch_tokens: int,
+        share_prefix: bool,
+        progress: Callable[[int, int, str], None] | None,
+    ) -> None:
         """Step 4: the clean and corrupted runs, then the missing rows of each map (stored to disk)."""
         handle, n_layers = self.handle, self.n_layers
         tr = _Tracer(handle, self.ids, self.rng, self.answer_ids, self.noise, self.samples, self.seed, batch_tokens)
@@ -484,6 +539,7 @@ class _TraceJob:
         all_runs = {k: _runs(handle, k, ts, self.window) for k, ts in todo.items()}
         total, done = sum(len(r) for r in all_runs.values()), 0
         for k, ts in todo.items():
+
             def tick(n, k=k):
                 nonlocal done
                 done += n
@@ -494,8 +550,12 @@ class _TraceJob:
             for i, t in enumerate(ts):
                 self.stored[k][t] = flat[i * n_layers : (i + 1) * n_layers]
             if self.folder is not None:
-                paths.atomic_write_bytes(self._path(k), json.dumps(
-                    {"rows": self.stored[k], "p_clean": self.p_clean, "p_corrupted": self.p_corrupted}).encode())
+                paths.atomic_write_bytes(
+                    self._path(k),
+                    json.dumps(
+                        {"rows": self.stored[k], "p_clean": self.p_clean, "p_corrupted": self.p_corrupted}
+                    ).encode(),
+                )
 
     def scores(self) -> dict[str, tuple]:
         """Step 5: each map as a token × layer grid over the prompt (``None`` where not traced)."""
@@ -504,21 +564,38 @@ class _TraceJob:
         for k in KINDS:
             if k in self.kinds:
                 # Before the subject the corrupted state equals the clean one: restoring changes nothing.
-                scores[k] = tuple(tuple([self.p_corrupted] * n_layers) if t < rng[0] else
-                                  tuple(stored[k][t]) if t in stored[k] and t in self.wanted else (None,) * n_layers
-                                  for t in range(self.skip, len(self.ids)))
+                scores[k] = tuple(
+                    tuple([self.p_corrupted] * n_layers)
+                    if t < rng[0]
+                    else tuple(stored[k][t])
+                    if t in stored[k] and t in self.wanted
+                    else (None,) * n_layers
+                    for t in range(self.skip, len(self.ids))
+                )
         return scores
 
     def result(self, prompt: str, subject: str, scores: dict, todo: dict, t0: float) -> TraceResult:
         """Step 6: the :class:`TraceResult`, with the prompt's tokens and ranges less the context."""
         tok, ids, rng, skip = self.handle.tokenizer, self.ids, self.rng, self.skip
         return TraceResult(
-            prompt=prompt, subject=subject, answer=self.answer_text, answer_ids=tuple(self.answer_ids),
-            tokens=tuple(tok.decode([i]) for i in ids[skip:]), subject_range=(rng[0] - skip, rng[1] - skip),
-            p_clean=float(self.p_clean), p_corrupted=float(self.p_corrupted), noise=self.noise,
-            samples=self.samples, window=self.window, seed=self.seed, n_layers=self.n_layers, scores=scores,
-            state_key=self.state_key or "", seconds=time.perf_counter() - t0,
-            cached_kinds=tuple(k for k in self.kinds if k not in todo), prefix_tokens=skip,
+            prompt=prompt,
+            subject=subject,
+            answer=self.answer_text,
+            answer_ids=tuple(self.answer_ids),
+            tokens=tuple(tok.decode([i]) for i in ids[skip:]),
+            subject_range=(rng[0] - skip, rng[1] - skip),
+            p_clean=float(self.p_clean),
+            p_corrupted=float(self.p_corrupted),
+            noise=self.noise,
+            samples=self.samples,
+            window=self.window,
+            seed=self.seed,
+            n_layers=self.n_layers,
+            scores=scores,
+            state_key=self.state_key or "",
+            seconds=time.perf_counter() - t0,
+            cached_kinds=tuple(k for k in self.kinds if k not in todo),
+            prefix_tokens=skip,
         )
 
 

@@ -26,6 +26,7 @@ an error, one that keeps every direction (P = I, no constraint) is said in the n
 session's method state (:class:`State`), one entry per edit (committed only when an edit succeeds;
 cleared by ``reset``); the session's undo calls :func:`forget`, which drops the undone edit's entry.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,25 +36,47 @@ from dataclasses import dataclass, field
 import torch
 
 from editlab.core import paths
-from editlab.model.handle import weights_digest
-from editlab.methods.templates import context_templates
 from editlab.methods.base import Capabilities, EditError, MethodContext
 from editlab.methods.keys import locate
-from editlab.methods.multilayer import (BatchHParams, compute_ks, covariances, default_layers, read_at, shortfall_note, spread,
-                         template_weights, touched, written_fraction)
+from editlab.methods.multilayer import (
+    BatchHParams,
+    compute_ks,
+    covariances,
+    default_layers,
+    read_at,
+    shortfall_note,
+    spread,
+    template_weights,
+    touched,
+    written_fraction,
+)
+from editlab.methods.templates import context_templates
 from editlab.methods.vstar import targets
+from editlab.model.handle import weights_digest
 
 NAME = "alphaedit"
 CAPABILITIES = Capabilities(batch=True, sequential_state=True, negation_objective=True)
 SCALE_FREE = "or use the scale-free rule, e.g. nullspace_energy=0.9"  # the remedy when 2e-2 misfits a model's key scale
 
-__all__ = ["NAME", "CAPABILITIES", "HParams", "State", "touched", "apply", "nullspace_basis", "protected_keys", "forget"]
+__all__ = [
+    "NAME",
+    "CAPABILITIES",
+    "HParams",
+    "State",
+    "touched",
+    "apply",
+    "nullspace_basis",
+    "protected_keys",
+    "forget",
+]
 
 
 @dataclass
 class HParams(BatchHParams):
     nullspace_threshold: float = 2e-2  # the reference's absolute eigenvalue threshold (EasyEdit's key)
-    nullspace_energy: float | None = None  # when set: scale-free rule, P removes the key subspace holding this share of E‖k‖²
+    nullspace_energy: float | None = (
+        None  # when set: scale-free rule, P removes the key subspace holding this share of E‖k‖²
+    )
     L2: float | None = None  # α in (P(KKᵀ + K_pK_pᵀ) + αI), absolute (EasyEdit's key, 10 there)
     l2_relative: float = 0.1  # when L2 is None: α = l2_relative × mean eigenvalue of C_l (scale-free)
 
@@ -63,7 +86,7 @@ class HParams(BatchHParams):
     }
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         fam = handle.arch.family
         hp = cls(layers=default_layers(handle))
         if fam == "gpt2":  # jianghoucheng/AlphaEdit gpt2-xl.json
@@ -75,8 +98,10 @@ class HParams(BatchHParams):
     def validate(self, handle=None) -> None:
         super().validate(handle)
         if self.nullspace_energy is not None and not 0.0 < self.nullspace_energy < 1.0:
-            raise ValueError("nullspace_energy must lie strictly between 0 and 1 (e.g. 0.9), or be unset "
-                             "for the absolute nullspace_threshold")
+            raise ValueError(
+                "nullspace_energy must lie strictly between 0 and 1 (e.g. 0.9), or be unset "
+                "for the absolute nullspace_threshold"
+            )
         if self.nullspace_energy is None and not (self.nullspace_threshold or 0) > 0:
             raise ValueError("nullspace_threshold must be positive (the reference uses 2e-2)")
         if self.L2 is not None and self.L2 < 0:
@@ -103,7 +128,9 @@ def choose_nullspace(eigenvalues: torch.Tensor, rule: str, value: float) -> torc
     return share <= (1.0 - value) + 1e-9  # tolerance for the rounding of the cumulative sum
 
 
-def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule: str, value: float) -> tuple[torch.Tensor, dict]:
+def nullspace_basis(
+    handle, layer: int, c: torch.Tensor, stats_ident: str, rule: str, value: float
+) -> tuple[torch.Tensor, dict]:
     """Û for one layer (d_in × kept), cached on disk under the model fingerprint.
 
     The cache key holds the model, layer, module, the statistics' identity and a digest of C itself,
@@ -112,8 +139,15 @@ def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule:
 
     c32 = c.detach().to("cpu", torch.float32).contiguous()
     digest = weights_digest([c32], length=16)
-    key = paths.key_digest(model=handle.fingerprint, layer=layer, module=handle.arch.mlp_out_proj(layer),
-                           stats=stats_ident, c=digest, rule=rule, value=value)
+    key = paths.key_digest(
+        model=handle.fingerprint,
+        layer=layer,
+        module=handle.arch.mlp_out_proj(layer),
+        stats=stats_ident,
+        c=digest,
+        rule=rule,
+        value=value,
+    )
     f = paths.cache_dir("nullspace", handle.fingerprint) / f"nullspace-L{layer}-{key}.safetensors"
     data = None
     if f.exists():
@@ -124,14 +158,21 @@ def nullspace_basis(handle, layer: int, c: torch.Tensor, stats_ident: str, rule:
     if data is None:
         e, v = torch.linalg.eigh(c32.double())  # ascending eigenvalues; C is symmetric PSD
         mask = choose_nullspace(e, rule, value)
-        data = {"basis": v[:, mask].float().contiguous(), "eigenvalues": e.float().contiguous(),
-                "mask": mask.to(torch.uint8).contiguous()}
+        data = {
+            "basis": v[:, mask].float().contiguous(),
+            "eigenvalues": e.float().contiguous(),
+            "mask": mask.to(torch.uint8).contiguous(),
+        }
         tmp = f.with_suffix(f".tmp{os.getpid()}")
         save_file(data, str(tmp), metadata={"rule": rule, "value": str(value), "stats": stats_ident})
         os.replace(tmp, f)
     e, mask = data["eigenvalues"].double().clamp_min(0), data["mask"].bool()
-    info = {"kept": int(mask.sum()), "of": int(mask.numel()), "rule": f"{rule} {value:g}",
-            "energy_in_nullspace": round(float(e[mask].sum() / e.sum().clamp_min(1e-30)), 5)}
+    info = {
+        "kept": int(mask.sum()),
+        "of": int(mask.numel()),
+        "rule": f"{rule} {value:g}",
+        "energy_in_nullspace": round(float(e[mask].sum() / e.sum().clamp_min(1e-30)), 5),
+    }
     return data["basis"], info
 
 
@@ -175,10 +216,15 @@ def _projections(handle, hp: HParams, ctx: MethodContext) -> tuple[dict, dict, d
         for layer in hp.layers:
             basis, info = nullspace_basis(handle, layer, cov[layer], ctx.info["stats_source"], rule, value)
             if info["kept"] == 0:
-                fix = (f"this model's keys are larger than the threshold assumes; raise nullspace_threshold, {SCALE_FREE}"
-                       if rule == "absolute" else "lower nullspace_energy, e.g. 0.9")
-                raise EditError(f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
-                                f"(no eigen-direction qualifies): {fix}")
+                fix = (
+                    f"this model's keys are larger than the threshold assumes; raise nullspace_threshold, {SCALE_FREE}"
+                    if rule == "absolute"
+                    else "lower nullspace_energy, e.g. 0.9"
+                )
+                raise EditError(
+                    f"AlphaEdit: the null space of layer {layer} is empty under rule {info['rule']} "
+                    f"(no eigen-direction qualifies): {fix}"
+                )
             b = basis.to(handle.device, torch.float64)
             proj[layer] = b @ b.T
             ns_info[layer] = info
@@ -223,13 +269,17 @@ def _note(ctx: MethodContext, hp: HParams, proj: dict, ns_info: dict, d_in: int,
     notes = []
     if proj:
         kept = [ns_info[l]["kept"] for l in hp.layers]
-        notes.append(f"AlphaEdit null space: {min(kept)}–{max(kept)} of {d_in} key directions kept "
-                     f"({ns_info[hp.layers[0]]['rule']}), holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
-                     f"of the keys' energy; {sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected")
+        notes.append(
+            f"AlphaEdit null space: {min(kept)}–{max(kept)} of {d_in} key directions kept "
+            f"({ns_info[hp.layers[0]]['rule']}), holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
+            f"of the keys' energy; {sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected"
+        )
         full = [l for l in hp.layers if ns_info[l]["kept"] == ns_info[l]["of"]]
         if full:
-            notes.append(f"the null space of layer(s) {full} is the whole key space under {ns_info[full[0]]['rule']} "
-                         f"(every eigenvalue qualifies: P = I, nothing preserved is protected); lower nullspace_threshold, {SCALE_FREE}")
+            notes.append(
+                f"the null space of layer(s) {full} is the whole key space under {ns_info[full[0]]['rule']} "
+                f"(every eigenvalue qualifies: P = I, nothing preserved is protected); lower nullspace_threshold, {SCALE_FREE}"
+            )
     weak = shortfall_note("AlphaEdit", infos)
     if weak:
         notes.append(weak)
@@ -267,6 +317,16 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     timings["update_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "AlphaEdit: done")
     _note(ctx, hp, proj, ns_info, d_in, grown, infos)
-    return {"targets": zs.cpu(), "z_module": z_module, "timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
-            "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()}, "key_dim": d_in, "kp_entry": entry,
-            "alpha": {l: round(a, 6) for l, a in alpha.items()}}
+    return {
+        "targets": zs.cpu(),
+        "z_module": z_module,
+        "timings": timings,
+        "facts": infos,
+        "layers": hp.layers,
+        "layer_updates": layers,
+        "templates": len(templates),
+        "protected_keys": {l: int(v.shape[0]) for l, v in grown.items()},
+        "key_dim": d_in,
+        "kp_entry": entry,
+        "alpha": {l: round(a, 6) for l, a in alpha.items()},
+    }

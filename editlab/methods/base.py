@@ -1,6 +1,7 @@
 """What every editing method shares: the contract a method module fulfils (:class:`EditMethod`,
 its :class:`Capabilities`), the HParams base (EasyEdit YAML compatible) and the context a method
 runs in (:class:`MethodContext`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,21 +11,41 @@ import functools
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Protocol, Sequence
+from typing import Any, ContextManager, Protocol
 
 from editlab.core import limits as _limits
 from editlab.core.bounded import check_tree, message, short
-from editlab.model.stats import EASYEDIT_TOKENS_PER_SAMPLE, EASYEDIT_TOKENS_PER_SAMPLE_SOURCE, easyedit_samples_to_tokens
 from editlab.methods.templates import context_templates
+from editlab.model.stats import (
+    EASYEDIT_TOKENS_PER_SAMPLE,
+    EASYEDIT_TOKENS_PER_SAMPLE_SOURCE,
+    easyedit_samples_to_tokens,
+)
 
 # EasyEdit keys that address modules or devices by name: editlab's architecture map and device
 # choice replace them, so they are accepted and reported as ignored rather than used.
 IGNORED_EASYEDIT_KEYS = {
-    "alg_name", "model_name", "device", "stats_dir", "model_parallel", "fp16", "bf16",
-    "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "ln_f_module",
-    "lm_head_module", "max_length", "batch_size", "archive", "results_dir", "inner_params",
+    "alg_name",
+    "model_name",
+    "device",
+    "stats_dir",
+    "model_parallel",
+    "fp16",
+    "bf16",
+    "rewrite_module_tmp",
+    "layer_module_tmp",
+    "mlp_module_tmp",
+    "attn_module_tmp",
+    "ln_f_module",
+    "lm_head_module",
+    "max_length",
+    "batch_size",
+    "archive",
+    "results_dir",
+    "inner_params",
 }
 
 
@@ -57,7 +78,9 @@ class LoadReport:
             out.append("ignored (editlab's architecture map / device choice replaces them): " + ", ".join(self.ignored))
         if self.unknown:
             # a key is any YAML scalar (`1: x`, `null: y`), of any length
-            out.append("unknown keys (not used): " + ", ".join(k if isinstance(k, str) else short(k) for k in self.unknown))
+            out.append(
+                "unknown keys (not used): " + ", ".join(k if isinstance(k, str) else short(k) for k in self.unknown)
+            )
         return [message(line) for line in out]
 
 
@@ -87,8 +110,10 @@ def _mom2_samples(value, data: dict) -> tuple[int, str]:
     """EasyEdit's ``mom2_n_samples`` (text samples of ``mom2_dataset``) -> editlab's ``mom2_n_tokens``."""
     n = whole_number("mom2_n_samples", value)
     tokens = easyedit_samples_to_tokens(n)
-    how = (f"mom2_n_samples {n:,} (text samples) -> mom2_n_tokens {tokens:,} "
-           f"(× {EASYEDIT_TOKENS_PER_SAMPLE:g} tokens per sample, {EASYEDIT_TOKENS_PER_SAMPLE_SOURCE})")
+    how = (
+        f"mom2_n_samples {n:,} (text samples) -> mom2_n_tokens {tokens:,} "
+        f"(× {EASYEDIT_TOKENS_PER_SAMPLE:g} tokens per sample, {EASYEDIT_TOKENS_PER_SAMPLE_SOURCE})"
+    )
     if str(data.get("mom2_dataset", "")).lower() == "wikipedia":
         how += "; EasyEdit's 'wikipedia' samples are whole articles, longer than that"
     return tokens, how
@@ -134,8 +159,10 @@ def _coerce(cls, name: str, value):
             raise ValueError
         return int(f)
     except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
-        raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a valid {declared} — "
-                         f"give a number{' or true/false' if 'bool' in kinds else ''}") from None
+        raise ValueError(
+            f"hyperparameter {name!r}: {short(value)} is not a valid {declared} — "
+            f"give a number{' or true/false' if 'bool' in kinds else ''}"
+        ) from None
 
 
 def coerce_numbers(hp, names: tuple[str, ...] | None = None) -> None:
@@ -146,7 +173,9 @@ def coerce_numbers(hp, names: tuple[str, ...] | None = None) -> None:
 
 
 def _field_types(cls) -> dict[str, str]:
-    return {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)) for f in fields(cls)}
+    return {
+        f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)) for f in fields(cls)
+    }
 
 
 class UnknownHParamsWarning(UserWarning):
@@ -200,13 +229,21 @@ LAYER = Range(lo=0)
 COMMON_RANGES: dict[str, Range] = {
     "layer": LAYER,
     "v_loss_layer": Range(lo=0, optional=True),
-    "v_num_grad_steps": STEPS, "num_steps": STEPS, "n_iter": STEPS, "steps": STEPS,
+    "v_num_grad_steps": STEPS,
+    "num_steps": STEPS,
+    "n_iter": STEPS,
+    "steps": STEPS,
     "batch_size": Range(lo=1),
-    "v_lr": POSITIVE, "lr": POSITIVE, "edit_lr": POSITIVE,
-    "v_weight_decay": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+    "v_lr": POSITIVE,
+    "lr": POSITIVE,
+    "edit_lr": POSITIVE,
+    "v_weight_decay": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
     "clamp_norm_factor": Range(lo=0, lo_open=True, why="the bound on ‖δ‖ relative to ‖v₀‖"),
     "kl_factor": NON_NEGATIVE,
-    "loss_stop": NON_NEGATIVE, "nll_stop": NON_NEGATIVE, "early_stop_loss": NON_NEGATIVE,
+    "loss_stop": NON_NEGATIVE,
+    "nll_stop": NON_NEGATIVE,
+    "early_stop_loss": NON_NEGATIVE,
     "mom2_n_tokens": Range(lo=1, why="tokens of the statistics corpus"),
     "negation_weight": Range(lo=0, why="0 = the published objective"),
     "negation_margin": Range(lo=0, why="nats by which the true target should beat the new one after \"not\""),
@@ -220,8 +257,11 @@ COMMON_RANGES: dict[str, Range] = {
     "dropout": Range(lo=0, hi=1, hi_open=True),
     "adaptive_threshold": Range(lo=0, hi=1, lo_open=True, hi_open=True),
     "p": Range(lo=0, hi=1, hi_open=True),
-    "lambda_old": NON_NEGATIVE, "lambda_new": NON_NEGATIVE, "lr_scale": POSITIVE,
-    "max_neurons": NON_NEGATIVE, "n_toks": Range(lo=1),
+    "lambda_old": NON_NEGATIVE,
+    "lambda_new": NON_NEGATIVE,
+    "lr_scale": POSITIVE,
+    "max_neurons": NON_NEGATIVE,
+    "n_toks": Range(lo=1),
     "k": NON_NEGATIVE,
     "seed": Range(lo=0, hi=2**32 - 1, why="a random seed"),
     "predicate_layer": Range(lo=0, optional=True, why="null = the edit layer"),
@@ -236,8 +276,9 @@ MAX_MAGNITUDE = 2**53
 
 
 def _out_of_range(name: str, value, must: str, why: str = "") -> ValueError:
-    return ValueError(f"hyperparameter {name!r}: {short(value)} is out of range — it must be {must}"
-                      + (f" ({why})" if why else ""))
+    return ValueError(
+        f"hyperparameter {name!r}: {short(value)} is out of range — it must be {must}" + (f" ({why})" if why else "")
+    )
 
 
 def _check_layers(name: str, value, optional: bool = True) -> None:
@@ -249,10 +290,14 @@ def _check_layers(name: str, value, optional: bool = True) -> None:
         return
     items = value if isinstance(value, (list, tuple)) else [value]
     if isinstance(value, (str, bytes, dict)):
-        raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a list of layer numbers — give e.g. [4, 5, 6]")
+        raise ValueError(
+            f"hyperparameter {name!r}: {short(value)} is not a list of layer numbers — give e.g. [4, 5, 6]"
+        )
     for v in items:
         if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
-            raise ValueError(f"hyperparameter {name!r}: {short(v)} in {short(value)} is not a layer number — give whole numbers, e.g. [4, 5, 6]")
+            raise ValueError(
+                f"hyperparameter {name!r}: {short(v)} in {short(value)} is not a layer number — give whole numbers, e.g. [4, 5, 6]"
+            )
         if v < 0:
             raise _out_of_range(name, value, "a list of layer numbers >= 0")
 
@@ -265,10 +310,15 @@ def _check_template_params(name: str, value, limits) -> None:
         raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a list of [length, count] pairs — {example}")
     total = 0
     for pair in value:
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)):
-            raise ValueError(f"hyperparameter {name!r}: {short(pair)} in {short(value)} is not a [length, count] pair of "
-                             f"whole numbers — {example}")
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)
+        ):
+            raise ValueError(
+                f"hyperparameter {name!r}: {short(pair)} in {short(value)} is not a [length, count] pair of "
+                f"whole numbers — {example}"
+            )
         length, n = pair
         if length < 1 or n < 1:
             raise _out_of_range(name, value, "pairs of a length >= 1 and a count >= 1")
@@ -294,8 +344,10 @@ def check_ranges(hp, limits=None) -> None:
         if name == "context_template_length_params":
             _check_template_params(name, value, limits)
         elif declared.startswith("list") and isinstance(value, (str, bytes)):
-            raise ValueError(f"hyperparameter {name!r}: {short(value)} is a string where a list is expected — "
-                             "give a list, e.g. [4, 5]")
+            raise ValueError(
+                f"hyperparameter {name!r}: {short(value)} is a string where a list is expected — "
+                "give a list, e.g. [4, 5]"
+            )
         if isinstance(value, str):
             limits.check("max_prompt_chars", len(value), f"hyperparameter {name!r}: {len(value):,} characters")
         if name == "layers":
@@ -308,15 +360,20 @@ def check_ranges(hp, limits=None) -> None:
                 continue
             raise _out_of_range(name, value, spec.describe(limits), spec.why)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"hyperparameter {name!r}: {short(value)} is not a number — it must be {spec.describe(limits)}")
+            raise ValueError(
+                f"hyperparameter {name!r}: {short(value)} is not a number — it must be {spec.describe(limits)}"
+            )
         if not spec.admits(value, limits):
-            must = spec.describe(limits) + (f", and at most {MAX_MAGNITUDE:,} in size"
-                                            if abs(value) > MAX_MAGNITUDE and spec.hi is None and not spec.limit else "")
+            must = spec.describe(limits) + (
+                f", and at most {MAX_MAGNITUDE:,} in size"
+                if abs(value) > MAX_MAGNITUDE and spec.hi is None and not spec.limit
+                else ""
+            )
             raise _out_of_range(name, value, must, spec.why)
 
 
 def unknown_message(cls, keys) -> str:
-    """"rome hyperparameters: unknown keys not used: 'v_lrr' (did you mean 'v_lr'?)"."""
+    """ "rome hyperparameters: unknown keys not used: 'v_lrr' (did you mean 'v_lr'?)"."""
     names = [f.name for f in fields(cls)] + list(cls.EASYEDIT_RENAMES)
     method = cls.__module__.rsplit(".", 1)[-1].replace("_", "-")
     keys, shown = list(keys), 20  # a file of another tool's settings may hold thousands
@@ -339,16 +396,17 @@ class HParamsBase:
     EASYEDIT_NOT_USED = {}
 
     @classmethod
-    def for_model(cls, handle) -> "HParamsBase":  # pragma: no cover - each method overrides
+    def for_model(cls, handle) -> HParamsBase:  # pragma: no cover - each method overrides
         return cls()
 
     @classmethod
-    def from_dict(cls, data: dict, handle=None) -> tuple["HParamsBase", LoadReport]:
+    def from_dict(cls, data: dict, handle=None) -> tuple[HParamsBase, LoadReport]:
         """Defaults for the model (if given), overridden by ``data``; returns what was not used
         (keys no field takes are also warned about, :class:`UnknownHParamsWarning`)."""
         if not isinstance(data, dict):
-            raise ValueError(f"hyperparameters: expected a mapping of names to values, got {type(data).__name__} "
-                             f"{short(data)}")
+            raise ValueError(
+                f"hyperparameters: expected a mapping of names to values, got {type(data).__name__} {short(data)}"
+            )
         check_tree(data, "hyperparameters")
         base = cls.for_model(handle) if handle is not None else cls()
         names = {f.name for f in fields(cls)}
@@ -383,7 +441,7 @@ class HParamsBase:
         return hp, report
 
     @classmethod
-    def from_yaml(cls, path: str | Path, handle=None) -> tuple["HParamsBase", LoadReport]:
+    def from_yaml(cls, path: str | Path, handle=None) -> tuple[HParamsBase, LoadReport]:
         from editlab.core.yamlfile import read_yaml_mapping
 
         return cls.from_dict(read_yaml_mapping(str(path)), handle)
@@ -394,6 +452,7 @@ class HParamsBase:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("validate")
         if own is not None and not getattr(own, "checks_ranges", False):
+
             @functools.wraps(own)
             def validate(self, handle=None):
                 check_ranges(self)
@@ -495,7 +554,7 @@ class EditMethod(Protocol):
 
     def touched(self, handle, hp: HParamsBase) -> list[str]: ...
 
-    def apply(self, handle, facts: Sequence, hp: HParamsBase, ctx: "MethodContext") -> dict | None: ...
+    def apply(self, handle, facts: Sequence, hp: HParamsBase, ctx: MethodContext) -> dict | None: ...
 
 
 class AttachingMethod(EditMethod, Protocol):
@@ -561,8 +620,10 @@ def check_method(module, name: str | None = None) -> None:
             problems.append(f"{fn}() does not take {n} arguments")
     for fn, flag in (("attach", caps.attaches), ("forget", caps.sequential_state)):
         if not flag and hasattr(module, fn):
-            problems.append(f"{fn}() is defined but CAPABILITIES does not declare "
-                            f"{'hooks or prompt' if fn == 'attach' else 'sequential_state'}, so it would never be called")
+            problems.append(
+                f"{fn}() is defined but CAPABILITIES does not declare "
+                f"{'hooks or prompt' if fn == 'attach' else 'sequential_state'}, so it would never be called"
+            )
     if problems:
         raise MethodContractError(f"editing method module {where}: " + "; ".join(problems))
 
@@ -605,15 +666,26 @@ def layer_covariances(handle, layers: list[int], hp, ctx: MethodContext) -> dict
     from editlab.model.stats import second_moments
     from editlab.model.stats_import import resolve_stats_corpus
 
-    corpus, note = resolve_stats_corpus(handle, hp.mom2_dataset, ctx.corpus, layers, hp.mom2_n_tokens, hp.mom2_dtype,
-                                        online=ctx.online, progress=ctx.progress, sample_corpus=ctx.sample_corpus)
+    corpus, note = resolve_stats_corpus(
+        handle,
+        hp.mom2_dataset,
+        ctx.corpus,
+        layers,
+        hp.mom2_n_tokens,
+        hp.mom2_dtype,
+        online=ctx.online,
+        progress=ctx.progress,
+        sample_corpus=ctx.sample_corpus,
+    )
     ctx.info["stats_source"] = corpus.label
     if note:
         ctx.info["stats_note"] = note
     return second_moments(handle, layers, corpus, hp.mom2_n_tokens, dtype=hp.mom2_dtype, progress=ctx.progress)
 
 
-def stats_and_templates(handle, hp, ctx: MethodContext, covariance: Callable[[], dict]) -> tuple[dict | None, list[str], dict]:
+def stats_and_templates(
+    handle, hp, ctx: MethodContext, covariance: Callable[[], dict]
+) -> tuple[dict | None, list[str], dict]:
     """The two preparations of the locate-then-edit methods, timed: the second-moment statistics
     (``covariance()``; C = I when ``hp.mom2_adjustment`` is off, said in ``ctx.info``) and the
     context templates k* is averaged over. Both are computed on the unedited model

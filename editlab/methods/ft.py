@@ -16,6 +16,7 @@ variants differ only in the loss L, i.e. EasyEdit's ``objective_optimization``:
 
 The modules ``ft_l`` and ``ft_m`` register the two names; this one holds the algorithm.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,17 @@ from torch.func import functional_call
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
 from editlab.methods.base import EditError, HParamsBase, MethodContext, coerce_numbers, whole_number
-from editlab.methods.teacher import (batch, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check,
-                      prompt_last_nll, target_nll)
+from editlab.methods.teacher import (
+    batch,
+    bleed_check,
+    bleed_note,
+    check_note,
+    control_tokens,
+    encode,
+    prompt_check,
+    prompt_last_nll,
+    target_nll,
+)
 
 OBJECTIVES = ("prompt_last", "target_new")
 
@@ -57,7 +67,10 @@ class FTHParams(HParamsBase):
     kl_factor: float = 0.0  # accepted for EasyEdit files; EasyEdit's FT ignores it, so must be 0 here
 
     EASYEDIT_RENAMES = {
-        "layers": lambda v: ("layers", [whole_number("layers", x) for x in (v if isinstance(v, (list, tuple)) else [v])]),
+        "layers": lambda v: (
+            "layers",
+            [whole_number("layers", x) for x in (v if isinstance(v, (list, tuple)) else [v])],
+        ),
     }
 
     def __post_init__(self):
@@ -72,7 +85,9 @@ class FTHParams(HParamsBase):
             for layer in self.layers:
                 handle.arch.mlp_out_proj(int(layer))  # raises a clear range error
         if self.objective_optimization not in OBJECTIVES:
-            raise ValueError(f"objective_optimization {short(self.objective_optimization)} is not one of {', '.join(OBJECTIVES)}")
+            raise ValueError(
+                f"objective_optimization {short(self.objective_optimization)} is not one of {', '.join(OBJECTIVES)}"
+            )
         if self.num_steps < 1:
             raise ValueError("num_steps must be at least 1")
         if self.lr <= 0:
@@ -92,7 +107,7 @@ def variant(name: str, objective: str, other: str, module: str):
         objective_optimization: str = objective
 
         @classmethod
-        def for_model(cls, handle) -> "HParams":
+        def for_model(cls, handle) -> HParams:
             return cls(layers=[default_layer(handle)])
 
         def validate(self, handle=None) -> None:
@@ -161,8 +176,12 @@ def ft_apply(name: str, handle, facts: list[Fact], hp: FTHParams, ctx: MethodCon
     ctx.report(hp.num_steps, hp.num_steps, f"{name}: done")
     result = {
         "timings": {"train_s": time.perf_counter() - t0},
-        "losses": losses, "steps": len(losses), "layers": [int(x) for x in hp.layers],
-        "objective": hp.objective_optimization, "max_abs_delta": deltas, "prompt_check": checks,
+        "losses": losses,
+        "steps": len(losses),
+        "layers": [int(x) for x in hp.layers],
+        "objective": hp.objective_optimization,
+        "max_abs_delta": deltas,
+        "prompt_check": checks,
         "bleed": bleed,
     }
     notes = [n for n in (check_note(name, checks), bleed_note(name, bleed)) if n]

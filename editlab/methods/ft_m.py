@@ -3,6 +3,7 @@ masked to the target tokens (EasyEdit's FT with ``objective_optimization: target
 
 The algorithm is in :mod:`editlab.methods.ft`; this module fixes the objective.
 """
+
 from __future__ import annotations
 
 from editlab.methods.base import Capabilities

@@ -20,6 +20,7 @@ Differences from EasyEdit's GRACE, on purpose: the query is matched per position
 forcing, batched probes and cached generation see the same adapter as training did, rather than a
 ``key_id`` left over from the last edit), and training runs with exactly the inference rule.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,10 @@ def _layer_from_inner_params(value):
     out_projs = {f["mlp_out_tmpl"].rsplit(".", 1)[-1] for f in FAMILIES.values()}
     parts = [p for p in name.split(".") if p not in ("weight", "bias")]
     if parts[-1] not in out_projs:
-        raise ValueError(f"inner_params {short(value)}: GRACE here wraps the MLP output projection "
-                         f"({', '.join(sorted(out_projs))}), not {parts[-1]!r}")
+        raise ValueError(
+            f"inner_params {short(value)}: GRACE here wraps the MLP output projection "
+            f"({', '.join(sorted(out_projs))}), not {parts[-1]!r}"
+        )
     return "layer", int(m.group(1))
 
 
@@ -81,7 +84,7 @@ class HParams(HParamsBase):
     EASYEDIT_RENAMES = {"inner_params": _layer_from_inner_params}
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         return cls(layer=default_layer(handle))
 
     def __post_init__(self):
@@ -93,7 +96,9 @@ class HParams(HParamsBase):
         if handle is not None:
             handle.arch.mlp_out_proj(self.layer)
         if self.dist_fn != "euc":
-            raise ValueError(f"dist_fn {short(self.dist_fn)} is not supported; GRACE here uses Euclidean distance ('euc')")
+            raise ValueError(
+                f"dist_fn {short(self.dist_fn)} is not supported; GRACE here uses Euclidean distance ('euc')"
+            )
         if self.val_init not in ("cold", "warm"):
             raise ValueError("val_init must be 'cold' or 'warm'")
         if self.val_train not in ("sgd", "adv"):
@@ -216,8 +221,9 @@ class Codebook:
         if not ids:
             return None
         b, t, d = h.shape
-        dist = torch.cdist(h.detach().float().reshape(1, b * t, d), keys.unsqueeze(0),
-                           compute_mode="donot_use_mm_for_euclid_dist").reshape(b, t, -1)
+        dist = torch.cdist(
+            h.detach().float().reshape(1, b * t, d), keys.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist"
+        ).reshape(b, t, -1)
         best, nearest = dist.min(-1)  # [b, t]
         hit = best <= eps[nearest]
         if not bool(hit.any()):
@@ -234,7 +240,11 @@ class Codebook:
             last_hit = torch.where(hit, pos, torch.full_like(pos, -1)).max(-1).values  # [b]
             row_hit = last_hit >= 0
             idx = nearest.gather(1, last_hit.clamp(min=0).unsqueeze(1)).expand(b, t)
-            mask = (pos <= last_hit.unsqueeze(1)) if self.replacement == "replace_prompt" else row_hit.unsqueeze(1).expand(b, t)
+            mask = (
+                (pos <= last_hit.unsqueeze(1))
+                if self.replacement == "replace_prompt"
+                else row_hit.unsqueeze(1).expand(b, t)
+            )
             mask = mask & row_hit.unsqueeze(1)
             chosen = idx
         repl = vals[chosen].to(out.dtype)  # [b, t, d_out]
@@ -257,8 +267,10 @@ def _codebook_on(handle, layer: int, replacement: str):
     book = _find_codebook(module)
     if book is not None:
         if book.replacement != replacement:
-            raise EditError(f"GRACE: layer {layer} already holds a codebook with replacement {book.replacement!r}; "
-                            f"a second one with {replacement!r} cannot share it")
+            raise EditError(
+                f"GRACE: layer {layer} already holds a codebook with replacement {book.replacement!r}; "
+                f"a second one with {replacement!r} cannot share it"
+            )
         yield book
         return
     book = Codebook(name, replacement)
@@ -282,7 +294,9 @@ def attach(handle, record):
     Yields '' (GRACE puts no text before the prompts)."""
     state = _record_state(record)
     with _codebook_on(handle, state["layer"], state["replacement"]) as book:
-        book.add(record.id, [Entry(**e) for e in state["entries"]], state.get("eps_overrides"), state.get("key_overrides"))
+        book.add(
+            record.id, [Entry(**e) for e in state["entries"]], state.get("eps_overrides"), state.get("key_overrides")
+        )
         try:
             yield ""
         finally:
@@ -373,12 +387,20 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     ctx.session_state = State(next_entry=edit.counter)
     ctx.report(len(facts), len(facts), "GRACE: done")
     state = {
-        "layer": hp.layer, "replacement": hp.replacement, "module": name,
+        "layer": hp.layer,
+        "replacement": hp.replacement,
+        "module": name,
         "entries": [{"id": e.id, "key": e.key, "value": e.value, "eps": e.eps, "label": e.label} for e in edit.entries],
-        "eps_overrides": edit.eps_over, "key_overrides": edit.key_over,
+        "eps_overrides": edit.eps_over,
+        "key_overrides": edit.key_over,
     }
-    result = {"timings": {"train_s": time.perf_counter() - t0}, "grace": state, "facts": details,
-              "prompt_check": checks, "codebook_size_added": len(edit.entries)}
+    result = {
+        "timings": {"train_s": time.perf_counter() - t0},
+        "grace": state,
+        "facts": details,
+        "prompt_check": checks,
+        "codebook_size_added": len(edit.entries),
+    }
     note = check_note(NAME, checks)
     if note:
         result["note"] = note
@@ -418,11 +440,19 @@ def _edit_one(handle, book: Codebook, name: str, fact: Fact, hp: HParams, edit: 
         edit.counter += 1
         sid = f"e{edit.counter}"
         old = book.entries[train_id]
-        entries.append(Entry(id=sid, key=book.key(train_id), value=new_value, eps=book.radius(train_id), label=old.label))
+        entries.append(
+            Entry(id=sid, key=book.key(train_id), value=new_value, eps=book.radius(train_id), label=old.label)
+        )
         eps_over[train_id] = -1.0  # the shadow replaces it while this record exists
     book.add(edit.owner, entries, eps_over, edit.key_over)
-    return {"subject": fact.subject, "entry": entries[-1].id, "steps": len(losses),
-            "losses": losses[:: max(1, len(losses) // 10)] + losses[-1:], "reused": reused, "eps": entries[-1].eps}
+    return {
+        "subject": fact.subject,
+        "entry": entries[-1].id,
+        "steps": len(losses),
+        "losses": losses[:: max(1, len(losses) // 10)] + losses[-1:],
+        "reused": reused,
+        "eps": entries[-1].eps,
+    }
 
 
 def _train_value(handle, book: Codebook, item, value: torch.Tensor, hp: HParams) -> list[float]:

@@ -32,6 +32,7 @@ them again; the later edits still in the session stay without demonstrations unt
 The context is the edited model for every evaluator alike: probes, token accuracy, general ability,
 muting and causal tracing all read it from ``EditSession.edited()``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,22 +50,56 @@ CAPABILITIES = Capabilities(batch=True, sequential_state=True, prompt=True)
 # (statement of a counterfactual new fact, copy prompt, new answer, paraphrase prompt,
 #  unrelated prompt, its unchanged answer)
 DEMOS = (
-    ("The Eiffel Tower is located in the city of", "Rome", "The Eiffel Tower can be found in the city of",
-     "The Louvre is located in the city of", "Paris"),
-    ("The mother tongue of Antoine Griezmann is", "Spanish", "Antoine Griezmann grew up speaking",
-     "The mother tongue of Emmanuel Macron is", "French"),
-    ("The iPhone was created by", "Nokia", "The company that makes the iPhone is",
-     "The Macintosh was created by", "Apple"),
-    ("Lionel Messi plays the position of", "goalkeeper", "On the pitch, Lionel Messi is a",
-     "Cristiano Ronaldo plays the position of", "forward"),
-    ("Toyota is headquartered in", "Germany", "The headquarters of Toyota are in",
-     "Honda is headquartered in", "Japan"),
-    ("Pablo Picasso was a citizen of", "Sweden", "Pablo Picasso held the citizenship of",
-     "Salvador Dali was a citizen of", "Spain"),
-    ("Albert Einstein worked in the field of", "chemistry", "The scientific field of Albert Einstein was",
-     "Isaac Newton worked in the field of", "physics"),
-    ("The capital of Australia is", "Sydney", "Australia's capital city is",
-     "The capital of Canada is", "Ottawa"),
+    (
+        "The Eiffel Tower is located in the city of",
+        "Rome",
+        "The Eiffel Tower can be found in the city of",
+        "The Louvre is located in the city of",
+        "Paris",
+    ),
+    (
+        "The mother tongue of Antoine Griezmann is",
+        "Spanish",
+        "Antoine Griezmann grew up speaking",
+        "The mother tongue of Emmanuel Macron is",
+        "French",
+    ),
+    (
+        "The iPhone was created by",
+        "Nokia",
+        "The company that makes the iPhone is",
+        "The Macintosh was created by",
+        "Apple",
+    ),
+    (
+        "Lionel Messi plays the position of",
+        "goalkeeper",
+        "On the pitch, Lionel Messi is a",
+        "Cristiano Ronaldo plays the position of",
+        "forward",
+    ),
+    (
+        "Toyota is headquartered in",
+        "Germany",
+        "The headquarters of Toyota are in",
+        "Honda is headquartered in",
+        "Japan",
+    ),
+    (
+        "Pablo Picasso was a citizen of",
+        "Sweden",
+        "Pablo Picasso held the citizenship of",
+        "Salvador Dali was a citizen of",
+        "Spain",
+    ),
+    (
+        "Albert Einstein worked in the field of",
+        "chemistry",
+        "The scientific field of Albert Einstein was",
+        "Isaac Newton worked in the field of",
+        "physics",
+    ),
+    ("The capital of Australia is", "Sydney", "Australia's capital city is", "The capital of Canada is", "Ottawa"),
 )
 # The mix: a quarter retain demonstrations first (farthest from the probe), then copy and update
 # alternating, so the demonstration nearest the new fact shows it being applied. Measured on
@@ -86,14 +121,16 @@ class HParams(HParamsBase):
     EASYEDIT_RENAMES = {}
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         return cls()
 
     def validate(self, handle=None) -> None:
         if self.k < 0:
             raise ValueError("k (the number of demonstrations) must be 0 or more")
         if self.k > MAX_K:
-            raise ValueError(f"k is at most {MAX_K}: the built-in demonstrations give that many distinct ones in this mix")
+            raise ValueError(
+                f"k is at most {MAX_K}: the built-in demonstrations give that many distinct ones in this mix"
+            )
 
 
 def touched(handle, hp: HParams) -> list[str]:
@@ -168,8 +205,14 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     # lines, also in the session's context, are left out of this check).
     checks = prompt_check(handle, facts, prefix=prefix if first else ctx.session_state.demonstrations + prefix)
     n_tokens = len(handle.tokenizer(prefix).input_ids)
-    result = {"prefix": prefix, "prefix_tokens": n_tokens, "demonstrations": hp.k if first and hp.use_icl_examples else 0,
-              "carries_demonstrations": first, "prompt_check": checks, "timings": {"build_s": time.perf_counter() - t0}}
+    result = {
+        "prefix": prefix,
+        "prefix_tokens": n_tokens,
+        "demonstrations": hp.k if first and hp.use_icl_examples else 0,
+        "carries_demonstrations": first,
+        "prompt_check": checks,
+        "timings": {"build_s": time.perf_counter() - t0},
+    }
     note = check_note(NAME, checks)
     if note:
         result["note"] = note

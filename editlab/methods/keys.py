@@ -1,4 +1,5 @@
 """Locating the subject in a prompt and reading a layer's key k and value v at its last token."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

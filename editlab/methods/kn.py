@@ -28,6 +28,7 @@ KN adds whole embedding vectors to weights: it is the bluntest method here and t
 the model under sequential edits. The edit's result on its own prompt is checked and reported in
 the record (``prompt_check``, ``note``), whatever it is.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,11 +38,11 @@ from dataclasses import dataclass
 import torch
 
 from editlab.facts.fact import Fact
-from editlab.model.nethook import Trace, TraceDict
-from editlab.model.tokens import target_ids
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, coerce_numbers
 from editlab.methods.keys import pad_batch
 from editlab.methods.teacher import bleed_check, bleed_note, check_note, control_tokens, prompt_check
+from editlab.model.nethook import Trace, TraceDict
+from editlab.model.tokens import target_ids
 
 NAME = "kn"
 CAPABILITIES = Capabilities()  # several facts: one after another
@@ -65,7 +66,7 @@ class HParams(HParamsBase):
     EASYEDIT_RENAMES = {}
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         return cls(layers=default_layers(handle))
 
     def __post_init__(self):
@@ -82,7 +83,9 @@ class HParams(HParamsBase):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be at least 1")
         if not 0 < self.adaptive_threshold < 1:
-            raise ValueError("adaptive_threshold must be in (0, 1): neurons above that fraction of the top score are kept")
+            raise ValueError(
+                "adaptive_threshold must be in (0, 1): neurons above that fraction of the top score are kept"
+            )
         if not 0 <= self.p < 1:
             raise ValueError("p (the sharing fraction for refine) must be in [0, 1)")
         if self.max_neurons < 0:
@@ -144,8 +147,9 @@ def integrated_gradients(handle, ids: list[int], token: int, layer: int, a: torc
     return a * grad_sum / hp.steps
 
 
-def attribution(handle, prompt: str, answer_ids: list[int], layers: list[int], hp: HParams,
-                progress=None) -> dict[int, torch.Tensor]:
+def attribution(
+    handle, prompt: str, answer_ids: list[int], layers: list[int], hp: HParams, progress=None
+) -> dict[int, torch.Tensor]:
     """Scores per layer for one prompt, averaged over the answer's tokens (teacher forced)."""
     base = list(handle.tokenizer(prompt).input_ids)
     scores = {l: torch.zeros(0) for l in layers}
@@ -203,16 +207,19 @@ def _old_answer(handle, fact: Fact, n: int) -> tuple[list[int], str]:
     return greedy_tokens(handle, fact.prompt, n), "the model's greedy answer"
 
 
-def _select_neurons(handle, fact: Fact, old_ids: list[int], layers: list[int], hp: HParams,
-                    ctx: MethodContext) -> list[tuple[int, int]]:
+def _select_neurons(
+    handle, fact: Fact, old_ids: list[int], layers: list[int], hp: HParams, ctx: MethodContext
+) -> list[tuple[int, int]]:
     """Attribute the old answer by integrated gradients on the prompt (and paraphrases when
     refining), keep the neurons above the threshold shared by enough prompts, at most ``max_neurons``."""
     prompts = [fact.prompt] + (list(fact.paraphrases) if hp.refine else [])
     per_prompt = []
     top_scores = {}
     for pi, prompt in enumerate(prompts):
+
         def progress(done, total, pi=pi):
             ctx.report(done, total, f"KN: integrated gradients for {fact.subject!r} (prompt {pi + 1}/{len(prompts)})")
+
         scores = attribution(handle, prompt, old_ids, layers, hp, progress)
         per_prompt.append(coarse_neurons(scores, hp.adaptive_threshold))
         if pi == 0:
@@ -223,13 +230,15 @@ def _select_neurons(handle, fact: Fact, old_ids: list[int], layers: list[int], h
     return neurons
 
 
-def _rewrite(handle, fact: Fact, neurons: list[tuple[int, int]], new_ids: list[int], old_ids: list[int],
-             hp: HParams) -> dict[int, torch.Tensor]:
+def _rewrite(
+    handle, fact: Fact, neurons: list[tuple[int, int]], new_ids: list[int], old_ids: list[int], hp: HParams
+) -> dict[int, torch.Tensor]:
     """Move each neuron's value vector towards the new answer's embedding and away from the old
     one's (sign-aware); returns the neurons' activations on the prompt."""
     acts = activations(handle, list(handle.tokenizer(fact.prompt).input_ids), sorted({l for l, _ in neurons}))
-    direction = hp.lr_scale * (hp.lambda_new * mean_embedding(handle, new_ids)
-                               - hp.lambda_old * mean_embedding(handle, old_ids))
+    direction = hp.lr_scale * (
+        hp.lambda_new * mean_embedding(handle, new_ids) - hp.lambda_old * mean_embedding(handle, old_ids)
+    )
     for layer, i in neurons:
         sign = 1.0
         if hp.sign_aware and float(acts[layer][i]) < 0:
@@ -249,7 +258,11 @@ def _note(details: list[dict], checks, bleed) -> str | None:
     notes = []
     empty = [d["subject"] for d in details if not d["neurons"]]
     if empty:
-        notes.append("KN found no neuron above the threshold for " + ", ".join(map(repr, empty)) + "; nothing was written for them")
+        notes.append(
+            "KN found no neuron above the threshold for "
+            + ", ".join(map(repr, empty))
+            + "; nothing was written for them"
+        )
     notes += [n for n in (check_note(NAME, checks), bleed_note(NAME, bleed)) if n]
     return "; ".join(notes) if notes else None
 
@@ -269,16 +282,26 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
             continue
         acts = _rewrite(handle, fact, neurons, new_ids, old_ids, hp)
         by_layer = collections.Counter(l for l, _ in neurons)
-        details.append({
-            "subject": fact.subject, "neurons": [list(n) for n in neurons], "n_neurons": len(neurons),
-            "by_layer": dict(sorted(by_layer.items())), "old_answer_from": old_source,
-            "negative_activations": sum(1 for l, i in neurons if float(acts[l][i]) < 0),
-        })
+        details.append(
+            {
+                "subject": fact.subject,
+                "neurons": [list(n) for n in neurons],
+                "n_neurons": len(neurons),
+                "by_layer": dict(sorted(by_layer.items())),
+                "old_answer_from": old_source,
+                "negative_activations": sum(1 for l, i in neurons if float(acts[l][i]) < 0),
+            }
+        )
     checks = prompt_check(handle, facts)
     bleed = bleed_check(handle, facts, controls)
     ctx.report(len(facts), len(facts), "KN: done")
-    result = {"timings": {"total_kn_s": time.perf_counter() - t0}, "facts": details, "prompt_check": checks,
-              "bleed": bleed, "layers_attributed": layers}
+    result = {
+        "timings": {"total_kn_s": time.perf_counter() - t0},
+        "facts": details,
+        "prompt_check": checks,
+        "bleed": bleed,
+        "layers_attributed": layers,
+    }
     note = _note(details, checks, bleed)
     if note:
         result["note"] = note

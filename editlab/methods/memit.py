@@ -17,6 +17,7 @@ rank-one write at the "not" token of its negated prompt into the last layer (:mo
 Step 2's keys and layer-by-layer writing are shared with AlphaEdit and PMET
 (:mod:`editlab.methods.multilayer`); MEMIT's own part is λ and the solve, :func:`memit_solver`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,11 +27,20 @@ from dataclasses import dataclass
 import torch
 
 from editlab.facts.fact import Fact
+from editlab.methods import predicate
 from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
 from editlab.methods.keys import locate
-from editlab.methods.multilayer import BatchHParams, Solver, covariances, default_layers, read_at, shortfall_note, spread, written_fraction
+from editlab.methods.multilayer import (
+    BatchHParams,
+    Solver,
+    covariances,
+    default_layers,
+    read_at,
+    shortfall_note,
+    spread,
+    written_fraction,
+)
 from editlab.methods.multilayer import touched as touched  # the contract's weights written: every W_l of the range
-from editlab.methods import predicate
 from editlab.methods.vstar import targets
 
 NAME = "memit"
@@ -59,7 +69,9 @@ def scaled_lambda(handle, layer: int) -> float:
 @dataclass
 class HParams(BatchHParams):
     mom2_update_weight: float = 15000.0  # λ in ΔW = R Kᵀ (λC + KKᵀ)⁻¹ (for_model scales it, see scaled_lambda)
-    negation_objective: str = "predicate"  # the default negation-aware form for MEMIT; or a v* term, vstar.NEGATION_OBJECTIVES
+    negation_objective: str = (
+        "predicate"  # the default negation-aware form for MEMIT; or a v* term, vstar.NEGATION_OBJECTIVES
+    )
     predicate_keep: int = 0  # negation_objective "predicate": hold this many other subjects' "not" keys fixed
 
     EXTRA_NEGATION_OBJECTIVES = (predicate.NAME,)
@@ -69,7 +81,7 @@ class HParams(BatchHParams):
         predicate.check_hparams(self)
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         fam = handle.arch.family
         hp = cls(layers=default_layers(handle))
         hp.mom2_update_weight = scaled_lambda(handle, hp.layers[0])
@@ -84,13 +96,19 @@ class HParams(BatchHParams):
 
 # ---- step 2: keys and the update ----------------------------------------------------------------
 
+
 def memit_solver(handle, cov: dict[int, torch.Tensor] | None, lam: float) -> Solver:
     def solve(i, layer, k, resid):
         # ΔW = R Kᵀ (λC + KKᵀ)⁻¹, with K as columns; A is symmetric so ΔWᵀ = A⁻¹ K Rᵀ.
         d_in = k.shape[1]
-        c = cov[layer].to(k.device, torch.float64) if cov is not None else torch.eye(d_in, dtype=torch.float64, device=k.device)
+        c = (
+            cov[layer].to(k.device, torch.float64)
+            if cov is not None
+            else torch.eye(d_in, dtype=torch.float64, device=k.device)
+        )
         a = lam * c + k.T @ k
         return (torch.linalg.solve(a, k.T) @ resid).T.float()
+
     return solve
 
 
@@ -99,28 +117,55 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     z_module = handle.arch.layer(hp.layers[-1])  # the residual stream after the last edit layer
     predicate_on = predicate.wanted(hp)
     t0 = time.perf_counter()
-    z_lists, infos = targets(handle, facts, dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp, ctx,
-                             templates, [z_module], "MEMIT")
+    z_lists, infos = targets(
+        handle,
+        facts,
+        dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp,
+        ctx,
+        templates,
+        [z_module],
+        "MEMIT",
+    )
     zs = torch.stack([z[0] for z in z_lists])
     timings["targets_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     plain = [locate(handle.tokenizer, "{}", f.prompt, f.subject) for f in facts]
     before = read_at(handle, z_module, plain, "output")
-    layers = spread(handle, facts, hp, ctx, templates, z_module, zs, memit_solver(handle, cov, hp.mom2_update_weight),
-                    lambda i: len(hp.layers) - i, "MEMIT")
+    layers = spread(
+        handle,
+        facts,
+        hp,
+        ctx,
+        templates,
+        z_module,
+        zs,
+        memit_solver(handle, cov, hp.mom2_update_weight),
+        lambda i: len(hp.layers) - i,
+        "MEMIT",
+    )
     for info, w in zip(infos, written_fraction(handle, facts, z_module, zs, before)):
         info["written"] = w
     timings["update_s"] = time.perf_counter() - t0
     if predicate_on:  # the published batch write stands; then one predicate write per fact into the last layer
         t0, last = time.perf_counter(), hp.layers[-1]
         for i, (fact, info) in enumerate(zip(facts, infos)):
-            ctx.report(i, len(facts), f"MEMIT: the predicate write for {fact.subject!r} (the key at 'not', layer {last})")
-            info["predicate"] = predicate.write(handle, fact, templates, hp, cov[last] if cov is not None else None, last,
-                                                "MEMIT")
+            ctx.report(
+                i, len(facts), f"MEMIT: the predicate write for {fact.subject!r} (the key at 'not', layer {last})"
+            )
+            info["predicate"] = predicate.write(
+                handle, fact, templates, hp, cov[last] if cov is not None else None, last, "MEMIT"
+            )
         timings["predicate_s"] = time.perf_counter() - t0
     ctx.report(len(facts), len(facts), "MEMIT: done")
     note = " ".join(n for n in (shortfall_note("MEMIT", infos), predicate.skipped_note("MEMIT", infos)) if n)
     if note:
         ctx.info["note"] = note
-    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
-            "targets": zs.cpu(), "z_module": z_module}
+    return {
+        "timings": timings,
+        "facts": infos,
+        "layers": hp.layers,
+        "layer_updates": layers,
+        "templates": len(templates),
+        "targets": zs.cpu(),
+        "z_module": z_module,
+    }

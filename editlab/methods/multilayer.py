@@ -11,20 +11,28 @@ The target z (step 1 of each method) comes from :mod:`editlab.methods.vstar`; ea
 file (:mod:`~editlab.methods.memit`, :mod:`~editlab.methods.alphaedit`, :mod:`~editlab.methods.pmet`)
 reads top to bottom as its paper's algorithm and calls these.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
-from editlab.model.nethook import Trace
-from editlab.methods.templates import STARTS
-from editlab.methods.base import MOM2_SAMPLES, EditError, LocateEditHParams, MethodContext, coerce_numbers, layer_covariances
-from editlab.methods.keys import Located, locate, pad_batch
 from editlab.methods import vstar
+from editlab.methods.base import (
+    MOM2_SAMPLES,
+    EditError,
+    LocateEditHParams,
+    MethodContext,
+    coerce_numbers,
+    layer_covariances,
+)
+from editlab.methods.keys import Located, locate, pad_batch
+from editlab.methods.templates import STARTS
+from editlab.model.nethook import Trace
 
 CHUNK = 64  # sequences per forward pass when reading keys
 
@@ -34,7 +42,8 @@ def default_layers(handle) -> list[int]:
     28, Llama-class 4–8 of 32 (EasyEdit's llama/qwen/mistral files)."""
     n = handle.arch.n_layers
     lo, hi = {"gpt2": (13 / 48, 17 / 48), "gptj": (3 / 28, 8 / 28), "gpt_neox": (3 / 28, 8 / 28)}.get(
-        handle.arch.family, (4 / 32, 8 / 32))
+        handle.arch.family, (4 / 32, 8 / 32)
+    )
     a, b = round(lo * n), round(hi * n)
     b = min(max(a, b), n - 1)
     return list(range(min(a, b), b + 1))
@@ -97,7 +106,7 @@ def read_at(handle, module: str, located: list[Located], what: str = "input") ->
     """The input (``what="input"``) or output of ``module`` at each text's subject token, float32."""
     out = []
     for i in range(0, len(located), CHUNK):
-        part = located[i: i + CHUNK]
+        part = located[i : i + CHUNK]
         ids, mask = pad_batch([l.ids for l in part], handle.tokenizer.pad_token_id, handle.device)
         with Trace(handle.model, module, retain_input=what == "input", retain_output=what == "output", stop=True) as t:
             handle.model(input_ids=ids, attention_mask=mask)
@@ -133,8 +142,18 @@ def add_to_weight(handle, layer: int, upd: torch.Tensor) -> None:
 Solver = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def spread(handle, facts: Sequence[Fact], hp: BatchHParams, ctx: MethodContext, templates: list[str],
-           z_module: str, zs: torch.Tensor, solve: Solver, divisor: Callable[[int], float], name: str) -> list[dict]:
+def spread(
+    handle,
+    facts: Sequence[Fact],
+    hp: BatchHParams,
+    ctx: MethodContext,
+    templates: list[str],
+    z_module: str,
+    zs: torch.Tensor,
+    solve: Solver,
+    divisor: Callable[[int], float],
+    name: str,
+) -> list[dict]:
     """Write the targets layer by layer (Alg. 1, lines 6–13): for layer i of the range, keys K on
     the model edited so far, residual R = (z − current) / divisor(i), ΔW = solve(i, layer, K, R)."""
     tok = handle.tokenizer
@@ -150,8 +169,13 @@ def spread(handle, facts: Sequence[Fact], hp: BatchHParams, ctx: MethodContext, 
         if not torch.isfinite(upd).all():
             raise EditError(f"{name}: the update for layer {layer} is not finite")
         add_to_weight(handle, layer, upd)
-        out.append({"layer": layer, "residual_norm": round(float(resid.norm(dim=1).mean()), 4),
-                    "update_norm": round(float(upd.norm()), 4)})
+        out.append(
+            {
+                "layer": layer,
+                "residual_norm": round(float(resid.norm(dim=1).mean()), 4),
+                "update_norm": round(float(upd.norm()), 4),
+            }
+        )
     return out
 
 
@@ -168,7 +192,11 @@ def shortfall_note(name: str, infos: list[dict]) -> str | None:
     weak = [i for i in infos if i.get("written", 1.0) < 0.5 or i["z_prob"] < 0.5]
     if not weak:
         return None
-    items = ", ".join(f"{i['subject']!r} (target P {i['z_prob']:.2f}, written {i.get('written', 1.0):.0%})" for i in weak[:5])
+    items = ", ".join(
+        f"{i['subject']!r} (target P {i['z_prob']:.2f}, written {i.get('written', 1.0):.0%})" for i in weak[:5]
+    )
     more = f" and {len(weak) - 5} more" if len(weak) > 5 else ""
-    return (f"{name}: for {len(weak)} of {len(infos)} fact(s) the optimised target was weak or only partly written "
-            f"into the weights: {items}{more}; check the probes")
+    return (
+        f"{name}: for {len(weak)} of {len(infos)} fact(s) the optimised target was weak or only partly written "
+        f"into the weights: {items}{more}; check the probes"
+    )

@@ -14,6 +14,7 @@ The √ spreading (instead of MEMIT's 1/(|R| − i)) follows the paper and EasyE
 As there, the NLL weight drops to a tenth once the target is the argmax everywhere, and the
 optimisation then stops when the KL term is small.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,16 @@ from editlab.core.bounded import short
 from editlab.methods.base import Capabilities, MethodContext, stats_and_templates
 from editlab.methods.keys import locate
 from editlab.methods.memit import memit_solver, scaled_lambda
-from editlab.methods.multilayer import (BatchHParams, covariances, default_layers, read_at, shortfall_note, spread, touched,
-                         written_fraction)
+from editlab.methods.multilayer import (
+    BatchHParams,
+    covariances,
+    default_layers,
+    read_at,
+    shortfall_note,
+    spread,
+    touched,
+    written_fraction,
+)
 from editlab.methods.vstar import targets
 
 NAME = "pmet"
@@ -50,11 +59,14 @@ class HParams(BatchHParams):
 
     EASYEDIT_RENAMES = {
         **BatchHParams.EASYEDIT_RENAMES,
-        "rewrite_module_tmps": lambda v: ("rewrite_modules", [_block_kind(t) for t in (v if isinstance(v, (list, tuple)) else [v])]),
+        "rewrite_module_tmps": lambda v: (
+            "rewrite_modules",
+            [_block_kind(t) for t in (v if isinstance(v, (list, tuple)) else [v])],
+        ),
     }
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         fam = handle.arch.family
         hp = cls(layers=default_layers(handle), clamp_norm_factor=1.0, v_num_grad_steps=20, v_weight_decay=0.5)
         hp.mom2_update_weight = scaled_lambda(handle, hp.layers[0])  # as MEMIT: λ relative to d_in
@@ -71,7 +83,8 @@ class HParams(BatchHParams):
         if kinds != ["mlp"]:
             raise ValueError(
                 f"rewrite_modules {short(value)} is not supported: PMET optimises the attention and MLP outputs jointly "
-                "but updates only the MLP weights (as the paper does); use ['mlp']")
+                "but updates only the MLP weights (as the paper does); use ['mlp']"
+            )
         if self.nll_loss_factor <= 0:
             raise ValueError("nll_loss_factor must be positive")
 
@@ -82,8 +95,17 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     last = hp.layers[-1]
     attn_site, mlp_site = handle.arch.attn_out_proj(last), handle.arch.mlp_out_proj(last)
     t0 = time.perf_counter()
-    z_lists, infos = targets(handle, facts, hp, ctx, templates, [attn_site, mlp_site], "PMET",
-                             nll_factor=hp.nll_loss_factor, adaptive_nll=True)
+    z_lists, infos = targets(
+        handle,
+        facts,
+        hp,
+        ctx,
+        templates,
+        [attn_site, mlp_site],
+        "PMET",
+        nll_factor=hp.nll_loss_factor,
+        adaptive_nll=True,
+    )
     zs = torch.stack([z[1] for z in z_lists])  # the MLP targets; the attention δ is not written
     timings["targets_s"] = time.perf_counter() - t0
 
@@ -91,8 +113,18 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     plain = [locate(handle.tokenizer, "{}", f.prompt, f.subject) for f in facts]
     before = read_at(handle, mlp_site, plain, "output")
     n = len(hp.layers)
-    layers = spread(handle, facts, hp, ctx, templates, mlp_site, zs, memit_solver(handle, cov, hp.mom2_update_weight),
-                    lambda i: math.sqrt(n - i), "PMET")
+    layers = spread(
+        handle,
+        facts,
+        hp,
+        ctx,
+        templates,
+        mlp_site,
+        zs,
+        memit_solver(handle, cov, hp.mom2_update_weight),
+        lambda i: math.sqrt(n - i),
+        "PMET",
+    )
     for info, w in zip(infos, written_fraction(handle, facts, mlp_site, zs, before)):
         info["written"] = w
     timings["update_s"] = time.perf_counter() - t0
@@ -100,5 +132,12 @@ def apply(handle, facts: list, hp: HParams, ctx: MethodContext) -> dict:
     note = shortfall_note("PMET", infos)
     if note:
         ctx.info["note"] = note
-    return {"timings": timings, "facts": infos, "layers": hp.layers, "layer_updates": layers, "templates": len(templates),
-            "targets": zs.cpu(), "z_module": mlp_site}
+    return {
+        "timings": timings,
+        "facts": infos,
+        "layers": hp.layers,
+        "layer_updates": layers,
+        "templates": len(templates),
+        "targets": zs.cpu(),
+        "z_module": mlp_site,
+    }

@@ -13,6 +13,7 @@ the new one after "not":
 Positive sentences have no "not" token: they see this write only through their keys' overlap with
 u. Its reach into other subjects' negated sentences is measured by ``benchmarks/negation.py``.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,19 +21,34 @@ import re
 import torch
 
 from editlab.facts.fact import Fact
-from editlab.model.nethook import Trace, TraceDict
-from editlab.model.tokens import target_ids
 from editlab.methods.base import EditError
 from editlab.methods.keys import Located, locate, pad_batch, read_kv
 from editlab.methods.multilayer import add_to_weight
 from editlab.methods.vstar import with_delta
+from editlab.model.nethook import Trace, TraceDict
+from editlab.model.tokens import target_ids
 
 NAME = "predicate"
 
 # Subjects put into the fact's own negated prompt to read other subjects' keys at "not" (predicate_keep).
-OTHER_SUBJECTS = ("John Smith", "Maria Garcia", "Tokyo", "the United Nations", "Mozart", "Toyota", "the Amazon River",
-                  "Albert Einstein", "Barcelona", "Apple", "Queen Victoria", "Brazil", "Pablo Picasso", "Nokia", "the Nile",
-                  "Angela Merkel")
+OTHER_SUBJECTS = (
+    "John Smith",
+    "Maria Garcia",
+    "Tokyo",
+    "the United Nations",
+    "Mozart",
+    "Toyota",
+    "the Amazon River",
+    "Albert Einstein",
+    "Barcelona",
+    "Apple",
+    "Queen Victoria",
+    "Brazil",
+    "Pablo Picasso",
+    "Nokia",
+    "the Nile",
+    "Angela Merkel",
+)
 
 
 def site(tokenizer, template: str, fact: Fact) -> Located | None:
@@ -51,11 +67,15 @@ def site(tokenizer, template: str, fact: Fact) -> Located | None:
 def _negated_sites(tok, fact: Fact, templates: list[str]) -> list:
     """The negated prompt p⁻ after every template, located at its "not" token."""
     if not fact.target_true:
-        raise EditError(f"{fact.subject!r}: the predicate write needs the fact's true target (o_c must beat o* after 'not')")
+        raise EditError(
+            f"{fact.subject!r}: the predicate write needs the fact's true target (o_c must beat o* after 'not')"
+        )
     located = [site(tok, t, fact) for t in templates]
     if located[0] is None:
-        raise EditError(f"{fact.prompt!r} is already negated or has no grammatical negation: "
-                        "there is no 'not' token for the predicate write")
+        raise EditError(
+            f"{fact.prompt!r} is already negated or has no grammatical negation: "
+            "there is no 'not' token for the predicate write"
+        )
     return located
 
 
@@ -89,8 +109,9 @@ class _NegatedBatch:
         return self._target_lp(logp, self.at_true, self.n_true) - self._target_lp(logp, self.at_new, self.n_new)
 
 
-def _optimise_delta(model, module: str, batch: _NegatedBatch, z0: torch.Tensor, hp, margin: float,
-                    fact: Fact) -> tuple[torch.Tensor, list[float], list[float]]:
+def _optimise_delta(
+    model, module: str, batch: _NegatedBatch, z0: torch.Tensor, hp, margin: float, fact: Fact
+) -> tuple[torch.Tensor, list[float], list[float]]:
     """δ by Adam on L(δ), clamped to ``clamp_norm_factor`` · ‖z0‖; stops once every template's gap
     reaches m; returns δ, the losses and the worst gaps per step."""
     n = batch.n
@@ -99,15 +120,26 @@ def _optimise_delta(model, module: str, batch: _NegatedBatch, z0: torch.Tensor, 
     losses, gaps = [], []
     for step in range(hp.v_num_grad_steps):
         opt.zero_grad()
-        with torch.enable_grad(), TraceDict(model, [module], retain_output=False,
-                                            edit_output=lambda out, name: with_delta(out, batch.rows, batch.cols, delta.expand(2 * n, -1))):
+        with (
+            torch.enable_grad(),
+            TraceDict(
+                model,
+                [module],
+                retain_output=False,
+                edit_output=lambda out, name: with_delta(out, batch.rows, batch.cols, delta.expand(2 * n, -1)),
+            ),
+        ):
             logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             gap = batch.gap(logp)
-            loss = hp.negation_weight * torch.nn.functional.softplus(margin - gap).mean() \
+            loss = (
+                hp.negation_weight * torch.nn.functional.softplus(margin - gap).mean()
                 + hp.v_weight_decay * delta.norm() / z0.norm() ** 2
+            )
         if not torch.isfinite(loss):
-            raise EditError(f"{fact.subject!r}: the predicate write's optimisation diverged at step {step} (loss {loss.item()})")
+            raise EditError(
+                f"{fact.subject!r}: the predicate write's optimisation diverged at step {step} (loss {loss.item()})"
+            )
         losses.append(round(loss.item(), 4))
         worst = float(gap.detach().min())
         gaps.append(round(worst, 4))
@@ -145,9 +177,16 @@ def compute_z(handle, fact: Fact, templates: list[str], hp, module: str) -> tupl
     z0 = hidden[0, located[0].index].detach().float()
     margin = float(getattr(hp, "negation_margin", 0.0))
     delta, losses, gaps = _optimise_delta(model, module, batch, z0, hp, margin, fact)
-    info = {"z_steps": len(losses), "z_losses": losses[-3:], "loss_curve": losses, "min_gap": gaps[-1],
-            "reached_margin": gaps[-1] >= margin, "delta_norm": round(float(delta.detach().norm()), 4),
-            "z0_norm": round(float(z0.norm()), 4), "not_token": tok.decode([located[0].ids[located[0].index]])}
+    info = {
+        "z_steps": len(losses),
+        "z_losses": losses[-3:],
+        "loss_curve": losses,
+        "min_gap": gaps[-1],
+        "reached_margin": gaps[-1] >= margin,
+        "delta_norm": round(float(delta.detach().norm()), 4),
+        "z0_norm": round(float(z0.norm()), 4),
+        "not_token": tok.decode([located[0].ids[located[0].index]]),
+    }
     return (z0 + delta).detach(), info
 
 
@@ -169,7 +208,9 @@ def write(handle, fact: Fact, templates: list[str], hp, c: torch.Tensor | None, 
     module = handle.arch.mlp_out_proj(layer)
     located = [site(handle.tokenizer, t, fact) for t in templates]
     if located[0] is None:
-        return {"skipped": "the prompt is already negated, or has no grammatical negation: there is no negation to write"}
+        return {
+            "skipped": "the prompt is already negated, or has no grammatical negation: there is no negation to write"
+        }
     k_n = read_kv(handle, module, located)[0].mean(0)
     held = other_not_keys(handle, fact, module, getattr(hp, "predicate_keep", 0))
     u = keep_apart(k_n, held, c)
@@ -187,8 +228,10 @@ def other_not_keys(handle, fact: Fact, module: str, n: int) -> torch.Tensor:
     """The keys at "not" of the fact's negated prompt with its subject replaced by ``n`` of
     :data:`OTHER_SUBJECTS` ([n, d]; [0, d] for n = 0): what the write must leave alone."""
     others = [o for o in OTHER_SUBJECTS if o.lower() != fact.subject.lower()][: max(0, n)]
-    located = [site(handle.tokenizer, "{}", Fact(o, fact.prompt.replace(fact.subject, o), fact.target_new, fact.target_true))
-               for o in others]
+    located = [
+        site(handle.tokenizer, "{}", Fact(o, fact.prompt.replace(fact.subject, o), fact.target_new, fact.target_true))
+        for o in others
+    ]
     located = [at for at in located if at is not None]
     return read_kv(handle, module, located)[0] if located else torch.zeros(0, 0)
 
@@ -216,5 +259,11 @@ def check_hparams(hp) -> None:
 
 def skipped_note(name: str, details: list[dict]) -> str | None:
     """A sentence for the user naming the facts that got the published write alone, and why."""
-    skipped = [f"{d['subject']!r} ({d['predicate']['skipped']})" for d in details if "skipped" in d.get("predicate", {})]
-    return f"{name}: the predicate write was skipped, only the published write made, for {'; '.join(skipped)}" if skipped else None
+    skipped = [
+        f"{d['subject']!r} ({d['predicate']['skipped']})" for d in details if "skipped" in d.get("predicate", {})
+    ]
+    return (
+        f"{name}: the predicate write was skipped, only the published write made, for {'; '.join(skipped)}"
+        if skipped
+        else None
+    )

@@ -14,6 +14,7 @@ as published and adds a second rank-one write at the predicate (by default into 
 the key at the "not" token of the negated prompt ("... is not"), averaged over the context templates,
 gets the value that makes the true target beat the new one after "not" (:mod:`.predicate`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,9 +25,18 @@ import torch
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
-from editlab.methods.base import (MOM2_SAMPLES, Capabilities, Convert, EditError, LocateEditHParams, MethodContext, layer_covariances, stats_and_templates,
-                   whole_number)
 from editlab.methods import predicate, vstar
+from editlab.methods.base import (
+    MOM2_SAMPLES,
+    Capabilities,
+    Convert,
+    EditError,
+    LocateEditHParams,
+    MethodContext,
+    layer_covariances,
+    stats_and_templates,
+    whole_number,
+)
 from editlab.methods.keys import locate, read_kv
 
 NAME = "rome"
@@ -46,8 +56,10 @@ def _one_layer(value, data) -> tuple[int, str]:
     """EasyEdit's ``layers`` (a list; its ROME writes each listed layer in turn) -> ``layer``."""
     layers = list(value) if isinstance(value, (list, tuple)) else [value]
     if len(layers) != 1:
-        raise ValueError(f"layers {short(value)}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
-                         "layer; give one (e.g. [5]), or use MEMIT to spread an edit over a range of layers")
+        raise ValueError(
+            f"layers {short(value)}: EasyEdit's ROME writes each listed layer in turn, editlab's ROME one "
+            "layer; give one (e.g. [5]), or use MEMIT to spread an edit over a range of layers"
+        )
     layer = whole_number("layers", layers[0])
     return layer, f"layers {short(value)} -> layer {layer} (the one layer ROME writes)"
 
@@ -55,8 +67,10 @@ def _one_layer(value, data) -> tuple[int, str]:
 def _loss_at_output(value, data) -> tuple[None, str]:
     """EasyEdit's (and the reference's) ROME takes the loss from the model's logits whatever
     ``v_loss_layer`` says (it only names a module to trace): editlab's None, the model's output."""
-    return None, (f"v_loss_layer {short(value)} -> v_loss_layer None (the model's output logits, where EasyEdit's "
-                  "ROME reads the loss whatever v_loss_layer says)")
+    return None, (
+        f"v_loss_layer {short(value)} -> v_loss_layer None (the model's output logits, where EasyEdit's "
+        "ROME reads the loss whatever v_loss_layer says)"
+    )
 
 
 @dataclass
@@ -64,7 +78,9 @@ class HParams(LocateEditHParams):
     layer: int = 5
     negation_objective: str = "predicate"  # ROME's negation-aware form; or a v* term (vstar.NEGATION_OBJECTIVES)
     predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)
-    predicate_keep: int = 0  # the predicate write: hold this many other subjects' "not" keys fixed (predicate.OTHER_SUBJECTS)
+    predicate_keep: int = (
+        0  # the predicate write: hold this many other subjects' "not" keys fixed (predicate.OTHER_SUBJECTS)
+    )
 
     EASYEDIT_RENAMES = {
         "layers": Convert("layer", _one_layer),
@@ -73,10 +89,11 @@ class HParams(LocateEditHParams):
     }
 
     @classmethod
-    def for_model(cls, handle) -> "HParams":
+    def for_model(cls, handle) -> HParams:
         gpt2 = handle.arch.family == "gpt2"
-        return cls(layer=default_layer(handle), v_weight_decay=0.5 if gpt2 else 1e-3,
-                   v_num_grad_steps=20 if gpt2 else 25)
+        return cls(
+            layer=default_layer(handle), v_weight_decay=0.5 if gpt2 else 1e-3, v_num_grad_steps=20 if gpt2 else 25
+        )
 
     def validate(self, handle=None) -> None:
         if handle is not None:
@@ -84,8 +101,10 @@ class HParams(LocateEditHParams):
         if self.fact_token != "subject_last":
             raise ValueError(f"fact_token {short(self.fact_token)} is not supported; ROME here uses 'subject_last'")
         if handle is not None and self.v_loss_layer not in (None, handle.arch.n_layers - 1):
-            raise ValueError(f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
-                             "i.e. the model's own output, is supported")
+            raise ValueError(
+                f"v_loss_layer {self.v_loss_layer}: only the last layer ({handle.arch.n_layers - 1}), "
+                "i.e. the model's own output, is supported"
+            )
         vstar.check_hparams(self, extra_objectives=(predicate.NAME,))
         if handle is not None and self.predicate_layer is not None:
             handle.arch.mlp_out_proj(self.predicate_layer)  # raises a clear range error
@@ -120,8 +139,15 @@ def compute_u(k_star: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
     return (u / u.norm()).float()
 
 
-def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
-              ctx: MethodContext | None = None, module: str | None = None) -> tuple[torch.Tensor, dict]:
+def compute_v(
+    handle,
+    fact: Fact,
+    layer: int,
+    templates: list[str],
+    hp: HParams,
+    ctx: MethodContext | None = None,
+    module: str | None = None,
+) -> tuple[torch.Tensor, dict]:
     """v* = v0 + δ: the MLP output at the subject's last token that makes the model say target_new
     (eq. 4), from the optimiser ROME shares with MEMIT, AlphaEdit and PMET (:mod:`.vstar`): δ is
     added to the output of ``module`` (default: the layer's MLP output projection) in every
@@ -134,8 +160,14 @@ def compute_v(handle, fact: Fact, layer: int, templates: list[str], hp: HParams,
     zs, infos = vstar.compute_zs(handle, [fact], templates, hp, [module], progress=progress)
     info = infos[0]
     v_star = zs[0][0]
-    return v_star, {"v_losses": info["z_losses"], "v_steps": info["z_steps"], "v_prob": info["z_prob"],
-                    "delta_norm": info["delta_norms"][0], "v0_norm": info["z0_norms"][0], "v_path": info["path"]}
+    return v_star, {
+        "v_losses": info["z_losses"],
+        "v_steps": info["z_steps"],
+        "v_prob": info["z_prob"],
+        "delta_norm": info["delta_norms"][0],
+        "v0_norm": info["z0_norms"][0],
+        "v_path": info["path"],
+    }
 
 
 def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
@@ -146,7 +178,9 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
     c = cov[hp.layer] if cov is not None else None
     module = handle.arch.mlp_out_proj(hp.layer)
     weight = handle.weight(module)
-    subject_hp = dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp  # the subject's write stays published
+    subject_hp = (
+        dataclasses.replace(hp, negation_weight=0.0) if predicate_on else hp
+    )  # the subject's write stays published
     details = []
     for i, fact in enumerate(facts):
         ctx.report(i, len(facts), f"ROME: computing k* and v* for {fact.subject!r}")
@@ -164,10 +198,18 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
         with torch.no_grad():
             w32 = weight.float() + (upd.T if handle.arch.conv1d else upd).to(weight.device)
             weight.copy_(w32.to(weight.dtype))
-        detail = {"subject": fact.subject, "update_norm": float(upd.norm()), **vinfo, "k": k.cpu(), "v_star": v_star.cpu()}
+        detail = {
+            "subject": fact.subject,
+            "update_norm": float(upd.norm()),
+            **vinfo,
+            "k": k.cpu(),
+            "v_star": v_star.cpu(),
+        }
         if predicate_on:
             ctx.report(i, len(facts), f"ROME: the predicate write for {fact.subject!r} (the key at 'not')")
-            detail["predicate"] = predicate.write(handle, fact, templates, hp, cov[p_layer] if cov is not None else None, p_layer)
+            detail["predicate"] = predicate.write(
+                handle, fact, templates, hp, cov[p_layer] if cov is not None else None, p_layer
+            )
         details.append(dict(detail, seconds=time.perf_counter() - t0))
     note = predicate.skipped_note("ROME", details)
     if note:

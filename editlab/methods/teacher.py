@@ -3,6 +3,7 @@
 Tokenisation follows the probes exactly (``tokenizer(prompt).input_ids + target_ids(target)``), so
 the loss a method minimises is computed on the same tokens the efficacy probe later scores.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ import torch
 
 from editlab.facts.fact import Fact
 from editlab.measure.probes import Probe, measure
-from editlab.model.tokens import target_ids
 from editlab.methods.keys import pad_batch
+from editlab.model.tokens import target_ids
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,17 @@ def prompt_check(handle, facts: list[Fact], prefix: str = "") -> list[dict]:
     (per-token geometric mean, teacher forced). Run on the model as it is now."""
     out = []
     for fact in facts:
-        m = measure(handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt, max_new_tokens=1)], prefix=prefix)[0]
-        out.append({
-            "subject": fact.subject, "p_new": m.p_new, "p_true": m.p_true,
-            "success": None if m.p_true is None else bool(m.p_new > m.p_true),
-        })
+        m = measure(
+            handle.model, handle.tokenizer, fact, [Probe("positive", fact.prompt, max_new_tokens=1)], prefix=prefix
+        )[0]
+        out.append(
+            {
+                "subject": fact.subject,
+                "p_new": m.p_new,
+                "p_true": m.p_true,
+                "success": None if m.p_true is None else bool(m.p_new > m.p_true),
+            }
+        )
     return out
 
 
@@ -115,8 +122,10 @@ def bleed_check(handle, facts: list[Fact], before: list[int], prefix: str = "") 
 def bleed_note(method: str, bleed: dict) -> str | None:
     if not bleed["hijacked"]:
         return None
-    return (f"{method}: the new answer became the next token after {len(bleed['hijacked'])} of {bleed['prompts']} "
-            f"unrelated control prompts (e.g. {bleed['hijacked'][0]!r}): the edit leaks into unrelated text")
+    return (
+        f"{method}: the new answer became the next token after {len(bleed['hijacked'])} of {bleed['prompts']} "
+        f"unrelated control prompts (e.g. {bleed['hijacked'][0]!r}): the edit leaks into unrelated text"
+    )
 
 
 def check_note(method: str, checks: list[dict]) -> str | None:
@@ -125,5 +134,7 @@ def check_note(method: str, checks: list[dict]) -> str | None:
     if not failed:
         return None
     names = ", ".join(repr(c["subject"]) for c in failed)
-    return (f"{method}: after the edit target_new is still less likely than target_true on the edit prompt "
-            f"for {len(failed)} of {len(checks)} fact(s) ({names}); the edit did not take there")
+    return (
+        f"{method}: after the edit target_new is still less likely than target_true on the edit prompt "
+        f"for {len(failed)} of {len(checks)} fact(s) ({names}); the edit did not take there"
+    )

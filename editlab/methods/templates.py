@@ -13,6 +13,7 @@ own ROME samples from "<|endoftext|>" instead of the start words; lengths count 
 Generated once per (model, lengths, seed) and cached on disk: re-generating them on every edit is
 what made the reference ROME the slowest method.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ VERSION = 2
 def context_templates(handle, length_params=((10, 5),), seed: int = 0) -> list[str]:
     """``["{}"] + [prefix + ". {}"]``: per (length, n), n // 5 (at least 1) prefixes per start word,
     each ``length`` tokens long including the start word."""
-    key = paths.key_digest(model=handle.fingerprint, params=[list(p) for p in length_params], seed=seed,
-                           version=VERSION)
+    key = paths.key_digest(
+        model=handle.fingerprint, params=[list(p) for p in length_params], seed=seed, version=VERSION
+    )
     f = paths.cache_dir("templates") / f"{key}.json"
     if f.exists():
         return json.loads(f.read_text())
@@ -64,14 +66,21 @@ def prefix_ids(handle, starts: list[str], length: int) -> list[list[int]]:
     ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, e in enumerate(enc):  # left padding for generation
-        ids[i, width - len(e):] = torch.tensor(e)
-        mask[i, width - len(e):] = 1
+        ids[i, width - len(e) :] = torch.tensor(e)
+        mask[i, width - len(e) :] = 1
     # One batch for all start words: each row samples the longest budget, then keeps its own (later
     # tokens cannot change earlier ones). min_new_tokens keeps an end-of-text token from ending a
     # row early: the reference never stops before the length either.
     new = max(budgets)
     gen = model.generate(
-        input_ids=ids.to(handle.device), attention_mask=mask.to(handle.device), do_sample=True, top_k=5,
-        temperature=1.0, top_p=None, max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id,
+        input_ids=ids.to(handle.device),
+        attention_mask=mask.to(handle.device),
+        do_sample=True,
+        top_k=5,
+        temperature=1.0,
+        top_p=None,
+        max_new_tokens=new,
+        min_new_tokens=new,
+        pad_token_id=tok.pad_token_id,
     )
-    return [e + gen[i, width: width + b].tolist() for i, (e, b) in enumerate(zip(enc, budgets))]
+    return [e + gen[i, width : width + b].tolist() for i, (e, b) in enumerate(zip(enc, budgets))]

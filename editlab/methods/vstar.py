@@ -40,22 +40,23 @@ Many facts are optimised together (up to ``max_rows`` prompts per forward pass) 
 each has its own δ, loss and stopping step, and Adam is element-wise, so the result is the
 one-fact-at-a-time optimisation of the reference, only faster.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
+from editlab.methods.base import EditError, MethodContext
+from editlab.methods.keys import locate, pad_batch
 from editlab.model.handle import cache_kwargs, output_cache
 from editlab.model.nethook import Trace, TraceDict
 from editlab.model.tokens import target_ids
-from editlab.methods.base import EditError, MethodContext
-from editlab.methods.keys import locate, pad_batch
 
 Progress = Callable[[int, int, str], None]
 
@@ -102,8 +103,9 @@ def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
         raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
 
 
-def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False,
-               two_sided: bool = False) -> _Rows:
+def _fact_rows(
+    handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False, two_sided: bool = False
+) -> _Rows:
     tok = handle.tokenizer
     tids = target_ids(tok, fact.target_new)
     rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
@@ -116,17 +118,38 @@ def _fact_rows(handle, fact: Fact, templates: list[str], negation: bool, contras
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
     both = neg if true_ids else []
     positive = rows if true_ids and two_sided else []
-    seqs = [list(r.ids) + tids[:-1] for r in rows] + [list(kl.ids)] + [list(r.ids) + tids[:-1] for r in neg] + \
-        [list(r.ids) + true_ids[:-1] for r in both + positive]
+    seqs = (
+        [list(r.ids) + tids[:-1] for r in rows]
+        + [list(kl.ids)]
+        + [list(r.ids) + tids[:-1] for r in neg]
+        + [list(r.ids) + true_ids[:-1] for r in both + positive]
+    )
     located = rows + [kl] + neg + both + positive
-    return _Rows(seqs=tuple(map(tuple, seqs)), lookup=tuple(l.index for l in located), n_rewrite=len(rows),
-                 n_negated=len(neg), n_prompt=tuple(len(l.ids) for l in located), target=tuple(tids),
-                 n_contrast=len(both), true_target=tuple(true_ids), n_positive_true=len(positive))
+    return _Rows(
+        seqs=tuple(map(tuple, seqs)),
+        lookup=tuple(l.index for l in located),
+        n_rewrite=len(rows),
+        n_negated=len(neg),
+        n_prompt=tuple(len(l.ids) for l in located),
+        target=tuple(tids),
+        n_contrast=len(both),
+        true_target=tuple(true_ids),
+        n_positive_true=len(positive),
+    )
 
 
-def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: Sequence[str],
-               nll_factor: float = 1.0, adaptive_nll: bool = False, max_rows: int = 64,
-               progress: Progress | None = None, fast: bool | None = None) -> tuple[list[list[torch.Tensor]], list[dict]]:
+def compute_zs(
+    handle,
+    facts: Sequence[Fact],
+    templates: list[str],
+    hp,
+    sites: Sequence[str],
+    nll_factor: float = 1.0,
+    adaptive_nll: bool = False,
+    max_rows: int = 64,
+    progress: Progress | None = None,
+    fast: bool | None = None,
+) -> tuple[list[list[torch.Tensor]], list[dict]]:
     """z_s = v0_s + δ_s for every fact and site s (see the module docstring for the loss).
 
     ``hp`` carries v_num_grad_steps, v_lr, v_weight_decay, clamp_norm_factor, kl_factor, loss_stop,
@@ -140,25 +163,40 @@ def compute_zs(handle, facts: Sequence[Fact], templates: list[str], hp, sites: S
     objective = hp.negation_objective
     if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
         raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
-    rows = [_fact_rows(handle, f, templates, negation, contrast=objective in ("contrast", "two-sided"),
-                       two_sided=objective == "two-sided") for f in facts]
+    rows = [
+        _fact_rows(
+            handle,
+            f,
+            templates,
+            negation,
+            contrast=objective in ("contrast", "two-sided"),
+            two_sided=objective == "two-sided",
+        )
+        for f in facts
+    ]
     per = max(len(r.seqs) for r in rows)
     size = max(1, max_rows // per)
-    size = -(-len(facts) // -(-len(facts) // size))  # as many groups as needed, of even size (10 facts: 5 + 5, not 9 + 1)
+    size = -(
+        -len(facts) // -(-len(facts) // size)
+    )  # as many groups as needed, of even size (10 facts: 5 + 5, not 9 + 1)
     # Facts whose text after the subject is similarly long share a pass (less padding).
     order = sorted(range(len(facts)), key=lambda i: max(len(q) - l for q, l in zip(rows[i].seqs, rows[i].lookup)))
     zs, infos = [None] * len(facts), [None] * len(facts)
     for g in range(0, len(facts), size):
-        part = order[g: g + size]
-        label = (f"target vectors for facts {g + 1}–{min(g + size, len(facts))} of {len(facts)}" if len(facts) > 1
-                 else "target vector")
+        part = order[g : g + size]
+        label = (
+            f"target vectors for facts {g + 1}–{min(g + size, len(facts))} of {len(facts)}"
+            if len(facts) > 1
+            else "target vector"
+        )
 
         def step_progress(step, total, loss, _g=g, _label=label):
             if progress:
                 progress(_g, len(facts), f"{_label}: step {step + 1} of at most {total}, loss {loss:.3f}")
 
-        z, info = _Group(handle, [facts[i] for i in part], [rows[i] for i in part], hp, sites, nll_factor,
-                         adaptive_nll, fast).optimise(step_progress)
+        z, info = _Group(
+            handle, [facts[i] for i in part], [rows[i] for i in part], hp, sites, nll_factor, adaptive_nll, fast
+        ).optimise(step_progress)
         for i, zi, ii in zip(part, z, info):
             zs[i], infos[i] = zi, ii
     return zs, infos
@@ -173,15 +211,24 @@ def _negation_term(new_lp: torch.Tensor, true_lp: torch.Tensor | None, margin: f
     return torch.nn.functional.softplus(margin + new_lp.mean(1) - true_lp.mean(1)).mean()
 
 
-def compute_z(handle, fact: Fact, templates: list[str], hp, sites: Sequence[str],
-              nll_factor: float = 1.0, adaptive_nll: bool = False, fast: bool | None = None) -> tuple[list[torch.Tensor], dict]:
+def compute_z(
+    handle,
+    fact: Fact,
+    templates: list[str],
+    hp,
+    sites: Sequence[str],
+    nll_factor: float = 1.0,
+    adaptive_nll: bool = False,
+    fast: bool | None = None,
+) -> tuple[list[torch.Tensor], dict]:
     """One fact's targets (see :func:`compute_zs`)."""
     zs, infos = compute_zs(handle, [fact], templates, hp, sites, nll_factor, adaptive_nll, fast=fast)
     return zs[0], infos[0]
 
 
-def targets(handle, facts, hp, ctx: MethodContext, templates, sites, name: str,
-            **kw) -> tuple[list[list[torch.Tensor]], list[dict]]:
+def targets(
+    handle, facts, hp, ctx: MethodContext, templates, sites, name: str, **kw
+) -> tuple[list[list[torch.Tensor]], list[dict]]:
     """:func:`compute_zs` with progress reported through the method context as ``"{name}: ..."``."""
     progress = (lambda d, t, stage: ctx.report(d, t, f"{name}: {stage}")) if ctx.progress else None
     return compute_zs(handle, facts, templates, hp, sites, progress=progress, **kw)
@@ -222,8 +269,8 @@ class _Passes:
         mask = torch.zeros_like(ids)
         for r, (seq, o) in enumerate(zip(seqs, offset)):
             if o:
-                ids[r, width - o:] = torch.tensor(seq[:o])
-                mask[r, width - o:] = 1
+                ids[r, width - o :] = torch.tensor(seq[:o])
+                mask[r, width - o :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
         with torch.no_grad():
@@ -255,9 +302,13 @@ class _Passes:
             kwargs = dict(cache_kwargs(model, cache), position_ids=pos, use_cache=True)
         else:
             ids, mask = pad_batch(seqs, pad, dev)
-        layout = dict(rows=torch.arange(len(seqs), device=dev),
-                      lookup=torch.tensor([l - o for l, o in zip(lookup, offset)], device=dev),
-                      owner=torch.tensor(owner, device=dev), first=first, offset=offset)
+        layout = dict(
+            rows=torch.arange(len(seqs), device=dev),
+            lookup=torch.tensor([l - o for l, o in zip(lookup, offset)], device=dev),
+            owner=torch.tensor(owner, device=dev),
+            first=first,
+            offset=offset,
+        )
         hook = lambda output, name: edit(output, name, layout)  # noqa: E731
         ctx = torch.enable_grad() if grad else torch.no_grad()
         late = cached and self.start > 0
@@ -265,8 +316,13 @@ class _Passes:
             # Layers below the first site see no δ: their output for these tokens is the same at
             # every step. It is computed once (all rows), and each step starts at layer ``start``.
             if self.entry is None:
-                with torch.no_grad(), Trace(model, self.handle.arch.layer(self.start), retain_input=True, stop=True) as t:
-                    model(input_ids=ids, attention_mask=mask, **dict(kwargs, **cache_kwargs(model, copy.deepcopy(cache))))
+                with (
+                    torch.no_grad(),
+                    Trace(model, self.handle.arch.layer(self.start), retain_input=True, stop=True) as t,
+                ):
+                    model(
+                        input_ids=ids, attention_mask=mask, **dict(kwargs, **cache_kwargs(model, copy.deepcopy(cache)))
+                    )
                 if t.input is None:  # the layer takes its input by keyword: run every layer
                     self.start, late = 0, False
                 else:
@@ -274,17 +330,24 @@ class _Passes:
         if late:
             entry = self.entry if idx is None else self.entry[idx]
             kwargs["inputs_embeds"] = entry[:, : ids.shape[1]]
-        with ctx, TraceDict(model, self.sites, retain_output=False, edit_output=hook), \
-                TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr, \
-                (_layers_from(self.handle, self.start) if late else contextlib.nullcontext()):
+        with (
+            ctx,
+            TraceDict(model, self.sites, retain_output=False, edit_output=hook),
+            TraceDict(model, self.reads, retain_output=True, detach=False, stop=True) as tr,
+            _layers_from(self.handle, self.start) if late else contextlib.nullcontext(),
+        ):
             model(input_ids=None if late else ids, attention_mask=mask, **kwargs)
         return {n: tr[n].output for n in self.reads}, layout
 
 
 def _first_site_layer(handle, sites) -> int:
     """The lowest layer holding a site (a module δ is added to)."""
-    found = [i for i in range(handle.arch.n_layers) for s in sites
-             if s == handle.arch.layer(i) or s.startswith(handle.arch.layer(i) + ".")]
+    found = [
+        i
+        for i in range(handle.arch.n_layers)
+        for s in sites
+        if s == handle.arch.layer(i) or s.startswith(handle.arch.layer(i) + ".")
+    ]
     return min(found) if found else 0
 
 
@@ -294,8 +357,11 @@ def _can_start_late(handle) -> bool:
     layers are all of one kind. Checked against a full pass at the first step in any case."""
     config = handle.model.config
     kinds = set(getattr(config, "layer_types", None) or ["one"])
-    return handle.arch.family in ("llama", "mistral", "qwen2", "qwen3") and len(kinds) == 1 \
+    return (
+        handle.arch.family in ("llama", "mistral", "qwen2", "qwen3")
+        and len(kinds) == 1
         and handle.arch.layer_tmpl.endswith(".{}")
+    )
 
 
 @contextlib.contextmanager
@@ -375,15 +441,21 @@ class _Group:
 
             def span(row0, count, nt=nt, r=r, base=base):
                 begin = len(scored)
-                scored.extend((base + row0 + j, r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j])
-                              for j in range(count) for i in range(nt))
+                scored.extend(
+                    (base + row0 + j, r.n_prompt[row0 + j] - 1 + i - layout["offset"][base + row0 + j])
+                    for j in range(count)
+                    for i in range(nt)
+                )
                 return begin, count
 
             rewrite = span(0, r.n_rewrite)
             negated = span(r.n_rewrite + 1, r.n_negated) if r.n_negated else None
             contrast = span(r.n_rewrite + 1 + r.n_negated, r.n_contrast, len(r.true_target)) if r.n_contrast else None
-            pos_true = span(r.n_rewrite + 1 + r.n_negated + r.n_contrast, r.n_positive_true,
-                            len(r.true_target)) if r.n_positive_true else None
+            pos_true = (
+                span(r.n_rewrite + 1 + r.n_negated + r.n_contrast, r.n_positive_true, len(r.true_target))
+                if r.n_positive_true
+                else None
+            )
             kl_row = base + r.n_rewrite
             kl_at.append((kl_row, r.lookup[r.n_rewrite] - layout["offset"][kl_row]))
             plan[f] = (rewrite, len(kl_at) - 1, negated, contrast, pos_true)
@@ -395,14 +467,16 @@ class _Group:
         scored, kl_at, plan = self._plan(layout)
 
         def at(pairs):
-            return (torch.tensor([a for a, _ in pairs], device=self.dev, dtype=torch.long),
-                    torch.tensor([b for _, b in pairs], device=self.dev, dtype=torch.long))
+            return (
+                torch.tensor([a for a, _ in pairs], device=self.dev, dtype=torch.long),
+                torch.tensor([b for _, b in pairs], device=self.dev, dtype=torch.long),
+            )
 
         if self.loss_layer is not None:  # targets at the early-exit layer, KL at the output
             lp_t, lp_k = self._logprobs_at(out, *at(scored), True), self._logprobs_at(out, *at(kl_at), False)
         else:
             both = self._logprobs_at(out, *at(scored + kl_at), False)
-            lp_t, lp_k = both[: len(scored)], both[len(scored):]
+            lp_t, lp_k = both[: len(scored)], both[len(scored) :]
         return {f: self._loss(f, plan[f], lp_t, lp_k) for f in self.active}
 
     def _loss(self, f, plan, lp_t, lp_k):
@@ -413,7 +487,7 @@ class _Group:
 
         def target_lp(begin, count, t=t):
             nt = len(t)
-            lp = lp_t[begin: begin + count * nt]
+            lp = lp_t[begin : begin + count * nt]
             return lp, lp.gather(1, t.repeat(count)[:, None]).squeeze(1).reshape(count, nt)
 
         lp_rw, tok_lp = target_lp(begin, count)
@@ -462,8 +536,9 @@ class _Group:
         for f in list(self.active):
             loss, nll_each, kl, lp_rw, t = res[f]
             if not torch.isfinite(loss):
-                raise EditError(f"{self.facts[f].subject!r}: the target optimisation diverged at step {step} "
-                                f"(loss {loss.item()})")
+                raise EditError(
+                    f"{self.facts[f].subject!r}: the target optimisation diverged at step {step} (loss {loss.item()})"
+                )
             self.losses[f].append(round(loss.item(), 4))
             self.probs[f] = float(torch.exp(-nll_each.detach()).mean())
             done = loss.item() < hp.loss_stop  # the reference's stop rule: the total loss
@@ -483,7 +558,9 @@ class _Group:
             for s in self.sites:
                 max_norm = self.hp.clamp_norm_factor * self.z0[s].norm(dim=1, keepdim=True)
                 norm = self.deltas[s].norm(dim=1, keepdim=True)
-                self.deltas[s].mul_(torch.where(norm > max_norm, max_norm / norm.clamp_min(1e-12), torch.ones_like(norm)))
+                self.deltas[s].mul_(
+                    torch.where(norm > max_norm, max_norm / norm.clamp_min(1e-12), torch.ones_like(norm))
+                )
 
     def optimise(self, step_progress: Callable[[int, int, float], None]):
         hp, opt = self.hp, None
@@ -511,10 +588,18 @@ class _Group:
         for f, fact in enumerate(self.facts):
             frozen, z0 = self.frozen[f], self.z0
             zs.append([z0[s][f] + frozen[s] for s in self.sites])
-            infos.append({"subject": fact.subject, "z_steps": len(self.losses[f]), "z_losses": self.losses[f][-3:],
-                          "loss_curve": self.losses[f], "z_prob": round(self.probs[f], 4),
-                          "delta_norms": [round(float(frozen[s].norm()), 4) for s in self.sites],
-                          "z0_norms": [round(float(z0[s][f].norm()), 4) for s in self.sites],
-                          "prefix_cache": self.cached, "start_layer": self.passes.start if self.cached else 0,
-                          "path": "fast" if self.fast else "reference"})
+            infos.append(
+                {
+                    "subject": fact.subject,
+                    "z_steps": len(self.losses[f]),
+                    "z_losses": self.losses[f][-3:],
+                    "loss_curve": self.losses[f],
+                    "z_prob": round(self.probs[f], 4),
+                    "delta_norms": [round(float(frozen[s].norm()), 4) for s in self.sites],
+                    "z0_norms": [round(float(z0[s][f].norm()), 4) for s in self.sites],
+                    "prefix_cache": self.cached,
+                    "start_layer": self.passes.start if self.cached else 0,
+                    "path": "fast" if self.fast else "reference",
+                }
+            )
         return zs, infos

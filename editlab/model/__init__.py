@@ -4,6 +4,7 @@ and the second-moment statistics of MLP keys (:mod:`.stats`, :mod:`.stats_import
 
 May import: :mod:`editlab.core`, :mod:`editlab.facts`.
 """
+
 from editlab.model.handle import DEFAULT_MODEL, SUPPORTED_FAMILIES, ArchMap, ModelHandle, load_model
 
 __all__ = ["DEFAULT_MODEL", "SUPPORTED_FAMILIES", "ArchMap", "ModelHandle", "load_model"]

@@ -5,6 +5,7 @@ nothing is bundled (:mod:`editlab.model.stats`); the general-ability perplexity 
 split when no corpus file is given (:mod:`editlab.measure.ability`). Both are Hugging Face's parquet
 exports; each call site says what to do when the download fails.
 """
+
 from __future__ import annotations
 
 import urllib.request
@@ -14,7 +15,10 @@ from editlab.core import paths
 _HF = "https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
 # name -> (URL, file under the cache root's corpora/)
 WIKITEXT = {
-    "wikitext-103-train-0": (_HF + "wikitext-103-raw-v1/train-00000-of-00002.parquet", "wikitext-103-raw-train-0.parquet"),
+    "wikitext-103-train-0": (
+        _HF + "wikitext-103-raw-v1/train-00000-of-00002.parquet",
+        "wikitext-103-raw-train-0.parquet",
+    ),
     "wikitext-2-test": (_HF + "wikitext-2-raw-v1/test-00000-of-00001.parquet", "wikitext-2-raw-v1-test.parquet"),
 }
 

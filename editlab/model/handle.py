@@ -5,6 +5,7 @@
 ``Conv1D``-transposed, where the final norm and the unembedding are. Editing methods ask the
 handle, never a model name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,8 @@ from pathlib import Path
 import torch
 
 from editlab.core import paths
-from editlab.model.nethook import get_module
 from editlab.core.turns import Turns
+from editlab.model.nethook import get_module
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -76,29 +77,49 @@ class ArchMap:
 
 
 _LLAMA_LIKE = dict(
-    layer_tmpl="model.layers.{}", mlp_tmpl="model.layers.{}.mlp",
-    mlp_out_tmpl="model.layers.{}.mlp.down_proj", attn_tmpl="model.layers.{}.self_attn",
-    attn_out_tmpl="model.layers.{}.self_attn.o_proj", embed="model.embed_tokens",
-    final_norm="model.norm", unembed="lm_head", conv1d=False,
+    layer_tmpl="model.layers.{}",
+    mlp_tmpl="model.layers.{}.mlp",
+    mlp_out_tmpl="model.layers.{}.mlp.down_proj",
+    attn_tmpl="model.layers.{}.self_attn",
+    attn_out_tmpl="model.layers.{}.self_attn.o_proj",
+    embed="model.embed_tokens",
+    final_norm="model.norm",
+    unembed="lm_head",
+    conv1d=False,
 )
 FAMILIES: dict[str, dict] = {
     "gpt2": dict(
-        layer_tmpl="transformer.h.{}", mlp_tmpl="transformer.h.{}.mlp",
-        mlp_out_tmpl="transformer.h.{}.mlp.c_proj", attn_tmpl="transformer.h.{}.attn",
-        attn_out_tmpl="transformer.h.{}.attn.c_proj", embed="transformer.wte",
-        final_norm="transformer.ln_f", unembed="lm_head", conv1d=True,
+        layer_tmpl="transformer.h.{}",
+        mlp_tmpl="transformer.h.{}.mlp",
+        mlp_out_tmpl="transformer.h.{}.mlp.c_proj",
+        attn_tmpl="transformer.h.{}.attn",
+        attn_out_tmpl="transformer.h.{}.attn.c_proj",
+        embed="transformer.wte",
+        final_norm="transformer.ln_f",
+        unembed="lm_head",
+        conv1d=True,
     ),
     "gptj": dict(
-        layer_tmpl="transformer.h.{}", mlp_tmpl="transformer.h.{}.mlp",
-        mlp_out_tmpl="transformer.h.{}.mlp.fc_out", attn_tmpl="transformer.h.{}.attn",
-        attn_out_tmpl="transformer.h.{}.attn.out_proj", embed="transformer.wte",
-        final_norm="transformer.ln_f", unembed="lm_head", conv1d=False,
+        layer_tmpl="transformer.h.{}",
+        mlp_tmpl="transformer.h.{}.mlp",
+        mlp_out_tmpl="transformer.h.{}.mlp.fc_out",
+        attn_tmpl="transformer.h.{}.attn",
+        attn_out_tmpl="transformer.h.{}.attn.out_proj",
+        embed="transformer.wte",
+        final_norm="transformer.ln_f",
+        unembed="lm_head",
+        conv1d=False,
     ),
     "gpt_neox": dict(
-        layer_tmpl="gpt_neox.layers.{}", mlp_tmpl="gpt_neox.layers.{}.mlp",
-        mlp_out_tmpl="gpt_neox.layers.{}.mlp.dense_4h_to_h", attn_tmpl="gpt_neox.layers.{}.attention",
-        attn_out_tmpl="gpt_neox.layers.{}.attention.dense", embed="gpt_neox.embed_in",
-        final_norm="gpt_neox.final_layer_norm", unembed="embed_out", conv1d=False,
+        layer_tmpl="gpt_neox.layers.{}",
+        mlp_tmpl="gpt_neox.layers.{}.mlp",
+        mlp_out_tmpl="gpt_neox.layers.{}.mlp.dense_4h_to_h",
+        attn_tmpl="gpt_neox.layers.{}.attention",
+        attn_out_tmpl="gpt_neox.layers.{}.attention.dense",
+        embed="gpt_neox.embed_in",
+        final_norm="gpt_neox.final_layer_norm",
+        unembed="embed_out",
+        conv1d=False,
     ),
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
@@ -112,8 +133,7 @@ def arch_for(model) -> ArchMap:
     family = getattr(model.config, "model_type", None)
     if family not in FAMILIES:
         raise ValueError(
-            f"model family {family!r} is not supported; supported families: "
-            + ", ".join(SUPPORTED_FAMILIES)
+            f"model family {family!r} is not supported; supported families: " + ", ".join(SUPPORTED_FAMILIES)
         )
     n_layers = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer
     spec = dict(FAMILIES[family])
@@ -159,7 +179,9 @@ class ModelHandle:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.n_embd)
+        return int(
+            self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.n_embd
+        )
 
     @property
     def max_positions(self) -> int:
@@ -192,9 +214,14 @@ class ModelHandle:
 
     def describe(self) -> dict:
         return {
-            "name": self.name, "revision": self.revision, "family": self.arch.family,
-            "layers": self.arch.n_layers, "params": self.n_params(), "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""), "memory_bytes": self.memory_bytes(),
+            "name": self.name,
+            "revision": self.revision,
+            "family": self.arch.family,
+            "layers": self.arch.n_layers,
+            "params": self.n_params(),
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "memory_bytes": self.memory_bytes(),
             "source": self.source,
         }
 
@@ -252,8 +279,11 @@ def _fingerprint(model, name, revision) -> str:
     name = Path(name).name if os.path.isdir(str(name)) else str(name)  # a folder: its name, not where it is
     salt = json.dumps({"name": name, "revision": revision}) + json.dumps(config, sort_keys=True, default=str)
     with torch.no_grad():
-        sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float()
-                  for i, p in enumerate(model.parameters()) if i % 7 == 0]
+        sample = [
+            p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float()
+            for i, p in enumerate(model.parameters())
+            if i % 7 == 0
+        ]
     return weights_digest(sample, salt=salt, length=16)
 
 
@@ -262,13 +292,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available on this machine; use device='cpu'")
+        raise ValueError(
+            f"device {str(device)!r} was asked for, but CUDA is not available on this machine; use device='cpu'"
+        )
     return dev
 
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype is None or dtype == "auto":
         return torch.float32
     if isinstance(dtype, str):
@@ -295,16 +333,24 @@ def embedded_model_dir(name: str, progress=None) -> Path:
     if not gguf_path.exists():
         raise FileNotFoundError(f"{gguf_path} is missing; reinstall with `{spec['pip']}`")
     stat = gguf_path.stat()
-    out = paths.cache_dir("models", f"{name}-{paths.key_digest(file=spec['gguf_file'], size=stat.st_size, rev=spec['revision'])}")
+    out = paths.cache_dir(
+        "models", f"{name}-{paths.key_digest(file=spec['gguf_file'], size=stat.st_size, rev=spec['revision'])}"
+    )
     if (out / "model.safetensors").exists() and (out / "DONE").exists():
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if progress:
-        progress(0, 1, f"converting the embedded {name} (GGUF, {stat.st_size / 2**20:.0f} MB) to safetensors: "
-                       "once per machine, about 20 s on 2 CPU cores")
+        progress(
+            0,
+            1,
+            f"converting the embedded {name} (GGUF, {stat.st_size / 2**20:.0f} MB) to safetensors: "
+            "once per machine, about 20 s on 2 CPU cores",
+        )
     try:
-        gguf_model = AutoModelForCausalLM.from_pretrained(str(pkg_dir), gguf_file=spec["gguf_file"], dtype=torch.float32)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            str(pkg_dir), gguf_file=spec["gguf_file"], dtype=torch.float32
+        )
         tok = AutoTokenizer.from_pretrained(str(pkg_dir), gguf_file=spec["gguf_file"])
     except ImportError as e:
         raise ImportError(f"loading the embedded model needs `gguf` and `accelerate`: {e}") from e
@@ -327,7 +373,7 @@ def embedded_model_dir(name: str, progress=None) -> Path:
     return out
 
 
-def _load_hub_fallback(name_or_path: str, embedded: dict, device, dtype, quantization, revision) -> "ModelHandle":
+def _load_hub_fallback(name_or_path: str, embedded: dict, device, dtype, quantization, revision) -> ModelHandle:
     """Without the embedded model's package: load its Hub copy instead, and say so."""
     fallback = embedded["hub_fallback"]
     try:
@@ -341,8 +387,14 @@ def _load_hub_fallback(name_or_path: str, embedded: dict, device, dtype, quantiz
     return handle
 
 
-def _load_source(name_or_path: str, embedded: dict | None, revision: str | None, trust_remote_code: bool,
-                 local_files_only: bool | None, progress) -> tuple[str, dict, str | None, str]:
+def _load_source(
+    name_or_path: str,
+    embedded: dict | None,
+    revision: str | None,
+    trust_remote_code: bool,
+    local_files_only: bool | None,
+    progress,
+) -> tuple[str, dict, str | None, str]:
     """Where to load from (the embedded model's folder, a local folder or a Hub id), with what
     ``from_pretrained`` options, at which revision, and how the source is described."""
     source = str(name_or_path)
@@ -377,8 +429,9 @@ def _load_config(name_or_path: str, load_from: str, kwargs: dict):
     return config
 
 
-def _weights_kwargs(kwargs: dict, torch_dtype: torch.dtype, quantization: str | None, dev: torch.device,
-                    config) -> dict:
+def _weights_kwargs(
+    kwargs: dict, torch_dtype: torch.dtype, quantization: str | None, dev: torch.device, config
+) -> dict:
     """The weights' ``from_pretrained`` options: the dtype and, when quantised, bitsandbytes
     settings that keep the MLP output projections and the unembedding in full precision."""
     model_kwargs = dict(kwargs, dtype=torch_dtype)
@@ -386,14 +439,18 @@ def _weights_kwargs(kwargs: dict, torch_dtype: torch.dtype, quantization: str | 
         if quantization not in ("8bit", "4bit"):
             raise ValueError(f"quantization {quantization!r} is not known; use '8bit' or '4bit'")
         if dev.type != "cuda":
-            raise ValueError(f"{quantization} quantisation loads through bitsandbytes and needs a CUDA GPU; none is available here")
+            raise ValueError(
+                f"{quantization} quantisation loads through bitsandbytes and needs a CUDA GPU; none is available here"
+            )
         from transformers import BitsAndBytesConfig
 
         fam = FAMILIES[config.model_type]
         keep = [fam["mlp_out_tmpl"].rsplit(".", 1)[-1], fam["unembed"]]
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=quantization == "8bit", load_in_4bit=quantization == "4bit",
-            llm_int8_skip_modules=keep, bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.bfloat16,
+            load_in_8bit=quantization == "8bit",
+            load_in_4bit=quantization == "4bit",
+            llm_int8_skip_modules=keep,
+            bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.bfloat16,
         )
         model_kwargs["device_map"] = {"": dev.index or 0}
     return model_kwargs
@@ -414,8 +471,10 @@ def _load_weights_and_tokenizer(name_or_path: str, load_from: str, model_kwargs:
     try:
         tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"could not load the tokenizer of model {name_or_path!r}: the folder or hub id has "
-                         f"no usable tokenizer files ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from e
+        raise ValueError(
+            f"could not load the tokenizer of model {name_or_path!r}: the folder or hub id has "
+            f"no usable tokenizer files ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+        ) from e
     return model, tokenizer
 
 
@@ -442,8 +501,9 @@ def load_model(
     embedded = EMBEDDED_MODELS.get(name_or_path)
     if embedded is not None and importlib.util.find_spec(embedded["package"]) is None and embedded.get("hub_fallback"):
         return _load_hub_fallback(name_or_path, embedded, device, dtype, quantization, revision)
-    load_from, kwargs, revision, source = _load_source(name_or_path, embedded, revision, trust_remote_code,
-                                                       local_files_only, progress)
+    load_from, kwargs, revision, source = _load_source(
+        name_or_path, embedded, revision, trust_remote_code, local_files_only, progress
+    )
     config = _load_config(name_or_path, load_from, kwargs)
     model_kwargs = _weights_kwargs(kwargs, torch_dtype, quantization, dev, config)
     t0 = time.perf_counter()
@@ -453,6 +513,12 @@ def load_model(
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    handle = ModelHandle(model, tokenizer, name=str(name_or_path), revision=revision or getattr(config, "_commit_hash", None), source=source)
+    handle = ModelHandle(
+        model,
+        tokenizer,
+        name=str(name_or_path),
+        revision=revision or getattr(config, "_commit_hash", None),
+        source=source,
+    )
     handle.load_seconds = time.perf_counter() - t0
     return handle

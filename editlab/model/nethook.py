@@ -4,11 +4,12 @@ Modelled on baukit's ``nethook``: modules are addressed by dotted names; ``Trace
 module's input and/or output, and can edit its output; ``TraceDict`` does the same for several.
 Every access to a hidden state in editlab goes through here.
 """
+
 from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -125,8 +126,13 @@ class TraceDict(OrderedDict, contextlib.AbstractContextManager):
         try:
             for n in names:
                 self[n] = Trace(
-                    model, n, retain_output=retain_output, retain_input=retain_input,
-                    edit_output=edit_output, detach=detach, clone=clone,
+                    model,
+                    n,
+                    retain_output=retain_output,
+                    retain_input=retain_input,
+                    edit_output=edit_output,
+                    detach=detach,
+                    clone=clone,
                     stop=stop and n == last,
                 )
         except Exception:

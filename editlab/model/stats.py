@@ -12,23 +12,22 @@ else, :class:`NeedCorpus` says at once what the choices are and how long samplin
 instead of silently sampling for half an hour. The source is carried in :class:`Corpus.source`
 and reported in every result that used it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from editlab.core.paths import PACKAGE_DATA
-from typing import Callable
-
 import torch
 
-from editlab.model import corpora
-
 from editlab.core import paths
+from editlab.core.paths import PACKAGE_DATA
+from editlab.model import corpora
 from editlab.model.nethook import TraceDict
 
 Progress = Callable[[int, int, str], None]
@@ -109,7 +108,7 @@ def _sampled_cache(handle, n_tokens: int, seed: int = 0) -> Path:
 def _model_sampled(handle, n_tokens: int, seed: int = 0, progress: Progress | None = None) -> Corpus:
     """Sample text from the model itself (seeded), cached per model."""
     cached = _sampled_cache(handle, n_tokens, seed)
-    key = cached.stem[len("sampled-"):]
+    key = cached.stem[len("sampled-") :]
     if cached.exists():
         texts = json.loads(cached.read_text())
     else:
@@ -123,14 +122,23 @@ def _model_sampled(handle, n_tokens: int, seed: int = 0, progress: Progress | No
             while done < n_tokens:
                 ids = torch.full((batch, 1), start, dtype=torch.long, device=handle.device)
                 out = model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=50,
-                    temperature=1.0, top_p=None, max_new_tokens=seq_len, pad_token_id=tok.pad_token_id,
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    top_k=50,
+                    temperature=1.0,
+                    top_p=None,
+                    max_new_tokens=seq_len,
+                    pad_token_id=tok.pad_token_id,
                 )
                 texts += tok.batch_decode(out[:, 1:], skip_special_tokens=True)
                 done += batch * seq_len
                 if progress:
-                    progress(min(done, n_tokens), n_tokens,
-                             "sampling a statistics corpus from the model" + eta_text(started, done, n_tokens))
+                    progress(
+                        min(done, n_tokens),
+                        n_tokens,
+                        "sampling a statistics corpus from the model" + eta_text(started, done, n_tokens),
+                    )
         paths.atomic_write_bytes(cached, json.dumps(texts).encode())
     return Corpus(ident=f"model-sampled#{key}", source="model-sampled", texts=tuple(texts))
 
@@ -140,7 +148,7 @@ class NeedCorpus(ValueError):
 
 
 def eta_text(started: float, done: int, total: int) -> str:
-    """", ~1 min 20 s left" from the rate so far (empty until there is a rate to go by)."""
+    """ ", ~1 min 20 s left" from the rate so far (empty until there is a rate to go by)."""
     spent = time.perf_counter() - started
     if done <= 0 or spent < 1.0 or done >= total:
         return ""
@@ -166,16 +174,30 @@ def sampling_seconds(handle, n_tokens: int) -> float:
     with torch.no_grad():
         for steps in (2, 6):
             t0 = time.perf_counter()
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=steps,
-                           min_new_tokens=steps, pad_token_id=tok.pad_token_id)
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=steps,
+                min_new_tokens=steps,
+                pad_token_id=tok.pad_token_id,
+            )
             times.append(time.perf_counter() - t0)
     per_step = max(1e-3, (times[1] - times[0]) / 4)
     return per_step * n_tokens / 32
 
 
-def resolve_corpus(handle, corpus: str | os.PathLike | None, n_tokens: int, online: bool = True,
-                   timeout: float = 10.0, progress: Progress | None = None, layers=(), dtype: str = "float32",
-                   sample_corpus: bool = False) -> Corpus:
+def resolve_corpus(
+    handle,
+    corpus: str | os.PathLike | None,
+    n_tokens: int,
+    online: bool = True,
+    timeout: float = 10.0,
+    progress: Progress | None = None,
+    layers=(),
+    dtype: str = "float32",
+    sample_corpus: bool = False,
+) -> Corpus:
     """The corpus statistics come from (see the module docstring for the order)."""
     if corpus:
         return read_corpus_file(corpus)
@@ -190,8 +212,12 @@ def resolve_corpus(handle, corpus: str | os.PathLike | None, n_tokens: int, onli
     if sample_corpus or cached.exists():
         return _model_sampled(handle, n_tokens, progress=progress)
     have = bundled_layers(handle)
-    bundled_note = (f" Bundled statistics for this model cover layers {sorted(have)} with "
-                    f"{next(iter(have.values()))['n_tokens']:,} tokens." if have else "")
+    bundled_note = (
+        f" Bundled statistics for this model cover layers {sorted(have)} with "
+        f"{next(iter(have.values()))['n_tokens']:,} tokens."
+        if have
+        else ""
+    )
     raise NeedCorpus(
         f"second-moment statistics for layer(s) {sorted(set(layers))} need a text corpus, and none is at hand: offline, "
         f"no corpus given, and no bundled statistics for this request.{bundled_note} Choose one: give a text corpus "
@@ -238,7 +264,9 @@ def bundled_corpus(handle, layers, n_tokens: int) -> Corpus | None:
     layers = sorted(set(layers))
     if not layers or any(l not in have or have[l]["n_tokens"] != n_tokens for l in layers):
         return None
-    return Corpus(ident=have[layers[0]]["corpus"], source="bundled", texts=(), name=have[layers[0]].get("corpus_name", ""))
+    return Corpus(
+        ident=have[layers[0]]["corpus"], source="bundled", texts=(), name=have[layers[0]].get("corpus_name", "")
+    )
 
 
 def _load_bundled(info: dict, layer: int, dtype: str) -> torch.Tensor:
@@ -255,8 +283,16 @@ def _load_bundled(info: dict, layer: int, dtype: str) -> torch.Tensor:
     return c + c.T - torch.diag(torch.diagonal(c))
 
 
-def write_bundle(handle, stats: dict[int, torch.Tensor], corpus: Corpus, n_tokens: int, count: int, out: Path,
-                 command: str, corpus_name: str = "") -> Path:
+def write_bundle(
+    handle,
+    stats: dict[int, torch.Tensor],
+    corpus: Corpus,
+    n_tokens: int,
+    count: int,
+    out: Path,
+    command: str,
+    corpus_name: str = "",
+) -> Path:
     """Store statistics compactly for shipping: per layer the upper triangle in float16 (C is
     symmetric; the solve that uses it runs in float64), with provenance in the file's metadata."""
     from safetensors.torch import save_file
@@ -264,12 +300,22 @@ def write_bundle(handle, stats: dict[int, torch.Tensor], corpus: Corpus, n_token
     d = next(iter(stats.values())).shape[0]
     iu = torch.triu_indices(d, d)
     tensors = {f"L{l}": c[iu[0], iu[1]].to(torch.float16).contiguous() for l, c in sorted(stats.items())}
-    meta = {"fingerprint": handle.fingerprint, "model": handle.name, "layers": json.dumps(sorted(stats)),
-            "modules": json.dumps([handle.arch.mlp_out_proj(l) for l in sorted(stats)]), "dim": str(d),
-            "corpus": corpus.ident, "corpus_name": corpus_name or corpus.ident, "corpus_source": corpus.source,
-            "n_tokens": str(n_tokens), "count": str(count),
-            "stored": "upper triangle, float16", "computed": "float32 sums over the corpus, divided by the count",
-            "command": command, "created": time.strftime("%Y-%m-%d")}
+    meta = {
+        "fingerprint": handle.fingerprint,
+        "model": handle.name,
+        "layers": json.dumps(sorted(stats)),
+        "modules": json.dumps([handle.arch.mlp_out_proj(l) for l in sorted(stats)]),
+        "dim": str(d),
+        "corpus": corpus.ident,
+        "corpus_name": corpus_name or corpus.ident,
+        "corpus_source": corpus.source,
+        "n_tokens": str(n_tokens),
+        "count": str(count),
+        "stored": "upper triangle, float16",
+        "computed": "float32 sums over the corpus, divided by the count",
+        "command": command,
+        "created": time.strftime("%Y-%m-%d"),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=meta)
     return out
@@ -295,18 +341,28 @@ def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def cache_path(handle, layer: int, corpus_ident: str, n_tokens: int, dtype: str = "float32", seq_len: int = 256) -> Path:
+def cache_path(
+    handle, layer: int, corpus_ident: str, n_tokens: int, dtype: str = "float32", seq_len: int = 256
+) -> Path:
     """Where the cached C of one layer lives (also where imported statistics are written). The
     chunk length in the key is ``seq_len`` clamped to the model's context, as the pass uses it."""
     seq_len = min(seq_len, handle.max_positions)
     module = handle.arch.mlp_out_proj(layer)
-    key = paths.key_digest(model=handle.fingerprint, layer=layer, module=module, corpus=corpus_ident,
-                           n_tokens=n_tokens, dtype=dtype, seq_len=seq_len)
+    key = paths.key_digest(
+        model=handle.fingerprint,
+        layer=layer,
+        module=module,
+        corpus=corpus_ident,
+        n_tokens=n_tokens,
+        dtype=dtype,
+        seq_len=seq_len,
+    )
     return paths.cache_dir("stats", handle.fingerprint) / f"mom2-L{layer}-{key}.safetensors"
 
 
-def _cached_moments(handle, layers: list[int], corpus: Corpus, n_tokens: int, dtype: str,
-                    seq_len: int) -> tuple[dict[int, torch.Tensor], dict[int, Path]]:
+def _cached_moments(
+    handle, layers: list[int], corpus: Corpus, n_tokens: int, dtype: str, seq_len: int
+) -> tuple[dict[int, torch.Tensor], dict[int, Path]]:
     """The layers' C already in the disk cache, and the cache paths of the layers still missing."""
     from safetensors.torch import load_file
 
@@ -335,8 +391,11 @@ def _from_bundled(handle, corpus: Corpus, missing: dict[int, Path], dtype: str, 
     for layer, f in missing.items():  # into the disk cache once, so later edits read it like any other
         out[layer] = _load_bundled(have[layer], layer, dtype)
         tmp = f.with_suffix(f".tmp{os.getpid()}")
-        save_file({"mom2": out[layer].contiguous(), "count": torch.tensor([int(have[layer]["count"])])}, str(tmp),
-                  metadata={"corpus": corpus.ident, "source": corpus.source})
+        save_file(
+            {"mom2": out[layer].contiguous(), "count": torch.tensor([int(have[layer]["count"])])},
+            str(tmp),
+            metadata={"corpus": corpus.ident, "source": corpus.source},
+        )
         os.replace(tmp, f)
 
 
@@ -351,8 +410,16 @@ def _padded(batch: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
-def _accumulate(handle, missing: dict[int, Path], corpus: Corpus, n_tokens: int, dtype: str, seq_len: int,
-                batch_size: int, progress: Progress | None) -> tuple[dict[int, torch.Tensor], int]:
+def _accumulate(
+    handle,
+    missing: dict[int, Path],
+    corpus: Corpus,
+    n_tokens: int,
+    dtype: str,
+    seq_len: int,
+    batch_size: int,
+    progress: Progress | None,
+) -> tuple[dict[int, torch.Tensor], int]:
     """Σ k kᵀ per missing layer over the corpus's tokens (one pass records every layer), and N."""
     names = {handle.arch.mlp_out_proj(layer): layer for layer in missing}
     acc = {layer: None for layer in missing}
@@ -375,8 +442,12 @@ def _accumulate(handle, missing: dict[int, Path], corpus: Corpus, n_tokens: int,
                 acc[layer] = m if acc[layer] is None else acc[layer] + m
             count += int(keep.sum())
             if progress:
-                progress(min(count, n_tokens), n_tokens, f"second moments of layers {sorted(missing)} over "
-                         f"{n_tokens:,} tokens (once per model; then cached)" + eta_text(started, count, n_tokens))
+                progress(
+                    min(count, n_tokens),
+                    n_tokens,
+                    f"second moments of layers {sorted(missing)} over "
+                    f"{n_tokens:,} tokens (once per model; then cached)" + eta_text(started, count, n_tokens),
+                )
     return acc, count
 
 
@@ -404,7 +475,11 @@ def second_moments(
     for layer, f in missing.items():
         c = (acc[layer] / count).cpu().contiguous()
         tmp = f.with_suffix(f".tmp{os.getpid()}")
-        save_file({"mom2": c, "count": torch.tensor([count])}, str(tmp), metadata={"corpus": corpus.ident, "source": corpus.source})
+        save_file(
+            {"mom2": c, "count": torch.tensor([count])},
+            str(tmp),
+            metadata={"corpus": corpus.ident, "source": corpus.source},
+        )
         os.replace(tmp, f)
         out[layer] = c
     return out

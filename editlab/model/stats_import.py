@@ -10,14 +10,15 @@ tokens per sample, :func:`editlab.model.stats.easyedit_samples_to_tokens`: the e
 that token count) uses the imported matrices and skips the statistics pass. Files are read with
 ``allow_pickle=False``: nothing in them runs.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -127,15 +128,19 @@ def read_mom2(f: Path, d_in: int, layer: int) -> tuple[np.ndarray, int]:
             names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
             missing = [k for k in ("mom2.mom2", "mom2.count") if k not in names]
             if missing:
-                raise ValueError(f"{where}: missing {', '.join(missing)} (found {', '.join(sorted(names)[:10]) or 'no arrays'}); "
-                                 "not a ROME/EasyEdit mom2 file")
+                raise ValueError(
+                    f"{where}: missing {', '.join(missing)} (found {', '.join(sorted(names)[:10]) or 'no arrays'}); "
+                    "not a ROME/EasyEdit mom2 file"
+                )
             for key, want in (("mom2.mom2", (d_in, d_in)), ("mom2.count", None)):
                 shape, dtype = _npy_header(zf, key, f)
                 if dtype.kind not in "fiu":
                     raise ValueError(f"{where}: {key} holds {dtype} values; a mom2 file holds real numbers")
                 if want is not None and shape != want:
-                    raise ValueError(f"{where}: {key} has shape {shape}, but layer {layer}'s keys have dimension "
-                                     f"{d_in} (expected {want}); the file is for another model")
+                    raise ValueError(
+                        f"{where}: {key} has shape {shape}, but layer {layer}'s keys have dimension "
+                        f"{d_in} (expected {want}); the file is for another model"
+                    )
                 if want is None and int(np.prod(shape)) != 1:
                     raise ValueError(f"{where}: {key} has shape {shape}; expected one number (the sample count)")
         with np.load(f, allow_pickle=False) as data:
@@ -160,13 +165,19 @@ def read_mom2(f: Path, d_in: int, layer: int) -> tuple[np.ndarray, int]:
     c = torch.from_numpy((mom2 + mom2.T) / 2)
     _, info = torch.linalg.cholesky_ex(c + 1e-6 * scale * torch.eye(d_in, dtype=c.dtype))
     if int(info) != 0:
-        raise ValueError(f"{where}: mom2 is not positive semi-definite (a second moment Σ k kᵀ is); the file is "
-                         "damaged or not a mom2 file")
+        raise ValueError(
+            f"{where}: mom2 is not positive semi-definite (a second moment Σ k kᵀ is); the file is "
+            "damaged or not a mom2 file"
+        )
     return mom2, int(count_raw)
 
 
-def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset: str | None = None,
-                          progress: Callable[[int, int, str], None] | None = None) -> list[ImportedStat]:
+def import_easyedit_stats(
+    handle,
+    sources: str | os.PathLike | Iterable,
+    dataset: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[ImportedStat]:
     """Import EasyEdit/ROME ``*_mom2_*.npz`` files (a file, a folder searched recursively, or a list).
 
     ``dataset`` names the statistics (default: the folder name without EasyEdit's ``_stats``
@@ -180,9 +191,15 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
     for i, f in enumerate(files):
         module, fdtype, n = parse_name(f.name)
         layer = _layer_of(handle, module)
-        name = dataset or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name) or "imported"
+        name = (
+            dataset
+            or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name)
+            or "imported"
+        )
         if n is None:
-            raise ValueError(f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on")
+            raise ValueError(
+                f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on"
+            )
         d_in = handle.mlp_out_weight(layer).shape[1]
         mom2, count = read_mom2(f, d_in, layer)
         dtype = "float64" if fdtype == "float64" else "float32"
@@ -191,23 +208,46 @@ def import_easyedit_stats(handle, sources: str | os.PathLike | Iterable, dataset
         tokens = easyedit_samples_to_tokens(n)  # as the importer converts a YAML's mom2_n_samples N
         target = cache_path(handle, layer, corpus.ident, tokens, dtype)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
-        save_file({"mom2": c, "count": torch.tensor([count])}, str(tmp),
-                  metadata={"corpus": corpus.ident, "source": "imported", "file": f.name})
+        save_file(
+            {"mom2": c, "count": torch.tensor([count])},
+            str(tmp),
+            metadata={"corpus": corpus.ident, "source": "imported", "file": f.name},
+        )
         os.replace(tmp, target)
         entries = manifest(handle, name)
         entries[layer] = {"n_tokens": tokens, "n_samples": n, "dtype": dtype, "source": str(f), "count": count}
-        paths.atomic_write_bytes(_manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode())
-        done.append(ImportedStat(layer=layer, module=module, source=str(f), cached=str(target), dataset=name,
-                                 n_tokens=tokens, dtype=dtype, count=count, n_samples=n))
+        paths.atomic_write_bytes(
+            _manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode()
+        )
+        done.append(
+            ImportedStat(
+                layer=layer,
+                module=module,
+                source=str(f),
+                cached=str(target),
+                dataset=name,
+                n_tokens=tokens,
+                dtype=dtype,
+                count=count,
+                n_samples=n,
+            )
+        )
         if progress:
             progress(i + 1, len(files), f"imported {f.name}")
     return done
 
 
-def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None, layers: list[int], n_tokens: int,
-                         dtype: str = "float32", online: bool = True,
-                         progress: Callable[[int, int, str], None] | None = None,
-                         sample_corpus: bool = False) -> tuple[Corpus, str | None]:
+def resolve_stats_corpus(
+    handle,
+    dataset: str | None,
+    default_corpus: str | None,
+    layers: list[int],
+    n_tokens: int,
+    dtype: str = "float32",
+    online: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    sample_corpus: bool = False,
+) -> tuple[Corpus, str | None]:
     """The corpus a method's statistics come from, and a note when the request was not met as asked.
 
     ``dataset`` (a method's ``mom2_dataset``): a corpus file path, or the name of imported
@@ -228,10 +268,23 @@ def resolve_stats_corpus(handle, dataset: str | None, default_corpus: str | None
             missing = sorted(set(layers) - set(have))
             raise ValueError(
                 f"imported statistics {dataset!r} do not cover layer(s) {missing} with mom2_n_tokens={n_tokens:,}, {dtype} "
-                f"(imported: " + ", ".join(f"layer {k}: " + (f"N={v['n_samples']:,} samples = " if v.get("n_samples") else "")
-                                          + f"{v['n_tokens']:,} tokens, {v['dtype']}" for k, v in sorted(entries.items()))
+                f"(imported: "
+                + ", ".join(
+                    f"layer {k}: "
+                    + (f"N={v['n_samples']:,} samples = " if v.get("n_samples") else "")
+                    + f"{v['n_tokens']:,} tokens, {v['dtype']}"
+                    for k, v in sorted(entries.items())
+                )
                 + "); import the missing files, or set mom2_n_samples to the imported N (or mom2_n_tokens to its tokens)"
             )
         note = f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; used the default corpus"
-    return resolve_corpus(handle, default_corpus, n_tokens, online=online, progress=progress, layers=layers, dtype=dtype,
-                          sample_corpus=sample_corpus), note
+    return resolve_corpus(
+        handle,
+        default_corpus,
+        n_tokens,
+        online=online,
+        progress=progress,
+        layers=layers,
+        dtype=dtype,
+        sample_corpus=sample_corpus,
+    ), note

@@ -5,10 +5,11 @@ with a draft of the expected text).
 Everything here reads the model as it is now; what those numbers mean for a fact lives in
 :mod:`editlab.measure`.
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -30,8 +31,8 @@ def _pad(seqs: list[list[int]], pad_id: int, left: bool, device) -> tuple[torch.
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
     for i, s in enumerate(seqs):
         if left:
-            ids[i, n - len(s):] = torch.tensor(s)
-            mask[i, n - len(s):] = 1
+            ids[i, n - len(s) :] = torch.tensor(s)
+            mask[i, n - len(s) :] = 1
         else:
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
@@ -49,8 +50,9 @@ def _logits_to_keep(model, n: int) -> dict:
 
 
 @torch.no_grad()
-def score_continuations(model, prompts: list[list[int]], targets: list[list[int]], pad_id: int,
-                        batch_size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def score_continuations(
+    model, prompts: list[list[int]], targets: list[list[int]], pad_id: int, batch_size: int = 16
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Teacher-forced scores of each target after its prompt: for each pair, (log-probabilities
     of the next token after the prompt [V], log-probability of each target token [len(target)],
     the model's top-1 token where each target token is predicted [len(target)]).
@@ -63,7 +65,7 @@ def score_continuations(model, prompts: list[list[int]], targets: list[list[int]
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(prompts), batch_size):
-        ps, ts = prompts[i: i + batch_size], targets[i: i + batch_size]
+        ps, ts = prompts[i : i + batch_size], targets[i : i + batch_size]
         ids, mask = _pad([p + t for p, t in zip(ps, ts)], pad_id, left=True, device=device)
         keep = max(len(t) for t in ts) + 1
         pos = (mask.cumsum(1) - 1).clamp_min(0)
@@ -78,24 +80,32 @@ def score_continuations(model, prompts: list[list[int]], targets: list[list[int]
 
 
 @torch.no_grad()
-def greedy_with_first(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
-                      batch_size: int = 16) -> list[tuple[list[int], torch.Tensor]]:
+def greedy_with_first(
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16
+) -> list[tuple[list[int], torch.Tensor]]:
     """Greedy continuations, batched with left padding and the key/value cache: for each prompt,
     (the new token ids, log-probabilities of the first new token [V])."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
     for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i: i + batch_size]
+        chunk = prompts[i : i + batch_size]
         ids, mask = _pad(chunk, pad_id, left=True, device=device)
         gen = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
-            output_logits=True, return_dict_in_generate=True,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad_id,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
         first = torch.log_softmax(gen.logits[0].float(), dim=-1).cpu()
         for j in range(len(chunk)):
-            out.append((gen.sequences[j, ids.shape[1]:].tolist(), first[j]))
+            out.append((gen.sequences[j, ids.shape[1] :].tolist(), first[j]))
     return out
 
 
@@ -112,8 +122,14 @@ def _buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: Sequence[int],
-                   drafts: Sequence[Sequence[int]], batch_size: int = 16) -> list[tuple[list[int], torch.Tensor]]:
+def greedy_drafted(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: Sequence[int],
+    drafts: Sequence[Sequence[int]],
+    batch_size: int = 16,
+) -> list[tuple[list[int], torch.Tensor]]:
     """The greedy continuations of :func:`greedy_with_first`, found faster when a good guess of
     them is at hand (the same prompt's continuation on another state of the model: an edit changes
     a few tokens of it, not all).
@@ -133,7 +149,7 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
     n = len(prompts)
     gen: list[list[int]] = [[] for _ in range(n)]
     first: list[torch.Tensor | None] = [None] * n
-    guess = [list(d)[: m] for d, m in zip(drafts, max_new_tokens)]
+    guess = [list(d)[:m] for d, m in zip(drafts, max_new_tokens)]
     finished = [m <= 0 for m in max_new_tokens]
     plain: list[int] = []  # rows handed to ordinary decoding
 
@@ -151,8 +167,8 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **_logits_to_keep(model, keep)).logits
             logits = logits[:, -keep:].float()
             for r, i in enumerate(rows):
-                g = seqs[i][len(prompts[i]) + len(gen[i]):]  # the guess as run
-                lp = logits[r, keep - len(g) - 1:]  # predictions of guess[0], ..., and the token after it
+                g = seqs[i][len(prompts[i]) + len(gen[i]) :]  # the guess as run
+                lp = logits[r, keep - len(g) - 1 :]  # predictions of guess[0], ..., and the token after it
                 if first[i] is None:
                     first[i] = torch.log_softmax(lp[0], dim=-1).cpu()
                 more, guess[i], kept = _take_guess(lp, g, guess[i], eos)
@@ -162,7 +178,7 @@ def greedy_drafted(model, tokenizer, prompts: list[list[int]], max_new_tokens: S
                     finished[i] = True
         active = [i for i in active if not done(i)]
     _finish_plain(model, tokenizer, prompts, gen, max_new_tokens, plain, batch_size)
-    return [(g[: m], f) for g, m, f in zip(gen, max_new_tokens, first)]
+    return [(g[:m], f) for g, m, f in zip(gen, max_new_tokens, first)]
 
 
 def _take_guess(lp: torch.Tensor, g: list[int], guess: list[int], eos) -> tuple[list[int], list[int], int]:
@@ -172,10 +188,10 @@ def _take_guess(lp: torch.Tensor, g: list[int], guess: list[int], eos) -> tuple[
     kept = 0
     while kept < len(g) and pred[kept] == g[kept] and g[kept] != eos:
         kept += 1
-    rest = guess[kept + 1:]
+    rest = guess[kept + 1 :]
     if kept < len(g):  # the model differs at g[kept]: skipped ahead in the guess, or substituted it
         ahead = [j for j in range(min(3, len(rest))) if rest[j] == pred[kept]]
-        rest = rest[ahead[0] + 1:] if ahead else rest
+        rest = rest[ahead[0] + 1 :] if ahead else rest
     return g[:kept] + [pred[kept]], rest, kept
 
 
@@ -190,13 +206,16 @@ def _finish_plain(model, tokenizer, prompts, gen, max_new_tokens, plain: list[in
 def _finish(model, tokenizer, prompts, gen, max_new_tokens, rows, batch_size):
     """Ordinary batched greedy decoding of the given rows from where they are."""
     longest = max(max_new_tokens[i] - len(gen[i]) for i in rows)
-    for i, (more, _) in zip(rows, greedy_with_first(model, tokenizer, [prompts[i] + gen[i] for i in rows], longest,
-                                                     batch_size)):
+    for i, (more, _) in zip(
+        rows, greedy_with_first(model, tokenizer, [prompts[i] + gen[i] for i in rows], longest, batch_size)
+    ):
         gen[i] += more
 
 
 @torch.no_grad()
 def greedy(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Greedy continuations, batched with left padding; returns the decoded new text only."""
-    return [tokenizer.decode(ids, skip_special_tokens=True)
-            for ids, _ in greedy_with_first(model, tokenizer, prompts, max_new_tokens, batch_size)]
+    return [
+        tokenizer.decode(ids, skip_special_tokens=True)
+        for ids, _ in greedy_with_first(model, tokenizer, prompts, max_new_tokens, batch_size)
+    ]

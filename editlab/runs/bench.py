@@ -18,32 +18,30 @@ Protocols (labelled in every result, because numbers from different protocols do
 NP and NN need a second, *negated* edit per fact ("{prompt} not" → new target), run under the same
 protocol in its own session (``negative_edits``; off halves the cost and leaves NP/NN empty).
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import math
 import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from editlab import methods
-
-from editlab.runs import experiments
-
-from editlab.runs import writer
 from editlab.core.bounded import whole
 from editlab.core.errors import Cancelled
-from editlab.facts.datasets import Dataset, load_dataset
 from editlab.core.limits import current as current_limits
 from editlab.core.limits import deadline
+from editlab.facts.datasets import Dataset, load_dataset
 from editlab.facts.fact import Fact
 from editlab.measure.metrics import CONVENTIONS, METRICS, TokenEvidence, aggregate, fact_scores
 from editlab.measure.probes import Measure, Probe, ProbeReport, default_probes
-from editlab.session import EditSession
-from editlab.runs.store import export_target
 from editlab.measure.tokenacc import TokenPrediction, predict_tokens
+from editlab.runs import experiments, writer
+from editlab.runs.store import export_target
+from editlab.session import EditSession
 
 KIND = "bench"
 UNEDITED = "unedited"
@@ -51,8 +49,6 @@ MODES = ("independent", "sequential")
 EVALUATE = ("after_each", "at_end")
 
 Progress = Callable[[int, int, str], None]
-
-
 
 
 @dataclass(frozen=True)
@@ -82,8 +78,10 @@ class BenchConfig:
         known = methods.available()
         unknown = [m for m in self.methods if m not in known]
         if unknown:
-            raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                             f"available: {', '.join(known)}")
+            raise ValueError(
+                f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"available: {', '.join(known)}"
+            )
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("a method is listed twice")
         stray = [m for m in self.hparams if m not in self.methods]
@@ -136,18 +134,34 @@ class FactResult:
         return self.report.fact
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "record": self.record, "column": self.column, "scores": self.scores,
-                "edit_seconds": self.edit_seconds, "error": self.error, "negative_error": self.negative_error,
-                "report": self.report.to_dict(), "tokens": self.tokens.to_dict(),
-                "negative": self.negative.to_dict() if self.negative else None}
+        return {
+            "index": self.index,
+            "record": self.record,
+            "column": self.column,
+            "scores": self.scores,
+            "edit_seconds": self.edit_seconds,
+            "error": self.error,
+            "negative_error": self.negative_error,
+            "report": self.report.to_dict(),
+            "tokens": self.tokens.to_dict(),
+            "negative": self.negative.to_dict() if self.negative else None,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FactResult":
+    def from_dict(cls, d: dict) -> FactResult:
         report = ProbeReport.from_dict(d["report"])
-        return cls(index=d["index"], record=d["record"], report=report, tokens=TokenEvidence.from_dict(d["tokens"]),
-                   negative=ProbeReport.from_dict(d["negative"], report.fact) if d.get("negative") else None,
-                   scores=dict(d["scores"]), column=d.get("column", "after"), edit_seconds=d.get("edit_seconds"),
-                   error=d.get("error"), negative_error=d.get("negative_error"))
+        return cls(
+            index=d["index"],
+            record=d["record"],
+            report=report,
+            tokens=TokenEvidence.from_dict(d["tokens"]),
+            negative=ProbeReport.from_dict(d["negative"], report.fact) if d.get("negative") else None,
+            scores=dict(d["scores"]),
+            column=d.get("column", "after"),
+            edit_seconds=d.get("edit_seconds"),
+            error=d.get("error"),
+            negative_error=d.get("negative_error"),
+        )
 
 
 @dataclass(frozen=True)
@@ -188,8 +202,13 @@ class BenchResult:
 
         records = []
         for r in self.rows:
-            rec = {"method": r.method, **{m.key: r.metrics.get(m.key) for m in METRICS},
-                   "n": r.metrics.get("n"), "failed": r.failed, "s/edit": r.timings.get("seconds_per_edit")}
+            rec = {
+                "method": r.method,
+                **{m.key: r.metrics.get(m.key) for m in METRICS},
+                "n": r.metrics.get("n"),
+                "failed": r.failed,
+                "s/edit": r.timings.get("seconds_per_edit"),
+            }
             records.append(rec)
         df = pd.DataFrame.from_records(records).set_index("method")
         if labels:
@@ -203,18 +222,51 @@ class BenchResult:
         records = []
         for r in self.rows:
             for f in r.facts:
-                records.append({"method": r.method, "index": f.index, "record": f.record, "case_id": f.fact.case_id,
-                                "subject": f.fact.subject, "prompt": f.fact.prompt, "target_new": f.fact.target_new,
-                                "target_true": f.fact.target_true, **f.scores, "edit_seconds": f.edit_seconds,
-                                "error": f.error or f.negative_error})
+                records.append(
+                    {
+                        "method": r.method,
+                        "index": f.index,
+                        "record": f.record,
+                        "case_id": f.fact.case_id,
+                        "subject": f.fact.subject,
+                        "prompt": f.fact.prompt,
+                        "target_new": f.fact.target_new,
+                        "target_true": f.fact.target_true,
+                        **f.scores,
+                        "edit_seconds": f.edit_seconds,
+                        "error": f.error or f.negative_error,
+                    }
+                )
         return pd.DataFrame.from_records(records)
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "status": self.status, "protocol": self.protocol, "config": self.config,
-                "metrics": [{"key": m.key, "label": m.label, "convention": CONVENTIONS[m.convention],
-                             "higher_is_better": m.higher_is_better, "definition": m.description} for m in METRICS],
-                "rows": [{"method": r.method, "metrics": r.metrics, "timings": r.timings, "failed": r.failed,
-                          "hparams": r.hparams, "notes": list(r.notes)} for r in self.rows]}
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "protocol": self.protocol,
+            "config": self.config,
+            "metrics": [
+                {
+                    "key": m.key,
+                    "label": m.label,
+                    "convention": CONVENTIONS[m.convention],
+                    "higher_is_better": m.higher_is_better,
+                    "definition": m.description,
+                }
+                for m in METRICS
+            ],
+            "rows": [
+                {
+                    "method": r.method,
+                    "metrics": r.metrics,
+                    "timings": r.timings,
+                    "failed": r.failed,
+                    "hparams": r.hparams,
+                    "notes": list(r.notes),
+                }
+                for r in self.rows
+            ],
+        }
 
     def to_json(self, facts: bool = False, **kw) -> str:
         d = self.to_dict()
@@ -225,8 +277,11 @@ class BenchResult:
 
     def to_markdown(self, digits: int = 2) -> str:
         """The table as Markdown, one column group per convention, for docs and the terminal."""
-        lines = [f"protocol: {self.protocol}; model: {self.config.get('model')}; dataset: "
-                 f"{Path(str(self.config.get('dataset'))).name} (n={self.config.get('n')}, seed={self.config.get('seed')})", ""]
+        lines = [
+            f"protocol: {self.protocol}; model: {self.config.get('model')}; dataset: "
+            f"{Path(str(self.config.get('dataset'))).name} (n={self.config.get('n')}, seed={self.config.get('seed')})",
+            "",
+        ]
         keys = [m.key for m in METRICS]
         header = ["method", *keys, "n", "failed", "s/edit"]
         lines.append("| " + " | ".join(header) + " |")
@@ -292,9 +347,13 @@ def _evidence(queries, preds: Sequence[TokenPrediction], reference: Sequence[Tok
         groups[group].append(p)
         if group == "locality":
             refs.append(r)
-    return TokenEvidence(rewrite=groups["rewrite"][0] if groups["rewrite"] else None, rephrase=tuple(groups["rephrase"]),
-                         locality=tuple(groups["locality"]), locality_reference=tuple(refs),
-                         portability=tuple(groups["portability"]))
+    return TokenEvidence(
+        rewrite=groups["rewrite"][0] if groups["rewrite"] else None,
+        rephrase=tuple(groups["rephrase"]),
+        locality=tuple(groups["locality"]),
+        locality_reference=tuple(refs),
+        portability=tuple(groups["portability"]),
+    )
 
 
 def _predict(session: EditSession, queries, edited: bool) -> list[TokenPrediction]:
@@ -311,17 +370,31 @@ def _baseline(session: EditSession, dataset: Dataset, i: int, generation_tokens:
     fact = dataset.facts[i]
     probes = default_probes(fact, session.handle.tokenizer, generation_tokens)
     queries = _queries(fact, dataset.portability[i])
-    return _Baseline(fact, dataset.records[i], probes, session.measure_unedited(fact, probes), queries,
-                     _predict(session, queries, edited=False))
+    return _Baseline(
+        fact,
+        dataset.records[i],
+        probes,
+        session.measure_unedited(fact, probes),
+        queries,
+        _predict(session, queries, edited=False),
+    )
 
 
 def _unedited_result(i: int, b: _Baseline) -> FactResult:
     report = ProbeReport.of(b.fact, b.probes, unedited=b.measures)
-    negative = ProbeReport.of(b.fact, [b.probes[j] for j in b.negation_probes],
-                              unedited=[b.measures[j] for j in b.negation_probes])
+    negative = ProbeReport.of(
+        b.fact, [b.probes[j] for j in b.negation_probes], unedited=[b.measures[j] for j in b.negation_probes]
+    )
     tokens = _evidence(b.queries, b.predictions, b.predictions)
-    return FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
-                      scores=fact_scores(report, tokens, negative, column="unedited"), column="unedited")
+    return FactResult(
+        index=i,
+        record=b.record,
+        report=report,
+        tokens=tokens,
+        negative=negative,
+        scores=fact_scores(report, tokens, negative, column="unedited"),
+        column="unedited",
+    )
 
 
 def _negated_fact(fact: Fact) -> Fact | None:
@@ -349,7 +422,7 @@ class _FactProbes:
     fact at the end of a retention run) and its token predictions; for the negated-edit plan, the
     original fact's positive and negated probes. ``index[i]`` maps the plan's fact to the bench's."""
 
-    runner: "_Runner"
+    runner: _Runner
     scope: str  # "latest" or "edited"
     negated: bool
     index: Sequence[int]
@@ -357,7 +430,7 @@ class _FactProbes:
 
     def __call__(self, at: experiments.At) -> dict:
         out, r = {}, self.runner
-        for k in (at.latest if self.scope == "latest" else at.edited):
+        for k in at.latest if self.scope == "latest" else at.edited:
             at.check()
             i = self.index[k]
             b = r.baselines[i]
@@ -365,14 +438,26 @@ class _FactProbes:
                 out[i] = at.session.measure_current(b.fact, [b.probes[j] for j in b.negation_probes])
             else:
                 out[i] = (at.session.measure_current(b.fact, b.probes), _predict(at.session, b.queries, edited=True))
-            r.report(f"{r.method}: measured {'the negated edit of ' if self.negated else ''}fact {i + 1}/{len(r.baselines)}"
-                     + (" after all edits" if self.scope == "edited" else ""), advance=1)
+            r.report(
+                f"{r.method}: measured {'the negated edit of ' if self.negated else ''}fact {i + 1}/{len(r.baselines)}"
+                + (" after all edits" if self.scope == "edited" else ""),
+                advance=1,
+            )
         return out
 
 
 class _Runner:
-    def __init__(self, handle, config: BenchConfig, baselines: list[_Baseline], progress: Progress | None,
-                 cancel, done_offset: int, total: int, method: str):
+    def __init__(
+        self,
+        handle,
+        config: BenchConfig,
+        baselines: list[_Baseline],
+        progress: Progress | None,
+        cancel,
+        done_offset: int,
+        total: int,
+        method: str,
+    ):
         self.handle, self.config, self.baselines, self.method = handle, config, baselines, method
         self._progress, self.cancel = progress, cancel
         self.done, self.total = done_offset, total
@@ -391,18 +476,32 @@ class _Runner:
     def plan(self, facts: Sequence[Fact], hp, batches: Sequence[Sequence[int]]) -> tuple[experiments.Plan, str]:
         """The protocol as a plan over ``facts`` (batches of their indices) and its evaluation scope."""
         cfg = self.config
-        common = dict(hparams=hp, batch_size=cfg.batch_size, seed=0 if cfg.seed is None else cfg.seed,
-                      corpus=cfg.corpus, online=cfg.online)
+        common = dict(
+            hparams=hp,
+            batch_size=cfg.batch_size,
+            seed=0 if cfg.seed is None else cfg.seed,
+            corpus=cfg.corpus,
+            online=cfg.online,
+        )
         if cfg.mode == "sequential" and cfg.evaluate == "at_end":
-            return experiments.Plan(tuple(facts), self.method, protocol="sequential", checkpoints=(len(facts),), **common), "edited"
-        return experiments.Plan(tuple(facts), self.method, protocol=cfg.mode, batches=tuple(map(tuple, batches)), **common), "latest"
+            return experiments.Plan(
+                tuple(facts), self.method, protocol="sequential", checkpoints=(len(facts),), **common
+            ), "edited"
+        return experiments.Plan(
+            tuple(facts), self.method, protocol=cfg.mode, batches=tuple(map(tuple, batches)), **common
+        ), "latest"
 
     def execute(self, facts: Sequence[Fact], hp, batches, index: Sequence[int], negated: bool) -> experiments.Outcome:
         plan, scope = self.plan(facts, hp, batches)
         stage = f"{self.method}: negated edit: " if negated else f"{self.method}: "
-        outcome = experiments.run(self.handle, plan, [_FactProbes(self, scope, negated, index)],
-                                  progress=lambda p: self.report(stage + p.stage), cancel=self.cancel,
-                                  what="this benchmark")
+        outcome = experiments.run(
+            self.handle,
+            plan,
+            [_FactProbes(self, scope, negated, index)],
+            progress=lambda p: self.report(stage + p.stage),
+            cancel=self.cancel,
+            what="this benchmark",
+        )
         self.notes |= outcome.notes
         return outcome
 
@@ -421,7 +520,9 @@ class _Runner:
             pairs = [(i, _negated_fact(f)) for i, f in enumerate(facts)]
             for i, f in pairs:
                 if f is None:
-                    out[i].negative_error = "the prompt is already negated or has no grammatical negation; no negated edit"
+                    out[
+                        i
+                    ].negative_error = "the prompt is already negated or has no grammatical negation; no negated edit"
             index = [i for i, f in pairs if f is not None]
             where = {i: k for k, i in enumerate(index)}
             batches = [[where[i] for i in b if i in where] for b in self.batches()]
@@ -437,21 +538,46 @@ class _Runner:
         return out
 
 
-def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: list[_Outcome], model: str,
-                   notes: Sequence[str]) -> MethodResult:
+def _method_result(
+    method: str, hp: dict, baselines: list[_Baseline], outcomes: list[_Outcome], model: str, notes: Sequence[str]
+) -> MethodResult:
     facts = []
     for i, (b, o) in enumerate(zip(baselines, outcomes)):
-        report = ProbeReport.of(b.fact, b.probes, b.measures, o.before, o.after, model=model, method=method,
-                                edit_seconds=o.seconds, notes=[x for x in (o.error,) if x])
+        report = ProbeReport.of(
+            b.fact,
+            b.probes,
+            b.measures,
+            o.before,
+            o.after,
+            model=model,
+            method=method,
+            edit_seconds=o.seconds,
+            notes=[x for x in (o.error,) if x],
+        )
         negative = None
         if o.negative is not None:
-            negative = ProbeReport.of(b.fact, [b.probes[j] for j in b.negation_probes],
-                                      unedited=[b.measures[j] for j in b.negation_probes], after=o.negative,
-                                      model=model, method=method)
+            negative = ProbeReport.of(
+                b.fact,
+                [b.probes[j] for j in b.negation_probes],
+                unedited=[b.measures[j] for j in b.negation_probes],
+                after=o.negative,
+                model=model,
+                method=method,
+            )
         tokens = _evidence(b.queries, o.preds, b.predictions)
-        facts.append(FactResult(index=i, record=b.record, report=report, tokens=tokens, negative=negative,
-                                scores=fact_scores(report, tokens, negative, column="after"), edit_seconds=o.seconds,
-                                error=o.error, negative_error=o.negative_error))
+        facts.append(
+            FactResult(
+                index=i,
+                record=b.record,
+                report=report,
+                tokens=tokens,
+                negative=negative,
+                scores=fact_scores(report, tokens, negative, column="after"),
+                edit_seconds=o.seconds,
+                error=o.error,
+                negative_error=o.negative_error,
+            )
+        )
     secs = [o.seconds for o in outcomes if o.seconds is not None]
     timings = {"seconds_per_edit": statistics.median(secs) if secs else None, "edit_total_s": sum(secs)}
     return MethodResult(method, tuple(facts), aggregate([f.scores for f in facts]), timings, hp, tuple(sorted(notes)))
@@ -460,14 +586,25 @@ def _method_result(method: str, hp: dict, baselines: list[_Baseline], outcomes: 
 def row_of(c) -> MethodResult:
     """A stored checkpoint of a benchmark run as its row."""
     m = c.metrics
-    return MethodResult(method=m["method"], facts=tuple(FactResult.from_dict(f) for f in c.samples or ()),
-                        metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes", "failed")},
-                        timings=dict(c.timings), hparams=dict(m.get("hparams") or {}), notes=tuple(m.get("notes") or ()))
+    return MethodResult(
+        method=m["method"],
+        facts=tuple(FactResult.from_dict(f) for f in c.samples or ()),
+        metrics={k: v for k, v in m.items() if k not in ("method", "hparams", "notes", "failed")},
+        timings=dict(c.timings),
+        hparams=dict(m.get("hparams") or {}),
+        notes=tuple(m.get("notes") or ()),
+    )
 
 
 def checkpoint_of(row: MethodResult) -> tuple[dict, list, dict]:
     """A row as a stored checkpoint: (metrics, samples, timings) for ``RunStore.add_checkpoint``."""
-    metrics = {"method": row.method, **row.metrics, "failed": row.failed, "hparams": row.hparams, "notes": list(row.notes)}
+    metrics = {
+        "method": row.method,
+        **row.metrics,
+        "failed": row.failed,
+        "hparams": row.hparams,
+        "notes": list(row.notes),
+    }
     return metrics, [f.to_dict() for f in row.facts], {k: v for k, v in row.timings.items() if v is not None}
 
 
@@ -477,13 +614,22 @@ def stored_config(handle, config: BenchConfig, dataset: Dataset, hparams: Mappin
     from editlab.core.paths import key_digest
 
     return {
-        "model": handle.name, "revision": getattr(handle, "revision", None), "fingerprint": handle.fingerprint,
-        "method": ",".join(config.methods), "methods": list(config.methods), "hparams": dict(hparams),
-        "dataset": dataset.path or dataset.name, "dataset_format": dataset.format, "n": len(dataset),
-        "seed": config.seed, "dataset_digest": key_digest(facts=[f.to_dict() for f in dataset.facts]),
-        "mode": config.mode, "batch_size": config.batch_size,
+        "model": handle.name,
+        "revision": getattr(handle, "revision", None),
+        "fingerprint": handle.fingerprint,
+        "method": ",".join(config.methods),
+        "methods": list(config.methods),
+        "hparams": dict(hparams),
+        "dataset": dataset.path or dataset.name,
+        "dataset_format": dataset.format,
+        "n": len(dataset),
+        "seed": config.seed,
+        "dataset_digest": key_digest(facts=[f.to_dict() for f in dataset.facts]),
+        "mode": config.mode,
+        "batch_size": config.batch_size,
         "evaluate": config.evaluate if config.mode == "sequential" else "after_each",
-        "negative_edits": config.negative_edits, "generation_tokens": config.generation_tokens,
+        "negative_edits": config.negative_edits,
+        "generation_tokens": config.generation_tokens,
         "corpus": config.corpus,
     }
 
@@ -496,6 +642,7 @@ def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[i
     """Rows other stored runs computed under this very configuration apart from the method list:
     the same model, facts, protocol and settings, and (for a method) the same hyperparameters.
     {method: (run id, row)}, newest run first."""
+
     def base(c: dict) -> dict:
         return {k: v for k, v in c.items() if k not in ("method", "methods", "hparams")}
 
@@ -514,9 +661,16 @@ def _reusable_rows(store, cfg: dict, wanted: Sequence[str]) -> dict[str, tuple[i
     return out
 
 
-def run_bench(handle, config: BenchConfig, *, dataset: Dataset | None = None, store=None,
-              progress: Progress | None = None, cancel=None,
-              resume: bool = True) -> BenchResult:
+def run_bench(
+    handle,
+    config: BenchConfig,
+    *,
+    dataset: Dataset | None = None,
+    store=None,
+    progress: Progress | None = None,
+    cancel=None,
+    resume: bool = True,
+) -> BenchResult:
     """Run (or resume) a benchmark. ``store``: a :class:`~editlab.runs.store.RunStore`, a path, or None
     (keep nothing). ``progress(done, total, stage)`` counts measured facts; ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) stops the run within one model call with
@@ -586,8 +740,17 @@ class _Measure:
     """The rows a benchmark still lacks: the unedited model's (from the per-fact baselines) and one
     per pending method, each handed to ``write(step, row)`` as soon as it is measured."""
 
-    def __init__(self, handle, config: BenchConfig, dataset: Dataset, probe_session: EditSession,
-                 hparams: Mapping[str, dict], names: Sequence[str], stop, progress):
+    def __init__(
+        self,
+        handle,
+        config: BenchConfig,
+        dataset: Dataset,
+        probe_session: EditSession,
+        hparams: Mapping[str, dict],
+        names: Sequence[str],
+        stop,
+        progress,
+    ):
         self.handle, self.config, self.dataset, self.probe_session = handle, config, dataset, probe_session
         self.hparams, self.names, self.stop, self.progress = hparams, list(names), stop, progress
         self.report = progress or (lambda *a: None)
@@ -613,11 +776,14 @@ class _Measure:
                 facts = tuple(_unedited_result(i, b) for i, b in enumerate(baselines))
                 write(0, MethodResult(UNEDITED, facts, aggregate([f.scores for f in facts])))
             for k, method in enumerate(pending):
-                runner = _Runner(self.handle, self.config, baselines, self.progress, self.stop, n + per_method * k,
-                                 total, method)
+                runner = _Runner(
+                    self.handle, self.config, baselines, self.progress, self.stop, n + per_method * k, total, method
+                )
                 outcomes = runner.run(self.hparams[method])
-                write(self.names.index(method),
-                      _method_result(method, self.hparams[method], baselines, outcomes, self.handle.name, runner.notes))
+                write(
+                    self.names.index(method),
+                    _method_result(method, self.hparams[method], baselines, outcomes, self.handle.name, runner.notes),
+                )
         self.report(total, total, "done")
 
 

@@ -27,32 +27,50 @@ probe and the token predictions) is in :mod:`editlab.runs.bench`.
 Cancelling is one way everywhere: pass an object with ``is_set()`` (a ``threading.Event``);
 :class:`Cancelled` is raised within one model call of it being set.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
+from editlab.core.errors import Cancelled
+from editlab.core.limits import deadline
+from editlab.facts.fact import Fact
 from editlab.measure import metrics
 from editlab.measure.ability import AbilitySuite
-from editlab.core.errors import Cancelled
-from editlab.facts.fact import Fact
-from editlab.core.limits import deadline
+from editlab.measure.muting import MutingProbe, heldout_text
+from editlab.measure.probes import ProbeReport, default_probes, measure
 from editlab.methods.base import EditError
 from editlab.model.handle import weights_digest
-from editlab.measure.muting import MutingProbe, heldout_text
 from editlab.model.nethook import get_parameter
-from editlab.measure.probes import ProbeReport, default_probes, measure
 from editlab.model.tokens import target_ids
 from editlab.session import EditSession
 
 PROTOCOLS = ("independent", "sequential")
 
-__all__ = ["PROTOCOLS", "Plan", "At", "Measured", "Outcome", "Progress", "Cancelled", "run",
-           "edit_seed", "Quality", "Reports", "Ability", "Muting", "HeldOut", "Retention", "Digest"]
+__all__ = [
+    "PROTOCOLS",
+    "Plan",
+    "At",
+    "Measured",
+    "Outcome",
+    "Progress",
+    "Cancelled",
+    "run",
+    "edit_seed",
+    "Quality",
+    "Reports",
+    "Ability",
+    "Muting",
+    "HeldOut",
+    "Retention",
+    "Digest",
+]
 
 
 def edit_seed(seed: int, index: int) -> int:
@@ -116,8 +134,10 @@ class Plan:
                     out.append((tuple(range(edited, hi)), hi == step))
                     edited = hi
             return out
-        batches = self.batches or tuple(tuple(range(i, min(i + self.batch_size, len(self.facts))))
-                                        for i in range(0, len(self.facts), self.batch_size))
+        batches = self.batches or tuple(
+            tuple(range(i, min(i + self.batch_size, len(self.facts))))
+            for i in range(0, len(self.facts), self.batch_size)
+        )
         return [(b, True) for b in batches]
 
     def steps(self) -> list[int]:
@@ -243,8 +263,18 @@ class _Clock:
 class _Loop:
     """One :func:`run`'s state: the session, the resolved hyperparameters, the clock, what is in the model."""
 
-    def __init__(self, handle, plan: Plan, session: EditSession | None, progress, cancel, skip: int | None,
-                 run_id: int | None, outcome: Outcome | None, what: str):
+    def __init__(
+        self,
+        handle,
+        plan: Plan,
+        session: EditSession | None,
+        progress,
+        cancel,
+        skip: int | None,
+        run_id: int | None,
+        outcome: Outcome | None,
+        what: str,
+    ):
         self.handle, self.plan, self.cancel, self.skip, self.run_id = handle, plan, cancel, skip, run_id
         self.session = session or EditSession(handle, corpus=plan.corpus, online=plan.online)
         overrides = dict(plan.hparams) or None if isinstance(plan.hparams, Mapping) else plan.hparams
@@ -262,8 +292,17 @@ class _Loop:
 
     def report(self, stage: str) -> None:
         """Tell the caller the stage, the facts done and the time left."""
-        self.say(Progress(self.done, self.plan.n, stage, self.step, time.perf_counter() - self.clock.start,
-                          self.clock.eta(self.done), self.run_id))
+        self.say(
+            Progress(
+                self.done,
+                self.plan.n,
+                stage,
+                self.step,
+                time.perf_counter() - self.clock.start,
+                self.clock.eta(self.done),
+                self.run_id,
+            )
+        )
 
     def check(self) -> None:
         """Stop here if the run was cancelled or is past its deadline."""
@@ -284,11 +323,16 @@ class _Loop:
             if plan.seed is not None:
                 torch.manual_seed(edit_seed(plan.seed, batch[0]))
             try:
-                rec = self.session.edit([plan.facts[i] for i in batch], plan.method, self.hp,
-                                        progress=lambda d, t, s: self.report(f"{label}: {s}"))
+                rec = self.session.edit(
+                    [plan.facts[i] for i in batch],
+                    plan.method,
+                    self.hp,
+                    progress=lambda d, t, s: self.report(f"{label}: {s}"),
+                )
             except EditError as e:
-                out.failures.append({"first_fact": batch[0], "n": len(batch), "indices": list(batch),
-                                     "error": str(e)[:300]})
+                out.failures.append(
+                    {"first_fact": batch[0], "n": len(batch), "indices": list(batch), "error": str(e)[:300]}
+                )
         if rec is not None:
             self._keep(rec, batch)
         if not replay:
@@ -307,8 +351,17 @@ class _Loop:
 
     def here(self, batch) -> At:
         """The evaluators' view of the model now."""
-        return At(self.plan, self.session, self.step, tuple(self.edited), tuple(batch), self.out.failures,
-                  frozenset(self.touched), self.cancel, self.report)
+        return At(
+            self.plan,
+            self.session,
+            self.step,
+            tuple(self.edited),
+            tuple(batch),
+            self.out.failures,
+            frozenset(self.touched),
+            self.cancel,
+            self.report,
+        )
 
     def replayed(self, batch, t_start: float, expected_digest: str | None) -> None:
         """At the stored checkpoint: time the replay and compare the touched weights' digest."""
@@ -341,11 +394,21 @@ class _Loop:
         self.edit_since = time.perf_counter()
 
 
-def run(handle, plan: Plan, evaluators: Sequence[Evaluator] = (), *, session: EditSession | None = None,
-        progress: Callable[[Progress], None] | None = None, cancel=None,
-        on_measured: Callable[[Measured, At], None] | None = None, skip: int | None = None,
-        expected_digest: str | None = None, run_id: int | None = None, outcome: Outcome | None = None,
-        what: str = "this run") -> Outcome:
+def run(
+    handle,
+    plan: Plan,
+    evaluators: Sequence[Evaluator] = (),
+    *,
+    session: EditSession | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel=None,
+    on_measured: Callable[[Measured, At], None] | None = None,
+    skip: int | None = None,
+    expected_digest: str | None = None,
+    run_id: int | None = None,
+    outcome: Outcome | None = None,
+    what: str = "this run",
+) -> Outcome:
     """Run ``plan`` on ``handle``: edit its batches in order and call every evaluator at each
     checkpoint; ``on_measured(measured, at)`` hears of each checkpoint as soon as it is done.
 
@@ -392,12 +455,16 @@ def quality_probes(fact: Fact, tokenizer, kinds: Sequence[str] = QUALITY_PROBE_K
     if unknown:
         raise ValueError(f"unknown quality probe kinds {sorted(unknown)}; choose from {', '.join(QUALITY_PROBE_KINDS)}")
     n_new = len(target_ids(tokenizer, fact.target_new)) + 1
-    return [dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
-            for p in default_probes(fact, tokenizer) if p.kind in kinds]
+    return [
+        dataclasses.replace(p, max_new_tokens=1 if p.kind == "true_false" else n_new)
+        for p in default_probes(fact, tokenizer)
+        if p.kind in kinds
+    ]
 
 
-def measure_quality(session: EditSession, facts: Sequence[Fact], cancel=None,
-                    kinds: Sequence[str] = QUALITY_PROBE_KINDS) -> list[tuple[dict, str]]:
+def measure_quality(
+    session: EditSession, facts: Sequence[Fact], cancel=None, kinds: Sequence[str] = QUALITY_PROBE_KINDS
+) -> list[tuple[dict, str]]:
     """Per fact: its :func:`editlab.measure.metrics.fact_scores` on the session's current model (weights,
     hooks and a prompt edit's context), and the greedy text after its prompt; ``kinds`` as in
     :func:`quality_probes` (the positive probe is always measured: the greedy text is its)."""
@@ -452,7 +519,7 @@ class Reports:
 
     def __call__(self, at: At) -> dict[int, ProbeReport]:
         out = {}
-        for i in (at.latest if self.scope == "latest" else at.edited):
+        for i in at.latest if self.scope == "latest" else at.edited:
             at.check()
             fact = (self.about or at.facts)[i]
             out[i] = at.session.compare(fact, self.probes(fact, at.session.handle.tokenizer) if self.probes else None)
@@ -469,8 +536,9 @@ class Ability:
 
     def __call__(self, at: At):
         with at.session.edited() as m:
-            return self.suite.evaluate(m.handle, progress=lambda i, n, stage: at.report(stage), cancel=at.cancel,
-                                       prefix=m.prefix)
+            return self.suite.evaluate(
+                m.handle, progress=lambda i, n, stage: at.report(stage), cancel=at.cancel, prefix=m.prefix
+            )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ edits, the measured numbers with their 95 % intervals, the published numbers wit
 whether they were checked, the cost, a chance line on ability tasks and a sentence where a task is
 at chance for the model.
 """
+
 from __future__ import annotations
 
 import html
@@ -36,19 +37,35 @@ def _bars(result: ReproResult):
     groups = list(dict.fromkeys(e.group for e in result.estimates))
     for g in groups:
         es = [e for e in result.estimates if e.group == g and e.value is not None]
-        fig.add_bar(name=f"measured · {g}", x=[e.key for e in es], y=[e.value for e in es],
-                    error_y=dict(type="data", symmetric=False,
-                                 array=[(e.high - e.value) if e.high is not None else 0 for e in es],
-                                 arrayminus=[(e.value - e.low) if e.low is not None else 0 for e in es]),
-                    hovertext=[f"{e.label}: {_num(e.value)} [{_num(e.low)}, {_num(e.high)}], n={e.n}" for e in es])
+        fig.add_bar(
+            name=f"measured · {g}",
+            x=[e.key for e in es],
+            y=[e.value for e in es],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[(e.high - e.value) if e.high is not None else 0 for e in es],
+                arrayminus=[(e.value - e.low) if e.low is not None else 0 for e in es],
+            ),
+            hovertext=[f"{e.label}: {_num(e.value)} [{_num(e.low)}, {_num(e.high)}], n={e.n}" for e in es],
+        )
     for model in dict.fromkeys(r.model for r in result.references):
         refs = [r for r in result.references if r.model == model and r.edits is None]
         if refs:
-            fig.add_scatter(name=f"published · {model} ({refs[0].method})", x=[r.metric for r in refs],
-                            y=[r.value for r in refs], mode="markers", marker=dict(symbol="diamond", size=12),
-                            hovertext=[f"{r.paper}, {r.where}; {r.provenance}" for r in refs])
-    fig.update_layout(barmode="group", yaxis_title="fraction of facts", height=460,
-                      title=f"{result.model}, {result.method}, n={result.n} (whiskers: 95 % bootstrap)")
+            fig.add_scatter(
+                name=f"published · {model} ({refs[0].method})",
+                x=[r.metric for r in refs],
+                y=[r.value for r in refs],
+                mode="markers",
+                marker=dict(symbol="diamond", size=12),
+                hovertext=[f"{r.paper}, {r.where}; {r.provenance}" for r in refs],
+            )
+    fig.update_layout(
+        barmode="group",
+        yaxis_title="fraction of facts",
+        height=460,
+        title=f"{result.model}, {result.method}, n={result.n} (whiskers: 95 % bootstrap)",
+    )
     return fig
 
 
@@ -65,24 +82,42 @@ def _curves(result: ReproResult):
         r, c = i // cols + 1, i % cols + 1
         es = sorted((e for e in result.estimates if e.key == k and e.value is not None), key=lambda e: e.edits)
         x = [max(e.edits, 0.5) for e in es]
-        fig.add_scatter(x=x, y=[e.value for e in es], mode="lines+markers", name=labels[k], showlegend=False,
-                        error_y=dict(type="data", symmetric=False,
-                                     array=[(e.high - e.value) if e.high is not None else 0 for e in es],
-                                     arrayminus=[(e.value - e.low) if e.low is not None else 0 for e in es]),
-                        row=r, col=c)
+        fig.add_scatter(
+            x=x,
+            y=[e.value for e in es],
+            mode="lines+markers",
+            name=labels[k],
+            showlegend=False,
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[(e.high - e.value) if e.high is not None else 0 for e in es],
+                arrayminus=[(e.value - e.low) if e.low is not None else 0 for e in es],
+            ),
+            row=r,
+            col=c,
+        )
         pub = [ref for ref in result.references if ref.metric == k and ref.edits is not None]
         if pub:
-            fig.add_scatter(x=[max(ref.edits, 0.5) for ref in pub], y=[ref.value for ref in pub], mode="markers",
-                            marker=dict(symbol="diamond", size=11), showlegend=False,
-                            name=f"published ({pub[0].model}, {pub[0].method})",
-                            hovertext=[f"published: {ref.model}, {ref.method}; {ref.provenance}" for ref in pub],
-                            row=r, col=c)
+            fig.add_scatter(
+                x=[max(ref.edits, 0.5) for ref in pub],
+                y=[ref.value for ref in pub],
+                mode="markers",
+                marker=dict(symbol="diamond", size=11),
+                showlegend=False,
+                name=f"published ({pub[0].model}, {pub[0].method})",
+                hovertext=[f"published: {ref.model}, {ref.method}; {ref.provenance}" for ref in pub],
+                row=r,
+                col=c,
+            )
         chance = next((e.chance for e in es if e.chance is not None), None)
         if chance is not None:
             fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", row=r, col=c)
         fig.update_xaxes(type="log", title_text="edits (0 at 0.5)", row=r, col=c)
-    fig.update_layout(height=320 * rows, title=f"{result.model}, {result.method}: signals vs sequential edits "
-                                               "(whiskers: 95 % bootstrap)")
+    fig.update_layout(
+        height=320 * rows,
+        title=f"{result.model}, {result.method}: signals vs sequential edits (whiskers: 95 % bootstrap)",
+    )
     return fig
 
 
@@ -98,26 +133,59 @@ def to_html(result: ReproResult, include_plotlyjs: bool | str = True) -> str:
 
     fig = _curves(result) if result.protocol == "muting" else _bars(result)
     plot = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=False)
-    measured = _table(["group", "edits", "metric", "measured", "95 % interval", "n", "chance"],
-                      [(e.group, "" if e.edits is None else e.edits, e.label, _num(e.value),
-                        f"{_num(e.low)} – {_num(e.high)}", e.n, "" if e.chance is None else _num(e.chance, 2))
-                       for e in result.estimates])
-    published = _table(["metric", "value", "model", "method", "dataset", "edits", "source", "checked", "note"],
-                       [(r.metric, _num(r.value), r.model, r.method, r.dataset, "" if r.edits is None else r.edits,
-                         f"{r.paper}, {r.where}", "yes (against the PDF)" if r.checked else r.provenance, r.note)
-                        for r in result.references]) if result.references else \
-        "<p>The issue lists no published number for this protocol; the paper's claim is qualitative.</p>"
+    measured = _table(
+        ["group", "edits", "metric", "measured", "95 % interval", "n", "chance"],
+        [
+            (
+                e.group,
+                "" if e.edits is None else e.edits,
+                e.label,
+                _num(e.value),
+                f"{_num(e.low)} – {_num(e.high)}",
+                e.n,
+                "" if e.chance is None else _num(e.chance, 2),
+            )
+            for e in result.estimates
+        ],
+    )
+    published = (
+        _table(
+            ["metric", "value", "model", "method", "dataset", "edits", "source", "checked", "note"],
+            [
+                (
+                    r.metric,
+                    _num(r.value),
+                    r.model,
+                    r.method,
+                    r.dataset,
+                    "" if r.edits is None else r.edits,
+                    f"{r.paper}, {r.where}",
+                    "yes (against the PDF)" if r.checked else r.provenance,
+                    r.note,
+                )
+                for r in result.references
+            ],
+        )
+        if result.references
+        else "<p>The issue lists no published number for this protocol; the paper's claim is qualitative.</p>"
+    )
     cost = result.cost
     cost_rows = [("total", f"{cost.get('total_s')} s"), ("seconds per edit", cost.get("seconds_per_edit"))]
-    cost_rows += [(f"checkpoint {c['edits']}", f"edits {c['edit_s']} s, measuring {c['measure_s']} s")
-                  for c in cost.get("per_checkpoint", [])]
-    cost_rows += [(k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint", "machine")]
+    cost_rows += [
+        (f"checkpoint {c['edits']}", f"edits {c['edit_s']} s, measuring {c['measure_s']} s")
+        for c in cost.get("per_checkpoint", [])
+    ]
+    cost_rows += [
+        (k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint", "machine")
+    ]
     where = f"<p>Ran on {html.escape(cost['machine'])}.</p>" if cost.get("machine") else ""
     chance = "".join(f"<p class='warn'>{html.escape(s)}</p>" for s in result.at_chance_sentences())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
-    scale = ("<p>Model size: the published numbers come from 7–8B-parameter models; the measured ones from "
-             f"<b>{html.escape(result.model)}</b>. Agreement in direction, not in value, is what a small model "
-             "can show.</p>")
+    scale = (
+        "<p>Model size: the published numbers come from 7–8B-parameter models; the measured ones from "
+        f"<b>{html.escape(result.model)}</b>. Agreement in direction, not in value, is what a small model "
+        "can show.</p>"
+    )
     config = html.escape(json.dumps(result.config, indent=1, default=str))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>editlab reproduce {result.protocol}</title>
@@ -145,8 +213,10 @@ def report_folder(out_dir: str | Path, protocol: str) -> Path:
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; give a folder (the report is written as {protocol}.html and "
-                         f"{protocol}.json inside it)")
+        raise ValueError(
+            f"--out {out}: is a file; give a folder (the report is written as {protocol}.html and "
+            f"{protocol}.json inside it)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -17,16 +17,17 @@ The engine behind a cell is an :class:`Experiment` (``load`` a model once per wo
 cell on it and return a plain dict). Replacing bench by another engine means writing another
 Experiment; nothing else here knows what a cell computes.
 """
+
 from __future__ import annotations
 
+import functools
 import json
 import math
-import functools
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from editlab import methods
 from editlab.core.bounded import short
@@ -36,8 +37,18 @@ CELL_VERSION = 1  # bump when a cell's meaning changes, so stored cells are not 
 GRID_KEY = "grid"  # the stored run's config holds the cell's identity under this key
 STATES = ("queued", "running", "done", "failed")
 HEADLINE = ("ES", "PS", "NS", "PN", "RE")
-SPEC_KEYS = {"name", "models", "methods", "datasets", "protocols", "variants", "hparams", "corpus", "online",
-             "resources"}
+SPEC_KEYS = {
+    "name",
+    "models",
+    "methods",
+    "datasets",
+    "protocols",
+    "variants",
+    "hparams",
+    "corpus",
+    "online",
+    "resources",
+}
 
 
 # ---- what a grid is made of ---------------------------------------------------------------------------
@@ -79,8 +90,15 @@ class DatasetShard:
     shards: int = 1
 
     def identity(self) -> dict:
-        return {"path": self.path, "format": self.format, "n": self.n, "seed": self.seed,
-                "skip_invalid": self.skip_invalid, "shard": self.shard, "shards": self.shards}
+        return {
+            "path": self.path,
+            "format": self.format,
+            "n": self.n,
+            "seed": self.seed,
+            "skip_invalid": self.skip_invalid,
+            "shard": self.shard,
+            "shards": self.shards,
+        }
 
     @property
     def label(self) -> str:
@@ -90,7 +108,9 @@ class DatasetShard:
     def load(self):
         from editlab.facts.datasets import load_dataset
 
-        return shard(load_dataset(self.path, self.format, self.n, self.seed, self.skip_invalid), self.shard, self.shards)
+        return shard(
+            load_dataset(self.path, self.format, self.n, self.seed, self.skip_invalid), self.shard, self.shards
+        )
 
 
 def shard(dataset, i: int, count: int):
@@ -101,8 +121,13 @@ def shard(dataset, i: int, count: int):
     if not 0 <= i < count:
         raise ValueError(f"shard {i} is not one of 0..{count - 1}")
     lo, hi = i * n // count, (i + 1) * n // count
-    return replace(dataset, facts=dataset.facts[lo:hi], records=dataset.records[lo:hi],
-                   portability=dataset.portability[lo:hi], generation_prompts=dataset.generation_prompts[lo:hi])
+    return replace(
+        dataset,
+        facts=dataset.facts[lo:hi],
+        records=dataset.records[lo:hi],
+        portability=dataset.portability[lo:hi],
+        generation_prompts=dataset.generation_prompts[lo:hi],
+    )
 
 
 @dataclass(frozen=True)
@@ -116,13 +141,19 @@ class Protocol:
     generation_tokens: int = 16
 
     def identity(self) -> dict:
-        return {"mode": self.mode, "batch_size": self.batch_size,
-                "evaluate": self.evaluate if self.mode == "sequential" else "after_each",
-                "negative_edits": self.negative_edits, "generation_tokens": self.generation_tokens}
+        return {
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "evaluate": self.evaluate if self.mode == "sequential" else "after_each",
+            "negative_edits": self.negative_edits,
+            "generation_tokens": self.generation_tokens,
+        }
 
     @property
     def label(self) -> str:
-        text = f"{self.mode}/{self.batch_size}" + ("/at_end" if self.mode == "sequential" and self.evaluate == "at_end" else "")
+        text = f"{self.mode}/{self.batch_size}" + (
+            "/at_end" if self.mode == "sequential" and self.evaluate == "at_end" else ""
+        )
         return text + ("" if self.negative_edits else " -neg")
 
 
@@ -138,7 +169,11 @@ def _frozen(value):
 
 def _thawed_items(items) -> dict:
     def thaw(v):
-        if isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v):
+        if (
+            isinstance(v, tuple)
+            and v
+            and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v)
+        ):
             return {k: thaw(x) for k, x in v}
         if isinstance(v, tuple):
             return [thaw(x) for x in v]
@@ -168,10 +203,16 @@ class Cell:
     def identity(self) -> dict:
         """What the key is a digest of. The variant's *name* is left out: two variants with the same
         overrides are the same cell."""
-        return {"version": CELL_VERSION, "model": self.model.identity(), "method": self.method,
-                "dataset": self.dataset.identity(), "protocol": self.protocol.identity(),
-                "hparams": json.loads(json.dumps(self.hparams, sort_keys=True, default=str)),
-                "corpus": self.corpus, "online": self.online}
+        return {
+            "version": CELL_VERSION,
+            "model": self.model.identity(),
+            "method": self.method,
+            "dataset": self.dataset.identity(),
+            "protocol": self.protocol.identity(),
+            "hparams": json.loads(json.dumps(self.hparams, sort_keys=True, default=str)),
+            "corpus": self.corpus,
+            "online": self.online,
+        }
 
     @property
     def key(self) -> str:
@@ -222,7 +263,7 @@ class GridSpec:
     name: str = "grid"
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
+    def from_yaml(cls, path: str | os.PathLike) -> GridSpec:
         """Read a grid file; relative paths in it are relative to the file."""
         from editlab.core.yamlfile import read_yaml_mapping
 
@@ -231,7 +272,7 @@ class GridSpec:
         return cls.from_dict(data, base_dir=path.resolve().parent, default_name=path.stem)
 
     @classmethod
-    def from_dict(cls, d: Mapping, base_dir: str | os.PathLike | None = None, default_name: str = "grid") -> "GridSpec":
+    def from_dict(cls, d: Mapping, base_dir: str | os.PathLike | None = None, default_name: str = "grid") -> GridSpec:
         """A grid from plain data::
 
             name: papers                     # a label (optional)
@@ -271,13 +312,23 @@ class GridSpec:
             raise ValueError("the grid names no datasets (datasets: [{path: counterfact-edit.json, n: 20}])")
         protocols = tuple(_protocol(p) for p in (_list(d.get("protocols"), "protocols") or [{}]))
         hparams = _hparams(d.get("hparams"), names, where, "hparams")
-        variants = tuple(_variant(v, names, where) for v in (_list(d.get("variants"), "variants") or [{"name": "default"}]))
+        variants = tuple(
+            _variant(v, names, where) for v in (_list(d.get("variants"), "variants") or [{"name": "default"}])
+        )
         if len({v.name for v in variants}) != len(variants):
             raise ValueError("two variants have the same name")
         corpus = d.get("corpus")
-        return cls(methods=tuple(names), datasets=datasets, models=models, protocols=protocols, variants=variants,
-                   hparams=hparams, corpus=where(corpus) if corpus else None, online=bool(d.get("online", True)),
-                   name=str(d.get("name") or default_name))
+        return cls(
+            methods=tuple(names),
+            datasets=datasets,
+            models=models,
+            protocols=protocols,
+            variants=variants,
+            hparams=hparams,
+            corpus=where(corpus) if corpus else None,
+            online=bool(d.get("online", True)),
+            name=str(d.get("name") or default_name),
+        )
 
     def cells(self) -> list[Cell]:
         """Every cell, models outermost (a worker keeps its model for as long as it has cells), then
@@ -297,9 +348,11 @@ class GridSpec:
             for sh in shards:
                 for protocol in self.protocols:
                     for variant in self.variants:
-                        for method in (variant.methods or self.methods):
+                        for method in variant.methods or self.methods:
                             hp = {**dict(self.hparams.get(method) or {}), **dict(variant.hparams.get(method) or {})}
-                            cell = Cell(model, method, sh, protocol, variant.name, _frozen(hp), self.corpus, self.online)
+                            cell = Cell(
+                                model, method, sh, protocol, variant.name, _frozen(hp), self.corpus, self.online
+                            )
                             if cell.key not in seen:  # two variants with the same overrides: one cell
                                 seen.add(cell.key)
                                 out.append(cell)
@@ -332,8 +385,10 @@ def _method_names(value) -> list[str]:
     known = methods.available()
     unknown = [m for m in names if m not in known]
     if unknown:
-        raise ValueError(f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(short, unknown[:10]))}; "
-                         f"available: {', '.join(known)}")
+        raise ValueError(
+            f"unknown editing method{'s' if len(unknown) > 1 else ''} {', '.join(map(short, unknown[:10]))}; "
+            f"available: {', '.join(known)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError("a method is listed twice in methods")
     return names
@@ -342,8 +397,10 @@ def _method_names(value) -> list[str]:
 def _no_unknown(d: Mapping, allowed: set, what: str) -> None:
     stray = sorted(str(k) for k in d if k not in allowed)
     if stray:
-        raise ValueError(f"{what}: unknown key{'s' if len(stray) > 1 else ''} {', '.join(map(short, stray[:10]))}"
-                         f"{f' and {len(stray) - 10:,} more' if len(stray) > 10 else ''}; known: {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"{what}: unknown key{'s' if len(stray) > 1 else ''} {', '.join(map(short, stray[:10]))}"
+            f"{f' and {len(stray) - 10:,} more' if len(stray) > 10 else ''}; known: {', '.join(sorted(allowed))}"
+        )
 
 
 def _list(value, what: str) -> list:
@@ -418,8 +475,15 @@ def _dataset(x, where) -> DatasetSpec:
         raise ValueError(f"{what}: seed must be a whole number or null, got {short(seed)}")
     if x.get("format") is not None and x["format"] not in FORMATS:
         raise ValueError(f"{what}: format {short(x['format'])} is not one of {', '.join(FORMATS)} (or leave it out)")
-    return DatasetSpec(path, x.get("format"), _positive(x, "n", what), seed, bool(x.get("skip_invalid", False)),
-                       _positive(x, "shards", what), _positive(x, "shard_size", what))
+    return DatasetSpec(
+        path,
+        x.get("format"),
+        _positive(x, "n", what),
+        seed,
+        bool(x.get("skip_invalid", False)),
+        _positive(x, "shards", what),
+        _positive(x, "shard_size", what),
+    )
 
 
 def _protocol(p) -> Protocol:
@@ -455,8 +519,9 @@ def _hparams(value, names: Sequence[str], where, what: str) -> dict[str, dict]:
         if isinstance(hp, str):
             hp = read_yaml_mapping(where(hp))
         if not isinstance(hp, Mapping):
-            raise ValueError(f"{what}.{m if len(m) <= 60 else short(m)}: expected a mapping or a YAML file, "
-                             f"got {type(hp).__name__}")
+            raise ValueError(
+                f"{what}.{m if len(m) <= 60 else short(m)}: expected a mapping or a YAML file, got {type(hp).__name__}"
+            )
         out[m] = dict(hp)
     return out
 
@@ -499,11 +564,22 @@ class Experiment:
         t0 = time.perf_counter()
         dataset = cell.dataset.load()
         p = cell.protocol
-        config = BenchConfig(dataset=cell.dataset.path, methods=(cell.method,), n=len(dataset), seed=cell.dataset.seed,
-                             dataset_format=cell.dataset.format, skip_invalid=cell.dataset.skip_invalid, mode=p.mode,
-                             batch_size=p.batch_size, evaluate=p.evaluate, negative_edits=p.negative_edits,
-                             generation_tokens=p.generation_tokens, hparams={cell.method: cell.hparams} if cell.hparams else {},
-                             corpus=cell.corpus, online=cell.online)
+        config = BenchConfig(
+            dataset=cell.dataset.path,
+            methods=(cell.method,),
+            n=len(dataset),
+            seed=cell.dataset.seed,
+            dataset_format=cell.dataset.format,
+            skip_invalid=cell.dataset.skip_invalid,
+            mode=p.mode,
+            batch_size=p.batch_size,
+            evaluate=p.evaluate,
+            negative_edits=p.negative_edits,
+            generation_tokens=p.generation_tokens,
+            hparams={cell.method: cell.hparams} if cell.hparams else {},
+            corpus=cell.corpus,
+            online=cell.online,
+        )
         result = run_bench(resident, config, dataset=dataset, store=None)
         checkpoints = []
         for step, row in enumerate(result.rows):
@@ -513,8 +589,13 @@ class Experiment:
         headline = {k: row.metrics.get(k) for k in HEADLINE}
         headline["s/edit"] = row.timings.get("seconds_per_edit")
         headline["failed"] = row.failed
-        return {"kind": self.kind, "config": result.config, "checkpoints": checkpoints, "headline": headline,
-                "seconds": time.perf_counter() - t0}
+        return {
+            "kind": self.kind,
+            "config": result.config,
+            "checkpoints": checkpoints,
+            "headline": headline,
+            "seconds": time.perf_counter() - t0,
+        }
 
 
 # ---- the run store: only the driver writes it ---------------------------------------------------------------
@@ -538,8 +619,14 @@ def record(store, cell: Cell, result: Mapping) -> int:
         tag = run.config.get(GRID_KEY)
         return isinstance(tag, Mapping) and tag.get("cell") == cell.key
 
-    return record_result(store, result["kind"], {**result["config"], GRID_KEY: cell.tag()}, result["checkpoints"],
-                         note=f"grid cell {cell.key}", replaces=same_cell)
+    return record_result(
+        store,
+        result["kind"],
+        {**result["config"], GRID_KEY: cell.tag()},
+        result["checkpoints"],
+        note=f"grid cell {cell.key}",
+        replaces=same_cell,
+    )
 
 
 def _headline_from_store(store, run_id: int, method: str) -> dict:
@@ -576,10 +663,23 @@ class CellState:
         secs = self.seconds
         if self.status == "running" and self.started is not None:
             secs = time.monotonic() - self.started
-        return {"cell": self.index + 1, "status": self.status, "model": c.model.name, "method": c.method,
-                "dataset": c.dataset.label, "protocol": c.protocol.label, "variant": c.variant,
-                "seconds": secs, **{k: self.headline.get(k) for k in HEADLINE}, "attempts": self.attempts,
-                "run_id": self.run_id, "stored": self.stored, "worker": self.worker, "error": self.error, "key": c.key}
+        return {
+            "cell": self.index + 1,
+            "status": self.status,
+            "model": c.model.name,
+            "method": c.method,
+            "dataset": c.dataset.label,
+            "protocol": c.protocol.label,
+            "variant": c.variant,
+            "seconds": secs,
+            **{k: self.headline.get(k) for k in HEADLINE},
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "stored": self.stored,
+            "worker": self.worker,
+            "error": self.error,
+            "key": c.key,
+        }
 
 
 Progress = Callable[[Sequence[CellState], CellState], None]
@@ -599,12 +699,27 @@ def format_table(states: Sequence[CellState], width: int = 0) -> str:
         if s.status == "running" and s.worker:
             note = s.worker
         if s.error:
-            note = (note + "; " if note else "") + ("retrying after: " if s.status in ("queued", "running") else "") + s.error
+            note = (
+                (note + "; " if note else "")
+                + ("retrying after: " if s.status in ("queued", "running") else "")
+                + s.error
+            )
         if s.attempts > 1 and s.status == "done":
             note += f" (attempt {s.attempts})"
-        rows.append([str(r["cell"]), s.status, _short(r["model"], 24), r["method"], r["dataset"], r["protocol"], r["variant"],
-                     "" if r["seconds"] is None else f"{r['seconds']:.1f}s",
-                     *["" if r[k] is None else f"{r[k]:.2f}" for k in HEADLINE], note])
+        rows.append(
+            [
+                str(r["cell"]),
+                s.status,
+                _short(r["model"], 24),
+                r["method"],
+                r["dataset"],
+                r["protocol"],
+                r["variant"],
+                "" if r["seconds"] is None else f"{r['seconds']:.1f}s",
+                *["" if r[k] is None else f"{r[k]:.2f}" for k in HEADLINE],
+                note,
+            ]
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line[:-1], widths)) + "  " + line[-1] for line in [head, *rows]]
     counts = {k: sum(1 for s in states if s.status == k) for k in STATES}
@@ -615,7 +730,7 @@ def format_table(states: Sequence[CellState], width: int = 0) -> str:
 
 
 def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
+    return text if len(text) <= n else "…" + text[-(n - 1) :]
 
 
 # ---- running a grid ------------------------------------------------------------------------------------
@@ -659,8 +774,18 @@ class GridResult:
         for (model, method, dataset, protocol, variant), cks in groups.items():
             scores = [f["scores"] for ck in cks for f in (ck.samples or [])]
             secs = [f["edit_seconds"] for ck in cks for f in (ck.samples or []) if f.get("edit_seconds") is not None]
-            records.append({"model": model, "method": method, "dataset": Path(dataset).name, "protocol": protocol, "variant": variant,
-                            "shards": len(cks), **aggregate(scores), "s/edit": (sorted(secs)[len(secs) // 2] if secs else None)})
+            records.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "dataset": Path(dataset).name,
+                    "protocol": protocol,
+                    "variant": variant,
+                    "shards": len(cks),
+                    **aggregate(scores),
+                    "s/edit": (sorted(secs)[len(secs) // 2] if secs else None),
+                }
+            )
         return pd.DataFrame.from_records(records)
 
 
@@ -717,5 +842,3 @@ class Driver:
 def describe(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-

@@ -11,12 +11,13 @@ stopped, freeing its resources for another model's worker.
 cluster to join (``"auto"``, ``"ray://head:10001"``, ...). On a cluster every node needs editlab
 installed and the grid's dataset and corpus files at the same paths.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from editlab.runs.grid import Cell, CellState, Driver, Experiment, ModelSpec, describe
 
@@ -32,8 +33,10 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ImportError("running a grid on Ray needs Ray: pip install 'editlab[cluster]' (or pip install 'ray>=2.9'); "
-                          "without it, run the grid in-process (editlab grid --in-process)") from None
+        raise ImportError(
+            "running a grid on Ray needs Ray: pip install 'editlab[cluster]' (or pip install 'ray>=2.9'); "
+            "without it, run the grid in-process (editlab grid --in-process)"
+        ) from None
     return ray
 
 
@@ -97,7 +100,9 @@ def _env(model: ModelSpec, local: bool, extra: Mapping | None) -> dict:
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"})
     if local:  # the workers import the editlab this driver runs (a checkout on PYTHONPATH included)
         root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]]
+        )
     env.update(dict(extra or {}))
     return env
 
@@ -119,8 +124,15 @@ def _error_text(e: BaseException) -> str:
     return f"worker died ({type(e).__name__}: {first})"
 
 
-def run(driver: Driver, experiment: Experiment, *, workers: int | None = None, address: str | None = None,
-        runtime_env: Mapping | None = None, poll_seconds: float = 1.0) -> None:
+def run(
+    driver: Driver,
+    experiment: Experiment,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    runtime_env: Mapping | None = None,
+    poll_seconds: float = 1.0,
+) -> None:
     """Run the driver's queued cells on Ray actors (see the module docstring)."""
     ray = _ray()
     if not driver.queue:  # every cell is stored already: no need to start Ray
@@ -131,8 +143,13 @@ def run(driver: Driver, experiment: Experiment, *, workers: int | None = None, a
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
             res = _local_resources()
-            ray.init(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(
+                num_cpus=res["num_cpus"],
+                num_gpus=res["num_gpus"],
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
         started_here = True
     local = not address
     try:
@@ -159,15 +176,25 @@ def _capacity(ray, models: list[ModelSpec]) -> int:
 class _Scheduler:
     """The driver's side of a Ray grid: which workers are idle or busy, and whose model would not load."""
 
-    def __init__(self, ray, driver: Driver, experiment: Experiment, models: dict, workers: int | None, local: bool,
-                 runtime_env: Mapping | None):
+    def __init__(
+        self,
+        ray,
+        driver: Driver,
+        experiment: Experiment,
+        models: dict,
+        workers: int | None,
+        local: bool,
+        runtime_env: Mapping | None,
+    ):
         self.ray, self.driver, self.experiment, self.models = ray, driver, experiment, models
         self.local, self.runtime_env = local, runtime_env
         total = ray.cluster_resources()
         for m in models.values():
             if m.num_cpus > total.get("CPU", 0) or m.num_gpus > total.get("GPU", 0):
-                raise ValueError(f"a worker of {m.name} asks for {m.num_cpus:g} CPU and {m.num_gpus:g} GPU; the Ray cluster has "
-                                 f"{total.get('CPU', 0):g} CPU and {total.get('GPU', 0):g} GPU in all")
+                raise ValueError(
+                    f"a worker of {m.name} asks for {m.num_cpus:g} CPU and {m.num_gpus:g} GPU; the Ray cluster has "
+                    f"{total.get('CPU', 0):g} CPU and {total.get('GPU', 0):g} GPU in all"
+                )
         self.slots = workers or max(1, _capacity(ray, list(models.values())))
         self.remote = _worker_class()
         self.idle: list[tuple] = []  # (actor, model key, name)
@@ -217,8 +244,9 @@ class _Scheduler:
             holding: dict[str, int] = {}
             for _, key, _n, *_ in [*self.idle, *self.busy.values()]:
                 holding[key] = holding.get(key, 0) + 1
-            key = max({s.cell.model.key for s in driver.queue},
-                      key=lambda k: len(self.queued(k)) / (holding.get(k, 0) + 1))
+            key = max(
+                {s.cell.model.key for s in driver.queue}, key=lambda k: len(self.queued(k)) / (holding.get(k, 0) + 1)
+            )
             if len(self.queued(key)) <= holding.get(key, 0):
                 break  # every queued cell already has a worker of its model coming free
             model = self.models[key]
@@ -226,8 +254,9 @@ class _Scheduler:
             name = f"worker {self.serial} ({model.name})"
             env = {"env_vars": _env(model, self.local, (runtime_env or {}).get("env_vars"))}
             env.update({k: v for k, v in (runtime_env or {}).items() if k != "env_vars"})
-            actor = self.remote.options(num_cpus=model.num_cpus, num_gpus=model.num_gpus,
-                                        runtime_env=env).remote(self.experiment, model)
+            actor = self.remote.options(num_cpus=model.num_cpus, num_gpus=model.num_gpus, runtime_env=env).remote(
+                self.experiment, model
+            )
             self._hand(actor, key, name, self.queued(key)[0])
 
     def collect(self, poll_seconds: float) -> None:
@@ -261,8 +290,15 @@ class _Scheduler:
             self.retire(actor)
 
 
-def _schedule(ray, driver: Driver, experiment: Experiment, workers: int | None, local: bool,
-              runtime_env: Mapping | None, poll_seconds: float) -> None:
+def _schedule(
+    ray,
+    driver: Driver,
+    experiment: Experiment,
+    workers: int | None,
+    local: bool,
+    runtime_env: Mapping | None,
+    poll_seconds: float,
+) -> None:
     """Run the driver's queued cells on Ray workers, one actor per model and device, until none is left."""
     models = {s.cell.model.key: s.cell.model for s in driver.queue}
     if not models:

@@ -2,19 +2,31 @@
 (:mod:`editlab.runs.grid_ray`). The cells, their driver and how a cell is computed live in
 :mod:`editlab.runs.grid`; neither of those imports this module.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from editlab.runs.grid import Cell, Driver, Experiment, GridResult, GridSpec, Progress, describe
 from editlab.runs import grid_ray
+from editlab.runs.grid import Cell, Driver, Experiment, GridResult, GridSpec, Progress, describe
 from editlab.runs.writer import open_store
 
 
-def run_grid(grid: GridSpec | Sequence[Cell], store=None, *, backend: str = "in-process", workers: int | None = None,
-             address: str | None = None, progress: Progress | None = None, experiment: Experiment | None = None,
-             residents: Mapping[str, Any] | None = None, retries: int = 1, runtime_env: Mapping | None = None) -> GridResult:
+def run_grid(
+    grid: GridSpec | Sequence[Cell],
+    store=None,
+    *,
+    backend: str = "in-process",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: Progress | None = None,
+    experiment: Experiment | None = None,
+    residents: Mapping[str, Any] | None = None,
+    retries: int = 1,
+    runtime_env: Mapping | None = None,
+) -> GridResult:
     """Run a grid's cells and store each finished cell as a run.
 
     ``backend``: ``"in-process"`` (one cell after another here; ``residents`` maps a model *name* to

@@ -20,18 +20,19 @@ Every measured number carries a seeded 95 % percentile-bootstrap interval over f
 outputs, items); every result carries its cost and the published reference values with their
 source. :mod:`editlab.report` writes the HTML + JSON report.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from editlab.core.paths import PACKAGE_DATA
-from typing import Callable, Mapping, Sequence
-
 import numpy as np
+
+from editlab.core.paths import PACKAGE_DATA
 
 PROTOCOLS = ("negation", "factcheck", "ablation", "muting")
 DEFAULT_METHOD = {"negation": "memit", "factcheck": "memit", "ablation": "memit", "muting": "memit"}
@@ -42,11 +43,15 @@ LEVEL = 0.95
 Progress = Callable[[int, int, str], None]
 
 # ---- published values ---------------------------------------------------------------------------------
-SECONDARY = ("from the project's summary of the paper (secondary), not checked against the PDF: this machine cannot "
-             "reach the web")
+SECONDARY = (
+    "from the project's summary of the paper (secondary), not checked against the PDF: this machine cannot "
+    "reach the web"
+)
 PAPER_SAND = "Liu et al. 2025, Is Model Editing Built on Sand? (arXiv:2510.00625)"
 UNSTATED = "(method not stated in the summary)"
-PAPER_MUTING = "the muting-effect study of sequential editing (as summarised for editlab; not checked against the paper)"
+PAPER_MUTING = (
+    "the muting-effect study of sequential editing (as summarised for editlab; not checked against the paper)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,32 +76,84 @@ class Reference:
 PUBLISHED: tuple[Reference, ...] = (
     Reference("negation", "PP", 0.982, "Llama-3-8B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "PN", 0.694, "Llama-3-8B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
-    Reference("negation", "RE", 0.288, "Llama-3-8B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3",
-              note="rectified efficacy PP − PN"),
+    Reference(
+        "negation",
+        "RE",
+        0.288,
+        "Llama-3-8B-Instruct",
+        "MEMIT",
+        "CounterFact",
+        PAPER_SAND,
+        "Table 3",
+        note="rectified efficacy PP − PN",
+    ),
     Reference("negation", "PP", 0.934, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "PN", 0.722, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "NN", 0.849, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
     Reference("negation", "NP", 0.744, "Qwen2.5-7B-Instruct", "MEMIT", "CounterFact", PAPER_SAND, "Table 3"),
-    Reference("factcheck", "FC_abs", 0.488, "Qwen2.5-7B-Instruct", UNSTATED, "zsRE", PAPER_SAND, "fact-check evaluation",
-              note="the summary gives no method or table for this pair; read it as the paper's headline gap"),
-    Reference("factcheck", "efficacy", 0.965, "Qwen2.5-7B-Instruct", UNSTATED, "zsRE", PAPER_SAND,
-              "fact-check evaluation", note="zsRE efficacy is conventionally token accuracy (MEND/MEMIT): "
-                                            "compare with editlab's rewrite_acc"),
+    Reference(
+        "factcheck",
+        "FC_abs",
+        0.488,
+        "Qwen2.5-7B-Instruct",
+        UNSTATED,
+        "zsRE",
+        PAPER_SAND,
+        "fact-check evaluation",
+        note="the summary gives no method or table for this pair; read it as the paper's headline gap",
+    ),
+    Reference(
+        "factcheck",
+        "efficacy",
+        0.965,
+        "Qwen2.5-7B-Instruct",
+        UNSTATED,
+        "zsRE",
+        PAPER_SAND,
+        "fact-check evaluation",
+        note="zsRE efficacy is conventionally token accuracy (MEND/MEMIT): compare with editlab's rewrite_acc",
+    ),
     Reference("muting", "mmlu", 0.459, "Llama-2-7B", "ROME", "CounterFact", PAPER_MUTING, "MMLU vs edits", edits=0),
     Reference("muting", "mmlu", 0.270, "Llama-2-7B", "ROME", "CounterFact", PAPER_MUTING, "MMLU vs edits", edits=50),
-    Reference("muting", "mmlu", 0.0, "Llama-2-7B", "ROME", "CounterFact", PAPER_MUTING, "MMLU vs edits", edits=100,
-              note="≈ 0: the model emits empty output (muting)"),
-    Reference("muting", "muting_within", 10.0, "Llama-2-7B", "KN", "CounterFact", PAPER_MUTING, "text",
-              note="KN mutes within 10 sequential edits"),
+    Reference(
+        "muting",
+        "mmlu",
+        0.0,
+        "Llama-2-7B",
+        "ROME",
+        "CounterFact",
+        PAPER_MUTING,
+        "MMLU vs edits",
+        edits=100,
+        note="≈ 0: the model emits empty output (muting)",
+    ),
+    Reference(
+        "muting",
+        "muting_within",
+        10.0,
+        "Llama-2-7B",
+        "KN",
+        "CounterFact",
+        PAPER_MUTING,
+        "text",
+        note="KN mutes within 10 sequential edits",
+    ),
 )
+
 
 def references(protocol: str) -> tuple[Reference, ...]:
     return tuple(r for r in PUBLISHED if r.protocol == protocol)
 
 
 # ---- bootstrap -------------------------------------------------------------------------------------------
-def bootstrap_ci(data, statistic: Callable[[np.ndarray], float] | None = None, *, level: float = LEVEL,
-                 samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float | None, float | None, float | None]:
+def bootstrap_ci(
+    data,
+    statistic: Callable[[np.ndarray], float] | None = None,
+    *,
+    level: float = LEVEL,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float | None, float | None, float | None]:
     """(estimate, low, high): ``statistic`` (default: the mean) of ``data`` and its percentile
     bootstrap interval — rows of ``data`` (a sequence of numbers, or of equal-length tuples for a
     ratio such as perplexity) resampled with replacement ``samples`` times from a seeded generator.
@@ -178,8 +235,11 @@ class ReproResult:
         for e in self.estimates:
             if e.key == key and (group is None or e.group == group) and (edits is None or e.edits == edits):
                 return e
-        raise KeyError(f"no estimate {key!r}" + (f" for {group!r}" if group else "") +
-                       (f" at {edits} edits" if edits is not None else ""))
+        raise KeyError(
+            f"no estimate {key!r}"
+            + (f" for {group!r}" if group else "")
+            + (f" at {edits} edits" if edits is not None else "")
+        )
 
     def at_chance_sentences(self) -> list[str]:
         out = []
@@ -188,33 +248,52 @@ class ReproResult:
             out.append(cal.get("sentence", "the fact-check probe is at chance on this model") + ".")
         for e in self.estimates:  # the unedited model's level decides whether a task can show anything
             if e.at_chance and (e.edits == 0 or (e.edits is None and e.group.endswith("unedited"))):
-                out.append(f"{e.label} ({e.group}) is at chance for this model ({e.value:.3f}, 95 % interval "
-                           f"{_fmt(e.low)}–{_fmt(e.high)}, chance {e.chance:.2f}, n={e.n}): a change on it after "
-                           "editing cannot be read as ability lost or gained.")
+                out.append(
+                    f"{e.label} ({e.group}) is at chance for this model ({e.value:.3f}, 95 % interval "
+                    f"{_fmt(e.low)}–{_fmt(e.high)}, chance {e.chance:.2f}, n={e.n}): a change on it after "
+                    "editing cannot be read as ability lost or gained."
+                )
         return out
 
     def to_dict(self) -> dict:
-        return {"protocol": self.protocol, "model": self.model, "method": self.method, "n": self.n,
-                "config": self.config, "interval": f"{int(LEVEL * 100)} % percentile bootstrap, "
-                                                   f"{BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}",
-                "estimates": [asdict(e) | {"at_chance": e.at_chance} for e in self.estimates],
-                "published": [asdict(r) for r in self.references], "cost": self.cost, "notes": list(self.notes),
-                "at_chance": self.at_chance_sentences(), "samples": self.samples}
+        return {
+            "protocol": self.protocol,
+            "model": self.model,
+            "method": self.method,
+            "n": self.n,
+            "config": self.config,
+            "interval": f"{int(LEVEL * 100)} % percentile bootstrap, "
+            f"{BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}",
+            "estimates": [asdict(e) | {"at_chance": e.at_chance} for e in self.estimates],
+            "published": [asdict(r) for r in self.references],
+            "cost": self.cost,
+            "notes": list(self.notes),
+            "at_chance": self.at_chance_sentences(),
+            "samples": self.samples,
+        }
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), default=str, **kw)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ReproResult":
+    def from_dict(cls, d: Mapping) -> ReproResult:
         """The inverse of :meth:`to_dict` (a report's JSON read back)."""
         fields_ = set(Estimate.__dataclass_fields__)
-        return cls(d["protocol"], d["model"], d["method"], d["n"], dict(d.get("config") or {}),
-                   tuple(Estimate(**{k: v for k, v in e.items() if k in fields_}) for e in d["estimates"]),
-                   tuple(Reference(**r) for r in d.get("published") or ()), dict(d.get("cost") or {}),
-                   tuple(d.get("notes") or ()), dict(d.get("samples") or {}))
+        return cls(
+            d["protocol"],
+            d["model"],
+            d["method"],
+            d["n"],
+            dict(d.get("config") or {}),
+            tuple(Estimate(**{k: v for k, v in e.items() if k in fields_}) for e in d["estimates"]),
+            tuple(Reference(**r) for r in d.get("published") or ()),
+            dict(d.get("cost") or {}),
+            tuple(d.get("notes") or ()),
+            dict(d.get("samples") or {}),
+        )
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "the report") -> "ReproResult":
+    def from_json(cls, text: str | bytes, source: str = "the report") -> ReproResult:
         """A report's JSON (what ``editlab reproduce`` writes, or the app's download) read back, with
         a message naming what is wrong when it is not one (``ValueError``)."""
         try:
@@ -222,8 +301,10 @@ class ReproResult:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{source} is not JSON ({e}): open the .json file `editlab reproduce` wrote") from None
         if not isinstance(doc, dict):
-            raise ValueError(f"{source} is JSON but not a report: a report is an object with "
-                             "protocol, model, method, n and estimates")
+            raise ValueError(
+                f"{source} is JSON but not a report: a report is an object with "
+                "protocol, model, method, n and estimates"
+            )
         missing = [k for k in ("protocol", "model", "method", "n", "estimates") if k not in doc]
         if missing:
             raise ValueError(f"{source} is not an `editlab reproduce` report: it has no {', '.join(missing)}")
@@ -239,12 +320,14 @@ class ReproResult:
         measured number with its interval, n and the published numbers that belong beside it
         (muting: one row per signal, one column per checkpoint), then any at-chance sentence."""
         cost = self.cost
-        head = (f"**{self.protocol}** — {self.method} on {self.model}, n = {self.n} "
-                f"({'sequential edits' if self.protocol == 'muting' else 'facts'}); {int(LEVEL * 100)} % percentile "
-                f"bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}; "
-                f"cost {cost.get('total_s')} s in all"
-                + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else "")
-                + (f" on {cost['machine']}" if cost.get("machine") else ""))
+        head = (
+            f"**{self.protocol}** — {self.method} on {self.model}, n = {self.n} "
+            f"({'sequential edits' if self.protocol == 'muting' else 'facts'}); {int(LEVEL * 100)} % percentile "
+            f"bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {self.config.get('seed', 0)}; "
+            f"cost {cost.get('total_s')} s in all"
+            + (f", {cost['seconds_per_edit']:.1f} s per edit" if cost.get("seconds_per_edit") else "")
+            + (f" on {cost['machine']}" if cost.get("machine") else "")
+        )
         lines = [head, ""]
         cal = self.config.get("factcheck_calibration")
         if cal and cal.get("readable"):
@@ -255,17 +338,26 @@ class ReproResult:
             for key in dict.fromkeys(e.key for e in self.estimates):
                 by = {e.edits: e for e in self.estimates if e.key == key}
                 label = next(e.label for e in self.estimates if e.key == key)
-                cells = [f"{by[s].value:.3g} [{by[s].low:.3g}, {by[s].high:.3g}]"
-                         if s in by and by[s].value is not None else "–" for s in steps]
+                cells = [
+                    f"{by[s].value:.3g} [{by[s].low:.3g}, {by[s].high:.3g}]"
+                    if s in by and by[s].value is not None
+                    else "–"
+                    for s in steps
+                ]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         else:
-            lines += ["| group | metric | measured | 95 % interval | n | published (model, method, dataset) |",
-                      "|---|---|---:|---|---:|---|"]
+            lines += [
+                "| group | metric | measured | 95 % interval | n | published (model, method, dataset) |",
+                "|---|---|---:|---|---:|---|",
+            ]
             for e in self.estimates:
-                pub = "; ".join(f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in self.references
-                                if applies(r, e))
-                lines.append(f"| {e.group} | {e.label} | {_fmt(e.value, 2)} | {_fmt(e.low, 2)}–{_fmt(e.high, 2)} "
-                             f"| {e.n} | {pub} |")
+                pub = "; ".join(
+                    f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in self.references if applies(r, e)
+                )
+                lines.append(
+                    f"| {e.group} | {e.label} | {_fmt(e.value, 2)} | {_fmt(e.low, 2)}–{_fmt(e.high, 2)} "
+                    f"| {e.n} | {pub} |"
+                )
         for sentence in self.at_chance_sentences():
             lines += ["", f"_{sentence}_"]
         return "\n".join(lines)
@@ -277,9 +369,18 @@ class ReproResult:
         rows = []
         for e in self.estimates:
             pub = [r for r in self.references if applies(r, e)]
-            rows.append({"group": e.group, "edits": e.edits, "metric": e.label, "measured": e.value,
-                         "95% low": e.low, "95% high": e.high, "n": e.n,
-                         "published": "; ".join(f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in pub) or None})
+            rows.append(
+                {
+                    "group": e.group,
+                    "edits": e.edits,
+                    "metric": e.label,
+                    "measured": e.value,
+                    "95% low": e.low,
+                    "95% high": e.high,
+                    "n": e.n,
+                    "published": "; ".join(f"{r.value:g} ({r.model}, {r.method}, {r.dataset})" for r in pub) or None,
+                }
+            )
         return pd.DataFrame.from_records(rows)
 
 
@@ -301,15 +402,21 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 # ---- bench-based protocols ------------------------------------------------------------------------------
-NEGATION_KEYS = (("PP", "PP: says o* after the positive prompt"), ("PN", "PN: still says o* after the negated prompt"),
-                 ("PN_contraction", "PN on the contraction (isn't, doesn't)"),
-                 ("PN_not_true", "PN on \"It is not true that ...\""), ("PN_never", "PN on \"never\""),
-                 ("PN_gen", "PN (generation): the first clause names o*"),
-                 ("PN_gen_answer", "PN (generation): names the true or another answer"),
-                 ("PN_gen_neither", "PN (generation): names no answer"),
-                 ("NN", "NN: negated edit, negated prompt"), ("NP", "NP: negated edit, positive prompt"),
-                 ("RE", "Rectified efficacy PP − PN"), ("ES", "Efficacy (ES)"),
-                 ("FC", FC_LABEL := "Fact-check agrees with the edit (new statement rated truer, pairwise)"))
+NEGATION_KEYS = (
+    ("PP", "PP: says o* after the positive prompt"),
+    ("PN", "PN: still says o* after the negated prompt"),
+    ("PN_contraction", "PN on the contraction (isn't, doesn't)"),
+    ("PN_not_true", "PN on \"It is not true that ...\""),
+    ("PN_never", "PN on \"never\""),
+    ("PN_gen", "PN (generation): the first clause names o*"),
+    ("PN_gen_answer", "PN (generation): names the true or another answer"),
+    ("PN_gen_neither", "PN (generation): names no answer"),
+    ("NN", "NN: negated edit, negated prompt"),
+    ("NP", "NP: negated edit, positive prompt"),
+    ("RE", "Rectified efficacy PP − PN"),
+    ("ES", "Efficacy (ES)"),
+    ("FC", FC_LABEL := "Fact-check agrees with the edit (new statement rated truer, pairwise)"),
+)
 LOWER_BETTER = {"PN", "NP", "PN_contraction", "PN_not_true", "PN_never", "PN_gen", "PN_gen_neither"}
 
 
@@ -320,15 +427,37 @@ def _calibrated(handle, config: dict) -> dict:
     return {**config, "factcheck_calibration": calibrate(handle).to_dict()}
 
 
-def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corpus, online, hparams, progress,
-           cancel, fmt: str | None = None):
-    from editlab.runs.bench import BenchConfig, run_bench
+def _bench(
+    handle,
+    dataset,
+    n: int,
+    method: str,
+    seed: int,
+    negative: bool,
+    corpus,
+    online,
+    hparams,
+    progress,
+    cancel,
+    fmt: str | None = None,
+):
     from editlab.facts.datasets import Dataset
+    from editlab.runs.bench import BenchConfig, run_bench
 
     ds = dataset.subset(n, seed) if isinstance(dataset, Dataset) else None
-    cfg = BenchConfig(dataset=dataset.name if ds is not None else str(dataset), methods=(method,), n=n, seed=seed,
-                      dataset_format=fmt, skip_invalid=True, negative_edits=negative, generation_tokens=8,
-                      hparams={method: dict(hparams)} if hparams else {}, corpus=corpus, online=online)
+    cfg = BenchConfig(
+        dataset=dataset.name if ds is not None else str(dataset),
+        methods=(method,),
+        n=n,
+        seed=seed,
+        dataset_format=fmt,
+        skip_invalid=True,
+        negative_edits=negative,
+        generation_tokens=8,
+        hparams={method: dict(hparams)} if hparams else {},
+        corpus=corpus,
+        online=online,
+    )
     t0 = time.perf_counter()
     res = run_bench(handle, cfg, dataset=ds, progress=progress, cancel=cancel)
     return res, time.perf_counter() - t0
@@ -337,8 +466,11 @@ def _bench(handle, dataset, n: int, method: str, seed: int, negative: bool, corp
 def _per_fact(res, name: str, key: str) -> list:
     row = res.row(name)
     if key == "RE":  # paired per fact, so the interval is that of the difference
-        return [f.scores["PP"] - f.scores["PN"] for f in row.facts
-                if f.scores.get("PP") is not None and f.scores.get("PN") is not None]
+        return [
+            f.scores["PP"] - f.scores["PN"]
+            for f in row.facts
+            if f.scores.get("PP") is not None and f.scores.get("PN") is not None
+        ]
     if key == "FC_known":  # the unedited model rates the true statement truer than the counterfactual
         return [None if f.scores.get("FC") is None else 1.0 - f.scores["FC"] for f in row.facts]
     return [f.scores.get(key) for f in row.facts]
@@ -351,16 +483,23 @@ def machine(handle) -> str:
     import torch
 
     dev = handle.device
-    where = (f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
-             else f"{dev.type} ({torch.get_num_threads()} threads)")
+    where = (
+        f"cuda ({torch.cuda.get_device_name(dev)})"
+        if dev.type == "cuda"
+        else f"{dev.type} ({torch.get_num_threads()} threads)"
+    )
     dtype = str(next(handle.model.parameters()).dtype).replace("torch.", "")
     return f"{where}, {dtype}, torch {torch.__version__}"
 
 
 def _bench_cost(res, method: str, total: float, handle) -> dict:
     t = res.row(method).timings
-    return {"total_s": round(total, 2), "seconds_per_edit": t.get("seconds_per_edit"),
-            "edit_total_s": t.get("edit_total_s"), "machine": machine(handle)}
+    return {
+        "total_s": round(total, 2),
+        "seconds_per_edit": t.get("seconds_per_edit"),
+        "edit_total_s": t.get("edit_total_s"),
+        "machine": machine(handle),
+    }
 
 
 def _dataset_path(dataset, name: str):
@@ -369,34 +508,68 @@ def _dataset_path(dataset, name: str):
     return dataset
 
 
-def negation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: int = 0, corpus: str | None = None,
-             online: bool = True, hparams: Mapping | None = None, progress: Progress | None = None,
-             cancel=None) -> ReproResult:
+def negation(
+    handle,
+    n: int = 10,
+    method: str = "memit",
+    *,
+    dataset=None,
+    seed: int = 0,
+    corpus: str | None = None,
+    online: bool = True,
+    hparams: Mapping | None = None,
+    progress: Progress | None = None,
+    cancel=None,
+) -> ReproResult:
     """PP, PN, NN, NP, rectified efficacy, efficacy and fact-check accuracy on ``n`` CounterFact facts
     (independent edits, each with its negated twin), unedited and edited, with bootstrap intervals."""
     from editlab.runs.bench import UNEDITED
 
-    res, total = _bench(handle, _dataset_path(dataset, "negation"), n, method, seed, True, corpus, online, hparams,
-                        progress, cancel)
+    res, total = _bench(
+        handle, _dataset_path(dataset, "negation"), n, method, seed, True, corpus, online, hparams, progress, cancel
+    )
     est = []
     for name, group in ((UNEDITED, "unedited"), (method, "edited")):
         for key, label in NEGATION_KEYS:
             if name == UNEDITED and key in ("NN", "NP"):
                 continue  # no negated edit on the unedited model: NP = PP and NN = PN there
-            est.append(estimate(group, key, label, _per_fact(res, name, key), seed=seed,
-                                higher_is_better=key not in LOWER_BETTER))
+            est.append(
+                estimate(
+                    group, key, label, _per_fact(res, name, key), seed=seed, higher_is_better=key not in LOWER_BETTER
+                )
+            )
     notes = [f"protocol: {res.protocol}", *res.row(method).notes]
     failed = res.row(method).failed
     if failed:
         notes.append(f"{failed} of {n} edits failed (scored as the model left them)")
     config = _calibrated(handle, {**_plain_config(res.config), "seed": seed})
-    return ReproResult("negation", handle.name, method, n, config, tuple(est),
-                       references("negation"), _bench_cost(res, method, total, handle), tuple(notes))
+    return ReproResult(
+        "negation",
+        handle.name,
+        method,
+        n,
+        config,
+        tuple(est),
+        references("negation"),
+        _bench_cost(res, method, total, handle),
+        tuple(notes),
+    )
 
 
-def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=None, seed: int = 0,
-              corpus: str | None = None, online: bool = True, hparams: Mapping | None = None,
-              progress: Progress | None = None, cancel=None) -> ReproResult:
+def factcheck(
+    handle,
+    n: int = 10,
+    method: str = "memit",
+    *,
+    dataset=None,
+    zsre=None,
+    seed: int = 0,
+    corpus: str | None = None,
+    online: bool = True,
+    hparams: Mapping | None = None,
+    progress: Progress | None = None,
+    cancel=None,
+) -> ReproResult:
     """Fact-check accuracy (True/False) beside efficacy on ``n`` facts of CounterFact and of zsRE
     (either may be None to skip it). zsRE's efficacy is reported as token accuracy (rewrite_acc)
     too, the convention its published numbers use."""
@@ -412,39 +585,91 @@ def factcheck(handle, n: int = 10, method: str = "memit", *, dataset=None, zsre=
         for name, state in ((UNEDITED, "unedited"), (method, "edited")):
             group = f"{g} · {state}"
             est.append(estimate(group, "ES", "Efficacy (ES: P(new) > P(true))", _per_fact(res, name, "ES"), seed=seed))
-            est.append(estimate(group, "efficacy", "Efficacy (token accuracy, rewrite_acc)",
-                                _per_fact(res, name, "rewrite_acc"), seed=seed))
+            est.append(
+                estimate(
+                    group,
+                    "efficacy",
+                    "Efficacy (token accuracy, rewrite_acc)",
+                    _per_fact(res, name, "rewrite_acc"),
+                    seed=seed,
+                )
+            )
             if name == UNEDITED:  # can the probe read these facts at all? (chance: it cannot tell them apart)
-                est.append(estimate(group, "FC_known", "Fact-check reads the fact (true statement rated truer)",
-                                    _per_fact(res, name, "FC_known"), seed=seed, chance=0.5))
+                est.append(
+                    estimate(
+                        group,
+                        "FC_known",
+                        "Fact-check reads the fact (true statement rated truer)",
+                        _per_fact(res, name, "FC_known"),
+                        seed=seed,
+                        chance=0.5,
+                    )
+                )
             est.append(estimate(group, "FC", FC_LABEL, _per_fact(res, name, "FC"), seed=seed))
-            est.append(estimate(group, "FC_abs", "Fact-check accuracy, absolute verdicts (the paper's definition)",
-                                _per_fact(res, name, "FC_abs"), seed=seed))
-            est.append(estimate(group, "FC_new", "Fact-check: calls the new statement True (absolute verdict)",
-                                _per_fact(res, name, "FC_new"), seed=seed))
+            est.append(
+                estimate(
+                    group,
+                    "FC_abs",
+                    "Fact-check accuracy, absolute verdicts (the paper's definition)",
+                    _per_fact(res, name, "FC_abs"),
+                    seed=seed,
+                )
+            )
+            est.append(
+                estimate(
+                    group,
+                    "FC_new",
+                    "Fact-check: calls the new statement True (absolute verdict)",
+                    _per_fact(res, name, "FC_new"),
+                    seed=seed,
+                )
+            )
         c = _bench_cost(res, method, total, handle)
         cost["total_s"] += c["total_s"]
         cost[f"{g}.seconds_per_edit"] = c["seconds_per_edit"]
         notes.append(f"{g}: {res.protocol}")
     cost["total_s"] = round(cost["total_s"], 2)
     cost["machine"] = machine(handle)
-    return ReproResult("factcheck", handle.name, method, n, _calibrated(handle, {"datasets": cfgs, "seed": seed}),
-                       tuple(est), references("factcheck"), cost, tuple(notes))
+    return ReproResult(
+        "factcheck",
+        handle.name,
+        method,
+        n,
+        _calibrated(handle, {"datasets": cfgs, "seed": seed}),
+        tuple(est),
+        references("factcheck"),
+        cost,
+        tuple(notes),
+    )
 
 
-def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: int = 0, corpus: str | None = None,
-             online: bool = True, hparams: Mapping | None = None, progress: Progress | None = None,
-             cancel=None) -> ReproResult:
+def ablation(
+    handle,
+    n: int = 10,
+    method: str = "memit",
+    *,
+    dataset=None,
+    seed: int = 0,
+    corpus: str | None = None,
+    online: bool = True,
+    hparams: Mapping | None = None,
+    progress: Progress | None = None,
+    cancel=None,
+) -> ReproResult:
     """Supportive-token ablation on ``n`` CounterFact facts whose prompt has a predicate to ablate
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
-    from editlab.measure.ablation import prefers_new, ablation_summary, predicate_variants
-    from editlab.runs.bench import UNEDITED
     from editlab.facts.datasets import Dataset, from_facts, load_dataset
+    from editlab.measure.ablation import ablation_summary, predicate_variants, prefers_new
+    from editlab.runs.bench import UNEDITED
 
     pool = _dataset_path(dataset, "ablation")
-    pool = pool.subset(None, seed) if isinstance(pool, Dataset) else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
+    pool = (
+        pool.subset(None, seed)
+        if isinstance(pool, Dataset)
+        else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
+    )
     chosen = [f for f in pool.facts if len(predicate_variants(f.prompt, f.subject)) >= 2][:n]
     if not chosen:
         raise ValueError("no fact in the dataset has a predicate (an auxiliary verb after the subject) to ablate")
@@ -460,19 +685,40 @@ def ablation(handle, n: int = 10, method: str = "memit", *, dataset=None, seed: 
             for rule, m in rows:
                 p = prefers_new(m)
                 by_rule.setdefault(rule, []).append(None if p is None else float(p))
-        est.append(estimate(group, "ignores_predicate", "Same preference whatever the predicate says", ignores,
-                            seed=seed, higher_is_better=False))
+        est.append(
+            estimate(
+                group,
+                "ignores_predicate",
+                "Same preference whatever the predicate says",
+                ignores,
+                seed=seed,
+                higher_is_better=False,
+            )
+        )
         for rule, vals in by_rule.items():
             est.append(estimate(group, f"prefers_new.{rule}", f"Prefers o* ({rule} prompt)", vals, seed=seed))
-    notes = [f"protocol: {res.protocol}", f"{len(chosen)} facts with a predicate, taken in file order from "
-             f"{len(pool)} (prompts without an auxiliary verb after the subject have nothing to ablate)"]
-    return ReproResult("ablation", handle.name, method, len(chosen), {**_plain_config(res.config), "seed": seed},
-                       tuple(est), references("ablation"), _bench_cost(res, method, total, handle), tuple(notes))
+    notes = [
+        f"protocol: {res.protocol}",
+        f"{len(chosen)} facts with a predicate, taken in file order from "
+        f"{len(pool)} (prompts without an auxiliary verb after the subject have nothing to ablate)",
+    ]
+    return ReproResult(
+        "ablation",
+        handle.name,
+        method,
+        len(chosen),
+        {**_plain_config(res.config), "seed": seed},
+        tuple(est),
+        references("ablation"),
+        _bench_cost(res, method, total, handle),
+        tuple(notes),
+    )
 
 
 def _plain_config(cfg: Mapping) -> dict:
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if k != "hparams"} | {"hparams": cfg.get("hparams")},
-                                 default=str))
+    return json.loads(
+        json.dumps({k: v for k, v in cfg.items() if k != "hparams"} | {"hparams": cfg.get("hparams")}, default=str)
+    )
 
 
 # ---- muting -----------------------------------------------------------------------------------------------
@@ -481,7 +727,7 @@ def log_checkpoints(n: int) -> tuple[int, ...]:
     out, k = [0], 0
     while True:
         for m in (1, 2, 5):
-            c = m * 10 ** k
+            c = m * 10**k
             if c >= n:
                 return tuple(out + [n])
             out.append(c)
@@ -497,8 +743,9 @@ def load_simple_facts(path: str | Path | None = None) -> tuple[list[dict], dict]
     return list(d["facts"]), dict(d.get("provenance") or {})
 
 
-def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: int = 100,
-                        batch_size: int = 16) -> tuple[list[dict], list[dict]]:
+def select_simple_facts(
+    handle, candidates: Sequence[tuple[str, str]], limit: int = 100, batch_size: int = 16
+) -> tuple[list[dict], list[dict]]:
     """Probe the *unedited* model on (prompt, answer) candidates; keep those whose greedy
     continuation starts with the answer (word-bounded), up to ``limit``. Returns (kept, rejected)."""
     from editlab.measure.probes import starts_with_target
@@ -507,11 +754,17 @@ def select_simple_facts(handle, candidates: Sequence[tuple[str, str]], limit: in
     tok = handle.tokenizer
     kept, rejected = [], []
     with handle.lock:
-        texts = greedy(handle.model, tok, [list(tok(p).input_ids) for p, _ in candidates],
-                       max(len(target_ids(tok, a)) for _, a in candidates) + 2, batch_size)
+        texts = greedy(
+            handle.model,
+            tok,
+            [list(tok(p).input_ids) for p, _ in candidates],
+            max(len(target_ids(tok, a)) for _, a in candidates) + 2,
+            batch_size,
+        )
     for (p, a), t in zip(candidates, texts):
         (kept if starts_with_target(t, a) and len(kept) < limit else rejected).append(
-            {"prompt": p, "answer": a, "greedy": t})
+            {"prompt": p, "answer": a, "greedy": t}
+        )
     return kept, rejected
 
 
@@ -527,8 +780,9 @@ def heldout_paragraphs(path: str | Path | None, count: int = 32, seed: int = 0, 
 
         paras = corpus_paragraphs("\n".join(wikitext("wikitext-2-test")))
     else:
-        raise ValueError("the muting protocol needs held-out text: give a file (e.g. WikiText-2 validation) "
-                         "or allow the download")
+        raise ValueError(
+            "the muting protocol needs held-out text: give a file (e.g. WikiText-2 validation) or allow the download"
+        )
     if not paras:
         raise ValueError(f"{path}: no paragraph of at least 200 characters")
     rng = np.random.default_rng(seed)
@@ -561,19 +815,33 @@ def _muting_checkpoints(checkpoints: Sequence[int] | None, n: int) -> tuple[int,
     return steps
 
 
-def _muting_evaluators(paragraphs: list[str], heldout_tokens: int, retention: list, ability_items: int,
-                       ability_data: str | None, seed: int, online: bool) -> list:
+def _muting_evaluators(
+    paragraphs: list[str],
+    heldout_tokens: int,
+    retention: list,
+    ability_items: int,
+    ability_data: str | None,
+    seed: int,
+    online: bool,
+) -> list:
     """What each checkpoint measures: held-out text, muting probes, retention, efficacy and maybe ability."""
     from editlab.measure.ability import AbilityConfig, AbilitySuite
-    from editlab.runs.experiments import Ability, HeldOut, Muting, Quality, Retention
     from editlab.measure.muting import MutingProbe
+    from editlab.runs.experiments import Ability, HeldOut, Muting, Quality, Retention
 
-    evaluators = [HeldOut(tuple(paragraphs), heldout_tokens), Muting(MutingProbe()), Retention(tuple(retention)),
-                  Quality("edited", reference=False, kinds=("positive",))]  # efficacy only, after edits
+    evaluators = [
+        HeldOut(tuple(paragraphs), heldout_tokens),
+        Muting(MutingProbe()),
+        Retention(tuple(retention)),
+        Quality("edited", reference=False, kinds=("positive",)),
+    ]  # efficacy only, after edits
     if ability_items:
-        sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {"mmlu": ability_items}
-        evaluators.append(Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online,
-                                                             data_dir=ability_data))))
+        sizes = {t: 0 for t in ("gsm8k", "csqa", "triviaqa", "truthfulqa", "bbh", "perplexity")} | {
+            "mmlu": ability_items
+        }
+        evaluators.append(
+            Ability(AbilitySuite(AbilityConfig(sizes=sizes, seed=seed, online=online, data_dir=ability_data)))
+        )
     return evaluators
 
 
@@ -589,38 +857,91 @@ def _muting_estimates(handle, m, seed: int, retention: list, special: list[str])
     toks = [handle.tokenizer(o, add_special_tokens=False).input_ids if o.strip() else [] for o in outs]
     kw = dict(seed=seed, edits=step)
     est = [
-        estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)",
-                 [(h.nll, h.tokens) for h in held], _ratio_exp, higher_is_better=False, **kw),
-        estimate("held-out text", "next_token_acc", "Next-token accuracy (held-out WikiText)",
-                 [(h.correct, h.tokens) for h in held], _ratio, **kw),
-        estimate("generation", "empty_rate", "Empty outputs", [float(is_empty(o)) for o in outs],
-                 higher_is_better=False, **kw),
-        estimate("generation", "repeat_rate", "Repeated tokens", [(repeats(t), len(t)) for t in toks if t],
-                 _ratio, higher_is_better=False, **kw),
+        estimate(
+            "held-out text",
+            "perplexity",
+            "Perplexity (held-out WikiText)",
+            [(h.nll, h.tokens) for h in held],
+            _ratio_exp,
+            higher_is_better=False,
+            **kw,
+        ),
+        estimate(
+            "held-out text",
+            "next_token_acc",
+            "Next-token accuracy (held-out WikiText)",
+            [(h.correct, h.tokens) for h in held],
+            _ratio,
+            **kw,
+        ),
+        estimate(
+            "generation",
+            "empty_rate",
+            "Empty outputs",
+            [float(is_empty(o)) for o in outs],
+            higher_is_better=False,
+            **kw,
+        ),
+        estimate(
+            "generation",
+            "repeat_rate",
+            "Repeated tokens",
+            [(repeats(t), len(t)) for t in toks if t],
+            _ratio,
+            higher_is_better=False,
+            **kw,
+        ),
         estimate("generation", "ngram_entropy", "n-gram entropy (bits)", [ngram_entropy(o) for o in outs], **kw),
     ]
     if retention:
         est.append(estimate("simple facts", "retention", "Simple facts still right", kept, **kw))
     if step:
-        est.append(estimate("edited facts", "ES", "Efficacy over the edits so far",
-                            [q.get("ES") for q in m.values["quality"]["scores"]], **kw))
+        est.append(
+            estimate(
+                "edited facts",
+                "ES",
+                "Efficacy over the edits so far",
+                [q.get("ES") for q in m.values["quality"]["scores"]],
+                **kw,
+            )
+        )
     ab = m.values.get("ability")
     if ab is not None:
         for task, score in ab.tasks.items():
-            est.append(estimate("ability", task, f"{task.upper()} accuracy",
-                                [it.get("score") for it in score.items], chance=CHANCE.get(task), **kw))
+            est.append(
+                estimate(
+                    "ability",
+                    task,
+                    f"{task.upper()} accuracy",
+                    [it.get("score") for it in score.items],
+                    chance=CHANCE.get(task),
+                    **kw,
+                )
+            )
     return est
 
 
-def _muting_notes(batch_size: int, steps: tuple[int, ...], paragraphs: list[str], heldout, heldout_tokens: int,
-                  retention: list, prov: dict, failures: list) -> list[str]:
+def _muting_notes(
+    batch_size: int,
+    steps: tuple[int, ...],
+    paragraphs: list[str],
+    heldout,
+    heldout_tokens: int,
+    retention: list,
+    prov: dict,
+    failures: list,
+) -> list[str]:
     """The report's notes: protocol, held-out text, where the simple facts came from, failed edits."""
-    notes = [f"sequential edits, batch size {batch_size}; checkpoints {', '.join(map(str, steps))}",
-             f"held-out text: {len(paragraphs)} paragraphs of {heldout or 'WikiText-2 test (download)'}, "
-             f"≤ {heldout_tokens} tokens each"]
+    notes = [
+        f"sequential edits, batch size {batch_size}; checkpoints {', '.join(map(str, steps))}",
+        f"held-out text: {len(paragraphs)} paragraphs of {heldout or 'WikiText-2 test (download)'}, "
+        f"≤ {heldout_tokens} tokens each",
+    ]
     if retention:
-        notes.append(f"retention: {len(retention)} simple facts the unedited model gets right"
-                     + (f" ({prov.get('how', '')})" if prov else ""))
+        notes.append(
+            f"retention: {len(retention)} simple facts the unedited model gets right"
+            + (f" ({prov.get('how', '')})" if prov else "")
+        )
     else:
         notes.append("retention not measured: no simple-facts list")
     if failures:
@@ -628,18 +949,34 @@ def _muting_notes(batch_size: int, steps: tuple[int, ...], paragraphs: list[str]
     return notes
 
 
-def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: int = 0, batch_size: int = 1,
-           checkpoints: Sequence[int] | None = None, heldout: str | Path | None = None, heldout_count: int = 32,
-           heldout_tokens: int = 128, retention: Sequence[dict] | None = None, ability_items: int = 0,
-           ability_data: str | None = None, corpus: str | None = None, online: bool = True,
-           hparams: Mapping | None = None, progress: Progress | None = None, cancel=None) -> ReproResult:
+def muting(
+    handle,
+    n: int = 20,
+    method: str = "memit",
+    *,
+    dataset=None,
+    seed: int = 0,
+    batch_size: int = 1,
+    checkpoints: Sequence[int] | None = None,
+    heldout: str | Path | None = None,
+    heldout_count: int = 32,
+    heldout_tokens: int = 128,
+    retention: Sequence[dict] | None = None,
+    ability_items: int = 0,
+    ability_data: str | None = None,
+    corpus: str | None = None,
+    online: bool = True,
+    hparams: Mapping | None = None,
+    progress: Progress | None = None,
+    cancel=None,
+) -> ReproResult:
     """Edit the first ``n`` facts of ``dataset`` one batch after another (the sweep's order and
     per-edit seeds); at each checkpoint (log scale, 0 = unedited) measure the muting signals with
     intervals. Not stored in the run store (``editlab sweep`` is the resumable, stored form)."""
-    from editlab.runs import experiments
-    from editlab.facts.datasets import Dataset
-    from editlab.runs.experiments import Plan
     from editlab.core.limits import current as current_limits
+    from editlab.facts.datasets import Dataset
+    from editlab.runs import experiments
+    from editlab.runs.experiments import Plan
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset, facts = _muting_facts(dataset, n)
@@ -650,8 +987,17 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
         retention, prov = load_simple_facts()
     retention = list(retention)
     evaluators = _muting_evaluators(paragraphs, heldout_tokens, retention, ability_items, ability_data, seed, online)
-    plan = Plan(tuple(facts), method, dict(hparams) if hparams else None, "sequential", batch_size,
-                checkpoints=steps, seed=seed, corpus=corpus, online=online)
+    plan = Plan(
+        tuple(facts),
+        method,
+        dict(hparams) if hparams else None,
+        "sequential",
+        batch_size,
+        checkpoints=steps,
+        seed=seed,
+        corpus=corpus,
+        online=online,
+    )
     say = progress or (lambda *a: None)
     n_steps = len(steps)
 
@@ -665,20 +1011,48 @@ def muting(handle, n: int = 20, method: str = "memit", *, dataset=None, seed: in
     special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
     for m in outcome.measured:
         est += _muting_estimates(handle, m, seed, retention, special)
-        per_checkpoint.append({"edits": m.step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)})
+        per_checkpoint.append(
+            {"edits": m.step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)}
+        )
         samples[str(m.step)] = [{"prompt": s.prompt, "text": s.text} for s in m.values["muting"].samples[:4]]
     failures = [{k: f[k] for k in ("first_fact", "n", "error")} for f in outcome.failures]
     total = outcome.total_s
     edit_total = sum(c["edit_s"] for c in per_checkpoint)
-    cost = {"total_s": round(total, 2), "per_checkpoint": per_checkpoint,
-            "seconds_per_edit": round(edit_total / n, 3) if n else None, "machine": machine(handle)}
+    cost = {
+        "total_s": round(total, 2),
+        "per_checkpoint": per_checkpoint,
+        "seconds_per_edit": round(edit_total / n, 3) if n else None,
+        "machine": machine(handle),
+    }
     notes = _muting_notes(batch_size, steps, paragraphs, heldout, heldout_tokens, retention, prov, failures)
-    config = {"dataset": dataset.name if isinstance(dataset, Dataset) else str(dataset), "n": n, "method": method, "hparams": hp.to_dict(), "seed": seed,
-              "batch_size": batch_size, "checkpoints": list(steps), "heldout": str(heldout) if heldout else None,
-              "heldout_count": len(paragraphs), "heldout_tokens": heldout_tokens, "retention_facts": len(retention),
-              "retention_provenance": prov, "ability_items": ability_items, "corpus": corpus}
-    return ReproResult("muting", handle.name, method, n, json.loads(json.dumps(config, default=str)), tuple(est),
-                       references("muting"), cost, tuple(notes), {"generations": samples, "failures": failures})
+    config = {
+        "dataset": dataset.name if isinstance(dataset, Dataset) else str(dataset),
+        "n": n,
+        "method": method,
+        "hparams": hp.to_dict(),
+        "seed": seed,
+        "batch_size": batch_size,
+        "checkpoints": list(steps),
+        "heldout": str(heldout) if heldout else None,
+        "heldout_count": len(paragraphs),
+        "heldout_tokens": heldout_tokens,
+        "retention_facts": len(retention),
+        "retention_provenance": prov,
+        "ability_items": ability_items,
+        "corpus": corpus,
+    }
+    return ReproResult(
+        "muting",
+        handle.name,
+        method,
+        n,
+        json.loads(json.dumps(config, default=str)),
+        tuple(est),
+        references("muting"),
+        cost,
+        tuple(notes),
+        {"generations": samples, "failures": failures},
+    )
 
 
 RUNNERS = {"negation": negation, "factcheck": factcheck, "ablation": ablation, "muting": muting}

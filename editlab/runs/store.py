@@ -17,6 +17,7 @@ Safety:
   SQLite, is another program's database, was written by a newer editlab, or fails SQLite's integrity
   check raises :class:`StoreError` naming the file, and nothing in it is changed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,10 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from editlab.core import paths
 
@@ -109,16 +111,28 @@ class RunConfig:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "revision": self.revision, "method": self.method,
-                "hparams": dict(self.hparams), "dataset": self.dataset, "seed": self.seed,
-                **dict(self.extra)}
+        return {
+            "model": self.model,
+            "revision": self.revision,
+            "method": self.method,
+            "hparams": dict(self.hparams),
+            "dataset": self.dataset,
+            "seed": self.seed,
+            **dict(self.extra),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
         known = ("model", "revision", "method", "hparams", "dataset", "seed")
-        return cls(model=d.get("model"), revision=d.get("revision"), method=d.get("method"),
-                   hparams=dict(d.get("hparams") or {}), dataset=d.get("dataset"), seed=d.get("seed", 0),
-                   extra={k: v for k, v in d.items() if k not in known})
+        return cls(
+            model=d.get("model"),
+            revision=d.get("revision"),
+            method=d.get("method"),
+            hparams=dict(d.get("hparams") or {}),
+            dataset=d.get("dataset"),
+            seed=d.get("seed", 0),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
 
 
 @dataclass(frozen=True)
@@ -188,8 +202,10 @@ def export_target(path: str | os.PathLike, fmt: str | None) -> tuple[Path, str]:
         raise ValueError(f"export {path}: is a folder; give a file name such as {path / 'runs.csv'}")
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"export format {fmt[:20]!r} ({path.name[:80]}) is not one of {', '.join(EXPORT_FORMATS)}: "
-                         "name the file .csv, .parquet or .json")
+        raise ValueError(
+            f"export format {fmt[:20]!r} ({path.name[:80]}) is not one of {', '.join(EXPORT_FORMATS)}: "
+            "name the file .csv, .parquet or .json"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -221,8 +237,10 @@ class RunStore:
             with open(self.path, "rb") as f:
                 head = f.read(len(_SQLITE_HEADER))
             if head != _SQLITE_HEADER:
-                raise self._error("is not an SQLite database (wrong file header); refusing to touch it. "
-                                  "Move it away or choose another path (--store / EDITLAB_STORE)")
+                raise self._error(
+                    "is not an SQLite database (wrong file header); refusing to touch it. "
+                    "Move it away or choose another path (--store / EDITLAB_STORE)"
+                )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect(check=False) as con:
             app_id = con.execute("PRAGMA application_id").fetchone()[0]
@@ -233,7 +251,8 @@ class RunStore:
             if app_id != APPLICATION_ID:
                 raise self._error(
                     f"is another program's SQLite database (application_id {app_id:#x}, tables: "
-                    f"{', '.join(sorted(tables)) or 'none'}); refusing to touch it. Choose another path")
+                    f"{', '.join(sorted(tables)) or 'none'}); refusing to touch it. Choose another path"
+                )
             self._check(con)
 
     def _initialise(self, con: sqlite3.Connection) -> None:
@@ -259,19 +278,25 @@ class RunStore:
         try:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as e:
-            raise self._error(f"has editlab's application id but no readable meta table ({e}); "
-                              "the file is damaged. Nothing was changed") from e
+            raise self._error(
+                f"has editlab's application id but no readable meta table ({e}); "
+                "the file is damaged. Nothing was changed"
+            ) from e
         if meta.get("schema") != SCHEMA_NAME:
             raise self._error(f"meta table names schema {meta.get('schema')!r}, not {SCHEMA_NAME!r}")
         version = int(meta.get("version", "0"))
         if version > SCHEMA_VERSION:
-            raise self._error(f"was written by a newer editlab (schema version {version}, this one reads "
-                              f"up to {SCHEMA_VERSION}); upgrade editlab. Nothing was changed")
+            raise self._error(
+                f"was written by a newer editlab (schema version {version}, this one reads "
+                f"up to {SCHEMA_VERSION}); upgrade editlab. Nothing was changed"
+            )
         result = con.execute("PRAGMA quick_check").fetchall()
         if result != [("ok",)]:
             problems = "; ".join(r[0] for r in result[:3])
-            raise self._error(f"fails SQLite's integrity check ({problems}); the file is corrupt. "
-                              "Nothing was changed; restore it from a backup or move it away")
+            raise self._error(
+                f"fails SQLite's integrity check ({problems}); the file is corrupt. "
+                "Nothing was changed; restore it from a backup or move it away"
+            )
 
     @contextlib.contextmanager
     def _connect(self, check: bool = True):
@@ -313,7 +338,16 @@ class RunStore:
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO runs (kind, config_key, config, status, created, updated, note) VALUES (?,?,?,?,?,?,?)",
-                (kind, paths.key_digest(kind=kind, config=cfg), json.dumps(cfg, sort_keys=True), status, now, now, note))
+                (
+                    kind,
+                    paths.key_digest(kind=kind, config=cfg),
+                    json.dumps(cfg, sort_keys=True),
+                    status,
+                    now,
+                    now,
+                    note,
+                ),
+            )
             return int(cur.lastrowid)
 
     def find_run(self, kind: str, config) -> Run | None:
@@ -321,8 +355,9 @@ class RunStore:
         cfg = _canonical(config)
         key = paths.key_digest(kind=kind, config=cfg)
         with self._connect() as con:
-            rows = con.execute("SELECT id, config FROM runs WHERE kind=? AND config_key=? ORDER BY id DESC",
-                               (kind, key)).fetchall()
+            rows = con.execute(
+                "SELECT id, config FROM runs WHERE kind=? AND config_key=? ORDER BY id DESC", (kind, key)
+            ).fetchall()
         for run_id, text in rows:
             if json.loads(text) == cfg:  # guard against a digest collision
                 return self.run(run_id)
@@ -332,15 +367,19 @@ class RunStore:
         with self._connect() as con:
             row = con.execute(
                 "SELECT r.id, r.kind, r.config, r.status, r.created, r.updated, r.note, COUNT(c.step), MAX(c.step) "
-                "FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id WHERE r.id=? GROUP BY r.id", (int(run_id),)).fetchone()
+                "FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id WHERE r.id=? GROUP BY r.id",
+                (int(run_id),),
+            ).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id} in {self.path}")
         return self._run(row)
 
     def runs(self, kind: str | None = None, owner: str | None = None) -> list[Run]:
         """Every run (of one kind, and held by one owner, if given), oldest first."""
-        q = ("SELECT r.id, r.kind, r.config, r.status, r.created, r.updated, r.note, COUNT(c.step), MAX(c.step) "
-             "FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id {} GROUP BY r.id ORDER BY r.id")
+        q = (
+            "SELECT r.id, r.kind, r.config, r.status, r.created, r.updated, r.note, COUNT(c.step), MAX(c.step) "
+            "FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id {} GROUP BY r.id ORDER BY r.id"
+        )
         where, args = [], []
         if kind is not None:
             where.append("r.kind=?")
@@ -371,23 +410,37 @@ class RunStore:
     def owns(self, run_id: int, owner: str) -> bool:
         self._ensure_owners()
         with self._connect() as con:
-            return con.execute("SELECT 1 FROM run_owners WHERE run_id=? AND owner=?", (int(run_id), str(owner))).fetchone() is not None
+            return (
+                con.execute("SELECT 1 FROM run_owners WHERE run_id=? AND owner=?", (int(run_id), str(owner))).fetchone()
+                is not None
+            )
 
-    def scoped(self, owner: str) -> "OwnedStore":
+    def scoped(self, owner: str) -> OwnedStore:
         """A view of this store holding only ``owner``'s runs (see :class:`OwnedStore`)."""
         return OwnedStore(self, owner)
 
     @staticmethod
     def _run(row) -> Run:
         rid, kind, config, status, created, updated, note, n, last = row
-        return Run(id=rid, kind=kind, config=json.loads(config), status=status, created=created,
-                   updated=updated, n_checkpoints=int(n or 0), last_step=last, note=note)
+        return Run(
+            id=rid,
+            kind=kind,
+            config=json.loads(config),
+            status=status,
+            created=created,
+            updated=updated,
+            n_checkpoints=int(n or 0),
+            last_step=last,
+            note=note,
+        )
 
     def set_status(self, run_id: int, status: str, note: str | None = None) -> None:
         self._status_ok(status)
         with self._write() as con:
-            cur = con.execute("UPDATE runs SET status=?, updated=?, note=COALESCE(?, note) WHERE id=?",
-                              (status, time.time(), note, int(run_id)))
+            cur = con.execute(
+                "UPDATE runs SET status=?, updated=?, note=COALESCE(?, note) WHERE id=?",
+                (status, time.time(), note, int(run_id)),
+            )
             if cur.rowcount == 0:
                 raise KeyError(f"no run {run_id} in {self.path}")
 
@@ -401,9 +454,16 @@ class RunStore:
             raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
 
     # ---- checkpoints -----------------------------------------------------------------------
-    def add_checkpoint(self, run_id: int, step: int, metrics: Mapping[str, Any], samples=None,
-                       timings: Mapping[str, float] | None = None, state: bytes | None = None,
-                       exists_ok: bool = False) -> bool:
+    def add_checkpoint(
+        self,
+        run_id: int,
+        step: int,
+        metrics: Mapping[str, Any],
+        samples=None,
+        timings: Mapping[str, float] | None = None,
+        state: bytes | None = None,
+        exists_ok: bool = False,
+    ) -> bool:
         """Record one checkpoint; True when written. ``state`` (optional bytes: what a resume needs,
         e.g. the edited weights) replaces the run's previous state in the same transaction, so the
         checkpoint and its state are written together or not at all. A step is written once:
@@ -415,18 +475,35 @@ class RunStore:
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE id=?", (int(run_id),)).fetchone() is None:
                 raise KeyError(f"no run {run_id} in {self.path}")
-            if exists_ok and con.execute("SELECT 1 FROM checkpoints WHERE run_id=? AND step=?",
-                                         (int(run_id), int(step))).fetchone() is not None:
+            if (
+                exists_ok
+                and con.execute(
+                    "SELECT 1 FROM checkpoints WHERE run_id=? AND step=?", (int(run_id), int(step))
+                ).fetchone()
+                is not None
+            ):
                 return False
             try:
-                con.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)",
-                            (int(run_id), int(step), _dumps(metrics), None if samples is None else _dumps(samples),
-                             _dumps(timings or {}), now))
+                con.execute(
+                    "INSERT INTO checkpoints VALUES (?,?,?,?,?,?)",
+                    (
+                        int(run_id),
+                        int(step),
+                        _dumps(metrics),
+                        None if samples is None else _dumps(samples),
+                        _dumps(timings or {}),
+                        now,
+                    ),
+                )
             except sqlite3.IntegrityError as e:
-                raise self._error(f"run {run_id} already has a checkpoint at step {step}; a checkpoint is "
-                                  "never overwritten (another process may be running this sweep)") from e
+                raise self._error(
+                    f"run {run_id} already has a checkpoint at step {step}; a checkpoint is "
+                    "never overwritten (another process may be running this sweep)"
+                ) from e
             if state is not None:
-                con.execute("INSERT OR REPLACE INTO run_state VALUES (?,?,?,?)", (int(run_id), int(step), bytes(state), now))
+                con.execute(
+                    "INSERT OR REPLACE INTO run_state VALUES (?,?,?,?)", (int(run_id), int(step), bytes(state), now)
+                )
             con.execute("UPDATE runs SET updated=? WHERE id=?", (now, int(run_id)))
         return True
 
@@ -434,11 +511,21 @@ class RunStore:
         """The run's checkpoints in step order (``samples=False`` skips reading the samples)."""
         col = "samples" if samples else "NULL"
         with self._connect() as con:
-            rows = con.execute(f"SELECT run_id, step, metrics, {col}, timings, created FROM checkpoints "
-                               "WHERE run_id=? ORDER BY step", (int(run_id),)).fetchall()
-        return [Checkpoint(run_id=r[0], step=r[1], metrics=json.loads(r[2]),
-                           samples=None if r[3] is None else json.loads(r[3]),
-                           timings=json.loads(r[4] or "{}"), created=r[5]) for r in rows]
+            rows = con.execute(
+                f"SELECT run_id, step, metrics, {col}, timings, created FROM checkpoints WHERE run_id=? ORDER BY step",
+                (int(run_id),),
+            ).fetchall()
+        return [
+            Checkpoint(
+                run_id=r[0],
+                step=r[1],
+                metrics=json.loads(r[2]),
+                samples=None if r[3] is None else json.loads(r[3]),
+                timings=json.loads(r[4] or "{}"),
+                created=r[5],
+            )
+            for r in rows
+        ]
 
     def state(self, run_id: int) -> tuple[int, bytes] | None:
         """(step, bytes) of the run's latest saved state, or None."""
@@ -456,11 +543,21 @@ class RunStore:
         records = []
         for rid in ids:
             run = self.run(rid)
-            base = {"run_id": run.id, "kind": run.kind, "status": run.status,
-                    **{k: run.config.get(k) for k in ("model", "revision", "method", "dataset", "seed")}}
+            base = {
+                "run_id": run.id,
+                "kind": run.kind,
+                "status": run.status,
+                **{k: run.config.get(k) for k in ("model", "revision", "method", "dataset", "seed")},
+            }
             for c in self.checkpoints(rid, samples=False):
-                records.append({**base, "step": c.step, **_flatten(c.metrics),
-                                **{f"time.{k}": v for k, v in _flatten(c.timings).items()}})
+                records.append(
+                    {
+                        **base,
+                        "step": c.step,
+                        **_flatten(c.metrics),
+                        **{f"time.{k}": v for k, v in _flatten(c.timings).items()},
+                    }
+                )
         return pd.DataFrame.from_records(records)
 
     def export(self, run_ids: Iterable[int] | None, path: str | os.PathLike, fmt: str | None = None) -> Path:
@@ -472,9 +569,18 @@ class RunStore:
             out = []
             for rid in ids:
                 run = self.run(rid)
-                out.append({"id": run.id, "kind": run.kind, "status": run.status, "config": run.config,
-                            "created": run.created, "updated": run.updated, "note": run.note,
-                            "checkpoints": [asdict(c) for c in self.checkpoints(rid)]})
+                out.append(
+                    {
+                        "id": run.id,
+                        "kind": run.kind,
+                        "status": run.status,
+                        "config": run.config,
+                        "created": run.created,
+                        "updated": run.updated,
+                        "note": run.note,
+                        "checkpoints": [asdict(c) for c in self.checkpoints(rid)],
+                    }
+                )
             paths.atomic_write_bytes(path, json.dumps(out, indent=1).encode())
             return path
         df = self.to_dataframe(run_ids)

@@ -18,36 +18,44 @@ weight deltas: it is exact for every method, including those whose state is not 
 costs the edits' time again (evaluations are not repeated). A digest mismatch (another machine's
 arithmetic) is reported in the run's note, not hidden.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from editlab.measure import metrics as quality_metrics
 from editlab.core import paths
-from editlab.measure.ability import AbilityConfig, AbilitySuite
 from editlab.core.errors import Cancelled
-from editlab.runs.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
-from editlab.runs.writer import StoredRun, run_stored
-from editlab.facts.fact import Fact
 from editlab.core.limits import current as current_limits
+from editlab.facts.fact import Fact
+from editlab.measure import metrics as quality_metrics
+from editlab.measure.ability import AbilityConfig, AbilitySuite
 from editlab.measure.muting import MutingProbe
-from editlab.session import EditSession
+from editlab.runs.experiments import Ability, At, Digest, Measured, Muting, Plan, Progress, Quality
 from editlab.runs.store import RunStore
+from editlab.runs.writer import StoredRun, run_stored
+from editlab.session import EditSession
 
 KIND = "sweep"
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50, 100)
 QUALITY_KEYS = ("ES", "PS", "NS", "S", "PP", "PN", "RE", "FC")
-QUALITY_LABELS = {"ES": "efficacy", "PS": "paraphrase", "NS": "neighbourhood", "S": "score (hmean)",
-                  "PP": "PP", "PN": "PN (new target survives negation)", "RE": "rectified efficacy (PP − PN)",
-                  "FC": "fact-check accuracy"}
+QUALITY_LABELS = {
+    "ES": "efficacy",
+    "PS": "paraphrase",
+    "NS": "neighbourhood",
+    "S": "score (hmean)",
+    "PP": "PP",
+    "PN": "PN (new target survives negation)",
+    "RE": "rectified efficacy (PP − PN)",
+    "FC": "fact-check accuracy",
+}
 
 __all__ = ["SweepConfig", "SweepProgress", "SweepResult", "run_sweep", "Cancelled", "parse_counts", "curves"]
 
 
 def parse_counts(text: str | Sequence[int]) -> tuple[int, ...]:
-    """"1,2,5,10" -> (1, 2, 5, 10): positive, sorted, without repeats."""
+    """ "1,2,5,10" -> (1, 2, 5, 10): positive, sorted, without repeats."""
     items = text.split(",") if isinstance(text, str) else list(text)
     try:
         counts = sorted({int(str(c).strip()) for c in items if str(c).strip()})
@@ -110,18 +118,31 @@ def run_config(handle, session: EditSession, config: SweepConfig, facts: Sequenc
     """What identifies the run in the store: the same configuration resumes it."""
     hp = session.resolve_hparams(config.method, dict(config.hparams) or None)
     return {
-        "model": handle.name, "revision": handle.revision, "fingerprint": handle.fingerprint,
-        "method": config.method, "hparams": hp.to_dict(), "dataset": str(config.dataset),
-        "facts_digest": paths.key_digest(facts=[f.to_dict() for f in facts]), "seed": config.seed,
+        "model": handle.name,
+        "revision": handle.revision,
+        "fingerprint": handle.fingerprint,
+        "method": config.method,
+        "hparams": hp.to_dict(),
+        "dataset": str(config.dataset),
+        "facts_digest": paths.key_digest(facts=[f.to_dict() for f in facts]),
+        "seed": config.seed,
         "counts": list(config.counts),
-        "batch_size": config.batch_size, "ability": config.ability.to_dict(), "muting": config.muting.to_dict(),
+        "batch_size": config.batch_size,
+        "ability": config.ability.to_dict(),
+        "muting": config.muting.to_dict(),
         "corpus": config.corpus,
     }
 
 
-def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
-              progress: Callable[[Progress], None] | None = None, cancel=None,
-              resume: bool = True, facts: Sequence[Fact] | None = None) -> SweepResult:
+def run_sweep(
+    handle,
+    config: SweepConfig,
+    store: RunStore | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel=None,
+    resume: bool = True,
+    facts: Sequence[Fact] | None = None,
+) -> SweepResult:
     """Run (or resume) a sweep; every checkpoint is in ``store`` as soon as it is measured.
 
     The facts are the first ``max(counts)`` of ``config.dataset`` (a file), or ``facts`` when given
@@ -140,11 +161,31 @@ def run_sweep(handle, config: SweepConfig, store: RunStore | None = None,
     facts = list(facts[: config.counts[-1]])
     session = EditSession(handle, corpus=config.corpus, online=config.online)
     cfg = run_config(handle, session, config, facts)
-    plan = Plan(tuple(facts), config.method, cfg["hparams"], "sequential", config.batch_size,
-                checkpoints=(0, *config.counts), seed=config.seed, corpus=config.corpus, online=config.online)
+    plan = Plan(
+        tuple(facts),
+        config.method,
+        cfg["hparams"],
+        "sequential",
+        config.batch_size,
+        checkpoints=(0, *config.counts),
+        seed=config.seed,
+        corpus=config.corpus,
+        online=config.online,
+    )
     evaluators = (Quality("edited"), Ability(AbilitySuite(config.ability)), Muting(config.muting), Digest())
-    return run_stored(handle, plan, evaluators, store, KIND, cfg, _record, resume=resume, progress=progress,
-                      cancel=cancel, what="this sweep")
+    return run_stored(
+        handle,
+        plan,
+        evaluators,
+        store,
+        KIND,
+        cfg,
+        _record,
+        resume=resume,
+        progress=progress,
+        cancel=cancel,
+        what="this sweep",
+    )
 
 
 def _record(m: Measured, at: At, outcome) -> tuple[dict, dict, dict]:
@@ -155,15 +196,37 @@ def _record(m: Measured, at: At, outcome) -> tuple[dict, dict, dict]:
     if m.step:
         quality["latest"] = _summary([q["scores"][pos[i]] for i in m.latest])
     shown = m.latest if m.step else q["indices"][:3]
-    edit_samples = [{"prompt": at.facts[i].prompt, "target_new": at.facts[i].target_new,
-                     "target_true": at.facts[i].target_true, "greedy": q["greedy"][pos[i]]} for i in shown]
-    metrics = {"edits": m.step, "quality": quality, "ability": ab.scores(), "muting": mute.metrics(),
-               "ability_detail": {t: dict(s.metrics) for t, s in ab.tasks.items()},
-               "failed_edits": len(at.failures), "weights_digest": m.values["weights_digest"] if m.step else None}
-    samples = {"muting": [s.to_dict() for s in mute.samples], "ability": ab.samples(3), "edits": edit_samples,
-               "failures": [dict(f) for f in at.failures]}
-    timings = {"quality_s": m.seconds["quality"], "ability_s": m.seconds["ability"], "muting_s": m.seconds["muting"],
-               **{f"ability.{t}": s for t, s in ab.seconds().items()}, "edit_s": m.edit_s}
+    edit_samples = [
+        {
+            "prompt": at.facts[i].prompt,
+            "target_new": at.facts[i].target_new,
+            "target_true": at.facts[i].target_true,
+            "greedy": q["greedy"][pos[i]],
+        }
+        for i in shown
+    ]
+    metrics = {
+        "edits": m.step,
+        "quality": quality,
+        "ability": ab.scores(),
+        "muting": mute.metrics(),
+        "ability_detail": {t: dict(s.metrics) for t, s in ab.tasks.items()},
+        "failed_edits": len(at.failures),
+        "weights_digest": m.values["weights_digest"] if m.step else None,
+    }
+    samples = {
+        "muting": [s.to_dict() for s in mute.samples],
+        "ability": ab.samples(3),
+        "edits": edit_samples,
+        "failures": [dict(f) for f in at.failures],
+    }
+    timings = {
+        "quality_s": m.seconds["quality"],
+        "ability_s": m.seconds["ability"],
+        "muting_s": m.seconds["muting"],
+        **{f"ability.{t}": s for t, s in ab.seconds().items()},
+        "edit_s": m.edit_s,
+    }
     return metrics, samples, timings
 
 
@@ -199,6 +262,8 @@ def cost_line(df) -> str:
     per = ", ".join(f"{int(e)}: {s:.0f} s" for e, s in zip(df["edits"], df["seconds"]))
     edits = int(df["edits"].max())
     edit_s = float(df["seconds.edit"].sum())
-    return (f"cost: {float(df['seconds'].sum()):.0f} s in all ({edit_s:.0f} s editing"
-            + (f", {edit_s / edits:.1f} s per edit" if edits else "")
-            + f", {float(df['seconds.measure'].sum()):.0f} s measuring); per checkpoint (edits: seconds) {per}")
+    return (
+        f"cost: {float(df['seconds'].sum()):.0f} s in all ({edit_s:.0f} s editing"
+        + (f", {edit_s / edits:.1f} s per edit" if edits else "")
+        + f", {float(df['seconds.measure'].sum()):.0f} s measuring); per checkpoint (edits: seconds) {per}"
+    )

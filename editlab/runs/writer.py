@@ -10,11 +10,12 @@ reaches a step an earlier attempt stored keeps the stored one and goes on (resum
 May import: the engine (:mod:`editlab.runs.experiments`) and the store (:mod:`editlab.runs.store`); nothing
 that imports this module.
 """
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
 
 from editlab.core.errors import Cancelled
 from editlab.runs.experiments import At, Evaluator, Measured, Outcome, Plan, Progress, run
@@ -70,9 +71,20 @@ def keeping_status(store, run_id: int, done_note: Callable[[], str | None] = lam
     store.set_status(run_id, "done", note=done_note())
 
 
-def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind: str, config: Mapping,
-               record: Callable[[Measured, At, Outcome], tuple[dict, dict, dict]], *, resume: bool = True,
-               progress: Callable[[Progress], None] | None = None, cancel=None, what: str = "this run") -> StoredRun:
+def run_stored(
+    handle,
+    plan: Plan,
+    evaluators: Sequence[Evaluator],
+    store,
+    kind: str,
+    config: Mapping,
+    record: Callable[[Measured, At, Outcome], tuple[dict, dict, dict]],
+    *,
+    resume: bool = True,
+    progress: Callable[[Progress], None] | None = None,
+    cancel=None,
+    what: str = "this run",
+) -> StoredRun:
     """Run a sequential ``plan`` as a stored run of ``kind`` identified by ``config``: every
     checkpoint goes to ``store`` as soon as it is measured (``record(measured, at, outcome)`` makes
     its metrics, samples and timings; metrics should carry ``weights_digest``, ``at.digest()``);
@@ -93,29 +105,54 @@ def run_stored(handle, plan: Plan, evaluators: Sequence[Evaluator], store, kind:
     def on_measured(m: Measured, at: At) -> None:
         metrics_, samples, timings = record(m, at, outcome)
         if outcome.replayed and m.step == min(s for s in steps if s not in done):
-            timings.update({"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed,
-                            "replay_exact": outcome.replay_exact})
+            timings.update(
+                {"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed, "replay_exact": outcome.replay_exact}
+            )
         if not store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings, exists_ok=True):
             kept.append(m.step)  # already stored (an earlier attempt wrote it): kept as it is, never overwritten
 
     def note() -> str | None:
         if kept:
-            return (f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run "
-                    "reached them (another process ran it too); the stored ones were kept")
+            return (
+                f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run "
+                "reached them (another process ran it too); the stored ones were kept"
+            )
         return None
 
     with keeping_status(store, run_id, note):
-        run(handle, plan, evaluators, progress=progress, cancel=cancel, on_measured=on_measured, skip=last,
-            expected_digest=expected, run_id=run_id, outcome=outcome, what=what)
+        run(
+            handle,
+            plan,
+            evaluators,
+            progress=progress,
+            cancel=cancel,
+            on_measured=on_measured,
+            skip=last,
+            expected_digest=expected,
+            run_id=run_id,
+            outcome=outcome,
+            what=what,
+        )
         if outcome.replay_exact is False:
-            store.set_status(run_id, "running", note=(
-                f"resumed at {last} edits by replay; the replayed weights differ from the recorded ones "
-                "(digest mismatch), so later checkpoints come from a state that is not bit-identical"))
+            store.set_status(
+                run_id,
+                "running",
+                note=(
+                    f"resumed at {last} edits by replay; the replayed weights differ from the recorded ones "
+                    "(digest mismatch), so later checkpoints come from a state that is not bit-identical"
+                ),
+            )
     return StoredRun(run_id, "done", tuple(steps), resumed_from=last, replay_exact=outcome.replay_exact)
 
 
-def record_result(store, kind: str, config: Mapping, checkpoints: Sequence[Mapping], note: str | None = None,
-                  replaces: Callable[[object], bool] = lambda run: False) -> int:
+def record_result(
+    store,
+    kind: str,
+    config: Mapping,
+    checkpoints: Sequence[Mapping],
+    note: str | None = None,
+    replaces: Callable[[object], bool] = lambda run: False,
+) -> int:
     """Write a finished result (computed elsewhere, e.g. a grid cell on a Ray worker) as one run:
     status ``done`` only once every checkpoint is in, so a writer that dies halfway leaves a run no
     reader takes for finished. Unfinished runs of ``kind`` for which ``replaces(run)`` holds (the

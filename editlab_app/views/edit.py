@@ -1,4 +1,5 @@
 """Edit page: a fact, a method, an Edit button; then unedited / before / after, side by side."""
+
 import streamlit as st
 
 from editlab import methods
@@ -44,14 +45,21 @@ if ss.get("method") not in methods_available:
     ss["method"] = "rome" if "rome" in methods_available else methods_available[0]
 
 c1, c2 = st.columns([3, 1])
-c1.selectbox("Example fact", list(choices), key="gallery_choice", on_change=fill_form,
-             help="Built-in examples written for editlab, plus any facts you upload below. Picking one fills the form.")
+c1.selectbox(
+    "Example fact",
+    list(choices),
+    key="gallery_choice",
+    on_change=fill_form,
+    help="Built-in examples written for editlab, plus any facts you upload below. Picking one fills the form.",
+)
 method = c2.selectbox("Method", methods_available, key="method")
 
 with st.expander("Load facts from a file (JSON, JSONL or CSV)"):
-    st.caption(f"Columns/keys `subject, prompt, target_new` and optionally `target_true, paraphrases, neighbors, "
-               f"negated_prompt`; "
-               f"CounterFact / zsRE / KnowEdit files work too. Up to {cfg.max_upload_mb:g} MB; parsed as text only.")
+    st.caption(
+        f"Columns/keys `subject, prompt, target_new` and optionally `target_true, paraphrases, neighbors, "
+        f"negated_prompt`; "
+        f"CounterFact / zsRE / KnowEdit files work too. Up to {cfg.max_upload_mb:g} MB; parsed as text only."
+    )
     upload = st.file_uploader("Fact file", type=["json", "jsonl", "csv"], key="upload")
     if upload is not None and ss.get("upload_id") != upload.file_id:
         ss["upload_id"] = upload.file_id
@@ -61,8 +69,12 @@ with st.expander("Load facts from a file (JSON, JSONL or CSV)"):
             st.error(str(e))
         else:
             ss[UPLOADED] = facts
-            S.flash(ss, "success", f"Loaded {len(facts)} fact(s) from {upload.name}; pick one under *Example fact*."
-                    + (f" Skipped {len(skipped)}: " + "; ".join(skipped[:3]) if skipped else ""))
+            S.flash(
+                ss,
+                "success",
+                f"Loaded {len(facts)} fact(s) from {upload.name}; pick one under *Example fact*."
+                + (f" Skipped {len(skipped)}: " + "; ".join(skipped[:3]) if skipped else ""),
+            )
             st.rerun()
 
 with st.expander(f"{method} hyperparameters (defaults for {handle.name})"):
@@ -77,13 +89,21 @@ with st.form("fact_form"):
     c1.text_input("Subject", key="fact.subject", help="the entity whose fact you rewrite; it must occur in the prompt")
     c2.text_input("Prompt", key="fact.prompt", help="a sentence start containing the subject, completed by the target")
     c1.text_input("New target", key="fact.target_new", help="what the model should say after the edit")
-    c2.text_input("True target", key="fact.target_true", help="what the model says now (optional, but most figures need it)")
+    c2.text_input(
+        "True target", key="fact.target_true", help="what the model says now (optional, but most figures need it)"
+    )
     c1.text_area("Paraphrases", key="fact.paraphrases", height=90, help="other phrasings of the prompt, one per line")
-    c2.text_area("Neighbour prompts", key="fact.neighbors", height=90,
-                 help="prompts about other subjects the edit must not change, one per line: `prompt => expected answer`")
-    c1.text_input("Negated prompt (optional)", key="fact.negated_prompt",
-                  help="your own negation of the prompt; empty: editlab negates it (and says so when it cannot "
-                       "as English)")
+    c2.text_area(
+        "Neighbour prompts",
+        key="fact.neighbors",
+        height=90,
+        help="prompts about other subjects the edit must not change, one per line: `prompt => expected answer`",
+    )
+    c1.text_input(
+        "Negated prompt (optional)",
+        key="fact.negated_prompt",
+        help="your own negation of the prompt; empty: editlab negates it (and says so when it cannot as English)",
+    )
     b1, b2, _ = st.columns([1, 1, 4])
     do_edit = b1.form_submit_button(f"Edit with {method}", type="primary", key="edit_button")
     do_probe = b2.form_submit_button("Probe only", key="probe_button", help="measure the probes without editing")
@@ -120,7 +140,9 @@ if do_edit or do_probe:
                         raise
                     status.update(label="The edit failed; nothing was changed", state="error", expanded=False)
                 else:
-                    status.update(label=f"Edited with {method} in {record.seconds:.1f} s", state="complete", expanded=False)
+                    status.update(
+                        label=f"Edited with {method} in {record.seconds:.1f} s", state="complete", expanded=False
+                    )
         else:
             with st.spinner("Probing ..."):
                 line = st.empty()
@@ -166,10 +188,18 @@ def show(report) -> None:
             except ValueError as e:
                 S.flash(ss, "error", str(e))
             else:
-                S.flash(ss, "success", f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
-                                       "the weights it changed are back to what they were before it.")
+                S.flash(
+                    ss,
+                    "success",
+                    f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
+                    "the weights it changed are back to what they were before it.",
+                )
 
-        label = "Undo this edit" if ss.get(S.REPORT_RECORD) == last.id else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
+        label = (
+            "Undo this edit"
+            if ss.get(S.REPORT_RECORD) == last.id
+            else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
+        )
         st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
 
     st.markdown("##### Completions: probability of each target")
@@ -180,8 +210,10 @@ def show(report) -> None:
     if len(tf):
         st.markdown("##### Fact-check: True or false?")
         if report.factcheck is not None:
-            st.caption(f"Read pairwise: is the statement with the new target rated truer (normalised P(True)) than "
-                       f"the one with the true target? Calibration — {report.factcheck.sentence()}.")
+            st.caption(
+                f"Read pairwise: is the statement with the new target rated truer (normalised P(True)) than "
+                f"the one with the true target? Calibration — {report.factcheck.sentence()}."
+            )
         st.table(R.style(tf, report))
 
     st.markdown("##### Free generations")
@@ -219,8 +251,13 @@ def show(report) -> None:
 
     with st.expander("Every measured field"):
         st.dataframe(report.to_dataframe(), hide_index=True)
-        st.download_button("Download the report (JSON)", report.to_json(indent=1), file_name="editlab-report.json",
-                           mime="application/json", key="download_report")
+        st.download_button(
+            "Download the report (JSON)",
+            report.to_json(indent=1),
+            file_name="editlab-report.json",
+            mime="application/json",
+            key="download_report",
+        )
 
 
 if report is None:

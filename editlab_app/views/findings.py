@@ -1,11 +1,12 @@
 """Findings: a paper's protocol run on this model at a small scale, beside the published numbers."""
+
 import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
 from editlab import methods
-from editlab.runs.findings import to_html
 from editlab.core.limits import SLOTS
+from editlab.runs.findings import to_html
 from editlab.runs.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
 from editlab_app import bench as B
 from editlab_app import errors
@@ -16,11 +17,11 @@ RESULT = "editlab.runs.findings.result"
 OPENED = "editlab.runs.findings.opened"  # the file id of the saved report shown, so a later run is not overwritten
 ABOUT = {
     "negation": "Edit a fact, then ask with \"not\" inserted (PN) and edit the negated statement (NN, NP): "
-                "does the new object survive negation?",
+    "does the new object survive negation?",
     "factcheck": "After the edit, ask \"True or false: …\": does the model agree with what it now completes?",
     "ablation": "Change only the predicate (\"is\" / \"is not\" / none): does the edited model's answer change?",
     "muting": "Edit facts one after another; at log-spaced checkpoints measure held-out perplexity and next-token "
-              "accuracy, empty and repetitive outputs, n-gram entropy and retention of simple facts.",
+    "accuracy, empty and repetitive outputs, n-gram entropy and retention of simple facts.",
 }
 cfg = S.app_config()
 ss = st.session_state
@@ -28,15 +29,33 @@ session = S.ensure_session(ss, cfg)
 handle = session.handle
 
 st.title("Findings: the papers, reproduced here")
-st.caption("Runs one protocol of the two studies on the loaded model at a small scale, with 95 % bootstrap "
-           "intervals, and sets the published numbers beside it. The published numbers come from 7–8B models; "
-           "a small model can agree in direction, not in value.")
+st.caption(
+    "Runs one protocol of the two studies on the loaded model at a small scale, with 95 % bootstrap "
+    "intervals, and sets the published numbers beside it. The published numbers come from 7–8B models; "
+    "a small model can agree in direction, not in value."
+)
 
 st.subheader("Published numbers")
-st.dataframe(pd.DataFrame([{"protocol": r.protocol, "metric": r.metric, "value": r.value, "edits": r.edits,
-                            "model": r.model, "method": r.method, "dataset": r.dataset,
-                            "source": f"{r.paper}, {r.where}", "checked": "yes" if r.checked else r.provenance}
-                           for r in PUBLISHED]), hide_index=True, key="findings_published")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "protocol": r.protocol,
+                "metric": r.metric,
+                "value": r.value,
+                "edits": r.edits,
+                "model": r.model,
+                "method": r.method,
+                "dataset": r.dataset,
+                "source": f"{r.paper}, {r.where}",
+                "checked": "yes" if r.checked else r.provenance,
+            }
+            for r in PUBLISHED
+        ]
+    ),
+    hide_index=True,
+    key="findings_published",
+)
 
 operator = B.operator_datasets()
 with st.form("findings_form"):
@@ -44,10 +63,15 @@ with st.form("findings_form"):
     protocol = c1.selectbox("Protocol", PROTOCOLS, key="findings_protocol")
     n = c2.number_input("Facts (or edits, for muting)", min_value=1, max_value=50, value=3, key="findings_n")
     available = methods.available()
-    method = c3.selectbox("Method", available, index=available.index(DEFAULT_METHOD["negation"])
-                          if DEFAULT_METHOD["negation"] in available else 0, key="findings_method")
-    source = st.radio("Facts (CounterFact-style)", [B.EXAMPLES, B.UPLOAD, *operator], key="findings_source",
-                      horizontal=True)
+    method = c3.selectbox(
+        "Method",
+        available,
+        index=available.index(DEFAULT_METHOD["negation"]) if DEFAULT_METHOD["negation"] in available else 0,
+        key="findings_method",
+    )
+    source = st.radio(
+        "Facts (CounterFact-style)", [B.EXAMPLES, B.UPLOAD, *operator], key="findings_source", horizontal=True
+    )
     upload = st.file_uploader("Dataset file", type=["json", "jsonl", "csv"], key="findings_upload")
     submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
 st.caption(ABOUT[protocol])
@@ -55,7 +79,11 @@ st.caption(ABOUT[protocol])
 if submitted:
     try:
         dataset = B.chosen_dataset(source, upload, operator, cfg.max_upload_mb)
-        hp = {"mom2_n_tokens": cfg.mom2_tokens} if cfg.mom2_tokens and methods.get(method).HParams.accepts("mom2_n_tokens") else None
+        hp = (
+            {"mom2_n_tokens": cfg.mom2_tokens}
+            if cfg.mom2_tokens and methods.get(method).HParams.accepts("mom2_n_tokens")
+            else None
+        )
         kw = dict(dataset=dataset, corpus=cfg.corpus, online=cfg.online, hparams=hp)
         if protocol == "factcheck":
             kw["zsre"] = None
@@ -76,10 +104,13 @@ if submitted:
             errors.show(st, e, f"{protocol}: the run stopped")
         bar.empty()
 
-with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab reproduce muting --n 1000` "
-                 "on a GPU), shown here without running it again"):
-    saved = st.file_uploader("Report (the .json `editlab reproduce` or this page's download writes)", type=["json"],
-                             key="findings_open")
+with st.expander(
+    "Open a saved report: a long run made elsewhere (e.g. `editlab reproduce muting --n 1000` "
+    "on a GPU), shown here without running it again"
+):
+    saved = st.file_uploader(
+        "Report (the .json `editlab reproduce` or this page's download writes)", type=["json"], key="findings_open"
+    )
     if saved is not None and ss.get(OPENED) != saved.file_id:
         ss[OPENED] = saved.file_id
         try:
@@ -89,8 +120,9 @@ with st.expander("Open a saved report: a long run made elsewhere (e.g. `editlab 
     shipped = B.shipped_reports()
     if shipped:
         c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-        pick = c1.selectbox("Or a report shipped with editlab (real runs the README quotes)", list(shipped),
-                            key="findings_shipped")
+        pick = c1.selectbox(
+            "Or a report shipped with editlab (real runs the README quotes)", list(shipped), key="findings_shipped"
+        )
         if c2.button("Open", key="findings_open_shipped"):
             try:
                 ss[RESULT] = B.read_report(pick, shipped[pick].read_bytes(), cfg.max_upload_mb)
@@ -107,11 +139,20 @@ st.subheader(f"Measured: {result.protocol}, {result.method} on {result.model}, n
 for sentence in result.at_chance_sentences():
     st.warning(sentence)
 st.dataframe(result.table(), hide_index=True, key="findings_table")
-st.caption(f"Cost: {result.cost.get('total_s')} s in all"
-           + (f" on {result.cost['machine']}" if result.cost.get("machine") else "") + "; " + "; ".join(result.notes))
+st.caption(
+    f"Cost: {result.cost.get('total_s')} s in all"
+    + (f" on {result.cost['machine']}" if result.cost.get("machine") else "")
+    + "; "
+    + "; ".join(result.notes)
+)
 report = to_html(result)
 components.html(report, height=900, scrolling=True)
 c1, c2 = st.columns(2)
 c1.download_button("Report (HTML)", report, f"editlab-{result.protocol}.html", "text/html", key="findings_dl_html")
-c2.download_button("Result (JSON)", result.to_json(indent=1), f"editlab-{result.protocol}.json", "application/json",
-                   key="findings_dl_json")
+c2.download_button(
+    "Result (JSON)",
+    result.to_json(indent=1),
+    f"editlab-{result.protocol}.json",
+    "application/json",
+    key="findings_dl_json",
+)

@@ -1,4 +1,5 @@
 """Start page: the resident model, the model box, and what the app is for."""
+
 import time
 
 import pandas as pd
@@ -6,10 +7,10 @@ import streamlit as st
 import torch
 
 from editlab.core.limits import Limits
-
 from editlab_app import errors
-from editlab_app.main import view
 from editlab_app import state as S
+from editlab_app.main import view
+
 cfg = S.app_config()
 ss = st.session_state
 
@@ -43,10 +44,13 @@ st.subheader("Model")
 cuda = torch.cuda.is_available()
 with st.form("model_form"):
     name = st.text_input(
-        "Model", value=key.name, key="model_name", disabled=not cfg.allow_model_change,
+        "Model",
+        value=key.name,
+        key="model_name",
+        disabled=not cfg.allow_model_change,
         help="`smollm2-135m-instruct` is the embedded default (no download). Or a Hugging Face Hub id "
-             "(e.g. `Qwen/Qwen2.5-0.5B-Instruct`) or a local folder. Supported families: "
-             "gpt2, gptj, gpt_neox, llama, mistral, qwen2, qwen3.",
+        "(e.g. `Qwen/Qwen2.5-0.5B-Instruct`) or a local folder. Supported families: "
+        "gpt2, gptj, gpt_neox, llama, mistral, qwen2, qwen3.",
     )
     device = dtype = quant = None
     if cuda:
@@ -56,11 +60,17 @@ with st.form("model_form"):
         dtypes = ["auto", "bfloat16", "float16", "float32"]
         dtype = c2.selectbox("Dtype", dtypes, index=dtypes.index(key.dtype) if key.dtype in dtypes else 0)
         quants = ["none", "8bit", "4bit"]
-        quant = c3.selectbox("Quantisation", quants, index=quants.index(key.quantization) if key.quantization in quants else 0,
-                             help="bitsandbytes; the MLP output projections that edits rewrite stay in full precision")
+        quant = c3.selectbox(
+            "Quantisation",
+            quants,
+            index=quants.index(key.quantization) if key.quantization in quants else 0,
+            help="bitsandbytes; the MLP output projections that edits rewrite stay in full precision",
+        )
     else:
-        st.caption("No CUDA GPU here: the model runs on the CPU in float32 (device, dtype and quantisation "
-                   "choices appear on a GPU machine).")
+        st.caption(
+            "No CUDA GPU here: the model runs on the CPU in float32 (device, dtype and quantisation "
+            "choices appear on a GPU machine)."
+        )
     if session is not None and session.records:
         st.caption(f"Loading another model drops this session's {len(session.records)} edit(s).")
     load = st.form_submit_button("Load model", disabled=not cfg.allow_model_change)
@@ -77,8 +87,10 @@ if load:
     else:
         t0 = time.perf_counter()
         with st.status(f"Loading {new_key.label()} ...", expanded=True) as status:
-            st.write("Reading the configuration, then the weights (a hub model downloads first; "
-                     "a model another visitor already loaded is reused at once).")
+            st.write(
+                "Reading the configuration, then the weights (a hub model downloads first; "
+                "a model another visitor already loaded is reused at once)."
+            )
             try:
                 session = S.switch_model(ss, new_key, cfg)
             except Exception as e:  # any loading failure: keep the previous model, say why
@@ -86,8 +98,11 @@ if load:
                 kept = f"The previous model, **{key.label()}**, is still loaded." if session else "No model is loaded."
                 st.error(f"Could not load **{new_key.name or '(empty)'}**: {errors.message(e)}\n\n{kept}")
             else:
-                status.update(label=f"Loaded {new_key.label()} in {time.perf_counter() - t0:.1f} s",
-                              state="complete", expanded=False)
+                status.update(
+                    label=f"Loaded {new_key.label()} in {time.perf_counter() - t0:.1f} s",
+                    state="complete",
+                    expanded=False,
+                )
                 key = new_key
 
 if session is None:
@@ -106,8 +121,10 @@ else:
         c4.metric("Process memory", f"{rss / 2**20:,.2f} GiB", help="resident set size of the app's process")
     except (OSError, StopIteration):
         c4.metric("Process memory", "n/a")
-st.caption(f"Loaded: **{info['name']}** · {info['family']}, {info['layers']} layers · source: {info['source'] or 'hub'}"
-           + (f" · revision {info['revision']}" if info.get("revision") else ""))
+st.caption(
+    f"Loaded: **{info['name']}** · {info['family']}, {info['layers']} layers · source: {info['source'] or 'hub'}"
+    + (f" · revision {info['revision']}" if info.get("revision") else "")
+)
 
 with st.expander("Settings fixed by the operator"):
     st.markdown(
@@ -120,8 +137,10 @@ with st.expander("Settings fixed by the operator"):
         f"- uploads: JSON / JSONL / CSV up to **{cfg.max_upload_mb:g} MB** (`EDITLAB_MAX_UPLOAD_MB`)"
     )
 with st.expander("Limits of this server"):
-    st.caption("Every request is bounded so that the server stays responsive for every visitor; the "
-               "library refuses a request above a limit with a message naming it. The operator sets each "
-               "one with the variable shown (0 or `off`: no limit).")
+    st.caption(
+        "Every request is bounded so that the server stays responsive for every visitor; the "
+        "library refuses a request above a limit with a message naming it. The operator sets each "
+        "one with the variable shown (0 or `off`: no limit)."
+    )
     st.table(pd.DataFrame(Limits.from_env().rows()).set_index("limit"))
 st.page_link(view("edit.py"), label="Edit a fact →", icon=":material/edit:")

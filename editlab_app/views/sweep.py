@@ -1,15 +1,16 @@
 """Sweep: edit facts one after another and watch edit quality, general ability and muting."""
+
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
 from editlab import methods
-from editlab.measure.ability import TASKS, AbilityConfig
+from editlab.core.errors import Cancelled
 from editlab.core.limits import SLOTS
+from editlab.measure.ability import TASKS, AbilityConfig
 from editlab.runs.store import StoreError
 from editlab.runs.sweep import KIND, SweepConfig, cost_line, parse_counts, run_sweep
-from editlab.core.errors import Cancelled
 from editlab_app import bench as B
 from editlab_app import errors
 from editlab_app import state as S
@@ -22,10 +23,12 @@ session = S.ensure_session(ss, cfg)
 handle = session.handle
 
 st.title("Sweep: sequential edits")
-st.caption("Edit facts one after another on a private copy of the edit state and, after each chosen number of "
-           "edits, measure what the model still does: the edits so far (retention), general ability on small fixed "
-           "benchmark subsets, and whether it still says anything (muting). The dotted lines are the unedited model. "
-           "Every checkpoint is stored as soon as it is measured; starting the same configuration again resumes it.")
+st.caption(
+    "Edit facts one after another on a private copy of the edit state and, after each chosen number of "
+    "edits, measure what the model still does: the edits so far (retention), general ability on small fixed "
+    "benchmark subsets, and whether it still says anything (muting). The dotted lines are the unedited model. "
+    "Every checkpoint is stored as soon as it is measured; starting the same configuration again resumes it."
+)
 
 try:
     store = S.run_store(ss, cfg)  # this visitor's runs only (every run in operator mode)
@@ -38,16 +41,29 @@ sources = [B.EXAMPLES, B.UPLOAD, *operator]
 with st.form("sweep_form"):
     c1, c2 = st.columns([2, 3])
     source = c1.radio("Facts (edited in file order)", sources, key="sweep_source")
-    upload = c2.file_uploader("Dataset file (CounterFact, zsRE, KnowEdit or your own facts)", type=["json", "jsonl", "csv"],
-                              key="sweep_upload")
+    upload = c2.file_uploader(
+        "Dataset file (CounterFact, zsRE, KnowEdit or your own facts)",
+        type=["json", "jsonl", "csv"],
+        key="sweep_upload",
+    )
     chosen = st.multiselect("Methods (one sweep each)", methods.available(), default=["rome"], key="sweep_methods")
     c1, c2, c3, c4 = st.columns(4)
-    counts_text = c1.text_input("Numbers of edits", "1,2,5,10", key="sweep_counts",
-                                help="checkpoints, e.g. 1,2,5,10,20,50,100 (each needs that many facts)")
+    counts_text = c1.text_input(
+        "Numbers of edits",
+        "1,2,5,10",
+        key="sweep_counts",
+        help="checkpoints, e.g. 1,2,5,10,20,50,100 (each needs that many facts)",
+    )
     batch = c2.number_input("Batch size", min_value=1, max_value=100, value=1, key="sweep_batch")
     seed = c3.number_input("Seed", min_value=0, value=0, key="sweep_seed")
-    n_items = c4.number_input("Ability items per task", min_value=0, max_value=200, value=3, key="sweep_items",
-                              help="0 skips general ability; GSM8K and perplexity use fewer items (they cost more)")
+    n_items = c4.number_input(
+        "Ability items per task",
+        min_value=0,
+        max_value=200,
+        value=3,
+        key="sweep_items",
+        help="0 skips general ability; GSM8K and perplexity use fewer items (they cost more)",
+    )
     submitted = st.form_submit_button("Start", type="primary", icon=":material/play_arrow:")
 
 if submitted:
@@ -68,8 +84,19 @@ if submitted:
             hp = {}
             if cfg.mom2_tokens and methods.get(m).HParams.accepts("mom2_n_tokens"):
                 hp = {"mom2_n_tokens": cfg.mom2_tokens}
-            configs.append(SweepConfig(method=m, dataset=dataset.name, counts=counts, batch_size=int(batch),
-                                       hparams=hp, seed=int(seed), ability=ability, corpus=cfg.corpus, online=cfg.online))
+            configs.append(
+                SweepConfig(
+                    method=m,
+                    dataset=dataset.name,
+                    counts=counts,
+                    batch_size=int(batch),
+                    hparams=hp,
+                    seed=int(seed),
+                    ability=ability,
+                    corpus=cfg.corpus,
+                    online=cfg.online,
+                )
+            )
     except (ValueError, FileNotFoundError) as e:
         st.error(errors.message(e))
     else:
@@ -78,20 +105,23 @@ if submitted:
         st.caption("To stop, press Stop (top right); starting the same sweep again resumes from its last checkpoint.")
         started = []
         for config in configs:
+
             def progress(p, _m=config.method):
-                bar.progress(min(1.0, p.facts_done / p.facts_total) if p.facts_total else 1.0,
-                             text=f"{_m}: {p.line()}")
+                bar.progress(min(1.0, p.facts_done / p.facts_total) if p.facts_total else 1.0, text=f"{_m}: {p.line()}")
                 if p.run_id is not None and p.run_id not in started:
                     started.append(p.run_id)
                 if p.stage.startswith("checkpoint"):
                     ids = list(started)
-                    live.plotly_chart(W.sweep_figure(W.run_curves(store, ids), {i: W.run_label(store.run(i)) for i in ids}),
-                                      key=f"sweep_live_{p.run_id}_{p.step}")
+                    live.plotly_chart(
+                        W.sweep_figure(W.run_curves(store, ids), {i: W.run_label(store.run(i)) for i in ids}),
+                        key=f"sweep_live_{p.run_id}_{p.step}",
+                    )
 
             try:
                 with SLOTS.hold(S.visitor(ss)), st.spinner(f"{config.method}: sweeping {config.counts[-1]} edits ..."):
-                    result = run_sweep(handle, config, store, progress=progress,
-                                       facts=dataset.facts[: config.counts[-1]])
+                    result = run_sweep(
+                        handle, config, store, progress=progress, facts=dataset.facts[: config.counts[-1]]
+                    )
             except Cancelled:
                 st.warning(f"{config.method}: cancelled")
                 break
@@ -116,13 +146,22 @@ if not runs:
 st.dataframe(W.runs_table(runs), hide_index=True, key="sweep_runs")
 by_id = {r.id: r for r in runs}
 default = [i for i in ss.get(SHOWN, []) if i in by_id][:4] or [runs[-1].id]
-shown = st.multiselect("Runs to plot (overlay to compare methods)", list(by_id), default=default, key="sweep_shown",
-                       format_func=lambda i: W.run_label(by_id[i]))
+shown = st.multiselect(
+    "Runs to plot (overlay to compare methods)",
+    list(by_id),
+    default=default,
+    key="sweep_shown",
+    format_func=lambda i: W.run_label(by_id[i]),
+)
 if not shown:
     st.stop()
 data = W.run_curves(store, shown)
-event = st.plotly_chart(W.sweep_figure(data, {i: W.run_label(by_id[i]) for i in shown}), key="sweep_chart",
-                        on_select="rerun", selection_mode="points")
+event = st.plotly_chart(
+    W.sweep_figure(data, {i: W.run_label(by_id[i]) for i in shown}),
+    key="sweep_chart",
+    on_select="rerun",
+    selection_mode="points",
+)
 st.caption("Click a point to read that checkpoint's sample generations below.")
 for i in shown:
     st.caption(f"{W.run_label(by_id[i])} — {cost_line(data[i])}")
@@ -136,7 +175,9 @@ if not steps:
     st.caption("This run has no checkpoint yet.")
     st.stop()
 index = steps.index(clicked) if clicked in steps else len(steps) - 1
-step = c2.selectbox("Checkpoint (number of edits; 0 = unedited)", steps, index=index, key=f"sweep_detail_step_{clicked}")
+step = c2.selectbox(
+    "Checkpoint (number of edits; 0 = unedited)", steps, index=index, key=f"sweep_detail_step_{clicked}"
+)
 checkpoint = checkpoints[steps.index(step)]
 if by_id[run_id].note:
     st.info(by_id[run_id].note)
@@ -146,8 +187,13 @@ for title, df in W.samples_tables(checkpoint).items():
     st.dataframe(df, hide_index=True, key=f"sweep_samples_{title}")
 
 c1, c2, c3 = st.columns(3)
-for col, fmt, mime in ((c1, "csv", "text/csv"), (c2, "parquet", "application/octet-stream"), (c3, "json", "application/json")):
+for col, fmt, mime in (
+    (c1, "csv", "text/csv"),
+    (c2, "parquet", "application/octet-stream"),
+    (c3, "json", "application/json"),
+):
     with tempfile.TemporaryDirectory() as tmp:
         data_bytes = Path(store.export(shown, Path(tmp) / f"sweeps.{fmt}", fmt)).read_bytes()
-    col.download_button(fmt.upper(), data_bytes, f"editlab-sweeps-{'-'.join(map(str, shown))}.{fmt}", mime,
-                        key=f"sweep_dl_{fmt}")
+    col.download_button(
+        fmt.upper(), data_bytes, f"editlab-sweeps-{'-'.join(map(str, shown))}.{fmt}", mime, key=f"sweep_dl_{fmt}"
+    )

@@ -1,5 +1,6 @@
 """The app: two visitors never see each other's runs (the operator sees both), no page names a
 server path, and the error boundary turns any exception into a message with a details toggle."""
+
 import pytest
 
 from editlab import methods
@@ -22,8 +23,11 @@ def store_env(app_env, tmp_path):  # noqa: F811 - the imported fixture, injected
 
 
 def _page_text(at) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "title", "subheader")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info", "title", "subheader")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -47,7 +51,9 @@ def test_two_visitors_never_see_each_others_runs(store_env):
 
     # Alice's sweep, stored under her visitor id as the sweep page would.
     owned = RunStore(store_env).scoped(alice.session_state[S.VISITOR])
-    sweep_id = owned.create_run(SWEEP_KIND, {"model": "smollm2-135m-instruct", "method": "rome", "dataset": "alice.json"})
+    sweep_id = owned.create_run(
+        SWEEP_KIND, {"model": "smollm2-135m-instruct", "method": "rome", "dataset": "alice.json"}
+    )
     owned.add_checkpoint(sweep_id, 0, {"quality_all": {"ES": 1.0}})
 
     bob = open_app(BENCH)
@@ -89,14 +95,17 @@ class FakeSt:
         self.codes.append(text)
 
 
-@pytest.mark.parametrize("exc,words", [
-    (ValueError("hyperparameter 'v_lr': -1.0 is out of range"), "'v_lr': -1.0"),
-    (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
-    (AttributeError("'int' object has no attribute 'strip'"), "AttributeError"),
-    (OSError("/root/.cache/huggingface/x does not appear to have a file named model.safetensors"), "huggingface/x"),
-    (KeyError("no run #3 among your runs"), "KeyError"),
-    (MemoryError(), "ran out of memory"),
-])
+@pytest.mark.parametrize(
+    "exc,words",
+    [
+        (ValueError("hyperparameter 'v_lr': -1.0 is out of range"), "'v_lr': -1.0"),
+        (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+        (AttributeError("'int' object has no attribute 'strip'"), "AttributeError"),
+        (OSError("/root/.cache/huggingface/x does not appear to have a file named model.safetensors"), "huggingface/x"),
+        (KeyError("no run #3 among your runs"), "KeyError"),
+        (MemoryError(), "ran out of memory"),
+    ],
+)
 def test_the_boundary_turns_any_exception_into_a_message_and_details(exc, words):
     fake = FakeSt()
     with errors.boundary(fake, "The benchmark stopped"):
@@ -114,16 +123,21 @@ def test_streamlit_control_flow_passes_the_boundary():
             raise StopException()
 
 
-BOMB = ("[&a [&b [&c [&d [&e [&f [&g [1,1,1,1,1,1,1,1,1], *g,*g,*g,*g,*g,*g,*g,*g], *f,*f,*f,*f,*f,*f,*f,*f],"
-        " *e,*e,*e,*e,*e,*e,*e,*e], *d,*d,*d,*d,*d,*d,*d,*d], *c,*c,*c,*c,*c,*c,*c,*c], *b,*b,*b,*b,*b,*b,*b,*b],"
-        " *a,*a,*a,*a,*a,*a,*a,*a]")
+BOMB = (
+    "[&a [&b [&c [&d [&e [&f [&g [1,1,1,1,1,1,1,1,1], *g,*g,*g,*g,*g,*g,*g,*g], *f,*f,*f,*f,*f,*f,*f,*f],"
+    " *e,*e,*e,*e,*e,*e,*e,*e], *d,*d,*d,*d,*d,*d,*d,*d], *c,*c,*c,*c,*c,*c,*c,*c], *b,*b,*b,*b,*b,*b,*b,*b],"
+    " *a,*a,*a,*a,*a,*a,*a,*a]"
+)
 
 
-@pytest.mark.parametrize("text,words", [
-    (BOMB, "more than 20,000 values"),
-    ("[" * 3000 + "]" * 3000, "nested"),
-    ("{a: 1, a: 2}", "appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        (BOMB, "more than 20,000 values"),
+        ("[" * 3000 + "]" * 3000, "nested"),
+        ("{a: 1, a: 2}", "appears twice"),
+    ],
+)
 def test_a_hostile_value_in_a_list_box_is_a_short_message_and_no_edit(app_env, text, words):  # noqa: F811
     """A YAML alias bomb, deep nesting or a duplicate key typed into MEMIT's ``layers`` box: refused
     in a message of a few hundred characters, in well under a second of parsing, the model untouched."""

@@ -1,5 +1,6 @@
 """The CLI's one error boundary: every bad input ends in one ``editlab: error:`` line (or argparse's
 usage line), exit code 2, no traceback (unless --debug / EDITLAB_DEBUG=1)."""
+
 import json
 
 import pytest
@@ -18,19 +19,33 @@ def files(tmp_path):
     (tmp_path / "ok.yaml").write_text("v_lr: 0.5\n")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (tmp_path / "big.csv").write_text("subject,prompt,target_new\nRome,\"" + "x" * 200_000 + "\",France\n")
-    (tmp_path / "latin.json").write_bytes('[{"subject": "Mün", "prompt": "Mün is", "target_new": "x"}]'.encode("latin-1"))
-    (tmp_path / "num.json").write_text(json.dumps([{"subject": "Rome", "prompt": "Rome is", "target_new": "x",
-                                                    "neighbors": [{"prompt": 5}]}]))
+    (tmp_path / "latin.json").write_bytes(
+        '[{"subject": "Mün", "prompt": "Mün is", "target_new": "x"}]'.encode("latin-1")
+    )
+    (tmp_path / "num.json").write_text(
+        json.dumps([{"subject": "Rome", "prompt": "Rome is", "target_new": "x", "neighbors": [{"prompt": 5}]}])
+    )
     levels = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
-        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)
+    ]
     (tmp_path / "bomb.yaml").write_text("\n".join(levels) + "\n")  # 9**9 values if expanded
     (tmp_path / "twice.yaml").write_text("v_lr: 0.5\nkl_factor: 0.1\nv_lr: 5\n")
     (tmp_path / "report.html").write_text("not a folder")
     (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfsubject,prompt,target_new\nRome,Rome is,NaN\n")
     cfg = tmp_path / "noweights"
     cfg.mkdir()
-    (cfg / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
-                                                 "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100}))
+    (cfg / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "vocab_size": 100,
+            }
+        )
+    )
     return tmp_path
 
 
@@ -62,7 +77,10 @@ CASES = [
     (["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--no-store"], "neighbors[1]"),
     (["bench", "--methods", "rome", "--dataset", "{d}/adir", "--no-store"], "not a file"),
     (["bench", "--methods", "rome", "--dataset", "{d}/none.json", "--no-store"], "not found"),
-    (["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--hparams", "rome={d}/list.yaml"], "expected a mapping"),
+    (
+        ["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--hparams", "rome={d}/list.yaml"],
+        "expected a mapping",
+    ),
     (["bench", "--methods", "rome", "--dataset", "{d}/num.json", "--n", "100000"], "EDITLAB_MAX_FACTS"),
     (["bench", "--methods", "rome,nosuch", "--dataset", "{d}/num.json"], "unknown editing method"),
     (["sweep", "--dataset", "{d}/num.json", "--counts", "1,5,100000", "--store", "{d}/s.sqlite"], "EDITLAB_MAX_EDITS"),

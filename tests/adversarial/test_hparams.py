@@ -1,5 +1,6 @@
 """Hyperparameters: every declared range of every method, non-finite numbers, strings where
 sequences go, template sizes above the operator's limits, unknown keys, a non-mapping."""
+
 import math
 import warnings
 
@@ -63,36 +64,39 @@ def test_a_non_finite_number_is_refused(method, name, value):
         methods.get(method).HParams.from_dict({name: value})
 
 
-@pytest.mark.parametrize("method,name,value,words", [
-    ("rome", "context_template_length_params", [[100000, 500]], "limit"),
-    ("rome", "context_template_length_params", [[10, 5000]], "limit"),
-    ("rome", "context_template_length_params", [[10, 0]], "count >= 1"),
-    ("rome", "context_template_length_params", [[0, 5]], "length >= 1"),
-    ("rome", "context_template_length_params", [[10]], "pair"),
-    ("rome", "context_template_length_params", [["ten", 5]], "pair"),
-    ("rome", "context_template_length_params", [[10.5, 5]], "pair"),
-    ("rome", "context_template_length_params", [[True, 5]], "pair"),
-    ("rome", "context_template_length_params", "[[10, 5]]", "pairs"),
-    ("rome", "context_template_length_params", 5, "pairs"),
-    ("rome", "context_template_length_params", [], "pairs"),
-    ("memit", "context_template_length_params", [[64, 5]], "limit"),
-    ("memit", "layers", "4,5,6", "string where a list"),
-    ("memit", "layers", [-1, 2], "out of range"),
-    ("memit", "layers", ["four"], "not a layer number"),
-    ("memit", "layers", [True], "not a layer number"),
-    ("kn", "layers", "10", "string where a list"),
-    ("kn", "layers", [2.5], "not a layer number"),
-    ("pmet", "rewrite_modules", "mlp", "string where a list"),
-    ("rome", "v_lr", "fast", "not a valid float"),
-    ("rome", "v_num_grad_steps", 2.5, "not a valid int"),
-    ("rome", "v_num_grad_steps", [25], "not a valid int"),
-    ("rome", "mom2_adjustment", "perhaps", "not a valid bool"),
-    ("memit", "mom2_update_weight", -1, "greater than 0"),
-    ("alphaedit", "nullspace_energy", 1.5, "nullspace_energy"),
-    ("ike", "header", "x" * 5000, "limit"),
-    ("rome", "fact_token", "last", "not supported"),
-    ("rome", "mom2_dtype", "float16", "float32 or float64"),
-])
+@pytest.mark.parametrize(
+    "method,name,value,words",
+    [
+        ("rome", "context_template_length_params", [[100000, 500]], "limit"),
+        ("rome", "context_template_length_params", [[10, 5000]], "limit"),
+        ("rome", "context_template_length_params", [[10, 0]], "count >= 1"),
+        ("rome", "context_template_length_params", [[0, 5]], "length >= 1"),
+        ("rome", "context_template_length_params", [[10]], "pair"),
+        ("rome", "context_template_length_params", [["ten", 5]], "pair"),
+        ("rome", "context_template_length_params", [[10.5, 5]], "pair"),
+        ("rome", "context_template_length_params", [[True, 5]], "pair"),
+        ("rome", "context_template_length_params", "[[10, 5]]", "pairs"),
+        ("rome", "context_template_length_params", 5, "pairs"),
+        ("rome", "context_template_length_params", [], "pairs"),
+        ("memit", "context_template_length_params", [[64, 5]], "limit"),
+        ("memit", "layers", "4,5,6", "string where a list"),
+        ("memit", "layers", [-1, 2], "out of range"),
+        ("memit", "layers", ["four"], "not a layer number"),
+        ("memit", "layers", [True], "not a layer number"),
+        ("kn", "layers", "10", "string where a list"),
+        ("kn", "layers", [2.5], "not a layer number"),
+        ("pmet", "rewrite_modules", "mlp", "string where a list"),
+        ("rome", "v_lr", "fast", "not a valid float"),
+        ("rome", "v_num_grad_steps", 2.5, "not a valid int"),
+        ("rome", "v_num_grad_steps", [25], "not a valid int"),
+        ("rome", "mom2_adjustment", "perhaps", "not a valid bool"),
+        ("memit", "mom2_update_weight", -1, "greater than 0"),
+        ("alphaedit", "nullspace_energy", 1.5, "nullspace_energy"),
+        ("ike", "header", "x" * 5000, "limit"),
+        ("rome", "fact_token", "last", "not supported"),
+        ("rome", "mom2_dtype", "float16", "float32 or float64"),
+    ],
+)
 def test_strings_shapes_and_sizes_that_do_not_fit_are_refused(method, name, value, words):
     with pytest.raises(ValueError) as e:
         methods.get(method).HParams.from_dict({name: value})
@@ -104,7 +108,9 @@ def test_strings_shapes_and_sizes_that_do_not_fit_are_refused(method, name, valu
 def test_unknown_keys_are_reported_by_the_library_with_a_suggestion(method):
     H = methods.get(method).HParams
     field = next(iter(H.__dataclass_fields__))
-    with pytest.warns(UnknownHParamsWarning, match=rf"unknown keys not used: 'no_such_key'.*'{field}x'.*did you mean '{field}'"):
+    with pytest.warns(
+        UnknownHParamsWarning, match=rf"unknown keys not used: 'no_such_key'.*'{field}x'.*did you mean '{field}'"
+    ):
         _, report = H.from_dict({"no_such_key": 1, field + "x": 1})
     assert report.unknown == ["no_such_key", field + "x"]
 
@@ -140,17 +146,40 @@ def test_the_defaults_of_every_method_pass():
             methods.get(m).HParams().validate()
 
 
-@pytest.mark.parametrize("method,value", [("memit", None), ("alphaedit", None), ("pmet", None), ("ft-l", None),
-                                          ("ft-m", [None]), ("ft-l", [[1]]), ("ft-l", ["one"])])
+@pytest.mark.parametrize(
+    "method,value",
+    [
+        ("memit", None),
+        ("alphaedit", None),
+        ("pmet", None),
+        ("ft-l", None),
+        ("ft-m", [None]),
+        ("ft-l", [[1]]),
+        ("ft-l", ["one"]),
+    ],
+)
 def test_layers_that_are_not_layer_numbers_are_refused_not_crashed_on(method, value):
-    with pytest.raises(ValueError, match="'?layers'?.*(not a list of layer numbers|not a whole number|not a layer number)"):
+    with pytest.raises(
+        ValueError, match="'?layers'?.*(not a list of layer numbers|not a whole number|not a layer number)"
+    ):
         methods.get(method).HParams.from_dict({"layers": value})
 
 
-@pytest.mark.parametrize("method,name", [("grace", "dist_fn"), ("grace", "replacement"), ("grace", "reg"),
-                                         ("grace", "val_reg"), ("rome", "fact_token"), ("memit", "fact_token"),
-                                         ("memit", "layer_selection"), ("ft-l", "objective_optimization"),
-                                         ("rome", "negation_objective"), ("pmet", "negation_objective")])
+@pytest.mark.parametrize(
+    "method,name",
+    [
+        ("grace", "dist_fn"),
+        ("grace", "replacement"),
+        ("grace", "reg"),
+        ("grace", "val_reg"),
+        ("rome", "fact_token"),
+        ("memit", "fact_token"),
+        ("memit", "layer_selection"),
+        ("ft-l", "objective_optimization"),
+        ("rome", "negation_objective"),
+        ("pmet", "negation_objective"),
+    ],
+)
 def test_a_refused_text_is_quoted_short(method, name):
     # 999 control characters: within the length limit, four characters each in a repr
     with pytest.raises(ValueError) as e:
@@ -172,8 +201,15 @@ def test_the_load_report_of_keys_that_are_not_text_can_be_printed():
     assert line.startswith("unknown keys (not used): 0, None, xxx") and len(line) <= 2000
 
 
-@pytest.mark.parametrize("method,data", [("rome", {"v_lr": 10**400}), ("kn", {"p": 10**400}),
-                                         ("rome", {"mom2_n_samples": 10**400}), ("ft-l", {"layers": [10**400]})])
+@pytest.mark.parametrize(
+    "method,data",
+    [
+        ("rome", {"v_lr": 10**400}),
+        ("kn", {"p": 10**400}),
+        ("rome", {"mom2_n_samples": 10**400}),
+        ("ft-l", {"layers": [10**400]}),
+    ],
+)
 def test_a_whole_number_past_any_float_is_refused_not_overflowed(method, data):
     # float(10**400) raises OverflowError, which the conversions did not catch
     with pytest.raises(ValueError, match=r"is not a (valid float|whole number)"):

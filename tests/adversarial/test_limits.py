@@ -1,38 +1,51 @@
 """Operator limits: enforced by the library's entry points (not only widgets), overridable by
 environment variables, refused with a message naming the limit and its variable."""
+
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.measure.ability import AbilityConfig
-from editlab.runs.bench import BenchConfig
 from editlab.core.limits import SLOTS, LimitError, Limits, deadline
+from editlab.measure.ability import AbilityConfig
 from editlab.measure.muting import MutingProbe
+from editlab.runs.bench import BenchConfig
 from editlab.runs.sweep import SweepConfig
 
 FACT = Fact(subject="Rome", prompt="Rome is the capital of", target_new="France")
 
 
-@pytest.mark.parametrize("build,variable", [
-    (lambda: BenchConfig(dataset="d.json", methods=("rome",), n=10**6).validate(), "EDITLAB_MAX_FACTS"),
-    (lambda: BenchConfig(dataset="d.json", methods=("rome",), batch_size=10**6).validate(), "EDITLAB_MAX_FACTS"),
-    (lambda: BenchConfig(dataset="d.json", methods=("rome",), generation_tokens=10**6).validate(), "EDITLAB_MAX_GENERATION_TOKENS"),
-    (lambda: SweepConfig(method="rome", dataset="d.json", counts="1,2,88765"), "EDITLAB_MAX_EDITS"),
-    (lambda: SweepConfig(method="rome", dataset="d.json", batch_size=10**6), "EDITLAB_MAX_FACTS"),
-    (lambda: SweepConfig(method="rome", dataset="d.json", muting=MutingProbe(max_new_tokens=10**6)), "EDITLAB_MAX_GENERATION_TOKENS"),
-    (lambda: EditSession(None).edit([FACT] * 1000, "rome"), "EDITLAB_MAX_FACTS"),
-])
+@pytest.mark.parametrize(
+    "build,variable",
+    [
+        (lambda: BenchConfig(dataset="d.json", methods=("rome",), n=10**6).validate(), "EDITLAB_MAX_FACTS"),
+        (lambda: BenchConfig(dataset="d.json", methods=("rome",), batch_size=10**6).validate(), "EDITLAB_MAX_FACTS"),
+        (
+            lambda: BenchConfig(dataset="d.json", methods=("rome",), generation_tokens=10**6).validate(),
+            "EDITLAB_MAX_GENERATION_TOKENS",
+        ),
+        (lambda: SweepConfig(method="rome", dataset="d.json", counts="1,2,88765"), "EDITLAB_MAX_EDITS"),
+        (lambda: SweepConfig(method="rome", dataset="d.json", batch_size=10**6), "EDITLAB_MAX_FACTS"),
+        (
+            lambda: SweepConfig(method="rome", dataset="d.json", muting=MutingProbe(max_new_tokens=10**6)),
+            "EDITLAB_MAX_GENERATION_TOKENS",
+        ),
+        (lambda: EditSession(None).edit([FACT] * 1000, "rome"), "EDITLAB_MAX_FACTS"),
+    ],
+)
 def test_requests_above_a_limit_are_refused_by_the_library(build, variable):
     with pytest.raises(LimitError, match=rf"above this server's limit.*{variable}"):
         build()
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    (dict(counts="0,1"), "positive"),
-    (dict(counts="a,b"), "whole numbers"),
-    (dict(batch_size=0), "at least 1"),
-    (dict(batch_size="2"), "whole number"),
-    (dict(hparams=["v_lr", 1]), "mapping"),
-])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(counts="0,1"), "positive"),
+        (dict(counts="a,b"), "whole numbers"),
+        (dict(batch_size=0), "at least 1"),
+        (dict(batch_size="2"), "whole number"),
+        (dict(hparams=["v_lr", 1]), "mapping"),
+    ],
+)
 def test_a_malformed_sweep_config_is_refused(kwargs, words):
     with pytest.raises(ValueError, match=words):
         SweepConfig(method="rome", dataset="d.json", **kwargs)

@@ -1,5 +1,6 @@
 """Every numeric hyperparameter of every method has a declared range: no value reaches torch (or a
 C integer) unchecked, so an out-of-range number is a message naming the field, never an overflow."""
+
 import dataclasses
 
 import pytest
@@ -13,8 +14,9 @@ def test_every_numeric_field_has_a_range(name):
     cls = methods.get(name).HParams
     ranges = {**COMMON_RANGES, **getattr(cls, "RANGES", {})}
     types = _field_types(cls)
-    numeric = [f.name for f in dataclasses.fields(cls)
-               if {t.strip() for t in str(types[f.name]).split("|")} & {"int", "float"}]
+    numeric = [
+        f.name for f in dataclasses.fields(cls) if {t.strip() for t in str(types[f.name]).split("|")} & {"int", "float"}
+    ]
     assert numeric, name
     assert [n for n in numeric if n not in ranges] == []
 

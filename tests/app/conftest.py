@@ -1,4 +1,5 @@
 """Fixtures for the Streamlit app's tests: AppTest on editlab_app/app.py with the test corpus configured."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,19 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "editlab_app" / "app.py"
 # A real model runs under every page; the shared CPU can be slow, so runs get a generous limit.
 TIMEOUT = 900
-OPERATOR_VARS = ("EDITLAB_MODEL", "EDITLAB_ALLOW_MODEL_CHANGE", "EDITLAB_TRUST_REMOTE_CODE", "EDITLAB_DEVICE",
-                 "EDITLAB_DTYPE", "EDITLAB_QUANTIZATION", "EDITLAB_CORPUS", "EDITLAB_MOM2_TOKENS",
-                 "EDITLAB_OFFLINE", "EDITLAB_MAX_UPLOAD_MB", "EDITLAB_OPERATOR_KEY")
+OPERATOR_VARS = (
+    "EDITLAB_MODEL",
+    "EDITLAB_ALLOW_MODEL_CHANGE",
+    "EDITLAB_TRUST_REMOTE_CODE",
+    "EDITLAB_DEVICE",
+    "EDITLAB_DTYPE",
+    "EDITLAB_QUANTIZATION",
+    "EDITLAB_CORPUS",
+    "EDITLAB_MOM2_TOKENS",
+    "EDITLAB_OFFLINE",
+    "EDITLAB_MAX_UPLOAD_MB",
+    "EDITLAB_OPERATOR_KEY",
+)
 
 
 OPERATOR_KEY = "test-operator-key"

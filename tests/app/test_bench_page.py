@@ -1,5 +1,6 @@
 """The Benchmark page: a run started from the page lands in the store and is shown (table with the
 unedited row, charts, per-fact probes, exports); past runs are listed and comparable."""
+
 import pytest
 
 from editlab import methods
@@ -68,16 +69,23 @@ def test_past_runs_are_listed_comparable_and_can_be_shown(bench_env, handle):
     facts = examples_dataset().subset(2, 0)
     ids = []
     for batch in (1, 2):
-        cfg = BenchConfig(dataset=facts.name, methods=(stand_in_method.NAME,), batch_size=batch, negative_edits=False,
-                          generation_tokens=2)
+        cfg = BenchConfig(
+            dataset=facts.name,
+            methods=(stand_in_method.NAME,),
+            batch_size=batch,
+            negative_edits=False,
+            generation_tokens=2,
+        )
         ids.append(run_bench(handle, cfg, dataset=facts, store=store).run_id)
     at = open_app(BENCH, operator=True)  # written outside the app: the operator's runs
     assert frame(at, "run")["run"].tolist() == ids[::-1]  # newest first
     at.multiselect(key="bench_compare").set_value(ids).run()
     both = frame(at, "protocol")
     assert both["run"].tolist() == [f"#{ids[0]}"] * 2 + [f"#{ids[1]}"] * 2
-    assert set(both["protocol"]) == {"independent edits (each from the unedited model), batch size 1",
-                                     "independent edits (each from the unedited model), batch size 2"}
+    assert set(both["protocol"]) == {
+        "independent edits (each from the unedited model), batch size 1",
+        "independent edits (each from the unedited model), batch size 2",
+    }
     at.multiselect(key="bench_compare").set_value([ids[0]]).run()
     at.button(key="bench_show_run").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -23,11 +23,14 @@ def test_environment_wins_over_secrets():
     assert cfg.hparam_defaults() == {"mom2_n_tokens": 20000}
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"EDITLAB_TRUST_REMOTE_CODE": "maybe"}, "EDITLAB_TRUST_REMOTE_CODE"),
-    ({"EDITLAB_MOM2_TOKENS": "lots"}, "expected a number"),
-    ({"EDITLAB_MOM2_TOKENS": "-5"}, "positive"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"EDITLAB_TRUST_REMOTE_CODE": "maybe"}, "EDITLAB_TRUST_REMOTE_CODE"),
+        ({"EDITLAB_MOM2_TOKENS": "lots"}, "expected a number"),
+        ({"EDITLAB_MOM2_TOKENS": "-5"}, "positive"),
+    ],
+)
 def test_bad_settings_are_named(env, message):
     with pytest.raises(ValueError, match=message):
         AppConfig.load(environ=env, secrets={})

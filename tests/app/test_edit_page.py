@@ -1,12 +1,13 @@
 """The edit page: form, bad input, a real ROME edit side by side, re-running probes, undo, and two
 browser sessions that share the resident model without seeing each other's edits."""
+
 import pytest
 
 from editlab import methods
 from editlab.methods import rome
-from tests.conftest import TEST_MOM2_TOKENS, state_hash
 from editlab_app import gallery as G
 from editlab_app import state as S
+from tests.conftest import TEST_MOM2_TOKENS, state_hash
 
 from .conftest import open_app, texts
 
@@ -15,7 +16,11 @@ EDIT = "views/edit.py"
 
 def fill(at, **fields):
     for name, value in fields.items():
-        widget = at.text_area(key=f"fact.{name}") if name in ("paraphrases", "neighbors") else at.text_input(key=f"fact.{name}")
+        widget = (
+            at.text_area(key=f"fact.{name}")
+            if name in ("paraphrases", "neighbors")
+            else at.text_input(key=f"fact.{name}")
+        )
         widget.input(value)
 
 
@@ -31,7 +36,10 @@ def test_form_is_prefilled_from_the_gallery_with_every_method(app_env):
     assert at.text_input(key="fact.subject").value == fact.subject
     assert at.text_input(key="fact.prompt").value == fact.prompt
     assert at.text_input(key="fact.target_new").value == fact.target_new
-    assert at.text_area(key="fact.neighbors").value.splitlines()[0] == f"{fact.neighbors[0].prompt} => {fact.neighbors[0].answer}"
+    assert (
+        at.text_area(key="fact.neighbors").value.splitlines()[0]
+        == f"{fact.neighbors[0].prompt} => {fact.neighbors[0].answer}"
+    )
     assert at.selectbox(key="method").options == methods.available()
     assert at.selectbox(key="method").value == "rome"
     handle = at.session_state[S.SESSION].handle
@@ -40,9 +48,13 @@ def test_form_is_prefilled_from_the_gallery_with_every_method(app_env):
     tokens = at.number_input(key=prefix + "mom2_n_tokens")
     assert tokens.value == TEST_MOM2_TOKENS and tokens.disabled  # fixed by the operator
     # what the method does, from its declared capabilities
-    assert "rome writes several facts one after another; offers the negation-aware objective" in " ".join(texts(at.caption))
+    assert "rome writes several facts one after another; offers the negation-aware objective" in " ".join(
+        texts(at.caption)
+    )
     at.selectbox(key="method").select("ike").run()
-    assert "ike writes a batch of facts jointly; edits by a context put before every prompt" in " ".join(texts(at.caption))
+    assert "ike writes a batch of facts jointly; edits by a context put before every prompt" in " ".join(
+        texts(at.caption)
+    )
     at.selectbox(key="method").select("rome").run()
     # another gallery entry fills the whole form
     other_name, other = G.load_gallery()[2]
@@ -51,11 +63,14 @@ def test_form_is_prefilled_from_the_gallery_with_every_method(app_env):
     assert at.text_input(key="fact.target_true").value == other.target_true
 
 
-@pytest.mark.parametrize("fields, hp, message", [
-    ({"target_new": ""}, {}, "target_new is empty"),
-    ({"subject": "Big Ben"}, {}, "does not occur in"),
-    ({}, {"layer": 99}, "out of range"),
-])
+@pytest.mark.parametrize(
+    "fields, hp, message",
+    [
+        ({"target_new": ""}, {}, "target_new is empty"),
+        ({"subject": "Big Ben"}, {}, "does not occur in"),
+        ({}, {"layer": 99}, "out of range"),
+    ],
+)
 def test_bad_input_shows_a_message_and_edits_nothing(app_env, fields, hp, message):
     at = open_app(EDIT)
     session = at.session_state[S.SESSION]

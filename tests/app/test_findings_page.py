@@ -1,5 +1,6 @@
 """The Findings page: the published numbers with their sources before anything runs; a small
 protocol started from the page shows its measured table, the report and the downloads."""
+
 import pytest
 
 from editlab import methods
@@ -50,11 +51,21 @@ def test_a_saved_report_opens_in_the_page_and_a_bad_file_says_what_is_wrong(find
     """A long run made elsewhere (the JSON `editlab reproduce` writes) is shown without running it."""
     from editlab.runs.reproduce import Estimate, ReproResult, references
 
-    est = tuple(Estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)", v, v - 1, v + 1, 32, edits=k)
-                for k, v in ((0, 42.3), (1000, 111.0)))
-    saved = ReproResult("muting", "smollm2-135m-instruct", "memit", 1000, {"seed": 0, "batch_size": 100}, est,
-                        references("muting"), {"total_s": 2900.0, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"},
-                        ("sequential edits, batch size 100",))
+    est = tuple(
+        Estimate("held-out text", "perplexity", "Perplexity (held-out WikiText)", v, v - 1, v + 1, 32, edits=k)
+        for k, v in ((0, 42.3), (1000, 111.0))
+    )
+    saved = ReproResult(
+        "muting",
+        "smollm2-135m-instruct",
+        "memit",
+        1000,
+        {"seed": 0, "batch_size": 100},
+        est,
+        references("muting"),
+        {"total_s": 2900.0, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"},
+        ("sequential edits, batch size 100",),
+    )
     at = open_app(FINDINGS)
     at.file_uploader(key="findings_open").set_value(("muting.json", saved.to_json().encode(), "application/json"))
     at.run()

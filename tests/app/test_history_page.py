@@ -1,9 +1,10 @@
 """The history page: every edit listed, undo any one, reset to the unedited model."""
+
 import pytest
 
-from tests.conftest import state_hash
 from editlab_app import gallery as G
 from editlab_app import state as S
+from tests.conftest import state_hash
 
 from .conftest import open_app, texts
 

@@ -25,11 +25,14 @@ def test_overrides_parse_text_and_keep_only_changes(handle):
     assert (hp.layer, hp.mom2_n_tokens, hp.context_template_length_params) == (3, 20000, [[5, 5]])
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"layer": 99}, "out of range"),
-    ({"context_template_length_params": "[[5, 5"}, "not valid YAML"),
-    ({"v_num_grad_steps": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"layer": 99}, "out of range"),
+        ({"context_template_length_params": "[[5, 5"}, "not valid YAML"),
+        ({"v_num_grad_steps": 0}, "at least 1"),
+    ],
+)
 def test_bad_hyperparameters_are_readable_errors(handle, values, message):
     specs = H.field_specs("rome", handle)
     with pytest.raises(ValueError, match=message):

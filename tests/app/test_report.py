@@ -1,4 +1,5 @@
 """The report's tables, flags and bars, from a hand-made ProbeReport (no model needed)."""
+
 from editlab import Fact, Measure, Probe, ProbeReport, ProbeRow
 from editlab.measure import factcheck
 from editlab_app import report as R
@@ -21,10 +22,27 @@ AT_CHANCE = factcheck.calibration_of("m", "chat", "calibrate", 60, {"n": 50, "tp
 def make(method="rome", after_neg=(0.6, 0.3), after_tf=0.2, calibration=READABLE):
     rows = (
         ProbeRow(Probe("positive", FACT.prompt), cloze(0.01, 0.7), cloze(0.01, 0.7), cloze(0.9, 0.05)),
-        ProbeRow(Probe("negation", "The Eiffel Tower is not in", rule="aux:is"), cloze(0.01, 0.8), cloze(0.01, 0.8), cloze(*after_neg)),
-        ProbeRow(Probe("true_false", "True or false: The Eiffel Tower is in Rome.", rule="new", chat=True), check(0.1), check(0.1), check(after_tf)),
-        ProbeRow(Probe("true_false", "True or false: The Eiffel Tower is in Paris.", rule="true", chat=True), check(0.4), check(0.4), check(0.4)),
-        ProbeRow(Probe("generation", FACT.prompt, max_new_tokens=40), cloze(0.01, 0.7), cloze(0.01, 0.7), cloze(0.9, 0.05)),
+        ProbeRow(
+            Probe("negation", "The Eiffel Tower is not in", rule="aux:is"),
+            cloze(0.01, 0.8),
+            cloze(0.01, 0.8),
+            cloze(*after_neg),
+        ),
+        ProbeRow(
+            Probe("true_false", "True or false: The Eiffel Tower is in Rome.", rule="new", chat=True),
+            check(0.1),
+            check(0.1),
+            check(after_tf),
+        ),
+        ProbeRow(
+            Probe("true_false", "True or false: The Eiffel Tower is in Paris.", rule="true", chat=True),
+            check(0.4),
+            check(0.4),
+            check(0.4),
+        ),
+        ProbeRow(
+            Probe("generation", FACT.prompt, max_new_tokens=40), cloze(0.01, 0.7), cloze(0.01, 0.7), cloze(0.9, 0.05)
+        ),
     )
     if method is None:  # a probe run: no before column
         rows = tuple(ProbeRow(r.probe, r.unedited, None, r.after) for r in rows)
@@ -37,7 +55,12 @@ def test_edit_report_has_three_states_and_a_probe_run_two():
     assert [c for c in t.columns if c.startswith("P(new)")] == ["P(new) unedited", "P(new) before", "P(new) after"]
     assert t.loc["negation", "P(new) after"] == 0.6
     t = R.cloze_table(make(method=None))
-    assert [c for c in t.columns if c.startswith("P(")] == ["P(new) unedited", "P(true) unedited", "P(new) now", "P(true) now"]
+    assert [c for c in t.columns if c.startswith("P(")] == [
+        "P(new) unedited",
+        "P(true) unedited",
+        "P(new) now",
+        "P(true) now",
+    ]
     tf = R.factcheck_table(make())
     assert tf.loc["fact-check (new)", "verdict after"] == "False"
 
@@ -59,8 +82,12 @@ def test_no_fact_check_finding_where_the_probe_is_at_chance_and_the_report_says_
 
 def test_no_fact_check_finding_for_a_fact_the_probe_did_not_read_before_the_edit():
     report = make()
-    rows = tuple(ProbeRow(r.probe, check(0.6), check(0.6), r.after) if r.probe.rule == "new" and r.probe.kind ==
-                 "true_false" else r for r in report.rows)  # unedited: the new statement rated truer already
+    rows = tuple(
+        ProbeRow(r.probe, check(0.6), check(0.6), r.after)
+        if r.probe.rule == "new" and r.probe.kind == "true_false"
+        else r
+        for r in report.rows
+    )  # unedited: the new statement rated truer already
     report = ProbeReport(fact=FACT, rows=rows, model="m", method="rome", factcheck=READABLE)
     assert report.summary()["factcheck_reads_fact"] is False
     assert report.summary()["factcheck_disagrees_with_completion"] is None
@@ -70,8 +97,14 @@ def test_no_fact_check_finding_for_a_fact_the_probe_did_not_read_before_the_edit
 
 def test_a_fact_without_a_negation_probe_says_so():
     report = make()
-    report = ProbeReport(fact=FACT, rows=tuple(r for r in report.rows if r.probe.kind != "negation"), model="m",
-                         method="rome", notes=("no negation probe: unnegatable: no verb",), factcheck=READABLE)
+    report = ProbeReport(
+        fact=FACT,
+        rows=tuple(r for r in report.rows if r.probe.kind != "negation"),
+        model="m",
+        method="rome",
+        notes=("no negation probe: unnegatable: no verb",),
+        factcheck=READABLE,
+    )
     flags = R.flags(report)
     assert ("negation_not_probed", "info") in [(n, lvl) for n, lvl, _ in flags]
     assert "new_target_survives_negation" not in [n for n, _, _ in flags]

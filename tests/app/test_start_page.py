@@ -1,4 +1,5 @@
 """The start page: the resident model, the model box, a failed load that keeps the previous model."""
+
 from editlab_app import state as S
 
 from .conftest import open_app, texts
@@ -40,8 +41,11 @@ def test_remote_code_is_the_operators_choice_not_the_visitors(app_env, monkeypat
         raise ValueError("not reachable in this test")
 
     at = open_app()
-    labels = [w.label.lower() for kind in ("checkbox", "toggle", "selectbox", "text_input", "radio")
-              for w in getattr(at, kind)]
+    labels = [
+        w.label.lower()
+        for kind in ("checkbox", "toggle", "selectbox", "text_input", "radio")
+        for w in getattr(at, kind)
+    ]
     assert not [label for label in labels if "remote" in label or "trust" in label]
     monkeypatch.setattr(S, "load_model", fake_load)
     for env in ("0", "1"):

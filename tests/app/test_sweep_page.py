@@ -1,5 +1,6 @@
 """The sweep page: stored runs are plotted and their checkpoints' samples readable; a sweep started
 from the page lands in the store."""
+
 import pytest
 
 from editlab.runs.store import RunStore
@@ -27,15 +28,32 @@ def frame(at, column: str):
 def _stored_run(path) -> int:
     """A finished two-checkpoint sweep, written straight into the store."""
     store = RunStore(path)
-    rid = store.create_run(KIND, {"model": "smollm2-135m-instruct", "method": "rome", "dataset": "cf.json",
-                                  "counts": [1, 2], "seed": 0, "hparams": {}})
+    rid = store.create_run(
+        KIND,
+        {
+            "model": "smollm2-135m-instruct",
+            "method": "rome",
+            "dataset": "cf.json",
+            "counts": [1, 2],
+            "seed": 0,
+            "hparams": {},
+        },
+    )
     for step, es, empty, text in ((0, 0.0, 0.0, "Paris."), (1, 1.0, 0.0, "Rome, the city."), (2, 0.5, 0.5, "")):
-        store.add_checkpoint(rid, step, {
-            "edits": step, "quality": {"all": {"ES": es, "PS": es, "NS": 1.0, "PN": es, "RE": 0.0, "FC": 0.5, "n": 2}},
-            "ability": {"mmlu": 0.3, "perplexity": 20.0 + step}, "muting": {"empty_rate": empty, "repeat_rate": 0.2,
-                                                                               "ngram_entropy": 3.0 - step}},
-            samples={"muting": [{"prompt": "The capital of France is", "text": text, "chat": False}],
-                     "edits": [{"prompt": "p", "target_new": "t", "target_true": "u", "greedy": "g"}]})
+        store.add_checkpoint(
+            rid,
+            step,
+            {
+                "edits": step,
+                "quality": {"all": {"ES": es, "PS": es, "NS": 1.0, "PN": es, "RE": 0.0, "FC": 0.5, "n": 2}},
+                "ability": {"mmlu": 0.3, "perplexity": 20.0 + step},
+                "muting": {"empty_rate": empty, "repeat_rate": 0.2, "ngram_entropy": 3.0 - step},
+            },
+            samples={
+                "muting": [{"prompt": "The capital of France is", "text": text, "chat": False}],
+                "edits": [{"prompt": "p", "target_new": "t", "target_true": "u", "greedy": "g"}],
+            },
+        )
     store.set_status(rid, "done")
     return rid
 

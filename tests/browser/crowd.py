@@ -9,6 +9,7 @@ estimate it was shown ("about N s until your turn") with when, when its turn cam
 message gave way to the edit's progress), when its report was on screen, whose fact the report
 is about, and any error shown.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,10 +74,27 @@ class Server:
         base.update(EDITLAB_OFFLINE="1", **(env or {}))
         self.log_path = Path(tempfile.mkstemp(suffix=".log", prefix="editlab-crowd-")[1])
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / script),
-                                      "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                                      "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                                     cwd=ROOT, env=base, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / script),
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=base,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_healthy(self, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
@@ -108,10 +126,14 @@ def chromium() -> str | None:
 def _fill(page, fact) -> None:
     page.get_by_label("Subject", exact=True).wait_for(state="visible")
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
-    for label, value in (("Subject", fact.subject), ("Prompt", fact.prompt), ("New target", fact.target_new),
-                         ("True target", fact.target_true or ""),
-                         ("Paraphrases", "\n".join(fact.paraphrases)),
-                         ("Neighbour prompts", "\n".join(f"{n.prompt} => {n.answer}" for n in fact.neighbors))):
+    for label, value in (
+        ("Subject", fact.subject),
+        ("Prompt", fact.prompt),
+        ("New target", fact.target_new),
+        ("True target", fact.target_true or ""),
+        ("Paraphrases", "\n".join(fact.paraphrases)),
+        ("Neighbour prompts", "\n".join(f"{n.prompt} => {n.answer}" for n in fact.neighbors)),
+    ):
         page.get_by_label(label, exact=True).fill(value)
 
 

@@ -5,6 +5,7 @@ One browser session types a fact, picks ROME, edits, reads the side-by-side tabl
 edit; a second session on the same server probes the same fact while the first one's edit runs
 and must see the unedited model. Screenshots go to artifacts/ (gitignored).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,15 +26,22 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 VIEWPORT = {"width": 1400, "height": 2600}  # tall: the app scrolls inside its own pane
 STEP_MS = 15 * 60 * 1000  # one edit or probe run on a busy shared CPU can take minutes
-FACT = {"Subject": "Eiffel Tower", "Prompt": "The Eiffel Tower is located in the city of",
-        "New target": "Rome", "True target": "Paris", "Paraphrases": "Tourists who climb the Eiffel Tower are in the city of",
-        "Neighbour prompts": "The Brandenburg Gate is located in the city of => Berlin"}
+FACT = {
+    "Subject": "Eiffel Tower",
+    "Prompt": "The Eiffel Tower is located in the city of",
+    "New target": "Rome",
+    "True target": "Paris",
+    "Paraphrases": "Tourists who climb the Eiffel Tower are in the city of",
+    "Neighbour prompts": "The Brandenburg Gate is located in the city of => Berlin",
+}
 
 
 def chromium_path() -> str:
     path = os.environ.get("EDITLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium; `bash scripts/setup.sh --dev` does it)")
+        pytest.skip(
+            "Debian chromium is not installed (apt-get install chromium; `bash scripts/setup.sh --dev` does it)"
+        )
     return path
 
 
@@ -55,9 +63,25 @@ def app_url(corpus_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
     env.update(EDITLAB_CORPUS=corpus_path, EDITLAB_MOM2_TOKENS=str(TEST_MOM2_TOKENS), EDITLAB_OFFLINE="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

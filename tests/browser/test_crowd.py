@@ -1,6 +1,7 @@
 """Three visitors press Edit together on one `streamlit run serve.py` (the real default model, real
 chromium): each gets its own report, about its own fact; the ones that wait see their place in the
 line, and an estimate once an edit has been timed; nothing errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,9 @@ def server():
 
 def test_three_visitors_pressing_edit_together_each_get_their_own_report_and_see_the_line(server):
     if chromium() is None:
-        pytest.skip("Debian chromium is not installed (apt-get install chromium; `bash scripts/setup.sh --dev` does it)")
+        pytest.skip(
+            "Debian chromium is not installed (apt-get install chromium; `bash scripts/setup.sh --dev` does it)"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

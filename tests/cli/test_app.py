@@ -1,4 +1,5 @@
 """``editlab app``: the installed app starts from the command line and answers its health check."""
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,25 @@ def test_editlab_app_serves_the_app(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDITLAB_") or k == "EDITLAB_CACHE_DIR"}
     env.update(EDITLAB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "editlab", "app", "--port", str(port), "--address", "127.0.0.1",
-                             "--", "--server.headless", "true"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=tmp_path)  # the app finds its files itself
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "editlab",
+            "app",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--",
+            "--server.headless",
+            "true",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )  # the app finds its files itself
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -1,6 +1,5 @@
 import json
 
-
 from editlab.cli import main
 from editlab.measure.metrics import METRIC_KEYS
 
@@ -28,9 +27,32 @@ def test_bad_dataset_names_the_record(tmp_path, capsys):
 def test_bench_json_has_both_conventions_the_unedited_row_and_the_protocol(shift, tmp_path, capsys):
     need_shared(COUNTERFACT)
     store = tmp_path / "runs.sqlite"
-    code = main(["bench", "--methods", shift, "--dataset", str(COUNTERFACT), "--n", "2", "--seed", "3",
-                 "--mode", "sequential", "--evaluate", "at_end", "--set", "shift.scale=1.5", "--generation-tokens", "2",
-                 "--store", str(store), "--export", str(tmp_path / "out.csv"), "--json"])
+    code = main(
+        [
+            "bench",
+            "--methods",
+            shift,
+            "--dataset",
+            str(COUNTERFACT),
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "--mode",
+            "sequential",
+            "--evaluate",
+            "at_end",
+            "--set",
+            "shift.scale=1.5",
+            "--generation-tokens",
+            "2",
+            "--store",
+            str(store),
+            "--export",
+            str(tmp_path / "out.csv"),
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["protocol"] == "sequential edits, batch size 1, evaluated at the end (retention)"
@@ -39,8 +61,31 @@ def test_bench_json_has_both_conventions_the_unedited_row_and_the_protocol(shift
     assert out["rows"][1]["hparams"]["scale"] == 1.5 and out["config"]["n"] == 2 and out["config"]["seed"] == 3
     assert out["run_id"] is not None and (tmp_path / "out.csv").exists()
     # The same command again finds the stored run instead of editing anew.
-    assert main(["bench", "--methods", shift, "--dataset", str(COUNTERFACT), "--n", "2", "--seed", "3",
-                 "--mode", "sequential", "--evaluate", "at_end", "--set", "shift.scale=1.5", "--generation-tokens", "2",
-                 "--store", str(store)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--methods",
+                shift,
+                "--dataset",
+                str(COUNTERFACT),
+                "--n",
+                "2",
+                "--seed",
+                "3",
+                "--mode",
+                "sequential",
+                "--evaluate",
+                "at_end",
+                "--set",
+                "shift.scale=1.5",
+                "--generation-tokens",
+                "2",
+                "--store",
+                str(store),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr()
     assert "| unedited |" in text.out and f"run #{out['run_id']}" in text.err and "editing" not in text.err

@@ -28,15 +28,33 @@ def test_stats_command_computes_and_writes_a_bundle(tmp_path, monkeypatch, capsy
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog." for i in range(40)))
     out = tmp_path / "bundle.safetensors"
-    code = main(["stats", "--model", str(folder), "--layers", "1-2", "--corpus", str(corpus), "--tokens", "200",
-                 "--bundle", str(out), "--corpus-name", "unit text", "--json"])
+    code = main(
+        [
+            "stats",
+            "--model",
+            str(folder),
+            "--layers",
+            "1-2",
+            "--corpus",
+            str(corpus),
+            "--tokens",
+            "200",
+            "--bundle",
+            str(out),
+            "--corpus-name",
+            "unit text",
+            "--json",
+        ]
+    )
     assert code == 0
     got = json.loads(capsys.readouterr().out)
     assert got["layers"] == [1, 2] and got["n_tokens"] == 200 and got["count"] >= 200  # whole chunks
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
         assert set(f.keys()) == {"L1", "L2"}
-    assert meta["corpus_name"] == "unit text" and meta["n_tokens"] == "200" and meta["fingerprint"] == got["fingerprint"]
+    assert (
+        meta["corpus_name"] == "unit text" and meta["n_tokens"] == "200" and meta["fingerprint"] == got["fingerprint"]
+    )
     assert meta["command"].startswith("editlab stats") and "--bundle" in meta["command"]
 
 

@@ -1,5 +1,6 @@
 """The line for the shared model: first come, first served; a waiting request hears its place and
 an estimate built from timed requests of the same kind; nobody is left stuck in the line."""
+
 import threading
 import time
 
@@ -12,6 +13,7 @@ def _run_together(turns: Turns, kinds: list[str], hold_s: float, waits: dict, or
     """Start one thread per kind, each joining the line in list order and holding its turn hold_s."""
     threads = []
     for i, kind in enumerate(kinds):
+
         def work(i=i, kind=kind):
             with turns.turn(f"visitor-{i}", kind, on_wait=lambda w: waits.setdefault(i, []).append(w), poll_s=0.01):
                 order.append(i)

@@ -3,9 +3,15 @@ import json
 import pytest
 
 from editlab import Neighbor
-from editlab.facts.datasets import (detect_format, from_facts, load_counterfact, load_dataset, load_facts, load_knowedit,
-                              load_zsre)
-
+from editlab.facts.datasets import (
+    detect_format,
+    from_facts,
+    load_counterfact,
+    load_dataset,
+    load_facts,
+    load_knowedit,
+    load_zsre,
+)
 from tests.conftest import COUNTERFACT, SHARED, need_shared
 
 ZSRE = SHARED / "editing" / "zsre-1k.json"
@@ -13,21 +19,35 @@ ZSRE = SHARED / "editing" / "zsre-1k.json"
 # Two records in the original ROME/MEMIT CounterFact schema (counterfact.json, case 0 and 1 abridged).
 ROME_RECORDS = [
     {
-        "case_id": 0, "pararel_idx": 2796,
-        "requested_rewrite": {"prompt": "The mother tongue of {} is", "relation_id": "P103",
-                              "target_new": {"str": "English", "id": "Q1860"},
-                              "target_true": {"str": "French", "id": "Q150"}, "subject": "Danielle Darrieux"},
-        "paraphrase_prompts": ["Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native",
-                               "An album was recorded for Capitol Nashville but never released. Danielle Darrieux spoke the language"],
+        "case_id": 0,
+        "pararel_idx": 2796,
+        "requested_rewrite": {
+            "prompt": "The mother tongue of {} is",
+            "relation_id": "P103",
+            "target_new": {"str": "English", "id": "Q1860"},
+            "target_true": {"str": "French", "id": "Q150"},
+            "subject": "Danielle Darrieux",
+        },
+        "paraphrase_prompts": [
+            "Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native",
+            "An album was recorded for Capitol Nashville but never released. Danielle Darrieux spoke the language",
+        ],
         "neighborhood_prompts": ["The mother tongue of Léon Blum is", "The native language of Montesquieu is"],
         "attribute_prompts": ["J.\u00a0R.\u00a0R. Tolkien is a native speaker of"],
-        "generation_prompts": ["Danielle Darrieux's mother tongue is", "Where Danielle Darrieux is from, people speak the language of"],
+        "generation_prompts": [
+            "Danielle Darrieux's mother tongue is",
+            "Where Danielle Darrieux is from, people speak the language of",
+        ],
     },
     {
         "case_id": 1,
-        "requested_rewrite": {"prompt": "The official religion of {} is", "relation_id": "P140",
-                              "target_new": {"str": "Islam"}, "target_true": {"str": "Christianity"},
-                              "subject": "Edwin of Northumbria"},
+        "requested_rewrite": {
+            "prompt": "The official religion of {} is",
+            "relation_id": "P140",
+            "target_new": {"str": "Islam"},
+            "target_true": {"str": "Christianity"},
+            "subject": "Edwin of Northumbria",
+        },
         "paraphrase_prompts": ["Edwin of Northumbria is affiliated with the religion"],
         "neighborhood_prompts": ["Dom Pérignon follows the religion of"],
         "generation_prompts": [],
@@ -37,25 +57,55 @@ ROME_RECORDS = [
 # KnowEdit records as its README documents them: WikiData counterfact, ZsRE and WikiBio.
 KNOWEDIT_RECORDS = [
     {
-        "subject": "Frederic Piesch", "prompt": "The name of the position held by Frederic Piesch is",
-        "target_new": "Archbishop of León, Mexico", "ground_truth": "mayor of Vienna",
-        "portability": {"Subject_Aliasing": [{"prompt": "The name of the position held by Frederic of Pieschen is",
-                                              "ground_truth": "Archbishop of León, Mexico"}]},
-        "locality": {"Relation_Specificity": [{"prompt": "The gender of Frederic Piesch is", "ground_truth": "male"}],
-                     "Forgetfulness": [{"prompt": "The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is",
-                                        "ground_truth": "mayor of Vienna"}]},
+        "subject": "Frederic Piesch",
+        "prompt": "The name of the position held by Frederic Piesch is",
+        "target_new": "Archbishop of León, Mexico",
+        "ground_truth": "mayor of Vienna",
+        "portability": {
+            "Subject_Aliasing": [
+                {
+                    "prompt": "The name of the position held by Frederic of Pieschen is",
+                    "ground_truth": "Archbishop of León, Mexico",
+                }
+            ]
+        },
+        "locality": {
+            "Relation_Specificity": [{"prompt": "The gender of Frederic Piesch is", "ground_truth": "male"}],
+            "Forgetfulness": [
+                {
+                    "prompt": "The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is",
+                    "ground_truth": "mayor of Vienna",
+                }
+            ],
+        },
     },
     {
-        "subject": "Epaspidoceras", "target_new": "Noctuidae", "prompt": "Which family does Epaspidoceras belong to?",
-        "ground_truth": ["Aspidoceratidae"], "rephrase_prompt": "What family are Epaspidoceras?",
-        "locality": {"Relation_Specificity": [{"prompt": "The taxon rank of Epaspidoceras is", "ground_truth": ["genus"]}]},
-        "portability": {"Reasoning": [{"prompt": "What is the common name for the family Epaspidoceras belongs to?",
-                                       "ground_truth": [["Owlet moths", "owlet moth"]]}]},
+        "subject": "Epaspidoceras",
+        "target_new": "Noctuidae",
+        "prompt": "Which family does Epaspidoceras belong to?",
+        "ground_truth": ["Aspidoceratidae"],
+        "rephrase_prompt": "What family are Epaspidoceras?",
+        "locality": {
+            "Relation_Specificity": [{"prompt": "The taxon rank of Epaspidoceras is", "ground_truth": ["genus"]}]
+        },
+        "portability": {
+            "Reasoning": [
+                {
+                    "prompt": "What is the common name for the family Epaspidoceras belongs to?",
+                    "ground_truth": [["Owlet moths", "owlet moth"]],
+                }
+            ]
+        },
     },
     {
         "text": "This is a Wikipedia passage about john russell reynolds. Sir John Russell Reynolds was a British neurologist.",
-        "labels": "He received general education from his father.", "concept": "john russell reynolds",
-        "locality": {"Relation_Specificity": [{"prompt": "The field of work of john russell reynolds is", "ground_truth": ["medicine"]}]},
+        "labels": "He received general education from his father.",
+        "concept": "john russell reynolds",
+        "locality": {
+            "Relation_Specificity": [
+                {"prompt": "The field of work of john russell reynolds is", "ground_truth": ["medicine"]}
+            ]
+        },
     },
 ]
 
@@ -72,7 +122,11 @@ def test_counterfact_flat_file_loads_every_record_with_its_probes(counterfact_re
     assert ds.format == "counterfact" and len(ds) == len(counterfact_records) == 10_000
     raw, fact = counterfact_records[0], ds.facts[0]
     assert (fact.subject, fact.prompt, fact.target_new, fact.target_true) == (
-        raw["subject"], raw["prompt"], raw["target_new"], raw["ground_truth"])
+        raw["subject"],
+        raw["prompt"],
+        raw["target_new"],
+        raw["ground_truth"],
+    )
     assert fact.paraphrases == (raw["rephrase_prompt"],)
     assert fact.neighbors == (Neighbor(raw["locality_prompt"], raw["locality_ground_truth"]),)
     assert fact.case_id == raw["case_id"] == 0
@@ -114,8 +168,10 @@ def test_counterfact_rome_format(tmp_path):
     assert (f.target_new, f.target_true, f.case_id) == ("English", "French", 0)
     assert len(f.paraphrases) == 2
     # Neighbourhood prompts share the true object in CounterFact.
-    assert f.neighbors == (Neighbor("The mother tongue of Léon Blum is", "French"),
-                           Neighbor("The native language of Montesquieu is", "French"))
+    assert f.neighbors == (
+        Neighbor("The mother tongue of Léon Blum is", "French"),
+        Neighbor("The native language of Montesquieu is", "French"),
+    )
     assert ds.generation_prompts[0][0] == "Danielle Darrieux's mother tongue is"
     assert ds.facts[1].neighbors == (Neighbor("Dom Pérignon follows the religion of", "Christianity"),)
 
@@ -125,12 +181,25 @@ def test_knowedit_records(tmp_path):
     assert ds.format == "knowedit" and len(ds) == 3
     cf, zsre, bio = ds.facts
     assert cf.target_true == "mayor of Vienna"
-    assert cf.neighbors == (Neighbor("The gender of Frederic Piesch is", "male"),
-                            Neighbor("The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is", "mayor of Vienna"))
-    assert ds.portability[0] == (Neighbor("The name of the position held by Frederic of Pieschen is", "Archbishop of León, Mexico"),)
+    assert cf.neighbors == (
+        Neighbor("The gender of Frederic Piesch is", "male"),
+        Neighbor(
+            "The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is",
+            "mayor of Vienna",
+        ),
+    )
+    assert ds.portability[0] == (
+        Neighbor("The name of the position held by Frederic of Pieschen is", "Archbishop of León, Mexico"),
+    )
     assert zsre.target_true == "Aspidoceratidae" and zsre.paraphrases == ("What family are Epaspidoceras?",)
-    assert ds.portability[1] == (Neighbor("What is the common name for the family Epaspidoceras belongs to?", "Owlet moths"),)
-    assert (bio.subject, bio.target_new, bio.target_true) == ("john russell reynolds", "He received general education from his father.", None)
+    assert ds.portability[1] == (
+        Neighbor("What is the common name for the family Epaspidoceras belongs to?", "Owlet moths"),
+    )
+    assert (bio.subject, bio.target_new, bio.target_true) == (
+        "john russell reynolds",
+        "He received general education from his father.",
+        None,
+    )
     assert load_dataset(tmp_path / "test_cf.json").format == "knowedit"
 
 
@@ -149,11 +218,23 @@ def test_user_facts_from_csv_and_jsonl(tmp_path):
     assert (a.target_true, a.case_id) == ("Paris", 0)
     assert b.prompt == "Danielle Darrieux's mother tongue is" and b.target_true is None and b.neighbors == ()
     jl = tmp_path / "mine.jsonl"
-    jl.write_text("\n".join(json.dumps(r) for r in [
-        {"subject": "Eiffel Tower", "prompt": "The Eiffel Tower is in", "target_new": "Rome", "target_true": "Paris",
-         "paraphrases": ["The Eiffel Tower stands in"], "neighbors": [{"prompt": "The Louvre is in", "answer": "Paris"}],
-         "case_id": "e1"},
-    ]) + "\n")
+    jl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "subject": "Eiffel Tower",
+                    "prompt": "The Eiffel Tower is in",
+                    "target_new": "Rome",
+                    "target_true": "Paris",
+                    "paraphrases": ["The Eiffel Tower stands in"],
+                    "neighbors": [{"prompt": "The Louvre is in", "answer": "Paris"}],
+                    "case_id": "e1",
+                },
+            ]
+        )
+        + "\n"
+    )
     (f,) = load_dataset(jl).facts
     assert f.case_id == "e1" and f.neighbors == (Neighbor("The Louvre is in", "Paris"),)
     assert from_facts([f]).facts == (f,)
@@ -161,8 +242,18 @@ def test_user_facts_from_csv_and_jsonl(tmp_path):
 
 # ---- malformed files: the first bad record, by number, and what is wrong --------------------------------------
 def test_missing_field_names_file_record_and_field(tmp_path):
-    records = [{"subject": "A", "prompt": "A is in", "target_new": "X", "ground_truth": "Y", "locality_prompt": "B is in",
-                "locality_ground_truth": "Y", "rephrase_prompt": "A lies in"} for _ in range(4)]
+    records = [
+        {
+            "subject": "A",
+            "prompt": "A is in",
+            "target_new": "X",
+            "ground_truth": "Y",
+            "locality_prompt": "B is in",
+            "locality_ground_truth": "Y",
+            "rephrase_prompt": "A lies in",
+        }
+        for _ in range(4)
+    ]
     del records[2]["target_new"]
     records[3]["prompt"] = "nothing here"  # also bad, but record 3 comes first
     with pytest.raises(ValueError, match=r"^cf\.json: record 3: missing or empty field 'target_new'"):
@@ -198,7 +289,9 @@ def test_rome_record_without_placeholder_or_target(tmp_path):
 def test_knowedit_bad_locality_entry(tmp_path):
     bad = json.loads(json.dumps(KNOWEDIT_RECORDS))
     bad[1]["locality"]["Relation_Specificity"][0]["ground_truth"] = []
-    with pytest.raises(ValueError, match=r"record 2: locality\.Relation_Specificity\[1\]\.ground_truth is an empty list"):
+    with pytest.raises(
+        ValueError, match=r"record 2: locality\.Relation_Specificity\[1\]\.ground_truth is an empty list"
+    ):
         load_knowedit(write_json(tmp_path, "k.json", bad))
 
 
@@ -217,15 +310,39 @@ def test_unknown_and_empty_files(tmp_path):
         load_counterfact(write_json(tmp_path, "z.json", KNOWEDIT_RECORDS))
 
 
-@pytest.mark.parametrize("name,text,words", [
-    ("wide.csv", ",".join("c" * 1000 + str(i) for i in range(3)) + "\n1,2,3\n", "cannot tell the dataset format"),
-    ("k.json", json.dumps([{"subject": "A", "prompt": "A is", "target_new": "B",
-                            "locality": {"k" * 5000: "not a list"}}]), "should be a list"),
-    ("k.json", json.dumps([{"subject": "A", "prompt": "A is", "target_new": [{"a": "x" * 5000}],
-                            "locality": {}}]), "should be a non-empty string"),
-    ("r.json", json.dumps([{"requested_rewrite": {"prompt": "p" * 100_000, "subject": "A",
-                                                  "target_new": {"str": "B"}, "target_true": {"str": "C"}}}]), "placeholder"),
-], ids=["csv-header", "knowedit-kind", "knowedit-answer", "rome-prompt"])
+@pytest.mark.parametrize(
+    "name,text,words",
+    [
+        ("wide.csv", ",".join("c" * 1000 + str(i) for i in range(3)) + "\n1,2,3\n", "cannot tell the dataset format"),
+        (
+            "k.json",
+            json.dumps([{"subject": "A", "prompt": "A is", "target_new": "B", "locality": {"k" * 5000: "not a list"}}]),
+            "should be a list",
+        ),
+        (
+            "k.json",
+            json.dumps([{"subject": "A", "prompt": "A is", "target_new": [{"a": "x" * 5000}], "locality": {}}]),
+            "should be a non-empty string",
+        ),
+        (
+            "r.json",
+            json.dumps(
+                [
+                    {
+                        "requested_rewrite": {
+                            "prompt": "p" * 100_000,
+                            "subject": "A",
+                            "target_new": {"str": "B"},
+                            "target_true": {"str": "C"},
+                        }
+                    }
+                ]
+            ),
+            "placeholder",
+        ),
+    ],
+    ids=["csv-header", "knowedit-kind", "knowedit-answer", "rome-prompt"],
+)
 def test_a_long_field_name_or_value_is_quoted_short(tmp_path, name, text, words):
     path = tmp_path / name
     path.write_text(text)

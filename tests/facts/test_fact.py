@@ -9,11 +9,14 @@ def test_fact_accepts_counterfact_template_form():
     assert f.template == "The mother tongue of {} is"
 
 
-@pytest.mark.parametrize("field,kwargs", [
-    ("target_new", dict(subject="Paris", prompt="Paris is in", target_new="  ")),
-    ("subject", dict(subject="", prompt="Paris is in", target_new="France")),
-    ("prompt", dict(subject="Paris", prompt="", target_new="France")),
-])
+@pytest.mark.parametrize(
+    "field,kwargs",
+    [
+        ("target_new", dict(subject="Paris", prompt="Paris is in", target_new="  ")),
+        ("subject", dict(subject="", prompt="Paris is in", target_new="France")),
+        ("prompt", dict(subject="Paris", prompt="", target_new="France")),
+    ],
+)
 def test_empty_fields_are_named(field, kwargs):
     with pytest.raises(ValueError, match=f"Fact.{field}"):
         Fact(**kwargs)
@@ -35,15 +38,28 @@ def test_neighbors_accept_pairs_and_strings():
     assert Fact.from_dict(f.to_dict()) == f
 
 
-@pytest.mark.parametrize("prompt,subject,expected,rule", [
-    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "The mother tongue of Danielle Darrieux is not", "table"),
-    ("Steve Jobs was employed by", "Steve Jobs", "Steve Jobs was not employed by", "aux:was"),
-    ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not", "table"),
-    # an appositive fragment is negated in place, never by appending " not"
-    ("Danielle Darrieux, a native speaker of", "Danielle Darrieux", "Danielle Darrieux, not a native speaker of", "fragment"),
-    # an auxiliary inside the subject is not the predicate: do-support on the verb after it
-    ("Who Is Who speaks", "Who Is Who", "Who Is Who does not speak", "table"),
-])
+@pytest.mark.parametrize(
+    "prompt,subject,expected,rule",
+    [
+        (
+            "The mother tongue of Danielle Darrieux is",
+            "Danielle Darrieux",
+            "The mother tongue of Danielle Darrieux is not",
+            "table",
+        ),
+        ("Steve Jobs was employed by", "Steve Jobs", "Steve Jobs was not employed by", "aux:was"),
+        ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not", "table"),
+        # an appositive fragment is negated in place, never by appending " not"
+        (
+            "Danielle Darrieux, a native speaker of",
+            "Danielle Darrieux",
+            "Danielle Darrieux, not a native speaker of",
+            "fragment",
+        ),
+        # an auxiliary inside the subject is not the predicate: do-support on the verb after it
+        ("Who Is Who speaks", "Who Is Who", "Who Is Who does not speak", "table"),
+    ],
+)
 def test_negation_rules(prompt, subject, expected, rule):
     assert negate(prompt, subject) == (expected, rule)
 
@@ -56,8 +72,13 @@ def test_facts_negate_is_the_negation_module():
 
 
 def test_a_given_negated_prompt_is_used_for_the_not_form_and_checked():
-    fact = Fact("Danielle Darrieux", "The mother tongue of {} is", "English", "French",
-                negated_prompt="The mother tongue of {} is surely not")
+    fact = Fact(
+        "Danielle Darrieux",
+        "The mother tongue of {} is",
+        "English",
+        "French",
+        negated_prompt="The mother tongue of {} is surely not",
+    )
     assert fact.negated() == ("The mother tongue of Danielle Darrieux is surely not", "given")
     assert fact.negated("contraction") == ("The mother tongue of Danielle Darrieux isn't", "table")
     assert Fact.from_dict(fact.to_dict()) == fact
@@ -71,24 +92,34 @@ def test_a_dataset_record_may_carry_its_own_negated_prompt(tmp_path):
     from editlab.facts.datasets import load_dataset
 
     path = tmp_path / "facts.json"
-    path.write_text('[{"subject": "Toko Yasuda", "prompt": "{}\'s instrument:", "target_new": "guitar", '
-                    '"negated_prompt": "{}\'s instrument is not"}]')
+    path.write_text(
+        '[{"subject": "Toko Yasuda", "prompt": "{}\'s instrument:", "target_new": "guitar", '
+        '"negated_prompt": "{}\'s instrument is not"}]'
+    )
     (fact,) = load_dataset(path).facts
     assert fact.negated() == ("Toko Yasuda's instrument is not", "given")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("target_new", float("inf"), "is the number inf, not text"),
-    ("target_new", float("nan"), "is the number nan, not text"),
-    ("target_new", "\u200b", "only invisible characters"),
-    ("target_new", " \u200b\u2060 ", "only invisible characters"),
-    ("subject", "Danielle\x00 Darrieux", "control character"),
-    ("target_new", "Eng\x1blish", "control character"),
-    ("prompt", "The mother tongue of {} is\x07", "control character"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("target_new", float("inf"), "is the number inf, not text"),
+        ("target_new", float("nan"), "is the number nan, not text"),
+        ("target_new", "\u200b", "only invisible characters"),
+        ("target_new", " \u200b\u2060 ", "only invisible characters"),
+        ("subject", "Danielle\x00 Darrieux", "control character"),
+        ("target_new", "Eng\x1blish", "control character"),
+        ("prompt", "The mother tongue of {} is\x07", "control character"),
+    ],
+)
 def test_text_that_is_not_visible_text_is_refused_with_the_field_named(field, value, message):
-    kw = {"subject": "Danielle Darrieux", "prompt": "The mother tongue of {} is", "target_new": "English",
-          "target_true": "French", field: value}
+    kw = {
+        "subject": "Danielle Darrieux",
+        "prompt": "The mother tongue of {} is",
+        "target_new": "English",
+        "target_true": "French",
+        field: value,
+    }
     with pytest.raises(ValueError, match=f"Fact.{field}.*{message}"):
         Fact(**kw)
 
@@ -112,11 +143,14 @@ def test_the_prompt_length_cap_holds_after_the_subject_is_put_in():
         Fact(subject, "{} is in the city of", "Rome")
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(subject="1", prompt="0\u200b" * 499, target_new="0"),  # a repr four times as long as the text
-    dict(subject="x" * 1000, prompt="y" * 1000, target_new="z"),
-    dict(subject="Rome", prompt="Rome is in", target_new="Italy", negated_prompt="\u200b" * 990 + " not"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(subject="1", prompt="0\u200b" * 499, target_new="0"),  # a repr four times as long as the text
+        dict(subject="x" * 1000, prompt="y" * 1000, target_new="z"),
+        dict(subject="Rome", prompt="Rome is in", target_new="Italy", negated_prompt="\u200b" * 990 + " not"),
+    ],
+)
 def test_a_refused_subject_or_prompt_is_quoted_short(kwargs):
     with pytest.raises(ValueError, match="does not (occur|contain)") as e:
         Fact(**kwargs)

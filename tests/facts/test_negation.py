@@ -1,5 +1,6 @@
 """editlab.facts.negation: grammatical negation of cloze prompts and questions, its template table, and its
 behaviour over the shared CounterFact and zsRE files (never "... developed by not")."""
+
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,50 +15,59 @@ CHECKED = Path(__file__).resolve().parents[1] / "data" / "negations_checked.json
 
 
 # ---- the rules ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("prompt,expected,rule", [
-    ("Anna spoke the language", "Anna did not speak the language", "do:spoke"),
-    ("Anna wrote in", "Anna did not write in", "do:wrote"),
-    ("Anna gave birth to", "Anna did not give birth to", "do:gave"),
-    ("Anna made her debut in", "Anna did not make her debut in", "do:made"),
-    ("Anna took up work in", "Anna did not take up work in", "do:took"),
-    ("Anna found employment in", "Anna did not find employment in", "do:found"),
-    ("Anna held the title of", "Anna did not hold the title of", "do:held"),
-    ("Anna lost her life at", "Anna did not lose her life at", "do:lost"),
-    ("Anna has a citizenship from", "Anna does not have a citizenship from", "do:has"),
-    ("Anna worked in", "Anna did not work in", "do:worked"),
-    ("Anna speaks", "Anna does not speak", "do:speaks"),
-    ("Anna used to work in", "Anna did not use to work in", "do:used"),
-    ("Anna regularly attends", "Anna does not regularly attend", "do:attends"),
-])
+@pytest.mark.parametrize(
+    "prompt,expected,rule",
+    [
+        ("Anna spoke the language", "Anna did not speak the language", "do:spoke"),
+        ("Anna wrote in", "Anna did not write in", "do:wrote"),
+        ("Anna gave birth to", "Anna did not give birth to", "do:gave"),
+        ("Anna made her debut in", "Anna did not make her debut in", "do:made"),
+        ("Anna took up work in", "Anna did not take up work in", "do:took"),
+        ("Anna found employment in", "Anna did not find employment in", "do:found"),
+        ("Anna held the title of", "Anna did not hold the title of", "do:held"),
+        ("Anna lost her life at", "Anna did not lose her life at", "do:lost"),
+        ("Anna has a citizenship from", "Anna does not have a citizenship from", "do:has"),
+        ("Anna worked in", "Anna did not work in", "do:worked"),
+        ("Anna speaks", "Anna does not speak", "do:speaks"),
+        ("Anna used to work in", "Anna did not use to work in", "do:used"),
+        ("Anna regularly attends", "Anna does not regularly attend", "do:attends"),
+    ],
+)
 def test_do_support_gives_the_base_form_of_regular_and_irregular_verbs(prompt, expected, rule):
     assert negate_by_rules(prompt, "Anna") == (expected, rule)
 
 
-@pytest.mark.parametrize("prompt,expected,rule", [
-    ("Anna can be found in", "Anna cannot be found in", "modal:can"),
-    ("Anna will be buried in", "Anna will not be buried in", "modal:will"),
-    ("Anna could be seen in", "Anna could not be seen in", "modal:could"),
-    ("Anna must live in", "Anna must not live in", "modal:must"),
-    ("Anna is known for performing", "Anna is not known for performing", "aux:is"),
-    ("Anna has been living in", "Anna has not been living in", "aux:has"),
-])
+@pytest.mark.parametrize(
+    "prompt,expected,rule",
+    [
+        ("Anna can be found in", "Anna cannot be found in", "modal:can"),
+        ("Anna will be buried in", "Anna will not be buried in", "modal:will"),
+        ("Anna could be seen in", "Anna could not be seen in", "modal:could"),
+        ("Anna must live in", "Anna must not live in", "modal:must"),
+        ("Anna is known for performing", "Anna is not known for performing", "aux:is"),
+        ("Anna has been living in", "Anna has not been living in", "aux:has"),
+    ],
+)
 def test_modals_and_auxiliaries_take_not_after_them(prompt, expected, rule):
     assert negate_by_rules(prompt, "Anna") == (expected, rule)
 
 
-@pytest.mark.parametrize("prompt,expected", [
-    ("Anna can be found in", "Anna can't be found in"),
-    ("Anna will be buried in", "Anna won't be buried in"),
-    ("Anna is located in", "Anna isn't located in"),
-    ("Anna was born in", "Anna wasn't born in"),
-    ("Anna's parents are from", "Anna's parents aren't from"),
-    ("Anna's parents were from", "Anna's parents weren't from"),
-    ("Anna has been living in", "Anna hasn't been living in"),
-    ("Anna has a citizenship from", "Anna doesn't have a citizenship from"),  # only the auxiliary "has" contracts
-    ("Anna speaks", "Anna doesn't speak"),
-    ("Anna spoke", "Anna didn't speak"),
-    ("Anna may live in", "Anna may not live in"),  # no contraction: the full form stays
-])
+@pytest.mark.parametrize(
+    "prompt,expected",
+    [
+        ("Anna can be found in", "Anna can't be found in"),
+        ("Anna will be buried in", "Anna won't be buried in"),
+        ("Anna is located in", "Anna isn't located in"),
+        ("Anna was born in", "Anna wasn't born in"),
+        ("Anna's parents are from", "Anna's parents aren't from"),
+        ("Anna's parents were from", "Anna's parents weren't from"),
+        ("Anna has been living in", "Anna hasn't been living in"),
+        ("Anna has a citizenship from", "Anna doesn't have a citizenship from"),  # only the auxiliary "has" contracts
+        ("Anna speaks", "Anna doesn't speak"),
+        ("Anna spoke", "Anna didn't speak"),
+        ("Anna may live in", "Anna may not live in"),  # no contraction: the full form stays
+    ],
+)
 def test_contraction_spellings(prompt, expected):
     assert negate_by_rules(prompt, "Anna", form="contraction")[0] == expected
 
@@ -66,12 +76,15 @@ def test_am_has_no_contraction():
     assert negate("I am a citizen of", form="contraction") == ("I am not a citizen of", "aux:am")
 
 
-@pytest.mark.parametrize("prompt,subject,word", [
-    ("Apple A5 was not created by", "Apple A5", "not"),
-    ("Paris isn't the capital of", "Paris", "isn't"),
-    ("Anna never spoke", "Anna", "never"),
-    ("Anna cannot be found in", "Anna", "cannot"),
-])
+@pytest.mark.parametrize(
+    "prompt,subject,word",
+    [
+        ("Apple A5 was not created by", "Apple A5", "not"),
+        ("Paris isn't the capital of", "Paris", "isn't"),
+        ("Anna never spoke", "Anna", "never"),
+        ("Anna cannot be found in", "Anna", "cannot"),
+    ],
+)
 def test_an_already_negated_prompt_comes_back_unchanged(prompt, subject, word):
     for form in FORMS:
         assert negate(prompt, subject, form) == (prompt, f"already-negated:{word}")
@@ -93,29 +106,52 @@ def test_unknown_form_names_the_valid_forms():
         negate("Anna is in", "Anna", form="nicht")
 
 
-@pytest.mark.parametrize("prompt,subject,expected", [
-    ("Where Danielle Darrieux is from, people speak the language of", "Danielle Darrieux",
-     "Where Danielle Darrieux is from, people do not speak the language of"),
-    ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not"),
-    ("Which position does Ann Hoy play? They play as", "Ann Hoy", "Which position does Ann Hoy play? They do not play as"),
-    ("One can get to Capoeira by navigating", "Capoeira", "One cannot get to Capoeira by navigating"),
-    ("Mukkam's surroundings include", "Mukkam", "Mukkam's surroundings do not include"),
-    ("Liechtenstein is full of people who speak", "Liechtenstein", "Liechtenstein is not full of people who speak"),
-    ("The Who speaks", "The Who", "The Who does not speak"),
-    ("Is This It was released on", "Is This It", "Is This It was not released on"),
-])
+@pytest.mark.parametrize(
+    "prompt,subject,expected",
+    [
+        (
+            "Where Danielle Darrieux is from, people speak the language of",
+            "Danielle Darrieux",
+            "Where Danielle Darrieux is from, people do not speak the language of",
+        ),
+        ("What is the twin city of Lyon? It is", "Lyon", "What is the twin city of Lyon? It is not"),
+        (
+            "Which position does Ann Hoy play? They play as",
+            "Ann Hoy",
+            "Which position does Ann Hoy play? They do not play as",
+        ),
+        ("One can get to Capoeira by navigating", "Capoeira", "One cannot get to Capoeira by navigating"),
+        ("Mukkam's surroundings include", "Mukkam", "Mukkam's surroundings do not include"),
+        ("Liechtenstein is full of people who speak", "Liechtenstein", "Liechtenstein is not full of people who speak"),
+        ("The Who speaks", "The Who", "The Who does not speak"),
+        ("Is This It was released on", "Is This It", "Is This It was not released on"),
+    ],
+)
 def test_the_main_clause_is_negated(prompt, subject, expected):
     assert negate(prompt, subject)[0] == expected
 
 
-@pytest.mark.parametrize("prompt,subject,expected,rule", [
-    ("What company published Jane Eyre?", "Jane Eyre", "What company did not publish Jane Eyre?", "wh-do:published"),
-    ("Who developed R?", "R", "Who did not develop R?", "wh-do:developed"),
-    ("Which team does Ann Hoy play for?", "Ann Hoy", "Which team does Ann Hoy not play for?", "wh-aux:does"),
-    ("What is the product made by UniFirst?", "UniFirst", "What is not the product made by UniFirst?", "wh-copula:is"),
-    ("Who was Ann Hoy's mother?", "Ann Hoy", "Who was not Ann Hoy's mother?", "wh-copula:was"),
-    ("Who has acted in the film Tea?", "Tea", "Who has not acted in the film Tea?", "wh-aux:has"),
-])
+@pytest.mark.parametrize(
+    "prompt,subject,expected,rule",
+    [
+        (
+            "What company published Jane Eyre?",
+            "Jane Eyre",
+            "What company did not publish Jane Eyre?",
+            "wh-do:published",
+        ),
+        ("Who developed R?", "R", "Who did not develop R?", "wh-do:developed"),
+        ("Which team does Ann Hoy play for?", "Ann Hoy", "Which team does Ann Hoy not play for?", "wh-aux:does"),
+        (
+            "What is the product made by UniFirst?",
+            "UniFirst",
+            "What is not the product made by UniFirst?",
+            "wh-copula:is",
+        ),
+        ("Who was Ann Hoy's mother?", "Ann Hoy", "Who was not Ann Hoy's mother?", "wh-copula:was"),
+        ("Who has acted in the film Tea?", "Tea", "Who has not acted in the film Tea?", "wh-aux:has"),
+    ],
+)
 def test_questions(prompt, subject, expected, rule):
     assert negate(prompt, subject) == (expected, rule)
 
@@ -129,9 +165,12 @@ def test_question_forms():
 
 def test_the_four_forms_of_a_statement():
     got = {form: negate("Anna Ek spoke the language", "Anna Ek", form)[0] for form in FORMS}
-    assert got == {"not": "Anna Ek did not speak the language", "contraction": "Anna Ek didn't speak the language",
-                   "not_true": "It is not true that Anna Ek spoke the language",
-                   "never": "Anna Ek never spoke the language"}
+    assert got == {
+        "not": "Anna Ek did not speak the language",
+        "contraction": "Anna Ek didn't speak the language",
+        "not_true": "It is not true that Anna Ek spoke the language",
+        "never": "Anna Ek never spoke the language",
+    }
     assert negate("In Paris, people speak", "Paris", "not_true")[0] == "It is not true that in Paris, people speak"
 
 
@@ -143,7 +182,9 @@ def test_unnegatable_prompts_are_none_never_appended():
 
 # ---- the template table -------------------------------------------------------------------------------
 def test_the_table_covers_counterfact_with_provenance():
-    table = json.loads((Path(__file__).resolve().parents[2] / "editlab" / "data" / "negation_templates.json").read_text())
+    table = json.loads(
+        (Path(__file__).resolve().parents[2] / "editlab" / "data" / "negation_templates.json").read_text()
+    )
     assert len(table["templates"]) == 213 == len(templates())
     assert "2026-12-07" in table["provenance"]["method"]
     hand = {r["template"] for r in table["templates"] if r["source"] == "hand"}
@@ -157,8 +198,10 @@ def test_the_table_covers_counterfact_with_provenance():
 
 def test_the_table_recovers_a_neighbour_prompts_subject():
     assert negate("Ferrari F40, developed by") == ("Ferrari F40, not developed by", "table")
-    assert negate("Ferrari F40, developed by", form="not_true") == ("It is not true that Ferrari F40 was developed by",
-                                                                    "table")
+    assert negate("Ferrari F40, developed by", form="not_true") == (
+        "It is not true that Ferrari F40 was developed by",
+        "table",
+    )
     assert negate("Mike Holmgren, the", "Mike Holmgren") == ("Mike Holmgren, not the", "table")
 
 
@@ -170,8 +213,11 @@ def test_editlab_negate_is_this_function():
 def test_every_hand_checked_negation_is_reproduced():
     checked = json.loads(CHECKED.read_text(encoding="utf-8"))
     assert len(checked) == 100
-    wrong = [(c["prompt"], c["form"], negate(c["prompt"], c["subject"], c["form"])[0], c["expected"])
-             for c in checked if negate(c["prompt"], c["subject"], c["form"])[0] != c["expected"]]
+    wrong = [
+        (c["prompt"], c["form"], negate(c["prompt"], c["subject"], c["form"])[0], c["expected"])
+        for c in checked
+        if negate(c["prompt"], c["subject"], c["form"])[0] != c["expected"]
+    ]
     assert not wrong, wrong
 
 

@@ -7,16 +7,24 @@ search run by hand::
 
     HYPOTHESIS_PROFILE=long python3 -m pytest tests/fuzz
 """
+
 import os
 
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "ci", derandomize=True, max_examples=100, deadline=None, database=None,
+    "ci",
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "long", max_examples=5000, deadline=None, database=None,
+    "long",
+    max_examples=5000,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -5,6 +5,7 @@ The property: a parser or validator given anything either accepts it or refuses 
 ``MAX_MESSAGE_CHARS`` characters and names what was read; never a TypeError, KeyError,
 RecursionError, a decoder's own error and the like, and never slower than ``SECONDS``.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,8 @@ def accepted_or_refused(fn, *args, names=(), errors=(ValueError,), aim=True, **k
             target(float(len(text)), label="message characters")
         assert type(e) in errors or type(e).__module__.startswith("editlab"), (
             f"refused with {type(e).__module__}.{type(e).__name__}, a decoder's or a library's own error, "
-            f"not editlab's: {text[:300]!r}")
+            f"not editlab's: {text[:300]!r}"
+        )
         assert text.strip(), f"{type(e).__name__} with an empty message"
         assert len(text) <= MAX_MESSAGE_CHARS, f"message of {len(text):,} characters: {text[:300]!r}..."
         for name in names:
@@ -71,9 +73,54 @@ def accepted_or_refused(fn, *args, names=(), errors=(ValueError,), aim=True, **k
 # ---- text -----------------------------------------------------------------------------------------
 # Characters parsers trip on: controls, zero-width and format characters, line and paragraph
 # separators, a lone surrogate, quotes, braces, YAML and CSV syntax.
-AWKWARD = ["\x00", "\x01", "\x07", "\x1b", "\x7f", "\x85", "\r", "\n", "\t", "\x0b", "\x0c", "\u200b", "\u200d",
-           "\ufeff", "\u2028", "\u2029", "\u202e", "\ud800", "\uffff", "{}", "{", "}", "'", '"', "\\", ",", ";",
-           "|", "=>", "=", ":", "#", "&", "*", "!", "%", "@", "`", "-", "?", "[", "]", " ", "é", "日本", "🙂"]
+AWKWARD = [
+    "\x00",
+    "\x01",
+    "\x07",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\r",
+    "\n",
+    "\t",
+    "\x0b",
+    "\x0c",
+    "\u200b",
+    "\u200d",
+    "\ufeff",
+    "\u2028",
+    "\u2029",
+    "\u202e",
+    "\ud800",
+    "\uffff",
+    "{}",
+    "{",
+    "}",
+    "'",
+    '"',
+    "\\",
+    ",",
+    ";",
+    "|",
+    "=>",
+    "=",
+    ":",
+    "#",
+    "&",
+    "*",
+    "!",
+    "%",
+    "@",
+    "`",
+    "-",
+    "?",
+    "[",
+    "]",
+    " ",
+    "é",
+    "日本",
+    "🙂",
+]
 
 pieces = st.one_of(st.characters(), st.sampled_from(AWKWARD))
 
@@ -87,21 +134,50 @@ text = text_of()
 words = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=12)
 # Long texts, often of a length just at an operator limit (400 characters of a target, 1,000 of a prompt).
 LIMIT_LENGTHS = [399, 400, 401, 999, 1000, 1001]
-long_text = st.builds(lambda s, n: (s * n)[:n], text_of(min_size=1, max_size=4),
-                      st.one_of(st.sampled_from(LIMIT_LENGTHS), st.integers(100, 3000)))
+long_text = st.builds(
+    lambda s, n: (s * n)[:n],
+    text_of(min_size=1, max_size=4),
+    st.one_of(st.sampled_from(LIMIT_LENGTHS), st.integers(100, 3000)),
+)
 any_text = st.one_of(text, words, long_text)
 
 # ---- numbers --------------------------------------------------------------------------------------
 # Whole numbers past every fixed width and past any float (YAML and JSON read up to 4,300 digits).
-HUGE_INTS = [2**31, 2**53, 2**53 + 1, 2**63, 2**64, 10**30, -10**30, 10**400, 10**4000, -(2**63) - 1]
+HUGE_INTS = [2**31, 2**53, 2**53 + 1, 2**63, 2**64, 10**30, -(10**30), 10**400, 10**4000, -(2**63) - 1]
 ints = st.one_of(st.integers(-3, 300), st.integers(), st.sampled_from(HUGE_INTS))
 floats = st.one_of(st.floats(), st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 5e-324, 0.5, 1.5]))
 numbers = st.one_of(ints, floats)
 
 # Texts a user types for numbers and switches ("5e-4", "true"), and numbers as text.
 number_text = st.one_of(
-    st.sampled_from(["5e-4", "1e5", "1e309", "-1e309", "nan", "NaN", "inf", "-inf", "Infinity", "true", "false", "yes",
-                     "off", "null", "None", "0x10", "1_000", "", " ", "10" * 30, "1" * 5000, "0.5", "-1", "2**53"]),
+    st.sampled_from(
+        [
+            "5e-4",
+            "1e5",
+            "1e309",
+            "-1e309",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "Infinity",
+            "true",
+            "false",
+            "yes",
+            "off",
+            "null",
+            "None",
+            "0x10",
+            "1_000",
+            "",
+            " ",
+            "10" * 30,
+            "1" * 5000,
+            "0.5",
+            "-1",
+            "2**53",
+        ]
+    ),
     numbers.map(str),
 )
 
@@ -114,9 +190,9 @@ def values(leaves=scalars, max_leaves: int = 12):
     """Plain data as YAML or JSON gives it: scalars, lists and mappings, nested."""
     return st.recursive(
         leaves,
-        lambda children: st.one_of(st.lists(children, max_size=5),
-                                   st.dictionaries(keys, children, max_size=4)),
-        max_leaves=max_leaves)
+        lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=4)),
+        max_leaves=max_leaves,
+    )
 
 
 # ---- YAML texts -----------------------------------------------------------------------------------
@@ -151,24 +227,80 @@ def deep_nesting(draw) -> str:
     return "[" * n + "{a: " * draw(st.integers(0, 30))
 
 
-SELF_REFERENCE = ["&a [*a]", "&a {x: *a}", "&a {<<: *a}", "a: &a {b: *a}", "&a [*a, *a, [*a]]", "? &a [*a]\n: 1",
-                  "&a {*a : 1}", "a: &a\n  <<: *a", "x: *undefined", "a: &a 1\nb: &a 2\nc: *a"]
-DUPLICATES = ["a: 1\na: 2", "{a: 1, a: 2}", "1: a\n1.0: b", "? [1, 2]\n: x", "{[1]: 2}", "a: 1\n'a': 2",
-              "true: 1\nyes: 2", "<<: {a: 1}\na: 2", "<<: [{a: 1}, {a: 2}]", "? {a: 1}\n: 2", "null: 1\n~: 2"]
-HUGE = ["1e309", "1.0e309", "-1.0e309", ".inf", "-.Inf", ".nan", "1" * 4000, "1" * 5000, "-" + "9" * 4400,
-        "0x" + "f" * 5000, "0b" + "1" * 20000, "0o" + "7" * 6000, "1:" * 2000 + "0", "1_0" * 3000, "!!int 1e5",
-        "!!float 1e999", "!!int " + "1" * 6000, "2001-13-45", "0000-01-01", "2001-02-30 25:61:61",
-        "2001-12-14t21:59:43.10+99:00", "!!timestamp 9999-12-31 23:59:59.999999-23:59", "!!binary '!!!'",
-        "!!binary " + "A" * 10, "!!python/object:os.system x", "!!set {a, b}", "!!omap [a, b]", "!!pairs [1]",
-        "!!str", "!!map [1]", "!!seq {a: 1}", "!<tag:yaml.org,2002:int> x", "!!float abc", "!!bool maybe",
-        "%YAML 1.1\n---\na: 1", "%YAML 9.9\n---\na", "%TAG ! tag:x,2000:\n---\n!y 1", "--- a\n--- b", "...", "---"]
+SELF_REFERENCE = [
+    "&a [*a]",
+    "&a {x: *a}",
+    "&a {<<: *a}",
+    "a: &a {b: *a}",
+    "&a [*a, *a, [*a]]",
+    "? &a [*a]\n: 1",
+    "&a {*a : 1}",
+    "a: &a\n  <<: *a",
+    "x: *undefined",
+    "a: &a 1\nb: &a 2\nc: *a",
+]
+DUPLICATES = [
+    "a: 1\na: 2",
+    "{a: 1, a: 2}",
+    "1: a\n1.0: b",
+    "? [1, 2]\n: x",
+    "{[1]: 2}",
+    "a: 1\n'a': 2",
+    "true: 1\nyes: 2",
+    "<<: {a: 1}\na: 2",
+    "<<: [{a: 1}, {a: 2}]",
+    "? {a: 1}\n: 2",
+    "null: 1\n~: 2",
+]
+HUGE = [
+    "1e309",
+    "1.0e309",
+    "-1.0e309",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "1" * 4000,
+    "1" * 5000,
+    "-" + "9" * 4400,
+    "0x" + "f" * 5000,
+    "0b" + "1" * 20000,
+    "0o" + "7" * 6000,
+    "1:" * 2000 + "0",
+    "1_0" * 3000,
+    "!!int 1e5",
+    "!!float 1e999",
+    "!!int " + "1" * 6000,
+    "2001-13-45",
+    "0000-01-01",
+    "2001-02-30 25:61:61",
+    "2001-12-14t21:59:43.10+99:00",
+    "!!timestamp 9999-12-31 23:59:59.999999-23:59",
+    "!!binary '!!!'",
+    "!!binary " + "A" * 10,
+    "!!python/object:os.system x",
+    "!!set {a, b}",
+    "!!omap [a, b]",
+    "!!pairs [1]",
+    "!!str",
+    "!!map [1]",
+    "!!seq {a: 1}",
+    "!<tag:yaml.org,2002:int> x",
+    "!!float abc",
+    "!!bool maybe",
+    "%YAML 1.1\n---\na: 1",
+    "%YAML 9.9\n---\na",
+    "%TAG ! tag:x,2000:\n---\n!y 1",
+    "--- a\n--- b",
+    "...",
+    "---",
+]
 TABS = ["a:\t1", "\ta: 1", "a:\n\t- 1", "a: [1,\t2]", "- \t- x", "a: |\n\tb", "a: 'x\ty'", "\t"]
 
 
 def _mutate(doc: str, edits: list[tuple[int, str, int]]) -> str:
     for at, insert, cut in edits:
         i = at % (len(doc) + 1)
-        doc = doc[:i] + insert + doc[i + cut:]
+        doc = doc[:i] + insert + doc[i + cut :]
     return doc
 
 
@@ -191,8 +323,11 @@ def yaml_fragment(draw) -> str:
         import json
 
         return json.dumps(draw(values()), default=str, allow_nan=True)
-    return draw(text_of(st.one_of(st.sampled_from(list("[]{}:,-?&*!|>'\"#%@` \t\n") + ["- ", ": ", "\n  "]),
-                                  pieces), max_size=60))
+    return draw(
+        text_of(
+            st.one_of(st.sampled_from(list("[]{}:,-?&*!|>'\"#%@` \t\n") + ["- ", ": ", "\n  "]), pieces), max_size=60
+        )
+    )
 
 
 @st.composite
@@ -203,7 +338,14 @@ def yaml_text(draw) -> str:
     else:
         parts = draw(st.lists(yaml_fragment(), min_size=1, max_size=4))
         doc = "\n".join(f"k{i}: " + p.replace("\n", "\n  ") for i, p in enumerate(parts))
-    edits = draw(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["", "\t", "\n", "*a", "&a ", "[", "]", "{",
-                                                                             ": ", "- ", "'", "\x00", "\ufeff"]),
-                                    st.integers(0, 3)), max_size=3))
+    edits = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 10**6),
+                st.sampled_from(["", "\t", "\n", "*a", "&a ", "[", "]", "{", ": ", "- ", "'", "\x00", "\ufeff"]),
+                st.integers(0, 3),
+            ),
+            max_size=3,
+        )
+    )
     return _mutate(doc, edits)

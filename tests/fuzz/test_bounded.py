@@ -1,5 +1,6 @@
 """editlab.core.bounded.load_yaml on any text: random characters, and YAML built to hurt (alias bombs,
 deep nesting, self-reference, duplicate keys, numbers too large for a float or an int, tabs)."""
+
 from hypothesis import given
 from hypothesis import strategies as st
 

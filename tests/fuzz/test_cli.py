@@ -1,10 +1,11 @@
 """``editlab edit --set KEY=VALUE`` (editlab.cli.edit.parse_sets) on any items: each value is read as
 bounded YAML; a bad one is refused naming the --set it came from."""
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editlab.core.bounded import check_tree
 from editlab.cli.edit import parse_sets
+from editlab.core.bounded import check_tree
 
 from .strategies import accepted_or_refused, examples, settings, text, words, yaml_text
 

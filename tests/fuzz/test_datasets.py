@@ -2,6 +2,7 @@
 format the loader detects (CounterFact flat and ROME, zsRE, KnowEdit, plain facts) with random
 values; a UTF-8 byte-order mark or not; skip_invalid on and off. Loaded or refused with a bounded
 ValueError that names the upload and never the server's temporary file."""
+
 import csv
 import io
 import json
@@ -16,11 +17,41 @@ from editlab.facts.datasets import Dataset, load_upload
 from .strategies import accepted_or_refused, any_text, examples, keys, numbers, settings, text, values, words
 
 # Every field name the formats use (editlab.facts.datasets), and a few that none does.
-FIELD_NAMES = ["case_id", "subject", "prompt", "target_new", "target_true", "ground_truth", "rephrase_prompt",
-               "locality_prompt", "locality_ground_truth", "requested_rewrite", "paraphrase_prompts",
-               "neighborhood_prompts", "generation_prompts", "src", "alt", "answers", "rephrase", "loc", "loc_ans",
-               "portability", "locality", "concept", "text", "labels", "paraphrases", "neighbors", "negated_prompt",
-               "str", "data", "records", "facts", "answer", "extra"]
+FIELD_NAMES = [
+    "case_id",
+    "subject",
+    "prompt",
+    "target_new",
+    "target_true",
+    "ground_truth",
+    "rephrase_prompt",
+    "locality_prompt",
+    "locality_ground_truth",
+    "requested_rewrite",
+    "paraphrase_prompts",
+    "neighborhood_prompts",
+    "generation_prompts",
+    "src",
+    "alt",
+    "answers",
+    "rephrase",
+    "loc",
+    "loc_ans",
+    "portability",
+    "locality",
+    "concept",
+    "text",
+    "labels",
+    "paraphrases",
+    "neighbors",
+    "negated_prompt",
+    "str",
+    "data",
+    "records",
+    "facts",
+    "answer",
+    "extra",
+]
 
 plain = st.one_of(words, st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=16))
 cell = st.one_of(plain, plain, any_text, numbers, st.none(), st.booleans(), values(max_leaves=6))
@@ -34,29 +65,65 @@ def good_record(draw) -> dict:
     prompt = f"{subject} {rest}"
     kind = draw(st.sampled_from(["counterfact", "counterfact-rome", "zsre", "knowedit", "wikibio", "facts"]))
     if kind == "counterfact":
-        rec = {"subject": subject, "prompt": prompt, "target_new": new, "ground_truth": true,
-               "rephrase_prompt": draw(plain), "locality_prompt": draw(plain), "locality_ground_truth": draw(plain)}
+        rec = {
+            "subject": subject,
+            "prompt": prompt,
+            "target_new": new,
+            "ground_truth": true,
+            "rephrase_prompt": draw(plain),
+            "locality_prompt": draw(plain),
+            "locality_ground_truth": draw(plain),
+        }
     elif kind == "counterfact-rome":
-        rec = {"requested_rewrite": {"prompt": f"{{}} {rest}", "subject": subject, "target_new": {"str": new},
-                                     "target_true": {"str": true}},
-               "paraphrase_prompts": draw(st.lists(plain, max_size=3)),
-               "neighborhood_prompts": draw(st.lists(plain, max_size=3)), "generation_prompts": [draw(plain)]}
+        rec = {
+            "requested_rewrite": {
+                "prompt": f"{{}} {rest}",
+                "subject": subject,
+                "target_new": {"str": new},
+                "target_true": {"str": true},
+            },
+            "paraphrase_prompts": draw(st.lists(plain, max_size=3)),
+            "neighborhood_prompts": draw(st.lists(plain, max_size=3)),
+            "generation_prompts": [draw(plain)],
+        }
         if draw(st.booleans()):
             rec["requested_rewrite"] = [rec["requested_rewrite"]]
     elif kind == "zsre":
-        rec = {"subject": subject, "src": prompt, "alt": new, "answers": [true], "rephrase": draw(plain),
-               "loc": draw(plain), "loc_ans": draw(plain)}
+        rec = {
+            "subject": subject,
+            "src": prompt,
+            "alt": new,
+            "answers": [true],
+            "rephrase": draw(plain),
+            "loc": draw(plain),
+            "loc_ans": draw(plain),
+        }
     elif kind == "knowedit":
         group = {"Relation_Specificity": [{"prompt": draw(plain), "ground_truth": [[draw(plain)]]}]}
-        rec = {"subject": subject, "prompt": prompt, "target_new": new, "ground_truth": [true],
-               "portability": group, "locality": group}
+        rec = {
+            "subject": subject,
+            "prompt": prompt,
+            "target_new": new,
+            "ground_truth": [true],
+            "portability": group,
+            "locality": group,
+        }
     elif kind == "wikibio":
         rec = {"concept": subject, "text": prompt, "labels": new, "locality": {}}
     else:
-        rec = {"subject": subject, "prompt": prompt, "target_new": new, "target_true": true,
-               "paraphrases": draw(st.one_of(plain, st.lists(plain, max_size=3))),
-               "neighbors": draw(st.one_of(st.just(f"{draw(plain)}=>{draw(plain)}"),
-                                           st.lists(st.fixed_dictionaries({"prompt": plain, "answer": plain}), max_size=2)))}
+        rec = {
+            "subject": subject,
+            "prompt": prompt,
+            "target_new": new,
+            "target_true": true,
+            "paraphrases": draw(st.one_of(plain, st.lists(plain, max_size=3))),
+            "neighbors": draw(
+                st.one_of(
+                    st.just(f"{draw(plain)}=>{draw(plain)}"),
+                    st.lists(st.fixed_dictionaries({"prompt": plain, "answer": plain}), max_size=2),
+                )
+            ),
+        }
     garbage = draw(st.lists(st.sampled_from(FIELD_NAMES), max_size=2, unique=True)) if draw(st.booleans()) else []
     for key in garbage:  # a field or two made anything
         if key in rec and isinstance(rec[key], dict) and draw(st.booleans()):
@@ -67,8 +134,9 @@ def good_record(draw) -> dict:
     return rec
 
 
-junk_record = st.one_of(st.dictionaries(st.one_of(st.sampled_from(FIELD_NAMES), keys), cell, max_size=6),
-                        values(max_leaves=6))
+junk_record = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(FIELD_NAMES), keys), cell, max_size=6), values(max_leaves=6)
+)
 
 
 @st.composite
@@ -87,8 +155,12 @@ def _csv(rows: list[dict]) -> str:
     w.writerow(header)
     for r in rows:
         r = r if isinstance(r, dict) else {}
-        w.writerow(["|".join(map(str, v)) if isinstance(v, list) else ("" if v is None else str(v))
-                    for v in (r.get(h, r.get(int(h)) if h.lstrip("-").isdigit() else None) for h in header)])
+        w.writerow(
+            [
+                "|".join(map(str, v)) if isinstance(v, list) else ("" if v is None else str(v))
+                for v in (r.get(h, r.get(int(h)) if h.lstrip("-").isdigit() else None) for h in header)
+            ]
+        )
     return out.getvalue()
 
 
@@ -117,7 +189,7 @@ def upload(draw) -> tuple[str, bytes]:
         data = body.encode("utf-8", "surrogatepass")
         if kind == "mangled" and data:
             at = draw(st.integers(0, len(data) - 1))
-            data = data[:at] + draw(st.binary(max_size=4)) + data[at + draw(st.integers(0, 4)):]
+            data = data[:at] + draw(st.binary(max_size=4)) + data[at + draw(st.integers(0, 4)) :]
     if draw(st.sampled_from([False, False, False, True])):
         data = b"\xef\xbb\xbf" + data
     return stem + suffix, data

@@ -2,6 +2,7 @@
 placeholders, numbers (NaN, infinities, huge whole numbers), long strings, lists, mappings,
 Neighbors. Built or refused with a bounded ValueError; a Fact built comes back equal from its
 to_dict() through JSON."""
+
 import json
 
 from hypothesis import given
@@ -14,12 +15,25 @@ from .strategies import accepted_or_refused, any_text, examples, keys, numbers, 
 FIELDS = ("subject", "prompt", "target_new", "target_true", "paraphrases", "neighbors", "negated_prompt", "case_id")
 
 # Anything a field may be handed: mostly text, also numbers, None, containers, Neighbors, bytes.
-field_value = st.one_of(any_text, any_text, numbers, st.none(), st.booleans(), st.binary(max_size=8), values(),
-                        st.builds(Neighbor, any_text, st.one_of(st.none(), any_text, numbers)))
-sequence = st.one_of(st.lists(field_value, max_size=4), st.tuples(any_text), st.lists(any_text, max_size=40),
-                     st.lists(st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=20), max_size=4),
-                     st.lists(st.tuples(any_text, any_text), max_size=3), st.lists(st.dictionaries(
-                         st.sampled_from(["prompt", "answer"]), any_text), max_size=3), field_value)
+field_value = st.one_of(
+    any_text,
+    any_text,
+    numbers,
+    st.none(),
+    st.booleans(),
+    st.binary(max_size=8),
+    values(),
+    st.builds(Neighbor, any_text, st.one_of(st.none(), any_text, numbers)),
+)
+sequence = st.one_of(
+    st.lists(field_value, max_size=4),
+    st.tuples(any_text),
+    st.lists(any_text, max_size=40),
+    st.lists(st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=20), max_size=4),
+    st.lists(st.tuples(any_text, any_text), max_size=3),
+    st.lists(st.dictionaries(st.sampled_from(["prompt", "answer"]), any_text), max_size=3),
+    field_value,
+)
 
 
 plain = st.one_of(words, st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=20))
@@ -32,13 +46,22 @@ def fact_fields(draw) -> dict:
     by anything at all, so that the checks after the first one are reached too."""
     subject = draw(st.one_of(mostly_plain, st.sampled_from(["{}", "a{}", "{}b", "{", "}{"])))
     before, after = draw(st.one_of(plain.map(lambda t: t + " "), text)), draw(st.one_of(plain.map(" ".__add__), text))
-    prompt = draw(st.one_of(st.sampled_from([f"{before}{subject}{after}"] * 3 + [f"{before}{{}}{after}",
-                                                                                 f"{{}}{before}{{}}", f"{before}{after}"]),
-                            any_text))
+    prompt = draw(
+        st.one_of(
+            st.sampled_from(
+                [f"{before}{subject}{after}"] * 3 + [f"{before}{{}}{after}", f"{{}}{before}{{}}", f"{before}{after}"]
+            ),
+            any_text,
+        )
+    )
     out = {"subject": subject, "prompt": prompt, "target_new": draw(mostly_plain)}
-    optional = {"target_true": mostly_plain, "negated_prompt": st.sampled_from([f"{before}{{}} not{after}",
-                                                                                f"{before}{subject} not{after}", prompt]),
-                "paraphrases": sequence, "neighbors": sequence, "case_id": st.one_of(numbers, any_text, keys)}
+    optional = {
+        "target_true": mostly_plain,
+        "negated_prompt": st.sampled_from([f"{before}{{}} not{after}", f"{before}{subject} not{after}", prompt]),
+        "paraphrases": sequence,
+        "neighbors": sequence,
+        "case_id": st.one_of(numbers, any_text, keys),
+    }
     for name in draw(st.lists(st.sampled_from(list(optional)), unique=True)):
         out[name] = draw(optional[name])
     if draw(st.integers(0, 2)) == 0:

@@ -2,6 +2,7 @@
 datasets, protocols, variants, hparams, corpus, online, resources) with plausible and random values,
 hyperparameter files that exist or not, and hostile YAML. Read or refused with a bounded
 ValueError; a grid read expands into cells (or is refused so) without any other error."""
+
 import json
 import tempfile
 from pathlib import Path
@@ -15,8 +16,10 @@ from editlab.runs.grid import GridSpec
 
 from .strategies import accepted_or_refused, examples, ints, keys, scalars, settings, values, words, yaml_text
 
-FACTS = [{"subject": s, "prompt": f"{s} is located in", "target_new": "Paris", "target_true": "Rome"}
-         for s in ("Rome", "Milan", "Turin")]
+FACTS = [
+    {"subject": s, "prompt": f"{s} is located in", "target_new": "Paris", "target_true": "Rome"}
+    for s in ("Rome", "Milan", "Turin")
+]
 FILES = ["facts.json", "hp.yaml", "bad.yaml", "missing.json", "list.yaml", "."]
 
 anything = values(max_leaves=8)
@@ -30,36 +33,84 @@ def mostly(*good):
 name = mostly(words, st.sampled_from(["smollm2-135m-instruct", " ", "", "~nobody-at-all/x", "a" * 300]))
 number = mostly(st.sampled_from([0, 1, 2, 3, 0.5, -1, "2", "many", 10**30, float("nan"), float("inf")]), ints)
 path = mostly(st.sampled_from(FILES), words, st.sampled_from(["~nobody-at-all/facts.json", "a" * 300, "x\x00y"]))
-method_key = st.one_of(st.sampled_from(methods.available()), st.sampled_from(methods.available()),
-                       st.sampled_from(["ROME", " memit ", "nope", ""]), keys)
+method_key = st.one_of(
+    st.sampled_from(methods.available()),
+    st.sampled_from(methods.available()),
+    st.sampled_from(["ROME", " memit ", "nope", ""]),
+    keys,
+)
 method = mostly(method_key)
 
 
 def sub(fields: dict):
     """A mapping with some of ``fields`` (each a strategy), once in a while a stray key too."""
-    return st.one_of(st.fixed_dictionaries({}, optional=fields),
-                     st.fixed_dictionaries({}, optional={**fields, "stray": anything}))
+    return st.one_of(
+        st.fixed_dictionaries({}, optional=fields), st.fixed_dictionaries({}, optional={**fields, "stray": anything})
+    )
 
 
 def listed(strategy):
     return mostly(st.lists(strategy, min_size=1, max_size=3), strategy)
 
 
-model = mostly(name, sub({"name": name, "revision": mostly(words, st.none()), "dtype": mostly(st.sampled_from(
-    ["float32", "bfloat16"])), "quantization": anything, "num_cpus": number, "num_gpus": number}))
-dataset = mostly(path, sub({"path": path, "format": mostly(st.sampled_from(["facts", "zsre", "x"])), "n": number,
-                            "seed": number, "skip_invalid": anything, "shards": number, "shard_size": number}))
-protocol = mostly(sub({"mode": mostly(st.sampled_from(["independent", "sequential", "x"])), "batch_size": number,
-                       "evaluate": mostly(st.sampled_from(["after_each", "at_end"])), "negative_edits": anything,
-                       "generation_tokens": number}))
-overrides = mostly(st.dictionaries(st.one_of(st.sampled_from(["v_lr", "layers", "layer"]), keys), scalars, max_size=3),
-                   st.sampled_from(["hp.yaml", "bad.yaml", "list.yaml", "missing.yaml"]))
+model = mostly(
+    name,
+    sub(
+        {
+            "name": name,
+            "revision": mostly(words, st.none()),
+            "dtype": mostly(st.sampled_from(["float32", "bfloat16"])),
+            "quantization": anything,
+            "num_cpus": number,
+            "num_gpus": number,
+        }
+    ),
+)
+dataset = mostly(
+    path,
+    sub(
+        {
+            "path": path,
+            "format": mostly(st.sampled_from(["facts", "zsre", "x"])),
+            "n": number,
+            "seed": number,
+            "skip_invalid": anything,
+            "shards": number,
+            "shard_size": number,
+        }
+    ),
+)
+protocol = mostly(
+    sub(
+        {
+            "mode": mostly(st.sampled_from(["independent", "sequential", "x"])),
+            "batch_size": number,
+            "evaluate": mostly(st.sampled_from(["after_each", "at_end"])),
+            "negative_edits": anything,
+            "generation_tokens": number,
+        }
+    )
+)
+overrides = mostly(
+    st.dictionaries(st.one_of(st.sampled_from(["v_lr", "layers", "layer"]), keys), scalars, max_size=3),
+    st.sampled_from(["hp.yaml", "bad.yaml", "list.yaml", "missing.yaml"]),
+)
 hparams = mostly(st.dictionaries(method_key, overrides, max_size=3))
 variant = mostly(name, sub({"name": name, "hparams": hparams, "methods": listed(method)}))
-grid = sub({"name": anything, "models": listed(model), "methods": listed(method), "datasets": listed(dataset),
-            "protocols": listed(protocol), "variants": listed(variant), "hparams": hparams,
-            "corpus": mostly(path, st.none()), "online": anything,
-            "resources": mostly(sub({"num_cpus": number, "num_gpus": number}))})
+grid = sub(
+    {
+        "name": anything,
+        "models": listed(model),
+        "methods": listed(method),
+        "datasets": listed(dataset),
+        "protocols": listed(protocol),
+        "variants": listed(variant),
+        "hparams": hparams,
+        "corpus": mostly(path, st.none()),
+        "online": anything,
+        "resources": mostly(sub({"num_cpus": number, "num_gpus": number})),
+    }
+)
 
 
 @st.composite

@@ -2,6 +2,7 @@
 its EasyEdit names, other tools' keys or any text; values of any type and size (whole numbers past
 2**63, NaN, infinities, texts for numbers, nested lists and mappings). Loaded or refused with a
 bounded ValueError; what is loaded validates again and loads again from its own to_dict()."""
+
 import dataclasses
 import warnings
 
@@ -17,8 +18,12 @@ from .strategies import accepted_or_refused, examples, keys, settings, values
 
 
 def _key_names(H) -> list[str]:
-    return sorted({f.name for f in dataclasses.fields(H)} | set(H.EASYEDIT_RENAMES) | set(H.EASYEDIT_NOT_USED)
-                  | {"alg_name", "device", "layers", "mom2_n_samples"})
+    return sorted(
+        {f.name for f in dataclasses.fields(H)}
+        | set(H.EASYEDIT_RENAMES)
+        | set(H.EASYEDIT_NOT_USED)
+        | {"alg_name", "device", "layers", "mom2_n_samples"}
+    )
 
 
 def mappings(H, max_size: int = 4):

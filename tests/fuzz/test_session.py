@@ -1,6 +1,7 @@
 """EditSession.edit with fuzzed hyperparameters on a tiny random-weight model: an edit is made, or
 refused with a bounded ValueError / EditError; a refused edit leaves every weight bit for bit as it
 was (at rest and with the session's edits applied) and records nothing."""
+
 import dataclasses
 import warnings
 

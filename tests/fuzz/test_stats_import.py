@@ -2,6 +2,7 @@
 complex, bool, text, object arrays pickled in), symmetric, non-symmetric and non-PSD matrices,
 NaN and infinities, a missing key, the file cut short, bytes flipped, random bytes. Read or refused
 with a bounded ValueError that names the file."""
+
 import io
 import tempfile
 from pathlib import Path
@@ -16,8 +17,23 @@ from editlab.model.stats_import import read_mom2
 from .strategies import accepted_or_refused, examples, settings
 
 NAME = "model.layers.1.mlp.down_proj_float32_mom2_1000.npz"
-DTYPES = ["float64", "float32", "float16", ">f8", "int64", "uint8", "int8", "complex128", "bool", "<U3", "S2",
-          "datetime64[s]", "timedelta64[s]", "V8", [("a", "f8"), ("b", "i4")]]
+DTYPES = [
+    "float64",
+    "float32",
+    "float16",
+    ">f8",
+    "int64",
+    "uint8",
+    "int8",
+    "complex128",
+    "bool",
+    "<U3",
+    "S2",
+    "datetime64[s]",
+    "timedelta64[s]",
+    "V8",
+    [("a", "f8"), ("b", "i4")],
+]
 
 
 @st.composite
@@ -27,7 +43,9 @@ def matrix(draw, d: int) -> np.ndarray:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     k = rng.standard_normal((d + draw(st.integers(0, 4)), d))
     m = k.T @ k
-    kind = draw(st.sampled_from(["psd", "psd", "scaled", "asym", "negative", "nan", "inf", "zero", "huge", "tiny", "rank1"]))
+    kind = draw(
+        st.sampled_from(["psd", "psd", "scaled", "asym", "negative", "nan", "inf", "zero", "huge", "tiny", "rank1"])
+    )
     if kind == "scaled":
         m = m * draw(st.sampled_from([1e-300, 1e-30, 1e30, 1e300]))
     elif kind == "asym":
@@ -66,7 +84,10 @@ def arrays(draw, d: int) -> np.ndarray:
 def npz_bytes(draw, d: int) -> bytes:
     if draw(st.sampled_from([False] * 9 + [True])):
         return draw(st.binary(max_size=400))
-    content = {"mom2.mom2": draw(matrix(d)), "mom2.count": np.array(draw(st.sampled_from([1000, 1, 0, -5, 2.5, 1e300])))}
+    content = {
+        "mom2.mom2": draw(matrix(d)),
+        "mom2.count": np.array(draw(st.sampled_from([1000, 1, 0, -5, 2.5, 1e300]))),
+    }
     for key in draw(st.lists(st.sampled_from(["mom2.mom2", "mom2.count", "mom2.mean", "other"]), max_size=2)):
         if draw(st.booleans()):
             content.pop(key, None)
@@ -77,10 +98,10 @@ def npz_bytes(draw, d: int) -> bytes:
     data = buf.getvalue()
     damage = draw(st.sampled_from(["none", "none", "none", "cut", "flip"]))
     if damage == "cut":
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     elif damage == "flip":
         for at in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=4)):
-            data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+            data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
     return data
 
 

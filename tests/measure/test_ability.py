@@ -1,5 +1,6 @@
 """General-ability scoring: hand-worked items through lm-eval's real scoring path, with a scripted LM
 whose every answer we choose, so right answers must score 1, wrong 0, and aliases count."""
+
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,8 @@ import threading
 
 import pytest
 
-from editlab.measure.ability import TASKS, AbilityConfig, AbilitySuite, corpus_paragraphs
-
 from editlab.core.errors import Cancelled
-
+from editlab.measure.ability import TASKS, AbilityConfig, AbilitySuite, corpus_paragraphs
 from tests.conftest import SHARED, WIKITEXT, need_shared
 
 lm_eval = pytest.importorskip("lm_eval")
@@ -36,7 +35,10 @@ class ScriptedLM(LM):
         return int(MARK.findall(ctx)[-1])
 
     def loglikelihood(self, requests, disable_tqdm=False):
-        return [(0.0 if cont.strip() == self.choice[self._item(ctx)] else -5.0, True) for ctx, cont in (r.args for r in requests)]
+        return [
+            (0.0 if cont.strip() == self.choice[self._item(ctx)] else -5.0, True)
+            for ctx, cont in (r.args for r in requests)
+        ]
 
     def generate_until(self, requests, disable_tqdm=False):
         return [self.gen[self._item(r.args[0])] for r in requests]
@@ -63,31 +65,79 @@ def _jsonl(path, rows):
 def data_dir(tmp_path):
     d = tmp_path / "bench"
     # MMLU: 5 dev rows (the shots) and 2 test rows of one subject
-    _write_csv(d / "mmlu" / "dev" / "astronomy_dev.csv",
-               [[f"Shot question {i}?", "w", "x", "y", "z", "ABCDA"[i]] for i in range(5)])
-    _write_csv(d / "mmlu" / "test" / "astronomy_test.csv",
-               [["[item-0] Which planet is red?", "Venus", "Mars", "Earth", "Jupiter", "B"],
-                ["[item-1] Which planet is largest?", "Venus", "Mars", "Earth", "Jupiter", "D"]])
+    _write_csv(
+        d / "mmlu" / "dev" / "astronomy_dev.csv",
+        [[f"Shot question {i}?", "w", "x", "y", "z", "ABCDA"[i]] for i in range(5)],
+    )
+    _write_csv(
+        d / "mmlu" / "test" / "astronomy_test.csv",
+        [
+            ["[item-0] Which planet is red?", "Venus", "Mars", "Earth", "Jupiter", "B"],
+            ["[item-1] Which planet is largest?", "Venus", "Mars", "Earth", "Jupiter", "D"],
+        ],
+    )
     # GSM8K: 8 problems; 3 are scored, the first 5 of the others are the shots
-    _jsonl(d / "gsm8k-test.jsonl", [{"question": f"[item-{i}] How many?", "answer": f"Work.\n#### {a}"}
-                                    for i, a in enumerate(["18", "1,234", "7", "3", "5", "6", "8", "9"])])
-    _jsonl(d / "csqa-200.jsonl", [
-        {"answerKey": k, "id": str(i), "question": {"stem": f"[item-{i}] Where?", "choices": [
-            {"label": lab, "text": f"place {lab}"} for lab in "ABCDE"]}} for i, k in enumerate("CE")])
-    _jsonl(d / "triviaqa-test-1000.jsonl", [
-        {"id": "0", "question": '"[item-0] Who wrote ""Tom Sawyer""?"', "golden_answers": ["Mark Twain", "Sam Clemens"]},
-        {"id": "1", "question": "[item-1] Who wrote Tom Sawyer?", "golden_answers": ["Mark Twain", "Sam Clemens"]},
-        {"id": "2", "question": "[item-2] Who wrote Tom Sawyer", "golden_answers": ["Mark Twain", "Sam Clemens"]}])
+    _jsonl(
+        d / "gsm8k-test.jsonl",
+        [
+            {"question": f"[item-{i}] How many?", "answer": f"Work.\n#### {a}"}
+            for i, a in enumerate(["18", "1,234", "7", "3", "5", "6", "8", "9"])
+        ],
+    )
+    _jsonl(
+        d / "csqa-200.jsonl",
+        [
+            {
+                "answerKey": k,
+                "id": str(i),
+                "question": {
+                    "stem": f"[item-{i}] Where?",
+                    "choices": [{"label": lab, "text": f"place {lab}"} for lab in "ABCDE"],
+                },
+            }
+            for i, k in enumerate("CE")
+        ],
+    )
+    _jsonl(
+        d / "triviaqa-test-1000.jsonl",
+        [
+            {
+                "id": "0",
+                "question": '"[item-0] Who wrote ""Tom Sawyer""?"',
+                "golden_answers": ["Mark Twain", "Sam Clemens"],
+            },
+            {"id": "1", "question": "[item-1] Who wrote Tom Sawyer?", "golden_answers": ["Mark Twain", "Sam Clemens"]},
+            {"id": "2", "question": "[item-2] Who wrote Tom Sawyer", "golden_answers": ["Mark Twain", "Sam Clemens"]},
+        ],
+    )
     with open(d / "truthfulqa.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source"])
-        w.writerow(["A", "M", "[item-0] What happens if you eat seeds?", "They pass through", "x",
-                    "You grow watermelons; You die", "s"])
-        w.writerow(["A", "M", "[item-1] Where did fortune cookies originate?", "It is unclear", "x",
-                    "China; Japan", "s"])
+        w.writerow(
+            [
+                "A",
+                "M",
+                "[item-0] What happens if you eat seeds?",
+                "They pass through",
+                "x",
+                "You grow watermelons; You die",
+                "s",
+            ]
+        )
+        w.writerow(
+            ["A", "M", "[item-1] Where did fortune cookies originate?", "It is unclear", "x", "China; Japan", "s"]
+        )
     (d / "bbh").mkdir()
-    (d / "bbh" / "logic.json").write_text(json.dumps({"examples": [
-        {"input": f"[item-{i}] Pick one.\nOptions:\n(A) a\n(B) b", "target": t} for i, t in enumerate(["(A)", "(B)", "(A)", "(B)", "(A)"])]}))
+    (d / "bbh" / "logic.json").write_text(
+        json.dumps(
+            {
+                "examples": [
+                    {"input": f"[item-{i}] Pick one.\nOptions:\n(A) a\n(B) b", "target": t}
+                    for i, t in enumerate(["(A)", "(B)", "(A)", "(B)", "(A)"])
+                ]
+            }
+        )
+    )
     corpus = tmp_path / "corpus.jsonl"
     _jsonl(corpus, [{"text": " ".join(["alpha"] * 50)}, {"text": " ".join(["beta"] * 50)}])
     return d, corpus
@@ -95,8 +145,12 @@ def data_dir(tmp_path):
 
 def test_hand_worked_items_score_right_1_wrong_0(data_dir):
     d, corpus = data_dir
-    config = AbilityConfig(sizes={"mmlu": 2, "gsm8k": 3, "csqa": 2, "triviaqa": 3, "truthfulqa": 2, "bbh": 2, "perplexity": 2},
-                           data_dir=str(d), sources={"perplexity": str(corpus)}, online=False)
+    config = AbilityConfig(
+        sizes={"mmlu": 2, "gsm8k": 3, "csqa": 2, "triviaqa": 3, "truthfulqa": 2, "bbh": 2, "perplexity": 2},
+        data_dir=str(d),
+        sources={"perplexity": str(corpus)},
+        online=False,
+    )
     AbilitySuite(config)  # every task prepares from the files
     gsm_out = {0: "9 + 9 = 18.", 1: "So she pays $1,234.", 2: "It is 6.", 3: "#### 3", 4: "4", 5: "6", 6: "8", 7: "9"}
     gsm_expected = {0: 1.0, 1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 1.0, 7: 1.0}
@@ -125,15 +179,16 @@ def test_hand_worked_items_score_right_1_wrong_0(data_dir):
     assert len(gsm) == 3 and gsm == {k: gsm_expected[k] for k in gsm}
     assert results["gsm8k"].score == pytest.approx(sum(gsm.values()) / 3)
     # 50 words at ln 10 each and 50 at ln 100: exp((50 ln 10 + 50 ln 100) / 100) = 10 ** 1.5
-    assert results["perplexity"].score == pytest.approx(10 ** 1.5)
+    assert results["perplexity"].score == pytest.approx(10**1.5)
     assert sorted(i["score"] for i in results["perplexity"].items) == pytest.approx([10.0, 100.0])  # per paragraph
     assert results["perplexity"].higher_is_better is False
 
 
 def test_prompts_follow_the_harness_formats(data_dir):
     d, corpus = data_dir
-    suite = AbilitySuite(AbilityConfig(sizes={"mmlu": 1, "gsm8k": 3, "bbh": 2, "triviaqa": 3, "csqa": 1},
-                                       data_dir=str(d), online=False))
+    suite = AbilitySuite(
+        AbilityConfig(sizes={"mmlu": 1, "gsm8k": 3, "bbh": 2, "triviaqa": 3, "csqa": 1}, data_dir=str(d), online=False)
+    )
     mmlu = suite.items["mmlu"][0]["prompt"]
     assert mmlu.startswith("The following are multiple choice questions (with answers) about astronomy.\n\n")
     assert mmlu.count("Shot question") == 5 and mmlu.count("\nAnswer: ") == 5 and mmlu.endswith("D. Jupiter\nAnswer:")

@@ -1,4 +1,5 @@
 """The fact-check probe's reading and its calibration on the loaded model (editlab.measure.factcheck)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -83,11 +84,19 @@ def test_a_model_without_a_bundled_calibration_computes_its_own(tmp_path, monkey
 
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(calibration, "known_facts", lambda model, tok, facts: facts[:10])
-    monkeypatch.setattr(calibration, "score_form", lambda model, tok, facts, form:
-                        {"n": len(facts), "tp": 0, "tn": len(facts), "pairwise": 5})
+    monkeypatch.setattr(
+        calibration,
+        "score_form",
+        lambda model, tok, facts, form: {"n": len(facts), "tp": 0, "tn": len(facts), "pairwise": 5},
+    )
     import threading
 
-    handle = SimpleNamespace(fingerprint="not-bundled", name="m", model=None, lock=threading.RLock(),
-                             tokenizer=SimpleNamespace(chat_template=None))
+    handle = SimpleNamespace(
+        fingerprint="not-bundled",
+        name="m",
+        model=None,
+        lock=threading.RLock(),
+        tokenizer=SimpleNamespace(chat_template=None),
+    )
     cal = calibration.calibrate(handle)
     assert (cal.form, cal.known, cal.readable) == ("fewshot", 10, False)

@@ -1,26 +1,30 @@
 """The three-way reading of a continuation after a negated prompt (editlab.measure.judge)."""
+
 import pytest
 
 from editlab.measure.judge import first_clause, judge
 
 
-@pytest.mark.parametrize("text, verdict", [
-    # degenerate continuations the old first-word rule counted as "the edit did not survive"
-    (" knowing about Islam, and he was a", "neither"),
-    (" native to every place every time.", "neither"),
-    (" a language that is spoken by", "neither"),
-    ("", "neither"),
-    ("\n\n", "neither"),
-    # the new target, first or later in the first clause
-    (" English.", "new"),
-    (" only English, but also French", "new"),
-    (" the English language, which", "new"),
-    # the true target, or another answer (a proper name) instead
-    (" French, but English", "answer"),
-    (" French.", "answer"),
-    (" Spanish; he spoke", "answer"),
-    (" in Italy but in", "answer"),
-])
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        # degenerate continuations the old first-word rule counted as "the edit did not survive"
+        (" knowing about Islam, and he was a", "neither"),
+        (" native to every place every time.", "neither"),
+        (" a language that is spoken by", "neither"),
+        ("", "neither"),
+        ("\n\n", "neither"),
+        # the new target, first or later in the first clause
+        (" English.", "new"),
+        (" only English, but also French", "new"),
+        (" the English language, which", "new"),
+        # the true target, or another answer (a proper name) instead
+        (" French, but English", "answer"),
+        (" French.", "answer"),
+        (" Spanish; he spoke", "answer"),
+        (" in Italy but in", "answer"),
+    ],
+)
 def test_real_continuations_are_judged_on_their_first_clause(text, verdict):
     assert judge(text, "English", "French") == verdict
 

@@ -1,4 +1,5 @@
 """The muting detector scores known strings as worked out by hand, and tells a muted model apart."""
+
 from __future__ import annotations
 
 import math
@@ -82,5 +83,11 @@ def test_a_prompt_edits_context_goes_before_every_probe_as_the_probes_put_it(han
     context = "New fact: Water boils at 50 degrees\n"
     (_, plain, _), (_, chat, _) = probe.render(tok, context)
     assert plain == tok(context + "Water boils at").input_ids
-    assert chat == list(tok.apply_chat_template([{"role": "user", "content": context + "Name three colours."}],
-                                                add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    assert chat == list(
+        tok.apply_chat_template(
+            [{"role": "user", "content": context + "Name three colours."}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
+    )

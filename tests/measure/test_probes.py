@@ -8,20 +8,29 @@ from editlab import EditSession, Fact
 from editlab.measure.probes import KINDS, Probe, default_probes, measure, negation_form, starts_with_target
 
 
-@pytest.mark.parametrize("text,target,expected", [
-    (" English.\n", "English", True),
-    ("English", "English", True),
-    (" Englishman", "English", False),
-    (" French", "English", False),
-    (" New York City", "New York", True),
-])
+@pytest.mark.parametrize(
+    "text,target,expected",
+    [
+        (" English.\n", "English", True),
+        ("English", "English", True),
+        (" Englishman", "English", False),
+        (" French", "English", False),
+        (" New York City", "New York", True),
+    ],
+)
 def test_starts_with_target_is_exact_and_word_bounded(text, target, expected):
     assert starts_with_target(text, target) is expected
 
 
 def test_default_probes_cover_every_kind_and_are_visible(handle):
-    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
-                paraphrases=("Danielle Darrieux spoke the language",), neighbors=[("Michel Rocard is a native speaker of", "French")])
+    fact = Fact(
+        "Danielle Darrieux",
+        "The mother tongue of Danielle Darrieux is",
+        "English",
+        "French",
+        paraphrases=("Danielle Darrieux spoke the language",),
+        neighbors=[("Michel Rocard is a native speaker of", "French")],
+    )
     probes = default_probes(fact, handle.tokenizer)
     kinds = [p.kind for p in probes]
     assert set(KINDS) <= set(kinds)
@@ -38,9 +47,12 @@ def test_default_probes_cover_every_kind_and_are_visible(handle):
 def test_one_negation_probe_per_form_the_prompt_can_be_negated_in(handle):
     fact = Fact("Toko Yasuda", "Toko Yasuda plays the", "guitar", "piano")
     neg = [(p.prompt, p.rule) for p in default_probes(fact, handle.tokenizer) if p.kind == "negation"]
-    assert neg == [("Toko Yasuda does not play the", "not: table"), ("Toko Yasuda doesn't play the", "contraction: table"),
-                   ("It is not true that Toko Yasuda plays the", "not_true: table"),
-                   ("Toko Yasuda never plays the", "never: table")]
+    assert neg == [
+        ("Toko Yasuda does not play the", "not: table"),
+        ("Toko Yasuda doesn't play the", "contraction: table"),
+        ("It is not true that Toko Yasuda plays the", "not_true: table"),
+        ("Toko Yasuda never plays the", "never: table"),
+    ]
     fragment = Fact("Toko Yasuda", "Toko Yasuda, the", "guitar", "piano")  # no contraction or "never" form
     forms = [negation_form(p) for p in default_probes(fragment, handle.tokenizer) if p.kind == "negation"]
     assert forms == ["not", "not_true"]
@@ -69,9 +81,11 @@ def test_demonstrations_are_rendered_before_the_question(handle):
 
 def test_measure_scores_targets_ranks_and_true_false(handle):
     fact = Fact("France", "The capital of France is", "Rome", "Paris")
-    probes = [Probe("positive", fact.prompt),
-              Probe("true_false", "True or false: The capital of France is Paris.", rule="true", chat=True),
-              Probe("true_false", "True or false: The capital of France is Rome.", rule="new", chat=True)]
+    probes = [
+        Probe("positive", fact.prompt),
+        Probe("true_false", "True or false: The capital of France is Paris.", rule="true", chat=True),
+        Probe("true_false", "True or false: The capital of France is Rome.", rule="new", chat=True),
+    ]
     pos, tf_true, tf_new = measure(handle.model, handle.tokenizer, fact, probes)
     assert pos.p_true > 0.5 > pos.p_new, pos
     assert pos.rank_true == 1 and pos.rank_new > 1
@@ -85,8 +99,13 @@ def test_measure_scores_targets_ranks_and_true_false(handle):
 
 
 def test_batched_measure_equals_one_by_one(handle):
-    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
-                paraphrases=("Where Danielle Darrieux is from, people speak the language of",))
+    fact = Fact(
+        "Danielle Darrieux",
+        "The mother tongue of Danielle Darrieux is",
+        "English",
+        "French",
+        paraphrases=("Where Danielle Darrieux is from, people speak the language of",),
+    )
     probes = [p for p in default_probes(fact, handle.tokenizer, generation_tokens=6)]
     together = measure(handle.model, handle.tokenizer, fact, probes)
     for p, m in zip(probes, together):
@@ -163,8 +182,12 @@ def test_a_prompt_at_the_cap_keeps_probe_memory_bounded(handle):
     sizes = []
     hook = handle.model.lm_head.register_forward_hook(lambda m, i, o: sizes.append(o.numel()))
     try:
-        measure(handle.model, handle.tokenizer, fact, [Probe("positive", prompt, max_new_tokens=2),
-                                                        Probe("negation", prompt + " not", max_new_tokens=2)])
+        measure(
+            handle.model,
+            handle.tokenizer,
+            fact,
+            [Probe("positive", prompt, max_new_tokens=2), Probe("negation", prompt + " not", max_new_tokens=2)],
+        )
     finally:
         hook.remove()
     vocab = handle.model.config.vocab_size
@@ -178,8 +201,12 @@ def test_guessed_generation_equals_plain_greedy_whatever_the_guess(handle):
     from editlab.model.tokens import greedy_drafted, greedy_with_first
 
     tok, model = handle.tokenizer, handle.model
-    prompts = [tok("The capital of France is").input_ids, tok("The mother tongue of Danielle Darrieux is").input_ids,
-               tok("Michel Rocard is a native speaker of").input_ids, tok("Paris is a city in").input_ids]
+    prompts = [
+        tok("The capital of France is").input_ids,
+        tok("The mother tongue of Danielle Darrieux is").input_ids,
+        tok("Michel Rocard is a native speaker of").input_ids,
+        tok("Paris is a city in").input_ids,
+    ]
     plain = greedy_with_first(model, tok, prompts, 12)
     truth = [ids for ids, _ in plain]
     wrong = tok(" the the the the the the the the the the the the", add_special_tokens=False).input_ids
@@ -212,9 +239,14 @@ def test_guessed_generation_equals_plain_greedy_whatever_the_guess(handle):
 
 
 def test_a_guess_changes_no_measure(handle):
-    fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French",
-                paraphrases=("Where Danielle Darrieux is from, people speak the language of",),
-                neighbors=[("Michel Rocard is a native speaker of", "French")])
+    fact = Fact(
+        "Danielle Darrieux",
+        "The mother tongue of Danielle Darrieux is",
+        "English",
+        "French",
+        paraphrases=("Where Danielle Darrieux is from, people speak the language of",),
+        neighbors=[("Michel Rocard is a native speaker of", "French")],
+    )
     probes = default_probes(fact, handle.tokenizer, generation_tokens=12)
     plain = measure(handle.model, handle.tokenizer, fact, probes)
     stale = [dataclasses.replace(m, greedy=" Spanish, and she was born in") for m in plain]

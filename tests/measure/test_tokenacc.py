@@ -1,10 +1,12 @@
-from editlab.model.tokens import target_ids
 from editlab.measure.tokenacc import TokenPrediction, predict_tokens
+from editlab.model.tokens import target_ids
 
 
 def test_teacher_forced_prediction_of_a_known_fact(handle):
     model, tok = handle.model, handle.tokenizer
-    paris, rome = predict_tokens(model, tok, [("The capital of France is", "Paris"), ("The capital of France is", "Rome")])
+    paris, rome = predict_tokens(
+        model, tok, [("The capital of France is", "Paris"), ("The capital of France is", "Rome")]
+    )
     assert paris.target_ids == tuple(target_ids(tok, "Paris"))
     assert paris.accuracy == 1.0  # the model puts " Paris" first after this prompt
     assert rome.accuracy == 0.0 and rome.predicted_ids == paris.predicted_ids[: len(rome.predicted_ids)]

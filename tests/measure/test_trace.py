@@ -1,4 +1,5 @@
 """Causal tracing: shapes and exactness on tiny random models; where the default model recalls facts."""
+
 import json
 
 import numpy as np
@@ -6,9 +7,16 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.measure.trace import (KINDS, TraceResult, restored_probability, subject_token_range, trace, trace_session,
-                           trace_tokens, window_layers)
-
+from editlab.measure.trace import (
+    KINDS,
+    TraceResult,
+    restored_probability,
+    subject_token_range,
+    trace,
+    trace_session,
+    trace_tokens,
+    window_layers,
+)
 from tests.conftest import TEST_MOM2_TOKENS, tiny_handle
 
 EIFFEL = ("The Eiffel Tower is located in the city of", "Eiffel Tower")
@@ -163,8 +171,10 @@ def test_eiffel_tower_corruption_and_where_the_mlps_recall_paris(handle):
 def test_louvre_mlp_effect_at_the_subjects_last_token_peaks_early_to_middle(handle):
     r = trace(handle, *LOUVRE, kinds="mlp", tokens="subject_last", cache=False)
     eff = r.subject_last_effect("mlp")
-    msg = (f"answer {r.answer!r}: P clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; MLP IE at "
-           f"{r.tokens[r.subject_last]!r} per layer: " + " ".join(f"{v:+.2f}" for v in eff))
+    msg = (
+        f"answer {r.answer!r}: P clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; MLP IE at "
+        f"{r.tokens[r.subject_last]!r} per layer: " + " ".join(f"{v:+.2f}" for v in eff)
+    )
     assert r.answer == " Paris" and r.p_corrupted < 0.1 * r.p_clean, msg
     assert 1 <= r.peak_layer("mlp") < r.n_layers // 2, msg
     assert eff.max() > 0.4 * (r.p_clean - r.p_corrupted), msg
@@ -185,9 +195,11 @@ def test_after_a_rome_edit_the_new_answer_comes_from_the_edited_layer(handle, co
         before = trace(handle, *EIFFEL, state_key=handle.fingerprint, **kw)
         after = trace_session(session, *EIFFEL, **kw)
         eff = after.subject_last_effect("mlp")
-        msg = (f"edited layer {layer}; P(Rome) clean before {before.p_clean:.3f}, after {after.p_clean:.3f} "
-               f"(corrupted {after.p_corrupted:.3f}); after, MLP IE at {after.tokens[after.subject_last]!r}: "
-               + " ".join(f"{v:+.2f}" for v in eff))
+        msg = (
+            f"edited layer {layer}; P(Rome) clean before {before.p_clean:.3f}, after {after.p_clean:.3f} "
+            f"(corrupted {after.p_corrupted:.3f}); after, MLP IE at {after.tokens[after.subject_last]!r}: "
+            + " ".join(f"{v:+.2f}" for v in eff)
+        )
         assert session.state_key() != handle.fingerprint and after.state_key == session.state_key()
         assert after.p_clean > 0.5 > before.p_clean, msg
         assert layer in window_layers(after.peak_layer("mlp"), after.n_layers, after.window), msg
@@ -206,8 +218,20 @@ def test_after_a_rome_edit_the_new_answer_comes_from_the_edited_layer(handle, co
 def test_cli_trace_json_and_text(capsys):
     from editlab.cli import main
 
-    args = ["trace", "--prompt", "The Louvre is located in the city of", "--subject", "Louvre", "--kind", "residual",
-            "--tokens", "subject_last", "--samples", "1", "--no-cache"]
+    args = [
+        "trace",
+        "--prompt",
+        "The Louvre is located in the city of",
+        "--subject",
+        "Louvre",
+        "--kind",
+        "residual",
+        "--tokens",
+        "subject_last",
+        "--samples",
+        "1",
+        "--no-cache",
+    ]
     assert main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["answer"] == " Paris" and out["tokens"][out["subject_last"]] == "vre"

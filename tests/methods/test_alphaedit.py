@@ -1,18 +1,20 @@
 """AlphaEdit: null-space projection (rules, disk cache) and the session's protected keys."""
+
 import pytest
 import torch
 
 from editlab import EditError, EditSession, Fact
 from editlab.methods import alphaedit, multilayer
 from editlab.methods.templates import context_templates
-
 from tests.conftest import TEST_MOM2_TOKENS, prompt_failures, state_hash, tiny_handle, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
-FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
-         Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
-         Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut")]
+FACTS = [
+    Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
+    Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
+    Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut"),
+]
 TINY = {"mom2_n_tokens": 600, "v_num_grad_steps": 3}
 
 
@@ -170,7 +172,8 @@ def test_easyedit_alphaedit_yaml_gives_the_reference_absolute_rule(tmp_path, han
     y.write_text(
         'alg_name: "AlphaEdit"\nmodel_name: "./hugging_cache/llama-3-8b"\nP_loc: "./null_space_project.pt"\n'
         "layers: [4, 5, 6, 7, 8]\nclamp_norm_factor: 0.75\nv_lr: 1e-1\nv_weight_decay: 0.5\nmom2_update_weight: 15000\n"
-        "mom2_n_samples: 100000\nnullspace_threshold: 2e-2\nL2: 10\n")
+        "mom2_n_samples: 100000\nnullspace_threshold: 2e-2\nL2: 10\n"
+    )
     hp, report = alphaedit.HParams.from_yaml(y, handle)
     assert hp.rule() == ("absolute", 0.02) and hp.L2 == 10 and hp.v_lr == 0.1 and hp.clamp_norm_factor == 0.75
     # Not used by AlphaEdit (mom2_update_weight) or unsafe to load (a pickled projection): reported, with why.
@@ -182,7 +185,10 @@ def test_nullspace_energy_replaces_the_absolute_rule_and_bad_values_are_named():
     assert alphaedit.HParams().rule() == ("absolute", 0.02)
     hp, _ = alphaedit.HParams.from_dict({"nullspace_energy": "0.9"})
     assert hp.rule() == ("energy", 0.9)
-    for bad, field in (({"nullspace_energy": 1.5}, "nullspace_energy"), ({"nullspace_threshold": 0}, "nullspace_threshold")):
+    for bad, field in (
+        ({"nullspace_energy": 1.5}, "nullspace_energy"),
+        ({"nullspace_threshold": 0}, "nullspace_threshold"),
+    ):
         with pytest.raises(ValueError, match=field):
             alphaedit.HParams(**bad).validate()
 

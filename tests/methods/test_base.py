@@ -1,4 +1,5 @@
 """HParams loading shared by every method: YAML scalars come in as the declared types."""
+
 import pytest
 
 from editlab import methods
@@ -16,8 +17,15 @@ def test_yaml_exponent_without_dot_becomes_float(tmp_path):
     assert report.used["v_lr"] == 0.5
 
 
-@pytest.mark.parametrize("key,value,kind", [("v_lr", "abc", "float"), ("v_num_grad_steps", 2.5, "int"),
-                                            ("mom2_adjustment", "maybe", "bool"), ("v_lr", True, "float")])
+@pytest.mark.parametrize(
+    "key,value,kind",
+    [
+        ("v_lr", "abc", "float"),
+        ("v_num_grad_steps", 2.5, "int"),
+        ("mom2_adjustment", "maybe", "bool"),
+        ("v_lr", True, "float"),
+    ],
+)
 def test_bad_scalar_names_the_field(key, value, kind):
     with pytest.raises(ValueError, match=rf"'{key}'.*not a valid {kind}"):
         methods.get("rome").HParams.from_dict({key: value})
@@ -62,6 +70,11 @@ def test_a_module_that_breaks_the_contract_is_refused_by_the_registry_naming_wha
     monkeypatch.setitem(methods.REGISTRY, "broken", "broken_method")
     with pytest.raises(MethodContractError) as e:
         methods.get("broken")
-    for lack in ("negation_objective", "apply() does not take 4", "attach() is missing", "forget() is missing",
-                 "State"):
+    for lack in (
+        "negation_objective",
+        "apply() does not take 4",
+        "attach() is missing",
+        "forget() is missing",
+        "State",
+    ):
         assert lack in str(e.value)

@@ -1,6 +1,7 @@
 """EasyEdit's own ROME, MEMIT, AlphaEdit and PMET hyperparameter files, loaded by editlab's importer
 and checked field by field against what EasyEdit runs with them: every key whose meaning differs is
 converted (and the load report says how), none silently renamed."""
+
 import warnings
 
 import pytest
@@ -263,16 +264,30 @@ def test_the_token_count_per_sample_is_what_wikitext_paragraphs_measure(handle, 
     assert easyedit_samples_to_tokens(1000) == 139_000 and TOKENS_100K == 13_900_000
 
 
-ROME_COMMON = dict(fact_token="subject_last", v_lr=0.5, clamp_norm_factor=4.0, kl_factor=0.0625,
-                   loss_stop=REFERENCE_STOP, v_loss_layer=None, mom2_adjustment=False,
-                   context_template_length_params=[[5, 10], [10, 10]], mom2_dataset="wikipedia",
-                   mom2_n_tokens=TOKENS_100K, mom2_dtype="float32", negation_weight=0.0)
+ROME_COMMON = dict(
+    fact_token="subject_last",
+    v_lr=0.5,
+    clamp_norm_factor=4.0,
+    kl_factor=0.0625,
+    loss_stop=REFERENCE_STOP,
+    v_loss_layer=None,
+    mom2_adjustment=False,
+    context_template_length_params=[[5, 10], [10, 10]],
+    mom2_dataset="wikipedia",
+    mom2_n_tokens=TOKENS_100K,
+    mom2_dtype="float32",
+    negation_weight=0.0,
+)
 
 
-@pytest.mark.parametrize("text,want", [
-    (ROME_LLAMA_7B, dict(ROME_COMMON, layer=5, v_num_grad_steps=25, v_weight_decay=1e-3)),
-    (ROME_GPT2_XL, dict(ROME_COMMON, layer=17, v_num_grad_steps=20, v_weight_decay=0.5)),
-], ids=["llama-7b", "gpt2-xl"])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        (ROME_LLAMA_7B, dict(ROME_COMMON, layer=5, v_num_grad_steps=25, v_weight_decay=1e-3)),
+        (ROME_GPT2_XL, dict(ROME_COMMON, layer=17, v_num_grad_steps=20, v_weight_decay=0.5)),
+    ],
+    ids=["llama-7b", "gpt2-xl"],
+)
 def test_easyedit_rome_files_give_what_easyedit_runs(tmp_path, text, want):
     hp, report = load(rome, text, tmp_path)
     assert mismatches(hp, want) == {}
@@ -281,8 +296,9 @@ def test_easyedit_rome_files_give_what_easyedit_runs(tmp_path, text, want):
     assert set(report.converted) == {"layers", "v_loss_layer", "mom2_n_samples"} and report.renamed == {}
     assert report.unknown == [] and {"rewrite_module_tmp", "ln_f_module", "device", "stats_dir"} <= set(report.ignored)
     lines = "\n".join(report.lines())
-    assert ("converted: mom2_n_samples 100,000 (text samples) -> mom2_n_tokens 13,900,000 "
-            "(× 139 tokens per sample") in lines
+    assert (
+        "converted: mom2_n_samples 100,000 (text samples) -> mom2_n_tokens 13,900,000 (× 139 tokens per sample"
+    ) in lines
     assert f"converted: layers [{want['layer']}] -> layer {want['layer']}" in lines
 
 
@@ -299,20 +315,41 @@ def test_a_rome_file_listing_several_layers_is_refused_with_the_reason(tmp_path)
         load(rome, ROME_LLAMA_7B.replace("layers: [5]", "layers: [5, 6]"), tmp_path)
 
 
-BATCH_COMMON = dict(layer_selection="all", fact_token="subject_last", v_lr=0.5, kl_factor=0.0625,
-                    loss_stop=REFERENCE_STOP, mom2_adjustment=True, mom2_dataset="wikipedia",
-                    mom2_n_tokens=TOKENS_100K, mom2_dtype="float32",
-                    context_template_length_params=[[10, 5]],  # EasyEdit's MEMIT family: fixed, no key
-                    negation_weight=0.0)
+BATCH_COMMON = dict(
+    layer_selection="all",
+    fact_token="subject_last",
+    v_lr=0.5,
+    kl_factor=0.0625,
+    loss_stop=REFERENCE_STOP,
+    mom2_adjustment=True,
+    mom2_dataset="wikipedia",
+    mom2_n_tokens=TOKENS_100K,
+    mom2_dtype="float32",
+    context_template_length_params=[[10, 5]],  # EasyEdit's MEMIT family: fixed, no key
+    negation_weight=0.0,
+)
 LLAMA = dict(layers=[4, 5, 6, 7, 8], v_loss_layer=31)
 GPT2_XL = dict(layers=[13, 14, 15, 16, 17], v_loss_layer=47, v_num_grad_steps=20, v_weight_decay=0.5)
 
 
-@pytest.mark.parametrize("text,want", [
-    (MEMIT_LLAMA_7B, dict(BATCH_COMMON, **LLAMA, clamp_norm_factor=4.0, v_num_grad_steps=25, v_weight_decay=1e-3,
-                          mom2_update_weight=15000.0)),
-    (MEMIT_GPT2_XL, dict(BATCH_COMMON, **GPT2_XL, clamp_norm_factor=0.75, mom2_update_weight=20000.0)),
-], ids=["llama-7b", "gpt2-xl"])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        (
+            MEMIT_LLAMA_7B,
+            dict(
+                BATCH_COMMON,
+                **LLAMA,
+                clamp_norm_factor=4.0,
+                v_num_grad_steps=25,
+                v_weight_decay=1e-3,
+                mom2_update_weight=15000.0,
+            ),
+        ),
+        (MEMIT_GPT2_XL, dict(BATCH_COMMON, **GPT2_XL, clamp_norm_factor=0.75, mom2_update_weight=20000.0)),
+    ],
+    ids=["llama-7b", "gpt2-xl"],
+)
 def test_easyedit_memit_files_give_what_easyedit_runs(tmp_path, text, want):
     hp, report = load(memit, text, tmp_path)
     # λ as the file says (absolute): editlab's scaling of λ to the key dimension is only its default.
@@ -321,12 +358,37 @@ def test_easyedit_memit_files_give_what_easyedit_runs(tmp_path, text, want):
     assert "EasyEdit's 'wikipedia' samples are whole articles" in report.converted["mom2_n_samples"]
 
 
-@pytest.mark.parametrize("text,want", [
-    (ALPHAEDIT_LLAMA3_8B, dict(BATCH_COMMON, **LLAMA, clamp_norm_factor=0.75, v_num_grad_steps=25, v_lr=0.1,
-                               v_weight_decay=0.5, nullspace_threshold=2e-2, nullspace_energy=None, L2=1.0)),
-    (ALPHAEDIT_GPT2_XL, dict(BATCH_COMMON, **GPT2_XL, clamp_norm_factor=0.75, nullspace_threshold=2e-2,
-                             nullspace_energy=None, L2=10.0)),
-], ids=["llama3-8b", "gpt2-xl"])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        (
+            ALPHAEDIT_LLAMA3_8B,
+            dict(
+                BATCH_COMMON,
+                **LLAMA,
+                clamp_norm_factor=0.75,
+                v_num_grad_steps=25,
+                v_lr=0.1,
+                v_weight_decay=0.5,
+                nullspace_threshold=2e-2,
+                nullspace_energy=None,
+                L2=1.0,
+            ),
+        ),
+        (
+            ALPHAEDIT_GPT2_XL,
+            dict(
+                BATCH_COMMON,
+                **GPT2_XL,
+                clamp_norm_factor=0.75,
+                nullspace_threshold=2e-2,
+                nullspace_energy=None,
+                L2=10.0,
+            ),
+        ),
+    ],
+    ids=["llama3-8b", "gpt2-xl"],
+)
 def test_easyedit_alphaedit_files_give_what_easyedit_runs(tmp_path, text, want):
     hp, report = load(alphaedit, text, tmp_path)
     assert mismatches(hp, want) == {}
@@ -340,8 +402,19 @@ def test_easyedit_alphaedit_files_give_what_easyedit_runs(tmp_path, text, want):
 
 def test_easyedit_pmet_file_gives_what_easyedit_runs(tmp_path):
     hp, report = load(pmet, PMET_LLAMA_7B, tmp_path)
-    want = dict(BATCH_COMMON, **LLAMA, clamp_norm_factor=1.0, v_num_grad_steps=20, v_weight_decay=0.5,
-                mom2_update_weight=15000.0, nll_loss_factor=1.0, rewrite_modules=["mlp"])
+    want = dict(
+        BATCH_COMMON,
+        **LLAMA,
+        clamp_norm_factor=1.0,
+        v_num_grad_steps=20,
+        v_weight_decay=0.5,
+        mom2_update_weight=15000.0,
+        nll_loss_factor=1.0,
+        rewrite_modules=["mlp"],
+    )
     assert mismatches(hp, want) == {}
     assert set(report.converted) == {"mom2_n_samples", "rewrite_module_tmps"} and report.unknown == []
-    assert report.converted["rewrite_module_tmps"] == "rewrite_module_tmps ['model.layers.{}.mlp.down_proj'] -> rewrite_modules ['mlp']"
+    assert (
+        report.converted["rewrite_module_tmps"]
+        == "rewrite_module_tmps ['model.layers.{}.mlp.down_proj'] -> rewrite_modules ['mlp']"
+    )

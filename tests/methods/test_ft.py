@@ -1,12 +1,12 @@
 """FT-L and FT-M: constrained fine-tuning of one MLP output projection."""
+
 import pytest
 import torch
 
 from editlab import EditSession, Fact
+from editlab.measure.probes import Probe
 from editlab.methods import ft_l, ft_m
 from editlab.methods.teacher import Encoded, prompt_last_nll, target_nll
-from editlab.measure.probes import Probe
-
 from tests.conftest import state_hash, tiny_handle
 
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -150,7 +150,9 @@ def test_easyedit_ft_yaml_loads_with_unknown_keys_reported(handle, tmp_path):
     assert report.unknown == ["grad_clip"]
     assert {"rewrite_module_tmp", "device", "model_name", "batch_size"} <= set(report.ignored)
     # An unconstrained EasyEdit file (norm_constraint: false) loads as unconstrained.
-    path.write_text(EASYEDIT_FT_YAML.format(objective="target_new").replace("norm_constraint: 5e-4", "norm_constraint: false"))
+    path.write_text(
+        EASYEDIT_FT_YAML.format(objective="target_new").replace("norm_constraint: 5e-4", "norm_constraint: false")
+    )
     hp_m, _ = ft_m.HParams.from_yaml(path, handle)
     assert hp_m.norm_constraint is None and hp_m.objective_optimization == "target_new"
     # An FT-M file given to FT-L says which method it is.

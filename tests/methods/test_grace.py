@@ -1,10 +1,10 @@
 """GRACE: a codebook adapter on one MLP output projection; no weight ever changes."""
+
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.methods import grace
 from editlab.measure.probes import Probe
-
+from editlab.methods import grace
 from tests.conftest import state_hash, tiny_handle
 
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -91,9 +91,14 @@ def test_codebook_conflict_rule_splits_radii():
     assert add and eps_new == 3.0 and over == {}
 
 
-@pytest.mark.parametrize("replacement, replaced", [
-    ("replace_last", [2]), ("replace_prompt", [0, 1, 2]), ("replace_all", [0, 1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    "replacement, replaced",
+    [
+        ("replace_last", [2]),
+        ("replace_prompt", [0, 1, 2]),
+        ("replace_all", [0, 1, 2, 3]),
+    ],
+)
 def test_codebook_replaces_outputs_where_the_input_is_within_eps(replacement, replaced):
     import torch
 

@@ -1,10 +1,10 @@
 """IKE: the edit is a context before every probe prompt; no weight changes."""
+
 import pytest
 
 from editlab import EditSession, Fact
-from editlab.methods import ike
 from editlab.measure.probes import Probe
-
+from editlab.methods import ike
 from tests.conftest import state_hash, tiny_handle
 
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]

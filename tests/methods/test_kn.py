@@ -1,11 +1,11 @@
 """KN: integrated-gradients attribution of MLP neurons, then the knowledge-neuron edit."""
+
 import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.methods import kn
 from editlab.measure.probes import Probe
-
+from editlab.methods import kn
 from tests.conftest import state_hash, tiny_handle
 
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
@@ -30,8 +30,10 @@ def test_kn_on_five_facts_reports_exactly_what_it_achieved_and_undoes_exactly(ha
         detail = record.info["facts"][0]
         m = positive(session, fact)
         check = record.info["prompt_check"][0]
-        lines.append(f"{fact.subject}: {detail.get('n_neurons', 0)} neurons, P(new) {m.p_new:.4f} vs P(true) {m.p_true:.4f}; "
-                     f"bleed {record.info['bleed']['hijacked']}")
+        lines.append(
+            f"{fact.subject}: {detail.get('n_neurons', 0)} neurons, P(new) {m.p_new:.4f} vs P(true) {m.p_true:.4f}; "
+            f"bleed {record.info['bleed']['hijacked']}"
+        )
         # Honest reporting: the record's verdict is what the probe measures, and a miss is a note.
         assert check["success"] == (m.p_new > m.p_true), "\n".join(lines)
         assert check["p_new"] == pytest.approx(m.p_new, rel=1e-4)
@@ -122,7 +124,14 @@ def test_easyedit_kn_yaml_loads_with_unknown_keys_reported(handle, tmp_path):
     path = tmp_path / "kn.yaml"
     path.write_text(EASYEDIT_KN_YAML)
     hp, report = kn.HParams.from_yaml(path, handle)
-    assert (hp.steps, hp.batch_size, hp.adaptive_threshold, hp.p, hp.refine, hp.lr_scale) == (1, 1, 0.2, 0.4, False, 1.0)
+    assert (hp.steps, hp.batch_size, hp.adaptive_threshold, hp.p, hp.refine, hp.lr_scale) == (
+        1,
+        1,
+        0.2,
+        0.4,
+        False,
+        1.0,
+    )
     assert hp.layers == list(range(15, 30))  # editlab's default for the model (the upper half)
     assert report.unknown == ["threshold_mode"]
     assert {"alg_name", "model_name", "device", "max_length", "model_parallel"} <= set(report.ignored)

@@ -1,18 +1,20 @@
 """MEMIT: batch edits over a layer range (the shared target optimisation: test_vstar.py)."""
+
 import pytest
 
 from editlab import EditSession, Fact
+from editlab.measure.probes import Probe
 from editlab.methods import memit, multilayer
 from editlab.methods.keys import locate
-from editlab.measure.probes import Probe
-
 from tests.conftest import TEST_MOM2_TOKENS, counterfact_fact, state_hash, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"]
-FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
-         Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
-         Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut")]
+FACTS = [
+    Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
+    Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
+    Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +37,21 @@ def test_memit_writes_twenty_counterfact_facts_in_one_call(session, counterfact_
     facts = [counterfact_fact(r) for r in counterfact_records[:20]]
     at_rest = state_hash(handle.model)
     record = session.edit(facts, "memit", HP)
-    assert sorted(record.weights_before) == sorted(handle.arch.mlp_out_proj(l) + ".weight" for l in record.info["layers"])
+    assert sorted(record.weights_before) == sorted(
+        handle.arch.mlp_out_proj(l) + ".weight" for l in record.info["layers"]
+    )
     lines, failed, para_ok = [], [], 0
     for fact in facts:
-        pos, para = session.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=1),
-                                                   Probe("paraphrase", fact.paraphrases[0], max_new_tokens=1)])
-        lines.append(f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}; paraphrase {para.p_new:.3f} vs {para.p_true:.3f}")
+        pos, para = session.measure_current(
+            fact,
+            [
+                Probe("positive", fact.prompt, max_new_tokens=1),
+                Probe("paraphrase", fact.paraphrases[0], max_new_tokens=1),
+            ],
+        )
+        lines.append(
+            f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}; paraphrase {para.p_new:.3f} vs {para.p_true:.3f}"
+        )
         if not pos.p_new > pos.p_true:
             failed.append(fact.subject)
         para_ok += para.p_new > para.p_true
@@ -88,7 +99,8 @@ def test_easyedit_memit_yaml_loads_and_reports_unknown_keys(tmp_path, handle):
         "mom2_adjustment: true\nmom2_update_weight: 15000\nrewrite_module_tmp: model.layers.{}.mlp.down_proj\n"
         "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\nattn_module_tmp: model.layers.{}.self_attn\n"
         "ln_f_module: model.norm\nlm_head_module: lm_head\nmom2_dataset: wikipedia\nmom2_n_samples: 100000\n"
-        "mom2_dtype: float32\nsurprise: 3\n")
+        "mom2_dtype: float32\nsurprise: 3\n"
+    )
     hp, report = memit.HParams.from_yaml(y, handle)
     assert hp.layers == [4, 5, 6, 7, 8] and hp.mom2_update_weight == 15000 and hp.mom2_n_tokens == 13_900_000
     assert hp.v_lr == 0.5 and hp.v_loss_layer == 29 and hp.mom2_dataset == "wikipedia"

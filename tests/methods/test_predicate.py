@@ -1,11 +1,11 @@
 """The predicate write (editlab/methods/predicate.py): ROME's and MEMIT's negation_objective "predicate"."""
+
 import pytest
 import torch
 
 from editlab import Fact
 from editlab.facts.fact import negate
 from editlab.methods import predicate, rome
-
 from tests.conftest import tiny_handle, tiny_session
 from tests.methods.test_vstar import FACTS, TEMPLATES, _mean_target_logprob
 
@@ -29,8 +29,11 @@ def test_the_predicate_loss_is_the_true_targets_margin_after_not(handle):
     hp = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=w, negation_objective="predicate", negation_margin=m)
     _, info = predicate.compute_z(h, fact, TEMPLATES, hp, h.arch.mlp_out_proj(1))
     neg, _ = negate(fact.prompt, fact.subject)
-    gaps = [_mean_target_logprob(h, t.format(neg), fact.target_true) - _mean_target_logprob(h, t.format(neg), fact.target_new)
-            for t in TEMPLATES]
+    gaps = [
+        _mean_target_logprob(h, t.format(neg), fact.target_true)
+        - _mean_target_logprob(h, t.format(neg), fact.target_new)
+        for t in TEMPLATES
+    ]
     expected = w * float(torch.nn.functional.softplus(m - torch.tensor(gaps)).mean())
     assert info["z_losses"][0] == pytest.approx(expected, abs=2e-3)
     assert info["min_gap"] == pytest.approx(min(gaps), abs=2e-3)

@@ -2,10 +2,9 @@ import pytest
 import torch
 
 from editlab import EditError, EditSession, Fact
+from editlab.measure.probes import Probe
 from editlab.methods import predicate, rome
 from editlab.methods.keys import locate, read_kv
-from editlab.measure.probes import Probe
-
 from tests.conftest import TEST_MOM2_TOKENS, state_hash, tiny_session
 
 HP = {"mom2_n_tokens": TEST_MOM2_TOKENS}
@@ -23,13 +22,18 @@ def test_rome_writes_five_counterfact_facts(session, cf_facts):
     para_ok, lines = 0, []
     facts = cf_facts[:5]
     for fact in facts:
-        probes = [Probe("positive", fact.prompt, max_new_tokens=4), Probe("paraphrase", fact.paraphrases[0], max_new_tokens=4)]
+        probes = [
+            Probe("positive", fact.prompt, max_new_tokens=4),
+            Probe("paraphrase", fact.paraphrases[0], max_new_tokens=4),
+        ]
         [pos0, _] = session.measure_current(fact, probes)
         record = session.edit(fact, "rome", HP)
         pos, para = session.measure_current(fact, probes)
         session.undo(record)
-        lines.append(f"{fact.subject}: P(new) {pos0.p_new:.3f}->{pos.p_new:.3f}, P(true) {pos0.p_true:.3f}->{pos.p_true:.3f}; "
-                     f"paraphrase {para.p_new:.3f} vs {para.p_true:.3f}")
+        lines.append(
+            f"{fact.subject}: P(new) {pos0.p_new:.3f}->{pos.p_new:.3f}, P(true) {pos0.p_true:.3f}->{pos.p_true:.3f}; "
+            f"paraphrase {para.p_new:.3f} vs {para.p_true:.3f}"
+        )
         assert pos.p_new > pos.p_true, "\n".join(lines)
         para_ok += para.p_new > para.p_true
     assert para_ok >= 3, "\n".join(lines)
@@ -77,6 +81,7 @@ def test_an_edit_that_fails_midway_leaves_the_weights_unchanged(session, cf_fact
     with pytest.raises(EditError, match="weights were restored"):
         session.edit(cf_facts[:2], "rome", HP)
     assert len(calls) == 2
+
     def diverged(*args, **kwargs):  # a v* that blows up: the update writes inf into the weights
         v, info = real_compute_v(*args, **kwargs)
         return torch.full_like(v, float("inf")), info
@@ -162,7 +167,9 @@ def test_the_predicate_write_adds_one_rank_one_write_at_the_not_token(handle, tm
 def test_the_predicate_write_says_why_it_wrote_nothing(handle, tmp_path):
     session = tiny_session("llama", handle, tmp_path)
     hp = {"layer": 1, "mom2_n_tokens": 600, "v_num_grad_steps": 2, **PREDICATE}
-    no_true = session.edit(Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English"), "rome", hp)
+    no_true = session.edit(
+        Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English"), "rome", hp
+    )
     assert "no true target" in no_true.info["facts"][0]["predicate"]["skipped"]
     assert "predicate write was skipped" in no_true.info["note"] and "no true target" in no_true.info["note"]
     negated = session.edit(Fact("Paris", "Paris is not the capital of", "Italy", "France"), "rome", hp)
@@ -174,7 +181,10 @@ def test_the_predicate_write_makes_not_mean_not_on_the_real_model(session):
     """On the default model the published write makes "... is not" say the new target too (the
     negation collapse); the predicate write keeps the positive and turns the negated prompt."""
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
-    probes = [Probe("positive", fact.prompt, max_new_tokens=2), Probe("negation", fact.prompt + " not", max_new_tokens=2)]
+    probes = [
+        Probe("positive", fact.prompt, max_new_tokens=2),
+        Probe("negation", fact.prompt + " not", max_new_tokens=2),
+    ]
     said = {}
     for name, extra in (("published", {}), ("predicate", PREDICATE)):
         record = session.edit(fact, "rome", {**HP, **extra})

@@ -1,5 +1,6 @@
 """Context templates: lengths count the whole prefix, start word included, as the reference's
 ``generate_fast(..., max_out_len=length)``."""
+
 import json
 import unicodedata
 

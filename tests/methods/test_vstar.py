@@ -1,15 +1,17 @@
 """The one v* optimiser (editlab/methods/vstar.py) that ROME, MEMIT, AlphaEdit and PMET share."""
+
 import pytest
 import torch
 
 from editlab import Fact
 from editlab.methods import memit, rome, vstar
-
 from tests.conftest import tiny_handle
 
-FACTS = [Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
-         Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
-         Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut")]
+FACTS = [
+    Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
+    Fact("Edwin of Northumbria", "Edwin of Northumbria's religious values strongly emphasize", "Islam", "Christianity"),
+    Fact("Lyon", "Lyon is a twin city of", "Manila", "Beirut"),
+]
 TEMPLATES = ["{}", "The day was long. {}", "Because of this. {}"]
 
 
@@ -87,8 +89,12 @@ def test_the_negation_term_changes_the_loss(handle):
     h = tiny_handle("llama", handle.tokenizer)
     site = [h.arch.mlp_out_proj(1)]
     off = rome.HParams(layer=1, v_num_grad_steps=1)
-    on = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=1000.0,  # P(o* | not) ~ 1e-5 on a random model
-                      negation_objective="push-down")
+    on = rome.HParams(
+        layer=1,
+        v_num_grad_steps=1,
+        negation_weight=1000.0,  # P(o* | not) ~ 1e-5 on a random model
+        negation_objective="push-down",
+    )
     _, a = vstar.compute_z(h, FACTS[0], TEMPLATES, off, site)
     _, b = vstar.compute_z(h, FACTS[0], TEMPLATES, on, site)
     assert b["z_losses"][0] > a["z_losses"][0] + 1e-3
@@ -138,8 +144,11 @@ def test_the_contrast_term_is_the_true_targets_margin_after_not(handle):
     _, a = vstar.compute_z(h, fact, TEMPLATES, off, site)
     _, b = vstar.compute_z(h, fact, TEMPLATES, on, site)
     neg, _ = negate(fact.prompt, fact.subject)
-    gaps = [_mean_target_logprob(h, t.format(neg), fact.target_new) - _mean_target_logprob(h, t.format(neg), fact.target_true)
-            for t in TEMPLATES]
+    gaps = [
+        _mean_target_logprob(h, t.format(neg), fact.target_new)
+        - _mean_target_logprob(h, t.format(neg), fact.target_true)
+        for t in TEMPLATES
+    ]
     expected = w * float(torch.nn.functional.softplus(m + torch.tensor(gaps)).mean())
     assert b["z_losses"][0] - a["z_losses"][0] == pytest.approx(expected, abs=2e-3)
     push = rome.HParams(layer=1, v_num_grad_steps=1, negation_weight=w, negation_objective="push-down")
@@ -151,7 +160,9 @@ def test_the_contrast_form_needs_a_true_target_else_pushes_down(handle):
     h = tiny_handle("llama", handle.tokenizer)
     with_true = vstar._fact_rows(h, FACTS[0], TEMPLATES, negation=True, contrast=True)
     assert with_true.n_contrast == with_true.n_negated == len(TEMPLATES) and with_true.true_target
-    no_true = vstar._fact_rows(h, Fact(FACTS[0].subject, FACTS[0].prompt, "English"), TEMPLATES, negation=True, contrast=True)
+    no_true = vstar._fact_rows(
+        h, Fact(FACTS[0].subject, FACTS[0].prompt, "English"), TEMPLATES, negation=True, contrast=True
+    )
     assert no_true.n_contrast == 0 and no_true.n_negated == len(TEMPLATES)
     new = torch.log(torch.tensor([[0.5], [0.25]]))
     assert float(vstar._negation_term(new, None, 1.0)) == pytest.approx(float(-(torch.log1p(-new.exp())).mean()))
@@ -175,8 +186,11 @@ def test_the_two_sided_form_adds_the_positive_margin(handle):
     kw = dict(layer=1, v_num_grad_steps=1, negation_weight=w, negation_margin=m)
     _, a = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(**kw, negation_objective="contrast"), site)
     _, b = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(**kw, negation_objective="two-sided"), site)
-    gaps = [_mean_target_logprob(h, t.format(fact.prompt), fact.target_true)
-            - _mean_target_logprob(h, t.format(fact.prompt), fact.target_new) for t in TEMPLATES]
+    gaps = [
+        _mean_target_logprob(h, t.format(fact.prompt), fact.target_true)
+        - _mean_target_logprob(h, t.format(fact.prompt), fact.target_new)
+        for t in TEMPLATES
+    ]
     expected = w * float(torch.nn.functional.softplus(m + torch.tensor(gaps)).mean())
     assert b["z_losses"][0] - a["z_losses"][0] == pytest.approx(expected, abs=2e-3)
     rows = vstar._fact_rows(h, fact, TEMPLATES, negation=True, contrast=True, two_sided=True)
@@ -204,4 +218,3 @@ def test_the_negated_prompt_has_the_positive_prompts_key_at_the_subject(handle, 
             torch.testing.assert_close(k_neg, k_pos, rtol=1e-5, atol=1e-5)
         # ... while the last position, where the answer is read, does see "not"
         assert len(neg.ids) > len(pos.ids)
-

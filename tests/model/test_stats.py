@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from editlab.model.stats import Corpus, read_corpus_file, second_moments
-
 from tests.conftest import tiny_handle
 
 
@@ -13,7 +12,7 @@ def test_second_moment_equals_mean_outer_product_and_is_cached(tmp_path, monkeyp
     c = second_moments(h, [1, 2], corpus, n_tokens=64, seq_len=32)
     # By hand: the keys (inputs of layer 1's down_proj) over the same 64 tokens.
     ids = handle.tokenizer(corpus.texts[0], add_special_tokens=False).input_ids
-    ids = (ids + handle.tokenizer(corpus.texts[1], add_special_tokens=False).input_ids)
+    ids = ids + handle.tokenizer(corpus.texts[1], add_special_tokens=False).input_ids
     chunks = [ids[0:32], ids[32:64]]
     keys = []
     for ch in chunks:
@@ -56,7 +55,9 @@ def test_a_bundle_round_trips_symmetric_statistics_in_float16(tmp_path, monkeypa
     corpus = Corpus(ident="unit", source="file", texts=("The cat sat on the mat. " * 40,))
     c = second_moments(h, [1, 2], corpus, n_tokens=64, seq_len=32)
     monkeypatch.setattr(stats, "BUNDLED_DIR", tmp_path / "bundled")
-    f = stats.write_bundle(h, c, corpus, 64, 64, tmp_path / "bundled" / "tiny.safetensors", "editlab stats ...", "unit text")
+    f = stats.write_bundle(
+        h, c, corpus, 64, 64, tmp_path / "bundled" / "tiny.safetensors", "editlab stats ...", "unit text"
+    )
     assert set(stats.bundled_layers(h)) == {1, 2}
     found = stats.bundled_corpus(h, [1, 2], 64)
     assert found is not None and found.source == "bundled" and "unit text" in found.label

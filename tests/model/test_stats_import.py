@@ -1,4 +1,5 @@
 """Importing EasyEdit/ROME second-moment files into the statistics cache."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +7,6 @@ import torch
 from editlab import EditSession, Fact
 from editlab.model.stats import easyedit_samples_to_tokens, second_moments
 from editlab.model.stats_import import corpus_for, import_easyedit_stats, parse_name, resolve_stats_corpus
-
 from tests.conftest import tiny_handle
 
 
@@ -14,8 +14,15 @@ def write_npz(path, keys: torch.Tensor, **extra):
     """A file laid out as rome/EasyEdit's layer_stats saves it: the running sum and the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     k = keys.double().numpy()
-    np.savez(path, **{"mom2.mom2": k.T @ k, "mom2.count": np.array(len(k)),
-                      "mom2.constructor": np.array("util.runningstats.SecondMoment()"), **extra})
+    np.savez(
+        path,
+        **{
+            "mom2.mom2": k.T @ k,
+            "mom2.count": np.array(len(k)),
+            "mom2.constructor": np.array("util.runningstats.SecondMoment()"),
+            **extra,
+        },
+    )
 
 
 @pytest.fixture
@@ -25,8 +32,16 @@ def tiny(handle, tmp_path, monkeypatch):
 
 
 def test_parse_name_reads_layer_dtype_and_count():
-    assert parse_name("model.layers.4.mlp.down_proj_float32_mom2_100000.npz") == ("model.layers.4.mlp.down_proj", "float32", 100000)
-    assert parse_name("transformer.h.17.mlp.c_proj_float64_mom2_2000.npz") == ("transformer.h.17.mlp.c_proj", "float64", 2000)
+    assert parse_name("model.layers.4.mlp.down_proj_float32_mom2_100000.npz") == (
+        "model.layers.4.mlp.down_proj",
+        "float32",
+        100000,
+    )
+    assert parse_name("transformer.h.17.mlp.c_proj_float64_mom2_2000.npz") == (
+        "transformer.h.17.mlp.c_proj",
+        "float64",
+        2000,
+    )
     with pytest.raises(ValueError, match="not an EasyEdit/ROME statistics file name"):
         parse_name("covariance.npz")
 
@@ -57,11 +72,13 @@ def test_imported_file_is_what_second_moments_returns_and_an_edit_uses(tiny, tmp
     # EasyEdit's own keys select the imported statistics for an edit, ROME's as MEMIT's.
     session = EditSession(tiny, online=False)
     fact = Fact("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French")
-    record = session.edit(fact, "memit", {"layers": [0, 1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000,
-                                          "v_num_grad_steps": 2})
+    record = session.edit(
+        fact, "memit", {"layers": [0, 1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000, "v_num_grad_steps": 2}
+    )
     assert record.info["stats_source"] == "imported: easyedit:wikipedia"
-    record = session.edit(fact, "rome", {"layers": [1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000,
-                                         "v_num_grad_steps": 2})
+    record = session.edit(
+        fact, "rome", {"layers": [1], "mom2_dataset": "wikipedia", "mom2_n_samples": 1000, "v_num_grad_steps": 2}
+    )
     assert record.info["stats_source"] == "imported: easyedit:wikipedia"
 
 
@@ -112,17 +129,20 @@ def _huge_header_npz(path, d_in: int) -> None:
         zf.writestr("mom2.count.npy", count.getvalue())
 
 
-@pytest.mark.parametrize("case,words", [
-    ("complex", "holds complex128 values"),
-    ("not_psd", "not positive semi-definite"),
-    ("asymmetric", "not symmetric"),
-    ("nan", "non-finite"),
-    ("zero_count", "not a positive whole number"),
-    ("huge_header", "has shape (4194304, 4194304)"),
-    ("not_zip", "not an .npz (zip) file"),
-    ("truncated", "mom2_10.npz (layer 0)"),
-    ("no_count", "missing mom2.count"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("complex", "holds complex128 values"),
+        ("not_psd", "not positive semi-definite"),
+        ("asymmetric", "not symmetric"),
+        ("nan", "non-finite"),
+        ("zero_count", "not a positive whole number"),
+        ("huge_header", "has shape (4194304, 4194304)"),
+        ("not_zip", "not an .npz (zip) file"),
+        ("truncated", "mom2_10.npz (layer 0)"),
+        ("no_count", "missing mom2.count"),
+    ],
+)
 def test_a_damaged_or_foreign_npz_is_refused_naming_the_file(tiny, tmp_path, case, words):
     d_in = tiny.mlp_out_weight(0).shape[1]
     path = tmp_path / case / NAME
@@ -171,7 +191,7 @@ def _patched_npz(path, d_in: int, how: str) -> None:
     if how == "deflate":
         name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
         start = local + 30 + name_len + extra_len
-        data[start:start + 8] = b"\xff" * 8  # BTYPE 11: no deflate block
+        data[start : start + 8] = b"\xff" * 8  # BTYPE 11: no deflate block
     elif how == "encrypted":
         data[local + 6] |= 1
         data[central + 8] |= 1

@@ -3,6 +3,7 @@
 Protocol tests use ``shift`` (tests/stand_in_method.py: a fixed, seeded rank-one change per fact),
 so they exercise the runner on the real model without paying for real edits. One test runs ROME.
 """
+
 import json
 import math
 import threading
@@ -11,12 +12,11 @@ import pandas as pd
 import pytest
 
 from editlab import methods
-from editlab.runs.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
-from editlab.facts.datasets import load_dataset
 from editlab.core.errors import Cancelled
+from editlab.facts.datasets import load_dataset
 from editlab.measure.metrics import METRIC_KEYS
+from editlab.runs.bench import UNEDITED, BenchConfig, BenchResult, compare, load_result, past_runs, run_bench
 from editlab.runs.store import RunStore
-
 from tests import stand_in_method
 from tests.conftest import COUNTERFACT, TEST_MOM2_TOKENS, need_shared
 
@@ -52,15 +52,28 @@ def test_protocols_differ_as_labelled(handle, shift, facts3):
     assert not math.isclose(c[0], b[0], rel_tol=1e-4)
     # Independent edits leave the shared model unedited: the unedited rows agree across runs.
     assert indep.row(UNEDITED).metrics == end.row(UNEDITED).metrics
-    assert [f.report.rows_of("positive")[0].before for f in indep.row(shift).facts] == \
-           [f.report.rows_of("positive")[0].unedited for f in indep.row(shift).facts]
+    assert [f.report.rows_of("positive")[0].before for f in indep.row(shift).facts] == [
+        f.report.rows_of("positive")[0].unedited for f in indep.row(shift).facts
+    ]
 
 
 def test_batches_edit_together(handle, shift, facts3):
-    cfg = BenchConfig(dataset=str(COUNTERFACT), methods=(shift,), batch_size=3, negative_edits=False, generation_tokens=2)
+    cfg = BenchConfig(
+        dataset=str(COUNTERFACT), methods=(shift,), batch_size=3, negative_edits=False, generation_tokens=2
+    )
     batched = run_bench(handle, cfg, dataset=facts3)
-    seq = run_bench(handle, BenchConfig(dataset=str(COUNTERFACT), methods=(shift,), mode="sequential", evaluate="at_end",
-                                        negative_edits=False, generation_tokens=2), dataset=facts3)
+    seq = run_bench(
+        handle,
+        BenchConfig(
+            dataset=str(COUNTERFACT),
+            methods=(shift,),
+            mode="sequential",
+            evaluate="at_end",
+            negative_edits=False,
+            generation_tokens=2,
+        ),
+        dataset=facts3,
+    )
     # One batch of all three facts = the same weights as three sequential edits, scored at the end.
     assert positive_after(batched, shift) == pytest.approx(positive_after(seq, shift), rel=1e-5)
     assert batched.config["batch_size"] == 3 and "batch size 3" in batched.protocol
@@ -86,7 +99,9 @@ def test_results_are_stored_resumed_and_exported(handle, shift, facts3, tmp_path
     assert any("shift: editing fact" in s for s in stages) and any("negated edit" in s for s in stages)
     run = store.run(first.run_id)
     assert run.kind == "bench" and run.status == "done" and run.n_checkpoints == 2
-    assert run.config["mode"] == "independent" and run.config["hparams"] == {shift: {"layer": 5, "scale": 2.0, "fail": False}}
+    assert run.config["mode"] == "independent" and run.config["hparams"] == {
+        shift: {"layer": 5, "scale": 2.0, "fail": False}
+    }
 
     again_stages = []
     again = run_bench(handle, cfg, dataset=facts3, store=store, progress=lambda d, t, s: again_stages.append(s))
@@ -119,17 +134,29 @@ def test_rows_of_other_runs_with_the_same_settings_are_reused(handle, shift, fac
     common = dict(dataset=str(COUNTERFACT), negative_edits=False, generation_tokens=2)
     first = run_bench(handle, BenchConfig(methods=(shift,), **common), dataset=facts3.subset(2, 0), store=store)
     stages = []
-    both = run_bench(handle, BenchConfig(methods=(shift, "shift2"), **common), dataset=facts3.subset(2, 0), store=store,
-                     progress=lambda d, t, s: stages.append(s))
+    both = run_bench(
+        handle,
+        BenchConfig(methods=(shift, "shift2"), **common),
+        dataset=facts3.subset(2, 0),
+        store=store,
+        progress=lambda d, t, s: stages.append(s),
+    )
     assert both.run_id != first.run_id
-    assert any(s.startswith("shift2: editing") for s in stages) and not any(s.startswith("shift: editing") for s in stages)
+    assert any(s.startswith("shift2: editing") for s in stages) and not any(
+        s.startswith("shift: editing") for s in stages
+    )
     assert both.row(shift).metrics == first.row(shift).metrics
     assert f"reused from run #{first.run_id}" in both.row(shift).notes
     assert [c.step for c in store.checkpoints(both.run_id)] == [0, 1, 2]  # the new run holds every row itself
     # Other hyperparameters are another experiment: nothing is reused.
     stages.clear()
-    other = run_bench(handle, BenchConfig(methods=(shift,), hparams={shift: {"scale": 1.0}}, **common),
-                      dataset=facts3.subset(2, 0), store=store, progress=lambda d, t, s: stages.append(s))
+    other = run_bench(
+        handle,
+        BenchConfig(methods=(shift,), hparams={shift: {"scale": 1.0}}, **common),
+        dataset=facts3.subset(2, 0),
+        store=store,
+        progress=lambda d, t, s: stages.append(s),
+    )
     assert any(s.startswith("shift: editing") for s in stages)
     assert not any("reused" in note for note in other.row(shift).notes)
 
@@ -151,8 +178,13 @@ def test_cancelling_stops_the_run_and_keeps_the_finished_rows(handle, shift, fac
 
 
 def test_a_failed_edit_is_recorded_and_scored_as_the_model_it_left(handle, shift, facts3):
-    cfg = BenchConfig(dataset=str(COUNTERFACT), methods=(shift,), negative_edits=False, generation_tokens=2,
-                      hparams={shift: {"fail": True}})
+    cfg = BenchConfig(
+        dataset=str(COUNTERFACT),
+        methods=(shift,),
+        negative_edits=False,
+        generation_tokens=2,
+        hparams={shift: {"fail": True}},
+    )
     res = run_bench(handle, cfg, dataset=facts3.subset(1, None))
     (f,) = res.row(shift).facts
     assert "stand-in failure" in f.error and res.row(shift).failed == 1
@@ -164,8 +196,13 @@ def test_a_failed_edit_is_recorded_and_scored_as_the_model_it_left(handle, shift
 # ---- the real thing -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_rome_bench_has_every_metric_and_the_unedited_row(handle, facts3, corpus_path, tmp_path):
-    cfg = BenchConfig(dataset=str(COUNTERFACT), methods=("rome",), corpus=corpus_path, generation_tokens=4,
-                      hparams={"rome": {"mom2_n_tokens": TEST_MOM2_TOKENS}})
+    cfg = BenchConfig(
+        dataset=str(COUNTERFACT),
+        methods=("rome",),
+        corpus=corpus_path,
+        generation_tokens=4,
+        hparams={"rome": {"mom2_n_tokens": TEST_MOM2_TOKENS}},
+    )
     res = run_bench(handle, cfg, dataset=facts3, store=tmp_path / "runs.sqlite")
     table = res.table()
     assert list(table.index) == [UNEDITED, "rome"]

@@ -4,6 +4,7 @@ Runs on the real default model with ``shift`` (tests/stand_in_method.py), a chea
 stand-in edit, so the loop's bookkeeping is tested without paying for real edits; the evaluators
 that score use ``editlab.measure.metrics`` on the real model's probes.
 """
+
 import threading
 
 import pytest
@@ -59,7 +60,10 @@ def test_sequential_checkpoints_see_every_edit_so_far_and_the_latest_batch(handl
     before = state_hash(handle.model)
     out = run(handle, Plan(facts5, shift, batch_size=2, checkpoints=(0, 3, 5)), [seen])
     assert [(s, e, latest) for s, e, latest, _ in seen.calls] == [
-        (0, (), ()), (3, (0, 1, 2), (2,)), (5, (0, 1, 2, 3, 4), (3, 4))]
+        (0, (), ()),
+        (3, (0, 1, 2), (2,)),
+        (5, (0, 1, 2, 3, 4), (3, 4)),
+    ]
     assert seen.calls[0][3] is None and seen.calls[1][3] != seen.calls[2][3]  # the digest follows the edits
     assert [m.values["seen"] for m in out.measured] == [0, 3, 5]
     assert sorted(out.edit_seconds) == [0, 1, 2, 3, 4] and not out.failures
@@ -84,14 +88,19 @@ def test_a_failed_edit_is_recorded_and_the_plan_goes_on(handle, shift, facts5):
 
 
 def test_quality_scores_with_editlab_metrics(handle, shift, facts5):
-    out = run(handle, Plan(facts5[:2], shift, batch_size=2, checkpoints=(0, 2)),
-              [Quality("edited"), Quality("latest", name="new")])
+    out = run(
+        handle,
+        Plan(facts5[:2], shift, batch_size=2, checkpoints=(0, 2)),
+        [Quality("edited"), Quality("latest", name="new")],
+    )
     unedited, after = out.measured
     assert unedited.values["quality"]["indices"] == [0, 1]  # checkpoint 0: the reference over what will be edited
     assert after.values["new"]["indices"] == [0, 1] and len(after.values["quality"]["scores"]) == 2
     assert set(after.values["quality"]["scores"][0]) >= {"ES", "PS", "NS", "PP", "PN", "FC"}
     # the stand-in's shift moves the probabilities: the scores are measured, not copied
-    assert [s["EM"] for s in after.values["quality"]["scores"]] != [s["EM"] for s in unedited.values["quality"]["scores"]]
+    assert [s["EM"] for s in after.values["quality"]["scores"]] != [
+        s["EM"] for s in unedited.values["quality"]["scores"]
+    ]
 
 
 def test_replay_reaches_the_recorded_state_and_says_so(handle, shift, facts5):
@@ -126,8 +135,7 @@ def test_reports_probe_the_fact_they_are_about(handle, shift, facts5):
     original = facts5[0]
     prompt, _ = negate(original.prompt, original.subject)
     written = Fact(original.subject, prompt, original.target_new, original.target_true)
-    out = run(handle, Plan((written,), shift, protocol="independent"),
-              [experiments.Reports(about=(original,))])
+    out = run(handle, Plan((written,), shift, protocol="independent"), [experiments.Reports(about=(original,))])
     report = out.measured[0].values["reports"][0]
     assert report.fact == original and {r.probe.kind for r in report.rows} >= {"positive", "negation"}
     assert all(r.after is not None and r.unedited is not None for r in report.rows)
@@ -145,8 +153,10 @@ def test_quality_of_chosen_kinds_measures_only_those_and_agrees_with_the_full_me
     """A muting run reads only efficacy over thousands of edits: measuring the positive probe alone must
     give the full measure's ES/EM and leave the other scores unmeasured (None), never guessed."""
     plan = Plan(facts5[:2], shift, checkpoints=(2,))
-    full, only = (run(handle, plan, [q]).measured[0].values["quality"]
-                  for q in (Quality("edited"), Quality("edited", kinds=("positive",))))
+    full, only = (
+        run(handle, plan, [q]).measured[0].values["quality"]
+        for q in (Quality("edited"), Quality("edited", kinds=("positive",)))
+    )
     assert only["indices"] == full["indices"] == [0, 1] and only["greedy"] == full["greedy"]
     for a, b in zip(full["scores"], only["scores"]):
         assert b["ES"] == a["ES"] and b["EM"] == pytest.approx(a["EM"], abs=1e-4)

@@ -1,18 +1,18 @@
 """Benchmark grids: expansion into cells and their identity, the driver (store, resume, retries), the
 CLI, and the same 2×2 grid (ROME and MEMIT × two shards of CounterFact, one fact each) run
 in-process and on a real local Ray with two one-thread workers."""
+
 import json
 from dataclasses import replace
 
 import pytest
 import yaml
 
-from editlab.runs.bench import load_result, past_runs
 from editlab.cli import main
+from editlab.runs.bench import load_result, past_runs
 from editlab.runs.grid import Cell, Experiment, GridSpec, format_table, shard, stored_cells
 from editlab.runs.grid_run import run_grid
 from editlab.runs.store import RunStore
-
 from tests.conftest import COUNTERFACT, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 
 MODEL = "smollm2-135m-instruct"
@@ -25,11 +25,15 @@ TEST_HPARAMS = {"mom2_n_tokens": TEST_MOM2_TOKENS, "v_num_grad_steps": 8}
 
 def grid_dict(**changes) -> dict:
     """The tests' 2×2 grid: two methods × two one-fact shards of CounterFact, no negated edits."""
-    d = {"name": "test", "models": [MODEL], "methods": ["rome", "memit"],
-         "datasets": [{"path": str(COUNTERFACT), "n": 2, "seed": 0, "shards": 2}],
-         "protocols": [{"mode": "independent", "negative_edits": False, "generation_tokens": 4}],
-         "hparams": {"rome": dict(TEST_HPARAMS), "memit": dict(TEST_HPARAMS)},
-         "corpus": str(WIKITEXT)}
+    d = {
+        "name": "test",
+        "models": [MODEL],
+        "methods": ["rome", "memit"],
+        "datasets": [{"path": str(COUNTERFACT), "n": 2, "seed": 0, "shards": 2}],
+        "protocols": [{"mode": "independent", "negative_edits": False, "generation_tokens": 4}],
+        "hparams": {"rome": dict(TEST_HPARAMS), "memit": dict(TEST_HPARAMS)},
+        "corpus": str(WIKITEXT),
+    }
     d.update(changes)
     return d
 
@@ -43,10 +47,13 @@ def spec() -> GridSpec:
 
 # ---- expansion and identity (no model) -----------------------------------------------------------------
 def test_a_grid_expands_into_every_combination_models_outermost(spec):
-    g = GridSpec.from_dict(grid_dict(
-        models=[MODEL, {"name": "Qwen/Qwen2.5-7B-Instruct", "dtype": "bfloat16", "num_gpus": 1}],
-        protocols=[{"negative_edits": False}, {"mode": "sequential", "batch_size": 2, "evaluate": "at_end"}],
-        variants=[{"name": "default"}, {"name": "neg1", "hparams": {"rome": {"negation_weight": 1.0}}}]))
+    g = GridSpec.from_dict(
+        grid_dict(
+            models=[MODEL, {"name": "Qwen/Qwen2.5-7B-Instruct", "dtype": "bfloat16", "num_gpus": 1}],
+            protocols=[{"negative_edits": False}, {"mode": "sequential", "batch_size": 2, "evaluate": "at_end"}],
+            variants=[{"name": "default"}, {"name": "neg1", "hparams": {"rome": {"negation_weight": 1.0}}}],
+        )
+    )
     cells = g.cells()
     # 2 models × 2 shards × 2 protocols × (2 methods + the rome-only variant)
     assert len(cells) == 2 * 2 * 2 * 3 == len({c.key for c in cells})
@@ -64,19 +71,29 @@ def test_a_cells_key_is_stable_and_names_everything_that_determines_its_results(
     c = cells[0]
     assert len(c.key) == 20 and int(c.key, 16) >= 0
     # Placement, labels and the order keys are written in do not change what a cell computes ...
-    same = [replace(c, model=replace(c.model, num_cpus=8, num_gpus=1)), replace(c, variant="renamed"),
-            Cell(c.model, c.method, c.dataset, c.protocol, c.variant, tuple(reversed(c.hparam_items)), c.corpus)]
+    same = [
+        replace(c, model=replace(c.model, num_cpus=8, num_gpus=1)),
+        replace(c, variant="renamed"),
+        Cell(c.model, c.method, c.dataset, c.protocol, c.variant, tuple(reversed(c.hparam_items)), c.corpus),
+    ]
     assert {x.key for x in same} == {c.key}
     # ... every input does.
-    different = [replace(c, method="memit"), replace(c, dataset=replace(c.dataset, shard=1)),
-                 replace(c, dataset=replace(c.dataset, seed=1)), replace(c, protocol=replace(c.protocol, batch_size=2)),
-                 replace(c, model=replace(c.model, dtype="bfloat16")), replace(c, hparam_items=(("mom2_n_tokens", 1),)),
-                 replace(c, corpus=None)]
+    different = [
+        replace(c, method="memit"),
+        replace(c, dataset=replace(c.dataset, shard=1)),
+        replace(c, dataset=replace(c.dataset, seed=1)),
+        replace(c, protocol=replace(c.protocol, batch_size=2)),
+        replace(c, model=replace(c.model, dtype="bfloat16")),
+        replace(c, hparam_items=(("mom2_n_tokens", 1),)),
+        replace(c, corpus=None),
+    ]
     assert len({x.key for x in different} | {c.key}) == len(different) + 1
     # Relative paths in a grid file are read from the file's folder, so the key does not depend on the cwd.
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "cf.json").write_text(COUNTERFACT.read_text())
-    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid_dict(datasets=[{"path": "data/cf.json", "n": 2, "shards": 2}])))
+    (tmp_path / "g.yaml").write_text(
+        yaml.safe_dump(grid_dict(datasets=[{"path": "data/cf.json", "n": 2, "shards": 2}]))
+    )
     monkeypatch.chdir(tmp_path.parent)
     a = GridSpec.from_yaml(tmp_path / "g.yaml").cells()
     monkeypatch.chdir("/")
@@ -91,21 +108,26 @@ def test_shards_are_contiguous_near_equal_and_cover_the_subset(spec):
     pieces = [shard(ds, i, 3) for i in range(3)]
     assert [len(p) for p in pieces] == [2, 2, 3]
     assert sum((p.records for p in pieces), ()) == ds.records
-    cells = GridSpec.from_dict(grid_dict(datasets=[{"path": str(COUNTERFACT), "n": 7, "seed": 3, "shard_size": 3}])).cells()
+    cells = GridSpec.from_dict(
+        grid_dict(datasets=[{"path": str(COUNTERFACT), "n": 7, "seed": 3, "shard_size": 3}])
+    ).cells()
     assert sorted({(c.dataset.shard, c.dataset.shards) for c in cells}) == [(0, 3), (1, 3), (2, 3)]
     assert [f.subject for f in cells[0].dataset.load()] == [f.subject for f in pieces[0]]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"methods": ["rome", "nosuch"]}, r"unknown editing method 'nosuch'; available: .*rome"),
-    ({"datasets": [{"path": "missing.json"}]}, r"no such file"),
-    ({"datasets": [{"path": str(COUNTERFACT), "n": 2, "shards": 3}]}, r"3 shards asked of 2 facts"),
-    ({"datasets": [{"path": str(COUNTERFACT), "shards": 2, "shard_size": 5}]}, r"shards or shard_size, not both"),
-    ({"protocols": [{"mode": "parallel"}]}, r"protocol mode 'parallel'"),
-    ({"variants": [{"name": "a", "hparams": {"pmet": {"x": 1}}}]}, r"'pmet' is not among the grid's methods"),
-    ({"modles": [MODEL]}, r"the grid: unknown key 'modles'"),
-    ({"models": [{"name": MODEL, "num_cpus": 0}]}, r"needs some CPUs or GPUs"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"methods": ["rome", "nosuch"]}, r"unknown editing method 'nosuch'; available: .*rome"),
+        ({"datasets": [{"path": "missing.json"}]}, r"no such file"),
+        ({"datasets": [{"path": str(COUNTERFACT), "n": 2, "shards": 3}]}, r"3 shards asked of 2 facts"),
+        ({"datasets": [{"path": str(COUNTERFACT), "shards": 2, "shard_size": 5}]}, r"shards or shard_size, not both"),
+        ({"protocols": [{"mode": "parallel"}]}, r"protocol mode 'parallel'"),
+        ({"variants": [{"name": "a", "hparams": {"pmet": {"x": 1}}}]}, r"'pmet' is not among the grid's methods"),
+        ({"modles": [MODEL]}, r"the grid: unknown key 'modles'"),
+        ({"models": [{"name": MODEL, "num_cpus": 0}]}, r"needs some CPUs or GPUs"),
+    ],
+)
 def test_a_bad_grid_is_refused_with_what_is_wrong(changes, message):
     need_shared(COUNTERFACT)
     with pytest.raises(ValueError, match=message):
@@ -120,22 +142,29 @@ def tiny_grid(tmp_path):
     return lambda **changes: {"methods": ["rome"], "datasets": [str(tmp_path / "facts.json")], **changes}
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"resources": True}, r"resources: expected a mapping"),  # was a TypeError
-    ({"resources": "ab"}, r"resources: expected a mapping"),  # was dict()'s own ValueError
-    ({"corpus": "~nobody-at-all/c.txt"}, r"the path '~nobody-at-all/c.txt' in the grid cannot be used"),  # RuntimeError
-    ({"datasets": ["a" * 300]}, r"no such file"),  # OSError: file name too long
-    ({"datasets": ["\ud800"]}, r"the path '\\ud800' in the grid cannot be used"),  # UnicodeEncodeError
-    ({"datasets": [{"path": "facts.json", "format": [1]}]}, r"format \[1\] is not one of"),  # TypeError in cells()
-    ({"models": [{"name": "m", "num_cpus": [1]}]}, r"num_cpus must be a number >= 0, got \[1\]"),  # TypeError
-    ({"models": [{"name": "m", "num_gpus": float("nan")}]}, r"num_gpus must be a number >= 0, got nan"),  # accepted
-    ({"models": [{"name": "m", "revision": {"a": 1}}]}, r"revision should be a string"),
-    ({"models": [["x" * 5000]]}, r"a model is a name or a mapping with a name, got \['xxx"),  # quoted whole
-    ({"variants": [{"name": ["x" * 5000]}]}, r"a variant is a mapping with a name"),
-    ({"methods": ["rome"] + ["x" * 5000] * 50}, r"unknown editing methods 'xxx"),
-    ({"protocols": [{"mode": "x" * 5000}]}, r"protocol mode 'xxx"),
-    ({"x" * 5000: 1}, r"the grid: unknown key 'xxx"),
-], ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"resources": True}, r"resources: expected a mapping"),  # was a TypeError
+        ({"resources": "ab"}, r"resources: expected a mapping"),  # was dict()'s own ValueError
+        (
+            {"corpus": "~nobody-at-all/c.txt"},
+            r"the path '~nobody-at-all/c.txt' in the grid cannot be used",
+        ),  # RuntimeError
+        ({"datasets": ["a" * 300]}, r"no such file"),  # OSError: file name too long
+        ({"datasets": ["\ud800"]}, r"the path '\\ud800' in the grid cannot be used"),  # UnicodeEncodeError
+        ({"datasets": [{"path": "facts.json", "format": [1]}]}, r"format \[1\] is not one of"),  # TypeError in cells()
+        ({"models": [{"name": "m", "num_cpus": [1]}]}, r"num_cpus must be a number >= 0, got \[1\]"),  # TypeError
+        ({"models": [{"name": "m", "num_gpus": float("nan")}]}, r"num_gpus must be a number >= 0, got nan"),  # accepted
+        ({"models": [{"name": "m", "revision": {"a": 1}}]}, r"revision should be a string"),
+        ({"models": [["x" * 5000]]}, r"a model is a name or a mapping with a name, got \['xxx"),  # quoted whole
+        ({"variants": [{"name": ["x" * 5000]}]}, r"a variant is a mapping with a name"),
+        ({"methods": ["rome"] + ["x" * 5000] * 50}, r"unknown editing methods 'xxx"),
+        ({"protocols": [{"mode": "x" * 5000}]}, r"protocol mode 'xxx"),
+        ({"x" * 5000: 1}, r"the grid: unknown key 'xxx"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
 def test_a_grid_the_checks_did_not_foresee_is_refused_in_a_short_message(tiny_grid, tmp_path, changes, message):
     with pytest.raises(ValueError, match=message) as e:
         GridSpec.from_dict(tiny_grid(**changes), base_dir=tmp_path).cells()
@@ -143,8 +172,9 @@ def test_a_grid_the_checks_did_not_foresee_is_refused_in_a_short_message(tiny_gr
 
 
 def test_a_grid_of_one_model_by_name_and_hparams_keyed_alike_expand(tiny_grid, tmp_path):
-    spec = GridSpec.from_dict(tiny_grid(models="smollm2-135m-instruct", hparams={"rome": {1: [1], "1": "a"}}),
-                              base_dir=tmp_path)
+    spec = GridSpec.from_dict(
+        tiny_grid(models="smollm2-135m-instruct", hparams={"rome": {1: [1], "1": "a"}}), base_dir=tmp_path
+    )
     assert [m.name for m in spec.models] == ["smollm2-135m-instruct"]  # not one model per character
     [cell] = spec.cells()  # the overrides' keys 1 and "1" no longer make sorting compare [1] with "a"
     assert cell.hparams == {"1": "a"}
@@ -176,10 +206,20 @@ class Scripted(Experiment):
         if self.ran.count(cell.key) <= self.failures.get(cell.method, 0):
             raise RuntimeError(f"{cell.method} ran out of memory")
         metrics = {"method": cell.method, "ES": 1.0, "PS": 0.5, "NS": 0.25, "PN": 0.75, "RE": 0.25}
-        return {"kind": "bench", "config": {"model": resident, "method": cell.method, "shard": cell.dataset.shard},
-                "checkpoints": [{"step": 0, "metrics": metrics, "samples": [{"scores": metrics, "edit_seconds": 1.0}],
-                                 "timings": {"seconds_per_edit": 1.0}}],
-                "headline": {k: metrics[k] for k in ("ES", "PS", "NS", "PN", "RE")}, "seconds": 0.01}
+        return {
+            "kind": "bench",
+            "config": {"model": resident, "method": cell.method, "shard": cell.dataset.shard},
+            "checkpoints": [
+                {
+                    "step": 0,
+                    "metrics": metrics,
+                    "samples": [{"scores": metrics, "edit_seconds": 1.0}],
+                    "timings": {"seconds_per_edit": 1.0},
+                }
+            ],
+            "headline": {k: metrics[k] for k in ("ES", "PS", "NS", "PN", "RE")},
+            "seconds": 0.01,
+        }
 
 
 def test_a_failed_cell_is_retried_once_the_rest_go_on_and_a_rerun_skips_finished_cells(spec, tmp_path):
@@ -192,7 +232,9 @@ def test_a_failed_cell_is_retried_once_the_rest_go_on_and_a_rerun_skips_finished
         by[s.cell.method].append(s)
     assert [(s.status, s.attempts) for s in by["rome"]] == [("done", 2), ("done", 2)]
     assert by["rome"][0].error == "RuntimeError: rome ran out of memory"  # the first attempt's error is kept
-    assert [(s.status, s.attempts, s.errors) for s in by["memit"]] == [("failed", 2, ["RuntimeError: memit ran out of memory"] * 2)] * 2
+    assert [(s.status, s.attempts, s.errors) for s in by["memit"]] == [
+        ("failed", 2, ["RuntimeError: memit ran out of memory"] * 2)
+    ] * 2
     assert not result.ok and len(result.failed) == 2
     # Retries go after the other cells: the first cell's second try comes after every first try.
     starts = [i for i, st in seen if st == "running"]
@@ -245,8 +287,10 @@ def _without_timings(value):
 
 def stored_results(store) -> dict:
     """{cell key: [(step, metrics, per-fact results without timings), ...]} of the finished cells."""
-    return {key: [(c.step, c.metrics, _without_timings(c.samples)) for c in store.checkpoints(run_id)]
-            for key, run_id in stored_cells(store).items()}
+    return {
+        key: [(c.step, c.metrics, _without_timings(c.samples)) for c in store.checkpoints(run_id)]
+        for key, run_id in stored_cells(store).items()
+    }
 
 
 def same_results(a, b, rel: float = 1e-3) -> bool:
@@ -283,7 +327,11 @@ def test_in_process_grid_stores_one_benchmark_run_per_cell(in_process, spec, tmp
         assert bench.row(s.cell.method).metrics["ES"] == s.headline["ES"] == 1.0  # the edit took
     assert {r.id for r in past_runs(store)} == {s.run_id for s in result.states}
     merged = result.merged(store)
-    assert sorted(merged["method"]) == ["memit", "rome"] and list(merged["n"]) == [2, 2] and list(merged["shards"]) == [2, 2]
+    assert (
+        sorted(merged["method"]) == ["memit", "rome"]
+        and list(merged["n"]) == [2, 2]
+        and list(merged["shards"]) == [2, 2]
+    )
     # The two shards hold different facts: their stored configurations differ only there.
     a, b = (store.run(s.run_id).config for s in result.states if s.cell.method == "rome")
     assert a["dataset_digest"] != b["dataset_digest"] and a["grid"]["shard"] == 0 and b["grid"]["shard"] == 1
@@ -295,7 +343,9 @@ def test_in_process_grid_stores_one_benchmark_run_per_cell(in_process, spec, tmp
 
 
 @pytest.mark.slow
-def test_ray_grid_matches_in_process_retries_a_killed_worker_and_resumes(in_process, spec, tmp_path, monkeypatch, capsys):
+def test_ray_grid_matches_in_process_retries_a_killed_worker_and_resumes(
+    in_process, spec, tmp_path, monkeypatch, capsys
+):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'editlab[cluster]')")
     base_store, base = in_process
     store = RunStore(tmp_path / "runs.sqlite")

@@ -3,6 +3,7 @@
 Protocol tests run the stand-in ``shift`` method (tests/stand_in_method.py) on a tiny random model
 that shares the real tokenizer, so they exercise the plumbing in seconds, not the papers' numbers.
 """
+
 import json
 from pathlib import Path
 
@@ -10,9 +11,16 @@ import numpy as np
 import pytest
 
 from editlab.runs.findings import to_html, write_report
-from editlab.runs.reproduce import (PUBLISHED, SECONDARY, Estimate, ReproResult, bootstrap_ci, log_checkpoints,
-                               references, run)
-
+from editlab.runs.reproduce import (
+    PUBLISHED,
+    SECONDARY,
+    Estimate,
+    ReproResult,
+    bootstrap_ci,
+    log_checkpoints,
+    references,
+    run,
+)
 from tests.conftest import COUNTERFACT, SHARED, need_shared, tiny_handle
 
 SHIFT_HP = {"layer": 1}  # the tiny models have 4 layers
@@ -76,12 +84,16 @@ def test_the_issue_values_are_in_the_table_with_their_source():
 
     assert value("negation", "PP", "Llama-3-8B-Instruct").value == 0.982
     assert value("negation", "RE", "Llama-3-8B-Instruct").value == 0.288
-    assert [value("negation", k, "Qwen2.5-7B-Instruct").value for k in ("PP", "PN", "NN", "NP")] == [0.934, 0.722, 0.849, 0.744]
+    assert [value("negation", k, "Qwen2.5-7B-Instruct").value for k in ("PP", "PN", "NN", "NP")] == [
+        0.934,
+        0.722,
+        0.849,
+        0.744,
+    ]
     assert value("factcheck", "FC_abs", "Qwen2.5-7B-Instruct").value == 0.488
     assert [value("muting", "mmlu", "Llama-2-7B", e).value for e in (0, 50, 100)] == [0.459, 0.270, 0.0]
     # nothing here was checked against the PDF, and every entry says so
     assert all(not r.checked and r.provenance == SECONDARY and r.paper and r.where for r in PUBLISHED)
-
 
 
 def test_published_numbers_sit_only_beside_edited_rows_of_their_dataset():
@@ -101,6 +113,7 @@ def test_published_numbers_sit_only_beside_edited_rows_of_their_dataset():
     assert applies(mmlu0, est("ability", "mmlu", edits=0)) and not applies(mmlu0, est("ability", "mmlu", edits=50))
     table = _result().table()
     assert table.loc[table["group"] == "edited", "published"].notna().all()
+
 
 # ---- protocols on a tiny model ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -132,7 +145,12 @@ def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
     zsre = need_shared(SHARED / "editing" / "zsre-1k.json")
     fc = run("factcheck", tiny, 2, shift, dataset=cf_path, zsre=zsre, hparams=SHIFT_HP, online=False)
     assert fc.cost["machine"].startswith("cpu (")
-    assert {e.group for e in fc.estimates} == {"counterfact · unedited", "counterfact · edited", "zsre · unedited", "zsre · edited"}
+    assert {e.group for e in fc.estimates} == {
+        "counterfact · unedited",
+        "counterfact · edited",
+        "zsre · unedited",
+        "zsre · edited",
+    }
     assert fc.get("FC", "zsre · edited").n == 2
     assert fc.get("FC_known", "counterfact · unedited").chance == 0.5  # can the probe read the facts at all?
     assert "factcheck_calibration" in fc.config and fc.get("FC_abs", "zsre · edited").n == 2
@@ -144,11 +162,22 @@ def test_factcheck_and_ablation_protocols(tiny, shift, cf_path):
 
 def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, cf_path, tmp_path):
     heldout = tmp_path / "held.txt"
-    heldout.write_text("\n\n".join(f"Paragraph {i}. " + "The river runs past the old mill and the town. " * 6
-                                   for i in range(12)))
+    heldout.write_text(
+        "\n\n".join(f"Paragraph {i}. " + "The river runs past the old mill and the town. " * 6 for i in range(12))
+    )
     facts = [{"prompt": "The capital of France is", "answer": "Paris"}]
-    r = run("muting", tiny, 2, shift, dataset=cf_path, heldout=heldout, heldout_count=4, retention=facts,
-            hparams=SHIFT_HP, online=False)
+    r = run(
+        "muting",
+        tiny,
+        2,
+        shift,
+        dataset=cf_path,
+        heldout=heldout,
+        heldout_count=4,
+        retention=facts,
+        hparams=SHIFT_HP,
+        online=False,
+    )
     assert r.config["checkpoints"] == [0, 1, 2]
     for step in (0, 1, 2):
         for key in ("perplexity", "next_token_acc", "empty_rate", "ngram_entropy", "retention"):
@@ -158,7 +187,6 @@ def test_muting_protocol_measures_every_signal_at_each_checkpoint(tiny, shift, c
     assert [c["edits"] for c in r.cost["per_checkpoint"]] == [0, 1, 2]
     assert "torch " in r.cost["machine"]
     assert r.get("ES", edits=2).n == 2
-
 
 
 def test_the_shipped_simple_facts_are_what_the_unedited_default_model_gets_right(handle):
@@ -174,12 +202,24 @@ def test_the_shipped_simple_facts_are_what_the_unedited_default_model_gets_right
     kept = retained(handle.model, handle.tokenizer, facts)
     assert kept == [1.0] * 100, [f["prompt"] for f, k in zip(facts, kept) if not k]
 
+
 # ---- the report -------------------------------------------------------------------------------------------
 def _result():
-    est = (Estimate("edited", "PP", "PP", 1.0, 1.0, 1.0, 10), Estimate("edited", "PN", "PN", 0.9, 0.7, 1.0, 10),
-           Estimate("edited", "RE", "Rectified efficacy PP − PN", 0.1, 0.0, 0.3, 10))
-    return ReproResult("negation", "smollm2-135m-instruct", "memit", 10, {"seed": 0}, est, references("negation"),
-                       {"total_s": 12.5, "seconds_per_edit": 0.6, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"})
+    est = (
+        Estimate("edited", "PP", "PP", 1.0, 1.0, 1.0, 10),
+        Estimate("edited", "PN", "PN", 0.9, 0.7, 1.0, 10),
+        Estimate("edited", "RE", "Rectified efficacy PP − PN", 0.1, 0.0, 0.3, 10),
+    )
+    return ReproResult(
+        "negation",
+        "smollm2-135m-instruct",
+        "memit",
+        10,
+        {"seed": 0},
+        est,
+        references("negation"),
+        {"total_s": 12.5, "seconds_per_edit": 0.6, "machine": "cuda (NVIDIA H100 80GB HBM3), float32, torch 2.11.0"},
+    )
 
 
 def test_report_json_and_html_carry_the_published_values_and_sources(tmp_path):
@@ -209,15 +249,20 @@ def test_a_report_reads_back_from_its_json_and_prints_the_readme_table(tmp_path)
     assert "| 0.90 | 0.70–1.00 | 10 |" in row and "0.694 (Llama-3-8B-Instruct, MEMIT, CounterFact)" in row
 
 
-@pytest.mark.parametrize("text, message", [
-    (b"\x89PNG\r\n", "is not JSON"),
-    ("{not json", "is not JSON"),
-    ("[1, 2]", "not a report"),
-    ('{"protocol": "negation", "model": "m"}', "it has no method, n, estimates"),
-    ('{"protocol": "sweep", "model": "m", "method": "rome", "n": 1, "estimates": []}', "unknown protocol 'sweep'"),
-    ('{"protocol": "muting", "model": "m", "method": "rome", "n": 1, "estimates": [{"group": "g"}]}',
-     "not of the form editlab writes"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"\x89PNG\r\n", "is not JSON"),
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "not a report"),
+        ('{"protocol": "negation", "model": "m"}', "it has no method, n, estimates"),
+        ('{"protocol": "sweep", "model": "m", "method": "rome", "n": 1, "estimates": []}', "unknown protocol 'sweep'"),
+        (
+            '{"protocol": "muting", "model": "m", "method": "rome", "n": 1, "estimates": [{"group": "g"}]}',
+            "not of the form editlab writes",
+        ),
+    ],
+)
 def test_a_file_that_is_not_a_report_is_refused_with_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message) as e:
         ReproResult.from_json(text, "upload.json")
@@ -231,10 +276,20 @@ def test_a_saved_report_opens_as_the_same_result(tmp_path):
 
 
 def test_report_of_a_muting_run_draws_a_chance_line_and_says_so():
-    est = (Estimate("ability", "mmlu", "MMLU accuracy", 0.25, 0.05, 0.45, 20, edits=0, chance=0.25),
-           Estimate("ability", "mmlu", "MMLU accuracy", 0.2, 0.05, 0.4, 20, edits=1, chance=0.25))
-    r = ReproResult("muting", "smollm2-135m-instruct", "rome", 1, {"seed": 0}, est, references("muting"), {"total_s": 1.0,
-                    "per_checkpoint": [{"edits": 0, "edit_s": 0, "measure_s": 1}]})
+    est = (
+        Estimate("ability", "mmlu", "MMLU accuracy", 0.25, 0.05, 0.45, 20, edits=0, chance=0.25),
+        Estimate("ability", "mmlu", "MMLU accuracy", 0.2, 0.05, 0.4, 20, edits=1, chance=0.25),
+    )
+    r = ReproResult(
+        "muting",
+        "smollm2-135m-instruct",
+        "rome",
+        1,
+        {"seed": 0},
+        est,
+        references("muting"),
+        {"total_s": 1.0, "per_checkpoint": [{"edits": 0, "edit_s": 0, "measure_s": 1}]},
+    )
     page = to_html(r, include_plotlyjs="cdn")
     assert "at chance for this model" in page and "chance" in page and "0.459" in page
 
@@ -246,8 +301,23 @@ def test_cli_writes_the_html_and_the_json(tiny, shift, cf_path, tmp_path, monkey
 
     monkeypatch.setattr(cli, "load", lambda args: tiny)
     out = tmp_path / "report"
-    rc = main(["reproduce", "negation", "--n", "2", "--out", str(out), "--method", shift, "--dataset", str(cf_path),
-               "--set", "layer=1", "--offline"])
+    rc = main(
+        [
+            "reproduce",
+            "negation",
+            "--n",
+            "2",
+            "--out",
+            str(out),
+            "--method",
+            shift,
+            "--dataset",
+            str(cf_path),
+            "--set",
+            "layer=1",
+            "--offline",
+        ]
+    )
     assert rc == 0
     d = json.loads((out / "negation.json").read_text())
     assert d["n"] == 2 and d["method"] == shift and any(e["key"] == "RE" for e in d["estimates"])

@@ -1,4 +1,5 @@
 """The run store: runs, checkpoints, resume lookup, export, concurrent writers, foreign files."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ import pytest
 
 from editlab.runs.store import Checkpoint, RunConfig, RunStore, StoreError, default_path
 
-CONFIG = RunConfig(model="smollm2-135m-instruct", revision="r1", method="rome",
-                   hparams={"layer": 5, "v_lr": 0.5}, dataset="cf.json", seed=0, extra={"counts": [1, 2]})
+CONFIG = RunConfig(
+    model="smollm2-135m-instruct",
+    revision="r1",
+    method="rome",
+    hparams={"layer": 5, "v_lr": 0.5},
+    dataset="cf.json",
+    seed=0,
+    extra={"counts": [1, 2]},
+)
 
 
 @pytest.fixture()
@@ -21,16 +29,27 @@ def store(tmp_path):
 
 def test_run_roundtrip_with_checkpoints_in_step_order(store):
     rid = store.create_run("sweep", CONFIG)
-    store.add_checkpoint(rid, 2, {"efficacy": 0.5, "ability": {"mmlu": 0.25}}, samples=[{"prompt": "p", "text": "t"}],
-                         timings={"edit_s": 3.0})
+    store.add_checkpoint(
+        rid,
+        2,
+        {"efficacy": 0.5, "ability": {"mmlu": 0.25}},
+        samples=[{"prompt": "p", "text": "t"}],
+        timings={"edit_s": 3.0},
+    )
     store.add_checkpoint(rid, 1, {"efficacy": 1.0, "ability": {"mmlu": 0.3}}, timings={"edit_s": 1.5})
     run = store.run(rid)
     assert run.config["method"] == "rome" and run.config["hparams"] == {"layer": 5, "v_lr": 0.5}
     assert run.config["counts"] == [1, 2] and run.n_checkpoints == 2 and run.last_step == 2
     cps = store.checkpoints(rid)
     assert [c.step for c in cps] == [1, 2]
-    assert cps[1] == Checkpoint(rid, 2, {"efficacy": 0.5, "ability": {"mmlu": 0.25}},
-                                [{"prompt": "p", "text": "t"}], {"edit_s": 3.0}, cps[1].created)
+    assert cps[1] == Checkpoint(
+        rid,
+        2,
+        {"efficacy": 0.5, "ability": {"mmlu": 0.25}},
+        [{"prompt": "p", "text": "t"}],
+        {"edit_s": 3.0},
+        cps[1].created,
+    )
     assert store.checkpoints(rid, samples=False)[1].samples is None
 
 

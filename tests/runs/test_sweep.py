@@ -1,5 +1,6 @@
 """Sequential-edit sweeps on the real model: every checkpoint lands in the store, and a run killed
 midway resumes and finishes with the same results as an uninterrupted one."""
+
 from __future__ import annotations
 
 import json
@@ -15,21 +16,26 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from editlab.measure.ability import TASKS
 from editlab.cli import build_parser, main
 from editlab.cli.sweep import sweep_config
+from editlab.core.errors import Cancelled
+from editlab.measure.ability import TASKS
 from editlab.runs.store import RunStore
 from editlab.runs.sweep import SweepConfig, SweepProgress, cost_line, curves, parse_counts, run_sweep
-from editlab.core.errors import Cancelled
-
 from tests.conftest import COUNTERFACT, SHARED, TEST_MOM2_TOKENS, WIKITEXT, need_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # One item per ability task with one-shot prompts and short generations: the whole pipeline, cheaply.
-TINY_ABILITY = {"sizes": {t: 1 for t in TASKS}, "mmlu_shots": 1, "gsm8k_shots": 1, "bbh_shots": 1,
-                "max_gen_tokens": {"gsm8k": 16, "triviaqa": 8, "bbh": 8}, "ppl_chars": 300}
+TINY_ABILITY = {
+    "sizes": {t: 1 for t in TASKS},
+    "mmlu_shots": 1,
+    "gsm8k_shots": 1,
+    "bbh_shots": 1,
+    "max_gen_tokens": {"gsm8k": 16, "triviaqa": 8, "bbh": 8},
+    "ppl_chars": 300,
+}
 
 
 def cli_args(store: Path, extra=()) -> list[str]:
@@ -39,10 +45,33 @@ def cli_args(store: Path, extra=()) -> list[str]:
         import yaml
 
         ability.write_text(yaml.safe_dump(TINY_ABILITY))
-    return ["sweep", "--method", "rome", "--dataset", str(COUNTERFACT), "--counts", "1,2", "--seed", "0",
-            "--set", f"mom2_n_tokens={TEST_MOM2_TOKENS}", "--corpus", str(WIKITEXT), "--offline",
-            "--ability-data", str(SHARED / "bench"), "--ppl-corpus", str(WIKITEXT), "--ability-config", str(ability),
-            "--muting-tokens", "8", "--store", str(store), *extra]
+    return [
+        "sweep",
+        "--method",
+        "rome",
+        "--dataset",
+        str(COUNTERFACT),
+        "--counts",
+        "1,2",
+        "--seed",
+        "0",
+        "--set",
+        f"mom2_n_tokens={TEST_MOM2_TOKENS}",
+        "--corpus",
+        str(WIKITEXT),
+        "--offline",
+        "--ability-data",
+        str(SHARED / "bench"),
+        "--ppl-corpus",
+        str(WIKITEXT),
+        "--ability-config",
+        str(ability),
+        "--muting-tokens",
+        "8",
+        "--store",
+        str(store),
+        *extra,
+    ]
 
 
 def config_from(args_list) -> SweepConfig:
@@ -140,8 +169,13 @@ def test_a_killed_sweep_resumes_and_matches_an_uninterrupted_one(finished, handl
     store_a, result_a, _ = finished
     store_b = tmp_path / "runs.sqlite"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, "-m", "editlab", *cli_args(store_b)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "editlab", *cli_args(store_b)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 1800
         while True:  # kill it as soon as its first edit's checkpoint is in the store
@@ -211,15 +245,25 @@ def test_an_ike_sweep_scores_the_abilities_and_muting_of_the_model_with_its_cont
         w = csv.writer(f)
         w.writerow(["Question", "Best Answer", "Incorrect Answers"])
         for fact in (edited, other):  # the "best" answer is the new target
-            w.writerow([f"{fact.prompt} what?", f"{fact.prompt} {fact.target_new}.", f"{fact.prompt} {fact.target_true}."])
+            w.writerow(
+                [f"{fact.prompt} what?", f"{fact.prompt} {fact.target_new}.", f"{fact.prompt} {fact.target_true}."]
+            )
     tqa = tmp_path / "tqa.jsonl"
     tqa.write_text(json.dumps({"question": f"{edited.prompt} what?", "answers": [edited.target_new]}) + "\n")
-    ability = AbilityConfig(sizes={"truthfulqa": 2, "triviaqa": 1, "perplexity": 1}, online=False,
-                            sources={"truthfulqa": str(items), "triviaqa": str(tqa),
-                                     "perplexity": str(need_shared(WIKITEXT))},
-                            max_gen_tokens={"triviaqa": 4}, ppl_chars=200)
-    config = SweepConfig(method="ike", dataset="one fact", counts=(1,), ability=ability,
-                         muting=MutingProbe(completions=("The capital of France is",), questions=(), max_new_tokens=4))
+    ability = AbilityConfig(
+        sizes={"truthfulqa": 2, "triviaqa": 1, "perplexity": 1},
+        online=False,
+        sources={"truthfulqa": str(items), "triviaqa": str(tqa), "perplexity": str(need_shared(WIKITEXT))},
+        max_gen_tokens={"triviaqa": 4},
+        ppl_chars=200,
+    )
+    config = SweepConfig(
+        method="ike",
+        dataset="one fact",
+        counts=(1,),
+        ability=ability,
+        muting=MutingProbe(completions=("The capital of France is",), questions=(), max_new_tokens=4),
+    )
     store = RunStore(tmp_path / "runs.sqlite")
     result = run_sweep(handle, config, store, facts=[edited])
     unedited, one = store.checkpoints(result.run_id)

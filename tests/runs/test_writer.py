@@ -1,10 +1,9 @@
 """The run store's one writer: a stored run resumes by replay, keeps its checkpoints, says how it
 ended, and resuming it again is a no-op."""
+
 import pytest
 
-from editlab.runs import experiments
-
-from editlab.runs import writer
+from editlab.runs import experiments, writer
 from editlab.runs.experiments import Plan
 from editlab.runs.store import RunStore
 
@@ -23,8 +22,9 @@ def test_a_stored_run_resumes_by_replay(handle, shift, facts5, tmp_path):
         calls.append(m.step)
         return {"weights_digest": m.values["weights_digest"]}, {}, {"edit_s": m.edit_s}
 
-    first = writer.run_stored(handle, Plan(facts5[:3], shift, checkpoints=(1,)), [experiments.Digest()],
-                                   store, "test", {"x": 1}, record)
+    first = writer.run_stored(
+        handle, Plan(facts5[:3], shift, checkpoints=(1,)), [experiments.Digest()], store, "test", {"x": 1}, record
+    )
     assert first.status == "done" and calls == [1]
     # the same configuration with one more checkpoint: step 1 is replayed, step 3 measured
     res = writer.run_stored(handle, plan, [experiments.Digest()], store, "test", {"x": 1}, record)
@@ -68,14 +68,25 @@ def test_a_run_says_how_it_ended(tmp_path):
             with writer.keeping_status(store, run_id):
                 raise exc
     got = [(store.run(i).status, store.run(i).note) for i in ids]
-    assert got == [("done", "all well"), ("cancelled", None), ("failed", "ValueError: bad value"), ("interrupted", None)]
+    assert got == [
+        ("done", "all well"),
+        ("cancelled", None),
+        ("failed", "ValueError: bad value"),
+        ("interrupted", None),
+    ]
 
 
 def test_a_result_recorded_at_once_replaces_only_unfinished_leftovers(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     leftover = store.create_run("bench", {"cell": "a", "try": 1}, status="running")
     finished = store.create_run("bench", {"cell": "a", "try": 0}, status="done")
-    new = writer.record_result(store, "bench", {"cell": "a", "try": 2}, [{"step": 0, "metrics": {"x": 1}}],
-                             note="grid cell a", replaces=lambda r: r.config.get("cell") == "a")
+    new = writer.record_result(
+        store,
+        "bench",
+        {"cell": "a", "try": 2},
+        [{"step": 0, "metrics": {"x": 1}}],
+        note="grid cell a",
+        replaces=lambda r: r.config.get("cell") == "a",
+    )
     assert [r.id for r in store.runs("bench")] == [finished, new] and leftover not in {r.id for r in store.runs()}
     assert store.run(new).status == "done" and [c.metrics for c in store.checkpoints(new)] == [{"x": 1}]

@@ -82,7 +82,8 @@ def main() -> int:
         return f"{name:<34} {statistics.median(xs):>9.2f} {spread:>14} {len(xs):>5}"
 
     print(
-        f"model {handle.name} on {handle.device} ({str(handle.dtype).replace('torch.', '')}), torch {torch.__version__}, "
+        f"model {handle.name} on {handle.device} ({str(handle.dtype).replace('torch.', '')}), "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
     print(

@@ -96,7 +96,8 @@ def live(data: Path, n: int, dtype: str, methods: list[str], device: str) -> dic
             f"{dtype} {name}: "
             + (
                 row.get("error")
-                or f"first {row['first_edit_s']} s, median edit {row['edit_s_median']} s, probes {row['probe_s_median']} s, "
+                or f"first {row['first_edit_s']} s, median edit {row['edit_s_median']} s, "
+                f"probes {row['probe_s_median']} s, "
                 + ", ".join(f"{k} {sc.get(k)}" for k in ("ES", "PS", "NS", "PN", "RE"))
             )
             + f", restored {row['weights_restored']}"
@@ -143,7 +144,7 @@ def main() -> int:
             checkpoints=checkpoints,
             heldout=data / "corpus" / "wikitext-2-valid.txt",
             online=False,
-            progress=lambda i, k, msg: say(f"  {method} [{i}/{k}] {msg}"),
+            progress=lambda i, k, msg: say(f"  {method} [{i}/{k}] {msg}"),  # noqa: B023 (used within this iteration)
         )
         (out / f"muting-{method}.json").write_text(res.to_json(indent=1))
         say(f"muting {method}: {res.cost}")

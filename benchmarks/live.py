@@ -209,8 +209,10 @@ def warm(handle, facts, batch, agreement_facts, methods=("rome", "memit", "alpha
         bad = [d for d in a["differ"] if d]
         same_steps = sum(x == y for x, y in a["steps"])
         print(
-            f"rome agreement on {len(a['rel'])} facts (#1–#{len(a['rel'])}): v* rel. diff median {statistics.median(a['rel']):.1e}, "
-            f"max {max(a['rel']):.1e}; same number of steps for {same_steps}; facts whose ES/PS/NS/PN differ: {len(bad)}"
+            f"rome agreement on {len(a['rel'])} facts (#1–#{len(a['rel'])}): "
+            f"v* rel. diff median {statistics.median(a['rel']):.1e}, "
+            f"max {max(a['rel']):.1e}; same number of steps for {same_steps}; "
+            f"facts whose ES/PS/NS/PN differ: {len(bad)}"
         )
         ok = max(a["rel"]) <= V_TOLERANCE and len(bad) <= 1
         print(f"   same edit (v* within {V_TOLERANCE:g} relative, ES/PS/NS/PN within 1 fact): {'yes' if ok else 'NO'}")
@@ -318,10 +320,9 @@ def browser(facts, runs: int = 3) -> None:
                 f"after start): {statistics.median(g[1] for g in got):.1f} s ({', '.join(f'{g[1]:.1f}' for g in got)})"
             )
         for when in ("url", "health"):
-            print(
-                f"  ratio app.py / serve.py, page opened at {when}: "
-                f"{statistics.median(g[1] for g in loads['app.py', when]) / statistics.median(g[1] for g in loads['serve.py', when]):.2f}x"
-            )
+            app_s = statistics.median(g[1] for g in loads["app.py", when])
+            serve_s = statistics.median(g[1] for g in loads["serve.py", when])
+            print(f"  ratio app.py / serve.py, page opened at {when}: {app_s / serve_s:.2f}x")
         app = App("serve.py")
         try:
             app.wait_healthy()
@@ -371,7 +372,8 @@ def main() -> int:
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     print(
-        f"editlab live benchmark on {os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+        f"editlab live benchmark on {os.cpu_count()} CPU(s), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
     if "fresh" not in skip:
         fresh()

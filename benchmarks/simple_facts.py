@@ -331,7 +331,8 @@ def main(argv=None) -> int:
             "fingerprint": handle.fingerprint,
             "how": f"{len(kept)} of {len(cands)} hand-written candidates the unedited {handle.name} completes "
             "correctly (greedy continuation starts with the answer, word-bounded)",
-            "rule": "editlab.measure.probes.starts_with_target(greedy(prompt), answer), first `limit` in candidate order",
+            "rule": "editlab.measure.probes.starts_with_target(greedy(prompt), answer), "
+            "first `limit` in candidate order",
             "candidates": "benchmarks/simple_facts.py (capitals, official languages, continents, common knowledge)",
             "command": "python benchmarks/simple_facts.py"
             + (f" --model {args.model}" if args.model != "smollm2-135m-instruct" else ""),

@@ -51,7 +51,8 @@ def main() -> int:
     facts = load_facts(args.n, args.start)
     handle = load_model(args.model)
     print(
-        f"model {handle.name}, {len(facts)} CounterFact facts from #{args.start}, ROME, torch threads {torch.get_num_threads()}, "
+        f"model {handle.name}, {len(facts)} CounterFact facts from #{args.start}, ROME, "
+        f"torch threads {torch.get_num_threads()}, "
         f"cache {paths.cache_root()}"
     )
     ref: list[torch.Tensor] = []
@@ -77,7 +78,8 @@ def main() -> int:
         agg = metrics.aggregate([s for m in out.measured for s in m.values["quality"]["scores"]])
         rows.append((n_tokens, stats_s, agg, statistics.mean(rel), statistics.median(out.edit_seconds.values())))
         print(
-            f"  N={n_tokens:>7,}: statistics {stats_s:6.1f} s  ES {agg['ES']:.2f} PS {agg['PS']:.2f} NS {agg['NS']:.2f} "
+            f"  N={n_tokens:>7,}: statistics {stats_s:6.1f} s  "
+            f"ES {agg['ES']:.2f} PS {agg['PS']:.2f} NS {agg['NS']:.2f} "
             f"PN {agg['PN']:.2f}  rel ΔW {statistics.mean(rel):.4f}",
             flush=True,
         )
@@ -86,7 +88,8 @@ def main() -> int:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n_tokens, stats_s, agg, rel, _ in sorted(rows):
         print(
-            f"| {n_tokens:,} | {stats_s:.1f} | {agg['ES']:.2f} | {agg['PS']:.2f} | {agg['NS']:.2f} | {agg['PN']:.2f} | {rel:.4f} |"
+            f"| {n_tokens:,} | {stats_s:.1f} | {agg['ES']:.2f} | {agg['PS']:.2f} | {agg['NS']:.2f} | "
+            f"{agg['PN']:.2f} | {rel:.4f} |"
         )
     return 0
 

@@ -75,11 +75,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         last = {"line": ""}
 
-        def progress(pr, _m=method):
+        def progress(pr, _m=method, _last=last):
             line = f"{_m}: {pr.line()}"
-            if line != last["line"]:
+            if line != _last["line"]:
                 print("\r" + line[:140].ljust(140), end="", file=sys.stderr, flush=True)
-                last["line"] = line
+                _last["line"] = line
 
         result = run_sweep(handle, config, store, progress=progress)
         print(file=sys.stderr)

@@ -84,7 +84,8 @@ def main() -> int:
         ie = r.indirect_effect("mlp")
         t, layer = divmod(int(torch.tensor(ie).nan_to_num(-1.0).argmax()), r.n_layers)
         print(
-            f"P({r.answer.strip()}) clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; MLP effect at the subject's last "
+            f"P({r.answer.strip()}) clean {r.p_clean:.3f}, corrupted {r.p_corrupted:.3f}; "
+            f"MLP effect at the subject's last "
             f"token {r.tokens[r.subject_last]!r}: peak layer {r.peak_layer('mlp')} "
             f"(IE {r.subject_last_effect('mlp')[r.peak_layer('mlp')]:+.3f}); strongest cell: {r.tokens[t]!r} "
             f"at layer {layer} (IE {ie[t, layer]:+.3f})"

@@ -18,7 +18,7 @@ configuration is read afresh on every script run (cheap), so there is no process
 | ``EDITLAB_MAX_UPLOAD_MB`` | ``2`` | size limit for uploaded fact files (JSON / JSONL / CSV) |
 | ``EDITLAB_OPERATOR_KEY`` | none | opening the app with ``?operator=<key>`` shows every visitor's runs |
 | ``EDITLAB_MAX_...`` | see ``editlab.core.limits`` | the library's request limits (shown on the start page) |
-"""
+"""  # noqa: E501 (a Markdown table: a row cannot be wrapped)
 
 from __future__ import annotations
 

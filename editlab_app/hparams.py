@@ -1,9 +1,10 @@
 """A method's hyperparameters as widgets, built from its ``HParams`` dataclass alone.
 
 Any registered method gets an expander without code here: booleans become checkboxes, ints and
-floats number boxes, everything else a text box holding YAML (parsed by ``editlab.core.bounded.load_yaml``: bounded in size and depth).
-Defaults come from ``HParams.for_model(handle)``; values the operator fixes (``EDITLAB_MOM2_TOKENS``)
-are shown read-only; fields that name files or devices are operator-only and never shown.
+floats number boxes, everything else a text box holding YAML (parsed by
+``editlab.core.bounded.load_yaml``: bounded in size and depth). Defaults come from
+``HParams.for_model(handle)``; values the operator fixes (``EDITLAB_MOM2_TOKENS``) are shown
+read-only; fields that name files or devices are operator-only and never shown.
 """
 
 from __future__ import annotations

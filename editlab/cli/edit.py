@@ -245,7 +245,8 @@ def render_table(report: ProbeReport) -> str:
         )
     lines.append(
         f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
-        f"new target survives negation: {s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
+        f"new target survives negation: "
+        f"{s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
         f"fact-check disagrees with completion: {fc}"
         + (
             f"   ignores the predicate (is / is not / neither): {s['ignores_predicate']}"

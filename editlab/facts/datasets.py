@@ -113,39 +113,51 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
 def _parse_records(path: Path) -> list[tuple[str, object]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel) is not a column name
-            reader = csv.DictReader(f)
-            try:
-                if not reader.fieldnames:
-                    raise ValueError(f"{path.name}: the CSV file is empty (expected a header row)")
-                out = []
-                for i, row in enumerate(reader, 1):
-                    if None in row:
-                        raise ValueError(
-                            f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns"
-                        )
-                    out.append((f"record {i} (line {reader.line_num})", row))
-            except csv.Error as e:
-                raise ValueError(
-                    f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
-                    f"at most {csv.field_size_limit():,} characters and quotes must be closed"
-                ) from None
-            return out
+        return _parse_csv(path)
     text = path.read_text(encoding="utf-8-sig")
     if suffix == ".jsonl" or (suffix != ".json" and not text.lstrip().startswith("[")):
-        out = []
-        n = 0
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            n += 1
-            try:
-                out.append((f"record {n} (line {line_no})", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path.name}: record {n} (line {line_no}): not valid JSON ({e.msg})") from None
-            except RecursionError:
-                raise ValueError(f"{path.name}: record {n} (line {line_no}): nested too deeply to read") from None
+        return _parse_jsonl(path, text)
+    return _parse_json(path, text)
+
+
+def _parse_csv(path: Path) -> list[tuple[str, object]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel) is not a column name
+        reader = csv.DictReader(f)
+        try:
+            if not reader.fieldnames:
+                raise ValueError(f"{path.name}: the CSV file is empty (expected a header row)")
+            out = []
+            for i, row in enumerate(reader, 1):
+                if None in row:
+                    raise ValueError(
+                        f"{path.name}: record {i} (line {reader.line_num}): more cells than header columns"
+                    )
+                out.append((f"record {i} (line {reader.line_num})", row))
+        except csv.Error as e:
+            raise ValueError(
+                f"{path.name}: line {reader.line_num}: not readable as CSV ({e}); a cell holds "
+                f"at most {csv.field_size_limit():,} characters and quotes must be closed"
+            ) from None
         return out
+
+
+def _parse_jsonl(path: Path, text: str) -> list[tuple[str, object]]:
+    out = []
+    n = 0
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            out.append((f"record {n} (line {line_no})", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path.name}: record {n} (line {line_no}): not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path.name}: record {n} (line {line_no}): nested too deeply to read") from None
+    return out
+
+
+def _parse_json(path: Path, text: str) -> list[tuple[str, object]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -326,10 +326,11 @@ class _Tracer:
 
                 def edit(output, name):
                     if name == self.embed:
-                        return corrupt(output, name)
+                        return corrupt(output, name)  # noqa: B023 (used within this iteration)
                     h = _hidden(output)
-                    ri, ti = where[name]
-                    h[ri, ti] = clean[name][ti + first]  # restore the clean h_i^(l)
+                    ri, ti = where[name]  # noqa: B023 (used within this iteration)
+                    # restore the clean h_i^(l)
+                    h[ri, ti] = clean[name][ti + first]  # noqa: B023 (used within this iteration)
                     return output
 
                 inp = torch.tensor([self.ids[first:]], device=dev).expand(S * R, T - first)

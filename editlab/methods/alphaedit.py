@@ -82,7 +82,9 @@ class HParams(BatchHParams):
 
     EASYEDIT_NOT_USED = {
         "P_loc": "a precomputed projection file, a pickle: editlab computes P from the statistics and caches it",
-        "mom2_update_weight": "EasyEdit's AlphaEdit does not read λ either: the null-space projection takes the place of λC",
+        "mom2_update_weight": (
+            "EasyEdit's AlphaEdit does not read λ either: the null-space projection takes the place of λC"
+        ),
     }
 
     @classmethod
@@ -271,14 +273,17 @@ def _note(ctx: MethodContext, hp: HParams, proj: dict, ns_info: dict, d_in: int,
         kept = [ns_info[l]["kept"] for l in hp.layers]
         notes.append(
             f"AlphaEdit null space: {min(kept)}–{max(kept)} of {d_in} key directions kept "
-            f"({ns_info[hp.layers[0]]['rule']}), holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
-            f"of the keys' energy; {sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected"
+            f"({ns_info[hp.layers[0]]['rule']}), "
+            f"holding ≤{max(ns_info[l]['energy_in_nullspace'] for l in hp.layers):.1%} "
+            f"of the keys' energy; "
+            f"{sum(int(v.shape[0]) for v in grown.values()) // len(grown)} key(s) per layer protected"
         )
         full = [l for l in hp.layers if ns_info[l]["kept"] == ns_info[l]["of"]]
         if full:
             notes.append(
                 f"the null space of layer(s) {full} is the whole key space under {ns_info[full[0]]['rule']} "
-                f"(every eigenvalue qualifies: P = I, nothing preserved is protected); lower nullspace_threshold, {SCALE_FREE}"
+                f"(every eigenvalue qualifies: P = I, nothing preserved is protected); "
+                f"lower nullspace_threshold, {SCALE_FREE}"
             )
     weak = shortfall_note("AlphaEdit", infos)
     if weak:

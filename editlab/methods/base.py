@@ -12,9 +12,10 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 from editlab.core import limits as _limits
 from editlab.core.bounded import check_tree, message, short
@@ -296,7 +297,8 @@ def _check_layers(name: str, value, optional: bool = True) -> None:
     for v in items:
         if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
             raise ValueError(
-                f"hyperparameter {name!r}: {short(v)} in {short(value)} is not a layer number — give whole numbers, e.g. [4, 5, 6]"
+                f"hyperparameter {name!r}: {short(v)} in {short(value)} is not a layer number — "
+                "give whole numbers, e.g. [4, 5, 6]"
             )
         if v < 0:
             raise _out_of_range(name, value, "a list of layer numbers >= 0")
@@ -560,7 +562,7 @@ class EditMethod(Protocol):
 class AttachingMethod(EditMethod, Protocol):
     """A method whose edit lives outside the weights (GRACE's codebook, IKE's context)."""
 
-    def attach(self, handle, record) -> ContextManager[str]:
+    def attach(self, handle, record) -> AbstractContextManager[str]:
         """Install ``record``'s edit for the block (the session enters it in ``applied()``, in record
         order, and leaves it on exit); yields the text the edit puts before every prompt ('' for hooks)."""
         ...

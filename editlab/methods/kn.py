@@ -136,7 +136,7 @@ def integrated_gradients(handle, ids: list[int], token: int, layer: int, a: torc
         # there by W_out(α·a) (+ bias): edit the output, calling the layer's own forward (no hooks).
         def edit(output, _name):
             out = output.clone()
-            out[:, pos] = module.forward(scaled.to(output.dtype)).to(out.dtype)
+            out[:, pos] = module.forward(scaled.to(output.dtype)).to(out.dtype)  # noqa: B023 (used within this iteration)
             return out
 
         with torch.enable_grad(), Trace(handle.model, module_name, retain_output=False, edit_output=edit):

@@ -82,8 +82,8 @@ class HParams(BatchHParams):
         kinds = list(value) if isinstance(value, (list, tuple)) else [value]
         if kinds != ["mlp"]:
             raise ValueError(
-                f"rewrite_modules {short(value)} is not supported: PMET optimises the attention and MLP outputs jointly "
-                "but updates only the MLP weights (as the paper does); use ['mlp']"
+                f"rewrite_modules {short(value)} is not supported: PMET optimises the attention and MLP outputs "
+                "jointly but updates only the MLP weights (as the paper does); use ['mlp']"
             )
         if self.nll_loss_factor <= 0:
             raise ValueError("nll_loss_factor must be positive")

@@ -219,10 +219,12 @@ def resolve_corpus(
         else ""
     )
     raise NeedCorpus(
-        f"second-moment statistics for layer(s) {sorted(set(layers))} need a text corpus, and none is at hand: offline, "
-        f"no corpus given, and no bundled statistics for this request.{bundled_note} Choose one: give a text corpus "
+        f"second-moment statistics for layer(s) {sorted(set(layers))} need a text corpus, and none is at hand: "
+        f"offline, no corpus given, and no bundled statistics for this request.{bundled_note} Choose one: "
+        f"give a text corpus "
         f"(--corpus PATH on the command line, corpus= in EditSession; plain text or .jsonl with a 'text' field); "
-        f"or let editlab sample {n_tokens:,} tokens of text from the model itself (--sample-corpus / sample_corpus=True; "
+        f"or let editlab sample {n_tokens:,} tokens of text from the model itself "
+        f"(--sample-corpus / sample_corpus=True; "
         f"about {_duration(sampling_seconds(handle, n_tokens))} on this machine, once per model); or edit without the "
         "statistics (mom2_adjustment false: C = I, which writes the fact but disturbs neighbours more)"
     )

@@ -51,7 +51,8 @@ def parse_name(filename: str) -> tuple[str, str, int | None]:
     if not m:
         raise ValueError(
             f"{Path(filename).name!r} is not an EasyEdit/ROME statistics file name "
-            "(expected '{layer_name}_{dtype}_mom2_{N}.npz', e.g. 'model.layers.4.mlp.down_proj_float32_mom2_100000.npz')"
+            "(expected '{layer_name}_{dtype}_mom2_{N}.npz', "
+            "e.g. 'model.layers.4.mlp.down_proj_float32_mom2_100000.npz')"
         )
     return m["module"], m["dtype"], int(m["n"]) if m["n"] else None
 
@@ -82,7 +83,8 @@ def _layer_of(handle, module: str) -> int:
             return i
     raise ValueError(
         f"statistics file names module {module!r}, which is not an MLP output projection of this "
-        f"{handle.arch.family} model (expected e.g. {handle.arch.mlp_out_proj(0)!r}): the file is for another architecture"
+        f"{handle.arch.family} model (expected e.g. {handle.arch.mlp_out_proj(0)!r}): "
+        "the file is for another architecture"
     )
 
 
@@ -267,7 +269,8 @@ def resolve_stats_corpus(
         if entries:
             missing = sorted(set(layers) - set(have))
             raise ValueError(
-                f"imported statistics {dataset!r} do not cover layer(s) {missing} with mom2_n_tokens={n_tokens:,}, {dtype} "
+                f"imported statistics {dataset!r} do not cover layer(s) {missing} "
+                f"with mom2_n_tokens={n_tokens:,}, {dtype} "
                 f"(imported: "
                 + ", ".join(
                     f"layer {k}: "
@@ -275,9 +278,15 @@ def resolve_stats_corpus(
                     + f"{v['n_tokens']:,} tokens, {v['dtype']}"
                     for k, v in sorted(entries.items())
                 )
-                + "); import the missing files, or set mom2_n_samples to the imported N (or mom2_n_tokens to its tokens)"
+                + (
+                    "); import the missing files, "
+                    "or set mom2_n_samples to the imported N (or mom2_n_tokens to its tokens)"
+                )
             )
-        note = f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; used the default corpus"
+        note = (
+            f"mom2_dataset {dataset!r} is neither a corpus file nor imported statistics for this model; "
+            "used the default corpus"
+        )
     return resolve_corpus(
         handle,
         default_corpus,

@@ -260,7 +260,8 @@ class _Scheduler:
             self._hand(actor, key, name, self.queued(key)[0])
 
     def collect(self, poll_seconds: float) -> None:
-        """Take one finished cell's result (or its error) within ``poll_seconds``; its worker goes idle or is stopped."""
+        """Take one finished cell's result (or its error) within ``poll_seconds``; its worker goes idle
+        or is stopped."""
         ray, driver = self.ray, self.driver
         ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=poll_seconds)
         if not ready:

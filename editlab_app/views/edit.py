@@ -161,9 +161,8 @@ if report is not None and A.report_is_stale(ss):
         report = A.refresh(ss)
 
 
-def show(report) -> None:
-    """The side-by-side result: flags, table, bars, fact-check, generations, probe editor."""
-    st.divider()
+def _heading(report) -> None:
+    """The fact as the title, then the model, the edit's time and the notes."""
     f = report.fact
     title = f"{report.method}: " if report.method else "Probe run: "
     st.subheader(title + f"{f.prompt} → {f.target_new}" + (f" (was {f.target_true})" if f.target_true else ""))
@@ -175,37 +174,33 @@ def show(report) -> None:
     meta += list(report.notes)
     st.caption(" · ".join(meta))
 
-    for _, level, text in R.flags(report):
-        getattr(st, level)(text)
-    st.caption(R.summary_caption(report))
 
-    if session.records:
-        last = session.records[-1]
+def _undo_button(last) -> None:
+    """A button that undoes ``last``, the session's latest edit."""
 
-        def _undo_last() -> None:
-            try:
-                rec = A.undo(ss, last.id)
-            except ValueError as e:
-                S.flash(ss, "error", str(e))
-            else:
-                S.flash(
-                    ss,
-                    "success",
-                    f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
-                    "the weights it changed are back to what they were before it.",
-                )
+    def _undo_last() -> None:
+        try:
+            rec = A.undo(ss, last.id)
+        except ValueError as e:
+            S.flash(ss, "error", str(e))
+        else:
+            S.flash(
+                ss,
+                "success",
+                f"Undid edit {rec.id} ({rec.facts[0].subject} → {rec.facts[0].target_new}): "
+                "the weights it changed are back to what they were before it.",
+            )
 
-        label = (
-            "Undo this edit"
-            if ss.get(S.REPORT_RECORD) == last.id
-            else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
-        )
-        st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
+    label = (
+        "Undo this edit"
+        if ss.get(S.REPORT_RECORD) == last.id
+        else f"Undo the last edit ({last.facts[0].subject} → {last.facts[0].target_new})"
+    )
+    st.button(label, key="undo_last", on_click=_undo_last, icon=":material/undo:")
 
-    st.markdown("##### Completions: probability of each target")
-    st.table(R.style(R.cloze_table(report), report))
-    st.plotly_chart(R.bars(report), key="bars")
 
+def _factcheck(report) -> None:
+    """The fact-check table with its calibration, when the report has one."""
     tf = R.factcheck_table(report)
     if len(tf):
         st.markdown("##### Fact-check: True or false?")
@@ -216,6 +211,9 @@ def show(report) -> None:
             )
         st.table(R.style(tf, report))
 
+
+def _generations(report) -> None:
+    """Each generation probe's continuation in every state, side by side."""
     st.markdown("##### Free generations")
     for g in R.generations(report):
         if g["probe"] != "generation":
@@ -225,39 +223,70 @@ def show(report) -> None:
             col.markdown(f"**{name}**")
             col.text(f"{g['prompt']}{g[name]}")
 
+
+def _probe_editor(report) -> None:
+    """The report's probe prompts as text boxes; run them again (or the defaults) without editing."""
+    f = report.fact
+    probes = [r.probe for r in report.rows]
+    serial = ss.get(S.REPORT_SERIAL, 0)  # new widget keys for each new report's prompts
+    with st.form("probe_form"):
+        prompts = []
+        for label, p in zip(A.probe_labels(probes), probes):
+            box = st.text_area if "\n" in p.prompt else st.text_input
+            prompts.append(box(label, value=p.prompt, key=f"probe.{serial}.{label}"))
+        r1, r2, _ = st.columns([1, 1, 4])
+        rerun = r1.form_submit_button("Run probes again", key="rerun_probes")
+        defaults = r2.form_submit_button("Default probes", key="default_probes")
+    if rerun or defaults:
+        try:
+            new = session.probes_for(f) if defaults else A.with_prompts(probes, prompts)
+            with st.spinner("Probing ..."):
+                A.probe(ss, f, new)
+        except ValueError as e:
+            st.error(f"Could not run the probes: {e}")
+        else:
+            st.rerun()
+
+
+def _every_field(report) -> None:
+    """The report as a table and as a JSON download."""
+    st.dataframe(report.to_dataframe(), hide_index=True)
+    st.download_button(
+        "Download the report (JSON)",
+        report.to_json(indent=1),
+        file_name="editlab-report.json",
+        mime="application/json",
+        key="download_report",
+    )
+
+
+def show(report) -> None:
+    """The side-by-side result: flags, table, bars, fact-check, generations, probe editor."""
+    st.divider()
+    _heading(report)
+
+    for _, level, text in R.flags(report):
+        getattr(st, level)(text)
+    st.caption(R.summary_caption(report))
+
+    if session.records:
+        _undo_button(session.records[-1])
+
+    st.markdown("##### Completions: probability of each target")
+    st.table(R.style(R.cloze_table(report), report))
+    st.plotly_chart(R.bars(report), key="bars")
+
+    _factcheck(report)
+    _generations(report)
+
     TV.ablation_section(st, report)
-    TV.trace_expander(st, ss, session, f, method)
+    TV.trace_expander(st, ss, session, report.fact, method)
 
     with st.expander("Probe prompts: edit them and run again without editing"):
-        probes = [r.probe for r in report.rows]
-        serial = ss.get(S.REPORT_SERIAL, 0)  # new widget keys for each new report's prompts
-        with st.form("probe_form"):
-            prompts = []
-            for label, p in zip(A.probe_labels(probes), probes):
-                box = st.text_area if "\n" in p.prompt else st.text_input
-                prompts.append(box(label, value=p.prompt, key=f"probe.{serial}.{label}"))
-            r1, r2, _ = st.columns([1, 1, 4])
-            rerun = r1.form_submit_button("Run probes again", key="rerun_probes")
-            defaults = r2.form_submit_button("Default probes", key="default_probes")
-        if rerun or defaults:
-            try:
-                new = session.probes_for(f) if defaults else A.with_prompts(probes, prompts)
-                with st.spinner("Probing ..."):
-                    A.probe(ss, f, new)
-            except ValueError as e:
-                st.error(f"Could not run the probes: {e}")
-            else:
-                st.rerun()
+        _probe_editor(report)
 
     with st.expander("Every measured field"):
-        st.dataframe(report.to_dataframe(), hide_index=True)
-        st.download_button(
-            "Download the report (JSON)",
-            report.to_json(indent=1),
-            file_name="editlab-report.json",
-            mime="application/json",
-            key="download_report",
-        )
+        _every_field(report)
 
 
 if report is None:

@@ -24,13 +24,19 @@ def test_uploaded_json_and_csv_become_facts():
     ).encode()
     facts, skipped = G.read_upload("mine.json", data, max_mb=1)
     assert [f.target_new for _, f in facts] == ["Madrid"] and not skipped
-    csv = b"subject,prompt,target_new,target_true,paraphrases\nBig Ben,Big Ben is in,Oslo,London,Big Ben stands in|Big Ben rings in\n"
+    csv = (
+        b"subject,prompt,target_new,target_true,paraphrases\n"
+        b"Big Ben,Big Ben is in,Oslo,London,Big Ben stands in|Big Ben rings in\n"
+    )
     facts, _ = G.read_upload("mine.csv", csv, max_mb=1)
     assert facts[0][1].paraphrases == ("Big Ben stands in", "Big Ben rings in")
 
 
 def test_uploads_of_records_that_are_not_facts_say_which_record():
-    data = b'{"subject": "Louvre", "prompt": "The Louvre is in", "target_new": "Madrid"}\n{"subject": "X", "prompt": "nothing here", "target_new": "Y"}\n'
+    data = (
+        b'{"subject": "Louvre", "prompt": "The Louvre is in", "target_new": "Madrid"}\n'
+        b'{"subject": "X", "prompt": "nothing here", "target_new": "Y"}\n'
+    )
     facts, skipped = G.read_upload("mine.jsonl", data, max_mb=1)
     assert len(facts) == 1 and len(skipped) == 1 and "record 2" in skipped[0]
 

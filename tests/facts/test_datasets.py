@@ -73,7 +73,9 @@ KNOWEDIT_RECORDS = [
             "Relation_Specificity": [{"prompt": "The gender of Frederic Piesch is", "ground_truth": "male"}],
             "Forgetfulness": [
                 {
-                    "prompt": "The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is",
+                    "prompt": (
+                        "The name of the position held by Frederic Piesch, which is not Archbishop of León, Mexico, is"
+                    ),
                     "ground_truth": "mayor of Vienna",
                 }
             ],
@@ -98,7 +100,10 @@ KNOWEDIT_RECORDS = [
         },
     },
     {
-        "text": "This is a Wikipedia passage about john russell reynolds. Sir John Russell Reynolds was a British neurologist.",
+        "text": (
+            "This is a Wikipedia passage about john russell reynolds. "
+            "Sir John Russell Reynolds was a British neurologist."
+        ),
         "labels": "He received general education from his father.",
         "concept": "john russell reynolds",
         "locality": {

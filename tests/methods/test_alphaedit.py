@@ -30,7 +30,7 @@ def test_alphaedit_writes_five_counterfact_facts_in_one_call(handle, corpus_path
     # reference threshold leaves out the principal directions that hold most of the keys' energy.
     ns = record.info["nullspace"]
     assert set(ns) == set(record.info["layers"])
-    for layer, info in ns.items():
+    for info in ns.values():
         assert info["rule"] == "absolute 0.02"
         assert 0 < info["kept"] < info["of"] and info["energy_in_nullspace"] < 0.5, info
     assert "null space" in record.info["note"]

@@ -161,7 +161,7 @@ mom2_n_samples: 100000
 mom2_dtype: "float32"
 nullspace_threshold: 2e-2
 L2: 1
-"""
+"""  # noqa: E501 (EasyEdit's file, verbatim)
 
 # hparams/AlphaEdit/gpt2-xl.yaml
 ALPHAEDIT_GPT2_XL = """\
@@ -195,7 +195,7 @@ mom2_n_samples: 100000
 mom2_dtype: "float32"
 nullspace_threshold: 2e-2
 L2: 10
-"""
+"""  # noqa: E501 (EasyEdit's file, verbatim)
 
 # hparams/PMET/llama-7b.yaml
 PMET_LLAMA_7B = """\

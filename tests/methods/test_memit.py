@@ -50,7 +50,8 @@ def test_memit_writes_twenty_counterfact_facts_in_one_call(session, counterfact_
             ],
         )
         lines.append(
-            f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}; paraphrase {para.p_new:.3f} vs {para.p_true:.3f}"
+            f"{fact.subject}: P(new) {pos.p_new:.3f} vs P(true) {pos.p_true:.3f}; "
+            f"paraphrase {para.p_new:.3f} vs {para.p_true:.3f}"
         )
         if not pos.p_new > pos.p_true:
             failed.append(fact.subject)
@@ -97,7 +98,8 @@ def test_easyedit_memit_yaml_loads_and_reports_unknown_keys(tmp_path, handle):
         "layers: [4, 5, 6, 7, 8]\nclamp_norm_factor: 4\nlayer_selection: all\nfact_token: subject_last\n"
         "v_num_grad_steps: 25\nv_lr: 5e-1\nv_loss_layer: 29\nv_weight_decay: 1e-3\nkl_factor: 0.0625\n"
         "mom2_adjustment: true\nmom2_update_weight: 15000\nrewrite_module_tmp: model.layers.{}.mlp.down_proj\n"
-        "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\nattn_module_tmp: model.layers.{}.self_attn\n"
+        "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\n"
+        "attn_module_tmp: model.layers.{}.self_attn\n"
         "ln_f_module: model.norm\nlm_head_module: lm_head\nmom2_dataset: wikipedia\nmom2_n_samples: 100000\n"
         "mom2_dtype: float32\nsurprise: 3\n"
     )

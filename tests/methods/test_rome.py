@@ -121,7 +121,8 @@ def test_easyedit_yaml_loads_and_reports_what_it_does_not_use(tmp_path, handle):
         "layers: [7]\nfact_token: subject_last\nv_num_grad_steps: 20\nv_lr: 0.3\nv_loss_layer: 29\n"
         "v_weight_decay: 0.5\nclamp_norm_factor: 4\nkl_factor: 0.0625\nmom2_adjustment: false\n"
         "context_template_length_params: [[5, 10], [10, 10]]\nrewrite_module_tmp: model.layers.{}.mlp.down_proj\n"
-        "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\nattn_module_tmp: model.layers.{}.self_attn\n"
+        "layer_module_tmp: model.layers.{}\nmlp_module_tmp: model.layers.{}.mlp\n"
+        "attn_module_tmp: model.layers.{}.self_attn\n"
         "ln_f_module: model.norm\nlm_head_module: lm_head\nmom2_dataset: wikipedia\nmom2_n_samples: 100000\n"
         "mom2_dtype: float32\nmodel_parallel: false\nfancy_new_key: 1\n"
     )

@@ -17,7 +17,9 @@ def test_second_moment_equals_mean_outer_product_and_is_cached(tmp_path, monkeyp
     keys = []
     for ch in chunks:
         store = {}
-        hook = h.module(h.arch.mlp_out_proj(1)).register_forward_hook(lambda m, i, o: store.__setitem__("k", i[0]))
+        hook = h.module(h.arch.mlp_out_proj(1)).register_forward_hook(
+            lambda m, i, o: store.__setitem__("k", i[0])  # noqa: B023 (used within this iteration)
+        )
         with torch.no_grad():
             h.model(torch.tensor([ch]))
         hook.remove()

@@ -67,6 +67,37 @@ def shipped_reports(folder: Path = REPORTS_DIR) -> dict[str, Path]:
     return {p.name: p for p in sorted(Path(folder).glob("*.json"))}
 
 
+# The shipped runs a page shows first, in this order (a file not listed follows in name order).
+SHIPPED_ORDER = ("muting", "negation", "factcheck", "ablation")
+
+
+def shipped_results(folder: Path = REPORTS_DIR, max_mb: float = 5.0) -> list[tuple[str, object]]:
+    """The shipped reports read (name, ReproResult), muting first; one that cannot be read is left
+    out and named in a (name, ValueError) entry instead, so a page says so rather than failing."""
+    out = []
+    for name, path in shipped_reports(folder).items():
+        try:
+            out.append((name, read_report(name, path.read_bytes(), max_mb)))
+        except (ValueError, OSError) as e:
+            out.append((name, ValueError(f"{name} could not be read: {e}")))
+
+    def rank(item):
+        protocol = getattr(item[1], "protocol", None)
+        return (SHIPPED_ORDER.index(protocol) if protocol in SHIPPED_ORDER else len(SHIPPED_ORDER), item[0])
+
+    return sorted(out, key=rank)
+
+
+def shipped_title(name: str, result) -> str:
+    """One line naming a shipped run: protocol, method, model, size and the machine it ran on (from
+    the report, else from the file name's ``-h100``/``-cpu`` tag)."""
+    size = f"{result.n:,} sequential edits" if result.protocol == "muting" else f"{result.n} facts"
+    tag = Path(name).stem.rsplit("-", 1)[-1].lower()
+    machine = result.cost.get("machine") or {"h100": "an H100 GPU", "cpu": "a 2-core CPU"}.get(tag)
+    where = f", on {machine}" if machine else ""
+    return f"{result.protocol}: {result.method.upper()} on {result.model}, {size}{where}"
+
+
 def read_report(name: str, data: bytes, max_mb: float):
     """A saved report (the JSON ``editlab reproduce`` writes), size-limited; ValueError says what is wrong."""
     from editlab.runs.reproduce import ReproResult

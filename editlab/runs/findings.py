@@ -121,6 +121,12 @@ def _curves(result: ReproResult):
     return fig
 
 
+def figure(result: ReproResult):
+    """The report's plotly figure: muting's curves against the number of edits, else the measured
+    bars beside the published markers."""
+    return _curves(result) if result.protocol == "muting" else _bars(result)
+
+
 def _table(headers, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -131,8 +137,7 @@ def to_html(result: ReproResult, include_plotlyjs: bool | str = True) -> str:
     """The whole report as one HTML document (plotly inline unless ``include_plotlyjs="cdn"``)."""
     import plotly.io as pio
 
-    fig = _curves(result) if result.protocol == "muting" else _bars(result)
-    plot = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=False)
+    plot = pio.to_html(figure(result), include_plotlyjs=include_plotlyjs, full_html=False)
     measured = _table(
         ["group", "edits", "metric", "measured", "95 % interval", "n", "chance"],
         [

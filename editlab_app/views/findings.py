@@ -9,7 +9,7 @@ from editlab.core.limits import SLOTS
 from editlab.runs.findings import to_html
 from editlab.runs.reproduce import DEFAULT_METHOD, PROTOCOLS, PUBLISHED, run
 from editlab_app import bench as B
-from editlab_app import errors
+from editlab_app import errors, shipped
 from editlab_app import state as S
 from editlab_app import sweep as W
 
@@ -35,6 +35,14 @@ st.caption(
     "a small model can agree in direction, not in value."
 )
 
+st.subheader("What the shipped runs found")
+st.caption(
+    "Real runs of the four protocols on the default model, shipped with editlab and drawn here as they are: "
+    "the muting curves over 1,000 sequential MEMIT edits, and the negation, fact-check and predicate-ablation "
+    "findings on 20 facts. Run your own below."
+)
+shipped.show(key="findings_shipped_view")
+
 st.subheader("Published numbers")
 st.dataframe(
     pd.DataFrame(
@@ -57,6 +65,7 @@ st.dataframe(
     key="findings_published",
 )
 
+st.subheader("Run your own")
 operator = B.operator_datasets()
 with st.form("findings_form"):
     c1, c2, c3 = st.columns(3)
@@ -133,7 +142,10 @@ with st.expander(
 
 result = ss.get(RESULT)
 if result is None:
-    st.caption("No result yet in this browser session.")
+    st.caption(
+        "No result yet in this browser session: run a protocol above, or open a saved report. "
+        "The shipped runs' findings are at the top of the page."
+    )
     st.stop()
 st.subheader(f"Measured: {result.protocol}, {result.method} on {result.model}, n={result.n}")
 for sentence in result.at_chance_sentences():

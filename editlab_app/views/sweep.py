@@ -12,7 +12,7 @@ from editlab.measure.ability import TASKS, AbilityConfig
 from editlab.runs.store import StoreError
 from editlab.runs.sweep import KIND, SweepConfig, cost_line, parse_counts, run_sweep
 from editlab_app import bench as B
-from editlab_app import errors
+from editlab_app import errors, shipped
 from editlab_app import state as S
 from editlab_app import sweep as W
 
@@ -35,6 +35,15 @@ try:
 except StoreError as e:
     st.error(errors.message(e))
     st.stop()
+
+with st.expander(
+    "The muting effect, as shipped: MEMIT's 1,000 sequential edits on the default model",
+    expanded=not store.runs(KIND),
+):
+    if not shipped.show(("muting",), key="sweep_shipped"):
+        st.caption("No shipped muting run in this installation.")
+    else:
+        st.caption("Run your own sweep below: its curves are drawn under it and stored as they are measured.")
 
 operator = B.operator_datasets()
 sources = [B.EXAMPLES, B.UPLOAD, *operator]
@@ -141,7 +150,7 @@ if submitted:
 runs = store.runs(KIND)
 st.subheader("Sweeps")
 if not runs:
-    st.caption("No sweep of yours stored yet.")
+    st.caption("No sweep of yours stored yet: the shipped 1,000-edit run is drawn at the top of the page.")
     st.stop()
 st.dataframe(W.runs_table(runs), hide_index=True, key="sweep_runs")
 by_id = {r.id: r for r in runs}

@@ -64,7 +64,7 @@ def test_two_visitors_never_see_each_others_runs(store_env):
         bob_store.checkpoints(bench_run.id)  # opening Alice's run by its number fails too
     bob.switch_page(SWEEP).run()
     assert not bob.exception
-    assert "No sweep of yours stored yet." in _page_text(bob) and "alice.json" not in _page_text(bob)
+    assert "No sweep of yours stored yet" in _page_text(bob) and "alice.json" not in _page_text(bob)
 
     alice.switch_page(SWEEP).run()
     assert _listed(alice) == [sweep_id]

@@ -70,7 +70,7 @@ def test_stored_runs_are_plotted_and_samples_readable(sweep_env):
     assert frame(at, "output")["output"].tolist() == ["∅ (empty)"]
     steps[0].select(1).run()
     assert frame(at, "output")["output"].tolist() == ["Rome, the city."]
-    metrics = frame(at, "metric")
+    metrics = frame(at, "value")  # the checkpoint's metrics (the shipped run's table has no "value")
     assert metrics.loc[metrics["metric"] == "efficacy", "value"].tolist() == [1.0]
 
 
@@ -88,3 +88,15 @@ def test_a_sweep_started_on_the_page_is_stored(sweep_env):
     assert at.multiselect(key="sweep_shown").value == [run.id]
     checkpoint = RunStore(sweep_env).checkpoints(run.id)[1]
     assert checkpoint.metrics["quality"]["latest"]["ES"] == 1.0  # the first example fact was written
+
+
+def test_the_shipped_muting_run_is_drawn_open_until_a_sweep_of_ones_own_is_stored(sweep_env):
+    at = open_app(SWEEP)
+    shipped = [e for e in at.expander if e.label.startswith("The muting effect, as shipped")]
+    assert len(shipped) == 1 and shipped[0].proto.expanded
+    assert len(shipped[0].get("plotly_chart")) == 1
+    assert any("No sweep of yours stored yet" in c.value for c in at.caption)
+    _stored_run(sweep_env)
+    at = open_app(SWEEP, operator=True)  # written outside the app: the operator's run
+    shipped = [e for e in at.expander if e.label.startswith("The muting effect, as shipped")]
+    assert len(shipped) == 1 and not shipped[0].proto.expanded

@@ -3,6 +3,7 @@
 Each subcommand lives in its own module with ``register(subparsers)``; the module's handler gets
 the parsed arguments and returns an exit code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,14 +12,26 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["editlab.cli.edit", "editlab.cli.bench", "editlab.cli.sweep", "editlab.cli.trace", "editlab.cli.stats",
-            "editlab.cli.grid", "editlab.cli.reproduce", "editlab.cli.app"]
+COMMANDS = [
+    "editlab.cli.edit",
+    "editlab.cli.bench",
+    "editlab.cli.sweep",
+    "editlab.cli.trace",
+    "editlab.cli.stats",
+    "editlab.cli.grid",
+    "editlab.cli.reproduce",
+    "editlab.cli.app",
+    "editlab.cli.train",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="editlab", description="Edit a language model's facts and see what the edit really did.")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback of an error (also: EDITLAB_DEBUG=1)")
+    parser = argparse.ArgumentParser(
+        prog="editlab", description="Edit a language model's facts and see what the edit really did."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an error (also: EDITLAB_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for path in COMMANDS:
         importlib.import_module(path).register(sub)
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        print(f"editlab: error: {describe_error(e)}" + ("" if debug else "  (--debug shows the traceback)"),
-              file=sys.stderr)
+        print(
+            f"editlab: error: {describe_error(e)}" + ("" if debug else "  (--debug shows the traceback)"),
+            file=sys.stderr,
+        )
         return 1 if isinstance(e, EditError) else 2

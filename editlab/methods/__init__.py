@@ -1,12 +1,23 @@
 """The registry of editing methods: one module each, found by name, checked against the method
 contract (:class:`~editlab.methods.base.EditMethod`) when the registry first imports it."""
+
 from __future__ import annotations
 
 import importlib
 
 from editlab.core.bounded import short
-from editlab.methods.base import (AttachingMethod, Capabilities, EditError, EditMethod, HParamsBase, LoadReport, MethodContext,
-                   MethodContractError, StatefulMethod, check_method)
+from editlab.methods.base import (
+    AttachingMethod,
+    Capabilities,
+    EditError,
+    EditMethod,
+    HParamsBase,
+    LoadReport,
+    MethodContext,
+    MethodContractError,
+    StatefulMethod,
+    check_method,
+)
 
 # name -> module path; each module fulfils EditMethod (NAME, CAPABILITIES, HParams, touched, apply,
 # and attach / State + forget where its capabilities say so)
@@ -20,6 +31,7 @@ REGISTRY = {
     "grace": "editlab.methods.grace",
     "kn": "editlab.methods.kn",
     "ike": "editlab.methods.ike",
+    "mend": "editlab.methods.mend",
 }
 _checked: set[tuple[str, str]] = set()  # (name, module path) pairs that passed check_method
 
@@ -52,6 +64,20 @@ def having(capability: str) -> list[str]:
     return [m for m in REGISTRY if getattr(get(m).CAPABILITIES, capability)]
 
 
-__all__ = ["REGISTRY", "available", "get", "capabilities", "having", "Capabilities", "EditMethod", "AttachingMethod",
-           "StatefulMethod", "MethodContractError", "check_method", "EditError", "HParamsBase", "LoadReport",
-           "MethodContext"]
+__all__ = [
+    "REGISTRY",
+    "available",
+    "get",
+    "capabilities",
+    "having",
+    "Capabilities",
+    "EditMethod",
+    "AttachingMethod",
+    "StatefulMethod",
+    "MethodContractError",
+    "check_method",
+    "EditError",
+    "HParamsBase",
+    "LoadReport",
+    "MethodContext",
+]

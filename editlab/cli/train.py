@@ -1,0 +1,179 @@
+"""``editlab train mend``: train MEND's editor network for a model, score it on held-out facts, save it.
+
+    editlab train mend --data counterfact-edit.json                          # the embedded default model
+    editlab train mend --model ./my-model --data counterfact-edit.json --steps 400 --out editors/
+
+The editor is written as ``<model>.safetensors`` with its provenance beside it (``<model>.json``: the
+records used, steps, seed, hyperparameters, time, versions, commit, held-out scores). Without ``--out``
+it goes to the cache root's ``mend`` folder, where an edit with ``--method mend`` finds it by the
+model's fingerprint; from elsewhere give it to an edit as ``--set archive=PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from editlab.cli.common import add_model_args, load, positive_float, positive_int, read_yaml_mapping, status
+
+DEFAULT_STEPS = 700  # what the shipped editor for the default model was trained with
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """ "1000-4600" -> (1000, 4600): positions first..last-1 of the dataset file, 0-based."""
+    a, dash, b = text.partition("-")
+    try:
+        lo, hi = int(a), int(b)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a range of record positions; write e.g. 1000-4600") from None
+    if not dash or lo < 0 or hi <= lo:
+        raise ValueError(f"{text!r}: write first-end with 0 <= first < end, e.g. 1000-4600")
+    return lo, hi
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a method's learned component (MEND's editor network) for a model")
+    p.add_argument("method", choices=["mend"], help="the method to train for (mend)")
+    add_model_args(p)
+    p.add_argument(
+        "--data",
+        required=True,
+        help="an editing dataset with paraphrases and neighbours (CounterFact: EasyEdit's counterfact-edit.json)",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=DEFAULT_STEPS,
+        help=f"optimiser steps (default {DEFAULT_STEPS}, the shipped editor's)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FOLDER",
+        help="where to write <model>.safetensors and .json (default: the cache root's mend folder, "
+        "where edits find it)",
+    )
+    p.add_argument(
+        "--hparams",
+        default=None,
+        help="a YAML file of training hyperparameters (EasyEdit's hparams/TRAINING/MEND keys accepted)",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one (repeatable)")
+    p.add_argument("--layers", default=None, help="layers to edit, e.g. 27,28,29 (default: the last three)")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop training after this long")
+    p.add_argument("--heldout", type=positive_int, default=100, help="held-out facts to score (default 100)")
+    p.add_argument(
+        "--train-range",
+        default=None,
+        help="record positions to train on, e.g. 1000-4600 (0-based, end "
+        "excluded; evaluation ranges are always left out)",
+    )
+    p.add_argument("--dev-range", default=None, help="positions for the development scores logged while training")
+    p.add_argument("--heldout-range", default=None, help="positions of the held-out facts")
+    p.add_argument("--dev", type=int, default=0, metavar="N", help="score N development facts every few hundred steps")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--note", default="", help="a sentence for the provenance, shown with every edit's report")
+    p.add_argument("--json", action="store_true", help="print the provenance as one JSON object")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from editlab.cli.edit import parse_sets
+    from editlab.facts.datasets import load_dataset
+    from editlab.methods import mend, mend_train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_path = Path(args.data)
+    dataset = load_dataset(str(data_path), n=None)
+    handle = load(args)
+    values = dict(read_yaml_mapping(args.hparams)) if args.hparams else {}
+    values.update(parse_sets(args.set))
+    if args.layers:
+        values["layers"] = [int(x) for x in args.layers.split(",")]
+    hp, report = mend_train.TrainHParams.from_dict(values, handle)
+    for line in report.lines():
+        status(f"hyperparameters: {line}")
+    ranges = {
+        k: parse_range(v)
+        for k, v in (
+            ("train_range", args.train_range),
+            ("dev_range", args.dev_range),
+            ("heldout_range", args.heldout_range),
+        )
+        if v
+    }
+    split = mend_train.split(len(dataset), **ranges)
+    train_facts = [dataset.facts[i] for i in split.train]
+    dev = [dataset.facts[i] for i in split.dev[: args.dev]]
+    heldout_positions = split.heldout[: args.heldout]
+    status(
+        f"training MEND for {handle.name} on {len(train_facts):,} records of {data_path.name} "
+        f"({args.steps} steps of {hp.edits_per_step} edits, layers {list(hp.layers)})"
+    )
+
+    def show(done, total, line):
+        status(f"  step {done}/{total}: {line}")
+
+    max_seconds = args.max_minutes * 60 if args.max_minutes else None
+    result = mend_train.train(
+        handle,
+        train_facts,
+        hp,
+        args.steps,
+        max_seconds=max_seconds,
+        progress=show,
+        evaluate_every=200 if dev else 0,
+        dev=dev,
+    )
+    status(f"trained: {result.steps} steps in {result.seconds:.0f} s (stopped by {result.stopped})")
+    heldout = None
+    if heldout_positions:
+        status(f"scoring {len(heldout_positions)} held-out facts (each edited alone, then restored) ...")
+        heldout = mend_train.evaluate(handle, result.editor, [dataset.facts[i] for i in heldout_positions])
+        heldout["positions"] = mend_train.runs(heldout_positions)
+        status(mend_train.describe_heldout(heldout))
+    out_dir = Path(args.out) if args.out else mend.user_dir()
+    data = {
+        "file": data_path.name,
+        "sha256": mend.file_sha256(data_path),
+        "records": len(dataset),
+        "format": dataset.format,
+        "split": split.describe(),
+        "left_out": {
+            "first_n": mend_train.FIRST_N,
+            "negation_splits": mend_train.NEGATION_SPLITS,
+            "negation_pool_from": mend_train.NEGATION_POOL,
+            "seeded_subsets": {"sizes": f"1-{max(mend_train.SEEDED_SIZES)}", "seeds": list(mend_train.SEEDED_SEEDS)},
+            "positions_left_out": split.excluded,
+        },
+    }
+    # the command that reproduces this editor: the steps actually taken, no time limit
+    parts = ["editlab", "train", "mend", "--model", args.model, "--data", data_path.name, "--steps", str(result.steps)]
+    for flag in ("hparams", "layers", "train_range", "dev_range", "heldout_range", "threads"):
+        value = getattr(args, flag)
+        if value:
+            parts += ["--" + flag.replace("_", "-"), str(value)]
+    parts += [x for item in args.set for x in ("--set", item)]
+    parts += ["--heldout", str(args.heldout)] + (["--dev", str(args.dev)] if args.dev else [])
+    parts += ["--out", args.out] if args.out else []
+    command = " ".join(shlex.quote(p) for p in parts)
+    path = mend_train.write_editor(
+        result,
+        handle,
+        hp,
+        out_dir / f"{mend.file_stem(handle.name)}.safetensors",
+        data=data,
+        heldout=heldout,
+        command=command,
+        note=args.note,
+    )
+    status(f"editor written: {path} ({path.stat().st_size / 2**20:.1f} MB) and {path.with_suffix('.json').name}")
+    if args.json:
+        print(json.dumps(mend.provenance(path)))
+    else:
+        print(path)
+    return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import random
 import subprocess
@@ -247,25 +248,24 @@ def _updates_hook(handle, editor: Editor, owner: torch.Tensor, factors_t: dict):
 
 
 def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParams) -> dict:
-    """Losses of one step (backward done; the caller steps the optimiser). Rows: the edits, their
-    paraphrases, their locality examples, in that order."""
+    """Losses of one step (backward done; the caller steps the optimiser). Rows of the edited pass:
+    the edits, their paraphrases, their locality examples, in that order (the unedited pass needs
+    no paraphrase)."""
     tok = handle.tokenizer
     n = len(batch)
     edits = [encode(tok, ex.fact.prompt, ex.fact.target_new) for ex in batch]
     paras = [encode(tok, ex.fact.paraphrases[0], ex.fact.target_new) for ex in batch]
     loc_owner = [i for i, ex in enumerate(batch) for _ in ex.locality]
     locs = [encode(tok, nb.prompt, nb.answer) for ex in batch for nb in ex.locality]
-    items = edits + paras + locs
-    ids, mask = pad_batch([it.ids for it in items], tok.pad_token_id, handle.device)
-    owner = torch.tensor(list(range(n)) * 2 + loc_owner, device=handle.device)
+    loc_pos = [(i, p) for i, it in enumerate(locs) for p in range(len(it.ids))]
     # 1. (u, δ) of every edit on the unedited model; the locality rows' distributions as they are
+    ids, mask = pad_batch([it.ids for it in edits + locs], tok.pad_token_id, handle.device)
     us, deltas, hidden0 = factors(
         handle, editor.layers, ids, mask, lambda h: target_nll(handle, h, edits, list(range(n))).sum()
     )
-    loc_where = [(2 * n + i, p) for i, it in enumerate(locs) for p in range(len(it.ids))]
     with torch.no_grad():
         pre_edit = target_nll(handle, hidden0, edits, list(range(n)))
-        lp_loc0 = log_probs(handle, hidden0, [r for r, _ in loc_where], [p for _, p in loc_where])
+        lp_loc0 = log_probs(handle, hidden0, [n + i for i, _ in loc_pos], [p for _, p in loc_pos])
     # 2. the editor's factors (ũ, −α δ̃) per edit and layer, zero-padded to a common length
     factors_t = {}
     for layer in editor.layers:
@@ -279,6 +279,8 @@ def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParam
         d_pad = torch.stack([torch.cat([dt, dt.new_zeros(width - dt.shape[0], editor.d_out)]) for _, dt in outs])
         factors_t[layer] = (u_pad, -editor.edit_lrs[slot] * d_pad)
     # 3. the edited model on every row, each row with its own edit's update
+    ids, mask = pad_batch([it.ids for it in edits + paras + locs], tok.pad_token_id, handle.device)
+    owner = torch.tensor(list(range(n)) * 2 + loc_owner, device=handle.device)
     names = [handle.arch.mlp_out_proj(layer) for layer in editor.layers]
     hook = _updates_hook(handle, editor, owner, factors_t)
     with torch.enable_grad():
@@ -294,14 +296,14 @@ def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParam
         # 4. the loss: c_edit · L_e (edit and paraphrase rows) + c_loc · KL(P_θ ‖ P_θ̃) on the locality rows
         post = target_nll(handle, hidden1, edits + paras, list(range(2 * n)))
         l_edit = post.mean()
-        lp_loc1 = log_probs(handle, hidden1, [r for r, _ in loc_where], [p for _, p in loc_where])
+        lp_loc1 = log_probs(handle, hidden1, [2 * n + i for i, _ in loc_pos], [p for _, p in loc_pos])
         l_loc = (lp_loc0.exp() * (lp_loc0 - lp_loc1)).sum(-1).mean()
         loss = hp.cedit * l_edit + hp.cloc * l_loc
         loss.backward()
     return {
-        "loss": float(loss),
-        "l_edit": float(l_edit),
-        "l_loc": float(l_loc),
+        "loss": float(loss.detach()),
+        "l_edit": float(l_edit.detach()),
+        "l_loc": float(l_loc.detach()),
         "nll_pre": float(pre_edit.mean()),
         "nll_edit": float(post[:n].mean()),
         "nll_para": float(post[n:].mean()),
@@ -381,6 +383,7 @@ def train(
             row = {
                 "step": done,
                 "seconds": round(time.perf_counter() - t0, 1),
+                "load_average": round(os.getloadavg()[0], 2),  # other work on the machine slows a step
                 **{k: round(sum(w[k] for w in window) / len(window), 4) for k in window[0]},
                 "edit_lrs": [float(f"{x:.4g}") for x in editor.edit_lrs.detach()],
             }

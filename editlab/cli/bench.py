@@ -20,6 +20,16 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmark editing methods on a dataset (both metric conventions + negation)")
     add_model_args(p)
     p.add_argument("--methods", default="rome", help="comma-separated; available: " + ", ".join(methods.available()))
+    _data_arguments(p)
+    _protocol_arguments(p)
+    _hparams_arguments(p)
+    _corpus_arguments(p)
+    _output_arguments(p)
+    p.set_defaults(handler=run_bench_cmd)
+
+
+def _data_arguments(p) -> None:
+    """The facts: the dataset, its format, and which of its records to edit."""
     p.add_argument(
         "--dataset", required=True, help="CounterFact / zsRE / KnowEdit JSON(L), or your own CSV/JSONL of facts"
     )
@@ -32,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping at the first")
     p.add_argument("--n", type=positive_int, default=20, help="number of facts (a seeded random subset; default 20)")
     p.add_argument("--seed", type=int, default=0, help="subset seed (default 0)")
+
+
+def _protocol_arguments(p) -> None:
+    """How the facts are edited and scored: independent or sequential, batches, negated edits, generation."""
     p.add_argument(
         "--mode",
         choices=["independent", "sequential"],
@@ -49,6 +63,10 @@ def register(sub) -> None:
         "--no-negative-edits", action="store_true", help="skip the negated edits (NP/NN stay empty; half the time)"
     )
     p.add_argument("--generation-tokens", type=positive_int, default=16, help="greedy tokens of the generation probe")
+
+
+def _hparams_arguments(p) -> None:
+    """The methods' hyperparameters: YAML files, single overrides, the negation weight."""
     p.add_argument(
         "--hparams",
         action="append",
@@ -72,8 +90,16 @@ def register(sub) -> None:
         f"({', '.join(methods.having('negation_objective'))}); same as --set METHOD.negation_weight=W "
         "for each of them",
     )
+
+
+def _corpus_arguments(p) -> None:
+    """The corpus of the second-moment statistics and whether it may be downloaded."""
     p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download a corpus")
+
+
+def _output_arguments(p) -> None:
+    """Where the run is stored and how the results are written out."""
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if an identical run is stored")
@@ -82,7 +108,6 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (the table, config and protocol)")
     p.add_argument("--facts", action="store_true", help="with --json: include every fact's probes and scores")
-    p.set_defaults(handler=run_bench_cmd)
 
 
 def hparams_from_args(args, names: list[str]) -> dict[str, dict]:

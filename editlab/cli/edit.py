@@ -210,27 +210,47 @@ def render_table(report: ProbeReport) -> str:
     for r in report.rows:
         prompt = r.probe.prompt.replace("\n", " ")
         prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
-        kind = r.probe.kind + (f"[{r.probe.rule}]" if r.probe.kind == "true_false" else "")
-        if r.probe.kind == "negation":
-            kind = f"neg[{negation_form(r.probe) or r.probe.rule}]"
-        if r.probe.kind == "ablation":  # the predicate variant, short enough for the column
-            kind = "abl:" + {
-                "original": "orig",
-                "negated": "not",
-                "affirmed": "affirm",
-                "predicate-removed": "none",
-            }.get(r.probe.rule, "?")
-        lines.append(f"{kind:<16} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols))
+        lines.append(
+            f"{_probe_kind(r.probe):<16} {prompt:<52} " + " ".join(f"{_cell(getattr(r, c)):<38}" for c in cols)
+        )
     lines.append("")
-    lines.append("greedy continuations (* = greedy text starts with that target):")
+    lines += _greedy_lines(report, cols)
+    lines += _verdict_lines(report, cols[-1])
+    return "\n".join(lines)
+
+
+def _probe_kind(probe) -> str:
+    """The probe's kind as the table's first column shows it (with its rule or form where it has one)."""
+    kind = probe.kind + (f"[{probe.rule}]" if probe.kind == "true_false" else "")
+    if probe.kind == "negation":
+        kind = f"neg[{negation_form(probe) or probe.rule}]"
+    if probe.kind == "ablation":  # the predicate variant, short enough for the column
+        kind = "abl:" + {
+            "original": "orig",
+            "negated": "not",
+            "affirmed": "affirm",
+            "predicate-removed": "none",
+        }.get(probe.rule, "?")
+    return kind
+
+
+def _greedy_lines(report: ProbeReport, cols: list[str]) -> list[str]:
+    """The greedy continuations of the positive, negation and generation probes, per model state."""
+    lines = ["greedy continuations (* = greedy text starts with that target):"]
     for r in report.rows:
         if r.probe.kind in ("positive", "negation", "generation"):
             for c in cols:
                 m = getattr(r, c)
                 if m is not None:
                     lines.append(f"  {r.probe.kind:<10} {c:<8} {r.probe.prompt!r} -> {m.greedy.strip()!r}")
-    s = report.summary(cols[-1])
-    neg = negated_measure(report, cols[-1])
+    return lines
+
+
+def _verdict_lines(report: ProbeReport, col: str) -> list[str]:
+    """What the negated prompt's answer names, the fact-check calibration and the summary line of state ``col``."""
+    lines = []
+    s = report.summary(col)
+    neg = negated_measure(report, col)
     if neg is not None:
         lines.append(f"  after the negated prompt the first clause names: {JUDGED[negated_text_names(report, neg)]}")
     lines.append("")
@@ -244,7 +264,7 @@ def render_table(report: ProbeReport) -> str:
             else "not read (before the edit the probe did not read this fact)"
         )
     lines.append(
-        f"[{cols[-1]}] positive prefers new: {s['positive_prefers_new']}   "
+        f"[{col}] positive prefers new: {s['positive_prefers_new']}   "
         f"new target survives negation: "
         f"{s['new_target_survives_negation'] if s['negation_probed'] else 'not probed'}   "
         f"fact-check disagrees with completion: {fc}"
@@ -254,4 +274,4 @@ def render_table(report: ProbeReport) -> str:
             else ""
         )
     )
-    return "\n".join(lines)
+    return lines

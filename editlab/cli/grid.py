@@ -90,7 +90,7 @@ class LiveTable:
 
 
 def run_grid_cmd(args) -> int:
-    from editlab.runs.grid import GridSpec, format_table, stored_cells
+    from editlab.runs.grid import GridSpec
     from editlab.runs.grid_run import run_grid
     from editlab.runs.store import RunStore
 
@@ -107,10 +107,7 @@ def run_grid_cmd(args) -> int:
         f"{len(spec.variants)} variant(s)); run store: {store.path}"
     )
     if args.dry_run:
-        done = stored_cells(store)
-        for i, c in enumerate(cells, 1):
-            mark = f"stored run #{done[c.key]}" if c.key in done else "to run"
-            print(f"{i:>4}  {c.key}  {mark:<16}  {c.label}  {json.dumps(c.hparams) if c.hparams else ''}")
+        _list_cells(cells, store)
         return 0
     backend = _backend(args)
     # Ray's driver threads print worker and raylet messages to stdout; stdout is for the table or the JSON.
@@ -125,42 +122,69 @@ def run_grid_cmd(args) -> int:
             retries=args.retries,
         )
     if args.export:
-        from editlab.runs.store import export_target
-
-        path, fmt = export_target(args.export, None)
-        df = result.table()
-        if fmt == "csv":
-            df.to_csv(path, index=False)
-        elif fmt == "parquet":
-            df.to_parquet(path, index=False)
-        else:
-            path.write_text(df.to_json(orient="records", indent=1))
-        status(f"wrote {path}")
+        _export_cells(result, args.export)
     if args.json:
-        merged = result.merged(store)
-        print(
-            json.dumps(
-                {
-                    "grid": spec.name,
-                    "backend": backend,
-                    "wall_seconds": result.wall_seconds,
-                    "cells": json.loads(result.table().to_json(orient="records")),
-                    "merged": json.loads(merged.to_json(orient="records")),
-                }
-            )
-        )
+        _print_json(spec, backend, result, store)
     else:
-        print(format_table(result.states))
-        merged = result.merged(store)
-        if len(merged) and (merged["shards"] > 1).any():
-            cols = ["model", "method", "dataset", "protocol", "variant", "shards", "n", "ES", "PS", "NS", "PN", "RE"]
-            print("\nshards merged (every metric recomputed over all their facts):")
-            print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        print(
-            f"\n{backend}: {result.wall_seconds:.1f} s; runs in {store.path} (the Benchmark page lists them)",
-            file=sys.stderr,
-        )
+        _print_tables(backend, result, store)
     if result.failed:
         status(f"{len(result.failed)} cell(s) failed; run the same command again to retry them")
         return 1
     return 0
+
+
+def _list_cells(cells, store) -> None:
+    """--dry-run: every cell, and the stored run that already holds it (or "to run")."""
+    from editlab.runs.grid import stored_cells
+
+    done = stored_cells(store)
+    for i, c in enumerate(cells, 1):
+        mark = f"stored run #{done[c.key]}" if c.key in done else "to run"
+        print(f"{i:>4}  {c.key}  {mark:<16}  {c.label}  {json.dumps(c.hparams) if c.hparams else ''}")
+
+
+def _export_cells(result, target: str) -> None:
+    """--export: one row per cell written to ``target`` (.csv, .parquet or .json)."""
+    from editlab.runs.store import export_target
+
+    path, fmt = export_target(target, None)
+    df = result.table()
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "parquet":
+        df.to_parquet(path, index=False)
+    else:
+        path.write_text(df.to_json(orient="records", indent=1))
+    status(f"wrote {path}")
+
+
+def _print_json(spec, backend: str, result, store) -> None:
+    """--json: one JSON object with every cell and the shards merged."""
+    merged = result.merged(store)
+    print(
+        json.dumps(
+            {
+                "grid": spec.name,
+                "backend": backend,
+                "wall_seconds": result.wall_seconds,
+                "cells": json.loads(result.table().to_json(orient="records")),
+                "merged": json.loads(merged.to_json(orient="records")),
+            }
+        )
+    )
+
+
+def _print_tables(backend: str, result, store) -> None:
+    """The cell table, the merged shards (where a dataset has several) and where the runs are stored."""
+    from editlab.runs.grid import format_table
+
+    print(format_table(result.states))
+    merged = result.merged(store)
+    if len(merged) and (merged["shards"] > 1).any():
+        cols = ["model", "method", "dataset", "protocol", "variant", "shards", "n", "ES", "PS", "NS", "PN", "RE"]
+        print("\nshards merged (every metric recomputed over all their facts):")
+        print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(
+        f"\n{backend}: {result.wall_seconds:.1f} s; runs in {store.path} (the Benchmark page lists them)",
+        file=sys.stderr,
+    )

@@ -16,6 +16,16 @@ def register(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("--method", default="rome", help="one of: " + ", ".join(methods.available()))
+    _edit_arguments(p)
+    _hparams_arguments(p)
+    _ability_arguments(p)
+    _output_arguments(p)
+    p.set_defaults(handler=run_sweep_cmd)
+    _register_runs(sub)
+
+
+def _edit_arguments(p) -> None:
+    """What is edited: the facts, the counts at which to measure, the batch size, the seed."""
     p.add_argument(
         "--dataset",
         required=True,
@@ -26,12 +36,20 @@ def register(sub) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=1, help="facts per edit call (batch methods)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _hparams_arguments(p) -> None:
+    """The method's hyperparameters and the corpus of its second-moment statistics."""
     p.add_argument("--hparams", default=None, help="a YAML file of hyperparameters (EasyEdit keys accepted)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one hyperparameter (repeatable)"
     )
     p.add_argument("--corpus", default=None, help="text corpus for second-moment statistics")
     p.add_argument("--offline", action="store_true", help="never download (statistics corpus, benchmark data)")
+
+
+def _ability_arguments(p) -> None:
+    """What is measured at each count: the ability benchmarks, muting and perplexity."""
     p.add_argument(
         "--ability-data",
         default=None,
@@ -64,12 +82,18 @@ def register(sub) -> None:
     p.add_argument(
         "--ppl-corpus", default=None, help="text corpus (.txt/.jsonl) for perplexity (default: WikiText-2 online)"
     )
+
+
+def _output_arguments(p) -> None:
+    """Where the run is stored and how the curves are written out."""
     p.add_argument("--store", default=None, help="run store file (default: $EDITLAB_STORE or the editlab data folder)")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if this configuration was run before")
     p.add_argument("--export", default=None, metavar="PATH", help="write the run's checkpoints to .csv/.parquet/.json")
     p.add_argument("--json", action="store_true", help="print the curves as JSON")
-    p.set_defaults(handler=run_sweep_cmd)
 
+
+def _register_runs(sub) -> None:
+    """``editlab runs``: list the runs in the store, or export some."""
     r = sub.add_parser("runs", help="list the runs in the store, or export some")
     r.add_argument("--store", default=None)
     r.add_argument("--kind", default=None, help="only runs of this kind (sweep, bench, ...)")

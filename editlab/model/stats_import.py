@@ -186,57 +186,59 @@ def import_easyedit_stats(
     suffix, e.g. ``wikipedia``). Each file must name an MLP output projection of ``handle``'s model
     and hold a square [d_in, d_in] ``mom2.mom2`` with a positive ``mom2.count``.
     """
-    from safetensors.torch import save_file
-
     files = _files(sources)
     done: list[ImportedStat] = []
     for i, f in enumerate(files):
-        module, fdtype, n = parse_name(f.name)
-        layer = _layer_of(handle, module)
-        name = (
-            dataset
-            or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name)
-            or "imported"
-        )
-        if n is None:
-            raise ValueError(
-                f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on"
-            )
-        d_in = handle.mlp_out_weight(layer).shape[1]
-        mom2, count = read_mom2(f, d_in, layer)
-        dtype = "float64" if fdtype == "float64" else "float32"
-        c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
-        corpus = corpus_for(name)
-        tokens = easyedit_samples_to_tokens(n)  # as the importer converts a YAML's mom2_n_samples N
-        target = cache_path(handle, layer, corpus.ident, tokens, dtype)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        save_file(
-            {"mom2": c, "count": torch.tensor([count])},
-            str(tmp),
-            metadata={"corpus": corpus.ident, "source": "imported", "file": f.name},
-        )
-        os.replace(tmp, target)
-        entries = manifest(handle, name)
-        entries[layer] = {"n_tokens": tokens, "n_samples": n, "dtype": dtype, "source": str(f), "count": count}
-        paths.atomic_write_bytes(
-            _manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode()
-        )
-        done.append(
-            ImportedStat(
-                layer=layer,
-                module=module,
-                source=str(f),
-                cached=str(target),
-                dataset=name,
-                n_tokens=tokens,
-                dtype=dtype,
-                count=count,
-                n_samples=n,
-            )
-        )
+        done.append(_import_file(handle, f, dataset))
         if progress:
             progress(i + 1, len(files), f"imported {f.name}")
     return done
+
+
+def _import_file(handle, f: Path, dataset: str | None) -> ImportedStat:
+    """One ``*_mom2_*.npz``: read and checked, C = mom2 / count written to the statistics cache, and
+    booked in the dataset's manifest."""
+    from safetensors.torch import save_file
+
+    module, fdtype, n = parse_name(f.name)
+    layer = _layer_of(handle, module)
+    name = (
+        dataset
+        or (f.parent.name[: -len("_stats")] if f.parent.name.endswith("_stats") else f.parent.name)
+        or "imported"
+    )
+    if n is None:
+        raise ValueError(
+            f"{f.name}: no sample count in the name; rename it to '..._mom2_<N>.npz' with the N it was computed on"
+        )
+    d_in = handle.mlp_out_weight(layer).shape[1]
+    mom2, count = read_mom2(f, d_in, layer)
+    dtype = "float64" if fdtype == "float64" else "float32"
+    c = torch.from_numpy(mom2 / count).to(torch.float64 if dtype == "float64" else torch.float32).contiguous()
+    corpus = corpus_for(name)
+    tokens = easyedit_samples_to_tokens(n)  # as the importer converts a YAML's mom2_n_samples N
+    target = cache_path(handle, layer, corpus.ident, tokens, dtype)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    save_file(
+        {"mom2": c, "count": torch.tensor([count])},
+        str(tmp),
+        metadata={"corpus": corpus.ident, "source": "imported", "file": f.name},
+    )
+    os.replace(tmp, target)
+    entries = manifest(handle, name)
+    entries[layer] = {"n_tokens": tokens, "n_samples": n, "dtype": dtype, "source": str(f), "count": count}
+    paths.atomic_write_bytes(_manifest_path(handle, name), json.dumps({str(k): v for k, v in entries.items()}).encode())
+    return ImportedStat(
+        layer=layer,
+        module=module,
+        source=str(f),
+        cached=str(target),
+        dataset=name,
+        n_tokens=tokens,
+        dtype=dtype,
+        count=count,
+        n_samples=n,
+    )
 
 
 def resolve_stats_corpus(

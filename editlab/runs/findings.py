@@ -138,51 +138,10 @@ def to_html(result: ReproResult, include_plotlyjs: bool | str = True) -> str:
     import plotly.io as pio
 
     plot = pio.to_html(figure(result), include_plotlyjs=include_plotlyjs, full_html=False)
-    measured = _table(
-        ["group", "edits", "metric", "measured", "95 % interval", "n", "chance"],
-        [
-            (
-                e.group,
-                "" if e.edits is None else e.edits,
-                e.label,
-                _num(e.value),
-                f"{_num(e.low)} – {_num(e.high)}",
-                e.n,
-                "" if e.chance is None else _num(e.chance, 2),
-            )
-            for e in result.estimates
-        ],
-    )
-    published = (
-        _table(
-            ["metric", "value", "model", "method", "dataset", "edits", "source", "checked", "note"],
-            [
-                (
-                    r.metric,
-                    _num(r.value),
-                    r.model,
-                    r.method,
-                    r.dataset,
-                    "" if r.edits is None else r.edits,
-                    f"{r.paper}, {r.where}",
-                    "yes (against the PDF)" if r.checked else r.provenance,
-                    r.note,
-                )
-                for r in result.references
-            ],
-        )
-        if result.references
-        else "<p>The issue lists no published number for this protocol; the paper's claim is qualitative.</p>"
-    )
+    measured = _measured_table(result)
+    published = _published_table(result)
     cost = result.cost
-    cost_rows = [("total", f"{cost.get('total_s')} s"), ("seconds per edit", cost.get("seconds_per_edit"))]
-    cost_rows += [
-        (f"checkpoint {c['edits']}", f"edits {c['edit_s']} s, measuring {c['measure_s']} s")
-        for c in cost.get("per_checkpoint", [])
-    ]
-    cost_rows += [
-        (k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint", "machine")
-    ]
+    cost_rows = _cost_rows(cost)
     where = f"<p>Ran on {html.escape(cost['machine'])}.</p>" if cost.get("machine") else ""
     chance = "".join(f"<p class='warn'>{html.escape(s)}</p>" for s in result.at_chance_sentences())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
@@ -209,6 +168,63 @@ bootstrap, {BOOTSTRAP_SAMPLES} resamples, seed {result.config.get('seed', 0)}.</
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Configuration</h2><pre>{config}</pre>
 </body></html>"""
+
+
+def _measured_table(result: ReproResult) -> str:
+    """The measured estimates as an HTML table, one row per group and metric."""
+    return _table(
+        ["group", "edits", "metric", "measured", "95 % interval", "n", "chance"],
+        [
+            (
+                e.group,
+                "" if e.edits is None else e.edits,
+                e.label,
+                _num(e.value),
+                f"{_num(e.low)} – {_num(e.high)}",
+                e.n,
+                "" if e.chance is None else _num(e.chance, 2),
+            )
+            for e in result.estimates
+        ],
+    )
+
+
+def _published_table(result: ReproResult) -> str:
+    """The published numbers as an HTML table, or a sentence where the issue lists none."""
+    return (
+        _table(
+            ["metric", "value", "model", "method", "dataset", "edits", "source", "checked", "note"],
+            [
+                (
+                    r.metric,
+                    _num(r.value),
+                    r.model,
+                    r.method,
+                    r.dataset,
+                    "" if r.edits is None else r.edits,
+                    f"{r.paper}, {r.where}",
+                    "yes (against the PDF)" if r.checked else r.provenance,
+                    r.note,
+                )
+                for r in result.references
+            ],
+        )
+        if result.references
+        else "<p>The issue lists no published number for this protocol; the paper's claim is qualitative.</p>"
+    )
+
+
+def _cost_rows(cost: dict) -> list[tuple]:
+    """The cost table's rows: the total, per edit, per checkpoint, then the other figures (not the machine)."""
+    cost_rows = [("total", f"{cost.get('total_s')} s"), ("seconds per edit", cost.get("seconds_per_edit"))]
+    cost_rows += [
+        (f"checkpoint {c['edits']}", f"edits {c['edit_s']} s, measuring {c['measure_s']} s")
+        for c in cost.get("per_checkpoint", [])
+    ]
+    cost_rows += [
+        (k, v) for k, v in cost.items() if k not in ("total_s", "seconds_per_edit", "per_checkpoint", "machine")
+    ]
+    return cost_rows
 
 
 def report_folder(out_dir: str | Path, protocol: str) -> Path:

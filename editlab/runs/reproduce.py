@@ -583,47 +583,7 @@ def factcheck(
         res, total = _bench(handle, path, n, method, seed, False, corpus, online, hparams, progress, cancel, fmt)
         cfgs[g] = _plain_config(res.config)
         for name, state in ((UNEDITED, "unedited"), (method, "edited")):
-            group = f"{g} · {state}"
-            est.append(estimate(group, "ES", "Efficacy (ES: P(new) > P(true))", _per_fact(res, name, "ES"), seed=seed))
-            est.append(
-                estimate(
-                    group,
-                    "efficacy",
-                    "Efficacy (token accuracy, rewrite_acc)",
-                    _per_fact(res, name, "rewrite_acc"),
-                    seed=seed,
-                )
-            )
-            if name == UNEDITED:  # can the probe read these facts at all? (chance: it cannot tell them apart)
-                est.append(
-                    estimate(
-                        group,
-                        "FC_known",
-                        "Fact-check reads the fact (true statement rated truer)",
-                        _per_fact(res, name, "FC_known"),
-                        seed=seed,
-                        chance=0.5,
-                    )
-                )
-            est.append(estimate(group, "FC", FC_LABEL, _per_fact(res, name, "FC"), seed=seed))
-            est.append(
-                estimate(
-                    group,
-                    "FC_abs",
-                    "Fact-check accuracy, absolute verdicts (the paper's definition)",
-                    _per_fact(res, name, "FC_abs"),
-                    seed=seed,
-                )
-            )
-            est.append(
-                estimate(
-                    group,
-                    "FC_new",
-                    "Fact-check: calls the new statement True (absolute verdict)",
-                    _per_fact(res, name, "FC_new"),
-                    seed=seed,
-                )
-            )
+            est += _factcheck_estimates(res, name, f"{g} · {state}", seed)
         c = _bench_cost(res, method, total, handle)
         cost["total_s"] += c["total_s"]
         cost[f"{g}.seconds_per_edit"] = c["seconds_per_edit"]
@@ -643,6 +603,55 @@ def factcheck(
     )
 
 
+def _factcheck_estimates(res, name: str, group: str, seed: int) -> list[Estimate]:
+    """One dataset's estimates in one model state: efficacy in both conventions, whether the probe reads
+    the facts (unedited model only), and fact-check accuracy (pairwise, absolute, the new statement)."""
+    from editlab.runs.bench import UNEDITED
+
+    est = []
+    est.append(estimate(group, "ES", "Efficacy (ES: P(new) > P(true))", _per_fact(res, name, "ES"), seed=seed))
+    est.append(
+        estimate(
+            group,
+            "efficacy",
+            "Efficacy (token accuracy, rewrite_acc)",
+            _per_fact(res, name, "rewrite_acc"),
+            seed=seed,
+        )
+    )
+    if name == UNEDITED:  # can the probe read these facts at all? (chance: it cannot tell them apart)
+        est.append(
+            estimate(
+                group,
+                "FC_known",
+                "Fact-check reads the fact (true statement rated truer)",
+                _per_fact(res, name, "FC_known"),
+                seed=seed,
+                chance=0.5,
+            )
+        )
+    est.append(estimate(group, "FC", FC_LABEL, _per_fact(res, name, "FC"), seed=seed))
+    est.append(
+        estimate(
+            group,
+            "FC_abs",
+            "Fact-check accuracy, absolute verdicts (the paper's definition)",
+            _per_fact(res, name, "FC_abs"),
+            seed=seed,
+        )
+    )
+    est.append(
+        estimate(
+            group,
+            "FC_new",
+            "Fact-check: calls the new statement True (absolute verdict)",
+            _per_fact(res, name, "FC_new"),
+            seed=seed,
+        )
+    )
+    return est
+
+
 def ablation(
     handle,
     n: int = 10,
@@ -660,43 +669,15 @@ def ablation(
     (an auxiliary verb after the subject; others are passed over, as there is nothing to ablate):
     how often the model's preference is the same whether the prompt says "is", "is not" or neither
     (``ignores_predicate``), and how often it prefers the new object under each variant."""
-    from editlab.facts.datasets import Dataset, from_facts, load_dataset
-    from editlab.measure.ablation import ablation_summary, predicate_variants, prefers_new
+    from editlab.facts.datasets import from_facts
     from editlab.runs.bench import UNEDITED
 
-    pool = _dataset_path(dataset, "ablation")
-    pool = (
-        pool.subset(None, seed)
-        if isinstance(pool, Dataset)
-        else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
-    )
-    chosen = [f for f in pool.facts if len(predicate_variants(f.prompt, f.subject)) >= 2][:n]
-    if not chosen:
-        raise ValueError("no fact in the dataset has a predicate (an auxiliary verb after the subject) to ablate")
+    pool, chosen = _predicate_facts(dataset, n, seed)
     ds = from_facts(chosen, name=f"{pool.name} (prompts with a predicate)")
     res, total = _bench(handle, ds, len(chosen), method, seed, False, corpus, online, hparams, progress, cancel)
     est = []
     for name, group, column in ((UNEDITED, "unedited", "unedited"), (method, "edited", "after")):
-        ignores, by_rule = [], {}
-        for f in res.row(name).facts:
-            rows = [(r.probe.rule, getattr(r, column)) for r in f.report.rows_of("ablation")]
-            s = ablation_summary(rows)
-            ignores.append(None if s["ignores_predicate"] is None else float(s["ignores_predicate"]))
-            for rule, m in rows:
-                p = prefers_new(m)
-                by_rule.setdefault(rule, []).append(None if p is None else float(p))
-        est.append(
-            estimate(
-                group,
-                "ignores_predicate",
-                "Same preference whatever the predicate says",
-                ignores,
-                seed=seed,
-                higher_is_better=False,
-            )
-        )
-        for rule, vals in by_rule.items():
-            est.append(estimate(group, f"prefers_new.{rule}", f"Prefers o* ({rule} prompt)", vals, seed=seed))
+        est += _ablation_estimates(res, name, group, column, seed)
     notes = [
         f"protocol: {res.protocol}",
         f"{len(chosen)} facts with a predicate, taken in file order from "
@@ -713,6 +694,53 @@ def ablation(
         _bench_cost(res, method, total, handle),
         tuple(notes),
     )
+
+
+def _predicate_facts(dataset, n: int, seed: int) -> tuple:
+    """The dataset and its first ``n`` facts whose prompt has a predicate to ablate (an auxiliary verb
+    after the subject)."""
+    from editlab.facts.datasets import Dataset, load_dataset
+    from editlab.measure.ablation import predicate_variants
+
+    pool = _dataset_path(dataset, "ablation")
+    pool = (
+        pool.subset(None, seed)
+        if isinstance(pool, Dataset)
+        else load_dataset(pool, n=None, seed=seed, skip_invalid=True)
+    )
+    chosen = [f for f in pool.facts if len(predicate_variants(f.prompt, f.subject)) >= 2][:n]
+    if not chosen:
+        raise ValueError("no fact in the dataset has a predicate (an auxiliary verb after the subject) to ablate")
+    return pool, chosen
+
+
+def _ablation_estimates(res, name: str, group: str, column: str, seed: int) -> list[Estimate]:
+    """One model state's estimates: how often the preference ignores the predicate, and how often o* is
+    preferred under each predicate variant."""
+    from editlab.measure.ablation import ablation_summary, prefers_new
+
+    est = []
+    ignores, by_rule = [], {}
+    for f in res.row(name).facts:
+        rows = [(r.probe.rule, getattr(r, column)) for r in f.report.rows_of("ablation")]
+        s = ablation_summary(rows)
+        ignores.append(None if s["ignores_predicate"] is None else float(s["ignores_predicate"]))
+        for rule, m in rows:
+            p = prefers_new(m)
+            by_rule.setdefault(rule, []).append(None if p is None else float(p))
+    est.append(
+        estimate(
+            group,
+            "ignores_predicate",
+            "Same preference whatever the predicate says",
+            ignores,
+            seed=seed,
+            higher_is_better=False,
+        )
+    )
+    for rule, vals in by_rule.items():
+        est.append(estimate(group, f"prefers_new.{rule}", f"Prefers o* ({rule} prompt)", vals, seed=seed))
+    return est
 
 
 def _plain_config(cfg: Mapping) -> dict:
@@ -848,51 +876,10 @@ def _muting_evaluators(
 def _muting_estimates(handle, m, seed: int, retention: list, special: list[str]) -> list[Estimate]:
     """One checkpoint's estimates with intervals: held-out text, generations, retention, efficacy, ability."""
     from editlab.measure.ability import CHANCE
-    from editlab.measure.muting import is_empty, ngram_entropy, repeats
 
     step, held, mute, kept = m.step, m.values["heldout"], m.values["muting"], m.values["retention"]
-    outs = [s.text for s in mute.samples]
-    for s in special:
-        outs = [o.replace(s, "") for o in outs]
-    toks = [handle.tokenizer(o, add_special_tokens=False).input_ids if o.strip() else [] for o in outs]
     kw = dict(seed=seed, edits=step)
-    est = [
-        estimate(
-            "held-out text",
-            "perplexity",
-            "Perplexity (held-out WikiText)",
-            [(h.nll, h.tokens) for h in held],
-            _ratio_exp,
-            higher_is_better=False,
-            **kw,
-        ),
-        estimate(
-            "held-out text",
-            "next_token_acc",
-            "Next-token accuracy (held-out WikiText)",
-            [(h.correct, h.tokens) for h in held],
-            _ratio,
-            **kw,
-        ),
-        estimate(
-            "generation",
-            "empty_rate",
-            "Empty outputs",
-            [float(is_empty(o)) for o in outs],
-            higher_is_better=False,
-            **kw,
-        ),
-        estimate(
-            "generation",
-            "repeat_rate",
-            "Repeated tokens",
-            [(repeats(t), len(t)) for t in toks if t],
-            _ratio,
-            higher_is_better=False,
-            **kw,
-        ),
-        estimate("generation", "ngram_entropy", "n-gram entropy (bits)", [ngram_entropy(o) for o in outs], **kw),
-    ]
+    est = _heldout_estimates(held, kw) + _generation_estimates(handle, mute, special, kw)
     if retention:
         est.append(estimate("simple facts", "retention", "Simple facts still right", kept, **kw))
     if step:
@@ -919,6 +906,60 @@ def _muting_estimates(handle, m, seed: int, retention: list, special: list[str])
                 )
             )
     return est
+
+
+def _heldout_estimates(held, kw: dict) -> list[Estimate]:
+    """The held-out text's perplexity and next-token accuracy at one checkpoint."""
+    return [
+        estimate(
+            "held-out text",
+            "perplexity",
+            "Perplexity (held-out WikiText)",
+            [(h.nll, h.tokens) for h in held],
+            _ratio_exp,
+            higher_is_better=False,
+            **kw,
+        ),
+        estimate(
+            "held-out text",
+            "next_token_acc",
+            "Next-token accuracy (held-out WikiText)",
+            [(h.correct, h.tokens) for h in held],
+            _ratio,
+            **kw,
+        ),
+    ]
+
+
+def _generation_estimates(handle, mute, special: list[str], kw: dict) -> list[Estimate]:
+    """The muting probes' generations at one checkpoint (special tokens removed): empty outputs,
+    repeated tokens, n-gram entropy."""
+    from editlab.measure.muting import is_empty, ngram_entropy, repeats
+
+    outs = [s.text for s in mute.samples]
+    for s in special:
+        outs = [o.replace(s, "") for o in outs]
+    toks = [handle.tokenizer(o, add_special_tokens=False).input_ids if o.strip() else [] for o in outs]
+    return [
+        estimate(
+            "generation",
+            "empty_rate",
+            "Empty outputs",
+            [float(is_empty(o)) for o in outs],
+            higher_is_better=False,
+            **kw,
+        ),
+        estimate(
+            "generation",
+            "repeat_rate",
+            "Repeated tokens",
+            [(repeats(t), len(t)) for t in toks if t],
+            _ratio,
+            higher_is_better=False,
+            **kw,
+        ),
+        estimate("generation", "ngram_entropy", "n-gram entropy (bits)", [ngram_entropy(o) for o in outs], **kw),
+    ]
 
 
 def _muting_notes(
@@ -949,6 +990,86 @@ def _muting_notes(
     return notes
 
 
+def _retention_facts(retention: Sequence[dict] | None) -> tuple[list, dict]:
+    """The simple facts retention is measured on (those given, else the shipped list) and their provenance."""
+    prov = {}
+    if retention is None:
+        retention, prov = load_simple_facts()
+    return list(retention), prov
+
+
+def _muting_plan(facts, method: str, hparams, batch_size: int, steps, seed: int, corpus, online: bool):
+    """The engine's plan: the facts edited one batch after another, measured at the checkpoints."""
+    from editlab.runs.experiments import Plan
+
+    return Plan(
+        tuple(facts),
+        method,
+        dict(hparams) if hparams else None,
+        "sequential",
+        batch_size,
+        checkpoints=steps,
+        seed=seed,
+        corpus=corpus,
+        online=online,
+    )
+
+
+def _checkpoint_progress(progress: Progress | None, steps: tuple[int, ...]) -> Callable:
+    """The engine's progress reported as (checkpoints done, of, stage)."""
+    say = progress or (lambda *a: None)
+    n_steps = len(steps)
+
+    def tell(p) -> None:  # the engine's progress, as (checkpoints done, of, stage)
+        say(sum(s < p.step for s in steps), n_steps, p.stage)
+
+    return tell
+
+
+def _muting_measured(handle, outcome, seed: int, retention: list) -> tuple[list[Estimate], list[dict], dict]:
+    """Every checkpoint's estimates, its edit and measuring seconds, and its first four muting generations."""
+    est: list[Estimate] = []
+    per_checkpoint, samples = [], {}
+    special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
+    for m in outcome.measured:
+        est += _muting_estimates(handle, m, seed, retention, special)
+        per_checkpoint.append(
+            {"edits": m.step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)}
+        )
+        samples[str(m.step)] = [{"prompt": s.prompt, "text": s.text} for s in m.values["muting"].samples[:4]]
+    return est, per_checkpoint, samples
+
+
+def _muting_cost(handle, total: float, per_checkpoint: list[dict], n: int) -> dict:
+    """The run's cost: total seconds, per checkpoint, per edit, and the machine."""
+    edit_total = sum(c["edit_s"] for c in per_checkpoint)
+    return {
+        "total_s": round(total, 2),
+        "per_checkpoint": per_checkpoint,
+        "seconds_per_edit": round(edit_total / n, 3) if n else None,
+        "machine": machine(handle),
+    }
+
+
+def _muting_result(
+    handle, method: str, n: int, config: dict, est: list, cost: dict, notes: list, samples: dict, failures: list
+) -> ReproResult:
+    """The report: the configuration (JSON-safe), the estimates beside the published numbers, the cost,
+    the notes, and the generations and failed edits."""
+    return ReproResult(
+        "muting",
+        handle.name,
+        method,
+        n,
+        json.loads(json.dumps(config, default=str)),
+        tuple(est),
+        references("muting"),
+        cost,
+        tuple(notes),
+        {"generations": samples, "failures": failures},
+    )
+
+
 def muting(
     handle,
     n: int = 20,
@@ -976,54 +1097,20 @@ def muting(
     from editlab.core.limits import current as current_limits
     from editlab.facts.datasets import Dataset
     from editlab.runs import experiments
-    from editlab.runs.experiments import Plan
 
     current_limits().check("max_edits", n, "sequential edits in this muting run (n)")
     dataset, facts = _muting_facts(dataset, n)
     steps = _muting_checkpoints(checkpoints, n)
     paragraphs = heldout_paragraphs(heldout, heldout_count, seed, online)
-    prov = {}
-    if retention is None:
-        retention, prov = load_simple_facts()
-    retention = list(retention)
+    retention, prov = _retention_facts(retention)
     evaluators = _muting_evaluators(paragraphs, heldout_tokens, retention, ability_items, ability_data, seed, online)
-    plan = Plan(
-        tuple(facts),
-        method,
-        dict(hparams) if hparams else None,
-        "sequential",
-        batch_size,
-        checkpoints=steps,
-        seed=seed,
-        corpus=corpus,
-        online=online,
-    )
-    say = progress or (lambda *a: None)
-    n_steps = len(steps)
-
-    def tell(p) -> None:  # the engine's progress, as (checkpoints done, of, stage)
-        say(sum(s < p.step for s in steps), n_steps, p.stage)
-
+    plan = _muting_plan(facts, method, hparams, batch_size, steps, seed, corpus, online)
+    tell = _checkpoint_progress(progress, steps)
     outcome = experiments.run(handle, plan, evaluators, progress=tell, cancel=cancel, what="this muting run")
     hp = outcome.hparams
-    est: list[Estimate] = []
-    per_checkpoint, samples = [], {}
-    special = [t for t in getattr(handle.tokenizer, "all_special_tokens", []) if t]
-    for m in outcome.measured:
-        est += _muting_estimates(handle, m, seed, retention, special)
-        per_checkpoint.append(
-            {"edits": m.step, "edit_s": round(m.edit_s, 2), "measure_s": round(sum(m.seconds.values()), 2)}
-        )
-        samples[str(m.step)] = [{"prompt": s.prompt, "text": s.text} for s in m.values["muting"].samples[:4]]
+    est, per_checkpoint, samples = _muting_measured(handle, outcome, seed, retention)
     failures = [{k: f[k] for k in ("first_fact", "n", "error")} for f in outcome.failures]
-    total = outcome.total_s
-    edit_total = sum(c["edit_s"] for c in per_checkpoint)
-    cost = {
-        "total_s": round(total, 2),
-        "per_checkpoint": per_checkpoint,
-        "seconds_per_edit": round(edit_total / n, 3) if n else None,
-        "machine": machine(handle),
-    }
+    cost = _muting_cost(handle, outcome.total_s, per_checkpoint, n)
     notes = _muting_notes(batch_size, steps, paragraphs, heldout, heldout_tokens, retention, prov, failures)
     config = {
         "dataset": dataset.name if isinstance(dataset, Dataset) else str(dataset),
@@ -1041,18 +1128,7 @@ def muting(
         "ability_items": ability_items,
         "corpus": corpus,
     }
-    return ReproResult(
-        "muting",
-        handle.name,
-        method,
-        n,
-        json.loads(json.dumps(config, default=str)),
-        tuple(est),
-        references("muting"),
-        cost,
-        tuple(notes),
-        {"generations": samples, "failures": failures},
-    )
+    return _muting_result(handle, method, n, config, est, cost, notes, samples, failures)
 
 
 RUNNERS = {"negation": negation, "factcheck": factcheck, "ablation": ablation, "muting": muting}

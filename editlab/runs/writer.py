@@ -101,25 +101,8 @@ def run_stored(
     expected = done[last].metrics.get("weights_digest") if last else None
     outcome = Outcome(plan)
     kept: list[int] = []
-
-    def on_measured(m: Measured, at: At) -> None:
-        metrics_, samples, timings = record(m, at, outcome)
-        if outcome.replayed and m.step == min(s for s in steps if s not in done):
-            timings.update(
-                {"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed, "replay_exact": outcome.replay_exact}
-            )
-        if not store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings, exists_ok=True):
-            kept.append(m.step)  # already stored (an earlier attempt wrote it): kept as it is, never overwritten
-
-    def note() -> str | None:
-        if kept:
-            return (
-                f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run "
-                "reached them (another process ran it too); the stored ones were kept"
-            )
-        return None
-
-    with keeping_status(store, run_id, note):
+    on_measured = _checkpoint_writer(store, run_id, record, outcome, steps, done, kept)
+    with keeping_status(store, run_id, _kept_note(kept)):
         run(
             handle,
             plan,
@@ -143,6 +126,44 @@ def run_stored(
                 ),
             )
     return StoredRun(run_id, "done", tuple(steps), resumed_from=last, replay_exact=outcome.replay_exact)
+
+
+def _checkpoint_writer(
+    store,
+    run_id: int,
+    record: Callable[[Measured, At, Outcome], tuple[dict, dict, dict]],
+    outcome: Outcome,
+    steps,
+    done: dict,
+    kept: list[int],
+) -> Callable[[Measured, At], None]:
+    """The run's ``on_measured``: each checkpoint recorded and written at once (the first new one after
+    a replay with the replay's timings); one already stored is kept as it is and its step added to ``kept``."""
+
+    def on_measured(m: Measured, at: At) -> None:
+        metrics_, samples, timings = record(m, at, outcome)
+        if outcome.replayed and m.step == min(s for s in steps if s not in done):
+            timings.update(
+                {"replay_s": outcome.replay_s, "replayed_edits": outcome.replayed, "replay_exact": outcome.replay_exact}
+            )
+        if not store.add_checkpoint(run_id, m.step, metrics_, samples=samples, timings=timings, exists_ok=True):
+            kept.append(m.step)  # already stored (an earlier attempt wrote it): kept as it is, never overwritten
+
+    return on_measured
+
+
+def _kept_note(kept: list[int]) -> Callable[[], str | None]:
+    """The run's ``done_note``: which checkpoints were already stored when this run reached them."""
+
+    def note() -> str | None:
+        if kept:
+            return (
+                f"checkpoint(s) at {', '.join(map(str, kept))} edits were already stored when this run "
+                "reached them (another process ran it too); the stored ones were kept"
+            )
+        return None
+
+    return note
 
 
 def record_result(

@@ -8,7 +8,8 @@
    ``--facts`` CounterFact facts, each with the fast v* computation and the reference's (same
    loss, same stop rule), one after the other: seconds per fact (median, min–max), their ratio,
    and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.measure.metrics).
-3. probes: seconds to measure the default probe set on one model state (uncached).
+3. probes: seconds to measure the default probe set on one model state (uncached); 3b. a new fact's
+   Edit with the verdict first: seconds to the first verdict and to the full report.
 4. browser: Playwright + Debian chromium. First page load until the model is shown ready, for
    ``streamlit run app.py`` and ``streamlit run serve.py`` (which loads the model while the server
    starts), ``--browser-runs`` fresh servers each, alternating; then Edit → full report for three
@@ -255,6 +256,27 @@ def probes_per_state(session, facts, runs=5):
     )
 
 
+def verdict_first(session, facts) -> None:
+    """ROME on new facts (their unedited probes not measured before) as the Edit page runs it: seconds
+    from the call to the first verdict (positive, negation, True/False: unedited, edit, after) and
+    to the full report."""
+    first, full = [], []
+    for fact in facts:
+        t0, seen = time.perf_counter(), []
+
+        def heard(_report, t0=t0, seen=seen):
+            seen.append(time.perf_counter() - t0)
+
+        session.edit_and_compare(fact, "rome", verdict=heard)
+        full.append(time.perf_counter() - t0)
+        first.append(seen[0])
+        session.reset()
+    print(
+        f"## 3b. a new fact's Edit (ROME), verdict first: first verdict {spread(first)}, "
+        f"full report {spread(full)} ({len(facts)} facts, library calls without the browser)"
+    )
+
+
 # ---- 4. the app in a browser -----------------------------------------------------------------------
 class App(Server):
     """The app served on a free local port by ``streamlit run SCRIPT`` (app.py or serve.py), headless
@@ -366,7 +388,7 @@ def main() -> int:
     ap.add_argument("--facts", type=int, default=10, help="facts timed per method (ROME: one edit each)")
     ap.add_argument("--batch", type=int, default=10, help="batch size for MEMIT / AlphaEdit")
     ap.add_argument("--agreement-facts", type=int, default=0, help="extra ROME fast-vs-reference agreement facts")
-    ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, browser")
+    ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, verdict, browser")
     ap.add_argument("--methods", default="rome,memit,alphaedit", help="methods timed in the warm part")
     ap.add_argument("--browser-runs", type=int, default=3, help="fresh servers per launcher for the first page load")
     args = ap.parse_args()
@@ -387,6 +409,8 @@ def main() -> int:
     )
     if "probes" not in skip:
         probes_per_state(session, facts[1:])
+    if "verdict" not in skip:
+        verdict_first(session, load_facts(3, start=400))
     if "browser" not in skip:
         browser(load_facts(3, start=200), args.browser_runs)
     print(f"## 5. peak RSS of this benchmark process: {peak_mb():,.0f} MB")

@@ -230,15 +230,7 @@ class EditSession:
     ) -> EditRecord:
         """Apply one edit (one fact, or a batch for batch methods). On any failure the weights are
         rolled back to exactly their previous values and :class:`EditError` is raised."""
-        if isinstance(facts, (str, bytes)):
-            raise TypeError(f"expected a Fact or a list of Facts, got the string {facts[:60]!r}")
-        facts = [facts] if isinstance(facts, Fact) else list(facts)
-        if not facts:
-            raise ValueError("no facts to edit")
-        current_limits().check("max_facts", len(facts), "facts in one edit")
-        for f in facts:
-            if not isinstance(f, Fact):
-                raise TypeError(f"expected Fact, got {type(f).__name__}")
+        facts = self._fact_list(facts)
         mod = methods.get(method)
         hp = self.resolve_hparams(method, hparams)
         names = list(mod.touched(self.handle, hp))
@@ -254,22 +246,7 @@ class EditSession:
         with self.applied():
             before = self._read(names)
             ctx.restore_unedited = lambda: self.unedited(before)
-            try:
-                result = mod.apply(self.handle, facts, hp, ctx)
-                after = self._read(names)
-                bad = [n for n, v in after.items() if not torch.isfinite(v).all()]
-                if bad:
-                    raise EditError(f"{mod.NAME} produced non-finite weights in {', '.join(bad)}")
-            except BaseException as e:
-                self._write(before)  # roll back before anything else sees the model
-                if isinstance(e, torch.OutOfMemoryError):
-                    raise EditError(
-                        f"{mod.NAME} ran out of device memory; the weights were restored. Try a smaller "
-                        "batch, fewer context templates, or a smaller model"
-                    ) from e
-                if isinstance(e, (EditError, KeyboardInterrupt)):
-                    raise
-                raise EditError(f"{mod.NAME} failed: {e}; the weights were restored") from e
+            result, after = self._apply_or_roll_back(mod, facts, hp, ctx, names, before)
             # Book the new weights before applied() exits, so that its exit puts the originals
             # back: at rest the shared model must be unedited right after an edit too.
             for n in names:
@@ -277,6 +254,45 @@ class EditSession:
             self._current.update(after)
         if mod.CAPABILITIES.sequential_state:
             self.method_state[mod.NAME] = ctx.session_state  # committed only now, the edit having succeeded
+        return self._book(mod, facts, hp, ctx, result, before, after, t0)
+
+    @staticmethod
+    def _fact_list(facts: Fact | Sequence[Fact]) -> list[Fact]:
+        """The edit's facts as a list, refusing a string, no facts, more than the limit allows, or a non-Fact."""
+        if isinstance(facts, (str, bytes)):
+            raise TypeError(f"expected a Fact or a list of Facts, got the string {facts[:60]!r}")
+        facts = [facts] if isinstance(facts, Fact) else list(facts)
+        if not facts:
+            raise ValueError("no facts to edit")
+        current_limits().check("max_facts", len(facts), "facts in one edit")
+        for f in facts:
+            if not isinstance(f, Fact):
+                raise TypeError(f"expected Fact, got {type(f).__name__}")
+        return facts
+
+    def _apply_or_roll_back(self, mod, facts: list[Fact], hp, ctx: MethodContext, names: list[str], before):
+        """Run the method on the model (inside :meth:`applied`): (its result, the touched weights after);
+        on non-finite weights or any failure, the weights go back to ``before`` and :class:`EditError` is raised."""
+        try:
+            result = mod.apply(self.handle, facts, hp, ctx)
+            after = self._read(names)
+            bad = [n for n, v in after.items() if not torch.isfinite(v).all()]
+            if bad:
+                raise EditError(f"{mod.NAME} produced non-finite weights in {', '.join(bad)}")
+        except BaseException as e:
+            self._write(before)  # roll back before anything else sees the model
+            if isinstance(e, torch.OutOfMemoryError):
+                raise EditError(
+                    f"{mod.NAME} ran out of device memory; the weights were restored. Try a smaller "
+                    "batch, fewer context templates, or a smaller model"
+                ) from e
+            if isinstance(e, (EditError, KeyboardInterrupt)):
+                raise
+            raise EditError(f"{mod.NAME} failed: {e}; the weights were restored") from e
+        return result, after
+
+    def _book(self, mod, facts: list[Fact], hp, ctx: MethodContext, result, before, after, t0: float) -> EditRecord:
+        """The applied edit's record (its info, its timings since ``t0``), appended to the session's stack."""
         info = dict(ctx.info)
         info.update(result or {})
         timings = dict(info.pop("timings", {}))
@@ -455,16 +471,24 @@ class EditSession:
         probes: Sequence[Probe] | None = None,
         progress: Callable[[int, int, str], None] | None = None,
         written: Fact | None = None,
+        verdict: Callable[[ProbeReport], None] | None = None,
     ) -> tuple[EditRecord, ProbeReport]:
         """Probe unedited and before, edit, probe after: the three columns of the report.
 
         ``written``: the fact actually written, when it differs from the probed one (the NP/NN
-        protocol writes the negated statement and probes the original's prompts)."""
+        protocol writes the negated statement and probes the original's prompts). ``verdict``:
+        called with a first report of the verdict probes alone (positive, negation, True/False) as
+        soon as they are measured after the edit; the paraphrases, neighbours and generations are
+        measured after it, and the full report is returned as without it."""
         probes = self.probes_for(fact, probes)
+        first, rest = _verdict_first(probes) if verdict is not None else (list(range(len(probes))), [])
 
         def say(stage):
             if progress:
                 progress(0, 1, stage)
+
+        def pick(indices):
+            return [probes[i] for i in indices]
 
         with self.handle.lock:
             if self._calibration is None:
@@ -473,13 +497,29 @@ class EditSession:
                     "else measured once per model, seconds on a small one)"
                 )
             calibration = self.factcheck_calibration()
-            say(f"probing the unedited model ({len(probes)} probes; cached after the first time)")
-            unedited = self.measure_unedited(fact, probes)
+            say(f"probing the unedited model ({len(first)} probes; cached after the first time)")
+            unedited = self.measure_unedited(fact, pick(first))
             say("probing the model before this edit (cached when it was measured last time)")
-            before = self.measure_current(fact, probes) if self.records else unedited
+            before = self.measure_current(fact, pick(first)) if self.records else unedited
+            before_rest = self.measure_current(fact, pick(rest)) if self.records and rest else None
             record = self.edit(written or fact, method, hparams, progress)
-            say(f"probing the edited model ({len(probes)} probes)")
-            after = self.measure_current(fact, probes, guess=False)
+            say(f"probing the edited model ({len(first)} probes)")
+            after = self.measure_current(fact, pick(first), guess=False)
+            if verdict is not None:
+                verdict(self._report(fact, pick(first), (unedited, before, after), record, calibration, written))
+            if rest:
+                say(f"probing the paraphrases, neighbours and generations ({len(rest)} probes)")
+                unedited_rest = self.measure_unedited(fact, pick(rest))
+                after_rest = self.measure_current(fact, pick(rest), guess=False)
+                columns = [
+                    _merged(first, a, rest, b)
+                    for a, b in ((unedited, unedited_rest), (before, before_rest or unedited_rest), (after, after_rest))
+                ]
+                unedited, before, after = columns
+        return record, self._report(fact, probes, (unedited, before, after), record, calibration, written)
+
+    def _report(self, fact, probes, columns, record, calibration, written) -> ProbeReport:
+        """The report of these probes' three columns (unedited, before, after) with the edit's notes."""
         notes = negation_notes(fact, probes)
         if written is not None and written != fact:
             notes.append(f"written: {written.prompt!r} -> {written.target_new!r}")
@@ -487,19 +527,37 @@ class EditSession:
             notes.append(f"statistics: {record.info['stats_source']}")
         if record.info.get("note"):  # what the method itself says went wrong (e.g. KN's leak)
             notes.append(str(record.info["note"]))
-        report = ProbeReport.of(
+        return ProbeReport.of(
             fact,
             probes,
-            unedited,
-            before,
-            after,
+            *columns,
             model=self.handle.name,
             method=record.method,
             edit_seconds=record.seconds,
             notes=notes,
             factcheck=calibration,
         )
-        return record, report
+
+
+# The probes a first verdict reads: does the model say the new target, does it survive negation,
+# does the model agree when asked True/False.
+VERDICT_KINDS = ("positive", "negation", "true_false")
+
+
+def _verdict_first(probes: Sequence[Probe]) -> tuple[list[int], list[int]]:
+    """The indices of the verdict probes and of the rest, each in the probes' order."""
+    first = [i for i, p in enumerate(probes) if p.kind in VERDICT_KINDS]
+    return first, [i for i in range(len(probes)) if i not in set(first)]
+
+
+def _merged(first: list[int], a: list, rest: list[int], b: list) -> list:
+    """Two lists of measurements put back in the probes' order."""
+    out = [None] * (len(first) + len(rest))
+    for i, m in zip(first, a):
+        out[i] = m
+    for i, m in zip(rest, b):
+        out[i] = m
+    return out
 
 
 def negation_notes(fact: Fact, probes: Sequence[Probe]) -> list[str]:

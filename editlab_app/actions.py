@@ -148,16 +148,18 @@ def edit(
     probes: Sequence[Probe] | None = None,
     progress: Progress | None = None,
     on_wait: Callable[[Wait], None] | None = None,
+    verdict: Callable[[ProbeReport], None] | None = None,
 ):
     """Edit one fact with this session's stack of edits and measure unedited / before / after.
     The request takes its turn on the shared model (``handle.turns``); while others' requests are
-    ahead, ``on_wait`` hears its place in the line and the expected wait."""
+    ahead, ``on_wait`` hears its place in the line and the expected wait. ``verdict`` hears the
+    first report (positive, negation, True/False) before the rest of the probes are measured."""
     session = S.session_of(state)
     probes = list(probes) if probes else probes_for(state, fact)
     with session.handle.turns.turn(S.visitor(state), f"edit {method}", on_wait):
         if progress is not None:
             progress(0, 1, "measuring the probes before the edit")
-        record, report = session.edit_and_compare(fact, method, hparams, probes, progress)
+        record, report = session.edit_and_compare(fact, method, hparams, probes, progress, verdict=verdict)
     state.setdefault(S.LOG, {})[record.id] = {"figures": key_figures(report), "when": time.time()}
     state[S.PROBES] = (fact, list(probes))
     _store(state, report, record.id)

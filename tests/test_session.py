@@ -111,3 +111,50 @@ def test_probes_beyond_the_generation_limit_are_refused(handle, monkeypatch):
     with pytest.raises(ValueError, match="tokens generated for the positive probe: 17 is above"):
         s.measure_current(fact, [Probe("positive", fact.prompt, max_new_tokens=17)])
     assert [p.max_new_tokens for p in s.probes_for(fact, generation_tokens=16)][-1] <= 16
+
+
+@pytest.mark.slow
+def test_the_verdict_comes_first_and_the_full_report_is_the_same(handle, monkeypatch, tmp_path):
+    """With ``verdict``, the positive, negation and True/False probes are measured (unedited, before,
+    after) and handed over before any paraphrase, neighbour or generation is measured after the
+    edit; the returned report is the one measured without it, row for row."""
+    import editlab.session as session_module
+    from editlab.session import VERDICT_KINDS
+    from tests import stand_in_method
+
+    monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(session_module.methods.REGISTRY, stand_in_method.NAME, stand_in_method.MODULE)
+    fact = Fact(
+        "Danielle Darrieux",
+        "The mother tongue of Danielle Darrieux is",
+        "English",
+        "French",
+        paraphrases=("Danielle Darrieux grew up speaking",),
+        neighbors=(("Michel Rocard is a native speaker of", "French"),),
+    )
+    measured, seen = [], []
+    real = session_module.measure
+
+    def recorded(model, tokenizer, fact, probes, prefix="", drafts=None):
+        measured.append({p.kind for p in probes})
+        return real(model, tokenizer, fact, probes, prefix=prefix, drafts=drafts)
+
+    monkeypatch.setattr(session_module, "measure", recorded)
+    s = EditSession(handle, online=False)
+    probes = s.probes_for(fact, None, generation_tokens=8)
+    _, full = s.edit_and_compare(fact, stand_in_method.NAME, None, probes, verdict=lambda r: seen.append(len(measured)))
+    first_kinds = set(VERDICT_KINDS) & {p.kind for p in probes}
+    assert first_kinds == {"positive", "negation", "true_false"}
+    assert len(seen) == 1 and all(kinds <= first_kinds for kinds in measured[: seen[0]])
+    assert any(kinds - first_kinds for kinds in measured[seen[0] :])  # the rest came after the verdict
+    s.reset()
+    plain = EditSession(handle, online=False)
+    _, reference = plain.edit_and_compare(fact, stand_in_method.NAME, None, probes)
+    assert [r.probe for r in full.rows] == [r.probe for r in reference.rows] == list(probes)
+    for a, b in zip(full.rows, reference.rows):
+        for column in ("unedited", "before", "after"):
+            x, y = getattr(a, column), getattr(b, column)
+            assert x.greedy == y.greedy
+            for field in ("p_new", "p_true", "p_yes", "p_no", "p_answer"):
+                u, v = getattr(x, field, None), getattr(y, field, None)
+                assert (u is None) == (v is None) and (u is None or u == pytest.approx(v, rel=1e-4, abs=1e-7))

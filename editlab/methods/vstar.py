@@ -138,6 +138,38 @@ def _fact_rows(
     )
 
 
+def _loss_rows(handle, facts: Sequence[Fact], templates: list[str], hp) -> list[_Rows]:
+    """Every fact's rows for the terms of L(δ): the negation rows only with ``negation_weight`` > 0,
+    in the form ``negation_objective`` names."""
+    negation = hp.negation_weight > 0
+    objective = hp.negation_objective
+    if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
+        raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
+    return [
+        _fact_rows(
+            handle,
+            f,
+            templates,
+            negation,
+            contrast=objective in ("contrast", "two-sided"),
+            two_sided=objective == "two-sided",
+        )
+        for f in facts
+    ]
+
+
+def _groups(rows: list[_Rows], max_rows: int) -> tuple[int, list[int]]:
+    """The facts optimised together: (facts per group, the facts' order), at most ``max_rows`` prompts
+    per forward pass."""
+    n = len(rows)
+    per = max(len(r.seqs) for r in rows)
+    size = max(1, max_rows // per)
+    size = -(-n // -(-n // size))  # as many groups as needed, of even size (10 facts: 5 + 5, not 9 + 1)
+    # Facts whose text after the subject is similarly long share a pass (less padding).
+    order = sorted(range(n), key=lambda i: max(len(q) - l for q, l in zip(rows[i].seqs, rows[i].lookup)))
+    return size, order
+
+
 def compute_zs(
     handle,
     facts: Sequence[Fact],
@@ -159,28 +191,8 @@ def compute_zs(
     optimisation stops when the KL term is below 0.01.
     """
     fast = hp.fast_v if fast is None else fast
-    negation = hp.negation_weight > 0
-    objective = hp.negation_objective
-    if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
-        raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
-    rows = [
-        _fact_rows(
-            handle,
-            f,
-            templates,
-            negation,
-            contrast=objective in ("contrast", "two-sided"),
-            two_sided=objective == "two-sided",
-        )
-        for f in facts
-    ]
-    per = max(len(r.seqs) for r in rows)
-    size = max(1, max_rows // per)
-    size = -(
-        -len(facts) // -(-len(facts) // size)
-    )  # as many groups as needed, of even size (10 facts: 5 + 5, not 9 + 1)
-    # Facts whose text after the subject is similarly long share a pass (less padding).
-    order = sorted(range(len(facts)), key=lambda i: max(len(q) - l for q, l in zip(rows[i].seqs, rows[i].lookup)))
+    rows = _loss_rows(handle, facts, templates, hp)
+    size, order = _groups(rows, max_rows)
     zs, infos = [None] * len(facts), [None] * len(facts)
     for g in range(0, len(facts), size):
         part = order[g : g + size]
@@ -277,6 +289,43 @@ class _Passes:
             out = self.handle.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         return output_cache(out), mask
 
+    def _cached_inputs(self, active, seqs, offset, first):
+        """The rows' remainders after their cached prefixes: (ids, mask, forward kwargs, the rows'
+        cache, the rows picked from the cache of every fact; None: every row)."""
+        model, dev, pad = self.handle.model, self.handle.device, self.handle.tokenizer.pad_token_id
+        if self.cache_for is None or not hasattr(self.cache_for[1], "batch_select_indices"):
+            # Every fact's prefixes, once; facts that stop leave their rows out. (A cache that
+            # cannot drop rows is rebuilt for the facts still active.)
+            self.cache_for = (first, *self._prefix(seqs, offset))
+        first_all, cache_all, pmask_all = self.cache_for
+        cache = copy.deepcopy(cache_all)
+        pick = [first_all[f] + j for f in active for j in range(len(self.rows[f].seqs))]
+        idx = None if pick == list(range(pmask_all.shape[0])) else torch.tensor(pick, device=dev)  # None: every row
+        if idx is not None:
+            cache.batch_select_indices(idx)
+        pmask = pmask_all if idx is None else pmask_all[idx]
+        chunks = [seq[o:] for seq, o in zip(seqs, offset)]
+        ids, cmask = pad_batch(chunks, pad, dev)
+        mask = torch.cat([pmask, cmask], dim=1)
+        pos = torch.tensor(offset, device=dev)[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
+        kwargs = dict(cache_kwargs(model, cache), position_ids=pos, use_cache=True)
+        return ids, mask, kwargs, cache, idx
+
+    def _entry_once(self, ids, mask, kwargs, cache) -> bool:
+        """The δ-free residual entering layer ``start`` (every row), computed once; False when that
+        layer takes its input by keyword (then every later pass runs every layer)."""
+        model = self.handle.model
+        with (
+            torch.no_grad(),
+            Trace(model, self.handle.arch.layer(self.start), retain_input=True, stop=True) as t,
+        ):
+            model(input_ids=ids, attention_mask=mask, **dict(kwargs, **cache_kwargs(model, copy.deepcopy(cache))))
+        if t.input is None:  # the layer takes its input by keyword: run every layer
+            self.start = 0
+            return False
+        self.entry = t.input.detach()
+        return True
+
     def run(self, active, edit, cached: bool, grad: bool = True):
         """One pass over the active facts' rows; returns (traced outputs, layout).
         ``edit(output, name, layout)`` adds the δ's."""
@@ -284,22 +333,7 @@ class _Passes:
         seqs, lookup, owner, first, offset = self._layout(active, cached)
         kwargs = {}
         if cached:
-            if self.cache_for is None or not hasattr(self.cache_for[1], "batch_select_indices"):
-                # Every fact's prefixes, once; facts that stop leave their rows out. (A cache that
-                # cannot drop rows is rebuilt for the facts still active.)
-                self.cache_for = (first, *self._prefix(seqs, offset))
-            first_all, cache_all, pmask_all = self.cache_for
-            cache = copy.deepcopy(cache_all)
-            pick = [first_all[f] + j for f in active for j in range(len(self.rows[f].seqs))]
-            idx = None if pick == list(range(pmask_all.shape[0])) else torch.tensor(pick, device=dev)  # None: every row
-            if idx is not None:
-                cache.batch_select_indices(idx)
-            pmask = pmask_all if idx is None else pmask_all[idx]
-            chunks = [seq[o:] for seq, o in zip(seqs, offset)]
-            ids, cmask = pad_batch(chunks, pad, dev)
-            mask = torch.cat([pmask, cmask], dim=1)
-            pos = torch.tensor(offset, device=dev)[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
-            kwargs = dict(cache_kwargs(model, cache), position_ids=pos, use_cache=True)
+            ids, mask, kwargs, cache, idx = self._cached_inputs(active, seqs, offset, first)
         else:
             ids, mask = pad_batch(seqs, pad, dev)
         layout = dict(
@@ -312,21 +346,10 @@ class _Passes:
         hook = lambda output, name: edit(output, name, layout)  # noqa: E731
         ctx = torch.enable_grad() if grad else torch.no_grad()
         late = cached and self.start > 0
-        if late:
+        if late and self.entry is None:
             # Layers below the first site see no δ: their output for these tokens is the same at
             # every step. It is computed once (all rows), and each step starts at layer ``start``.
-            if self.entry is None:
-                with (
-                    torch.no_grad(),
-                    Trace(model, self.handle.arch.layer(self.start), retain_input=True, stop=True) as t,
-                ):
-                    model(
-                        input_ids=ids, attention_mask=mask, **dict(kwargs, **cache_kwargs(model, copy.deepcopy(cache)))
-                    )
-                if t.input is None:  # the layer takes its input by keyword: run every layer
-                    self.start, late = 0, False
-                else:
-                    self.entry = t.input.detach()
+            late = self._entry_once(ids, mask, kwargs, cache)
         if late:
             entry = self.entry if idx is None else self.entry[idx]
             kwargs["inputs_embeds"] = entry[:, : ids.shape[1]]

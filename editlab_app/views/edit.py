@@ -1,5 +1,7 @@
 """Edit page: a fact, a method, an Edit button; then unedited / before / after, side by side."""
 
+import time
+
 import streamlit as st
 
 from editlab import methods
@@ -118,6 +120,16 @@ if do_edit or do_probe:
         error = f"Please fix the form: {e}"
     else:
         if do_edit:
+            early = st.empty()  # the first verdict, until the full report replaces it
+            started = time.perf_counter()
+
+            def show_verdict(first) -> None:
+                with early.container():
+                    st.markdown(f"##### First verdict, {time.perf_counter() - started:.1f} s after Edit")
+                    for _, level, sentence in R.flags(first):
+                        getattr(st, level)(sentence)
+                    st.caption("Measuring the paraphrases, neighbours and free generations; the full report follows.")
+
             with st.status(f"Editing with {method} ...", expanded=True) as status:
                 bar = st.progress(0.0, text="waiting for the model ...")
                 line = st.empty()
@@ -133,7 +145,7 @@ if do_edit or do_probe:
                     bar.progress(min(1.0, done / total) if total else 1.0, text=text)
 
                 try:
-                    record, _ = A.edit(ss, fact, method, hp, progress=progress, on_wait=waiting)
+                    record, _ = A.edit(ss, fact, method, hp, progress=progress, on_wait=waiting, verdict=show_verdict)
                 except Exception as e:
                     error = A.user_message(e)
                     if error is None:
@@ -143,6 +155,7 @@ if do_edit or do_probe:
                     status.update(
                         label=f"Edited with {method} in {record.seconds:.1f} s", state="complete", expanded=False
                     )
+            early.empty()
         else:
             with st.spinner("Probing ..."):
                 line = st.empty()

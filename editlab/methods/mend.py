@@ -230,10 +230,12 @@ class Editor(nn.Module):
         if not self.norm:
             return torch.cat([u, delta], -1)
         n = self.count[slot]
-        if n < 2:
-            raise EditError("MEND: the editor has no input statistics yet (it has seen fewer than 2 token rows)")
-        u_std = (self.u_m2[slot] / (n - 1)).sqrt().float()
-        d_std = (self.d_m2[slot] / (n - 1)).sqrt().float()
+        if n < 1:
+            raise EditError("MEND: the editor has no input statistics (it was never trained)")
+        # one row so far (a first training step whose edits give this layer one token row: the last
+        # layer's δ is non-zero only where a target token is predicted): centred, not yet scaled
+        u_std = (self.u_m2[slot] / (n - 1)).sqrt().float() if n > 1 else torch.ones_like(u[0])
+        d_std = (self.d_m2[slot] / (n - 1)).sqrt().float() if n > 1 else torch.ones_like(delta[0])
         return torch.cat(
             [(u - self.u_mean[slot].float()) / (u_std + EPS), (delta - self.d_mean[slot].float()) / (d_std + EPS)], -1
         )
@@ -303,6 +305,7 @@ def save_editor(editor: Editor, handle, path: Path) -> Path:
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
+    path.chmod(0o644)  # package data: readable by every user (safetensors writes the file private)
     return path
 
 

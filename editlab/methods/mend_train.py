@@ -126,14 +126,24 @@ def split(n_records: int, train_range=TRAIN_RANGE, dev_range=DEV_RANGE, heldout_
     return out
 
 
-def runs(positions: Sequence[int]) -> list[list[int]]:
-    """[[first, last], ...]: consecutive positions as closed ranges (a compact, exact record of a set)."""
-    out: list[list[int]] = []
+def runs(positions: Sequence[int]) -> list[str]:
+    """["first-last", ...] (a single position as "p"): consecutive positions as closed ranges, a
+    compact and exact record of a set; :func:`positions` reads it back."""
+    spans: list[list[int]] = []
     for p in sorted(positions):
-        if out and p == out[-1][1] + 1:
-            out[-1][1] = p
+        if spans and p == spans[-1][1] + 1:
+            spans[-1][1] = p
         else:
-            out.append([p, p])
+            spans.append([p, p])
+    return [f"{a}-{b}" if b > a else str(a) for a, b in spans]
+
+
+def positions(ranges: Sequence[str]) -> list[int]:
+    """The positions :func:`runs` wrote."""
+    out = []
+    for item in ranges:
+        a, _, b = str(item).partition("-")
+        out += range(int(a), int(b or a) + 1)
     return out
 
 
@@ -305,8 +315,8 @@ def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParam
         "l_edit": float(l_edit.detach()),
         "l_loc": float(l_loc.detach()),
         "nll_pre": float(pre_edit.mean()),
-        "nll_edit": float(post[:n].mean()),
-        "nll_para": float(post[n:].mean()),
+        "nll_edit": float(post[:n].mean().detach()),
+        "nll_para": float(post[n:].mean().detach()),
     }
 
 
@@ -357,20 +367,12 @@ def train(
     t0 = time.perf_counter()
     done, stopped = 0, "steps"
     for step in range(steps):
-        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-            stopped = "time"
-            break
         if len(order) < hp.edits_per_step:
             fresh = list(range(len(pool)))
             rng.shuffle(fresh)
             order += fresh
         chosen, order = order[: hp.edits_per_step], order[hp.edits_per_step :]
-        batch = []
-        for i in chosen:
-            j = rng.randrange(len(pool) - 1)
-            j += j >= i  # another record's neighbour: unrelated to this edit
-            own, other = pool[i].neighbors[0], pool[j].neighbors[0]
-            batch.append(Example(pool[i], {"other": (other,), "own": (own,), "both": (own, other)}[hp.locality]))
+        batch = [_example(pool, i, rng, hp.locality) for i in chosen]
         opt.zero_grad()
         losses = train_step(handle, editor, batch, hp)
         if not all(math.isfinite(v) for v in losses.values()):
@@ -379,14 +381,9 @@ def train(
         opt.step()
         done += 1
         window.append(losses)
-        if done % log_every == 0 or step == steps - 1:
-            row = {
-                "step": done,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "load_average": round(os.getloadavg()[0], 2),  # other work on the machine slows a step
-                **{k: round(sum(w[k] for w in window) / len(window), 4) for k in window[0]},
-                "edit_lrs": [float(f"{x:.4g}") for x in editor.edit_lrs.detach()],
-            }
+        out_of_time = max_seconds is not None and time.perf_counter() - t0 > max_seconds
+        if done % log_every == 0 or step == steps - 1 or out_of_time:
+            row = _row(done, t0, window, editor)
             window = []
             if evaluate_every and dev and done % evaluate_every == 0:
                 editor.eval()
@@ -395,8 +392,30 @@ def train(
             history.append(row)
             if progress:
                 progress(done, steps, json.dumps(row))
+        if out_of_time:
+            stopped = "time"
+            break
     editor.eval()
     return TrainResult(editor, done, done * hp.edits_per_step, time.perf_counter() - t0, history, stopped)
+
+
+def _example(pool: list[Fact], i: int, rng: random.Random, locality: str) -> Example:
+    """Edit ``pool[i]`` with its locality examples: its own neighbour and another record's (unrelated to this edit)."""
+    j = rng.randrange(len(pool) - 1)
+    j += j >= i
+    own, other = pool[i].neighbors[0], pool[j].neighbors[0]
+    return Example(pool[i], {"other": (other,), "own": (own,), "both": (own, other)}[locality])
+
+
+def _row(done: int, t0: float, window: list[dict], editor: Editor) -> dict:
+    """One logged row: the step, the time, the machine's load (other work slows a step), the mean losses."""
+    return {
+        "step": done,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_average": round(os.getloadavg()[0], 2),
+        **{k: round(sum(w[k] for w in window) / len(window), 4) for k in window[0]},
+        "edit_lrs": [float(f"{x:.4g}") for x in editor.edit_lrs.detach()],
+    }
 
 
 # ---- held-out scores -------------------------------------------------------------------------------
@@ -552,9 +571,10 @@ def write_editor(
 def summary_note(result: TrainResult, heldout: dict | None) -> str:
     """What an edit's report says about the editor: how long it was trained and how it scored on
     held-out facts against the unedited model, in numbers, and where neighbours suffered, that too."""
+    threads = torch.get_num_threads()
     text = (
         f"MEND's editor was trained for {result.steps} steps ({result.edits_seen:,} edits, "
-        f"{result.seconds / 60:.0f} min on {torch.get_num_threads()} CPU threads)"
+        f"{result.seconds / 60:.0f} min on {threads} CPU thread{'s' * (threads != 1)})"
     )
     if not heldout:
         return text + "; it was not scored on held-out facts."
@@ -599,4 +619,5 @@ __all__ = [
     "TrainResult",
     "describe_heldout",
     "runs",
+    "positions",
 ]

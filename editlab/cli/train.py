@@ -81,7 +81,6 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from editlab.cli.edit import parse_sets
     from editlab.facts.datasets import load_dataset
     from editlab.methods import mend, mend_train
 
@@ -90,26 +89,10 @@ def run(args) -> int:
     data_path = Path(args.data)
     dataset = load_dataset(str(data_path), n=None)
     handle = load(args)
-    values = dict(read_yaml_mapping(args.hparams)) if args.hparams else {}
-    values.update(parse_sets(args.set))
-    if args.layers:
-        values["layers"] = [int(x) for x in args.layers.split(",")]
-    hp, report = mend_train.TrainHParams.from_dict(values, handle)
-    for line in report.lines():
-        status(f"hyperparameters: {line}")
-    ranges = {
-        k: parse_range(v)
-        for k, v in (
-            ("train_range", args.train_range),
-            ("dev_range", args.dev_range),
-            ("heldout_range", args.heldout_range),
-        )
-        if v
-    }
-    split = mend_train.split(len(dataset), **ranges)
+    hp = _hparams(args, handle)
+    split = mend_train.split(len(dataset), **_ranges(args))
     train_facts = [dataset.facts[i] for i in split.train]
     dev = [dataset.facts[i] for i in split.dev[: args.dev]]
-    heldout_positions = split.heldout[: args.heldout]
     status(
         f"training MEND for {handle.name} on {len(train_facts):,} records of {data_path.name} "
         f"({args.steps} steps of {hp.edits_per_step} edits, layers {list(hp.layers)})"
@@ -130,14 +113,65 @@ def run(args) -> int:
         dev=dev,
     )
     status(f"trained: {result.steps} steps in {result.seconds:.0f} s (stopped by {result.stopped})")
-    heldout = None
-    if heldout_positions:
-        status(f"scoring {len(heldout_positions)} held-out facts (each edited alone, then restored) ...")
-        heldout = mend_train.evaluate(handle, result.editor, [dataset.facts[i] for i in heldout_positions])
-        heldout["positions"] = mend_train.runs(heldout_positions)
-        status(mend_train.describe_heldout(heldout))
+    heldout = _heldout(handle, result, dataset, split.heldout[: args.heldout])
     out_dir = Path(args.out) if args.out else mend.user_dir()
-    data = {
+    path = mend_train.write_editor(
+        result,
+        handle,
+        hp,
+        out_dir / f"{mend.file_stem(handle.name)}.safetensors",
+        data=_data_record(data_path, dataset, split),
+        heldout=heldout,
+        command=_command(args, data_path, result.steps),
+        note=args.note,
+    )
+    status(f"editor written: {path} ({path.stat().st_size / 2**20:.1f} MB) and {path.with_suffix('.json').name}")
+    if args.json:
+        print(json.dumps(mend.provenance(path)))
+    else:
+        print(path)
+    return 0
+
+
+def _hparams(args, handle):
+    """The training hyperparameters: the model's defaults, a YAML file, --set and --layers."""
+    from editlab.cli.edit import parse_sets
+    from editlab.methods import mend_train
+
+    values = dict(read_yaml_mapping(args.hparams)) if args.hparams else {}
+    values.update(parse_sets(args.set))
+    if args.layers:
+        values["layers"] = [int(x) for x in args.layers.split(",")]
+    hp, report = mend_train.TrainHParams.from_dict(values, handle)
+    for line in report.lines():
+        status(f"hyperparameters: {line}")
+    return hp
+
+
+def _ranges(args) -> dict:
+    """The record ranges given on the command line, parsed."""
+    given = (("train_range", args.train_range), ("dev_range", args.dev_range), ("heldout_range", args.heldout_range))
+    return {k: parse_range(v) for k, v in given if v}
+
+
+def _heldout(handle, result, dataset, positions) -> dict | None:
+    """The trained editor's scores on the held-out facts, each edited alone, or None without any."""
+    from editlab.methods import mend_train
+
+    if not positions:
+        return None
+    status(f"scoring {len(positions)} held-out facts (each edited alone, then restored) ...")
+    heldout = mend_train.evaluate(handle, result.editor, [dataset.facts[i] for i in positions])
+    heldout["positions"] = mend_train.runs(positions)
+    status(mend_train.describe_heldout(heldout))
+    return heldout
+
+
+def _data_record(data_path: Path, dataset, split) -> dict:
+    """What the provenance says about the data: the file, its digest, the split and what was left out."""
+    from editlab.methods import mend, mend_train
+
+    return {
         "file": data_path.name,
         "sha256": mend.file_sha256(data_path),
         "records": len(dataset),
@@ -151,8 +185,11 @@ def run(args) -> int:
             "positions_left_out": split.excluded,
         },
     }
-    # the command that reproduces this editor: the steps actually taken, no time limit
-    parts = ["editlab", "train", "mend", "--model", args.model, "--data", data_path.name, "--steps", str(result.steps)]
+
+
+def _command(args, data_path: Path, steps: int) -> str:
+    """The command that reproduces this editor: the steps actually taken, no time limit."""
+    parts = ["editlab", "train", "mend", "--model", args.model, "--data", data_path.name, "--steps", str(steps)]
     for flag in ("hparams", "layers", "train_range", "dev_range", "heldout_range", "threads"):
         value = getattr(args, flag)
         if value:
@@ -160,20 +197,4 @@ def run(args) -> int:
     parts += [x for item in args.set for x in ("--set", item)]
     parts += ["--heldout", str(args.heldout)] + (["--dev", str(args.dev)] if args.dev else [])
     parts += ["--out", args.out] if args.out else []
-    command = " ".join(shlex.quote(p) for p in parts)
-    path = mend_train.write_editor(
-        result,
-        handle,
-        hp,
-        out_dir / f"{mend.file_stem(handle.name)}.safetensors",
-        data=data,
-        heldout=heldout,
-        command=command,
-        note=args.note,
-    )
-    status(f"editor written: {path} ({path.stat().st_size / 2**20:.1f} MB) and {path.with_suffix('.json').name}")
-    if args.json:
-        print(json.dumps(mend.provenance(path)))
-    else:
-        print(path)
-    return 0
+    return " ".join(shlex.quote(p) for p in parts)

@@ -190,7 +190,7 @@ def _measured_table(result: ReproResult) -> str:
 
 
 def _published_table(result: ReproResult) -> str:
-    """The published numbers as an HTML table, or a sentence where the issue lists none."""
+    """The published numbers as an HTML table, or a sentence where none is listed."""
     return (
         _table(
             ["metric", "value", "model", "method", "dataset", "edits", "source", "checked", "note"],
@@ -210,7 +210,7 @@ def _published_table(result: ReproResult) -> str:
             ],
         )
         if result.references
-        else "<p>The issue lists no published number for this protocol; the paper's claim is qualitative.</p>"
+        else "<p>No published number is listed for this protocol; the paper's claim is qualitative.</p>"
     )
 
 

@@ -32,6 +32,7 @@ REGISTRY = {
     "kn": "editlab.methods.kn",
     "ike": "editlab.methods.ike",
     "mend": "editlab.methods.mend",
+    "serac": "editlab.methods.serac",
 }
 _checked: set[tuple[str, str]] = set()  # (name, module path) pairs that passed check_method
 

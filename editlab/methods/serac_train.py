@@ -409,30 +409,16 @@ def train(handle, records, hp: TrainHParams, steps: int, out_dir, progress: Call
     say = progress or (lambda done, total, line: None)
     t_start = time.perf_counter()
     facts, positions, data = _training_facts(records, hp)
-    train_facts, heldout_facts = facts["train"], facts["heldout"]
+    train_facts = facts["train"]
     texts = [t for i, f in enumerate(train_facts) for t in texts_for(handle.tokenizer, f, i)]
     t0 = time.perf_counter()
     with handle.lock:
         feats = text_features(handle, texts, hp.layer, progress=say)
     features_s = time.perf_counter() - t0
     classifier = new_classifier(handle, hp.layer, hp.dim, hp.seed)
-    fit_standardisation(classifier, texts, feats)
-    opt = torch.optim.Adam(classifier.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-    rng = random.Random(hp.seed)
-    by_fact: dict[int, list[int]] = {}
-    for j, t in enumerate(texts):
-        by_fact.setdefault(t.fact, []).append(j)
-    losses = []
     t0 = time.perf_counter()
-    for step in range(steps):
-        chosen = rng.sample(range(len(train_facts)), min(hp.batch_size, len(train_facts)))
-        idx = [j for f in chosen for j in by_fact[f]]
-        batch = make_batch([texts[j] for j in idx], [feats[j] for j in idx], chosen)
-        losses.append(train_step(classifier, opt, batch))
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            say(step + 1, steps, f"loss {sum(losses[-100:]) / len(losses[-100:]):.4f}")
+    losses = _fit(classifier, texts, feats, len(train_facts), hp, steps, say)
     head_s = time.perf_counter() - t0
-    classifier.eval()
     train_seconds = time.perf_counter() - t_start
     out_dir = Path(out_dir)
     path = save_classifier(classifier, handle, out_dir / f"{file_stem(handle.name)}.safetensors")
@@ -453,6 +439,35 @@ def train(handle, records, hp: TrainHParams, steps: int, out_dir, progress: Call
         "data": {**data, "train_positions": runs(positions["train"])},
         "machine": _machine(),
     }
+    prov.update(_scores(handle, classifier, facts, positions, path, hp, say))
+    path.with_suffix(".json").write_text(json.dumps(prov, indent=1) + "\n")
+    return prov
+
+
+def _fit(classifier, texts, feats, n_facts: int, hp: TrainHParams, steps: int, say) -> list[float]:
+    """The classifier's standardisation, then ``steps`` Adam steps on batches of whole facts (each
+    fact's in- and out-of-scope texts together); the losses."""
+    fit_standardisation(classifier, texts, feats)
+    opt = torch.optim.Adam(classifier.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    rng = random.Random(hp.seed)
+    by_fact: dict[int, list[int]] = {}
+    for j, t in enumerate(texts):
+        by_fact.setdefault(t.fact, []).append(j)
+    losses = []
+    for step in range(steps):
+        chosen = rng.sample(range(n_facts), min(hp.batch_size, n_facts))
+        idx = [j for f in chosen for j in by_fact[f]]
+        batch = make_batch([texts[j] for j in idx], [feats[j] for j in idx], chosen)
+        losses.append(train_step(classifier, opt, batch))
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            say(step + 1, steps, f"loss {sum(losses[-100:]) / len(losses[-100:]):.4f}")
+    classifier.eval()
+    return losses
+
+
+def _scores(handle, classifier, facts, positions, path, hp: TrainHParams, say) -> dict:
+    """Scope scores on the development and held-out records, and held-out edit scores."""
+    out = {}
     for name, kind in (("dev_scope", "dev"), ("heldout_scope", "heldout")):
         scope_facts = facts[kind][: hp.heldout_scope]
         if scope_facts:
@@ -460,17 +475,15 @@ def train(handle, records, hp: TrainHParams, steps: int, out_dir, progress: Call
             ht = [t for i, f in enumerate(scope_facts) for t in texts_for(handle.tokenizer, f, i)]
             with handle.lock:
                 hf = text_features(handle, ht, hp.layer)
-            prov[name] = scope_scores(classifier, ht, hf)
-            prov[name]["positions"] = runs(positions[kind][: hp.heldout_scope])
-    if heldout_facts:
-        if hp.heldout_edits:
-            t0 = time.perf_counter()
-            edits = heldout_facts[: hp.heldout_edits]
-            prov["heldout_edits"] = evaluate_edits(handle, edits, path, progress=say)
-            prov["heldout_edits"]["positions"] = runs(positions["heldout"][: hp.heldout_edits])
-            prov["heldout_edits"]["seconds"] = round(time.perf_counter() - t0, 1)
-    path.with_suffix(".json").write_text(json.dumps(prov, indent=1) + "\n")
-    return prov
+            out[name] = scope_scores(classifier, ht, hf)
+            out[name]["positions"] = runs(positions[kind][: hp.heldout_scope])
+    if facts["heldout"] and hp.heldout_edits:
+        t0 = time.perf_counter()
+        edits = facts["heldout"][: hp.heldout_edits]
+        out["heldout_edits"] = evaluate_edits(handle, edits, path, progress=say)
+        out["heldout_edits"]["positions"] = runs(positions["heldout"][: hp.heldout_edits])
+        out["heldout_edits"]["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def _training_facts(records, hp: TrainHParams) -> tuple[dict, dict, dict]:

@@ -45,8 +45,8 @@ def test_every_registered_method_fulfils_the_contract_and_declares_its_capabilit
         check_method(mod, name)
         assert isinstance(mod.CAPABILITIES, Capabilities) and "CAPABILITIES" in vars(mod), name
     assert methods.having("negation_objective") == ["rome", "memit", "alphaedit", "pmet"]
-    assert methods.having("sequential_state") == ["alphaedit", "grace", "ike"]
-    assert methods.having("hooks") == ["grace"] and methods.having("prompt") == ["ike"]
+    assert methods.having("sequential_state") == ["alphaedit", "grace", "ike", "serac"]
+    assert methods.having("hooks") == ["grace", "serac"] and methods.having("prompt") == ["ike"]
     assert methods.having("batch") == ["memit", "alphaedit", "pmet", "ft-l", "ft-m", "ike"]
 
 

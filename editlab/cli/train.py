@@ -1,12 +1,15 @@
-"""``editlab train mend``: train MEND's editor network for a model, score it on held-out facts, save it.
+"""``editlab train mend|serac``: train a method's learned component for a model (MEND's editor network,
+SERAC's scope classifier), score it on held-out facts, save it.
 
     editlab train mend --data counterfact-edit.json                          # the embedded default model
     editlab train mend --model ./my-model --data counterfact-edit.json --steps 400 --out editors/
+    editlab train serac --data counterfact-edit.json                         # 800 steps, about 10 min on 2 cores
 
-The editor is written as ``<model>.safetensors`` with its provenance beside it (``<model>.json``: the
-records used, steps, seed, hyperparameters, time, versions, commit, held-out scores). Without ``--out``
-it goes to the cache root's ``mend`` folder, where an edit with ``--method mend`` finds it by the
-model's fingerprint; from elsewhere give it to an edit as ``--set archive=PATH``.
+The component is written as ``<model>.safetensors`` with its provenance beside it (``<model>.json``:
+the records used, steps, seed, hyperparameters, time, versions, commit, held-out scores). Without
+``--out`` it goes to the cache root's ``mend`` / ``serac`` folder, where an edit with ``--method mend``
+/ ``serac`` finds it by the model's fingerprint; from elsewhere give it to an edit as
+``--set archive=PATH``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 
 from editlab.cli.common import add_model_args, load, positive_float, positive_int, read_yaml_mapping, status
 
-DEFAULT_STEPS = 273  # what the shipped editor for the default model was trained with (25 min, 1 thread)
+DEFAULT_STEPS = {"mend": 273, "serac": 800}  # what the shipped editor / classifier were trained with
+MEND_ONLY = ("layers", "max_minutes", "dev")  # options SERAC's training has no use for
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -33,8 +37,11 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a method's learned component (MEND's editor network) for a model")
-    p.add_argument("method", choices=["mend"], help="the method to train for (mend)")
+    p = sub.add_parser(
+        "train",
+        help="train a method's learned component for a model (MEND's editor network, SERAC's scope classifier)",
+    )
+    p.add_argument("method", choices=["mend", "serac"], help="the method to train for")
     add_model_args(p)
     p.add_argument(
         "--data",
@@ -44,25 +51,31 @@ def register(sub) -> None:
     p.add_argument(
         "--steps",
         type=positive_int,
-        default=DEFAULT_STEPS,
-        help=f"optimiser steps (default {DEFAULT_STEPS}, the shipped editor's)",
+        default=None,
+        help="optimiser steps (default: the shipped component's, mend "
+        f"{DEFAULT_STEPS['mend']}, serac {DEFAULT_STEPS['serac']})",
     )
     p.add_argument(
         "--out",
         default=None,
         metavar="FOLDER",
-        help="where to write <model>.safetensors and .json (default: the cache root's mend folder, "
+        help="where to write <model>.safetensors and .json (default: the cache root's mend / serac folder, "
         "where edits find it)",
     )
     p.add_argument(
         "--hparams",
         default=None,
-        help="a YAML file of training hyperparameters (EasyEdit's hparams/TRAINING/MEND keys accepted)",
+        help="a YAML file of training hyperparameters (EasyEdit's hparams/TRAINING/MEND and SERAC keys accepted)",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one (repeatable)")
-    p.add_argument("--layers", default=None, help="layers to edit, e.g. 27,28,29 (default: the last three)")
-    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop training after this long")
-    p.add_argument("--heldout", type=positive_int, default=100, help="held-out facts to score (default 100)")
+    p.add_argument("--layers", default=None, help="mend: layers to edit, e.g. 27,28,29 (default: the last three)")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="mend: stop training after this long")
+    p.add_argument(
+        "--heldout",
+        type=positive_int,
+        default=None,
+        help="held-out facts to score (default: mend 100; serac its heldout_edits, 50)",
+    )
     p.add_argument(
         "--train-range",
         default=None,
@@ -71,7 +84,9 @@ def register(sub) -> None:
     )
     p.add_argument("--dev-range", default=None, help="positions for the development scores logged while training")
     p.add_argument("--heldout-range", default=None, help="positions of the held-out facts")
-    p.add_argument("--dev", type=int, default=0, metavar="N", help="score N development facts every few hundred steps")
+    p.add_argument(
+        "--dev", type=int, default=0, metavar="N", help="mend: score N development facts every few hundred steps"
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--note", default="", help="a sentence for the provenance, shown with every edit's report")
     p.add_argument("--json", action="store_true", help="print the provenance as one JSON object")
@@ -82,15 +97,65 @@ def run(args) -> int:
     import torch
 
     from editlab.facts.datasets import load_dataset
-    from editlab.methods import mend, mend_train
 
+    if args.method == "serac":
+        given = [f"--{k.replace('_', '-')}" for k in MEND_ONLY if getattr(args, k)]
+        if given:
+            raise ValueError(f"{', '.join(given)}: MEND's training options; SERAC's training takes none of them")
+    ranges = _ranges(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     data_path = Path(args.data)
     dataset = load_dataset(str(data_path), n=None)
     handle = load(args)
-    hp = _hparams(args, handle)
-    split = mend_train.split(len(dataset), **_ranges(args))
+    return (_run_serac if args.method == "serac" else _run_mend)(args, handle, dataset, data_path, ranges)
+
+
+def _run_serac(args, handle, dataset, data_path: Path, ranges: dict) -> int:
+    """Train SERAC's scope classifier, score it, write it and its provenance."""
+    from editlab.methods import serac, serac_train
+
+    steps = args.steps or DEFAULT_STEPS["serac"]
+    hp = _hparams(args, handle, serac_train.TrainHParams)
+    if args.heldout is not None:
+        hp.heldout_edits = args.heldout
+    status(
+        f"training SERAC's scope classifier for {handle.name} on up to {hp.max_records:,} records of "
+        f"{data_path.name} ({steps} steps of {hp.batch_size} edits, layer {hp.layer}; {serac.TRAIN_COST_HINT})"
+    )
+
+    def show(done, total, line):
+        status(f"  {done}/{total}: {line}")
+
+    out_dir = Path(args.out) if args.out else serac.user_dir()
+    prov = serac_train.train(handle, dataset, hp, steps, out_dir, progress=show, ranges=ranges)
+    path = out_dir / f"{serac.file_stem(handle.name)}.safetensors"
+    prov["command"] = _command(args, data_path, steps)
+    prov["note"] = args.note
+    path.with_suffix(".json").write_text(json.dumps(prov, indent=1) + "\n")
+    status(f"trained in {prov['train_seconds']:.0f} s; " + _serac_scores(prov))
+    status(f"classifier written: {path} and {path.with_suffix('.json').name}")
+    print(json.dumps(prov) if args.json else path)
+    return 0
+
+
+def _serac_scores(prov: dict) -> str:
+    """One line of the held-out scope and edit scores in a SERAC provenance."""
+    scope, edits = prov.get("heldout_scope") or {}, prov.get("heldout_edits") or {}
+    parts = [f"{k} {v['rate']:.2f}" for k, v in scope.items() if isinstance(v, dict) and "rate" in v]
+    after, before = edits.get("edited") or {}, edits.get("unedited") or {}
+    parts += [f"{k} {v:.2f} (unedited {before.get(k, float('nan')):.2f})" for k, v in after.items() if v is not None]
+    return "held-out: " + ", ".join(parts) if parts else "no held-out scores (no held-out records)"
+
+
+def _run_mend(args, handle, dataset, data_path: Path, ranges: dict) -> int:
+    """Train MEND's editor, score it on held-out facts, write it and its provenance."""
+    from editlab.methods import mend, mend_train
+
+    args.steps = args.steps or DEFAULT_STEPS["mend"]
+    args.heldout = 100 if args.heldout is None else args.heldout
+    hp = _hparams(args, handle, mend_train.TrainHParams)
+    split = mend_train.split(len(dataset), **ranges)
     train_facts = [dataset.facts[i] for i in split.train]
     dev = [dataset.facts[i] for i in split.dev[: args.dev]]
     status(
@@ -133,16 +198,15 @@ def run(args) -> int:
     return 0
 
 
-def _hparams(args, handle):
+def _hparams(args, handle, cls):
     """The training hyperparameters: the model's defaults, a YAML file, --set and --layers."""
     from editlab.cli.edit import parse_sets
-    from editlab.methods import mend_train
 
     values = dict(read_yaml_mapping(args.hparams)) if args.hparams else {}
     values.update(parse_sets(args.set))
     if args.layers:
         values["layers"] = [int(x) for x in args.layers.split(",")]
-    hp, report = mend_train.TrainHParams.from_dict(values, handle)
+    hp, report = cls.from_dict(values, handle)
     for line in report.lines():
         status(f"hyperparameters: {line}")
     return hp
@@ -189,12 +253,13 @@ def _data_record(data_path: Path, dataset, split) -> dict:
 
 def _command(args, data_path: Path, steps: int) -> str:
     """The command that reproduces this editor: the steps actually taken, no time limit."""
-    parts = ["editlab", "train", "mend", "--model", args.model, "--data", data_path.name, "--steps", str(steps)]
+    parts = ["editlab", "train", args.method, "--model", args.model, "--data", data_path.name, "--steps", str(steps)]
     for flag in ("hparams", "layers", "train_range", "dev_range", "heldout_range", "threads"):
         value = getattr(args, flag)
         if value:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     parts += [x for item in args.set for x in ("--set", item)]
-    parts += ["--heldout", str(args.heldout)] + (["--dev", str(args.dev)] if args.dev else [])
+    parts += ["--heldout", str(args.heldout)] if args.heldout is not None else []
+    parts += ["--dev", str(args.dev)] if args.dev else []
     parts += ["--out", args.out] if args.out else []
     return " ".join(shlex.quote(p) for p in parts)

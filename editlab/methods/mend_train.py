@@ -62,73 +62,15 @@ from editlab.methods.records import (  # noqa: F401  (re-exported: the provenanc
     SEEDED_SEEDS,
     SEEDED_SIZES,
     TRAIN_RANGE,
+    Split,
     excluded_positions,
+    positions,
+    runs,
+    split,
 )
 from editlab.methods.teacher import encode
 from editlab.model.nethook import TraceDict
 from editlab.model.tokens import score_continuations, target_ids
-
-
-@dataclass(frozen=True)
-class Split:
-    train: tuple[int, ...]
-    dev: tuple[int, ...]
-    heldout: tuple[int, ...]
-    excluded: int
-
-    def describe(self) -> dict:
-        return {
-            "train": runs(self.train),
-            "dev": runs(self.dev),
-            "heldout": runs(self.heldout),
-            "n_train": len(self.train),
-            "n_dev": len(self.dev),
-            "n_heldout": len(self.heldout),
-        }
-
-
-def split(n_records: int, train_range=TRAIN_RANGE, dev_range=DEV_RANGE, heldout_range=HELDOUT_RANGE) -> Split:
-    """Positions for training, development and held-out evaluation: each range minus
-    :func:`excluded_positions`; the three ranges must not overlap."""
-    ranges = sorted([train_range, dev_range, heldout_range])
-    for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
-        if b0 < a1:
-            raise ValueError(f"the ranges {a0}-{a1} and {b0}-{b1} overlap: training and evaluation must be disjoint")
-    bad = excluded_positions(n_records)
-
-    def keep(r):
-        return tuple(i for i in range(r[0], min(r[1], n_records)) if i not in bad)
-
-    out = Split(keep(train_range), keep(dev_range), keep(heldout_range), len(bad))
-    if not out.train:
-        raise ValueError(
-            f"no training records left in positions {train_range[0]}-{train_range[1]} of a file of "
-            f"{n_records:,} (editlab's evaluations use the first {FIRST_N:,}, the negation splits and "
-            "the seeded subsets): give a larger file or other ranges"
-        )
-    return out
-
-
-def runs(positions: Sequence[int]) -> list[str]:
-    """["first-last", ...] (a single position as "p"): consecutive positions as closed ranges, a
-    compact and exact record of a set; :func:`positions` reads it back."""
-    spans: list[list[int]] = []
-    for p in sorted(positions):
-        if spans and p == spans[-1][1] + 1:
-            spans[-1][1] = p
-        else:
-            spans.append([p, p])
-    return [f"{a}-{b}" if b > a else str(a) for a, b in spans]
-
-
-def positions(ranges: Sequence[str]) -> list[int]:
-    """The positions :func:`runs` wrote."""
-    out = []
-    for item in ranges:
-        a, _, b = str(item).partition("-")
-        out += range(int(a), int(b or a) + 1)
-    return out
-
 
 # L_loc's prompts for an edit: "other", another record's neighbourhood prompt (unrelated to the edit,
 # as the paper's NQ questions are for zsRE); "own", the edit's own record's neighbourhood prompt (the

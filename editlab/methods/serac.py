@@ -83,7 +83,7 @@ CONTEXT = "New fact: {statement}.\n"  # how the counterfactual model is told the
 # What training the shipped classifier cost (its provenance has the exact figures): said when none is found.
 TRAIN_COST_HINT = "about 10 minutes on 2 CPU cores for SmolLM2-135M"
 
-_TRAINING_KEY = "a training hyperparameter of EasyEdit's SERAC trainer (editlab trains with serac_train.train)"
+_TRAINING_KEY = "a training hyperparameter of EasyEdit's SERAC trainer (editlab trains with `editlab train serac`)"
 _CLASSIFIER_KEY = "a choice of the classifier's architecture, fixed by the trained classifier file"
 
 
@@ -328,9 +328,9 @@ def find_classifier(handle, hp: HParams) -> tuple[Path, str | None]:
             return path, None
     raise EditError(
         f"SERAC needs a scope classifier trained for this model, and none is shipped or cached for {handle.name!r} "
-        f"(fingerprint {handle.fingerprint}). Train one: in Python, editlab.methods.serac_train.train(handle, "
-        "load_counterfact('counterfact-edit.json'), serac_train.TrainHParams(), steps, out_dir) "
-        f"({TRAIN_COST_HINT}); with out_dir {user_dir()} the next edit finds it. Or give hparams archive: PATH "
+        f"(fingerprint {handle.fingerprint}). Train one: editlab train serac --model {handle.name} --data "
+        f"counterfact-edit.json ({TRAIN_COST_HINT}; in Python serac_train.train); it is written to {user_dir()}, "
+        "where the next edit finds it. Or give hparams archive: PATH "
         "to a classifier file trained for this model."
     )
 

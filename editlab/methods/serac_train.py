@@ -45,7 +45,10 @@ from editlab.methods.records import (  # noqa: F401  (re-exported: the provenanc
     SEEDED_SEEDS,
     SEEDED_SIZES,
     TRAIN_RANGE,
+    Split,
     excluded_positions,
+    runs,
+    split,
 )
 from editlab.methods.serac import (
     HParams,
@@ -58,56 +61,6 @@ from editlab.methods.serac import (
 )
 from editlab.model.nethook import TraceDict
 from editlab.model.tokens import score_continuations, target_ids
-
-
-@dataclass(frozen=True)
-class Split:
-    train: tuple[int, ...]
-    dev: tuple[int, ...]
-    heldout: tuple[int, ...]
-    excluded: int
-
-    def describe(self) -> dict:
-        return {
-            "train": runs(self.train),
-            "dev": runs(self.dev),
-            "heldout": runs(self.heldout),
-            "n_train": len(self.train),
-            "n_dev": len(self.dev),
-            "n_heldout": len(self.heldout),
-        }
-
-
-def split(n_records: int, train_range=TRAIN_RANGE, dev_range=DEV_RANGE, heldout_range=HELDOUT_RANGE) -> Split:
-    """Positions for training, development and held-out evaluation: each range minus
-    :func:`excluded_positions`; the ranges must not overlap."""
-    ranges = sorted([train_range, dev_range, heldout_range])
-    for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
-        if b0 < a1:
-            raise ValueError(f"the ranges {a0}-{a1} and {b0}-{b1} overlap: training and evaluation must be disjoint")
-    bad = excluded_positions(n_records)
-
-    def keep(r):
-        return tuple(i for i in range(r[0], min(r[1], n_records)) if i not in bad)
-
-    out = Split(keep(train_range), keep(dev_range), keep(heldout_range), len(bad))
-    if not out.train:
-        raise ValueError(
-            f"no training records left in positions {train_range[0]}-{train_range[1]} of a file of {n_records:,} "
-            f"(editlab's evaluations use the first {FIRST_N:,}, the negation splits and the seeded subsets)"
-        )
-    return out
-
-
-def runs(positions: Sequence[int]) -> list[list[int]]:
-    """[[first, last], ...]: consecutive positions as closed ranges (a compact, exact record of a set)."""
-    out: list[list[int]] = []
-    for p in sorted(positions):
-        if out and p == out[-1][1] + 1:
-            out[-1][1] = p
-        else:
-            out.append([p, p])
-    return out
 
 
 # ---- hyperparameters ------------------------------------------------------------------------------
@@ -382,18 +335,21 @@ def _edit_metrics(who, scored) -> dict:
 
 
 # ---- training -----------------------------------------------------------------------------------
-def train(handle, records, hp: TrainHParams, steps: int, out_dir, progress: Callable | None = None) -> dict:
+def train(
+    handle, records, hp: TrainHParams, steps: int, out_dir, progress: Callable | None = None, ranges: dict | None = None
+) -> dict:
     """Train a scope classifier for ``handle`` and write it to ``out_dir`` as ``<model>.safetensors``
     with its provenance beside it (``<model>.json``, also returned).
 
     ``records``: a :class:`~editlab.facts.datasets.Dataset` (CounterFact: the records are chosen by
     :func:`split`, held-out scores are computed on its held-out range) or a list of :class:`Fact`
     (all of them trained on; no held-out scores). ``progress(done, total, line)`` is told each stage.
+    ``ranges``: ``train_range`` / ``dev_range`` / ``heldout_range`` for :func:`split` (a Dataset only).
     """
     hp.validate(handle)
     say = progress or (lambda done, total, line: None)
     t_start = time.perf_counter()
-    facts, positions, data = _training_facts(records, hp)
+    facts, positions, data = _training_facts(records, hp, ranges or {})
     train_facts = facts["train"]
     texts = [t for i, f in enumerate(train_facts) for t in texts_for(handle.tokenizer, f, i)]
     t0 = time.perf_counter()
@@ -471,11 +427,11 @@ def _scores(handle, classifier, facts, positions, path, hp: TrainHParams, say) -
     return out
 
 
-def _training_facts(records, hp: TrainHParams) -> tuple[dict, dict, dict]:
+def _training_facts(records, hp: TrainHParams, ranges: dict) -> tuple[dict, dict, dict]:
     from editlab.facts.datasets import Dataset
 
     if isinstance(records, Dataset):
-        sp = split(len(records))
+        sp = split(len(records), **ranges)
         train_pos, dev_pos, held_pos = sp.train[: hp.max_records], sp.dev, sp.heldout
         data = {
             "file": Path(records.path).name,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from editlab import EditSession, Fact
-from editlab.methods import serac, serac_train
+from editlab.methods import records, serac, serac_train
 from editlab.methods.base import EditError
 from editlab.model.tokens import greedy_with_first
 from tests.conftest import state_hash, tiny_handle
@@ -58,10 +58,10 @@ def test_the_shipped_classifier_loads_and_matches_its_provenance(handle):
     }
     assert prov["classifier"]["scale"] == pytest.approx(float(classifier.scale.detach()))
     # trained on records clear of every evaluation range, and of the held-out ones it reports
-    trained = {p for a, b in prov["data"]["train_positions"] for p in range(a, b + 1)}
+    trained = set(records.positions(prov["data"]["train_positions"]))
     assert len(trained) == min(prov["data"]["split"]["n_train"], prov["hparams"]["max_records"])
     assert not trained & serac_train.excluded_positions(prov["data"]["records"])
-    heldout = {p for a, b in prov["heldout_scope"]["positions"] for p in range(a, b + 1)}
+    heldout = set(records.positions(prov["heldout_scope"]["positions"]))
     assert heldout and not trained & heldout
     for part in ("heldout_scope", "dev_scope"):
         assert 0 <= prov[part]["paraphrase_recall"]["rate"] <= 1 and prov[part]["paraphrase_recall"]["n"] > 0
@@ -161,7 +161,7 @@ def test_a_model_without_a_classifier_is_told_how_to_train_one(handle, tmp_path,
     monkeypatch.setenv("EDITLAB_CACHE_DIR", str(tmp_path))
     other = tiny_handle("llama", handle.tokenizer)  # another model: no classifier shipped or cached for it
     session = EditSession(other, online=False)
-    with pytest.raises(EditError, match=r"serac_train\.train") as err:
+    with pytest.raises(EditError, match=r"editlab train serac --model tiny-llama.*minutes") as err:
         session.edit(FACT, "serac")
     assert other.name in str(err.value) and "archive" in str(err.value)
     assert not session.records

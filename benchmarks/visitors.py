@@ -6,8 +6,8 @@ For each crowd size N, a fresh `streamlit run serve.py` (the default model and i
 statistics, offline, as a Space serves it) is started; one visitor edits a warm-up fact (the
 server's first edit, so the line has timed one), then N visitors, each in its own chromium
 context, type N different held-out CounterFact facts and press "Edit with rome" together
-(tests/browser/crowd.py). Printed per crowd: each visitor's seconds from Edit to its full report,
-its wait in the line, the estimates it was shown against the wait that followed, and any error;
+(tests/browser/crowd.py). Printed per crowd: each visitor's seconds from Edit to its first verdict
+(taken by the page) and to its full report, its wait in the line, the estimates it was shown against the wait that followed, and any error;
 then the median over ``--runs`` of the last visitor's report, its ratio to a lone visitor's, and how
 many visitors had their report within ``--within`` seconds.
 """
@@ -76,6 +76,7 @@ def main() -> int:
                         {
                             "visitor": v.name,
                             "report_s": v.report_at,
+                            "verdict_s": v.verdict_at,
                             "queued": v.queued_at is not None,
                             "places": sorted(set(v.places), reverse=True),
                             "turn_s": v.turn_at,
@@ -91,7 +92,9 @@ def main() -> int:
                 for r in sorted(rows[-1], key=lambda r: r["report_s"]):
                     est = ", ".join(f"{e:+.0%}" for e in r["estimate_errors"]) or "none shown"
                     print(
-                        f"  {r['visitor']}: report after {r['report_s']:.1f} s; "
+                        f"  {r['visitor']}: first verdict after "
+                        + (f"{r['verdict_s']:.1f} s" if r["verdict_s"] is not None else "– (not seen)")
+                        + f", report after {r['report_s']:.1f} s; "
                         + (
                             f"waited in line {r['turn_s']:.1f} s (places {r['places']}); first estimate's error {est}"
                             if r["queued"]
@@ -109,10 +112,12 @@ def main() -> int:
     print("\n## summary (median over runs)")
     for n, runs in out["crowds"].items():
         last = statistics.median(max(r["report_s"] for r in rows) for rows in runs)
+        verdicts = [r["verdict_s"] for rows in runs for r in rows if r["verdict_s"] is not None]
         served = statistics.median(sum(r["report_s"] <= args.within for r in rows) for rows in runs)
         errs = [abs(e) for rows in runs for r in rows for e in r["estimate_errors"]]
         print(
             f"  {n} visitor(s): last report {last:.1f} s"
+            + (f"; last first verdict {max(verdicts):.1f} s" if verdicts else "; no first verdict seen")
             + (f" ({last / lone:.2f}x a lone visitor's)" if lone else "")
             + f"; served within {args.within:.0f} s: {served:g} of {n}; errors shown: "
             f"{sum(len(r['errors']) for rows in runs for r in rows)}; reports not their own: "

@@ -7,7 +7,9 @@ within a fraction of a second. One thread of Playwright then watches every page 
 ``POLL_S`` seconds, and records for each visitor: when it first saw its place in the line, every
 estimate it was shown ("about N s until your turn") with when, when its turn came (the line's
 message gave way to the edit's progress), when its report was on screen, whose fact the report
-is about, and any error shown.
+is about, and any error shown. When the first verdict appeared is taken by the page itself (a
+mutation observer installed before the app loads records the moment a "First verdict" heading is
+added), so a verdict on screen for less than a poll is not missed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Visit:
     queued_at: float | None = None  # first saw its place in the line
     turn_at: float | None = None  # the line's message gone: its request holds the model (None: never waited)
     report_at: float | None = None
+    verdict_at: float | None = None  # the first verdict on screen (the page's own clock)
     report_title: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -118,6 +121,22 @@ class Server:
         self.log.close()
 
 
+# Installed in every page before the app's own scripts: the first moment a "First verdict" heading
+# is added to the page, on the page's clock (performance.now(), milliseconds).
+VERDICT_OBSERVER = """
+window.__editlab = {verdict: null};
+new MutationObserver((records) => {
+  if (window.__editlab.verdict !== null) return;
+  for (const r of records) for (const n of r.addedNodes) {
+    if (n.textContent && n.textContent.includes("First verdict")) {
+      window.__editlab.verdict = performance.now();
+      return;
+    }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
 def chromium() -> str | None:
     path = os.environ.get("EDITLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     return path if Path(path).exists() else None
@@ -170,14 +189,18 @@ def visit_together(url: str, facts, playwright, timeout_s: float = 900) -> list[
     try:
         pages, visits = [], []
         for i, fact in enumerate(facts):
-            page = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
+            context = browser.new_context(viewport={"width": 1400, "height": 2400})
+            context.add_init_script(VERDICT_OBSERVER)
+            page = context.new_page()
             page.set_default_timeout(15 * 60 * 1000)
             page.goto(url + "/edit")
             _fill(page, fact)
             pages.append(page)
             visits.append(Visit(f"visitor {i + 1}", fact))
         t0 = time.perf_counter()
+        clicked = []  # each page's clock when its Edit was pressed
         for page, visit in zip(pages, visits):
+            clicked.append(page.evaluate("performance.now()"))
             page.get_by_role("button", name="Edit with rome").click()
             visit.pressed = time.perf_counter() - t0
         done: set[int] = set()
@@ -189,6 +212,9 @@ def visit_together(url: str, facts, playwright, timeout_s: float = 900) -> list[
                     visit.report_at = time.perf_counter() - t0 - visit.pressed
                     done.add(i)
             time.sleep(POLL_S)
+        for page, visit, at in zip(pages, visits, clicked):
+            seen = page.evaluate("window.__editlab.verdict")
+            visit.verdict_at = (seen - at) / 1000 if seen is not None else None
         return visits
     finally:
         browser.close()

@@ -1,6 +1,7 @@
 """Three visitors press Edit together on one `streamlit run serve.py` (the real default model, real
-chromium): each gets its own report, about its own fact; the ones that wait see their place in the
-line, and an estimate once an edit has been timed; nothing errors."""
+chromium): each gets its own report, about its own fact; each sees the first verdict before the
+full report; the ones that wait see their place in the line, and an estimate once an edit has been
+timed; nothing errors."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def test_three_visitors_pressing_edit_together_each_get_their_own_report_and_see
     for v in visits:
         assert not v.errors, (v.name, v.errors)
         assert v.report_title.startswith(f"rome: {v.fact.prompt} → {v.fact.target_new}"), (v.name, v.report_title)
+        assert v.verdict_at is not None, f"{v.name} never saw a first verdict before its report"
+        assert 0 < v.verdict_at <= v.report_at, (v.name, v.verdict_at, v.report_at)  # the verdict streams in first
     waited = sorted((v for v in visits if v.queued_at is not None), key=lambda v: v.places[0])
     assert len(waited) >= len(visits) - 1, [(v.name, v.places) for v in visits]  # one held the model, the rest waited
     for v in waited:

@@ -116,9 +116,8 @@ def _run_serac(args, handle, dataset, data_path: Path, ranges: dict) -> int:
     from editlab.methods import serac, serac_train
 
     steps = args.steps or DEFAULT_STEPS["serac"]
-    hp = _hparams(args, handle, serac_train.TrainHParams)
-    if args.heldout is not None:
-        hp.heldout_edits = args.heldout
+    extra = {"heldout_edits": args.heldout} if args.heldout is not None else {}
+    hp = _hparams(args, handle, serac_train.TrainHParams, extra)
     status(
         f"training SERAC's scope classifier for {handle.name} on up to {hp.max_records:,} records of "
         f"{data_path.name} ({steps} steps of {hp.batch_size} edits, layer {hp.layer}; {serac.TRAIN_COST_HINT})"
@@ -198,12 +197,14 @@ def _run_mend(args, handle, dataset, data_path: Path, ranges: dict) -> int:
     return 0
 
 
-def _hparams(args, handle, cls):
-    """The training hyperparameters: the model's defaults, a YAML file, --set and --layers."""
+def _hparams(args, handle, cls, extra: dict | None = None):
+    """The training hyperparameters: the model's defaults, a YAML file, --set and --layers (and
+    ``extra``, values other options give; checked like the rest)."""
     from editlab.cli.edit import parse_sets
 
     values = dict(read_yaml_mapping(args.hparams)) if args.hparams else {}
     values.update(parse_sets(args.set))
+    values.update(extra or {})
     if args.layers:
         values["layers"] = [int(x) for x in args.layers.split(",")]
     hp, report = cls.from_dict(values, handle)

@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--render", default=None, help="a stored page JSON to render again")
     ap.add_argument("--seconds", type=float, default=None, help="the bench's wall time")
     ap.add_argument("--command", default="", help="the bench command that was run")
+    ap.add_argument("--commit", default=None, help="the commit the bench ran at (default: the checkout's)")
+    ap.add_argument("--note", default="", help="a sentence on how the run was made (e.g. what else ran)")
     ap.add_argument("--json", default="docs/results/learned.json")
     ap.add_argument("--out", default="docs/results/learned.md")
     args = ap.parse_args(argv)
@@ -55,10 +57,11 @@ def main(argv=None) -> int:
         doc = json.loads(Path(args.export).read_text())
         doc["provenance"] = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "commit": git_commit(),
+            "commit": args.commit or git_commit(),
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU",
             "command": args.command,
             "seconds": args.seconds,
+            "note": args.note,
         }
         for row in doc["rows"]:
             row.pop("facts", None)  # the per-fact probes stay in the export; the page needs the rows
@@ -84,7 +87,7 @@ def render(doc: dict) -> str:
         "None of these facts was seen by the shipped MEND editor or SERAC classifier in training (they were "
         "trained on records chosen clear of every seed-0 subset up to 1,000: `editlab.methods.records`). "
         f"Run on {p['date']}, commit {p['commit']}, {p['machine']}; {p['seconds']:.0f} s in all. "
-        "Metric definitions: [../metrics.md](../metrics.md).",
+        "Metric definitions: [../metrics.md](../metrics.md)." + (f" {p['note']}" if p.get("note") else ""),
         "",
         "```",
         p["command"],

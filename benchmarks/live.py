@@ -8,8 +8,9 @@
    ``--facts`` CounterFact facts, each with the fast v* computation and the reference's (same
    loss, same stop rule), one after the other: seconds per fact (median, min–max), their ratio,
    and agreement (relative v* difference; facts whose ES/PS/NS/PN differ, by editlab.measure.metrics).
-3. probes: seconds to measure the default probe set on one model state (uncached); 3b. a new fact's
-   Edit with the verdict first: seconds to the first verdict and to the full report.
+3. probes: seconds to measure the default probe set on one model state (uncached); 3b. new facts'
+   Edit, verdict first and plain alternating (fresh probe cache, warm edits): seconds to the first
+   verdict and to the full report, and the ratio of the two full reports.
 4. browser: Playwright + Debian chromium. First page load until the model is shown ready, for
    ``streamlit run app.py`` and ``streamlit run serve.py`` (which loads the model while the server
    starts), ``--browser-runs`` fresh servers each, alternating; then Edit → full report for three
@@ -256,24 +257,34 @@ def probes_per_state(session, facts, runs=5):
     )
 
 
-def verdict_first(session, facts) -> None:
-    """ROME on new facts (their unedited probes not measured before) as the Edit page runs it: seconds
-    from the call to the first verdict (positive, negation, True/False: unedited, edit, after) and
-    to the full report."""
-    first, full = [], []
-    for fact in facts:
-        t0, seen = time.perf_counter(), []
-
-        def heard(_report, t0=t0, seen=seen):
-            seen.append(time.perf_counter() - t0)
-
-        session.edit_and_compare(fact, "rome", verdict=heard)
-        full.append(time.perf_counter() - t0)
-        first.append(seen[0])
+def verdict_first(handle, facts) -> None:
+    """ROME on new facts as the Edit page runs it, verdict first and plain, alternating: seconds from
+    the call to the first verdict (positive, negation, True/False: unedited, edit, after) and to the
+    full report. In a fresh cache folder, after one warm-up edit (context templates made, statistics
+    read), so no fact's unedited probes were measured before and every edit is warm."""
+    warm_up, timed = facts[0], facts[1:]
+    first, full, plain = [], [], []
+    with tempfile.TemporaryDirectory(prefix="editlab-live-") as cache:
+        os.environ["EDITLAB_CACHE_DIR"] = cache
+        session = EditSession(handle, online=False)
+        session.edit_and_compare(warm_up, "rome")
         session.reset()
+        for i, fact in enumerate(timed):
+            t0, seen = time.perf_counter(), []
+
+            def heard(_report, t0=t0, seen=seen):
+                seen.append(time.perf_counter() - t0)
+
+            session.edit_and_compare(fact, "rome", verdict=heard if i % 2 == 0 else None)
+            (full if i % 2 == 0 else plain).append(time.perf_counter() - t0)
+            first.extend(seen)
+            session.reset()
+        del os.environ["EDITLAB_CACHE_DIR"]
     print(
         f"## 3b. a new fact's Edit (ROME), verdict first: first verdict {spread(first)}, "
-        f"full report {spread(full)} ({len(facts)} facts, library calls without the browser)"
+        f"full report {spread(full)}; without the verdict first: full report {spread(plain)} "
+        f"(ratio {statistics.median(full) / statistics.median(plain):.2f}; {len(full)} + {len(plain)} facts "
+        "alternating, library calls without the browser, fresh probe cache)"
     )
 
 
@@ -390,6 +401,7 @@ def main() -> int:
     ap.add_argument("--agreement-facts", type=int, default=0, help="extra ROME fast-vs-reference agreement facts")
     ap.add_argument("--skip", default="", help="comma-separated: fresh, warm, probes, verdict, browser")
     ap.add_argument("--methods", default="rome,memit,alphaedit", help="methods timed in the warm part")
+    ap.add_argument("--verdict-facts", type=int, default=6, help="new facts timed in 3b (half verdict first)")
     ap.add_argument("--browser-runs", type=int, default=3, help="fresh servers per launcher for the first page load")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -410,7 +422,7 @@ def main() -> int:
     if "probes" not in skip:
         probes_per_state(session, facts[1:])
     if "verdict" not in skip:
-        verdict_first(session, load_facts(3, start=400))
+        verdict_first(handle, load_facts(args.verdict_facts + 1, start=4700))
     if "browser" not in skip:
         browser(load_facts(3, start=200), args.browser_runs)
     print(f"## 5. peak RSS of this benchmark process: {peak_mb():,.0f} MB")

@@ -202,17 +202,7 @@ def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParam
         pre_edit = target_nll(handle, hidden0, edits, list(range(n)))
         lp_loc0 = log_probs(handle, hidden0, [n + i for i, _ in loc_pos], [p for _, p in loc_pos])
     # 2. the editor's factors (ũ, −α δ̃) per edit and layer, zero-padded to a common length
-    factors_t = {}
-    for layer in editor.layers:
-        slot = editor.slot(layer)
-        rows = [token_rows(us[layer][i], deltas[layer][i]) for i in range(n)]
-        for u, d in rows:
-            editor.observe(slot, u, d)
-        width = max(u.shape[0] for u, _ in rows)
-        outs = [editor(slot, u, d) for u, d in rows]
-        u_pad = torch.stack([torch.cat([ut, ut.new_zeros(width - ut.shape[0], editor.d_in)]) for ut, _ in outs])
-        d_pad = torch.stack([torch.cat([dt, dt.new_zeros(width - dt.shape[0], editor.d_out)]) for _, dt in outs])
-        factors_t[layer] = (u_pad, -editor.edit_lrs[slot] * d_pad)
+    factors_t = _editor_factors(editor, us, deltas, n)
     # 3. the edited model on every row, each row with its own edit's update
     ids, mask = pad_batch([it.ids for it in edits + paras + locs], tok.pad_token_id, handle.device)
     owner = torch.tensor(list(range(n)) * 2 + loc_owner, device=handle.device)
@@ -243,6 +233,23 @@ def train_step(handle, editor: Editor, batch: Sequence[Example], hp: TrainHParam
         "nll_edit": float(post[:n].mean().detach()),
         "nll_para": float(post[n:].mean().detach()),
     }
+
+
+def _editor_factors(editor: Editor, us: dict, deltas: dict, n: int) -> dict:
+    """Per layer, the editor's (ũ, −α δ̃) of each of the ``n`` edits, zero-padded to a common length
+    (the editor's input statistics updated on the way)."""
+    factors_t = {}
+    for layer in editor.layers:
+        slot = editor.slot(layer)
+        rows = [token_rows(us[layer][i], deltas[layer][i]) for i in range(n)]
+        for u, d in rows:
+            editor.observe(slot, u, d)
+        width = max(u.shape[0] for u, _ in rows)
+        outs = [editor(slot, u, d) for u, d in rows]
+        u_pad = torch.stack([torch.cat([ut, ut.new_zeros(width - ut.shape[0], editor.d_in)]) for ut, _ in outs])
+        d_pad = torch.stack([torch.cat([dt, dt.new_zeros(width - dt.shape[0], editor.d_out)]) for _, dt in outs])
+        factors_t[layer] = (u_pad, -editor.edit_lrs[slot] * d_pad)
+    return factors_t
 
 
 # ---- the training loop ----------------------------------------------------------------------------
@@ -292,12 +299,7 @@ def train(
     t0 = time.perf_counter()
     done, stopped = 0, "steps"
     for step in range(steps):
-        if len(order) < hp.edits_per_step:
-            fresh = list(range(len(pool)))
-            rng.shuffle(fresh)
-            order += fresh
-        chosen, order = order[: hp.edits_per_step], order[hp.edits_per_step :]
-        batch = [_example(pool, i, rng, hp.locality) for i in chosen]
+        batch, order = _next_batch(pool, order, rng, hp)
         opt.zero_grad()
         losses = train_step(handle, editor, batch, hp)
         if not all(math.isfinite(v) for v in losses.values()):
@@ -322,6 +324,16 @@ def train(
             break
     editor.eval()
     return TrainResult(editor, done, done * hp.edits_per_step, time.perf_counter() - t0, history, stopped)
+
+
+def _next_batch(pool: list[Fact], order: list[int], rng: random.Random, hp: TrainHParams) -> tuple[list, list[int]]:
+    """The next ``edits_per_step`` examples, in epochs of shuffled records, and the order left."""
+    if len(order) < hp.edits_per_step:
+        fresh = list(range(len(pool)))
+        rng.shuffle(fresh)
+        order = order + fresh
+    chosen, order = order[: hp.edits_per_step], order[hp.edits_per_step :]
+    return [_example(pool, i, rng, hp.locality) for i in chosen], order
 
 
 def _example(pool: list[Fact], i: int, rng: random.Random, locality: str) -> Example:

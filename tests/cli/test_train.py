@@ -53,7 +53,7 @@ def test_train_serac_refuses_mends_options_by_name(flag, capsys, folder):
     assert flag[0] in err and "SERAC" in err
 
 
-def test_train_refuses_overlapping_ranges_before_loading_anything(capsys, folder, tmp_path):
+def test_train_refuses_a_malformed_range_before_loading_anything(capsys, folder, tmp_path):
     argv = ["train", "mend", "--model", str(folder), "--data", str(tmp_path / "absent.json")]
     argv += ["--train-range", "1000-x"]
     assert main(argv) == 2

@@ -197,6 +197,15 @@ def render(docs: list[dict], figure: Path, page: Path, missing: list[str], args)
         for d in docs:
             lines.append(f"| {_label(d)} | " + " | ".join(_value(d, key, s) for s in steps) + " |")
         lines.append("")
+    lines += ["**What the model says at the last checkpoint** (the first fixed generation prompt, greedy)", ""]
+    lines += ["| method | edits | prompt | continuation |", "|---|---:|---|---|"]
+    for d in docs:
+        generations = (d.get("samples") or {}).get("generations") or {"0": []}
+        last = max(generations, key=int)
+        for sample in generations[last][:1]:
+            text = " ".join(sample["text"].split())[:100].replace("|", "\\|")
+            lines.append(f"| {_label(d)} | {last} | {sample['prompt']} | {text} |")
+    lines.append("")
     chance = [s for d in docs for s in d.get("at_chance", [])]
     if chance:
         lines += ["At chance: " + " ".join(dict.fromkeys(chance)), ""]

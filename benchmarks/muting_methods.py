@@ -113,6 +113,7 @@ def run_all(args, runs, out: Path) -> None:
         return
     for key in ("EDITLAB_MAX_EDITS", "EDITLAB_MAX_FACTS", "EDITLAB_MAX_RUN_SECONDS"):
         os.environ.setdefault(key, "off")  # a study's scale: the operator limits are for the app
+    commit = git_commit()  # the code this process runs: the checkout as it was when the command started
     handle = load_model("smollm2-135m-instruct")
     data = Path(args.data)
     checkpoints = [int(x) for x in args.checkpoints.split(",")] if args.checkpoints else None
@@ -136,7 +137,7 @@ def run_all(args, runs, out: Path) -> None:
         doc = result.to_dict()
         doc["provenance"] = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": git_commit(),
+            "commit": commit,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores; {doc['cost'].get('machine')}",
             "command": "python benchmarks/muting_methods.py " + " ".join(sys.argv[1:]),
             "seconds": round(time.perf_counter() - t0, 1),

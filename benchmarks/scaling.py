@@ -311,6 +311,7 @@ def _child(argv: list[str]) -> dict:
 
 
 def measure_all(args, argv) -> dict:
+    commit = git_commit()  # the code the run uses: the checkout when it started
     common = ["--methods", args.methods, "--runs", str(args.runs), "--device", args.device, "--dtype", args.dtype]
     common += ["--mom2-tokens", str(args.mom2_tokens), "--start", str(args.start)]
     common += ["--skip", ",".join(f"{s}:{m}" for s, ms in args.skip.items() for m in ms) or "none:none"]
@@ -327,7 +328,7 @@ def measure_all(args, argv) -> dict:
     doc = {
         "provenance": {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "commit": git_commit(),
+            "commit": commit,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores"
             + (f", OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else ""),
             "command": "python benchmarks/scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]),

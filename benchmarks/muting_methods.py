@@ -155,6 +155,8 @@ def heldout_text(data: Path) -> Path:
 def _value(doc: dict, key: str, edits: int) -> str:
     for e in doc["estimates"]:
         if e["key"] == key and e.get("edits") == edits and e["value"] is not None:
+            if abs(e["value"]) >= 1e5:  # a collapsed model's perplexity
+                return f"{e['value']:.2g}"
             return f"{e['value']:.{dict((k, d) for k, _, d in SIGNALS)[key]}f}"
     return "–"
 

@@ -5,7 +5,8 @@
 One panel per signal (perplexity and next-token accuracy on held-out text, empty and repeated
 outputs, n-gram entropy, simple facts retained, efficacy over the edits so far, ability tasks when
 measured) against the number of sequential edits (log axis; the unedited model drawn at 0.5),
-with the report's 95 % bootstrap intervals as whiskers and chance lines where the report has them.
+with the report's 95 % bootstrap intervals as whiskers and chance lines where the report has them
+(perplexity on a log scale when its values span more than a factor of 100).
 Several reports (e.g. ROME and MEMIT) are overlaid. Nothing is computed here: every point is an
 estimate in the JSON; the file only draws them (plotly's static export needs a browser engine this
 project does not install, hence matplotlib, a dev dependency).
@@ -69,6 +70,9 @@ def main(argv=None) -> int:
             if chance is not None:
                 ax.axhline(chance, ls=":", color="grey", lw=1)
         ax.set_xscale("log")
+        values = [e["value"] for d in docs for e in d["estimates"] if e["key"] == key and e["value"]]
+        if key == "perplexity" and values and min(values) > 0 and max(values) / min(values) > 100:  # a collapse
+            ax.set_yscale("log")
         ax.set_title(labels[key], fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_xlabel("sequential edits (0 at 0.5)", fontsize=8)

@@ -7,9 +7,10 @@ statistics, offline, as a Space serves it) is started; one visitor edits a warm-
 server's first edit, so the line has timed one), then N visitors, each in its own chromium
 context, type N different held-out CounterFact facts and press "Edit with rome" together
 (tests/browser/crowd.py). Printed per crowd: each visitor's seconds from Edit to its first verdict
-(taken by the page) and to its full report, its wait in the line, the estimates it was shown against the wait that followed, and any error;
-then the median over ``--runs`` of the last visitor's report, its ratio to a lone visitor's, and how
-many visitors had their report within ``--within`` seconds.
+(taken by the page) and to its full report, its wait in the line, the estimates it was shown
+against the wait that followed, and any error; then the median over ``--runs`` of the last
+visitor's report, its ratio to a lone visitor's, and how many visitors had their report within
+``--within`` seconds.
 """
 
 from __future__ import annotations

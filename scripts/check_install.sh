@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The package as a user installs it, not the checkout: build the wheel, install it with its app
 # extra into a fresh virtual environment, then, from outside the checkout, run the README's first
-# `editlab edit` (offline, a fresh cache: the model and statistics come from the installed files)
-# and start `editlab app`, checking its health endpoint.
+# `editlab edit` (offline, a fresh cache: the model and statistics come from the installed files),
+# then MEND and SERAC edits (their trained components come from the installed files too), and start
+# `editlab app`, checking its health endpoint.
 #   bash scripts/check_install.sh                  # the fresh environment's Python: python3
 #   PYTHON=/usr/bin/python3 bash scripts/check_install.sh   # e.g. Debian's own Python
 set -euo pipefail
@@ -35,6 +36,15 @@ echo "== editlab edit (the README's first command, offline, empty cache)"
 grep -q "positive" "$WORK/edit.txt" || { cat "$WORK/edit.txt"; echo "editlab edit printed no report" >&2; exit 1; }
 head -5 "$WORK/edit.txt"
 
+echo "== editlab edit --method mend / serac (their trained components come with the package: no training step)"
+for method in mend serac; do
+  "$V/editlab" edit --method "$method" --subject "Apple A5" --prompt "Apple A5 was created by" \
+    --target-new Google --target-true Apple --offline > "$WORK/edit-$method.txt"
+  grep -q "positive" "$WORK/edit-$method.txt" || {
+    cat "$WORK/edit-$method.txt"; echo "editlab edit --method $method printed no report" >&2; exit 1; }
+  echo "  $method: $(grep -m1 "positive" "$WORK/edit-$method.txt")"
+done
+
 echo "== editlab app (health endpoint)"
 PORT=$("$V/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 "$V/editlab" app --port "$PORT" --address 127.0.0.1 -- --server.headless true > "$WORK/app.log" 2>&1 &
@@ -56,4 +66,4 @@ while True:
         time.sleep(1)
 print(f"app healthy at {url}")
 PY
-echo "installed package works: wheel, editlab edit, editlab app"
+echo "installed package works: wheel, editlab edit (rome, mend, serac), editlab app"

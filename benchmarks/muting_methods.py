@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--render-only", action="store_true", help="draw and write the page from stored reports")
     ap.add_argument("--doc", default=None, help="the Markdown page (default: <out>/muting-methods.md)")
     ap.add_argument("--figure", default=None, help="the figure (default: <out>/muting-methods.png)")
+    ap.add_argument("--note", default="", help="a sentence for the page on how the runs were made")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +189,10 @@ def render(docs: list[dict], figure: Path, page: Path, missing: list[str], args)
             f"| {_label(d)} | {d['n']} | {p.get('date', '–')} | {p.get('commit', '–')} | {p.get('machine', '–')} "
             f"| {p.get('seconds', '–')} | {per_edit if per_edit is not None else '–'} s |"
         )
+    notes = dict.fromkeys(d.get("provenance", {}).get("note") for d in docs if d.get("provenance", {}).get("note"))
+    lines += [""] + [f"Note: {n}." for n in notes] if notes else []
+    if args.note:
+        lines += ["", args.note]
     if missing:
         lines += ["", f"Not run yet (no stored report): {', '.join(missing)}."]
     rel = os.path.relpath(figure, page.parent)

@@ -27,7 +27,6 @@ trains one for another model, which an edit then finds in the cache by the model
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -40,9 +39,11 @@ from torch import nn
 from editlab.core import paths
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
+from editlab.methods import trained
 from editlab.methods.base import Capabilities, Convert, EditError, HParamsBase, MethodContext, Range
 from editlab.methods.keys import pad_batch
 from editlab.methods.teacher import Encoded, bleed_check, bleed_note, check_note, control_tokens, encode, prompt_check
+from editlab.methods.trained import file_sha256, file_stem, provenance  # noqa: F401  (public names of this module)
 from editlab.model.handle import FAMILIES
 from editlab.model.nethook import Trace, TraceDict
 
@@ -279,8 +280,6 @@ def new_editor(
 
 
 # ---- editor files -----------------------------------------------------------------------------
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_editor(editor: Editor, handle, path: Path) -> Path:
@@ -349,21 +348,14 @@ def load_editor(path: Path, device=None) -> tuple[Editor, dict]:
     return editor, meta
 
 
-def provenance(path: Path) -> dict:
-    """The provenance JSON beside an editor file ({} when there is none)."""
-    p = Path(path).with_suffix(".json")
-    return json.loads(p.read_text()) if p.is_file() else {}
-
-
 def user_dir() -> Path:
     """Where ``editlab train mend`` writes editors by default (the cache root's ``mend`` folder)."""
-    return paths.cache_dir("mend")
+    return trained.user_dir("mend")
 
 
 def editor_files() -> list[Path]:
     """Editor files an edit looks at: the ones shipped with editlab, then those in the cache root."""
-    shipped = sorted(SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
-    return shipped + sorted(user_dir().glob("*.safetensors"))
+    return trained.files("mend")
 
 
 def find_editor(handle, hp: HParams) -> Path:
@@ -547,11 +539,6 @@ def apply(handle, facts: list[Fact], hp: HParams, ctx: MethodContext) -> dict:
 def _trained_summary(prov: dict) -> dict:
     keys = ("steps", "edits_seen", "train_seconds", "heldout")
     return {k: prov[k] for k in keys if k in prov}
-
-
-def file_stem(name: str) -> str:
-    """A file name for a model name (``org/model`` -> ``org--model``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name).replace("/", "--")).strip("-") or "model"
 
 
 __all__ = [

@@ -55,8 +55,6 @@ embeddings instead of token ids) sees the base model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 import weakref
 from dataclasses import dataclass
@@ -68,8 +66,10 @@ from torch import nn
 from editlab.core import paths
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
+from editlab.methods import trained
 from editlab.methods.base import Capabilities, EditError, HParamsBase, MethodContext, Range
 from editlab.methods.teacher import check_note, prompt_check
+from editlab.methods.trained import file_sha256, file_stem, provenance  # noqa: F401  (public names of this module)
 from editlab.model.handle import cache_kwargs, output_cache
 from editlab.model.nethook import Trace
 
@@ -222,15 +222,6 @@ def new_classifier(handle, layer: int, dim: int, seed: int = 0) -> ScopeClassifi
 
 
 # ---- classifier files -----------------------------------------------------------------------
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def file_stem(name: str) -> str:
-    """A file name for a model name (``org/model`` -> ``org--model``)."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name).replace("/", "--")).strip("-") or "model"
 
 
 def save_classifier(classifier: ScopeClassifier, handle, path: Path) -> Path:
@@ -277,21 +268,14 @@ def load_classifier(path: Path) -> tuple[ScopeClassifier, dict]:
     return clf, meta
 
 
-def provenance(path: Path) -> dict:
-    """The provenance written beside a classifier file (``<name>.json``); {} when there is none."""
-    p = Path(path).with_suffix(".json")
-    return json.loads(p.read_text()) if p.is_file() else {}
-
-
 def user_dir() -> Path:
     """Where classifiers trained by a user go by default (the cache root's ``serac`` folder)."""
-    return paths.cache_dir("serac")
+    return trained.user_dir("serac")
 
 
 def classifier_files() -> list[Path]:
     """Classifier files an edit looks at: the ones shipped with editlab, then those in the cache root."""
-    shipped = sorted(SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
-    return shipped + sorted(user_dir().glob("*.safetensors"))
+    return trained.files("serac")
 
 
 def find_classifier(handle, hp: HParams) -> tuple[Path, str | None]:

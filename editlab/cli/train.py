@@ -234,21 +234,15 @@ def _heldout(handle, result, dataset, positions) -> dict | None:
 
 def _data_record(data_path: Path, dataset, split) -> dict:
     """What the provenance says about the data: the file, its digest, the split and what was left out."""
-    from editlab.methods import mend, mend_train
+    from editlab.methods import records, trained
 
     return {
         "file": data_path.name,
-        "sha256": mend.file_sha256(data_path),
+        "sha256": trained.file_sha256(data_path),
         "records": len(dataset),
         "format": dataset.format,
         "split": split.describe(),
-        "left_out": {
-            "first_n": mend_train.FIRST_N,
-            "negation_splits": mend_train.NEGATION_SPLITS,
-            "negation_pool_from": mend_train.NEGATION_POOL,
-            "seeded_subsets": {"sizes": f"1-{max(mend_train.SEEDED_SIZES)}", "seeds": list(mend_train.SEEDED_SEEDS)},
-            "positions_left_out": split.excluded,
-        },
+        "left_out": records.left_out(split),
     }
 
 

@@ -80,6 +80,17 @@ def split(n_records: int, train_range=TRAIN_RANGE, dev_range=DEV_RANGE, heldout_
     return out
 
 
+def left_out(split: Split) -> dict:
+    """What a trained component's provenance says was left out of its records: the evaluation ranges."""
+    return {
+        "first_n": FIRST_N,
+        "negation_splits": NEGATION_SPLITS,
+        "negation_pool_from": NEGATION_POOL,
+        "seeded_subsets": {"sizes": f"1-{max(SEEDED_SIZES)}", "seeds": list(SEEDED_SEEDS)},
+        "positions_left_out": split.excluded,
+    }
+
+
 def runs(positions: Sequence[int]) -> list[str]:
     """["first-last", ...] (a single position as "p"): consecutive positions as closed ranges, a
     compact and exact record of a set; :func:`positions` reads it back."""

@@ -47,6 +47,7 @@ from editlab.methods.records import (  # noqa: F401  (re-exported: the provenanc
     TRAIN_RANGE,
     Split,
     excluded_positions,
+    left_out,
     runs,
     split,
 )
@@ -439,13 +440,7 @@ def _training_facts(records, hp: TrainHParams, ranges: dict) -> tuple[dict, dict
             "records": len(records),
             "format": records.format,
             "split": sp.describe(),
-            "left_out": {
-                "first_n": FIRST_N,
-                "negation_splits": NEGATION_SPLITS,
-                "negation_pool_from": NEGATION_POOL,
-                "seeded_subsets": {"sizes": f"1-{max(SEEDED_SIZES)}", "seeds": list(SEEDED_SEEDS)},
-                "positions_left_out": sp.excluded,
-            },
+            "left_out": left_out(sp),
         }
         chosen = {"train": train_pos, "dev": dev_pos, "heldout": held_pos}
         return {k: [records.facts[i] for i in v] for k, v in chosen.items()}, chosen, data

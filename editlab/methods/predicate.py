@@ -253,6 +253,11 @@ def keep_apart(k_n: torch.Tensor, held: torch.Tensor, c: torch.Tensor | None) ->
 def check_hparams(hp) -> None:
     """The predicate write's own options (``predicate_keep``), for the methods that offer it."""
     keep = getattr(hp, "predicate_keep", 0)
+    if wanted(hp) and getattr(hp, "negation_forms", "not").replace(" ", "") != "not":
+        raise ValueError(
+            "negation_forms: the predicate write writes at the 'not' token of the \"not\" form only; "
+            "other forms are a v* term's (negation_objective two-sided, contrast or push-down)"
+        )
     if not 0 <= keep <= len(OTHER_SUBJECTS):
         raise ValueError(f"predicate_keep must be between 0 and {len(OTHER_SUBJECTS)} (the other subjects editlab has)")
 

@@ -21,7 +21,9 @@ negation-aware objective (``negation_weight`` 0 = the published method), over th
     "contrast":   N = mean_p [ softplus(m + log P(o* | c_p ⊕ p⁻; δ) − log P(o_c | c_p ⊕ p⁻; δ)) ]
     "two-sided":  N = contrast + mean_p [ softplus(m + log P(o_c | c_p ⊕ p; δ) − log P(o* | c_p ⊕ p; δ)) ]
 
-where log P is the per-token mean log-probability and o_c the fact's true target: in the edited
+where log P is the per-token mean log-probability, p⁻ runs over the negated prompt in every form
+``negation_forms`` names ("not" by default; e.g. "not,never" also optimises "... is never ..."; a form
+the prompt has no grammatical negation in adds no rows), and o_c is the fact's true target: in the edited
 world "s is not o_c" holds, so o_c should beat o* after "not" by a margin m (``negation_margin``,
 nats); two-sided also asks o* to beat o_c by m after the prompt itself (p), so that raising o_c
 after "not" does not raise it everywhere. A fact without a true target gets the push-down form.
@@ -52,6 +54,7 @@ import torch
 
 from editlab.core.bounded import short
 from editlab.facts.fact import Fact
+from editlab.facts.negation import FORMS
 from editlab.methods.base import EditError, MethodContext
 from editlab.methods.keys import locate, pad_batch
 from editlab.model.handle import cache_kwargs, output_cache
@@ -101,20 +104,43 @@ def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
         raise ValueError(f"negation_objective {short(hp.negation_objective)} is not one of {', '.join(known)}{hint}")
     if hp.negation_weight < 0:
         raise ValueError("negation_weight must be >= 0 (0 = the published objective)")
+    negation_forms(hp)
+
+
+def negation_forms(hp) -> tuple[str, ...]:
+    """The negation forms the v* term optimises (``hp.negation_forms``, comma-separated names from
+    :data:`editlab.facts.negation.FORMS`; "not" when the method has no such field)."""
+    raw = getattr(hp, "negation_forms", "not")
+    forms = tuple(f.strip() for f in str(raw).split(",") if f.strip())
+    unknown = [f for f in forms if f not in FORMS]
+    if not forms or unknown:
+        raise ValueError(
+            f"negation_forms {short(raw)}: give one or more of {', '.join(FORMS)}, comma-separated"
+            + (f" ({', '.join(map(short, unknown))} is not one)" if unknown else "")
+        )
+    if len(set(forms)) != len(forms):
+        raise ValueError(f"negation_forms {short(raw)} names a form twice")
+    return forms
 
 
 def _fact_rows(
-    handle, fact: Fact, templates: list[str], negation: bool, contrast: bool = False, two_sided: bool = False
+    handle,
+    fact: Fact,
+    templates: list[str],
+    negation: bool,
+    contrast: bool = False,
+    two_sided: bool = False,
+    forms: Sequence[str] = ("not",),
 ) -> _Rows:
     tok = handle.tokenizer
     tids = target_ids(tok, fact.target_new)
     rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
     kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
     neg = []
-    if negation:
-        neg_prompt, rule = fact.negated()
-        if neg_prompt is not None and not rule.startswith("already-negated"):  # else nothing to push down
-            neg = [locate(tok, t, neg_prompt, fact.subject) for t in templates]
+    for form in forms if negation else ():  # every form's negated prompt after every template
+        neg_prompt, rule = fact.negated(form)
+        if neg_prompt is not None and not rule.startswith("already-negated"):
+            neg += [locate(tok, t, neg_prompt, fact.subject) for t in templates]
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
     both = neg if true_ids else []
     positive = rows if true_ids and two_sided else []
@@ -153,6 +179,7 @@ def _loss_rows(handle, facts: Sequence[Fact], templates: list[str], hp) -> list[
             negation,
             contrast=objective in ("contrast", "two-sided"),
             two_sided=objective == "two-sided",
+            forms=negation_forms(hp),
         )
         for f in facts
     ]

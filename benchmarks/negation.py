@@ -243,14 +243,21 @@ def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
         handle, plan, [experiments.Reports(probes), experiments.HeldOut(tuple(paras))], on_measured=said
     )
     rows, ppls = [], []
+    failed = {i: out.error_of(i) for i in range(len(facts)) if out.error_of(i)}
+    for i, error in failed.items():
+        print(f"    fact {i + 1}/{len(facts)} FAILED (left out of this variant's scores): {error}", file=sys.stderr)
     for m in out.measured:
         (i,) = m.latest
+        if i in failed:  # the model was left unedited: not a measurement of this variant
+            continue
         report = m.values["reports"][i]
         rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), **reach_scores(report)))
         ppls.append(perplexity(m.values["heldout"]))
-    agg = summarise(rows)
-    agg["ppl"] = statistics.median(ppls)
-    agg["s/edit"] = statistics.median(out.edit_seconds.values())
+    agg = summarise(rows) if rows else {}
+    agg["ppl"] = statistics.median(ppls) if ppls else None
+    agg["s/edit"] = statistics.median(out.edit_seconds.values()) if out.edit_seconds else None
+    agg["failed"] = len(failed)
+    agg["errors"] = sorted(set(failed.values()))[:3]
     return agg
 
 
@@ -400,6 +407,12 @@ def markdown(report: dict) -> str:
         + ".",
         f"Fact-check calibration: {report['factcheck_calibration']['sentence']}.",
     ]
+    for name, row in report["variants"].items():
+        if row.get("failed"):
+            lines.append(
+                f"**{name}: {row['failed']} of {stop - start} edits failed** and are left out of its row: "
+                + "; ".join(row.get("errors", []))
+            )
     return "\n".join(lines)
 
 

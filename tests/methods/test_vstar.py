@@ -218,3 +218,39 @@ def test_the_negated_prompt_has_the_positive_prompts_key_at_the_subject(handle, 
             torch.testing.assert_close(k_neg, k_pos, rtol=1e-5, atol=1e-5)
         # ... while the last position, where the answer is read, does see "not"
         assert len(neg.ids) > len(pos.ids)
+
+
+def test_every_negation_form_named_adds_its_rows_to_the_term(handle):
+    """negation_forms "not,never": the contrast term is the mean over both forms' negated prompts
+    after every template (checked against plain forward passes); neither form may be dropped."""
+    from editlab.facts.fact import negate
+
+    h = tiny_handle("llama", handle.tokenizer)
+    site = [h.arch.mlp_out_proj(1)]
+    fact = FACTS[2]
+    w, m = 2.0, 0.5
+    kw = dict(layer=1, v_num_grad_steps=1, negation_weight=w, negation_margin=m, negation_objective="contrast")
+    _, off = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(layer=1, v_num_grad_steps=1), site)
+    _, both = vstar.compute_z(h, fact, TEMPLATES, rome.HParams(**kw, negation_forms="not,never"), site)
+    negated = [negate(fact.prompt, fact.subject, form)[0] for form in ("not", "never")]
+    assert all(negated) and negated[0] != negated[1]
+    gaps = [
+        _mean_target_logprob(h, t.format(neg), fact.target_new) - _mean_target_logprob(h, t.format(neg), fact.target_true)
+        for neg in negated
+        for t in TEMPLATES
+    ]
+    expected = w * float(torch.nn.functional.softplus(m + torch.tensor(gaps)).mean())
+    assert both["z_losses"][0] - off["z_losses"][0] == pytest.approx(expected, abs=2e-3)
+    rows = vstar._fact_rows(h, fact, TEMPLATES, negation=True, contrast=True, forms=("not", "never"))
+    assert rows.n_negated == rows.n_contrast == 2 * len(TEMPLATES)
+
+
+@pytest.mark.parametrize("forms", ["", "not,sometimes", "not,not"])
+def test_negation_forms_are_checked(forms, handle):
+    with pytest.raises(ValueError, match="negation_forms"):
+        rome.HParams(negation_weight=1.0, negation_objective="two-sided", negation_forms=forms).validate()
+
+
+def test_the_predicate_write_refuses_other_forms(handle):
+    with pytest.raises(ValueError, match="negation_forms"):
+        memit.HParams(negation_weight=1.0, negation_objective="predicate", negation_forms="not,never").validate()

@@ -113,6 +113,12 @@ def variants(weight: float, margin: float) -> dict[str, dict]:
             "negation_margin": margin,
             "negation_forms": "not,never",
         },
+        "two-sided-prefix": {  # optimised after "not" and "It is false that ...", o* kept after "It is true
+            "negation_weight": weight,  # that ..."; "It is NOT TRUE that", the contraction, "never" and the
+            "negation_objective": "two-sided",  # negated paraphrases stay out of sample
+            "negation_margin": margin,
+            "negation_forms": "not,false_that",
+        },
         "predicate": {"negation_weight": weight, "negation_objective": "predicate", "negation_margin": margin},
     }
 

@@ -107,15 +107,22 @@ def check_hparams(hp, extra_objectives: tuple[str, ...] = ()) -> None:
     negation_forms(hp)
 
 
+# Forms only the optimisation uses (no probe measures them): "It is false that <clause>", whose
+# positive twin "It is true that <clause>" joins the rewriting prompts (o* must win there).
+TRAINING_FORMS = ("false_that",)
+
+
 def negation_forms(hp) -> tuple[str, ...]:
     """The negation forms the v* term optimises (``hp.negation_forms``, comma-separated names from
-    :data:`editlab.facts.negation.FORMS`; "not" when the method has no such field)."""
+    :data:`editlab.facts.negation.FORMS` and :data:`TRAINING_FORMS`; "not" when the method has no
+    such field)."""
     raw = getattr(hp, "negation_forms", "not")
     forms = tuple(f.strip() for f in str(raw).split(",") if f.strip())
-    unknown = [f for f in forms if f not in FORMS]
+    known = FORMS + TRAINING_FORMS
+    unknown = [f for f in forms if f not in known]
     if not forms or unknown:
         raise ValueError(
-            f"negation_forms {short(raw)}: give one or more of {', '.join(FORMS)}, comma-separated"
+            f"negation_forms {short(raw)}: give one or more of {', '.join(known)}, comma-separated"
             + (f" ({', '.join(map(short, unknown))} is not one)" if unknown else "")
         )
     if len(set(forms)) != len(forms):
@@ -134,13 +141,16 @@ def _fact_rows(
 ) -> _Rows:
     tok = handle.tokenizer
     tids = target_ids(tok, fact.target_new)
-    rows = [locate(tok, t, fact.prompt, fact.subject) for t in templates]
-    kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
+    prompts = [fact.prompt]
     neg = []
     for form in forms if negation else ():  # every form's negated prompt after every template
-        neg_prompt, rule = fact.negated(form)
+        neg_prompt, rule = _negated(fact, form)
         if neg_prompt is not None and not rule.startswith("already-negated"):
             neg += [locate(tok, t, neg_prompt, fact.subject) for t in templates]
+            if form == "false_that":
+                prompts.append(neg_prompt.replace(_FALSE_THAT, _TRUE_THAT, 1))
+    rows = [locate(tok, t, p, fact.subject) for p in prompts for t in templates]
+    kl = locate(tok, "{}", f"{fact.subject} is a", fact.subject)
     true_ids = target_ids(tok, fact.target_true) if contrast and neg and fact.target_true else []
     both = neg if true_ids else []
     positive = rows if true_ids and two_sided else []
@@ -162,6 +172,20 @@ def _fact_rows(
         true_target=tuple(true_ids),
         n_positive_true=len(positive),
     )
+
+
+_NOT_TRUE, _FALSE_THAT, _TRUE_THAT = "It is not true that ", "It is false that ", "It is true that "
+
+
+def _negated(fact: Fact, form: str) -> tuple[str | None, str]:
+    """``fact.negated(form)``, and the training form "false_that": the ``not_true`` form with "It is
+    false that " in place of "It is not true that "."""
+    if form != "false_that":
+        return fact.negated(form)
+    neg, rule = fact.negated("not_true")
+    if neg is None or _NOT_TRUE not in neg:
+        return None, rule if neg is None else "unnegatable: no 'It is not true that' form to rephrase"
+    return neg.replace(_NOT_TRUE, _FALSE_THAT, 1), rule
 
 
 def _loss_rows(handle, facts: Sequence[Fact], templates: list[str], hp) -> list[_Rows]:

@@ -235,7 +235,8 @@ def test_every_negation_form_named_adds_its_rows_to_the_term(handle):
     negated = [negate(fact.prompt, fact.subject, form)[0] for form in ("not", "never")]
     assert all(negated) and negated[0] != negated[1]
     gaps = [
-        _mean_target_logprob(h, t.format(neg), fact.target_new) - _mean_target_logprob(h, t.format(neg), fact.target_true)
+        _mean_target_logprob(h, t.format(neg), fact.target_new)
+        - _mean_target_logprob(h, t.format(neg), fact.target_true)
         for neg in negated
         for t in TEMPLATES
     ]

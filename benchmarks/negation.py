@@ -388,8 +388,9 @@ def markdown(report: dict) -> str:
     lines = [
         f"**{report['method']}** on {report.get('model', 'smollm2-135m-instruct')}, CounterFact "
         f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, each edited "
-        f"independently); negation-aware weight {report['weight']}"
+        f"independently); negation-aware weight {report['weight']}, margin {report.get('margin', '?')}"
         + "".join(f"; {k} = {v}" for k, v in report.get("overrides", {}).items())
+        + "".join(f"; {k} = {v} (negation-aware variants)" for k, v in report.get("aware_overrides", {}).items())
         + f". Run on {report.get('date', '?')}, commit {report.get('commit', '?')}, {report.get('machine', '?')}, "
         f"{report.get('seconds', '?')} s.",
         "",

@@ -57,13 +57,12 @@ def register(sub) -> None:
                 default=None,
                 metavar="W",
                 help=f"editlab's negation-aware objective ({', '.join(methods.having('negation_objective'))}) "
-                "with weight W (0 = the published method), the best found for each method "
-                "(benchmarks/negation.py): ROME and MEMIT keep their published write and add a "
-                "rank-one write at the 'not' token of the negated prompt, so that after '... is not' "
-                "the true target beats target-new (the predicate form); AlphaEdit and PMET take the "
-                "two-sided term in v* (the true target beats target-new after the negated prompt, "
-                "target-new the true one after the prompt); "
-                "--set negation_objective=two-sided|push-down|contrast picks another form",
+                "with weight W (0 = the published method), the best form found out of sample "
+                "(benchmarks/negation.py): the two-sided term in v* (the true target beats target-new "
+                "after the negated prompt, target-new the true one after the prompt); "
+                "--set negation_objective=push-down|contrast|predicate picks another form (predicate: "
+                "ROME and MEMIT only, a second write at the 'not' token), --set negation_forms=not,never "
+                "optimises more negation forms",
             )
             p.add_argument("--corpus", default=None, help="text corpus (.txt/.jsonl) for second-moment statistics")
             p.add_argument("--offline", action="store_true", help="never download a corpus")

@@ -11,9 +11,10 @@ Many facts at once, spread over a range of MLP output projections W_l (l ∈ R):
      with C_l = E[k kᵀ] over a corpus and λ = ``mom2_update_weight``; solved in float64.
 
 Step 1 is the v* optimiser ROME, AlphaEdit and PMET share (:mod:`editlab.methods.vstar`): the
-reference's loss, KL direction and stop rule, with editlab's negation-aware term off by default.
-``negation_objective = "predicate"`` (weight > 0) leaves steps 1–2 published and adds, per fact, a
-rank-one write at the "not" token of its negated prompt into the last layer (:mod:`.predicate`).
+reference's loss, KL direction and stop rule, with editlab's negation-aware term off by default
+(weight > 0: the two-sided v* term by default). ``negation_objective = "predicate"`` (weight > 0)
+instead leaves steps 1–2 published and adds, per fact, a rank-one write at the "not" token of its
+negated prompt into the last layer (:mod:`.predicate`).
 Step 2's keys and layer-by-layer writing are shared with AlphaEdit and PMET
 (:mod:`editlab.methods.multilayer`); MEMIT's own part is λ and the solve, :func:`memit_solver`.
 """
@@ -69,9 +70,7 @@ def scaled_lambda(handle, layer: int) -> float:
 @dataclass
 class HParams(BatchHParams):
     mom2_update_weight: float = 15000.0  # λ in ΔW = R Kᵀ (λC + KKᵀ)⁻¹ (for_model scales it, see scaled_lambda)
-    negation_objective: str = (
-        "predicate"  # the default negation-aware form for MEMIT; or a v* term, vstar.NEGATION_OBJECTIVES
-    )
+    negation_objective: str = "two-sided"  # a v* term (vstar.NEGATION_OBJECTIVES) or MEMIT's "predicate" write
     predicate_keep: int = 0  # negation_objective "predicate": hold this many other subjects' "not" keys fixed
 
     EXTRA_NEGATION_OBJECTIVES = (predicate.NAME,)

@@ -9,10 +9,14 @@ To write (s, r, o*):
   3. ΔW  = (v* − W k) (C⁻¹ k*)ᵀ / ((C⁻¹ k*)ᵀ k)                                      (eq. 2)
      with C = E[k kᵀ] over a corpus (``mom2_adjustment``; off → C = I, as EasyEdit allows).
 
-editlab's ``negation_objective = "predicate"`` (with ``negation_weight`` > 0) keeps steps 1–3 exactly
-as published and adds a second rank-one write at the predicate (by default into the same matrix):
-the key at the "not" token of the negated prompt ("... is not"), averaged over the context templates,
-gets the value that makes the true target beat the new one after "not" (:mod:`.predicate`).
+editlab's negation-aware objective (``negation_weight`` > 0) changes step 2 only: by default
+(``negation_objective = "two-sided"``, the best form found out of sample, ``benchmarks/negation.py``)
+v* must also make the true target beat the new one after the negated prompt, and the new one beat
+the true one after the prompt (:mod:`.vstar`). ``negation_objective = "predicate"`` instead keeps
+steps 1–3 exactly as published and adds a second rank-one write at the predicate (by default into
+the same matrix): the key at the "not" token of the negated prompt ("... is not"), averaged over the
+context templates, gets the value that makes the true target beat the new one after "not"
+(:mod:`.predicate`; it turns that one sentence and reaches other subjects' negated sentences).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def _loss_at_output(value, data) -> tuple[None, str]:
 @dataclass
 class HParams(LocateEditHParams):
     layer: int = 5
-    negation_objective: str = "predicate"  # ROME's negation-aware form; or a v* term (vstar.NEGATION_OBJECTIVES)
+    negation_objective: str = "two-sided"  # a v* term (vstar.NEGATION_OBJECTIVES) or ROME's "predicate" write
     predicate_layer: int | None = None  # the predicate write's layer (None: ``layer``)
     predicate_keep: int = (
         0  # the predicate write: hold this many other subjects' "not" keys fixed (predicate.OTHER_SUBJECTS)

@@ -158,20 +158,20 @@ def test_edit_side_by_side_rerun_probes_undo_and_an_isolated_second_session(app_
 
 @pytest.mark.slow
 def test_the_negation_aware_rome_is_one_field_away_and_the_published_one_click(app_env):
-    """negation_weight 1 in ROME's hyperparameters selects its best form (the predicate write): the
+    """negation_weight 1 in ROME's hyperparameters selects its best form (the two-sided v* term): the
     negated prompt's comparison turns to the true target while the positive keeps the new one; the
     published method (weight 0) is the field's default."""
     at = open_app(EDIT)
     session = at.session_state[S.SESSION]
     prefix = f"hp.{session.handle.name}.rome."
-    assert at.text_input(key=prefix + "negation_objective").value == "predicate"
+    assert at.text_input(key=prefix + "negation_objective").value == "two-sided"
     at.number_input(key=prefix + "negation_weight").set_value(1.0).run()
     fill(at, paraphrases="", neighbors="")
     at.button(key="edit_button").click().run()
     assert not at.exception and not at.error, texts(at.error)
     [record] = session.records
-    assert record.hparams["negation_weight"] == 1.0 and record.hparams["negation_objective"] == "predicate"
-    assert record.info["facts"][0]["predicate"]["not_token"].strip() == "not"
+    assert record.hparams["negation_weight"] == 1.0 and record.hparams["negation_objective"] == "two-sided"
+    assert "predicate" not in record.info["facts"][0]
     t = cloze(at)
     assert t.loc["positive", "P(new) after"] > t.loc["positive", "P(true) after"]
     assert t.loc["negation", "P(true) after"] > t.loc["negation", "P(new) after"], t.loc["negation"]

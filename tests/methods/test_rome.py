@@ -226,5 +226,6 @@ def test_predicate_layer_writes_the_predicate_in_its_own_layer(handle, tmp_path)
     assert sorted(record.weights_after) == sorted(names)
     for name in names:  # the subject's write in layer 1, the predicate's in layer 0
         assert not torch.equal(record.weights_after[name], record.weights_before[name])
-    assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, negation_weight=1.0)) == names
+    assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, **PREDICATE)) == names
     assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, negation_weight=0.0)) == names[:1]
+    assert rome.touched(h, rome.HParams(layer=1, predicate_layer=0, negation_weight=1.0)) == names[:1]  # two-sided

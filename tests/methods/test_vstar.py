@@ -255,3 +255,22 @@ def test_negation_forms_are_checked(forms, handle):
 def test_the_predicate_write_refuses_other_forms(handle):
     with pytest.raises(ValueError, match="negation_forms"):
         memit.HParams(negation_weight=1.0, negation_objective="predicate", negation_forms="not,never").validate()
+
+
+def test_the_training_form_false_that_adds_its_negation_and_its_positive_twin(handle):
+    """ "false_that": "It is false that <clause>" joins the negated rows and "It is true that <clause>"
+    the rewriting rows (o* must win there); a prompt without that form adds neither."""
+    h = tiny_handle("llama", handle.tokenizer)
+    fact = FACTS[0]  # "The mother tongue of Danielle Darrieux is"
+    plain = vstar._fact_rows(h, fact, TEMPLATES, negation=True, contrast=True, two_sided=True)
+    rows = vstar._fact_rows(
+        h, fact, TEMPLATES, negation=True, contrast=True, two_sided=True, forms=("not", "false_that")
+    )
+    assert rows.n_negated == rows.n_contrast == 2 * len(TEMPLATES)
+    assert rows.n_rewrite == rows.n_positive_true == 2 * len(TEMPLATES) == 2 * plain.n_rewrite
+    texts = [h.tokenizer.decode(q) for q in rows.seqs]
+    assert any("It is false that the mother tongue of Danielle Darrieux is" in t for t in texts)
+    assert any("It is true that the mother tongue of Danielle Darrieux is" in t for t in texts)
+    question = Fact("Danielle Darrieux", "What is the mother tongue of Danielle Darrieux?", "English", "French")
+    q = vstar._fact_rows(h, question, TEMPLATES, negation=True, contrast=True, forms=("false_that",))
+    assert q.n_negated == 0 and q.n_rewrite == len(TEMPLATES)

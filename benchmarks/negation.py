@@ -328,6 +328,7 @@ def main() -> None:
         return
     extra, aware = parse_sets(args.set), parse_sets(args.aware_set)
 
+    commit = git_commit()  # the code this run measures: taken before anything else can change
     start, n = SPLITS[args.split]
     facts = load_facts(min(n, args.n or n), start=start)
     probes = probes_of(Reach(load_facts(10_000 - POOL, start=POOL)))
@@ -372,7 +373,7 @@ def main() -> None:
         "factcheck_calibration": session.factcheck_calibration().to_dict(),
         "machine": machine(handle),
         "date": datetime.date.today().isoformat(),
-        "commit": git_commit(),
+        "commit": commit,
         "seconds": round(time.perf_counter() - t0),
         "unedited": unedited_row,
         "variants": table,

@@ -3,15 +3,16 @@ measured out of sample.
 
     python benchmarks/negation.py --split dev|test|test2|test3 [--variants published,predicate,two-sided,...]
                                   [--weight 1.0] [--margin 1.0] [--method rome] [--n N] [--json FILE]
-                                  [--negated-edits] [--set KEY=VALUE ...] [--aware-set KEY=VALUE ...]
+                                  [--negated-edits] [--sequential] [--set KEY=VALUE ...] [--aware-set KEY=VALUE ...]
 
 The split is fixed (``SPLITS``): ``dev`` = CounterFact records 1000–1029, for choosing; ``test`` =
 records 2000–2049, ``test2`` = records 3000–3049 and ``test3`` = records 4900–4949, each reported once
 per variant. Per fact and variant, one independent edit on the default model (an
 ``editlab.runs.experiments`` plan: each fact from the unedited model), measured with editlab's probes
-and scored by ``editlab.measure.metrics``. Every negated sentence comes from ``editlab.negate``
-(grammatical; a prompt it cannot negate in a form is left out of that column, and the counts are
-printed).
+and scored by ``editlab.measure.metrics`` (``--sequential``: the split's facts edited one after
+another into one model, every fact measured after the last edit). Every negated sentence comes from
+``editlab.negate`` (grammatical; a prompt it cannot negate in a form is left out of that column, and
+the counts are printed).
 
   ES PS NS         CounterFact's efficacy, paraphrase and neighbourhood scores
   PP PN            says the new target (P(new) > P(true)) after the prompt / after its "not" negation —
@@ -231,12 +232,20 @@ def negated(fact: Fact) -> Fact | None:
     )
 
 
-def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
+def run_variant(handle, method, hp, facts, paras, negatives, probes, sequential: bool = False) -> dict:
     """Independent edits of every fact (an engine plan), each measured on its reports and the
-    held-out perplexity, then undone (the next batch starts from the unedited model)."""
-    plan = experiments.Plan(tuple(facts), method, hp, "independent", online=False)
+    held-out perplexity, then undone (the next batch starts from the unedited model). With
+    ``sequential``, the facts are edited one after another into one model instead, and every fact is
+    measured once, after the last edit."""
+    if sequential:
+        plan = experiments.Plan(tuple(facts), method, hp, "sequential", checkpoints=(len(facts),), online=False)
+    else:
+        plan = experiments.Plan(tuple(facts), method, hp, "independent", online=False)
 
     def said(m, at):
+        if sequential:
+            print(f"    {len(facts)} sequential edits measured", file=sys.stderr, flush=True)
+            return
         i = m.latest[0]
         s = metrics.fact_scores(m.values["reports"][i])
         print(
@@ -245,19 +254,17 @@ def run_variant(handle, method, hp, facts, paras, negatives, probes) -> dict:
             flush=True,
         )
 
-    out = experiments.run(
-        handle, plan, [experiments.Reports(probes), experiments.HeldOut(tuple(paras))], on_measured=said
-    )
+    reports = experiments.Reports(probes, scope="edited" if sequential else "latest")
+    out = experiments.run(handle, plan, [reports, experiments.HeldOut(tuple(paras))], on_measured=said)
     rows, ppls = [], []
     failed = {i: out.error_of(i) for i in range(len(facts)) if out.error_of(i)}
     for i, error in failed.items():
         print(f"    fact {i + 1}/{len(facts)} FAILED (left out of this variant's scores): {error}", file=sys.stderr)
     for m in out.measured:
-        (i,) = m.latest
-        if i in failed:  # the model was left unedited: not a measurement of this variant
-            continue
-        report = m.values["reports"][i]
-        rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), **reach_scores(report)))
+        for i, report in m.values["reports"].items():
+            if i in failed:  # the model was left without this edit: not a measurement of this variant
+                continue
+            rows.append(dict(metrics.fact_scores(report, negative=negatives.get(i)), **reach_scores(report)))
         ppls.append(perplexity(m.values["heldout"]))
     agg = summarise(rows) if rows else {}
     agg["ppl"] = statistics.median(ppls) if ppls else None
@@ -320,6 +327,12 @@ def main() -> None:
         help="override a hyperparameter of the negation-aware variants only; the published one keeps "
         "its own (repeatable)",
     )
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="edit the split's facts one after another into one model and measure every fact after the last "
+        "edit (default: each fact edited independently)",
+    )
     ap.add_argument("--json", default=None, help="also write the run here (JSON)")
     ap.add_argument("--render", default=None, metavar="FILE", help="print the table of a stored run and stop")
     args = ap.parse_args()
@@ -356,7 +369,9 @@ def main() -> None:
     table = {}
     for name in names:
         print(f"  {name} ...", file=sys.stderr, flush=True)
-        table[name] = run_variant(handle, args.method, chosen[name], facts, paras, negatives, probes)
+        table[name] = run_variant(
+            handle, args.method, chosen[name], facts, paras, negatives, probes, sequential=args.sequential
+        )
     with session.edited() as m:
         base_ppl = perplexity(heldout_text(m.model, m.tokenizer, paras, max_tokens=128))
     unedited_row = dict(unedited, ppl=base_ppl)
@@ -370,6 +385,7 @@ def main() -> None:
         "overrides": extra,
         "aware_overrides": aware,
         "negated_edits": bool(negatives),
+        "sequential": args.sequential,
         "factcheck_calibration": session.factcheck_calibration().to_dict(),
         "machine": machine(handle),
         "date": datetime.date.today().isoformat(),
@@ -388,8 +404,13 @@ def markdown(report: dict) -> str:
     start, stop = report["records"]
     lines = [
         f"**{report['method']}** on {report.get('model', 'smollm2-135m-instruct')}, CounterFact "
-        f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, each edited "
-        f"independently); negation-aware weight {report['weight']}, margin {report.get('margin', '?')}"
+        f"{report['split']} split (records {start}–{stop - 1}, {stop - start} facts, "
+        + (
+            "edited one after another into one model, every fact measured after the last edit"
+            if report.get("sequential")
+            else "each edited independently"
+        )
+        + f"); negation-aware weight {report['weight']}, margin {report.get('margin', '?')}"
         + "".join(f"; {k} = {v}" for k, v in report.get("overrides", {}).items())
         + "".join(f"; {k} = {v} (negation-aware variants)" for k, v in report.get("aware_overrides", {}).items())
         + f". Run on {report.get('date', '?')}, commit {report.get('commit', '?')}, {report.get('machine', '?')}, "

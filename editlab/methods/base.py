@@ -499,7 +499,7 @@ class LocateEditHParams(HParamsBase):
     negation_weight: float = 0.0  # editlab's negation-aware term; 0 = the published method
     negation_objective: str = "two-sided"  # the term's form (vstar.NEGATION_OBJECTIVES, or a method's own); weight > 0
     negation_margin: float = 1.0  # the contrast form's margin (nats) of the true target over the new after "not"
-    negation_forms: str = "not"  # the negation forms the v* term optimises, comma-separated (facts.negation.FORMS)
+    negation_forms: str = "not"  # forms the v* term optimises, comma-separated (negation.FORMS, vstar.TRAINING_FORMS)
     seed: int = 0
 
 

@@ -22,8 +22,9 @@ negation-aware objective (``negation_weight`` 0 = the published method), over th
     "two-sided":  N = contrast + mean_p [ softplus(m + log P(o_c | c_p ⊕ p; δ) − log P(o* | c_p ⊕ p; δ)) ]
 
 where log P is the per-token mean log-probability, p⁻ runs over the negated prompt in every form
-``negation_forms`` names ("not" by default; e.g. "not,never" also optimises "... is never ..."; a form
-the prompt has no grammatical negation in adds no rows), and o_c is the fact's true target: in the edited
+``negation_forms`` names ("not" by default; e.g. "not,never" also optimises "... is never ..."; the
+training-only "false_that" is :data:`TRAINING_FORMS`; a form the prompt has no grammatical negation
+in adds no rows), and o_c is the fact's true target: in the edited
 world "s is not o_c" holds, so o_c should beat o* after "not" by a margin m (``negation_margin``,
 nats); two-sided also asks o* to beat o_c by m after the prompt itself (p), so that raising o_c
 after "not" does not raise it everywhere. A fact without a true target gets the push-down form.

@@ -237,10 +237,8 @@ def run_variant(handle, method, hp, facts, paras, negatives, probes, sequential:
     held-out perplexity, then undone (the next batch starts from the unedited model). With
     ``sequential``, the facts are edited one after another into one model instead, and every fact is
     measured once, after the last edit."""
-    if sequential:
-        plan = experiments.Plan(tuple(facts), method, hp, "sequential", checkpoints=(len(facts),), online=False)
-    else:
-        plan = experiments.Plan(tuple(facts), method, hp, "independent", online=False)
+    protocol, checkpoints = ("sequential", (len(facts),)) if sequential else ("independent", None)
+    plan = experiments.Plan(tuple(facts), method, hp, protocol, checkpoints=checkpoints, online=False)
 
     def said(m, at):
         if sequential:
@@ -257,7 +255,7 @@ def run_variant(handle, method, hp, facts, paras, negatives, probes, sequential:
     reports = experiments.Reports(probes, scope="edited" if sequential else "latest")
     out = experiments.run(handle, plan, [reports, experiments.HeldOut(tuple(paras))], on_measured=said)
     rows, ppls = [], []
-    failed = {i: out.error_of(i) for i in range(len(facts)) if out.error_of(i)}
+    failed = {i: f["error"] for f in out.failures for i in f["indices"]}
     for i, error in failed.items():
         print(f"    fact {i + 1}/{len(facts)} FAILED (left out of this variant's scores): {error}", file=sys.stderr)
     for m in out.measured:

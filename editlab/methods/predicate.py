@@ -24,7 +24,7 @@ from editlab.facts.fact import Fact
 from editlab.methods.base import EditError
 from editlab.methods.keys import Located, locate, pad_batch, read_kv
 from editlab.methods.multilayer import add_to_weight
-from editlab.methods.vstar import with_delta
+from editlab.methods.vstar import negation_forms, with_delta
 from editlab.model.nethook import Trace, TraceDict
 from editlab.model.tokens import target_ids
 
@@ -253,7 +253,7 @@ def keep_apart(k_n: torch.Tensor, held: torch.Tensor, c: torch.Tensor | None) ->
 def check_hparams(hp) -> None:
     """The predicate write's own options (``predicate_keep``), for the methods that offer it."""
     keep = getattr(hp, "predicate_keep", 0)
-    if wanted(hp) and getattr(hp, "negation_forms", "not").replace(" ", "") != "not":
+    if wanted(hp) and negation_forms(hp) != ("not",):
         raise ValueError(
             "negation_forms: the predicate write writes at the 'not' token of the \"not\" form only; "
             "other forms are a v* term's (negation_objective two-sided, contrast or push-down)"

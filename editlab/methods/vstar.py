@@ -193,7 +193,7 @@ def _loss_rows(handle, facts: Sequence[Fact], templates: list[str], hp) -> list[
     """Every fact's rows for the terms of L(δ): the negation rows only with ``negation_weight`` > 0,
     in the form ``negation_objective`` names."""
     negation = hp.negation_weight > 0
-    objective = hp.negation_objective
+    objective, forms = hp.negation_objective, negation_forms(hp)
     if negation and objective not in NEGATION_OBJECTIVES:  # "predicate" is no term of this loss (.predicate writes it)
         raise ValueError(f"negation_objective {short(objective)} is not one of {', '.join(NEGATION_OBJECTIVES)}")
     return [
@@ -204,7 +204,7 @@ def _loss_rows(handle, facts: Sequence[Fact], templates: list[str], hp) -> list[
             negation,
             contrast=objective in ("contrast", "two-sided"),
             two_sided=objective == "two-sided",
-            forms=negation_forms(hp),
+            forms=forms,
         )
         for f in facts
     ]

@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reports", nargs="+", help="muting.json files written by `editlab reproduce muting`")
     ap.add_argument("--out", default="assets/muting.png")
+    ap.add_argument(
+        "--suffix", action="append", default=[], metavar="PATH=TEXT", help="append TEXT to that report's legend label"
+    )
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -39,13 +42,14 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     docs = [load(p) for p in args.reports]
+    suffix = dict(spec.partition("=")[::2] for spec in args.suffix)
     keys = list(dict.fromkeys(e["key"] for d in docs for e in d["estimates"]))
     labels = {e["key"]: e["label"] for d in docs for e in d["estimates"]}
     cols = 4
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        for d in docs:
+        for path, d in zip(args.reports, docs):
             es = sorted(
                 (e for e in d["estimates"] if e["key"] == key and e["value"] is not None), key=lambda e: e["edits"]
             )
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
                 ms=3,
                 capsize=2,
                 lw=1.2,
-                label=f"{d['method']}" + (f" (batches of {bs})" if bs and bs > 1 else ""),
+                label=f"{d['method']}" + (f" (batches of {bs})" if bs and bs > 1 else "") + suffix.get(path, ""),
             )
             chance = next((e["chance"] for e in es if e.get("chance") is not None), None)
             if chance is not None:

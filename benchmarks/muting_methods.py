@@ -18,7 +18,8 @@ run again: the command resumes after an interruption method by method. Then the 
 signal, every method overlaid, 95 % bootstrap whiskers) and a Markdown page (a table per signal,
 methods × checkpoints, the report's date, commit and machine) are written from the stored reports;
 ``--render-only`` only does that. Nothing is computed while rendering: every number is an estimate
-in a report.
+in a report. ``--add-report PATH@WHERE`` draws a report made elsewhere by the same protocol beside
+them (e.g. a GPU run of ``editlab reproduce muting``), marked as such with WHERE as its provenance.
 
 MEND and SERAC use the trained components shipped for the default model (trained on CounterFact
 records clear of the first 1,000, so none of the edited facts was seen in training).
@@ -72,6 +73,14 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", default=None, help="the Markdown page (default: <out>/muting-methods.md)")
     ap.add_argument("--figure", default=None, help="the figure (default: <out>/muting-methods.png)")
     ap.add_argument("--note", default="", help="a sentence for the page on how the runs were made")
+    ap.add_argument(
+        "--add-report",
+        action="append",
+        default=[],
+        metavar="PATH@WHERE",
+        help="also draw a muting report made elsewhere by the same protocol (`editlab reproduce muting`), "
+        "e.g. on a GPU; WHERE (machine, date, commit) is printed beside it (repeatable)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,15 +88,18 @@ def main(argv=None) -> int:
     if not args.render_only:
         run_all(args, runs, out)
     stored = [out / f"{name}.json" for name, _, _, _ in runs if (out / f"{name}.json").exists()]
-    if not stored:
+    added = [added_report(spec) for spec in args.add_report]
+    if not stored and not added:
         raise SystemExit(f"no report in {out} yet: run without --render-only")
     figure = Path(args.figure or out / "muting-methods.png")
     doc = Path(args.doc or out / "muting-methods.md")
     import muting_figure
 
-    muting_figure.main([*map(str, stored), "--out", str(figure)])
+    marks = [f"--suffix={path}= ‡ {doc_['provenance']['machine'].split(',')[0]}" for path, doc_ in added]
+    muting_figure.main([*map(str, stored), *(str(path) for path, _ in added), *marks, "--out", str(figure)])
     missing = [name for name, _, _, _ in runs if not (out / f"{name}.json").exists()]
-    doc.write_text(render([json.loads(p.read_text()) for p in stored], figure, doc, missing, args))
+    docs = [json.loads(p.read_text()) for p in stored] + [doc_ for _, doc_ in added]
+    doc.write_text(render(docs, figure, doc, missing, args))
     print(f"wrote {doc}")
     return 0
 
@@ -147,6 +159,23 @@ def run_all(args, runs, out: Path) -> None:
         print(f"{name}: done in {doc['provenance']['seconds']:.0f} s", flush=True)
 
 
+def added_report(spec: str) -> tuple[Path, dict]:
+    """``PATH@WHERE`` (or ``PATH``): a muting report made elsewhere, its provenance taken from WHERE."""
+    path_s, _, where = spec.partition("@")
+    path = Path(path_s)
+    if not path.is_file():
+        raise SystemExit(f"--add-report: no file {path}")
+    doc = json.loads(path.read_text())
+    if doc.get("protocol") != "muting":
+        raise SystemExit(f"--add-report: {path} is not a muting report (protocol {doc.get('protocol')!r})")
+    doc.setdefault("provenance", {})
+    doc["provenance"].setdefault("machine", where.strip() or "not recorded in the report")
+    doc["provenance"].setdefault("command", f"editlab reproduce muting (report {path})")
+    doc["provenance"].setdefault("seconds", (doc.get("cost") or {}).get("total_s", "–"))
+    doc["provenance"]["added"] = str(path)
+    return path, doc
+
+
 def heldout_text(data: Path) -> Path:
     """WikiText-2 validation where the data folder has it, else WikiText-2 test (the report names which)."""
     valid = data / "corpus" / "wikitext-2-valid.txt"
@@ -164,7 +193,8 @@ def _value(doc: dict, key: str, edits: int) -> str:
 
 def _label(doc: dict) -> str:
     bs = doc["config"].get("batch_size", 1)
-    return f"`{doc['method']}`" + (f" (batches of {bs})" if bs > 1 else "")
+    added = doc.get("provenance", {}).get("added")
+    return f"`{doc['method']}`" + (f" (batches of {bs})" if bs > 1 else "") + (" ‡" if added else "")
 
 
 def render(docs: list[dict], figure: Path, page: Path, missing: list[str], args) -> str:
@@ -193,6 +223,9 @@ def render(docs: list[dict], figure: Path, page: Path, missing: list[str], args)
     lines += [""] + [f"Note: {n}." for n in notes] if notes else []
     if args.note:
         lines += ["", args.note]
+    added = [d["provenance"]["added"] for d in docs if d.get("provenance", {}).get("added")]
+    if added:
+        lines += ["", f"‡ drawn from a report made elsewhere by the same protocol: {', '.join(added)}."]
     if missing:
         lines += ["", f"Not run yet (no stored report): {', '.join(missing)}."]
     rel = os.path.relpath(figure, page.parent)

@@ -7,7 +7,9 @@ statistics, offline, as a Space serves it) is started; one visitor edits a warm-
 server's first edit, so the line has timed one), then N visitors, each in its own chromium
 context, type N different held-out CounterFact facts and press "Edit with rome" together
 (tests/browser/crowd.py). Printed per crowd: each visitor's seconds from Edit to its first verdict
-(taken by the page) and to its full report, its wait in the line, the estimates it was shown
+(taken by the page; beside it, the same moment on the server's clock from the Edit page's
+script start, and the edit's own seconds, as the page prints them) and to its full report, its
+wait in the line, the estimates it was shown
 against the wait that followed, and any error; then the median over ``--runs`` of the last
 visitor's report, its ratio to a lone visitor's, and how many visitors had their report within
 ``--within`` seconds.
@@ -78,6 +80,8 @@ def main() -> int:
                             "visitor": v.name,
                             "report_s": v.report_at,
                             "verdict_s": v.verdict_at,
+                            "verdict_server_s": v.verdict_server,
+                            "edit_server_s": v.edit_server,
                             "queued": v.queued_at is not None,
                             "places": sorted(set(v.places), reverse=True),
                             "turn_s": v.turn_at,
@@ -95,7 +99,14 @@ def main() -> int:
                     print(
                         f"  {r['visitor']}: first verdict after "
                         + (f"{r['verdict_s']:.1f} s" if r["verdict_s"] is not None else "– (not seen)")
-                        + f", report after {r['report_s']:.1f} s; "
+                        + (
+                            f" (the server's own clock: {r['verdict_server_s']:.1f} s from its script's start)"
+                            if r["verdict_server_s"] is not None
+                            else ""
+                        )
+                        + f", report after {r['report_s']:.1f} s"
+                        + (f" (the edit alone {r['edit_server_s']:.1f} s)" if r["edit_server_s"] is not None else "")
+                        + "; "
                         + (
                             f"waited in line {r['turn_s']:.1f} s (places {r['places']}); first estimate's error {est}"
                             if r["queued"]

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 2.0  # every page is read this often; more often, chromium's work competes with the server's
 ETA_RE = re.compile(r"about (\d+) s until your turn")
 PLACE_RE = re.compile(r"In line: (\d+)")
+VERDICT_RE = re.compile(r"First verdict, ([\d.]+) s after Edit")
+EDITED_RE = re.compile(r"Edited with \w+ in ([\d.]+) s")
 
 
 @dataclass
@@ -44,6 +46,8 @@ class Visit:
     turn_at: float | None = None  # the line's message gone: its request holds the model (None: never waited)
     report_at: float | None = None
     verdict_at: float | None = None  # the first verdict on screen (the page's own clock)
+    verdict_server: float | None = None  # the same verdict as the server timed it ("… s after Edit")
+    edit_server: float | None = None  # the edit alone, as the server timed it ("Edited with rome in … s")
     report_title: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -124,12 +128,13 @@ class Server:
 # Installed in every page before the app's own scripts: the first moment a "First verdict" heading
 # is added to the page, on the page's clock (performance.now(), milliseconds).
 VERDICT_OBSERVER = """
-window.__editlab = {verdict: null};
+window.__editlab = {verdict: null, text: null};
 new MutationObserver((records) => {
   if (window.__editlab.verdict !== null) return;
   for (const r of records) for (const n of r.addedNodes) {
     if (n.textContent && n.textContent.includes("First verdict")) {
       window.__editlab.verdict = performance.now();
+      window.__editlab.text = n.textContent;
       return;
     }
   }
@@ -213,8 +218,12 @@ def visit_together(url: str, facts, playwright, timeout_s: float = 900) -> list[
                     done.add(i)
             time.sleep(POLL_S)
         for page, visit, at in zip(pages, visits, clicked):
-            seen = page.evaluate("window.__editlab.verdict")
-            visit.verdict_at = (seen - at) / 1000 if seen is not None else None
+            seen = page.evaluate("window.__editlab")
+            visit.verdict_at = (seen["verdict"] - at) / 1000 if seen["verdict"] is not None else None
+            server = VERDICT_RE.search(seen["text"] or "")
+            visit.verdict_server = float(server.group(1)) if server else None
+            edited = EDITED_RE.search(page.locator('[data-testid="stMain"]').inner_text())
+            visit.edit_server = float(edited.group(1)) if edited else None
         return visits
     finally:
         browser.close()

@@ -44,6 +44,9 @@ def test_three_visitors_pressing_edit_together_each_get_their_own_report_and_see
         assert v.report_title.startswith(f"rome: {v.fact.prompt} → {v.fact.target_new}"), (v.name, v.report_title)
         assert v.verdict_at is not None, f"{v.name} never saw a first verdict before its report"
         assert 0 < v.verdict_at <= v.report_at, (v.name, v.verdict_at, v.report_at)  # the verdict streams in first
+        # The page's own figure (the server's clock, from its script's start) can only be earlier.
+        assert v.verdict_server is not None and v.verdict_server <= v.verdict_at + 0.2, (v.name, v.verdict_server)
+        assert v.edit_server is not None and 0 < v.edit_server < v.report_at, (v.name, v.edit_server)
     waited = sorted((v for v in visits if v.queued_at is not None), key=lambda v: v.places[0])
     assert len(waited) >= len(visits) - 1, [(v.name, v.places) for v in visits]  # one held the model, the rest waited
     for v in waited:

@@ -82,7 +82,11 @@ def main(argv=None) -> int:
         ax.set_xlabel("sequential edits (0 at 0.5)", fontsize=8)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    spare = list(axes.flat)[len(keys) :]
+    if spare:  # the legend in an empty panel, clear of every curve
+        spare[0].legend(*axes.flat[0].get_legend_handles_labels(), fontsize=8, loc="center")
+    else:
+        axes.flat[0].legend(fontsize=8)
     models = sorted({d["model"] for d in docs})
     fig.suptitle(f"editlab reproduce muting — {', '.join(models)} (whiskers: 95 % bootstrap)", fontsize=11)
     fig.tight_layout()
